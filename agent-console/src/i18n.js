@@ -1,0 +1,96 @@
+// Simplified Chinese first; English on request. Keys are the Chinese texts themselves, so a
+// missing translation falls back to Chinese rather than to a key.
+
+/** @type {Record<string, string>} */
+const EN = {
+  '帮办 · 坐席端': 'Bangban · Console',
+  '社区事务受理服务中心': 'Community Affairs Acceptance Center',
+  '登录': 'Sign in', '用户名': 'Username', '密码': 'Password', '退出': 'Sign out', '正在登录…': 'Signing in…',
+  '用户名或密码错误': 'Wrong username or password',
+  '静邻帮办 · 远程虚拟窗口': 'Jinglin Bangban · Remote virtual window',
+  '受理员': 'Operator', '值班主管': 'Supervisor', '系统管理员': 'Administrator', '服务点工作人员': 'Point staff',
+  '受理台': 'Desk', '监控': 'Monitor', '服务点': 'Points', '终端': 'Terminals', '账户': 'Accounts', '条线与事项': 'Lines & items', '审计日志': 'Audit log',
+  '已连接': 'Connected', '正在连接…': 'Connecting…', '连接中断，正在重连…': 'Connection lost, reconnecting…', '已断开': 'Disconnected',
+  '空闲': 'Available', '暂离': 'Away', '离线': 'Offline', '振铃中': 'Ringing', '通话中': 'In call', '整理中': 'Wrap-up',
+  '开始接件': 'Go available', '暂停接件': 'Go away',
+  '我的状态': 'My status', '排队情况': 'Queue', '今日办件': "Today's sessions",
+  '等待': 'Waiting', '优先': 'Priority', '最长等待': 'Longest wait', '暂无排队': 'Nobody waiting',
+  '等待来电': 'Waiting for calls', '点击“开始接件”后，新来电会响铃提示。': 'Press “Go available”; new calls will ring.',
+  '您已暂离，不会分配来电。': 'You are away; no calls will be offered.',
+  '来电': 'Incoming call', '接听': 'Accept', '拒绝': 'Decline', '转来': 'Transferred from',
+  '秒后转给其他受理员': 's until it goes to another operator',
+  '居民': 'Resident', '身份证号': 'ID number', '事项': 'Item', '条线': 'Line', '号码': 'Number', '已等待': 'Waited',
+  '优先级': 'Priority', '普通': 'Normal', '老年人': 'Elderly', '残疾人': 'Disabled', '孕妇': 'Pregnant',
+  '静音': 'Mute', '取消静音': 'Unmute', '关闭摄像头': 'Camera off', '开启摄像头': 'Camera on', '摄像头': 'Camera',
+  '共享屏幕': 'Share screen', '停止共享': 'Stop sharing', '保持': 'Hold', '恢复通话': 'Resume', '转办': 'Transfer', '结束通话': 'End call',
+  '通话已保持，双方音视频已暂停': 'On hold: audio and video paused on both sides',
+  '居民端网络中断，等待重连': 'Resident’s link dropped, waiting to reconnect', '正在恢复连接…': 'Restoring connection…',
+  '正在建立视频连接…': 'Connecting video…', '正在共享屏幕（居民副屏显示）': 'Sharing screen (resident’s second screen)',
+  '本人画面': 'Me', '未获得摄像头或麦克风权限': 'No camera or microphone permission',
+  '办件信息': 'Ticket', '所需材料': 'Required materials', '必需': 'required', '可选': 'optional',
+  '现场扫描上传': 'Scan at point', '原件事后寄送': 'Courier original later', '现场打印签字': 'Print & sign at point',
+  '已收材料': 'Materials received', '暂无材料': 'No materials yet', '通过': 'Accept', '退回': 'Reject', '查看': 'Open',
+  '已上传': 'Uploaded', '已查看': 'Viewed', '已通过': 'Accepted', '已退回': 'Rejected',
+  '退回原因': 'Reason for rejection', '远程打印': 'Remote printing', '选择 PDF 表单并发送到服务点打印': 'Choose a PDF form to print at the point',
+  '份数': 'Copies', '发送打印': 'Send to printer', '取消打印': 'Cancel',
+  '待领取': 'Pending', '已领取': 'Claimed', '排队中': 'Queued', '打印中': 'Printing', '已完成': 'Completed', '失败': 'Failed', '已取消': 'Cancelled', '已过期': 'Expired',
+  '转办给': 'Transfer to', '条线队列': 'Line queue', '指定受理员': 'Operator', '转办说明': 'Note', '确定转办': 'Transfer',
+  '办理结果': 'Outcome', '备注': 'Notes', '提交办理结果': 'Submit outcome', '通话已结束': 'Call ended',
+  '办结': 'Completed', '已受理待审批': 'Accepted, pending approval', '需补材料': 'Materials needed', '转线下办理': 'Referred offline', '不予受理': 'Rejected',
+  '时间': 'Time', '时长': 'Duration', '评价': 'Rating', '结果': 'Outcome', '今日暂无办件': 'No sessions today',
+  '非常满意': 'Very satisfied', '满意': 'Satisfied', '基本满意': 'Fair', '不满意': 'Dissatisfied', '非常不满意': 'Very dissatisfied',
+  '今日服务概况': "Today's service", '60秒内首次响应': 'First response ≤ 60 s', '平均等待': 'Average wait', '90%等待不超过': '90th percentile wait',
+  '解决率': 'Resolution rate', '取号': 'Tickets', '已服务': 'Served', '差评': 'Negative ratings', '目标': 'target',
+  '评价分布': 'Ratings', '近7日': 'Last 7 days', '日期': 'Date', '各条线排队': 'Queues by line', '受理员状态': 'Operators',
+  '待整改差评': 'Open rectifications', '回访': 'Call back', '回访结果': 'Call-back result', '整改措施': 'Measures taken', '到期': 'Due', '已超期': 'Overdue',
+  '暂无待整改事项': 'Nothing to rectify', '终端状态': 'Terminals', '最近在线': 'Last seen', '从未在线': 'never',
+  '待激活': 'Pending', '在用': 'Active', '已注销': 'Revoked', '状态': 'Status', '名称': 'Name', '编码': 'Code',
+  '新增服务点': 'Add point', '修改': 'Edit', '关闭': 'Close', '重新开放': 'Reopen', '历史': 'History', '关闭原因': 'Reason for closing',
+  '开放': 'Open', '已关闭': 'Closed', '街道': 'Street', '居委会': 'Committee', '类型': 'Kind', '地址': 'Address',
+  '经度': 'Longitude', '纬度': 'Latitude', '开放时间': 'Opening hours', '巡检负责人': 'Inspector', '联系电话': 'Phone',
+  '园区': 'Park', '楼宇': 'Office building', '党群服务中心': 'Party service center', '保存': 'Save', '取消': 'Cancel', '确定': 'OK',
+  '登记终端': 'Register terminal', '所属服务点': 'Point', '激活码': 'Enrollment code', '新激活码': 'New code', '注销': 'Revoke', '注销原因': 'Reason',
+  '激活码只显示这一次，请抄送给服务点。': 'The code is shown only once; pass it to the point.', '有效期至': 'Valid until',
+  '新增账户': 'Add account', '显示名': 'Display name', '角色': 'Role', '技能（可受理条线）': 'Skills (lines served)', '启用': 'Active', '停用': 'Disabled', '设置技能': 'Skills', '重置密码': 'Reset password', '新密码': 'New password',
+  '新增条线': 'Add line', '新增事项': 'Add item', '可远程办理': 'Remote', '材料清单': 'Materials list', '流转方式': 'Transfer', '说明': 'Note', '添加材料': 'Add material', '排序': 'Order',
+  '校验审计链': 'Verify chain', '审计链完整': 'Audit chain intact', '审计链已损坏': 'Audit chain BROKEN', '操作': 'Action', '操作人': 'Actor', '对象': 'Target', '来源': 'Source', '更早': 'Older', '最新': 'Newest',
+  '已检查': 'checked', '条': 'entries', '加载失败': 'Failed to load', '已保存': 'Saved', '刷新': 'Refresh',
+  '居委会工作人员请使用服务点终端。': 'Point staff use the terminal at the point.',
+  '操作失败': 'Failed', '通话已转办': 'Call transferred', '来电已取消': 'Call withdrawn', '居民已离开': 'Resident left', '已被其他受理员接听': 'Taken by another operator',
+  '未选择文件': 'No file chosen', '选择文件': 'Choose file', '已转办': 'Transferred', '通话和整理期间不能切换语言': 'Cannot switch language during a call or wrap-up',
+  '登录已过期，请重新登录': 'Session expired, please sign in again', '该账号已在其他地方登录，本页已断开': 'Signed in elsewhere; this page is disconnected', '账号已停用': 'Account disabled',
+  '受理员结束通话': 'Operator ended the call', '连接中断': 'Connection lost', '主管结束通话': 'Ended by supervisor', '服务器重启': 'Server restart',
+  '响铃超时，已设为暂离': 'Ring timed out; you are now away', '当前': 'Now', '人': '', '分钟': 'min',
+};
+
+let current = (typeof localStorage !== 'undefined' && localStorage.getItem('bangban.lang')) === 'en' ? 'en' : 'zh';
+
+export const lang = () => current;
+/** @param {'zh'|'en'} l */
+export function setLang(l) {
+  current = l;
+  localStorage.setItem('bangban.lang', l);
+  document.documentElement.lang = l === 'en' ? 'en' : 'zh-CN';
+}
+
+/** @param {string} zh @param {Record<string, string | number>} [params] */
+export function t(zh, params) {
+  let s = current === 'en' ? (EN[zh] ?? zh) : zh;
+  if (params) for (const [k, v] of Object.entries(params)) s = s.replaceAll(`{${k}}`, String(v));
+  return s;
+}
+
+export const ROLE = { admin: '系统管理员', supervisor: '值班主管', operator: '受理员', staff: '服务点工作人员', terminal: '终端' };
+export const OP_STATE = { offline: '离线', available: '空闲', ringing: '振铃中', in_call: '通话中', wrap_up: '整理中', away: '暂离' };
+export const PRIORITY = { normal: '普通', elderly: '老年人', disabled: '残疾人', pregnant: '孕妇' };
+export const OUTCOME = {
+  completed: '办结', accepted_pending_approval: '已受理待审批', needs_materials: '需补材料', referred_offline: '转线下办理', rejected: '不予受理',
+};
+export const RATING = { very_satisfied: '非常满意', satisfied: '满意', basic: '基本满意', dissatisfied: '不满意', very_dissatisfied: '非常不满意' };
+export const TRANSFER = { scan: '现场扫描上传', courier: '原件事后寄送', print_sign: '现场打印签字' };
+export const MATERIAL_STATUS = { uploaded: '已上传', viewed: '已查看', accepted: '已通过', rejected: '已退回' };
+export const PRINT_STATE = {
+  pending: '待领取', claimed: '已领取', queued: '排队中', printing: '打印中', completed: '已完成', failed: '失败', cancelled: '已取消', expired: '已过期',
+};
+export const POINT_KIND = { committee: '居委会', park: '园区', building: '楼宇', party_center: '党群服务中心' };
+export const TERMINAL_STATUS = { pending: '待激活', active: '在用', revoked: '已注销' };

@@ -1,0 +1,186 @@
+// One call's RTCPeerConnection with perfect negotiation (docs/protocol.md §5.4). The operator is
+// the impolite peer and makes the first offer; candidates trickle; the screen share is a
+// separate video track whose stream id (as sent) starts with `screen-`, which is how the
+// terminal tells it from the camera and shows it on its second screen.
+
+export class Call extends EventTarget {
+  /**
+   * @param {{ sessionId: string, iceServers: RTCIceServer[], polite: boolean, send: (signal: any) => boolean }} o
+   */
+  constructor(o) {
+    super();
+    this.sessionId = o.sessionId;
+    this.polite = o.polite;
+    this.sendSignal = o.send;
+    this.pc = new RTCPeerConnection({ iceServers: o.iceServers || [] });
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.iceRestart = false;
+    /** @type {RTCIceCandidateInit[]} */ this.pending = [];
+    /** @type {MediaStream | null} */ this.local = null;
+    /** @type {MediaStream | null} */ this.screen = null;
+    /** @type {RTCRtpSender | null} */ this.screenSender = null;
+    this.remote = new MediaStream();
+    this.held = false;
+    this.micOn = true;
+    this.camOn = true;
+
+    this.pc.onnegotiationneeded = () => this.offer();
+    this.pc.onicecandidate = ({ candidate }) => {
+      const c = candidate
+        ? { kind: 'candidate', candidate: candidate.candidate, sdp_mid: candidate.sdpMid ?? undefined, sdp_m_line_index: candidate.sdpMLineIndex ?? undefined }
+        : { kind: 'candidate', candidate: '' };
+      if (c.sdp_mid === undefined) delete c.sdp_mid;
+      if (c.sdp_m_line_index === undefined) delete c.sdp_m_line_index;
+      this.sendSignal(c);
+    };
+    this.pc.ontrack = ({ track }) => {
+      if (!this.remote.getTracks().includes(track)) this.remote.addTrack(track);
+      track.onended = () => this.remote.removeTrack(track);
+      this.emit('remote');
+    };
+    this.pc.onconnectionstatechange = () => this.emit('state');
+    this.pc.oniceconnectionstatechange = () => this.emit('state');
+  }
+
+  /** @param {string} name */
+  emit(name) { this.dispatchEvent(new Event(name)); }
+
+  /** Adds the operator's microphone and camera (or receive-only transceivers without them). @param {MediaStream | null} stream */
+  start(stream) {
+    this.local = stream;
+    const audio = stream?.getAudioTracks()[0];
+    const video = stream?.getVideoTracks()[0];
+    if (audio && stream) this.pc.addTrack(audio, stream);
+    else this.pc.addTransceiver('audio', { direction: 'sendrecv' });
+    if (video && stream) this.pc.addTrack(video, stream);
+    else this.pc.addTransceiver('video', { direction: 'sendrecv' });
+  }
+
+  /** Rewrites the screen stream's id in SDP we send so that it reads `screen-…`. @param {string} sdp */
+  outgoing(sdp) {
+    if (!this.screen) return sdp;
+    return sdp.split(this.screen.id).join(`screen-${this.screen.id}`);
+  }
+
+  async offer() {
+    try {
+      this.makingOffer = true;
+      await this.pc.setLocalDescription();
+      const desc = this.pc.localDescription;
+      if (!desc || desc.type !== 'offer') return;
+      this.sendSignal({ kind: 'offer', sdp: this.outgoing(desc.sdp), ice_restart: this.iceRestart });
+      this.iceRestart = false;
+    } catch (e) {
+      console.warn('offer failed', e);
+    } finally {
+      this.makingOffer = false;
+    }
+  }
+
+  /** @param {any} signal from the other party */
+  async handle(signal) {
+    try {
+      if (signal.kind === 'offer' || signal.kind === 'answer') {
+        const description = { type: signal.kind, sdp: signal.sdp };
+        const collision = signal.kind === 'offer' && (this.makingOffer || this.pc.signalingState !== 'stable');
+        this.ignoreOffer = !this.polite && collision;
+        if (this.ignoreOffer) return;
+        await this.pc.setRemoteDescription(description);
+        for (const c of this.pending.splice(0)) await this.pc.addIceCandidate(c).catch(() => {});
+        if (signal.kind === 'offer') {
+          await this.pc.setLocalDescription();
+          const desc = this.pc.localDescription;
+          if (desc) this.sendSignal({ kind: 'answer', sdp: this.outgoing(desc.sdp) });
+        }
+      } else if (signal.kind === 'candidate') {
+        /** @type {RTCIceCandidateInit} */
+        const c = { candidate: signal.candidate, sdpMid: signal.sdp_mid ?? null, sdpMLineIndex: signal.sdp_m_line_index ?? null };
+        if (c.sdpMid == null && c.sdpMLineIndex == null) c.sdpMLineIndex = 0;
+        if (!this.pc.remoteDescription) this.pending.push(c);
+        else await this.pc.addIceCandidate(c).catch((e) => { if (!this.ignoreOffer) console.warn('candidate', e); });
+      }
+    } catch (e) {
+      console.warn('signal failed', e);
+    }
+  }
+
+  /** After `peer_reconnected` (or our own resume): restart ICE with a fresh offer. */
+  restartIce() {
+    this.iceRestart = true;
+    this.pc.restartIce();
+  }
+
+  /** @param {boolean} on */
+  setMic(on) {
+    this.micOn = on;
+    this.applyEnabled();
+  }
+  /** @param {boolean} on */
+  setCam(on) {
+    this.camOn = on;
+    this.applyEnabled();
+  }
+  /** While held both sides mute their outgoing tracks. @param {boolean} held */
+  setHeld(held) {
+    this.held = held;
+    this.applyEnabled();
+    for (const t of this.remote.getTracks()) t.enabled = !held;
+  }
+  applyEnabled() {
+    for (const t of this.local?.getAudioTracks() || []) t.enabled = this.micOn && !this.held;
+    for (const t of this.local?.getVideoTracks() || []) t.enabled = this.camOn && !this.held;
+    for (const t of this.screen?.getTracks() || []) t.enabled = !this.held;
+  }
+
+  /** Switches the camera without renegotiating. @param {string} deviceId */
+  async switchCamera(deviceId) {
+    const s = await navigator.mediaDevices.getUserMedia({ video: { deviceId: { exact: deviceId } } });
+    const track = s.getVideoTracks()[0];
+    const sender = this.pc.getSenders().find((x) => x.track?.kind === 'video' && x !== this.screenSender);
+    await sender?.replaceTrack(track);
+    if (this.local) {
+      for (const old of this.local.getVideoTracks()) { this.local.removeTrack(old); old.stop(); }
+      this.local.addTrack(track);
+    }
+    this.applyEnabled();
+  }
+
+  /** Shares a screen or window as a second video track (document detail). */
+  async shareScreen() {
+    const s = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 10, max: 15 } }, audio: false });
+    const track = s.getVideoTracks()[0];
+    track.contentHint = 'detail';
+    this.screen = s;
+    this.screenSender = this.pc.addTrack(track, s);
+    track.onended = () => this.stopScreen();
+    this.applyEnabled();
+    this.emit('screen');
+  }
+
+  stopScreen() {
+    if (!this.screen) return;
+    for (const t of this.screen.getTracks()) t.stop();
+    if (this.screenSender && this.pc.signalingState !== 'closed') {
+      try { this.pc.removeTrack(this.screenSender); } catch { /* closed */ }
+    }
+    this.screenSender = null;
+    this.screen = null;
+    this.emit('screen');
+  }
+
+  close() {
+    for (const t of this.screen?.getTracks() || []) t.stop();
+    for (const t of this.local?.getTracks() || []) t.stop();
+    this.screen = null;
+    this.pc.close();
+  }
+
+  /** Decoded inbound video frames so far (for the connection indicator and tests). */
+  async framesDecoded() {
+    let n = 0;
+    const stats = await this.pc.getStats();
+    stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded || 0; });
+    return n;
+  }
+}

@@ -1,0 +1,135 @@
+// 监控: service figures, every line's queue, operators' states, rectifications, terminals.
+import { dialog, field, h, mount, toast } from '../dom.js';
+import * as fmt from '../fmt.js';
+import { OP_STATE, RATING, TERMINAL_STATUS, t } from '../i18n.js';
+
+/** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main @param {boolean} staffOnly */
+export function supervisorView(ctx, main, staffOnly) {
+  const { api, socket } = ctx;
+  const tiles = h('section.tiles#tiles');
+  const ratings = h('section.card#ratings');
+  const daily = h('section.card#daily');
+  const lines = h('section.card#lines');
+  const ops = h('section.card#operators');
+  const rects = h('section.card#rectifications');
+  const terms = h('section.card#terminals');
+  let boardAt = Date.now();
+
+  if (staffOnly) {
+    mount(main, h('div.sup-grid.staff', null, h('p.notice', null, t('居委会工作人员请使用服务点终端。')), lines));
+  } else {
+    mount(main, h('div.sup-page', null,
+      h('div.page-head', null, h('h1', null, t('今日服务概况')), h('span.muted', null, fmt.dateWeekday(Date.now())),
+        h('button.btn.small.ghost', { type: 'button', onclick: () => load() }, t('刷新'))),
+      tiles,
+      h('div.sup-grid', null, lines, ops, ratings, daily, rects, terms)));
+  }
+
+  function renderBoard() {
+    const b = ctx.board;
+    const elapsed = (Date.now() - boardAt) / 1000;
+    mount(lines, h('h2.card-title', null, t('各条线排队')),
+      b ? h('table.table#board-lines', null,
+        h('thead', null, h('tr', null, h('th', null, t('条线')), h('th.num', null, t('等待')), h('th.num', null, t('优先')), h('th.num', null, t('最长等待')))),
+        h('tbody', null, b.lines.map((/** @type {any} */ l) => h('tr', { class: l.longest_wait_secs + elapsed > 60 && l.waiting ? 'warn' : undefined },
+          h('td', null, l.line_name), h('td.num', null, String(l.waiting)), h('td.num', null, l.priority_waiting ? h('span.prio', null, String(l.priority_waiting)) : '0'),
+          h('td.num', null, l.waiting ? fmt.duration(l.longest_wait_secs + elapsed) : '—')))))
+        : h('p.muted', null, '…'));
+    if (staffOnly) return;
+    const order = ['in_call', 'ringing', 'wrap_up', 'available', 'away', 'offline'];
+    const list = [...(b?.operators || [])].sort((x, y) => order.indexOf(x.state) - order.indexOf(y.state));
+    mount(ops, h('h2.card-title', null, t('受理员状态')),
+      list.length ? h('ul.op-list#board-operators', null, list.map((o) => h('li', null, h('span', null, o.name),
+        h(`span.state-badge.st-${o.state}`, null, t(OP_STATE[/** @type {keyof typeof OP_STATE} */ (o.state)] || o.state))))) : h('p.muted', null, '—'));
+  }
+
+  /** @param {string} label @param {string} value @param {string} [sub] @param {'ok'|'bad'|''} [tone] */
+  const tile = (label, value, sub, tone = '') => h(`div.tile${tone ? '.' + tone : ''}`, null, h('div.tile-label', null, label), h('div.tile-value', null, value), sub ? h('div.tile-sub', null, sub) : null);
+
+  async function load() {
+    try {
+      const [s, days] = await Promise.all([api.get('/api/v1/stats/summary'), api.get('/api/v1/stats/daily?days=7')]);
+      const fr = s.first_response_within_60s_pct, rr = s.resolution_rate_pct;
+      mount(tiles,
+        tile(t('60秒内首次响应'), fmt.pct(fr), `${t('目标')} 100%`, fr == null ? '' : fr >= 90 ? 'ok' : 'bad'),
+        tile(t('平均等待'), fmt.duration(s.avg_wait_secs)),
+        tile(t('90%等待不超过'), fmt.duration(s.p90_wait_secs)),
+        tile(t('解决率'), fmt.pct(rr), `${t('目标')} ≥ 90%`, rr == null ? '' : rr >= 90 ? 'ok' : 'bad'),
+        tile(t('取号'), String(s.tickets), `${t('已服务')} ${s.served_sessions}`),
+        tile(t('差评'), String(s.negative_ratings), `${t('待整改差评')} ${s.open_rectifications}`, s.overdue_rectifications ? 'bad' : ''));
+      const total = Object.values(s.ratings).reduce((a, b) => a + Number(b), 0);
+      mount(ratings, h('h2.card-title', null, t('评价分布'), h('span.count-badge', null, String(total))),
+        h('ul.bars', null, Object.entries(RATING).map(([k, zh]) => {
+          const n = s.ratings[k] || 0;
+          const bar = h(`span.bar-fill.rt-${k}`);
+          bar.style.width = total ? `${(n / total) * 100}%` : '0';
+          return h('li', null, h('span.bar-label', null, t(zh)), h('span.bar', null, bar), h('span.bar-num', null, String(n)));
+        })));
+      mount(daily, h('h2.card-title', null, t('近7日')),
+        h('table.table.compact', null,
+          h('thead', null, h('tr', null, [t('日期'), t('取号'), t('已服务'), t('60秒内首次响应'), t('平均等待'), t('解决率')].map((c) => h('th', null, c)))),
+          h('tbody', null, days.slice().reverse().map((/** @type {any} */ d) => h('tr', null,
+            h('td', null, d.day.slice(5).replace('-', '/')), h('td.num', null, String(d.tickets)), h('td.num', null, String(d.served_sessions)),
+            h('td.num', null, fmt.pct(d.first_response_within_60s_pct)), h('td.num', null, fmt.duration(d.avg_wait_secs)), h('td.num', null, fmt.pct(d.resolution_rate_pct)))))));
+    } catch (e) {
+      mount(tiles, h('p.form-error', null, `${t('加载失败')}：${/** @type {Error} */ (e).message}`));
+    }
+    loadRects();
+    loadTerminals();
+  }
+
+  async function loadRects() {
+    try {
+      const list = await api.get('/api/v1/rectifications?status=open');
+      mount(rects, h('h2.card-title', null, t('待整改差评'), h('span.count-badge', null, String(list.length))),
+        list.length ? h('ul.rect-list', null, list.map((/** @type {any} */ r) => h('li', { class: r.overdue ? 'overdue' : undefined },
+          h('div', null, h('strong', null, `${r.ticket_number} · ${r.level_zh}`), h('div.muted', null, `${r.item_name} · ${r.point_name} · ${r.operator_name}`),
+            r.comment ? h('div.quote', null, `“${r.comment}”`) : null,
+            h('div.muted', null, `${t('到期')} ${fmt.dateTime(r.due_at)}`, r.overdue ? h('span.tag.bad', null, t('已超期')) : null)),
+          h('button.btn.small.primary', { type: 'button', onclick: () => callback(r) }, t('回访'))))) : h('p.muted', null, t('暂无待整改事项')));
+    } catch (e) {
+      mount(rects, h('h2.card-title', null, t('待整改差评')), h('p.form-error', null, /** @type {Error} */ (e).message));
+    }
+  }
+
+  /** @param {any} r */
+  async function callback(r) {
+    const done = await dialog(`${t('回访')} · ${r.ticket_number}`, () => [
+      field(t('回访结果'), h('textarea', { name: 'callback_result', required: true, maxlength: 500, rows: 3 })),
+      field(t('整改措施'), h('textarea', { name: 'rectification', maxlength: 1000, rows: 3 })),
+    ], {
+      submit: t('保存'), cancel: t('取消'),
+      onSubmit: (d) => api.post(`/api/v1/rectifications/${r.id}/callback`, {
+        callback_result: String(d.get('callback_result')),
+        rectification: String(d.get('rectification') || '') || undefined,
+      }),
+    });
+    if (done) { toast(t('已保存'), 'ok'); load(); }
+  }
+
+  async function loadTerminals() {
+    try {
+      const list = await api.get('/api/v1/terminals');
+      const stale = Date.now() - 5 * 60e3;
+      mount(terms, h('h2.card-title', null, t('终端状态')),
+        h('table.table.compact#terminal-health', null,
+          h('thead', null, h('tr', null, [t('名称'), t('所属服务点'), t('状态'), t('最近在线')].map((c) => h('th', null, c)))),
+          h('tbody', null, list.map((/** @type {any} */ x) => h('tr', { class: x.status === 'active' && (!x.last_seen_at || x.last_seen_at < stale) ? 'warn' : undefined },
+            h('td', null, x.name), h('td', null, x.point_name), h('td', null, t(TERMINAL_STATUS[/** @type {keyof typeof TERMINAL_STATUS} */ (x.status)] || x.status)),
+            h('td', null, x.last_seen_at ? fmt.dateTime(x.last_seen_at) : t('从未在线')))))));
+    } catch (e) {
+      mount(terms, h('h2.card-title', null, t('终端状态')), h('p.form-error', null, /** @type {Error} */ (e).message));
+    }
+  }
+
+  /** @param {Event} e */
+  const onMessage = (e) => {
+    if (/** @type {CustomEvent} */ (e).detail.type === 'board') { boardAt = Date.now(); renderBoard(); }
+  };
+  socket.addEventListener('message', onMessage);
+  const tick = window.setInterval(renderBoard, 1000);
+  const refresh = window.setInterval(() => { if (!staffOnly) load(); }, 30_000);
+  renderBoard();
+  if (!staffOnly) load();
+  return () => { socket.removeEventListener('message', onMessage); clearInterval(tick); clearInterval(refresh); };
+}

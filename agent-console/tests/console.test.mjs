@@ -1,0 +1,279 @@
+// End-to-end: the real signaling-server (built by cargo, started here on a free port with a
+// temporary data directory and --demo) serving dist/, driven by Chromium through playwright-core.
+// Every page is screenshotted into test-results/screenshots/.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { terminal } from './terminal.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const consoleDir = resolve(here, '..');
+const repo = resolve(consoleDir, '..');
+const shots = join(consoleDir, 'test-results', 'screenshots');
+const PASSWORD = 'bangban-demo';
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+
+/** @type {import('node:child_process').ChildProcess} */ let server;
+/** @type {import('playwright-core').Browser} */ let browser;
+let base = '';
+let dataDir = '';
+let serverLog = '';
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = /** @type {any} */ (s.address()); s.close(() => ok(port)); });
+    s.on('error', fail);
+  });
+}
+
+async function waitReady(url, ms = 60_000) {
+  const until = Date.now() + ms;
+  // Polls the readiness probe; the server answers as soon as the database is migrated.
+  for (;;) {
+    if (server.exitCode != null) throw new Error(`server exited:\n${serverLog}`);
+    try { if ((await fetch(url)).ok) return; } catch { /* not listening yet */ }
+    if (Date.now() > until) throw new Error(`server not ready:\n${serverLog}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** @param {string} path @param {any} [body] @param {string} [token] */
+async function rest(path, body, token) {
+  const res = await fetch(base + path, {
+    method: body ? 'POST' : 'GET',
+    headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** @param {import('playwright-core').Page} page @param {string} name */
+const shot = (page, name) => page.screenshot({ path: join(shots, `${name}.png`) });
+
+/** @param {{ width: number, height: number }} [viewport] */
+async function newPage(viewport = { width: 1366, height: 768 }) {
+  const ctx = await browser.newContext({ viewport, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
+  await ctx.grantPermissions(['camera', 'microphone'], { origin: base });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => console.error('pageerror:', e.message));
+  return page;
+}
+
+/** @param {import('playwright-core').Page} page @param {string} user */
+async function login(page, user) {
+  await page.goto(`${base}/`);
+  await page.fill('input[name=username]', user);
+  await page.fill('input[name=password]', PASSWORD);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#logout');
+}
+
+before(async () => {
+  mkdirSync(shots, { recursive: true });
+  // Always (re)build: a stale binary would test old server code. A no-op when up to date.
+  const r = spawnSync('cargo', ['build', '-p', 'signaling-server'], { cwd: repo, stdio: 'inherit' });
+  assert.equal(r.status, 0, 'cargo build failed');
+  const bin = join(process.env.CARGO_TARGET_DIR ?? join(repo, 'target'), 'debug', 'signaling-server');
+  assert.ok(existsSync(bin), `no server binary at ${bin}`);
+  dataDir = mkdtempSync(join(tmpdir(), 'bangban-console-'));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(bin, ['--demo', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
+    cwd: dataDir,
+    env: { ...process.env, BANGBAN_CONSOLE_DIR: join(consoleDir, 'dist'), BANGBAN_LOG_FORMAT: 'json', RUST_LOG: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  server.stdout?.on('data', (d) => { serverLog += d; });
+  server.stderr?.on('data', (d) => { serverLog += d; });
+  await waitReady(`${base}/readyz`);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--disable-features=WebRtcHideLocalIpsWithMdns', '--auto-accept-this-tab-capture', '--autoplay-policy=no-user-gesture-required',
+    ],
+    // playwright-core launches with a fresh temporary profile (its own --user-data-dir).
+    ignoreDefaultArgs: ['--headless'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGTERM');
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('serving', () => {
+  test('console is served with a strict CSP; unknown /api paths keep the JSON 404', async () => {
+    const index = await fetch(`${base}/operator`);
+    assert.equal(index.status, 200);
+    const csp = index.headers.get('content-security-policy') || '';
+    assert.match(csp, /default-src 'self'/);
+    assert.doesNotMatch(csp, /https?:|\*/);
+    assert.equal(index.headers.get('cache-control'), 'no-cache');
+    const html = await index.text();
+    const js = /src="(\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+    assert.ok(js, 'index references the bundle');
+    const asset = await fetch(base + js);
+    assert.equal(asset.status, 200);
+    assert.match(asset.headers.get('cache-control') || '', /immutable/);
+    const api404 = await fetch(`${base}/api/v1/nope`);
+    assert.equal(api404.status, 404);
+    assert.equal((await api404.json()).error.code, 'not_found');
+    assert.equal((await fetch(`${base}/assets/missing.js`)).status, 404);
+  });
+});
+
+describe('operator call', () => {
+  test('rings, accepts, sees video, shares the screen, ends, wraps up; terminal rates; history shows it', async () => {
+    const page = await newPage();
+    await page.goto(`${base}/`);
+    await page.waitForSelector('form.login-card');
+    await shot(page, '01-login');
+    await login(page, 'operator1');
+    await page.waitForSelector('#op-state[data-state=away]');
+    await shot(page, '02-operator-away');
+    await page.click('#availability');
+    await page.waitForSelector('#op-state[data-state=available]');
+
+    // The scripted terminal: enroll a demo code, get a device token, take a ticket.
+    const codes = readFileSync(join(dataDir, 'demo-enrollment.txt'), 'utf8').trim().split('\n').map((l) => l.split(' '));
+    const enrolled = await rest('/api/v1/terminals/enroll', { code: codes[0][1] });
+    const device = await rest('/api/v1/terminals/token', { credential: enrolled.credential });
+    const op = await rest('/api/v1/auth/login', { username: 'operator1', password: PASSWORD });
+    const items = await rest('/api/v1/items', undefined, device.access_token);
+    const item = items.find((/** @type {any} */ i) => i.remote_allowed && i.active && op.user.skills.includes(i.line_id));
+    assert.ok(item, 'an item operator1 serves');
+    const termPage = await newPage({ width: 800, height: 600 });
+    await termPage.goto(`${base}/healthz`);
+    await termPage.evaluate(terminal, { token: device.access_token, itemId: item.id });
+
+    await page.waitForSelector('#ringing #accept');
+    await shot(page, '03-operator-ringing');
+    await page.click('#accept');
+    await page.waitForSelector('#call-stage');
+    await page.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 0, null, { timeout: 30_000 });
+    await page.waitForSelector('#call-banner:not(.show)', { state: 'attached' });
+    await shot(page, '04-operator-in-call');
+
+    await page.click('#share');
+    await termPage.waitForFunction(() => /** @type {any} */ (window).term.videoTracks.length >= 2, null, { timeout: 20_000 });
+    const streamIds = await termPage.evaluate(() => /** @type {any} */ (window).term.streamIds);
+    assert.ok(streamIds.some((/** @type {string} */ s) => s.startsWith('screen-')), `screen stream id marked: ${streamIds}`);
+    await page.waitForSelector('#share[aria-pressed=true]');
+    await page.waitForSelector('#end-call', { state: 'visible' });
+    const box = await page.locator('#end-call').boundingBox();
+    assert.ok(box && box.y + box.height <= 768, 'call controls fit in 1366×768');
+    await shot(page, '05-operator-sharing');
+
+    await page.click('#hold');
+    await page.waitForSelector('#hold[aria-pressed=true]');
+    await page.click('#hold');
+    await page.waitForSelector('#hold[aria-pressed=false]');
+
+    await page.click('#end-call');
+    await page.waitForSelector('#wrap-up');
+    await page.check('input[name=outcome][value=completed]');
+    await page.fill('#wrap-notes', '材料齐全，当场办结。');
+    await shot(page, '06-operator-wrap-up');
+    await page.click('#wrap-submit');
+    await page.waitForSelector('#op-state[data-state=available]');
+    await termPage.waitForFunction(() => /** @type {any} */ (window).term.rated === true);
+    const ticket = await termPage.evaluate(() => /** @type {any} */ (window).term.ticket.number);
+    await page.waitForSelector(`#history li:has-text("${ticket}")`);
+    assert.match(await page.textContent('#history li:first-child') || '', /办结/);
+    await shot(page, '07-operator-history');
+
+    // English toggle.
+    await page.click('button.lang');
+    await page.waitForSelector('#availability:has-text("Go away")');
+    await shot(page, '08-operator-english');
+    await page.click('button.lang');
+    await page.context().close();
+    await termPage.context().close();
+  });
+});
+
+describe('supervisor', () => {
+  test('sees the tiles, the board, rectifications and terminals', async () => {
+    for (const [w, hgt] of [[1366, 768], [1920, 1080]]) {
+      const page = await newPage({ width: w, height: hgt });
+      await login(page, 'supervisor');
+      await page.waitForSelector('#tiles .tile >> nth=5');
+      await page.waitForSelector('#board-lines tbody tr');
+      await page.waitForSelector('#board-operators li');
+      await page.waitForSelector('#terminal-health tbody tr');
+      await page.waitForSelector('#rectifications .card-title');
+      await page.waitForSelector('#ratings .bars li');
+      const served = await page.textContent('#tiles .tile:nth-child(5) .tile-sub');
+      assert.match(served || '', /已服务 [1-9]/);
+      await shot(page, `09-supervisor-${w}`);
+      await page.context().close();
+    }
+  });
+});
+
+describe('admin', () => {
+  test('adds, changes and closes a point; registers a terminal and sees its code', async () => {
+    const page = await newPage();
+    await login(page, 'admin');
+    await page.waitForSelector('#points tbody tr');
+    await shot(page, '10-admin-points');
+    await page.click('#add-point');
+    const dlg = page.locator('dialog[open]');
+    await dlg.locator('input[name=code]').fill('JA-T99');
+    await dlg.locator('input[name=name]').fill('测试园区帮办点');
+    await dlg.locator('input[name=street]').fill('静安寺街道');
+    await dlg.locator('input[name=committee]').fill('测试居委会');
+    await dlg.locator('select[name=kind]').selectOption('park');
+    await dlg.locator('input[name=opening_hours]').fill('周一至周五 9:00-17:00');
+    await dlg.locator('input[name=inspector_name]').fill('王巡检');
+    await dlg.locator('input[name=inspector_phone]').fill('021-62480000');
+    await dlg.locator('input[name=address]').fill('南京西路1号');
+    await shot(page, '11-admin-add-point');
+    await dlg.locator('button[type=submit]').click();
+    const row = page.locator('#points tr[data-code="JA-T99"]');
+    await row.waitFor();
+    await row.locator('button.edit').click();
+    await page.locator('dialog[open] input[name=name]').fill('测试园区帮办点（新址）');
+    await page.locator('dialog[open] button[type=submit]').click();
+    await page.waitForSelector('#points tr[data-code="JA-T99"]:has-text("（新址）")');
+    await page.locator('#points tr[data-code="JA-T99"] button.close').click();
+    await page.locator('dialog[open] textarea[name=reason]').fill('场地装修，暂停服务');
+    await page.locator('dialog[open] button[type=submit]').click();
+    await page.waitForSelector('#points tr[data-code="JA-T99"]:has-text("已关闭")');
+    await shot(page, '12-admin-point-closed');
+
+    await page.click('a[href="/admin/terminals"]');
+    await page.click('#add-terminal');
+    await page.locator('dialog[open] input[name=name]').fill('双屏一体机 测试');
+    await page.locator('dialog[open] button[type=submit]').click();
+    const code = await page.waitForSelector('#enrollment-code');
+    assert.match((await code.textContent()) || '', /^\s*[A-Z0-9]{4}(-[A-Z0-9]{4})+\s*$/);
+    await shot(page, '13-admin-enrollment-code');
+    await page.locator('dialog[open] button[type=submit]').click();
+    await page.waitForSelector('#terminals tbody tr:has-text("双屏一体机 测试")');
+    await shot(page, '14-admin-terminals');
+
+    for (const [tab, sel, name] of [['accounts', '#accounts tbody tr', '15-admin-accounts'], ['catalog', '.catalog .card', '16-admin-catalog'], ['audit', '#audit tbody tr', '17-admin-audit']]) {
+      await page.click(`a[href="/admin/${tab}"]`);
+      await page.waitForSelector(sel);
+      if (tab === 'audit') {
+        await page.click('#verify');
+        await page.waitForSelector('#verify-result .tag.ok');
+      }
+      await shot(page, name);
+    }
+    await page.context().close();
+  });
+});

@@ -1,0 +1,446 @@
+//! `bangban-bench`: drives the real binaries over loopback and writes rows of BENCHMARKS.md,
+//! each with the command that reproduces it, the median of several runs and the ratio to its
+//! reference. `--short` is the CI mode: small numbers, fails on errors, never on timings.
+
+mod dispatch;
+mod echo;
+mod relay;
+mod signaling;
+mod table;
+mod util;
+mod wsutil;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::table::Row;
+
+#[derive(Debug, Parser)]
+#[command(name = "bangban-bench", about = "帮办 Bangban benchmarks over loopback")]
+struct Cli {
+    /// CI mode: small numbers (200 clients, 1000 msg/s, 1000 tickets); fails only on errors.
+    #[arg(long, global = true)]
+    short: bool,
+    /// Rewrite the rows measured in this markdown file (others are kept).
+    #[arg(long, global = true, value_name = "FILE")]
+    write: Option<PathBuf>,
+    /// Use this server binary instead of building `target/release/signaling-server`.
+    #[arg(long, global = true, value_name = "PATH")]
+    server_bin: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// WebSocket clients on the real server: memory per connection, connects/s, relay latency.
+    Signaling(SignalingArgs),
+    /// Time per assignment: the pure dispatcher, and accept → session_started end to end.
+    Dispatch(DispatchArgs),
+    /// Call setup (terminal ↔ console) compared with Chromium ↔ Chromium.
+    CallSetup,
+    /// Materials upload compared with nginx.
+    MaterialsUpload,
+    /// The terminal's memory and CPU compared with Chromium.
+    TerminalFootprint,
+    /// Everything, with the default numbers of each benchmark.
+    All,
+    /// The reference relay (started by `signaling`).
+    #[command(hide = true)]
+    EchoRelay {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+struct SignalingArgs {
+    /// WebSocket clients (terminals, plus one operator per pair).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Target of relayed messages per second, over all pairs.
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Terminal–operator pairs in live sessions that relay (default rate / 100).
+    #[arg(long)]
+    pairs: Option<usize>,
+    /// Measured seconds of relay per run (after a warm-up).
+    #[arg(long)]
+    seconds: Option<u64>,
+}
+
+#[derive(Debug, Args, Clone)]
+struct DispatchArgs {
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Waiting tickets.
+    #[arg(long)]
+    tickets: Option<usize>,
+    #[arg(long)]
+    operators: Option<usize>,
+    /// Backends for the end-to-end variant (comma-separated: sqlite, postgres; empty: none).
+    #[arg(long, value_delimiter = ',')]
+    backends: Option<Vec<String>>,
+    /// PostgreSQL base URL (trust auth); each run gets a fresh schema.
+    #[arg(long, env = "BANGBAN_TEST_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pg_url: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Cmd::EchoRelay { listen } = cli.cmd {
+        return match runtime().and_then(|rt| rt.block_on(echo::serve(listen))) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("echo relay: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(code) = raise_nofile() {
+        return code;
+    }
+    match runtime().and_then(|rt| rt.block_on(run(cli))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// The bench holds as many sockets as the server: re-executes itself under
+/// `ulimit -n 65536` when the open-file limit is lower (once).
+fn raise_nofile() -> Option<ExitCode> {
+    const MARK: &str = "BANGBAN_BENCH_NOFILE_RAISED";
+    if util::nofile_limit() >= u64::from(util::CHILD_NOFILE) || std::env::var_os(MARK).is_some() {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let status = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n {} 2>/dev/null || ulimit -n \"$(ulimit -Hn)\"; exec \"$0\" \"$@\"",
+            util::CHILD_NOFILE
+        ))
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env(MARK, "1")
+        .status()
+        .ok()?;
+    Some(ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)))
+}
+
+/// The command line that reproduces a row.
+fn command(sub: &str, args: &str) -> String {
+    let args = if args.is_empty() { String::new() } else { format!(" {args}") };
+    format!("cargo run --release -p bangban-bench -- {sub}{args}")
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    if cli.short && cli.write.is_some() {
+        bail!("--short runs are smoke tests: they are not written to a file");
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    match &cli.cmd {
+        Cmd::Signaling(a) => rows.extend(signaling_rows(&cli, a).await?),
+        Cmd::Dispatch(a) => rows.extend(dispatch_rows(&cli, a).await?),
+        Cmd::CallSetup | Cmd::MaterialsUpload | Cmd::TerminalFootprint => {
+            for r in pending() {
+                let wanted = match &cli.cmd {
+                    Cmd::CallSetup => "call-setup",
+                    Cmd::MaterialsUpload => "materials-upload",
+                    _ => "terminal-footprint",
+                };
+                if r.id == wanted {
+                    println!("{}", r.result);
+                    rows.push(r);
+                }
+            }
+        }
+        Cmd::All => {
+            let none = SignalingArgs { clients: None, rate: None, runs: None, pairs: None, seconds: None };
+            rows.extend(signaling_rows(&cli, &none).await?);
+            let none = DispatchArgs {
+                runs: None,
+                tickets: None,
+                operators: None,
+                backends: None,
+                pg_url: std::env::var("BANGBAN_TEST_PG_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            };
+            rows.extend(dispatch_rows(&cli, &none).await?);
+            for r in pending() {
+                println!("{}: {}", r.id, r.result);
+                rows.push(r);
+            }
+        }
+        Cmd::EchoRelay { .. } => {}
+    }
+    println!("\n{}", table::render_rows(&rows));
+    let misses: Vec<&Row> = rows.iter().filter(|r| r.missed).collect();
+    for r in &misses {
+        println!("goal missed: {} — {} (goal {})", r.id, r.result, r.goal);
+    }
+    if let Some(path) = &cli.write {
+        table::write(path, &rows, &util::provenance())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn pending() -> Vec<Row> {
+    let p = |id: &str, what: &str, goal: &str, reference: &str, reason: &str| Row {
+        id: id.into(),
+        what: what.into(),
+        goal: goal.into(),
+        result: format!("not yet measurable: {reason}"),
+        runs: "—".into(),
+        reference: reference.into(),
+        ratio: "—".into(),
+        command: command(id, ""),
+        missed: false,
+        pending: true,
+    };
+    vec![
+        p(
+            "call-setup",
+            "call setup, `accept` → media flowing (terminal ↔ console)",
+            "—",
+            "Chromium ↔ Chromium on the same server",
+            "needs the terminal (`endpoint-client`) and the console (`agent-console`), both in progress",
+        ),
+        p(
+            "materials-upload",
+            "materials upload (tus) throughput and latency",
+            "—",
+            "nginx serving the same upload",
+            "needs the materials work (`signaling-server/src/materials/`), in progress",
+        ),
+        p(
+            "terminal-footprint",
+            "terminal RSS and CPU during a call",
+            "—",
+            "Chromium in the same call",
+            "needs the terminal (`endpoint-client`), in progress",
+        ),
+    ]
+}
+
+fn fmt_us(us: f64) -> String {
+    if us >= 1000.0 { format!("{:.2} ms", us / 1000.0) } else { format!("{us:.0} µs") }
+}
+
+fn fmt_kb(bytes: f64) -> String {
+    format!("{:.1} KB", bytes / 1000.0)
+}
+
+fn runs_of(values: &[f64], f: fn(f64) -> String) -> String {
+    values.iter().map(|v| f(*v)).collect::<Vec<_>>().join(", ")
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 && a.is_finite() && b.is_finite() { format!("{:.2}×", a / b) } else { "—".into() }
+}
+
+async fn signaling_rows(cli: &Cli, a: &SignalingArgs) -> Result<Vec<Row>> {
+    let (clients, rate, runs, seconds) = if cli.short {
+        (a.clients.unwrap_or(200), a.rate.unwrap_or(1000.0), a.runs.unwrap_or(1), a.seconds.unwrap_or(3))
+    } else {
+        (
+            a.clients.unwrap_or(10_000),
+            a.rate.unwrap_or(20_000.0),
+            a.runs.unwrap_or(3),
+            a.seconds.unwrap_or(10),
+        )
+    };
+    let pairs = a.pairs.unwrap_or(((rate / 100.0) as usize).clamp(10, clients / 2));
+    let opts = signaling::Opts {
+        clients,
+        rate,
+        runs,
+        pairs,
+        warmup: Duration::from_secs(if cli.short { 1 } else { 2 }),
+        measure: Duration::from_secs(seconds),
+        groups: 8,
+        connect_concurrency: 64,
+        server_bin: util::server_binary(cli.server_bin.as_deref())?,
+    };
+    let out = signaling::run(&opts).await?;
+    let mut args = format!("--clients {clients} --rate {rate} --runs {runs}");
+    if a.pairs.is_some() {
+        args.push_str(&format!(" --pairs {pairs}"));
+    }
+    if a.seconds.is_some() {
+        args.push_str(&format!(" --seconds {seconds}"));
+    }
+    let cmd = command("signaling", &args);
+    let pick = |v: &[signaling::Side], f: fn(&signaling::Side) -> f64| v.iter().map(f).collect::<Vec<f64>>();
+    let mut rows = Vec::new();
+    let reference = "minimal axum relay, same buffers, same run";
+    let mem = pick(&out.server, |s| s.bytes_per_conn);
+    let mem_ref = pick(&out.reference, |s| s.bytes_per_conn);
+    let (m, mr) = (util::median(&mem), util::median(&mem_ref));
+    rows.push(Row {
+        id: "signaling-memory".into(),
+        what: format!("server RSS per WebSocket connection, {clients} clients"),
+        goal: "≤ 10 KB".into(),
+        result: fmt_kb(m),
+        runs: runs_of(&mem, fmt_kb),
+        reference: format!("{} ({reference})", fmt_kb(mr)),
+        ratio: ratio(m, mr),
+        command: cmd.clone(),
+        missed: m > 10_000.0,
+        pending: false,
+    });
+    let cps = pick(&out.server, |s| s.connects_per_sec);
+    let cps_ref = pick(&out.reference, |s| s.connects_per_sec);
+    let (c, cr) = (util::median(&cps), util::median(&cps_ref));
+    let per_s = |v: f64| format!("{v:.0}/s");
+    rows.push(Row {
+        id: "signaling-connects".into(),
+        what: format!(
+            "WebSocket connects per second (token check, `welcome`), {clients} clients, 64 at a time"
+        ),
+        goal: "— (higher is better)".into(),
+        result: per_s(c),
+        runs: runs_of(&cps, per_s),
+        reference: format!("{} (same relay, no auth)", per_s(cr)),
+        ratio: ratio(c, cr),
+        command: cmd.clone(),
+        missed: false,
+        pending: false,
+    });
+    let achieved = util::median(&pick(&out.server, |s| s.achieved_per_sec));
+    for (id, label, f, goal) in [
+        ("signaling-relay-p50", "p50", (|s: &signaling::Side| s.p50_us) as fn(&signaling::Side) -> f64, None),
+        ("signaling-relay-p99", "p99", |s: &signaling::Side| s.p99_us, Some(5000.0)),
+        ("signaling-relay-p999", "p99.9", |s: &signaling::Side| s.p999_us, None),
+    ] {
+        let v = pick(&out.server, f);
+        let r = pick(&out.reference, f);
+        let (x, xr) = (util::median(&v), util::median(&r));
+        rows.push(Row {
+            id: id.into(),
+            what: format!(
+                "relay latency {label}, `signal` candidate sender → peer, {rate:.0} msg/s target ({achieved:.0} achieved) over {pairs} sessions, {clients} clients connected"
+            ),
+            goal: goal.map_or("—".into(), |g| format!("≤ {}", fmt_us(g))),
+            result: fmt_us(x),
+            runs: runs_of(&v, fmt_us),
+            reference: format!("{} ({reference})", fmt_us(xr)),
+            ratio: ratio(x, xr),
+            command: cmd.clone(),
+            missed: goal.is_some_and(|g| x > g),
+            pending: false,
+        });
+    }
+    Ok(rows)
+}
+
+async fn dispatch_rows(cli: &Cli, a: &DispatchArgs) -> Result<Vec<Row>> {
+    let short = cli.short;
+    let tickets = a.tickets.unwrap_or(if short { 1000 } else { 10_000 });
+    let operators = a.operators.unwrap_or(if short { 50 } else { 500 });
+    let runs = a.runs.unwrap_or(if short { 2 } else { 5 });
+    let backends = match &a.backends {
+        None => vec![dispatch::Backend::Sqlite, dispatch::Backend::Postgres],
+        Some(list) => list
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| match s.as_str() {
+                "sqlite" => Ok(dispatch::Backend::Sqlite),
+                "postgres" => Ok(dispatch::Backend::Postgres),
+                other => bail!("unknown backend {other}"),
+            })
+            .collect::<Result<_>>()?,
+    };
+    let opts = dispatch::Opts {
+        runs,
+        tickets,
+        operators,
+        lines: 11,
+        skills: 3,
+        terminals: (tickets / 10).max(1),
+        pure_iterations: if short { 5_000 } else { 50_000 },
+        backends: backends.clone(),
+        pg_url: a.pg_url.clone(),
+        server_bin: cli.server_bin.clone(),
+    };
+    let out = dispatch::run(&opts).await?;
+    let mut args = format!("--runs {runs}");
+    if a.tickets.is_some() {
+        args.push_str(&format!(" --tickets {tickets}"));
+    }
+    if a.operators.is_some() {
+        args.push_str(&format!(" --operators {operators}"));
+    }
+    if a.backends.is_some() {
+        let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
+        args.push_str(&format!(" --backends {}", names.join(",")));
+    }
+    let cmd = command("dispatch", &args);
+    let setting = format!("{tickets} waiting tickets, 11 lines, {operators} operators serving 3 lines each");
+    let p50 = |v: &[dispatch::Pcts]| util::median(&v.iter().map(|p| p.p50_us).collect::<Vec<_>>());
+    let p99 = |v: &[dispatch::Pcts]| util::median(&v.iter().map(|p| p.p99_us).collect::<Vec<_>>());
+    let both = |v: &[dispatch::Pcts]| format!("{} / {}", fmt_us(p50(v)), fmt_us(p99(v)));
+    let each = |v: &[dispatch::Pcts]| v.iter().map(|p| fmt_us(p.p99_us)).collect::<Vec<_>>().join(", ");
+    let goal_us = 1000.0;
+    let mut rows = vec![
+        Row {
+            id: "dispatch-pure".into(),
+            what: format!("pure `Dispatcher`: offer decision + accept, p50 / p99; {setting}"),
+            goal: "p99 ≤ 1 ms".into(),
+            result: both(&out.pure),
+            runs: format!("p99: {}", each(&out.pure)),
+            reference: "the goal, 1 ms".into(),
+            ratio: ratio(p99(&out.pure), goal_us),
+            command: cmd.clone(),
+            missed: p99(&out.pure) > goal_us,
+            pending: false,
+        },
+        Row {
+            id: "dispatch-positions".into(),
+            what: format!(
+                "pure: the switchboard's queue-position refresh after one assignment (every waiting ticket of the line), p50 / p99; {setting}"
+            ),
+            goal: "—".into(),
+            result: both(&out.pure_positions),
+            runs: format!("p99: {}", each(&out.pure_positions)),
+            reference: format!("{} (dispatch-pure p99)", fmt_us(p99(&out.pure))),
+            ratio: ratio(p99(&out.pure_positions), p99(&out.pure)),
+            command: cmd.clone(),
+            missed: false,
+            pending: false,
+        },
+    ];
+    for (b, rounds) in &out.e2e {
+        let fill = out.fill_rate.iter().find(|(x, _)| x == b).map_or(0.0, |(_, f)| *f);
+        rows.push(Row {
+            id: format!("dispatch-e2e-{}", b.name()),
+            what: format!(
+                "end to end on {}: operator `accept` → its `session_started` over WS, p50 / p99, answered one at a time; {setting}; queue filled at {fill:.0} tickets/s",
+                b.name()
+            ),
+            goal: "—".into(),
+            result: both(rounds),
+            runs: format!("p99: {}", each(rounds)),
+            reference: format!("{} (dispatch-pure p99)", fmt_us(p99(&out.pure))),
+            ratio: ratio(p99(rounds), p99(&out.pure)),
+            command: cmd.clone(),
+            missed: false,
+            pending: false,
+        });
+    }
+    Ok(rows)
+}

@@ -1,0 +1,411 @@
+//! `endpoint-client run`: wires the signaling connection, the kiosk state machine, the call and
+//! the local kiosk UI together. One loop owns the [`Kiosk`] and executes its effects.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use shared::protocol::{ClientMsg, Priority, RatingLevel, ResidentDetails};
+use shared::validate::Comment;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::auth::{DeviceAuth, read_credential};
+use crate::call::{self, CallCmd, CallHandle, CallSettings, CallSnapshot, CallStats};
+use crate::config::Config;
+use crate::kiosk::{ActionError, Effect, Kiosk, Notice};
+use crate::print::{PrintProgress, PrintTrigger, Printer, PrinterStatus};
+use crate::rest::ServerApi;
+use crate::scan::ScanFault;
+use crate::signaling::{self, ConnEvent};
+use crate::spool::Spool;
+use crate::upload::{UploadEvent, UploadProgress, Uploader};
+
+/// What the kiosk UI asks for.
+#[derive(Debug)]
+pub enum UiCommand {
+    TakeTicket {
+        item_id: Uuid,
+        priority: Priority,
+        resident: Option<ResidentDetails>,
+    },
+    Cancel,
+    Rate {
+        level: RatingLevel,
+        comment: Option<Comment>,
+    },
+    Done,
+    /// Scan `pages` pages for the session (the current call when `None`) into a material slot.
+    Scan {
+        session_id: Option<Uuid>,
+        slot_id: Option<Uuid>,
+        pages: u32,
+    },
+}
+
+/// The scanner as the kiosk shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScanStatus {
+    /// `idle`, `scanning`, `fault`, `disabled`.
+    pub state: &'static str,
+    /// `jammed`, `no_docs`, `cover_open`, `busy`, … when `state` is `fault`.
+    pub fault: Option<&'static str>,
+    /// The text for the resident (Chinese).
+    pub message: Option<String>,
+    /// Pages of the current or last scan that are in the spool.
+    pub pages_done: u32,
+    pub pages_wanted: u32,
+}
+
+pub struct UiRequest {
+    pub cmd: UiCommand,
+    pub reply: oneshot::Sender<Result<(), ActionError>>,
+}
+
+/// The status the kiosk UI polls and the headless mode prints (one JSON line per second).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub connected: bool,
+    pub phase: String,
+    pub ticket_number: Option<String>,
+    pub position: Option<u32>,
+    pub estimated_wait_secs: Option<u32>,
+    pub operator_name: Option<String>,
+    pub held: bool,
+    pub notices: Vec<Notice>,
+    pub call: CallSnapshot,
+    pub scanner: ScanStatus,
+    /// Scanned pages not yet stored by the server (spooled), with upload progress.
+    pub uploads: Vec<UploadProgress>,
+    pub printer: PrinterStatus,
+}
+
+/// Devices whose state goes into the status besides the kiosk's.
+struct Devices<'a> {
+    scan: &'a ScanStatus,
+    uploader: &'a Uploader,
+    printer: Option<&'a Printer>,
+}
+
+fn status_of(kiosk: &Kiosk, connected: bool, notices: &[Notice], stats: &CallStats, dev: &Devices) -> Status {
+    use crate::kiosk::Phase;
+    let mut s = Status {
+        connected,
+        phase: kiosk.phase().name().to_owned(),
+        notices: notices.to_vec(),
+        call: stats.snapshot(),
+        scanner: dev.scan.clone(),
+        uploads: dev.uploader.progress(),
+        printer: dev.printer.map(Printer::status).unwrap_or_default(),
+        ..Default::default()
+    };
+    match kiosk.phase() {
+        Phase::Waiting { ticket, position, estimated_wait_secs } => {
+            s.ticket_number = Some(ticket.number.clone());
+            s.position = *position;
+            s.estimated_wait_secs = *estimated_wait_secs;
+        }
+        Phase::InCall { ticket, session, held, .. } => {
+            s.ticket_number = Some(ticket.number.clone());
+            s.operator_name = Some(session.operator_name.clone());
+            s.held = *held;
+        }
+        Phase::Transferring { ticket, .. } => s.ticket_number = Some(ticket.number.clone()),
+        _ => {}
+    }
+    s
+}
+
+/// Runs the service until signaling stops for good (revoked, replaced) or Ctrl-C / SIGTERM.
+pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    crate::media::init()?;
+    let credential = read_credential(&cfg.credential_file)?;
+    let auth = Arc::new(DeviceAuth::new(cfg.http_base(), credential)?);
+    let refresher = {
+        let auth = auth.clone();
+        tokio::spawn(async move { auth.refresh_loop().await })
+    };
+    let api = ServerApi::new(cfg.http_base(), auth.clone())?;
+    let state_dir = cfg.state_dir();
+    let spool = Spool::open(state_dir.join("spool"))?;
+    let (up_tx, mut up_rx) = mpsc::channel::<UploadEvent>(64);
+    let uploader = Uploader::spawn(spool.clone(), api.clone(), up_tx);
+    let (pr_tx, mut pr_rx) = mpsc::channel::<PrintProgress>(64);
+    let printer = if cfg.printer.enabled {
+        Some(Printer::spawn(cfg.printer.clone(), &state_dir, api.clone(), pr_tx)?)
+    } else {
+        None
+    };
+    let (scan_tx, mut scan_rx) = mpsc::channel::<ScanReport>(16);
+    let mut scan =
+        ScanStatus { state: if cfg.scanner.enabled { "idle" } else { "disabled" }, ..Default::default() };
+    let (ws_tx, ws_rx) = mpsc::channel::<ClientMsg>(256);
+    let (ev_tx, mut ev_rx) = mpsc::channel::<ConnEvent>(256);
+    let sig_task = tokio::spawn(signaling::run(cfg.ws_url()?, auth.clone(), ws_rx, ev_tx));
+
+    let (ui_tx, mut ui_rx) = mpsc::channel::<UiRequest>(16);
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    let ui_addr =
+        crate::ui::serve(cfg.kiosk.listen, ui_tx, status_rx, auth.clone(), cfg.http_base().to_owned())
+            .await?;
+    print_event(&serde_json::json!({ "event": "ready", "kiosk": ui_addr.to_string() }));
+    tracing::info!(%ui_addr, "kiosk UI listening");
+
+    let settings =
+        CallSettings { webrtc: cfg.webrtc.clone(), media: cfg.media.clone(), display: cfg.display.clone() };
+    let headless = cfg.display.mode == crate::config::DisplayMode::Headless;
+    let stats = Arc::new(CallStats::default());
+    let mut kiosk = Kiosk::default();
+    let mut connected = false;
+    let mut notices: Vec<Notice> = Vec::new();
+    let mut current: Option<CallHandle> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tokio::pin!(shutdown);
+
+    loop {
+        let effects = tokio::select! {
+            _ = &mut shutdown => break,
+            ev = ev_rx.recv() => match ev {
+                None => break,
+                Some(ConnEvent::Connected { resumed }) => {
+                    connected = true;
+                    uploader.kick();
+                    if let Some(p) = &printer { p.trigger(PrintTrigger::Sync); }
+                    kiosk.on_connected(resumed)
+                }
+                Some(ConnEvent::Message(m)) => {
+                    if let (shared::protocol::ServerMsg::PrintJobChanged { job }, Some(p)) = (&*m, &printer) {
+                        p.trigger(PrintTrigger::Job(Box::new(job.clone())));
+                    }
+                    kiosk.on_server(*m)
+                }
+                Some(ConnEvent::Disconnected { .. }) => { connected = false; vec![] }
+                Some(ConnEvent::Stopped { reason }) => {
+                    tracing::error!(%reason, "signaling stopped for good");
+                    connected = false;
+                    vec![]
+                }
+            },
+            req = ui_rx.recv() => match req {
+                None => vec![],
+                Some(UiRequest { cmd, reply }) => {
+                    let r = match cmd {
+                        UiCommand::TakeTicket { item_id, priority, resident } => kiosk.take_ticket(item_id, priority, resident),
+                        UiCommand::Cancel => kiosk.cancel(),
+                        UiCommand::Rate { level, comment } => kiosk.rate(level, comment),
+                        UiCommand::Done => { kiosk.reset_to_idle(); Ok(vec![]) }
+                        UiCommand::Scan { session_id, slot_id, pages } => {
+                            start_scan(&cfg, &spool, &kiosk, &mut scan, &scan_tx, session_id, slot_id, pages)
+                        }
+                    };
+                    match r {
+                        Ok(effects) => { let _ = reply.send(Ok(())); effects }
+                        Err(e) => { let _ = reply.send(Err(e)); vec![] }
+                    }
+                }
+            },
+            Some(r) = scan_rx.recv() => match r {
+                ScanReport::Page => { scan.pages_done += 1; uploader.kick(); vec![] }
+                ScanReport::Finished => {
+                    scan.state = "idle";
+                    scan.message = Some(format!("扫描完成（{} 页），正在上传给受理员。", scan.pages_done));
+                    vec![notice("scan", format!("扫描完成（{} 页），正在上传给受理员。", scan.pages_done))]
+                }
+                ScanReport::Fault(f) => {
+                    scan.state = "fault";
+                    scan.fault = Some(f.code());
+                    scan.message = Some(f.to_string());
+                    vec![notice("scan_fault", f.to_string())]
+                }
+            },
+            Some(ev) = up_rx.recv() => match ev {
+                UploadEvent::Stored { entry, .. } => vec![notice("upload", format!("「{}」已上传，受理员已收到。", entry.filename))],
+                UploadEvent::Rejected { entry, reason } => {
+                    tracing::error!(%reason, "scan refused by the server");
+                    vec![notice("upload_error", format!("「{}」未能上传（通话已结束或材料不符），请联系工作人员。", entry.filename))]
+                }
+            },
+            Some(p) = pr_rx.recv() => print_notice(&p).into_iter().collect(),
+            _ = tick.tick() => {
+                let dev = Devices { scan: &scan, uploader: &uploader, printer: printer.as_ref() };
+                let s = status_of(&kiosk, connected, &notices, &stats, &dev);
+                if let Some(path) = &cfg.status_file {
+                    write_status_file(path, &s);
+                }
+                if headless {
+                    print_event(&serde_json::json!({ "event": "status", "status": s }));
+                }
+                vec![]
+            }
+        };
+        for effect in effects {
+            match effect {
+                Effect::Send(msg) => {
+                    let _ = ws_tx.send(msg).await;
+                }
+                Effect::StartCall(session) => {
+                    if let Some(old) = current.take() {
+                        let _ = old.tx.send(CallCmd::Close);
+                    }
+                    tracing::info!(session = %session.session_id, operator = %session.operator_name, "call starting");
+                    current = Some(call::start(*session, settings.clone(), ws_tx.clone(), stats.clone()));
+                }
+                Effect::StopCall(id) => {
+                    if current.as_ref().is_some_and(|c| c.session_id == id)
+                        && let Some(c) = current.take()
+                    {
+                        let _ = c.tx.send(CallCmd::Close);
+                    }
+                }
+                Effect::ToCall(id, input) => {
+                    if let Some(c) = current.as_ref().filter(|c| c.session_id == id) {
+                        let _ = c.tx.send(CallCmd::Input(input));
+                    }
+                }
+                Effect::Notice(n) => {
+                    tracing::info!(kind = n.kind, text = %n.text, "notice");
+                    notices.push(n);
+                    if notices.len() > 5 {
+                        notices.remove(0);
+                    }
+                }
+                Effect::Shutdown(reason) => tracing::error!(?reason, "terminal disabled by the server"),
+            }
+        }
+        let dev = Devices { scan: &scan, uploader: &uploader, printer: printer.as_ref() };
+        let _ = status_tx.send(status_of(&kiosk, connected, &notices, &stats, &dev));
+    }
+    if let Some(c) = current.take() {
+        let _ = c.tx.send(CallCmd::Close);
+    }
+    sig_task.abort();
+    refresher.abort();
+    Ok(())
+}
+
+fn notice(kind: &'static str, text: impl Into<String>) -> Effect {
+    Effect::Notice(Notice { kind, text: text.into() })
+}
+
+/// The resident's text for a print job's progress.
+fn print_notice(p: &PrintProgress) -> Option<Effect> {
+    use shared::api::PrintJobState as S;
+    let f = &p.filename;
+    let text = match p.state {
+        S::Claimed | S::Queued if p.reason.is_none() => format!("正在准备打印「{f}」，请稍候。"),
+        S::Printing if p.reason.is_none() => format!("正在打印「{f}」，请稍候。"),
+        S::Claimed | S::Queued | S::Printing => {
+            format!("打印机{}，请工作人员处理。", printer_reason_zh(p.reason.as_deref().unwrap_or("")))
+        }
+        S::Completed => format!("「{f}」已打印完成，请在打印机出纸口取走。"),
+        S::Failed => {
+            format!(
+                "「{f}」打印失败：{}。请联系工作人员。",
+                printer_reason_zh(p.reason.as_deref().unwrap_or(""))
+            )
+        }
+        S::Cancelled => format!("「{f}」的打印已取消。"),
+        _ => return None,
+    };
+    Some(notice("print", text))
+}
+
+/// Chinese for the usual IPP printer reasons.
+pub fn printer_reason_zh(reason: &str) -> String {
+    match reason {
+        "media-empty" | "media-needed" => "缺纸".into(),
+        "media-jam" => "卡纸".into(),
+        "door-open" | "cover-open" => "盖板未关".into(),
+        "toner-empty" | "marker-supply-empty" => "墨粉用尽".into(),
+        "printer-not-accepting" | "printer-refused" => "暂停服务".into(),
+        "checksum-mismatch" => "文件校验失败".into(),
+        "" => "出现故障".into(),
+        other => format!("出现故障（{other}）"),
+    }
+}
+
+enum ScanReport {
+    Page,
+    Finished,
+    Fault(ScanFault),
+}
+
+/// Starts a scan in the background; pages go to the spool, then to the uploader.
+#[allow(clippy::too_many_arguments)]
+fn start_scan(
+    cfg: &Config,
+    spool: &Spool,
+    kiosk: &Kiosk,
+    scan: &mut ScanStatus,
+    tx: &mpsc::Sender<ScanReport>,
+    session_id: Option<Uuid>,
+    slot_id: Option<Uuid>,
+    pages: u32,
+) -> Result<Vec<Effect>, ActionError> {
+    if !cfg.scanner.enabled {
+        return Err(ActionError::WrongPhase("scanner disabled"));
+    }
+    if scan.state == "scanning" {
+        return Err(ActionError::WrongPhase("scanning"));
+    }
+    let Some(current) = kiosk.session_id() else { return Err(ActionError::WrongPhase(kiosk.phase().name())) };
+    if session_id.is_some_and(|s| s != current) {
+        return Err(ActionError::WrongPhase("another session"));
+    }
+    let pages = pages.clamp(1, 50);
+    *scan = ScanStatus {
+        state: "scanning",
+        fault: None,
+        message: Some("正在扫描，请勿移动材料……".into()),
+        pages_done: 0,
+        pages_wanted: pages,
+    };
+    let (scfg, spool, tx) = (cfg.scanner.clone(), spool.clone(), tx.clone());
+    let stamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    tokio::spawn(async move {
+        for n in 1..=pages {
+            let scratch = spool.scratch_path("jpg");
+            if let Err(f) = crate::scan::scan_page(&scfg, &scratch).await {
+                let _ = tx.send(ScanReport::Fault(f)).await;
+                return;
+            }
+            let name = format!("扫描件-{stamp}-{n}.jpg");
+            match spool.add(&scratch, current, slot_id, &name, "image/jpeg", "jpg") {
+                Ok(e) => {
+                    tracing::info!(page = %e.id, size = e.size, sha256 = %e.sha256, "page scanned and spooled");
+                    let _ = tx.send(ScanReport::Page).await;
+                }
+                Err(e) => {
+                    let _ = tx.send(ScanReport::Fault(ScanFault::Failed(format!("spool: {e}")))).await;
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(ScanReport::Finished).await;
+    });
+    Ok(vec![notice("scan", "正在扫描，请勿移动材料……")])
+}
+
+/// Replaces the status file atomically (diagnosis, monitoring agents).
+fn write_status_file(path: &std::path::Path, s: &Status) {
+    let tmp = path.with_extension("tmp");
+    let ok = serde_json::to_vec_pretty(s)
+        .ok()
+        .and_then(|b| std::fs::write(&tmp, b).ok())
+        .and_then(|()| std::fs::rename(&tmp, path).ok());
+    if ok.is_none() {
+        tracing::debug!(path = %path.display(), "cannot write the status file");
+    }
+}
+
+/// One JSON line on stdout (logs go to stderr): `ready`, `status`.
+pub fn print_event(v: &serde_json::Value) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+pub type UiAddr = SocketAddr;

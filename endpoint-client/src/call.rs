@@ -1,0 +1,634 @@
+//! One video call (one session) over webrtc-rs 0.21. The terminal is the POLITE peer of perfect
+//! negotiation: the operator offers (audio, camera, and a separate screen-share video track);
+//! we apply the offer (rolling back our own offer on glare), attach the resident's camera and
+//! microphone to the offered transceivers, answer, and trickle candidates both ways. After
+//! `peer_reconnected` the operator restarts ICE and we answer; if our own ICE connection stays
+//! disconnected or failed (a network change at the service point) we restart ICE ourselves.
+//! mDNS is off; TURN comes from the server's `session_started.ice_servers`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use serde::Serialize;
+use shared::protocol::{ClientMsg, SessionView, Signal};
+use tokio::sync::mpsc;
+use webrtc::media_stream::Track;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceConnectionState, RTCIceServer, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    register_default_interceptors,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+use crate::config::{DisplayConfig, MediaConfig, WebRtcConfig};
+use crate::kiosk::CallInput;
+use crate::media::{self, Decoder, RemoteKind, SendStats};
+
+/// Everything a call needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct CallSettings {
+    pub webrtc: WebRtcConfig,
+    pub media: MediaConfig,
+    pub display: DisplayConfig,
+}
+
+/// Per-remote-track counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteTrackStats {
+    pub kind: RemoteKind,
+    pub stream_id: String,
+    pub track_id: String,
+    pub packets: u64,
+    pub decoded: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CallSnapshot {
+    pub session_id: Option<uuid::Uuid>,
+    pub connection: String,
+    pub connected_after_ms: Option<u64>,
+    pub ice_restarts: u64,
+    pub sent_video_frames: u64,
+    pub sent_audio_frames: u64,
+    pub remote: Vec<RemoteTrackStats>,
+}
+
+impl CallSnapshot {
+    /// Decoded frames summed over the remote tracks of a kind.
+    pub fn decoded(&self, kind: RemoteKind) -> u64 {
+        self.remote.iter().filter(|r| r.kind == kind).map(|r| r.decoded).sum()
+    }
+}
+
+struct RemoteCounters {
+    kind: RemoteKind,
+    stream_id: String,
+    track_id: String,
+    packets: Arc<AtomicU64>,
+    decoded: Arc<AtomicU64>,
+}
+
+/// Live counters of the current call, shared with the status output.
+#[derive(Default)]
+pub struct CallStats {
+    inner: Mutex<StatsInner>,
+    video: Arc<SendStats>,
+    audio: Arc<SendStats>,
+    ice_restarts: AtomicU64,
+}
+
+#[derive(Default)]
+struct StatsInner {
+    session_id: Option<uuid::Uuid>,
+    connection: String,
+    connected_after_ms: Option<u64>,
+    remote: BTreeMap<String, RemoteCounters>,
+}
+
+impl CallStats {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StatsInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn snapshot(&self) -> CallSnapshot {
+        let g = self.lock();
+        CallSnapshot {
+            session_id: g.session_id,
+            connection: g.connection.clone(),
+            connected_after_ms: g.connected_after_ms,
+            ice_restarts: self.ice_restarts.load(Ordering::Relaxed),
+            sent_video_frames: self.video.frames.load(Ordering::Relaxed),
+            sent_audio_frames: self.audio.frames.load(Ordering::Relaxed),
+            remote: g
+                .remote
+                .values()
+                .map(|r| RemoteTrackStats {
+                    kind: r.kind,
+                    stream_id: r.stream_id.clone(),
+                    track_id: r.track_id.clone(),
+                    packets: r.packets.load(Ordering::Relaxed),
+                    decoded: r.decoded.load(Ordering::Relaxed),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Perfect negotiation, polite side (sans-IO): what to do with an incoming offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferAction {
+    Apply,
+    /// Glare: our own offer is pending; roll it back first.
+    RollbackThenApply,
+    /// Impolite side only: ignore the colliding offer.
+    Ignore,
+}
+
+pub fn on_remote_offer(polite: bool, have_local_offer: bool) -> OfferAction {
+    match (have_local_offer, polite) {
+        (false, _) => OfferAction::Apply,
+        (true, true) => OfferAction::RollbackThenApply,
+        (true, false) => OfferAction::Ignore,
+    }
+}
+
+enum PcEvent {
+    Candidate(RTCIceCandidateInit),
+    Ice(RTCIceConnectionState),
+    Conn(RTCPeerConnectionState),
+    Track(Arc<dyn TrackRemote>),
+}
+
+struct Handler {
+    tx: mpsc::UnboundedSender<PcEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.tx.send(PcEvent::Candidate(init));
+        }
+    }
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        let _ = self.tx.send(PcEvent::Ice(state));
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.tx.send(PcEvent::Conn(state));
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        // Never block here: it runs in the driver loop.
+        let _ = self.tx.send(PcEvent::Track(track));
+    }
+}
+
+fn local_track(kind: RtpCodecKind, stream: &str, id: &str) -> anyhow::Result<Arc<TrackLocalStaticSample>> {
+    let (mime, clock_rate, channels) = match kind {
+        RtpCodecKind::Audio => (MIME_TYPE_OPUS, 48_000, 2),
+        _ => (MIME_TYPE_VP8, 90_000, 0),
+    };
+    let track = MediaStreamTrack::new(
+        stream.to_owned(),
+        id.to_owned(),
+        id.to_owned(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(rand::random::<u32>()),
+                ..Default::default()
+            },
+            codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate,
+                channels,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: vec![],
+            },
+            ..Default::default()
+        }],
+    );
+    Ok(Arc::new(TrackLocalStaticSample::new(Instant::now(), track)?))
+}
+
+/// Builds a peer connection with mDNS off, the given ICE servers and UDP binds.
+pub async fn build_peer(
+    ice_servers: Vec<RTCIceServer>,
+    udp_addrs: Vec<String>,
+    handler: Arc<dyn PeerConnectionEventHandler>,
+) -> anyhow::Result<Arc<dyn PeerConnection>> {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs()?;
+    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_ice_connection_attempts(Some(Duration::from_millis(20)), Some(140))
+        .build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .with_handler(handler)
+        .with_udp_addrs(udp_addrs)
+        .build()
+        .await?;
+    Ok(Arc::new(pc))
+}
+
+fn ice_servers(session: &SessionView, settings: &CallSettings) -> Vec<RTCIceServer> {
+    if !settings.webrtc.use_server_ice {
+        return vec![];
+    }
+    session
+        .ice_servers
+        .iter()
+        .map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone().unwrap_or_default(),
+            credential: s.credential.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// A candidate from the wire, for `add_ice_candidate`.
+pub fn candidate_init(candidate: &str, sdp_mid: Option<&str>, index: Option<u16>) -> RTCIceCandidateInit {
+    RTCIceCandidateInit {
+        candidate: candidate.to_owned(),
+        sdp_mid: sdp_mid.map(str::to_owned),
+        sdp_mline_index: index,
+        ..Default::default()
+    }
+}
+
+/// A local candidate for the wire (`sdp_mid` must be 1–64 characters or absent).
+pub fn candidate_signal(init: &RTCIceCandidateInit) -> Option<Signal> {
+    Some(Signal::Candidate {
+        candidate: init.candidate.clone().try_into().ok()?,
+        sdp_mid: init.sdp_mid.clone().filter(|m| !m.is_empty()).and_then(|m| m.try_into().ok()),
+        sdp_m_line_index: init.sdp_mline_index,
+    })
+}
+
+pub enum CallCmd {
+    Input(CallInput),
+    Close,
+}
+
+/// Handle of a running call task.
+pub struct CallHandle {
+    pub session_id: uuid::Uuid,
+    pub tx: mpsc::UnboundedSender<CallCmd>,
+}
+
+/// Starts the call task of `session`; signaling goes out through `ws_out`.
+pub fn start(
+    session: SessionView,
+    settings: CallSettings,
+    ws_out: mpsc::Sender<ClientMsg>,
+    stats: Arc<CallStats>,
+) -> CallHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let session_id = session.session_id;
+    {
+        let mut g = stats.lock();
+        *g = StatsInner { session_id: Some(session_id), connection: "new".into(), ..Default::default() };
+    }
+    stats.video.frames.store(0, Ordering::Relaxed);
+    stats.audio.frames.store(0, Ordering::Relaxed);
+    tokio::spawn(async move {
+        if let Err(e) = Call::run(session, settings, ws_out, rx, stats.clone()).await {
+            tracing::error!(error = %e, "call failed");
+        }
+        stats.lock().connection = "closed".into();
+    });
+    CallHandle { session_id, tx }
+}
+
+struct Peer {
+    pc: Arc<dyn PeerConnection>,
+    video: Arc<TrackLocalStaticSample>,
+    audio: Arc<TrackLocalStaticSample>,
+    senders: Vec<(RtpCodecKind, Arc<dyn RtpSender>)>,
+    remote_set: bool,
+    pending: Vec<RTCIceCandidateInit>,
+}
+
+struct Call {
+    session: SessionView,
+    settings: CallSettings,
+    ws_out: mpsc::Sender<ClientMsg>,
+    stats: Arc<CallStats>,
+    ev_tx: mpsc::UnboundedSender<PcEvent>,
+    muted: Arc<AtomicBool>,
+    pumps: Vec<tokio::task::JoinHandle<()>>,
+    receivers: Vec<tokio::task::JoinHandle<()>>,
+    started: Instant,
+}
+
+impl Call {
+    async fn run(
+        session: SessionView,
+        settings: CallSettings,
+        ws_out: mpsc::Sender<ClientMsg>,
+        mut cmds: mpsc::UnboundedReceiver<CallCmd>,
+        stats: Arc<CallStats>,
+    ) -> anyhow::Result<()> {
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let mut call = Call {
+            session,
+            settings,
+            ws_out,
+            stats,
+            ev_tx,
+            muted: Arc::new(AtomicBool::new(false)),
+            pumps: vec![],
+            receivers: vec![],
+            started: Instant::now(),
+        };
+        let mut peer = call.new_peer().await?;
+        let mut restart_at: Option<tokio::time::Instant> = None;
+        let restart_after = Duration::from_secs(call.settings.webrtc.ice_restart_after_secs.max(1));
+        loop {
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    None | Some(CallCmd::Close) => break,
+                    Some(CallCmd::Input(CallInput::Signal(sig))) => {
+                        if let Err(e) = call.on_signal(&mut peer, sig).await {
+                            tracing::warn!(error = %e, "applying remote signal failed");
+                        }
+                    }
+                    Some(CallCmd::Input(CallInput::PeerReconnected)) => {
+                        tracing::info!("operator reconnected; expecting an ICE-restart offer");
+                    }
+                    Some(CallCmd::Input(CallInput::Hold(h))) => call.muted.store(h, Ordering::Relaxed),
+                },
+                ev = ev_rx.recv() => match ev {
+                    None => break,
+                    Some(PcEvent::Candidate(init)) => {
+                        if let Some(signal) = candidate_signal(&init) {
+                            call.send(signal).await;
+                        }
+                    }
+                    Some(PcEvent::Ice(state)) => {
+                        tracing::debug!(%state, "ice connection state");
+                        match state {
+                            RTCIceConnectionState::Disconnected | RTCIceConnectionState::Failed => {
+                                restart_at.get_or_insert(tokio::time::Instant::now() + restart_after);
+                            }
+                            RTCIceConnectionState::Connected | RTCIceConnectionState::Completed => restart_at = None,
+                            _ => {}
+                        }
+                    }
+                    Some(PcEvent::Conn(state)) => {
+                        tracing::info!(%state, "peer connection state");
+                        call.stats.lock().connection = state.to_string();
+                        if state == RTCPeerConnectionState::Connected {
+                            call.on_connected(&peer).await;
+                        }
+                    }
+                    Some(PcEvent::Track(track)) => call.on_track(track),
+                },
+                _ = async { if let Some(t) = restart_at { tokio::time::sleep_until(t).await } }, if restart_at.is_some() => {
+                    restart_at = Some(tokio::time::Instant::now() + restart_after * 2);
+                    if let Err(e) = call.restart_ice(&peer).await {
+                        tracing::warn!(error = %e, "ICE restart failed");
+                    }
+                }
+            }
+        }
+        for t in call.pumps.drain(..).chain(call.receivers.drain(..)) {
+            t.abort();
+        }
+        let _ = peer.pc.close().await;
+        Ok(())
+    }
+
+    async fn new_peer(&self) -> anyhow::Result<Peer> {
+        let handler = Arc::new(Handler { tx: self.ev_tx.clone() });
+        let pc = build_peer(
+            ice_servers(&self.session, &self.settings),
+            self.settings.webrtc.udp_addrs.clone(),
+            handler,
+        )
+        .await?;
+        Ok(Peer {
+            pc,
+            video: local_track(RtpCodecKind::Video, "terminal", "terminal-camera")?,
+            audio: local_track(RtpCodecKind::Audio, "terminal", "terminal-mic")?,
+            senders: vec![],
+            remote_set: false,
+            pending: vec![],
+        })
+    }
+
+    async fn send(&self, signal: Signal) {
+        let _ = self.ws_out.send(ClientMsg::Signal { session_id: self.session.session_id, signal }).await;
+    }
+
+    async fn on_signal(&mut self, peer: &mut Peer, sig: Signal) -> anyhow::Result<()> {
+        match sig {
+            Signal::Offer { sdp, ice_restart } => {
+                let sdp = sdp.into_inner();
+                let have_local_offer = peer.pc.pending_local_description().await.is_some();
+                match on_remote_offer(true, have_local_offer) {
+                    OfferAction::Ignore => return Ok(()),
+                    OfferAction::RollbackThenApply => {
+                        tracing::info!("offer glare: rolling back our own offer");
+                        peer.pc.set_local_description(RTCSessionDescription::rollback(None)?).await?;
+                    }
+                    OfferAction::Apply => {}
+                }
+                tracing::info!(ice_restart, "applying operator's offer");
+                if let Err(e) =
+                    peer.pc.set_remote_description(RTCSessionDescription::offer(sdp.clone())?).await
+                {
+                    // E.g. the operator's console restarted (new DTLS fingerprint): start afresh.
+                    tracing::warn!(error = %e, "offer does not apply to this connection; rebuilding it");
+                    let _ = peer.pc.close().await;
+                    for t in self.pumps.drain(..) {
+                        t.abort();
+                    }
+                    *peer = self.new_peer().await?;
+                    peer.pc.set_remote_description(RTCSessionDescription::offer(sdp)?).await?;
+                }
+                peer.remote_set = true;
+                if peer.senders.is_empty() {
+                    // Attach to the offered audio and (first) video transceivers.
+                    let v = peer.pc.add_track(peer.video.clone() as Arc<dyn TrackLocal>).await?;
+                    let a = peer.pc.add_track(peer.audio.clone() as Arc<dyn TrackLocal>).await?;
+                    peer.senders = vec![(RtpCodecKind::Video, v), (RtpCodecKind::Audio, a)];
+                }
+                let answer = peer.pc.create_answer(None).await?;
+                peer.pc.set_local_description(answer).await?;
+                let local = peer
+                    .pc
+                    .local_description()
+                    .await
+                    .ok_or_else(|| anyhow::anyhow!("no local description"))?;
+                self.send(Signal::Answer { sdp: local.sdp.try_into()? }).await;
+                for c in std::mem::take(&mut peer.pending) {
+                    peer.pc.add_ice_candidate(c).await?;
+                }
+            }
+            Signal::Answer { sdp } => {
+                peer.pc.set_remote_description(RTCSessionDescription::answer(sdp.into_inner())?).await?;
+                peer.remote_set = true;
+                for c in std::mem::take(&mut peer.pending) {
+                    peer.pc.add_ice_candidate(c).await?;
+                }
+            }
+            Signal::Candidate { candidate, sdp_mid, sdp_m_line_index } => {
+                if candidate.as_str().is_empty() {
+                    return Ok(()); // end of candidates
+                }
+                let init = candidate_init(
+                    candidate.as_str(),
+                    sdp_mid.as_ref().map(|m| m.as_str()),
+                    sdp_m_line_index,
+                );
+                if peer.remote_set {
+                    peer.pc.add_ice_candidate(init).await?;
+                } else {
+                    peer.pending.push(init);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn restart_ice(&self, peer: &Peer) -> anyhow::Result<()> {
+        if peer.pc.pending_local_description().await.is_some() || !peer.remote_set {
+            return Ok(());
+        }
+        tracing::info!("restarting ICE (network change?)");
+        self.stats.ice_restarts.fetch_add(1, Ordering::Relaxed);
+        let offer = peer
+            .pc
+            .create_offer(Some(rtc::peer_connection::configuration::RTCOfferOptions { ice_restart: true }))
+            .await?;
+        peer.pc.set_local_description(offer).await?;
+        let local =
+            peer.pc.local_description().await.ok_or_else(|| anyhow::anyhow!("no local description"))?;
+        self.send(Signal::Offer { sdp: local.sdp.try_into()?, ice_restart: true }).await;
+        Ok(())
+    }
+
+    async fn on_connected(&mut self, peer: &Peer) {
+        {
+            let mut g = self.stats.lock();
+            if g.connected_after_ms.is_none() {
+                g.connected_after_ms = Some(self.started.elapsed().as_millis() as u64);
+            }
+        }
+        if !self.pumps.is_empty() {
+            return;
+        }
+        for (kind, sender) in &peer.senders {
+            let pt = match sender.get_parameters().await {
+                Ok(p) => match p.rtp_parameters.codecs.first() {
+                    Some(c) => c.payload_type,
+                    None => continue,
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "no sender parameters");
+                    continue;
+                }
+            };
+            let (track, desc, clock, fallback, stats) = match kind {
+                RtpCodecKind::Audio => (
+                    peer.audio.clone(),
+                    media::audio_source_pipeline(&self.settings.media),
+                    48_000,
+                    Duration::from_millis(20),
+                    self.stats.audio.clone(),
+                ),
+                _ => (
+                    peer.video.clone(),
+                    media::video_source_pipeline(&self.settings.media, "ball"),
+                    90_000,
+                    Duration::from_secs(1) / self.settings.media.fps.max(1),
+                    self.stats.video.clone(),
+                ),
+            };
+            let Some(ssrc) = track.ssrcs().await.first().copied() else { continue };
+            let muted = self.muted.clone();
+            self.pumps.push(tokio::spawn(async move {
+                if let Err(e) = media::pump_into_track(
+                    desc,
+                    media::SampleTarget { track, ssrc, payload_type: pt, clock_rate: clock, fallback },
+                    muted,
+                    stats,
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "media source failed");
+                }
+            }));
+        }
+    }
+
+    fn on_track(&mut self, track: Arc<dyn TrackRemote>) {
+        let stats = self.stats.clone();
+        let display = self.settings.display.clone();
+        self.receivers.push(tokio::spawn(async move {
+            let is_audio = track.kind().await == RtpCodecKind::Audio;
+            let stream_id = track.stream_id().await.to_string();
+            let track_id = track.track_id().await.to_string();
+            let kind = RemoteKind::classify(is_audio, &stream_id, &track_id);
+            tracing::info!(?kind, %stream_id, %track_id, "remote track");
+            let mut decoder: Option<Decoder> = None;
+            while let Some(ev) = track.poll().await {
+                match ev {
+                    TrackRemoteEvent::OnRtpPacket(p) => {
+                        if decoder.is_none() {
+                            match Decoder::new(kind, p.header.payload_type, &display) {
+                                Ok(d) => {
+                                    stats.lock().remote.insert(
+                                        format!("{stream_id}/{track_id}"),
+                                        RemoteCounters {
+                                            kind,
+                                            stream_id: stream_id.clone(),
+                                            track_id: track_id.clone(),
+                                            packets: d.packets.clone(),
+                                            decoded: d.decoded.clone(),
+                                        },
+                                    );
+                                    decoder = Some(d);
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot decode remote track");
+                                    return;
+                                }
+                            }
+                        }
+                        if let Some(d) = &decoder {
+                            d.push_rtp(&p);
+                        }
+                    }
+                    TrackRemoteEvent::OnEnded => break,
+                    _ => {}
+                }
+            }
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polite_side_rolls_back_on_glare() {
+        assert_eq!(on_remote_offer(true, false), OfferAction::Apply);
+        assert_eq!(on_remote_offer(true, true), OfferAction::RollbackThenApply);
+        assert_eq!(on_remote_offer(false, true), OfferAction::Ignore);
+    }
+
+    #[test]
+    fn local_candidates_fit_the_protocol() {
+        let init = RTCIceCandidateInit {
+            candidate: "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host".into(),
+            sdp_mid: Some(String::new()),
+            sdp_mline_index: Some(0),
+            ..Default::default()
+        };
+        let Some(Signal::Candidate { candidate, sdp_mid, sdp_m_line_index }) = candidate_signal(&init) else {
+            panic!("not a candidate")
+        };
+        assert_eq!(candidate.as_str(), init.candidate);
+        assert_eq!(sdp_mid, None, "empty mid is omitted (protocol: 1-64 characters)");
+        assert_eq!(sdp_m_line_index, Some(0));
+    }
+}

@@ -1,0 +1,399 @@
+//! Typed configuration: a TOML file (`/etc/bangban/endpoint.toml` in production) with every field
+//! defaulted, then `BANGBAN_ENDPOINT_*` environment overrides for the few things a deployment or
+//! a test changes most often.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the camera and microphone come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoSource {
+    /// `videotestsrc` (tests, diagnosis).
+    Test,
+    /// A V4L2 camera (`media.video_device`).
+    #[default]
+    V4l2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AudioSource {
+    /// `audiotestsrc` (a quiet sine).
+    Test,
+    /// The system's default audio input (`autoaudiosrc`).
+    #[default]
+    System,
+}
+
+/// What happens to the operator's media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DisplayMode {
+    /// Operator's face on display 1, shared screen on display 2, audio to the speakers.
+    #[default]
+    Screens,
+    /// Decode and count frames only (tests, diagnosis); optionally also write to files.
+    Headless,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    pub video_source: VideoSource,
+    pub video_device: String,
+    pub audio_source: AudioSource,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub video_bitrate_kbps: u32,
+    pub audio_bitrate_kbps: u32,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            video_source: VideoSource::default(),
+            video_device: "/dev/video0".into(),
+            audio_source: AudioSource::default(),
+            width: 640,
+            height: 480,
+            fps: 30,
+            video_bitrate_kbps: 800,
+            audio_bitrate_kbps: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DisplayConfig {
+    pub mode: DisplayMode,
+    /// GStreamer sink for the operator's camera (display 1).
+    pub camera_sink: String,
+    /// GStreamer sink for the operator's shared screen (display 2).
+    pub screen_sink: String,
+    /// GStreamer sink for the operator's voice.
+    pub audio_sink: String,
+    /// Headless: also write each received track to `<dir>/<session>-<track>.mkv`.
+    pub record_dir: Option<PathBuf>,
+}
+
+impl Default for DisplayConfig {
+    fn default() -> Self {
+        Self {
+            mode: DisplayMode::default(),
+            camera_sink: "autovideosink".into(),
+            screen_sink: "autovideosink".into(),
+            audio_sink: "autoaudiosink".into(),
+            record_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebRtcConfig {
+    /// Local UDP addresses to gather host candidates on. A wildcard skips loopback.
+    pub udp_addrs: Vec<String>,
+    /// Add the server's TURN/STUN servers (the default); off for loopback tests.
+    pub use_server_ice: bool,
+    /// Restart ICE when the connection stays disconnected or failed this long.
+    pub ice_restart_after_secs: u64,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        Self { udp_addrs: vec!["0.0.0.0:0".into()], use_server_ice: true, ice_restart_after_secs: 3 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KioskConfig {
+    /// The local kiosk UI and its JSON API (loopback only).
+    pub listen: SocketAddr,
+}
+
+impl Default for KioskConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8090)) }
+    }
+}
+
+/// The document scanner, driven through `scanimage` (SANE) as a subprocess.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScannerConfig {
+    pub enabled: bool,
+    /// The `scanimage` program.
+    pub program: PathBuf,
+    /// SANE device name (`scanimage -L`); the first device when absent.
+    pub device: Option<String>,
+    pub resolution_dpi: u32,
+    /// SANE `--mode` (`Color`, `Gray`).
+    pub mode: String,
+    /// More `scanimage` arguments (device options; tests inject faults with
+    /// `--read-return-value SANE_STATUS_JAMMED`).
+    pub extra_args: Vec<String>,
+    /// Give up on a scan that takes longer than this.
+    pub timeout_secs: u64,
+}
+
+impl Default for ScannerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            program: PathBuf::from("scanimage"),
+            device: None,
+            resolution_dpi: 150,
+            mode: "Color".into(),
+            extra_args: vec![],
+            timeout_secs: 120,
+        }
+    }
+}
+
+/// The service point's printer, driven by IPP (CUPS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrinterConfig {
+    pub enabled: bool,
+    /// The IPP printer URI (`http://127.0.0.1:631/printers/<queue>` for a CUPS queue).
+    pub uri: String,
+    /// How often the job state is polled while a job prints.
+    pub poll_ms: u64,
+    /// A job stuck behind a printer error (`media-empty`, `media-jam`, …) is cancelled and
+    /// reported `failed` with that reason after this long.
+    pub fail_after_secs: u64,
+}
+
+impl Default for PrinterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            uri: "http://127.0.0.1:631/printers/bangban".into(),
+            poll_ms: 300,
+            fail_after_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Base URL of the signaling server (`https://bangban.example.gov.cn`); the WebSocket URL is
+    /// derived from it (`wss://…/ws`).
+    pub server_url: String,
+    /// The device credential written by `enroll` (mode 0600).
+    pub credential_file: PathBuf,
+    /// Write a JSON status snapshot here every second (optional).
+    pub status_file: Option<PathBuf>,
+    /// Durable local state: the scan spool (`spool/`), print job records (`print/`). Defaults
+    /// to the credential file's directory.
+    pub state_dir: Option<PathBuf>,
+    pub scanner: ScannerConfig,
+    pub printer: PrinterConfig,
+    pub media: MediaConfig,
+    pub display: DisplayConfig,
+    pub webrtc: WebRtcConfig,
+    pub kiosk: KioskConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_url: "http://127.0.0.1:8080".into(),
+            credential_file: PathBuf::from("/var/lib/bangban-endpoint/credential"),
+            status_file: None,
+            state_dir: None,
+            scanner: ScannerConfig::default(),
+            printer: PrinterConfig::default(),
+            media: MediaConfig::default(),
+            display: DisplayConfig::default(),
+            webrtc: WebRtcConfig::default(),
+            kiosk: KioskConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("invalid config {0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+    #[error("invalid {0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+impl Config {
+    /// Reads `path` (if given), then applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.into(), e))?;
+                Self::parse(&text).map_err(|e| ConfigError::Parse(p.into(), e))?
+            }
+            None => Self::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// `BANGBAN_ENDPOINT_SERVER_URL`, `_CREDENTIAL_FILE`, `_STATE_DIR`, `_PRINTER_URI`,
+    /// `_SCANNER_DEVICE`, `_STATUS_FILE`, `_HEADLESS` (1/0),
+    /// `_TEST_SOURCES` (1: test video and audio), `_KIOSK_LISTEN`, `_UDP_ADDRS` (comma list).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("BANGBAN_ENDPOINT_SERVER_URL") {
+            self.server_url = v;
+        }
+        if let Some(v) = get("BANGBAN_ENDPOINT_CREDENTIAL_FILE") {
+            self.credential_file = v.into();
+        }
+        if let Some(v) = get("BANGBAN_ENDPOINT_STATE_DIR") {
+            self.state_dir = Some(v.into());
+        }
+        if let Some(v) = get("BANGBAN_ENDPOINT_PRINTER_URI") {
+            self.printer.uri = v;
+        }
+        if let Some(v) = get("BANGBAN_ENDPOINT_SCANNER_DEVICE") {
+            self.scanner.device = Some(v).filter(|d| !d.is_empty());
+        }
+        if let Some(v) = get("BANGBAN_ENDPOINT_STATUS_FILE") {
+            self.status_file = Some(v.into());
+        }
+        if let Some(v) = get("BANGBAN_ENDPOINT_HEADLESS")
+            && flag(&v)?
+        {
+            self.display.mode = DisplayMode::Headless;
+        }
+        if let Some(v) = get("BANGBAN_ENDPOINT_TEST_SOURCES")
+            && flag(&v)?
+        {
+            self.media.video_source = VideoSource::Test;
+            self.media.audio_source = AudioSource::Test;
+        }
+        if let Some(v) = get("BANGBAN_ENDPOINT_KIOSK_LISTEN") {
+            self.kiosk.listen =
+                v.parse().map_err(|_| ConfigError::Invalid("BANGBAN_ENDPOINT_KIOSK_LISTEN", v))?;
+        }
+        if let Some(v) = get("BANGBAN_ENDPOINT_UDP_ADDRS") {
+            self.webrtc.udp_addrs =
+                v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.ws_url()?;
+        if self.media.fps == 0 || self.media.fps > 60 {
+            return Err(ConfigError::Invalid("media.fps", self.media.fps.to_string()));
+        }
+        if self.printer.enabled
+            && !self.printer.uri.starts_with("http://")
+            && !self.printer.uri.starts_with("ipp://")
+        {
+            return Err(ConfigError::Invalid("printer.uri", self.printer.uri.clone()));
+        }
+        if self.scanner.resolution_dpi == 0 || self.scanner.resolution_dpi > 1200 {
+            return Err(ConfigError::Invalid(
+                "scanner.resolution_dpi",
+                self.scanner.resolution_dpi.to_string(),
+            ));
+        }
+        if self.webrtc.udp_addrs.is_empty() {
+            return Err(ConfigError::Invalid("webrtc.udp_addrs", "empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The durable state directory (`state_dir`, else the credential file's directory).
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| match self.credential_file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        })
+    }
+
+    /// `http://h/x` → `http://h/x/api/v1/…` base without a trailing slash.
+    pub fn http_base(&self) -> &str {
+        self.server_url.trim_end_matches('/')
+    }
+
+    /// `http://h` → `ws://h/ws`, `https://h` → `wss://h/ws`.
+    pub fn ws_url(&self) -> Result<String, ConfigError> {
+        let base = self.http_base();
+        if let Some(rest) = base.strip_prefix("https://") {
+            Ok(format!("wss://{rest}/ws"))
+        } else if let Some(rest) = base.strip_prefix("http://") {
+            Ok(format!("ws://{rest}/ws"))
+        } else {
+            Err(ConfigError::Invalid("server_url", base.to_owned()))
+        }
+    }
+}
+
+fn flag(v: &str) -> Result<bool, ConfigError> {
+    match v {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(ConfigError::Invalid("flag", v.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_file_and_env_overrides_it() {
+        let mut cfg = Config::parse(
+            r#"
+server_url = "https://bangban.example.gov.cn/"
+credential_file = "/tmp/cred"
+[media]
+video_source = "test"
+audio_source = "system"
+fps = 25
+[display]
+mode = "screens"
+camera_sink = "xvimagesink display=:0.0"
+screen_sink = "xvimagesink display=:0.1"
+[webrtc]
+udp_addrs = ["192.168.1.20:0"]
+"#,
+        )
+        .expect("valid");
+        assert_eq!(cfg.ws_url().expect("url"), "wss://bangban.example.gov.cn/ws");
+        assert_eq!(cfg.media.video_source, VideoSource::Test);
+        assert_eq!(cfg.media.fps, 25);
+        cfg.apply_env(|k| match k {
+            "BANGBAN_ENDPOINT_SERVER_URL" => Some("http://127.0.0.1:9000".into()),
+            "BANGBAN_ENDPOINT_HEADLESS" => Some("1".into()),
+            "BANGBAN_ENDPOINT_TEST_SOURCES" => Some("1".into()),
+            "BANGBAN_ENDPOINT_UDP_ADDRS" => Some("127.0.0.1:0".into()),
+            _ => None,
+        })
+        .expect("env");
+        assert_eq!(cfg.ws_url().expect("url"), "ws://127.0.0.1:9000/ws");
+        assert_eq!(cfg.display.mode, DisplayMode::Headless);
+        assert_eq!(cfg.media.audio_source, AudioSource::Test);
+        assert_eq!(cfg.webrtc.udp_addrs, vec!["127.0.0.1:0".to_owned()]);
+        cfg.validate().expect("valid");
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_urls() {
+        assert!(Config::parse("sever_url = \"http://x\"").is_err());
+        let cfg = Config { server_url: "ftp://x".into(), ..Config::default() };
+        assert!(cfg.validate().is_err());
+    }
+}

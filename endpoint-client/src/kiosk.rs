@@ -1,0 +1,568 @@
+//! The kiosk's session state machine, sans-IO: fed with server messages, connection events and
+//! the resident's actions, it returns [`Effect`]s for the runtime to carry out (send a message,
+//! start or stop the call, forward signaling to the call). No sockets, no clocks: unit-tested.
+//!
+//! Screens: 空闲 (idle) → 取号中 (requesting) → 排队等候 (waiting) → 通话中 (in call) → 评价
+//! (rating) → idle; plus 转接中 (transferring) and 已停用 (disabled: terminal revoked or replaced).
+
+use serde::Serialize;
+use shared::protocol::{
+    ByeReason, ClientMsg, ErrorCode, Priority, RatingLevel, ResidentDetails, ServerMsg, SessionEndReason,
+    SessionView, Signal, TicketCloseReason, TicketView,
+};
+use shared::validate::Comment;
+use uuid::Uuid;
+
+/// What the screen shows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    Idle,
+    /// `take_ticket` sent, waiting for `ticket_issued` (resent with the same `request_id` after a
+    /// reconnect: the server makes it idempotent).
+    Requesting {
+        request_id: Uuid,
+        item_id: Uuid,
+        priority: Priority,
+        resident: Option<ResidentDetails>,
+    },
+    Waiting {
+        ticket: TicketView,
+        position: Option<u32>,
+        estimated_wait_secs: Option<u32>,
+    },
+    InCall {
+        ticket: TicketView,
+        session: Box<SessionView>,
+        held: bool,
+        peer_away: bool,
+    },
+    Transferring {
+        ticket: TicketView,
+        session_id: Uuid,
+    },
+    /// The call ended; the rating screen follows `rate_request`.
+    Ended {
+        session_id: Uuid,
+        reason: SessionEndReason,
+    },
+    Rating {
+        session_id: Uuid,
+        sent: Option<RatingLevel>,
+    },
+    /// Revoked or replaced: stop, show the reason, do not reconnect.
+    Disabled {
+        reason: ByeReason,
+    },
+}
+
+impl Phase {
+    /// Stable machine name (kiosk UI, status file).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Requesting { .. } => "requesting",
+            Phase::Waiting { .. } => "waiting",
+            Phase::InCall { .. } => "in_call",
+            Phase::Transferring { .. } => "transferring",
+            Phase::Ended { .. } => "ended",
+            Phase::Rating { .. } => "rating",
+            Phase::Disabled { .. } => "disabled",
+        }
+    }
+
+    fn ticket(&self) -> Option<&TicketView> {
+        match self {
+            Phase::Waiting { ticket, .. }
+            | Phase::InCall { ticket, .. }
+            | Phase::Transferring { ticket, .. } => Some(ticket),
+            _ => None,
+        }
+    }
+
+    fn session_id(&self) -> Option<Uuid> {
+        match self {
+            Phase::InCall { session, .. } => Some(session.session_id),
+            _ => None,
+        }
+    }
+}
+
+/// What the call (the WebRTC side) must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallInput {
+    Signal(Signal),
+    /// The operator came back after a signaling drop and will restart ICE.
+    PeerReconnected,
+    /// `session_held` (true) / `session_resumed` (false): mute or unmute outgoing media.
+    Hold(bool),
+}
+
+/// A notice for the resident (large-type banner), Chinese.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    pub kind: &'static str,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Send(ClientMsg),
+    /// Build the peer connection for this session (the terminal is the polite peer).
+    StartCall(Box<SessionView>),
+    /// Close the peer connection of this session.
+    StopCall(Uuid),
+    ToCall(Uuid, CallInput),
+    Notice(Notice),
+    /// Stop reconnecting (revoked / replaced).
+    Shutdown(ByeReason),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("当前状态不能进行此操作 (not possible now: {0})")]
+    WrongPhase(&'static str),
+}
+
+fn notice(kind: &'static str, text: impl Into<String>) -> Effect {
+    Effect::Notice(Notice { kind, text: text.into() })
+}
+
+#[derive(Debug)]
+pub struct Kiosk {
+    phase: Phase,
+}
+
+impl Default for Kiosk {
+    fn default() -> Self {
+        Self { phase: Phase::Idle }
+    }
+}
+
+impl Kiosk {
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// The live call's session, if any.
+    pub fn session_id(&self) -> Option<Uuid> {
+        self.phase.session_id()
+    }
+
+    // ---- the resident's actions -------------------------------------------------------------
+
+    pub fn take_ticket(
+        &mut self,
+        item_id: Uuid,
+        priority: Priority,
+        resident: Option<ResidentDetails>,
+    ) -> Result<Vec<Effect>, ActionError> {
+        if !matches!(self.phase, Phase::Idle | Phase::Rating { .. } | Phase::Ended { .. }) {
+            return Err(ActionError::WrongPhase(self.phase.name()));
+        }
+        let request_id = Uuid::new_v4();
+        let msg = ClientMsg::TakeTicket { item_id, priority, resident: resident.clone(), request_id };
+        self.phase = Phase::Requesting { request_id, item_id, priority, resident };
+        Ok(vec![Effect::Send(msg)])
+    }
+
+    pub fn cancel(&mut self) -> Result<Vec<Effect>, ActionError> {
+        match &self.phase {
+            Phase::Requesting { .. } => {
+                // Not issued yet: forget it (a late `ticket_issued` is then cancelled too).
+                self.phase = Phase::Idle;
+                Ok(vec![])
+            }
+            p => match p.ticket() {
+                Some(t) => Ok(vec![Effect::Send(ClientMsg::CancelTicket { ticket_id: t.ticket_id })]),
+                None => Err(ActionError::WrongPhase(p.name())),
+            },
+        }
+    }
+
+    pub fn rate(&mut self, level: RatingLevel, comment: Option<Comment>) -> Result<Vec<Effect>, ActionError> {
+        match &mut self.phase {
+            Phase::Rating { session_id, sent: sent @ None } => {
+                *sent = Some(level);
+                Ok(vec![Effect::Send(ClientMsg::Rate { session_id: *session_id, level, comment })])
+            }
+            p => Err(ActionError::WrongPhase(p.name())),
+        }
+    }
+
+    /// The rating screen timed out or the resident walked away: back to idle.
+    pub fn reset_to_idle(&mut self) {
+        if matches!(self.phase, Phase::Ended { .. } | Phase::Rating { .. }) {
+            self.phase = Phase::Idle;
+        }
+    }
+
+    // ---- the connection ---------------------------------------------------------------------
+
+    /// A `welcome` arrived on a new connection.
+    pub fn on_connected(&mut self, resumed: bool) -> Vec<Effect> {
+        match &self.phase {
+            Phase::Requesting { request_id, item_id, priority, resident } => {
+                vec![Effect::Send(ClientMsg::TakeTicket {
+                    item_id: *item_id,
+                    priority: *priority,
+                    resident: resident.clone(),
+                    request_id: *request_id,
+                })]
+            }
+            _ if resumed => vec![],
+            Phase::Waiting { .. } | Phase::Transferring { .. } | Phase::InCall { .. } => {
+                // Past the resume window: the server closed the ticket as abandoned.
+                let mut out = vec![];
+                if let Some(sid) = self.phase.session_id() {
+                    out.push(Effect::StopCall(sid));
+                }
+                self.phase = Phase::Idle;
+                out.push(notice("connection", "网络中断时间过长，本次排号已失效，请重新取号。"));
+                out
+            }
+            _ => vec![],
+        }
+    }
+
+    // ---- server messages --------------------------------------------------------------------
+
+    pub fn on_server(&mut self, msg: ServerMsg) -> Vec<Effect> {
+        match msg {
+            ServerMsg::TicketIssued { ticket, request_id } => match &self.phase {
+                Phase::Requesting { request_id: r, .. } if *r == request_id => {
+                    self.phase = Phase::Waiting { ticket, position: None, estimated_wait_secs: None };
+                    vec![]
+                }
+                Phase::Waiting { ticket: t, .. } if t.ticket_id == ticket.ticket_id => vec![],
+                _ => {
+                    // Issued after the resident gave up: cancel it.
+                    vec![Effect::Send(ClientMsg::CancelTicket { ticket_id: ticket.ticket_id })]
+                }
+            },
+            ServerMsg::QueuePosition { ticket_id, position: p, estimated_wait_secs: e } => {
+                if let Phase::Waiting { ticket, position, estimated_wait_secs } = &mut self.phase
+                    && ticket.ticket_id == ticket_id
+                {
+                    *position = Some(p);
+                    *estimated_wait_secs = Some(e);
+                }
+                vec![]
+            }
+            ServerMsg::SessionStarted { session } => {
+                let mut out = vec![];
+                if let Phase::InCall { session: s, .. } = &self.phase {
+                    if s.session_id == session.session_id {
+                        // State replay after a resume: the call goes on.
+                        return out;
+                    }
+                    out.push(Effect::StopCall(s.session_id));
+                }
+                let ticket = session.ticket.clone();
+                let session = Box::new(session);
+                out.push(Effect::StartCall(session.clone()));
+                self.phase = Phase::InCall { ticket, session, held: false, peer_away: false };
+                out
+            }
+            ServerMsg::Signal { session_id, signal, .. } => match self.phase.session_id() {
+                Some(sid) if sid == session_id => vec![Effect::ToCall(sid, CallInput::Signal(signal))],
+                _ => vec![],
+            },
+            ServerMsg::SessionHeld { session_id } | ServerMsg::SessionResumed { session_id }
+                if self.phase.session_id() == Some(session_id) =>
+            {
+                let hold = matches!(msg, ServerMsg::SessionHeld { .. });
+                if let Phase::InCall { held, .. } = &mut self.phase {
+                    *held = hold;
+                }
+                let text =
+                    if hold { "受理员暂时保持通话，请稍候。" } else { "通话已恢复。" };
+                vec![Effect::ToCall(session_id, CallInput::Hold(hold)), notice("hold", text)]
+            }
+            ServerMsg::PeerDisconnected { session_id, .. } if self.phase.session_id() == Some(session_id) => {
+                if let Phase::InCall { peer_away, .. } = &mut self.phase {
+                    *peer_away = true;
+                }
+                vec![notice("peer", "受理员网络不稳定，正在重新连接，请稍候。")]
+            }
+            ServerMsg::PeerReconnected { session_id } if self.phase.session_id() == Some(session_id) => {
+                if let Phase::InCall { peer_away, .. } = &mut self.phase {
+                    *peer_away = false;
+                }
+                vec![Effect::ToCall(session_id, CallInput::PeerReconnected)]
+            }
+            ServerMsg::Transferring { session_id, .. } if self.phase.session_id() == Some(session_id) => {
+                let Phase::InCall { ticket, .. } = std::mem::replace(&mut self.phase, Phase::Idle) else {
+                    return vec![];
+                };
+                self.phase = Phase::Transferring { ticket, session_id };
+                vec![Effect::StopCall(session_id), notice("transfer", "正在为您转接，请稍候。")]
+            }
+            ServerMsg::SessionEnded { session_id, reason } if self.phase.session_id() == Some(session_id) => {
+                self.phase = Phase::Ended { session_id, reason };
+                vec![Effect::StopCall(session_id)]
+            }
+            ServerMsg::RateRequest { session_id } => {
+                if matches!(self.phase, Phase::Ended { session_id: s, .. } if s == session_id)
+                    || matches!(self.phase, Phase::Idle)
+                {
+                    self.phase = Phase::Rating { session_id, sent: None };
+                }
+                vec![]
+            }
+            ServerMsg::RatingRecorded { session_id } => {
+                if matches!(self.phase, Phase::Rating { session_id: s, .. } if s == session_id) {
+                    self.phase = Phase::Idle;
+                }
+                vec![notice("rating", "感谢您的评价！")]
+            }
+            ServerMsg::TicketClosed { ticket_id, reason } => {
+                if self.phase.ticket().map(|t| t.ticket_id) != Some(ticket_id) {
+                    return vec![];
+                }
+                let mut out = vec![];
+                if let Some(sid) = self.phase.session_id() {
+                    out.push(Effect::StopCall(sid));
+                }
+                self.phase = Phase::Idle;
+                let text = match reason {
+                    TicketCloseReason::Completed => "办理结束。",
+                    TicketCloseReason::Cancelled => "已取消排号。",
+                    TicketCloseReason::Expired => "今日服务已结束，请明天再来。",
+                    TicketCloseReason::Removed => "排号已被工作人员取消。",
+                    TicketCloseReason::Abandoned | TicketCloseReason::Unknown => "排号已失效，请重新取号。",
+                };
+                out.push(notice("ticket", text));
+                out
+            }
+            ServerMsg::Error { code, message, request } => {
+                let mut out = vec![];
+                match (request.as_deref(), &self.phase) {
+                    (Some("take_ticket"), Phase::Requesting { .. }) => {
+                        self.phase = Phase::Idle;
+                        let text = match code {
+                            ErrorCode::Unavailable => "该事项暂时无人受理，请稍后再试。".to_owned(),
+                            _ => format!("取号失败：{message}"),
+                        };
+                        out.push(notice("error", text));
+                    }
+                    (Some("rate"), Phase::Rating { .. }) => self.phase = Phase::Idle,
+                    _ => {}
+                }
+                out
+            }
+            ServerMsg::Bye { reason: reason @ (ByeReason::Revoked | ByeReason::Replaced) } => {
+                let mut out = vec![];
+                if let Some(sid) = self.phase.session_id() {
+                    out.push(Effect::StopCall(sid));
+                }
+                self.phase = Phase::Disabled { reason };
+                out.push(Effect::Shutdown(reason));
+                out
+            }
+            // Progress notices come from the printer worker; here only the announcement.
+            ServerMsg::PrintJobChanged { job } if job.state == shared::api::PrintJobState::Pending => {
+                vec![notice("print", format!("受理员发送了材料「{}」，即将为您打印。", job.filename))]
+            }
+            ServerMsg::MaterialChanged { material, .. } => match material.reject_reason {
+                Some(r) if !r.is_empty() => {
+                    vec![notice(
+                        "scan",
+                        format!("请重新扫描「{}」：{r}", material.slot_name.as_deref().unwrap_or("材料")),
+                    )]
+                }
+                _ => vec![],
+            },
+            _ => vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::protocol::Party;
+
+    fn ticket(id: u128) -> TicketView {
+        TicketView {
+            ticket_id: Uuid::from_u128(id),
+            number: "J-0001".into(),
+            item_id: Uuid::from_u128(100),
+            item_name: "城乡居民基本养老保险待遇申领".into(),
+            line_id: Uuid::from_u128(200),
+            line_name: "社保业务".into(),
+            point_id: Uuid::from_u128(300),
+            point_name: "华山居委会".into(),
+            priority: Priority::Elderly,
+            resident_name_masked: None,
+            id_number_masked: None,
+            waited_secs: 0,
+        }
+    }
+
+    fn session(id: u128, t: TicketView) -> SessionView {
+        SessionView {
+            session_id: Uuid::from_u128(id),
+            ticket: t,
+            operator_id: Uuid::from_u128(400),
+            operator_name: "陈受理员".into(),
+            your_part: Party::Terminal,
+            polite: true,
+            ice_servers: vec![],
+        }
+    }
+
+    fn issued(k: &mut Kiosk, t: &TicketView) {
+        let Phase::Requesting { request_id, .. } = *k.phase() else { panic!("not requesting") };
+        assert_eq!(k.on_server(ServerMsg::TicketIssued { ticket: t.clone(), request_id }), vec![]);
+    }
+
+    #[test]
+    fn full_call_from_ticket_to_rating() {
+        let mut k = Kiosk::default();
+        let t = ticket(1);
+        let out = k.take_ticket(t.item_id, Priority::Elderly, None).expect("idle");
+        assert!(matches!(
+            &out[..],
+            [Effect::Send(ClientMsg::TakeTicket { priority: Priority::Elderly, .. })]
+        ));
+        assert!(k.take_ticket(t.item_id, Priority::Normal, None).is_err(), "one ticket at a time");
+        issued(&mut k, &t);
+        k.on_server(ServerMsg::QueuePosition {
+            ticket_id: t.ticket_id,
+            position: 2,
+            estimated_wait_secs: 120,
+        });
+        assert!(matches!(
+            k.phase(),
+            Phase::Waiting { position: Some(2), estimated_wait_secs: Some(120), .. }
+        ));
+
+        let s = session(9, t.clone());
+        let out = k.on_server(ServerMsg::SessionStarted { session: s.clone() });
+        assert_eq!(out, vec![Effect::StartCall(Box::new(s.clone()))]);
+        assert_eq!(k.phase().name(), "in_call");
+        // Replay after a resume does not restart the call.
+        assert_eq!(k.on_server(ServerMsg::SessionStarted { session: s.clone() }), vec![]);
+
+        let offer = Signal::Offer { sdp: "v=0\r\n".to_owned().try_into().expect("sdp"), ice_restart: false };
+        let out = k.on_server(ServerMsg::Signal {
+            session_id: s.session_id,
+            from: Party::Operator,
+            signal: offer.clone(),
+        });
+        assert_eq!(out, vec![Effect::ToCall(s.session_id, CallInput::Signal(offer.clone()))]);
+        // Signals of another session are dropped.
+        let out = k.on_server(ServerMsg::Signal {
+            session_id: Uuid::from_u128(8),
+            from: Party::Operator,
+            signal: offer,
+        });
+        assert_eq!(out, vec![]);
+
+        let out = k.on_server(ServerMsg::SessionHeld { session_id: s.session_id });
+        assert_eq!(out[0], Effect::ToCall(s.session_id, CallInput::Hold(true)));
+        assert!(matches!(k.phase(), Phase::InCall { held: true, .. }));
+        k.on_server(ServerMsg::SessionResumed { session_id: s.session_id });
+        assert!(matches!(k.phase(), Phase::InCall { held: false, .. }));
+
+        k.on_server(ServerMsg::PeerDisconnected { session_id: s.session_id, grace_secs: 60 });
+        assert!(matches!(k.phase(), Phase::InCall { peer_away: true, .. }));
+        let out = k.on_server(ServerMsg::PeerReconnected { session_id: s.session_id });
+        assert_eq!(out, vec![Effect::ToCall(s.session_id, CallInput::PeerReconnected)]);
+
+        let out = k.on_server(ServerMsg::SessionEnded {
+            session_id: s.session_id,
+            reason: SessionEndReason::OperatorEnded,
+        });
+        assert_eq!(out, vec![Effect::StopCall(s.session_id)]);
+        // ticket_closed(completed) after the session ended does not disturb the rating flow.
+        assert!(
+            k.on_server(ServerMsg::TicketClosed {
+                ticket_id: t.ticket_id,
+                reason: TicketCloseReason::Completed
+            })
+            .is_empty()
+        );
+        k.on_server(ServerMsg::RateRequest { session_id: s.session_id });
+        assert_eq!(k.phase().name(), "rating");
+        let out = k.rate(RatingLevel::VerySatisfied, None).expect("rating");
+        assert!(matches!(
+            &out[..],
+            [Effect::Send(ClientMsg::Rate { level: RatingLevel::VerySatisfied, .. })]
+        ));
+        assert!(k.rate(RatingLevel::Basic, None).is_err(), "rated once");
+        k.on_server(ServerMsg::RatingRecorded { session_id: s.session_id });
+        assert_eq!(k.phase(), &Phase::Idle);
+    }
+
+    #[test]
+    fn reconnect_resends_the_same_request_and_abandons_after_the_window() {
+        let mut k = Kiosk::default();
+        let t = ticket(1);
+        let first = k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        let again = k.on_connected(true);
+        assert_eq!(first, again, "same request_id: idempotent retry");
+        issued(&mut k, &t);
+        assert!(k.on_connected(true).is_empty(), "resumed: the ticket keeps its place");
+        let out = k.on_connected(false);
+        assert!(matches!(&out[..], [Effect::Notice(_)]));
+        assert_eq!(k.phase(), &Phase::Idle);
+
+        // In a call past the window: the call is torn down.
+        k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        issued(&mut k, &t);
+        let s = session(9, t);
+        k.on_server(ServerMsg::SessionStarted { session: s.clone() });
+        let out = k.on_connected(false);
+        assert_eq!(out[0], Effect::StopCall(s.session_id));
+    }
+
+    #[test]
+    fn transfer_keeps_the_ticket_and_starts_a_new_session() {
+        let mut k = Kiosk::default();
+        let t = ticket(1);
+        k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        issued(&mut k, &t);
+        let s1 = session(9, t.clone());
+        k.on_server(ServerMsg::SessionStarted { session: s1.clone() });
+        let out = k.on_server(ServerMsg::Transferring { session_id: s1.session_id, target_line: None });
+        assert_eq!(out[0], Effect::StopCall(s1.session_id));
+        assert_eq!(k.phase().name(), "transferring");
+        let s2 = session(10, t);
+        let out = k.on_server(ServerMsg::SessionStarted { session: s2.clone() });
+        assert_eq!(out, vec![Effect::StartCall(Box::new(s2))]);
+    }
+
+    #[test]
+    fn cancel_errors_and_revocation() {
+        let mut k = Kiosk::default();
+        assert!(k.cancel().is_err());
+        let t = ticket(1);
+        k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        let out = k.on_server(ServerMsg::Error {
+            code: ErrorCode::Unavailable,
+            message: "x".into(),
+            request: Some("take_ticket".into()),
+        });
+        assert!(matches!(&out[..], [Effect::Notice(n)] if n.kind == "error"));
+        assert_eq!(k.phase(), &Phase::Idle);
+
+        k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        issued(&mut k, &t);
+        let out = k.cancel().expect("waiting");
+        assert_eq!(out, vec![Effect::Send(ClientMsg::CancelTicket { ticket_id: t.ticket_id })]);
+        k.on_server(ServerMsg::TicketClosed { ticket_id: t.ticket_id, reason: TicketCloseReason::Cancelled });
+        assert_eq!(k.phase(), &Phase::Idle);
+
+        // A ticket issued after the resident gave up is cancelled at once.
+        k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        let Phase::Requesting { request_id, .. } = *k.phase() else { panic!() };
+        k.cancel().expect("requesting");
+        let out = k.on_server(ServerMsg::TicketIssued { ticket: t.clone(), request_id });
+        assert_eq!(out, vec![Effect::Send(ClientMsg::CancelTicket { ticket_id: t.ticket_id })]);
+
+        let out = k.on_server(ServerMsg::Bye { reason: ByeReason::Revoked });
+        assert_eq!(out, vec![Effect::Shutdown(ByeReason::Revoked)]);
+        assert_eq!(k.phase().name(), "disabled");
+    }
+}

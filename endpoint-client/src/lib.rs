@@ -1,0 +1,36 @@
+//! 帮办 Bangban terminal program (`endpoint-client`): runs on the dual-screen kiosk at a
+//! neighbourhood service point, stays connected to the signaling server and carries the WebRTC
+//! video call with an operator at the acceptance center.
+//!
+//! Module map:
+//! - [`config`]: typed configuration (TOML file + `BANGBAN_ENDPOINT_*` environment).
+//! - [`auth`]: enrollment (code → device credential, file mode 0600) and device JWTs, refreshed
+//!   before expiry.
+//! - [`backoff`]: reconnect backoff with jitter.
+//! - [`signaling`]: the WebSocket connection (`bangban.v1, bearer.<JWT>`), heartbeat, reconnect.
+//! - [`kiosk`]: the session state machine, sans-IO (ticket → queue → call → rating).
+//! - [`call`]: one WebRTC call (webrtc-rs 0.21, polite peer, trickle ICE, ICE restart).
+//! - [`media`]: GStreamer capture/encode (VP8, Opus) and decode/display or headless counting.
+//! - [`scan`]: the scanner (`scanimage` subprocess, JPEG pages, faults);
+//!   [`spool`]: scanned pages kept durably until stored; [`upload`]: tus uploads with resume.
+//! - [`print`]: print jobs: claim (token persisted first), download, SHA-256, IPP to CUPS once,
+//!   state reports. [`rest`]: the device-token REST calls.
+//! - [`ui`]: the local kiosk UI (Simplified Chinese, large type) and its JSON API.
+//! - [`app`]: `run`, wiring the above together; status output.
+//!
+//! The binary (`main.rs`) is a thin CLI: `endpoint-client enroll --code CODE`, `endpoint-client run`.
+
+pub mod app;
+pub mod auth;
+pub mod backoff;
+pub mod call;
+pub mod config;
+pub mod kiosk;
+pub mod media;
+pub mod print;
+pub mod rest;
+pub mod scan;
+pub mod signaling;
+pub mod spool;
+pub mod ui;
+pub mod upload;

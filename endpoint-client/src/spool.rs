@@ -1,0 +1,222 @@
+//! The scan spool (`<state dir>/spool`): every scanned page is stored here durably before any
+//! upload starts, and removed only after the server confirmed the upload (the final tus `204`).
+//! A page is two files: `<id>.<ext>` (the content) and `<id>.json` (an [`Entry`]: the session,
+//! the material slot, the SHA-256, the tus upload URL once created). Both are written to a
+//! temporary name, fsynced and renamed, then the directory is fsynced, so a crash or power cut
+//! leaves either the whole page or nothing. Pages the server refused for good are moved to
+//! `spool/rejected/` for a technician, never deleted silently.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Entry {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    #[serde(default)]
+    pub slot_id: Option<Uuid>,
+    /// Display name sent as tus `filename`.
+    pub filename: String,
+    /// File name of the content inside the spool (`<id>.jpg`).
+    pub file: String,
+    pub content_type: String,
+    pub size: u64,
+    /// Hex SHA-256 of the whole content.
+    pub sha256: String,
+    pub created_at_ms: u64,
+    /// The tus upload (`Location`) once created.
+    #[serde(default)]
+    pub upload_url: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Writes `bytes` to `path` via a fsynced temporary file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path.parent());
+    Ok(())
+}
+
+fn sync_dir(dir: Option<&Path>) {
+    if let Some(d) = dir
+        && let Ok(f) = std::fs::File::open(d)
+    {
+        let _ = f.sync_all();
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Spool {
+    /// Opens (creates) the spool and removes leftovers of interrupted writes.
+    pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(dir.join("rejected"))?;
+        let spool = Self { dir };
+        let known: std::collections::HashSet<String> = spool.list().into_iter().map(|e| e.file).collect();
+        for ent in std::fs::read_dir(&spool.dir)?.flatten() {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let is_file = ent.file_type().is_ok_and(|t| t.is_file());
+            if is_file && !name.ends_with(".json") && !known.contains(&name) {
+                let _ = std::fs::remove_file(ent.path());
+            }
+        }
+        Ok(spool)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A fresh path inside the spool for a scanner to write to (removed at the next open if
+    /// never added).
+    pub fn scratch_path(&self, ext: &str) -> PathBuf {
+        self.dir.join(format!("scan-{}.{ext}.part", Uuid::new_v4().simple()))
+    }
+
+    /// Takes the finished file at `scratch` (inside the spool) into the spool.
+    pub fn add(
+        &self,
+        scratch: &Path,
+        session_id: Uuid,
+        slot_id: Option<Uuid>,
+        filename: &str,
+        content_type: &str,
+        ext: &str,
+    ) -> std::io::Result<Entry> {
+        let bytes = std::fs::read(scratch)?;
+        if bytes.is_empty() {
+            return Err(std::io::Error::other("empty scan"));
+        }
+        std::fs::File::open(scratch)?.sync_all()?;
+        let id = Uuid::new_v4();
+        let file = format!("{}.{ext}", id.simple());
+        std::fs::rename(scratch, self.dir.join(&file))?;
+        let entry = Entry {
+            id,
+            session_id,
+            slot_id,
+            filename: filename.to_owned(),
+            file,
+            content_type: content_type.to_owned(),
+            size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+            created_at_ms: now_ms(),
+            upload_url: None,
+            attempts: 0,
+            last_error: None,
+        };
+        self.save(&entry)?;
+        Ok(entry)
+    }
+
+    fn meta_path(&self, id: Uuid) -> PathBuf {
+        self.dir.join(format!("{}.json", id.simple()))
+    }
+
+    pub fn content_path(&self, e: &Entry) -> PathBuf {
+        self.dir.join(&e.file)
+    }
+
+    /// Persists the entry (its upload URL, attempts).
+    pub fn save(&self, e: &Entry) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(e).map_err(std::io::Error::other)?;
+        write_atomic(&self.meta_path(e.id), &bytes)
+    }
+
+    /// Waiting pages, oldest first.
+    pub fn list(&self) -> Vec<Entry> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else { return vec![] };
+        let mut out: Vec<Entry> = rd
+            .flatten()
+            .filter(|d| d.file_name().to_string_lossy().ends_with(".json"))
+            .filter_map(|d| std::fs::read(d.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<Entry>(&b).ok())
+            .filter(|e| self.content_path(e).exists())
+            .collect();
+        out.sort_by_key(|e| (e.created_at_ms, e.id));
+        out
+    }
+
+    /// The upload is confirmed: forget the page (metadata first, then the content).
+    pub fn remove(&self, e: &Entry) -> std::io::Result<()> {
+        std::fs::remove_file(self.meta_path(e.id))?;
+        let _ = std::fs::remove_file(self.content_path(e));
+        sync_dir(Some(&self.dir));
+        Ok(())
+    }
+
+    /// The server refused the page for good: keep it aside with the reason.
+    pub fn reject(&self, e: &Entry, reason: &str) -> std::io::Result<()> {
+        let dead = self.dir.join("rejected");
+        let mut e2 = e.clone();
+        e2.last_error = Some(reason.to_owned());
+        let bytes = serde_json::to_vec_pretty(&e2).map_err(std::io::Error::other)?;
+        std::fs::rename(self.content_path(e), dead.join(&e.file))?;
+        write_atomic(&dead.join(format!("{}.json", e.id.simple())), &bytes)?;
+        std::fs::remove_file(self.meta_path(e.id))?;
+        sync_dir(Some(&self.dir));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_survive_reopening_until_removed_and_scratch_files_are_cleaned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path().join("spool")).expect("open");
+        let scratch = spool.scratch_path("jpg");
+        std::fs::write(&scratch, b"\xff\xd8page one").expect("write");
+        let session = Uuid::new_v4();
+        let mut e = spool.add(&scratch, session, None, "扫描件-1.jpg", "image/jpeg", "jpg").expect("add");
+        assert_eq!(e.sha256, sha256_hex(b"\xff\xd8page one"));
+        e.upload_url = Some("/api/v1/uploads/x".into());
+        spool.save(&e).expect("save");
+        let leftover = spool.scratch_path("jpg");
+        std::fs::write(&leftover, b"half").expect("write");
+
+        let spool = Spool::open(dir.path().join("spool")).expect("reopen");
+        assert_eq!(spool.list(), vec![e.clone()], "the page and its upload URL survive");
+        assert!(!leftover.exists(), "interrupted scans are removed");
+        spool.remove(&e).expect("remove");
+        assert!(spool.list().is_empty());
+        assert!(!spool.content_path(&e).exists());
+
+        let scratch = spool.scratch_path("jpg");
+        std::fs::write(&scratch, b"\xff\xd8bad").expect("write");
+        let e = spool.add(&scratch, session, None, "x.jpg", "image/jpeg", "jpg").expect("add");
+        spool.reject(&e, "session is over").expect("reject");
+        assert!(spool.list().is_empty());
+        assert!(spool.dir().join("rejected").join(&e.file).exists());
+    }
+}

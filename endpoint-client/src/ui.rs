@@ -1,0 +1,175 @@
+//! The kiosk UI served on loopback: one static page (Simplified Chinese, large type) and a small
+//! JSON API it calls. The API is also what tests and diagnosis drive.
+//!
+//! - `GET /` the page; `GET /api/status` the [`Status`](crate::app::Status);
+//! - `GET /api/items` the remotely available service items (from the server, device token);
+//! - `POST /api/ticket {item_id, priority?, resident?}`, `POST /api/cancel`,
+//!   `POST /api/rate {level, comment?}`, `POST /api/done`;
+//! - `POST /api/scan {session_id?, slot_id?, pages?}` scans for the current call (the kiosk's
+//!   scan button, or the operator's request relayed by the UI); progress in the status
+//!   (`scanner`, `uploads`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use shared::protocol::{Priority, RatingLevel, ResidentDetails};
+use shared::validate::Comment;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::app::{Status, UiCommand, UiRequest};
+use crate::auth::DeviceAuth;
+
+const PAGE: &str = include_str!("../static/index.html");
+
+#[derive(Clone)]
+struct Ui {
+    tx: mpsc::Sender<UiRequest>,
+    status: watch::Receiver<Status>,
+    auth: Arc<DeviceAuth>,
+    http: reqwest::Client,
+    server: String,
+}
+
+/// Binds `listen` (loopback) and serves in the background; returns the bound address.
+pub async fn serve(
+    listen: SocketAddr,
+    tx: mpsc::Sender<UiRequest>,
+    status: watch::Receiver<Status>,
+    auth: Arc<DeviceAuth>,
+    server: String,
+) -> anyhow::Result<SocketAddr> {
+    if !listen.ip().is_loopback() {
+        anyhow::bail!("the kiosk UI listens on loopback only, not {listen}");
+    }
+    let ui = Ui { tx, status, auth, http: reqwest::Client::new(), server };
+    let app = Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/api/status", get(status_handler))
+        .route("/api/items", get(items))
+        .route("/api/ticket", post(ticket))
+        .route("/api/cancel", post(|s: State<Ui>| command(s, UiCommand::Cancel)))
+        .route("/api/done", post(|s: State<Ui>| command(s, UiCommand::Done)))
+        .route("/api/rate", post(rate))
+        .route("/api/scan", post(scan))
+        .with_state(ui);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "kiosk UI server failed");
+        }
+    });
+    Ok(addr)
+}
+
+async fn status_handler(State(ui): State<Ui>) -> Json<Status> {
+    Json(ui.status.borrow().clone())
+}
+
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(serde_json::json!({ "error": msg.into() }))).into_response()
+}
+
+async fn command(State(ui): State<Ui>, cmd: UiCommand) -> Response {
+    let (reply, rx) = oneshot::channel();
+    if ui.tx.send(UiRequest { cmd, reply }).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "服务正在停止");
+    }
+    match rx.await {
+        Ok(Ok(())) => Json(serde_json::json!({ "ok": true })).into_response(),
+        Ok(Err(e)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "服务正在停止"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketBody {
+    item_id: Uuid,
+    #[serde(default)]
+    priority: Priority,
+    #[serde(default)]
+    resident: Option<ResidentDetails>,
+}
+
+async fn ticket(
+    s: State<Ui>,
+    body: Result<Json<TicketBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(b)) => {
+            command(
+                s,
+                UiCommand::TakeTicket { item_id: b.item_id, priority: b.priority, resident: b.resident },
+            )
+            .await
+        }
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("信息有误：{}", e.body_text())),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateBody {
+    level: RatingLevel,
+    #[serde(default)]
+    comment: Option<Comment>,
+}
+
+async fn rate(
+    s: State<Ui>,
+    body: Result<Json<RateBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(b)) => command(s, UiCommand::Rate { level: b.level, comment: b.comment }).await,
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+    }
+}
+
+async fn items(State(ui): State<Ui>) -> Response {
+    let token = match ui.auth.token().await {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_GATEWAY, format!("无法连接服务器：{e}")),
+    };
+    let resp = ui.http.get(format!("{}/api/v1/items?remote=true", ui.server)).bearer_auth(token).send().await;
+    match resp {
+        Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
+            Ok(v) => Json(v).into_response(),
+            Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+        },
+        Ok(r) => error(StatusCode::BAD_GATEWAY, format!("服务器返回 {}", r.status())),
+        Err(e) => error(StatusCode::BAD_GATEWAY, format!("无法连接服务器：{e}")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScanBody {
+    #[serde(default)]
+    session_id: Option<Uuid>,
+    #[serde(default)]
+    slot_id: Option<Uuid>,
+    #[serde(default)]
+    pages: Option<u32>,
+}
+
+async fn scan(
+    s: State<Ui>,
+    body: Result<Json<ScanBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(b)) => {
+            let cmd =
+                UiCommand::Scan { session_id: b.session_id, slot_id: b.slot_id, pages: b.pages.unwrap_or(1) };
+            command(s, cmd).await
+        }
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+    }
+}

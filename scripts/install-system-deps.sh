@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# 安装帮办所需的 Debian 12 系统软件包 — installs the Debian 12 packages Bangban needs.
+#
+#   scripts/install-system-deps.sh [--server] [--terminal] [--test]
+#
+#   --server    build tools for signaling-server
+#   --terminal  build tools + GStreamer, SANE, CUPS (+ cups-pdf), poppler for endpoint-client
+#   --test      everything the test suite needs (server + terminal + Chromium, CJK fonts,
+#               coturn, nginx-light, PostgreSQL client tools); this is the default
+#
+# Idempotent: asks dpkg what is missing and, only if something is, runs `apt-get update` once
+# and `apt-get install -y --no-install-recommends` for the missing packages. Runs as root or
+# through sudo, non-interactively. Daemons are not started by the install on machines without
+# systemd (containers, CI); scripts/cups-setup.sh starts CUPS when the tests need it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_server=0 want_terminal=0 want_test=0
+for arg in "$@"; do
+  case "$arg" in
+    --server) want_server=1 ;;
+    --terminal) want_terminal=1 ;;
+    --test) want_test=1 ;;
+    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown option: $arg (use --server, --terminal, --test)" >&2; exit 2 ;;
+  esac
+done
+if [ $((want_server + want_terminal + want_test)) -eq 0 ]; then want_test=1; fi
+
+build_pkgs=(build-essential pkg-config curl ca-certificates)
+# libssl-dev only when some crate links OpenSSL (today everything uses rustls/RustCrypto).
+if grep -q '^name = "openssl-sys"' Cargo.lock 2>/dev/null; then build_pkgs+=(libssl-dev); fi
+terminal_pkgs=(
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools
+  sane-utils
+  cups cups-client cups-bsd printer-driver-cups-pdf
+  poppler-utils ghostscript
+)
+test_pkgs=(chromium fonts-noto-cjk coturn nginx-light postgresql-client)
+# Node.js: the machine's own (e.g. NodeSource) build wins; Debian's only where there is none.
+if ! command -v node >/dev/null 2>&1; then test_pkgs+=(nodejs); fi
+if ! command -v npm >/dev/null 2>&1; then test_pkgs+=(npm); fi
+
+pkgs=("${build_pkgs[@]}")
+if [ "$want_terminal" = 1 ] || [ "$want_test" = 1 ]; then pkgs+=("${terminal_pkgs[@]}"); fi
+if [ "$want_test" = 1 ]; then pkgs+=("${test_pkgs[@]}"); fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  # Captured first: `dpkg -s | grep -q` under pipefail fails at random on SIGPIPE.
+  status="$(dpkg -s "$p" 2>/dev/null || true)"
+  if ! grep -q '^Status: install ok installed' <<<"$status"; then missing+=("$p"); fi
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-system-deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  echo "install-system-deps: need root or sudo to install: ${missing[*]}" >&2
+  exit 1
+fi
+
+# Without systemd as PID 1, keep package scripts from starting daemons (nginx would take
+# port 80, coturn 3478) unless the machine already has a policy of its own.
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [ ! -e "$policy" ] && [ "$(cat /proc/1/comm 2>/dev/null)" != systemd ]; then
+  printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee "$policy" >/dev/null
+  "${as_root[@]}" chmod 755 "$policy"
+  own_policy=1
+fi
+cleanup() { if [ "$own_policy" = 1 ]; then "${as_root[@]}" rm -f "$policy"; fi; }
+trap cleanup EXIT
+
+echo "install-system-deps: installing ${missing[*]}"
+apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
+"${apt[@]}" update
+"${apt[@]}" install -y --no-install-recommends "${missing[@]}"
+echo "install-system-deps: done"

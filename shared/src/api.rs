@@ -1,0 +1,982 @@
+//! REST request and response bodies under `/api/v1`.
+//!
+//! Conventions: times are unix milliseconds (`*_at`), IDs are UUIDs, request bodies reject
+//! unknown fields, and every error is [`ErrorBody`]. With the `openapi` feature each type
+//! derives `utoipa::ToSchema` so the server's OpenAPI document is generated from these types.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use crate::protocol::Role;
+
+/// `{"error":{"code":"…","message":"…"}}`: the body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `unauthenticated`, `validation_failed`.
+    pub code: String,
+    /// Human-readable message, Chinese first.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Health {
+    pub status: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication
+
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+    pub user: UserView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for ChangePasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChangePasswordRequest { .. }")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserView {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    /// The service point a committee staff member belongs to.
+    pub point_id: Option<Uuid>,
+    pub active: bool,
+    /// Business lines an operator serves.
+    pub skills: Vec<Uuid>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    #[serde(default)]
+    pub point_id: Option<Uuid>,
+    pub password: String,
+    #[serde(default)]
+    pub skills: Vec<Uuid>,
+}
+
+impl std::fmt::Debug for CreateUserRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUserRequest")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// `null` unbinds the point; absent leaves it unchanged.
+    #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Uuid>))]
+    pub point_id: Option<Option<Uuid>>,
+    #[serde(default)]
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetSkillsRequest {
+    pub line_ids: Vec<Uuid>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResetPasswordRequest {
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for ResetPasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResetPasswordRequest { .. }")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service points (服务点)
+
+/// What kind of place hosts the point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PointKind {
+    /// 居委会
+    Committee,
+    /// 园区
+    Park,
+    /// 楼宇
+    Building,
+    /// 党群服务中心
+    PartyCenter,
+}
+
+impl PointKind {
+    pub const ALL: [PointKind; 4] =
+        [PointKind::Committee, PointKind::Park, PointKind::Building, PointKind::PartyCenter];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PointKind::Committee => "committee",
+            PointKind::Park => "park",
+            PointKind::Building => "building",
+            PointKind::PartyCenter => "party_center",
+        }
+    }
+
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            PointKind::Committee => "居委会",
+            PointKind::Park => "园区",
+            PointKind::Building => "楼宇",
+            PointKind::PartyCenter => "党群服务中心",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PointStatus {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PointView {
+    pub id: Uuid,
+    /// Short code used on tickets and enrollment files, e.g. `JA-HS01`.
+    pub code: String,
+    pub name: String,
+    /// 街镇
+    pub street: String,
+    /// 居委会
+    pub committee: String,
+    pub kind: PointKind,
+    pub address: String,
+    pub longitude: f64,
+    pub latitude: f64,
+    pub opening_hours: String,
+    /// 巡检责任人
+    pub inspector_name: String,
+    pub inspector_phone: String,
+    pub status: PointStatus,
+    pub closed_reason: Option<String>,
+    pub closed_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Incremented by every change; send it back as `expected_version` to avoid lost updates.
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreatePointRequest {
+    pub code: String,
+    pub name: String,
+    pub street: String,
+    pub committee: String,
+    pub kind: PointKind,
+    pub address: String,
+    pub longitude: f64,
+    pub latitude: f64,
+    pub opening_hours: String,
+    pub inspector_name: String,
+    pub inspector_phone: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePointRequest {
+    /// When given, the change is refused with 409 unless the point is still at this version.
+    #[serde(default)]
+    pub expected_version: Option<i64>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub street: Option<String>,
+    #[serde(default)]
+    pub committee: Option<String>,
+    #[serde(default)]
+    pub kind: Option<PointKind>,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub longitude: Option<f64>,
+    #[serde(default)]
+    pub latitude: Option<f64>,
+    #[serde(default)]
+    pub opening_hours: Option<String>,
+    #[serde(default)]
+    pub inspector_name: Option<String>,
+    #[serde(default)]
+    pub inspector_phone: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ClosePointRequest {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PointHistoryEntry {
+    pub version: i64,
+    pub changed_at: i64,
+    pub actor_id: Option<Uuid>,
+    /// `created`, `updated`, `closed` or `reopened`.
+    pub action: String,
+    /// The point as it was after this change.
+    pub point: PointView,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service catalog (条线 and 事项)
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LineView {
+    pub id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub sort_order: i64,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateLineRequest {
+    pub code: String,
+    pub name: String,
+    #[serde(default)]
+    pub sort_order: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLineRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub sort_order: Option<i64>,
+    #[serde(default)]
+    pub active: Option<bool>,
+}
+
+/// How a required material travels from the resident to the department (材料流转).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MaterialTransfer {
+    /// 现场扫描上传
+    Scan,
+    /// 原件事后寄送
+    Courier,
+    /// 现场打印签字
+    PrintSign,
+}
+
+impl MaterialTransfer {
+    pub const ALL: [MaterialTransfer; 3] =
+        [MaterialTransfer::Scan, MaterialTransfer::Courier, MaterialTransfer::PrintSign];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaterialTransfer::Scan => "scan",
+            MaterialTransfer::Courier => "courier",
+            MaterialTransfer::PrintSign => "print_sign",
+        }
+    }
+
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            MaterialTransfer::Scan => "现场扫描上传",
+            MaterialTransfer::Courier => "原件事后寄送",
+            MaterialTransfer::PrintSign => "现场打印签字",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MaterialRequirement {
+    /// Server-assigned; ignored on input.
+    #[serde(default)]
+    pub id: Option<Uuid>,
+    pub name: String,
+    pub transfer: MaterialTransfer,
+    #[serde(default = "yes")]
+    pub required: bool,
+    #[serde(default)]
+    pub note: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ItemView {
+    pub id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub line_id: Uuid,
+    pub line_name: String,
+    /// Whether the item may be handled at a remote virtual window.
+    pub remote_allowed: bool,
+    pub description: String,
+    pub active: bool,
+    pub materials: Vec<MaterialRequirement>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateItemRequest {
+    pub code: String,
+    pub name: String,
+    pub line_id: Uuid,
+    pub remote_allowed: bool,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub materials: Vec<MaterialRequirement>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateItemRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub line_id: Option<Uuid>,
+    #[serde(default)]
+    pub remote_allowed: Option<bool>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub active: Option<bool>,
+    /// When given, replaces the whole materials list.
+    #[serde(default)]
+    pub materials: Option<Vec<MaterialRequirement>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Terminals
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TerminalStatus {
+    /// Registered; waiting for its enrollment code to be used.
+    Pending,
+    Active,
+    Revoked,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TerminalView {
+    pub id: Uuid,
+    pub point_id: Uuid,
+    pub point_name: String,
+    pub name: String,
+    pub status: TerminalStatus,
+    pub enrollment_expires_at: Option<i64>,
+    pub enrolled_at: Option<i64>,
+    pub last_seen_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RegisterTerminalRequest {
+    pub point_id: Uuid,
+    pub name: String,
+}
+
+/// Returned once, when a terminal is registered or given a new enrollment code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnrollmentCodeResponse {
+    pub terminal: TerminalView,
+    /// One-time code, e.g. `K7QF-3MZD-W9XA`; shown to the admin once, stored only hashed.
+    pub enrollment_code: String,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub code: String,
+}
+
+impl std::fmt::Debug for EnrollRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnrollRequest { .. }")
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnrollResponse {
+    pub terminal_id: Uuid,
+    pub point_id: Uuid,
+    pub point_code: String,
+    /// Long-lived device credential; keep it in a file readable only by the terminal's user.
+    pub credential: String,
+}
+
+impl std::fmt::Debug for EnrollResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollResponse").field("terminal_id", &self.terminal_id).finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeviceTokenRequest {
+    pub credential: String,
+}
+
+impl std::fmt::Debug for DeviceTokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceTokenRequest { .. }")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceTokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    pub terminal_id: Uuid,
+    pub point_id: Uuid,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RevokeTerminalRequest {
+    pub reason: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit log
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub id: Uuid,
+    pub at: i64,
+    pub actor_id: Option<Uuid>,
+    pub actor_name: String,
+    pub source_ip: Option<String>,
+    /// e.g. `auth.login`, `point.update`, `terminal.revoke`.
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub detail: serde_json::Value,
+    /// SHA-256 over the previous entry's hash and this entry's fields.
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `before` to read the next (older) page.
+    pub next_before: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditVerifyResponse {
+    pub intact: bool,
+    pub checked: u64,
+    /// The first entry whose hash does not match, if any.
+    pub first_broken_seq: Option<i64>,
+}
+
+/// Serde helper: distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(inner) => inner.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session records and statistics (no resident data in any of them)
+
+/// One call session as listed for supervision (办件记录). Never carries the resident's name or
+/// ID number, not even masked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionRecord {
+    pub session_id: Uuid,
+    pub ticket_id: Uuid,
+    /// The ticket number shown to the resident, e.g. `A012`.
+    pub ticket_number: String,
+    pub point_id: Uuid,
+    pub point_name: String,
+    pub item_name: String,
+    pub line_id: Uuid,
+    pub line_name: String,
+    pub operator_id: Uuid,
+    pub operator_name: String,
+    /// `active`, `held`, `ended` or `closed`.
+    pub status: String,
+    /// When the operator accepted.
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    /// From taking the ticket (or the transfer) until the operator accepted.
+    pub wait_ms: i64,
+    /// Ticket taken until first answered; only on the ticket's first session.
+    pub first_response_ms: Option<i64>,
+    /// `ended_at − started_at`, once ended.
+    pub handle_ms: Option<i64>,
+    pub outcome: Option<crate::protocol::Outcome>,
+    pub outcome_zh: Option<String>,
+    pub end_reason: Option<String>,
+    pub rating: Option<crate::protocol::RatingLevel>,
+    pub rating_zh: Option<String>,
+    pub rating_comment: Option<String>,
+    /// The previous session of the same ticket, when this one came from a transfer.
+    pub transferred_from: Option<Uuid>,
+}
+
+/// Count of ratings per level (好差评).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RatingCounts {
+    pub very_satisfied: u64,
+    pub satisfied: u64,
+    pub basic: u64,
+    pub dissatisfied: u64,
+    pub very_dissatisfied: u64,
+}
+
+/// Figures over `[from, to)`. Tickets count by creation time, everything else by the session's
+/// start; percentages have one decimal and are `null` when there is nothing to divide by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StatsSummary {
+    pub from: i64,
+    pub to: i64,
+    /// Tickets taken.
+    pub tickets: u64,
+    /// Sessions an operator accepted.
+    pub served_sessions: u64,
+    /// Of the tickets answered at all, the share first answered within 60 s.
+    pub first_response_within_60s_pct: Option<f64>,
+    /// Mean session wait, seconds.
+    pub avg_wait_secs: Option<f64>,
+    /// 90th percentile session wait (nearest rank), seconds.
+    pub p90_wait_secs: Option<f64>,
+    /// Wrapped sessions with outcome `completed` or `accepted_pending_approval`, over all
+    /// wrapped sessions.
+    pub resolution_rate_pct: Option<f64>,
+    pub ratings: RatingCounts,
+    /// `dissatisfied` + `very_dissatisfied`.
+    pub negative_ratings: u64,
+    /// Rectifications of these sessions still open.
+    pub open_rectifications: u64,
+    /// Of those, past their due time.
+    pub overdue_rectifications: u64,
+}
+
+/// One China Standard Time day of figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DailyStats {
+    /// `YYYY-MM-DD`, China Standard Time.
+    pub day: String,
+    #[serde(flatten)]
+    pub stats: StatsSummary,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rectifications (差评整改)
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RectificationStatus {
+    Open,
+    Closed,
+}
+
+/// A negative rating awaiting (or having had) its call-back and rectification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RectificationView {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub ticket_id: Uuid,
+    pub ticket_number: String,
+    pub point_name: String,
+    pub item_name: String,
+    pub operator_id: Uuid,
+    pub operator_name: String,
+    pub level: crate::protocol::RatingLevel,
+    pub level_zh: String,
+    pub comment: Option<String>,
+    pub status: RectificationStatus,
+    pub created_at: i64,
+    /// 15 working days after the rating.
+    pub due_at: i64,
+    /// Still open after `due_at`, or closed after it.
+    pub overdue: bool,
+    /// 回访
+    pub callback_at: Option<i64>,
+    pub callback_result: Option<String>,
+    /// 整改措施
+    pub rectification: Option<String>,
+    pub closed_by: Option<Uuid>,
+    pub closed_by_name: Option<String>,
+    pub closed_at: Option<i64>,
+}
+
+/// Records the call-back (回访) and closes the rectification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RectificationCallbackRequest {
+    /// What the resident said on the call-back; 1–500 characters.
+    pub callback_result: String,
+    /// The measures taken (整改措施); up to 1000 characters.
+    #[serde(default)]
+    pub rectification: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Materials (办事材料) and remote printing. These views also travel over the WebSocket
+// (`material_changed`, `print_job_changed`), hence the JSON Schema derives.
+
+/// Who produced a material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MaterialSource {
+    /// Scanned at the service point by the terminal.
+    Scan,
+    /// Uploaded by the operator (a form to print).
+    Form,
+}
+
+/// Where a material is in its review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MaterialStatus {
+    /// Stored, not yet looked at by the operator.
+    Uploaded,
+    /// The operator opened it.
+    Viewed,
+    /// 审核通过
+    Accepted,
+    /// 退回: the terminal asks the resident to scan again.
+    Rejected,
+}
+
+/// A stored material (metadata only; content at `/api/v1/materials/{id}/content`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MaterialView {
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub id: Uuid,
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub session_id: Uuid,
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub ticket_id: Uuid,
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub item_id: Uuid,
+    /// The required-material slot (`item_materials`) this fills, if any.
+    #[schemars(with = "Option<crate::protocol::UuidSchema>")]
+    pub slot_id: Option<Uuid>,
+    pub slot_name: Option<String>,
+    pub source: MaterialSource,
+    /// The uploader's file name, sanitised for display; never used as a path.
+    pub filename: String,
+    /// Decided by content: `application/pdf`, `image/jpeg`, `image/png` or `image/tiff`.
+    pub content_type: String,
+    pub size: u64,
+    /// Hex SHA-256 of the content.
+    pub sha256: String,
+    pub status: MaterialStatus,
+    pub reject_reason: Option<String>,
+    pub has_thumbnail: bool,
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub uploaded_by: Uuid,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub reviewed_at: Option<i64>,
+    /// When the session ended; the content is purged a configured time after.
+    pub archived_at: Option<i64>,
+    /// The content has been deleted under the retention rule; metadata remains.
+    pub purged: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    Accept,
+    Reject,
+}
+
+/// The operator's verdict on a material; rejecting needs a reason (shown to the resident).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReviewMaterialRequest {
+    pub decision: ReviewDecision,
+    /// Required to reject; 1–200 characters.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What the retention purge did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PurgeReport {
+    /// Materials newly archived because their session ended.
+    pub archived: u64,
+    /// Materials whose content was deleted (retention expired).
+    pub purged: u64,
+    /// Encrypted objects deleted from the store.
+    pub objects_deleted: u64,
+    /// Abandoned partial uploads removed.
+    pub uploads_expired: u64,
+    /// Print jobs that expired unprinted.
+    pub print_jobs_expired: u64,
+}
+
+/// State of a print job. `pending` → `claimed` (by the terminal) → `queued` → `printing` →
+/// `completed` or `failed`; `cancelled` by the operator; `expired` when the terminal did not
+/// take it in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PrintJobState {
+    Pending,
+    Claimed,
+    Queued,
+    Printing,
+    Completed,
+    Failed,
+    Cancelled,
+    Expired,
+}
+
+impl PrintJobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrintJobState::Pending => "pending",
+            PrintJobState::Claimed => "claimed",
+            PrintJobState::Queued => "queued",
+            PrintJobState::Printing => "printing",
+            PrintJobState::Completed => "completed",
+            PrintJobState::Failed => "failed",
+            PrintJobState::Cancelled => "cancelled",
+            PrintJobState::Expired => "expired",
+        }
+    }
+
+    /// No further change is possible.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            PrintJobState::Completed
+                | PrintJobState::Failed
+                | PrintJobState::Cancelled
+                | PrintJobState::Expired
+        )
+    }
+}
+
+/// A document sent to a service point's printer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PrintJobView {
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub id: Uuid,
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub session_id: Uuid,
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub point_id: Uuid,
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub terminal_id: Uuid,
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub operator_id: Uuid,
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub material_id: Uuid,
+    pub filename: String,
+    /// Hex SHA-256 of the document: the terminal checks it before printing.
+    pub sha256: String,
+    pub size: u64,
+    pub copies: u32,
+    pub state: PrintJobState,
+    /// Printer-state reason of a failure (e.g. `media-empty`).
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Unclaimed jobs expire at this time.
+    pub expires_at: i64,
+}
+
+/// Send a stored PDF (a material of the session) to the session's service point.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreatePrintJobRequest {
+    pub material_id: Uuid,
+    /// Client-chosen, 1–64 characters; repeating a request with the same key returns the same
+    /// job instead of printing twice.
+    pub idempotency_key: String,
+    /// 1–10, default 1.
+    #[serde(default)]
+    pub copies: Option<u32>,
+}
+
+/// A terminal takes a job for printing. The token is the terminal's own (persist it before
+/// claiming): presenting it again after a restart succeeds, any other token gets 409.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ClaimPrintJobRequest {
+    /// 16–128 printable ASCII characters.
+    pub claim_token: String,
+}
+
+/// A printer state reported by the terminal: `queued`, `printing`, `completed` or `failed`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PrintJobStateRequest {
+    pub state: PrintJobState,
+    /// The printer's reason (IPP `printer-state-reasons`, e.g. `media-empty`); required for
+    /// `failed`; ≤ 200 characters.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A resident's personal data revealed in full (audited). Never cached by clients.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RevealedResident {
+    pub name: Option<String>,
+    pub id_number: Option<String>,
+}
+
+impl std::fmt::Debug for RevealedResident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RevealedResident { .. }")
+    }
+}

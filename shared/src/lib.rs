@@ -1,0 +1,11 @@
+//! Bangban's wire types, shared by the signaling server, the endpoint client and (through the
+//! generated JSON Schema) the browser console.
+//!
+//! Module map:
+//! - [`validate`]: validated newtypes for untrusted strings (ID numbers, SDP, notes, ...).
+//! - [`protocol`]: the versioned WebSocket protocol (`ClientMsg`, `ServerMsg`).
+//! - [`api`]: REST request and response bodies.
+
+pub mod api;
+pub mod protocol;
+pub mod validate;

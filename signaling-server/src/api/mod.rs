@@ -1,0 +1,245 @@
+//! The HTTP surface: REST under `/api/v1` (one module per resource), health probes, the JWKS
+//! and the OpenAPI 3.1 document generated from the handlers' annotations.
+
+pub mod accounts;
+pub mod audit;
+pub mod auth;
+pub mod catalog;
+pub mod points;
+pub mod stats;
+pub mod terminals;
+pub mod tickets;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use shared::api::Health;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Largest JSON body the API accepts.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+/// Longest request target (path and query) accepted.
+pub const MAX_URI_BYTES: usize = 2048;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "帮办 Bangban API", description = "远程虚拟窗口 remote virtual window: REST API for the console, terminals and admin"),
+    tags((name = "auth"), (name = "accounts"), (name = "points"), (name = "catalog"), (name = "terminals"), (name = "tickets"), (name = "audit"), (name = "stats"), (name = "rectifications"), (name = "materials"), (name = "health")),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    }
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".into() })
+}
+
+/// Readiness: the database is reachable.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, body = Health), (status = 503, body = shared::api::ErrorBody)))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.db.ping().await {
+        axum::Json(Health { status: "ready".into() }).into_response()
+    } else {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "数据库不可用 (database unreachable)")
+            .into_response()
+    }
+}
+
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(auth::jwks))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(auth::rotate_keys))
+        .routes(routes!(accounts::list, accounts::create))
+        .routes(routes!(accounts::update))
+        .routes(routes!(accounts::reset_password))
+        .routes(routes!(accounts::set_skills))
+        .routes(routes!(points::list, points::create))
+        .routes(routes!(points::get, points::update))
+        .routes(routes!(points::close))
+        .routes(routes!(points::reopen))
+        .routes(routes!(points::history))
+        .routes(routes!(points::geojson))
+        .routes(routes!(catalog::list_lines, catalog::create_line))
+        .routes(routes!(catalog::update_line))
+        .routes(routes!(catalog::list_items, catalog::create_item))
+        .routes(routes!(catalog::get_item, catalog::update_item))
+        .routes(routes!(terminals::list, terminals::create))
+        .routes(routes!(terminals::new_code))
+        .routes(routes!(terminals::revoke))
+        .routes(routes!(terminals::enroll))
+        .routes(routes!(terminals::device_token))
+        .routes(routes!(tickets::reveal))
+        .routes(routes!(audit::page))
+        .routes(routes!(audit::verify))
+        .routes(routes!(stats::sessions))
+        .routes(routes!(stats::summary))
+        .routes(routes!(stats::daily))
+        .routes(routes!(stats::list_rectifications))
+        .routes(routes!(stats::callback))
+        .merge(materials_router())
+}
+
+/// Materials and printing. Uploads stream their bodies (bounded by the upload's declared
+/// length), so the tus routes take the configured upload limit instead of the JSON limit.
+fn materials_router() -> OpenApiRouter<AppState> {
+    use crate::materials::{api as m, print, tus};
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(tus::options, tus::create))
+        .routes(routes!(tus::head, tus::patch, tus::terminate))
+        .layer(DefaultBodyLimit::disable());
+    OpenApiRouter::new()
+        .routes(routes!(m::list))
+        .routes(routes!(m::get))
+        .routes(routes!(m::content))
+        .routes(routes!(m::thumbnail))
+        .routes(routes!(m::review))
+        .routes(routes!(m::purge))
+        .routes(routes!(print::create, print::list_session))
+        .routes(routes!(print::list_mine))
+        .routes(routes!(print::claim))
+        .routes(routes!(print::document))
+        .routes(routes!(print::set_state))
+        .routes(routes!(print::cancel))
+        .merge(uploads)
+}
+
+/// The OpenAPI document, as served at `/api/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+/// Refuses over-long request targets before any handler parses them.
+async fn limit_uri(req: Request, next: Next) -> Response {
+    let len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if len > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            "请求地址过长 (request target too long)",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("资源")
+}
+
+/// Content-Security-Policy of the console: nothing from other origins, no inline script.
+const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data: blob:; media-src 'self' blob:; font-src 'self'; connect-src 'self'; \
+    worker-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The browser console (`console_dir`) as the router's fallback: files as they are, SPA routes
+/// (no extension) get `index.html`; the API's own prefixes keep their JSON 404.
+async fn console(dir: std::path::PathBuf, req: Request) -> Response {
+    use tower::ServiceExt;
+    let path = req.uri().path().to_owned();
+    let reserved = ["/api/", "/ws/", "/.well-known/"].iter().any(|p| path.starts_with(p))
+        || ["/api", "/ws", "/healthz", "/readyz"].contains(&path.as_str());
+    if reserved || !matches!(*req.method(), Method::GET | Method::HEAD) || !dir.is_dir() {
+        return not_found().await.into_response();
+    }
+    let is_route = !path.rsplit('/').next().unwrap_or_default().contains('.');
+    let res = if is_route {
+        tower_http::services::ServeFile::new(dir.join("index.html")).oneshot(req).await
+    } else {
+        tower_http::services::ServeDir::new(&dir).oneshot(req).await
+    };
+    let Ok(res) = res;
+    if res.status() == StatusCode::NOT_FOUND {
+        return not_found().await.into_response();
+    }
+    let mut res = res.into_response();
+    let cache = if path.starts_with("/assets/") {
+        // Content-hashed file names: a changed file gets a new name.
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let headers = res.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONSOLE_CSP));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    res
+}
+
+pub fn router(state: AppState) -> Router {
+    let (router, doc) = api_router().split_for_parts();
+    let doc_json = doc.to_pretty_json().unwrap_or_default();
+    let console_dir = state.config.console_dir.clone();
+    let mut app = router
+        .route("/ws", axum::routing::get(crate::ws::handler))
+        .route(
+            "/api/protocol.schema.json",
+            axum::routing::get(|| async { axum::Json(shared::protocol::json_schema()) }),
+        )
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(
+                move || async move { ([(header::CONTENT_TYPE, "application/json")], doc_json) },
+            ),
+        )
+        .fallback(move |req: Request| console(console_dir.clone(), req))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn(limit_uri))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The path only: query strings may carry search terms.
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+        }));
+    if !state.config.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> =
+            state.config.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+        );
+    }
+    app.with_state(state)
+}

@@ -1,0 +1,262 @@
+//! Append-only audit log with a SHA-256 hash chain: each entry's hash covers the previous
+//! entry's hash and its own fields, so editing or deleting a row breaks the chain, which
+//! [`Audit::verify`] detects.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::db::{Db, new_id, now_ms, parse_id};
+
+/// What one audit entry records.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub actor_id: Option<Uuid>,
+    pub actor_name: String,
+    pub source_ip: Option<String>,
+    pub action: &'static str,
+    pub target_type: &'static str,
+    pub target_id: Option<String>,
+    pub outcome: &'static str,
+    pub detail: Value,
+}
+
+impl AuditRecord {
+    pub fn new(action: &'static str, target_type: &'static str) -> Self {
+        Self {
+            actor_id: None,
+            actor_name: String::new(),
+            source_ip: None,
+            action,
+            target_type,
+            target_id: None,
+            outcome: "success",
+            detail: Value::Object(Default::default()),
+        }
+    }
+    pub fn by(mut self, p: &crate::auth::Principal) -> Self {
+        self.actor_id = Some(p.id);
+        self.actor_name = p.name.clone();
+        self.source_ip = p.source_ip.clone();
+        self
+    }
+    pub fn target(mut self, id: impl ToString) -> Self {
+        self.target_id = Some(id.to_string());
+        self
+    }
+    pub fn outcome(mut self, outcome: &'static str) -> Self {
+        self.outcome = outcome;
+        self
+    }
+    pub fn detail(mut self, detail: Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The chain's head, cached; appends are serialised through it.
+#[derive(Debug)]
+pub struct Audit {
+    head: Mutex<Option<(i64, String)>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn entry_hash(
+    prev: &str,
+    seq: i64,
+    id: &str,
+    at: i64,
+    actor_id: Option<&str>,
+    actor_name: &str,
+    source_ip: Option<&str>,
+    action: &str,
+    target_type: &str,
+    target_id: Option<&str>,
+    outcome: &str,
+    detail: &str,
+) -> String {
+    let canonical = serde_json::json!([
+        prev,
+        seq,
+        id,
+        at,
+        actor_id,
+        actor_name,
+        source_ip,
+        action,
+        target_type,
+        target_id,
+        outcome,
+        detail
+    ]);
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Audit {
+    pub fn new() -> Self {
+        Self { head: Mutex::new(None) }
+    }
+
+    async fn load_head(db: &Db) -> Result<(i64, String), sqlx::Error> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&db.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
+            None => (0, GENESIS.to_owned()),
+        })
+    }
+
+    /// Appends one entry. Retries when another server node appended first.
+    pub async fn append(&self, db: &Db, rec: AuditRecord) -> Result<(), sqlx::Error> {
+        let mut head = self.head.lock().await;
+        let detail = rec.detail.to_string();
+        let actor_id = rec.actor_id.map(|u| u.to_string());
+        for attempt in 0..5 {
+            let (last_seq, last_hash) = match head.as_ref() {
+                Some(h) if attempt == 0 => h.clone(),
+                _ => Self::load_head(db).await?,
+            };
+            let seq = last_seq + 1;
+            let id = new_id().to_string();
+            let at = now_ms();
+            let hash = entry_hash(
+                &last_hash,
+                seq,
+                &id,
+                at,
+                actor_id.as_deref(),
+                &rec.actor_name,
+                rec.source_ip.as_deref(),
+                rec.action,
+                rec.target_type,
+                rec.target_id.as_deref(),
+                rec.outcome,
+                &detail,
+            );
+            let res = sqlx::query(
+                "INSERT INTO audit_log (seq, id, at, actor_id, actor_name, source_ip, action, \
+                 target_type, target_id, outcome, detail, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(seq)
+            .bind(&id)
+            .bind(at)
+            .bind(actor_id.as_deref())
+            .bind(&rec.actor_name)
+            .bind(rec.source_ip.as_deref())
+            .bind(rec.action)
+            .bind(rec.target_type)
+            .bind(rec.target_id.as_deref())
+            .bind(rec.outcome)
+            .bind(&detail)
+            .bind(&last_hash)
+            .bind(&hash)
+            .execute(&db.pool)
+            .await;
+            match res {
+                Ok(_) => {
+                    *head = Some((seq, hash));
+                    return Ok(());
+                }
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    *head = None;
+                }
+                Err(e) => {
+                    *head = None;
+                    return Err(e);
+                }
+            }
+        }
+        Err(sqlx::Error::Protocol("audit chain contention".into()))
+    }
+
+    /// Walks the whole chain; returns (entries checked, first broken seq).
+    pub async fn verify(db: &Db) -> Result<(u64, Option<i64>), sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT seq, id, at, actor_id, actor_name, source_ip, action, target_type, target_id, \
+             outcome, detail, prev_hash, hash FROM audit_log ORDER BY seq",
+        )
+        .fetch_all(&db.pool)
+        .await?;
+        let mut prev = GENESIS.to_owned();
+        let mut checked = 0;
+        for (expected_seq, r) in (1_i64..).zip(rows) {
+            let seq: i64 = r.try_get("seq")?;
+            let stored_prev: String = r.try_get("prev_hash")?;
+            let hash: String = r.try_get("hash")?;
+            let actor_id: Option<String> = r.try_get("actor_id")?;
+            let source_ip: Option<String> = r.try_get("source_ip")?;
+            let target_id: Option<String> = r.try_get("target_id")?;
+            let computed = entry_hash(
+                &prev,
+                seq,
+                &r.try_get::<String, _>("id")?,
+                r.try_get("at")?,
+                actor_id.as_deref(),
+                &r.try_get::<String, _>("actor_name")?,
+                source_ip.as_deref(),
+                &r.try_get::<String, _>("action")?,
+                &r.try_get::<String, _>("target_type")?,
+                target_id.as_deref(),
+                &r.try_get::<String, _>("outcome")?,
+                &r.try_get::<String, _>("detail")?,
+            );
+            checked += 1;
+            if seq != expected_seq || stored_prev != prev || computed != hash {
+                return Ok((checked, Some(seq)));
+            }
+            prev = hash;
+        }
+        Ok((checked, None))
+    }
+}
+
+/// Reads one page of entries, newest first.
+pub async fn list(
+    db: &Db,
+    before: Option<i64>,
+    limit: i64,
+    action: Option<&str>,
+) -> Result<Vec<shared::api::AuditEntry>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, id, at, actor_id, actor_name, source_ip, action, target_type, target_id, \
+         outcome, detail, hash FROM audit_log \
+         WHERE ($1 IS NULL OR seq < $1) AND ($2 IS NULL OR action = $2) \
+         ORDER BY seq DESC LIMIT $3",
+    )
+    .bind(before)
+    .bind(action)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let detail: String = r.try_get("detail")?;
+            Ok(shared::api::AuditEntry {
+                seq: r.try_get("seq")?,
+                id: parse_id(&r.try_get::<String, _>("id")?)?,
+                at: r.try_get("at")?,
+                actor_id: r.try_get::<Option<String>, _>("actor_id")?.map(|s| parse_id(&s)).transpose()?,
+                actor_name: r.try_get("actor_name")?,
+                source_ip: r.try_get("source_ip")?,
+                action: r.try_get("action")?,
+                target_type: r.try_get("target_type")?,
+                target_id: r.try_get("target_id")?,
+                outcome: r.try_get("outcome")?,
+                detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+                hash: r.try_get("hash")?,
+            })
+        })
+        .collect()
+}

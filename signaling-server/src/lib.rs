@@ -1,0 +1,189 @@
+//! 帮办 Bangban signaling server: REST API, authentication, persistence, WebSocket signaling,
+//! queue and dispatch for the remote virtual window (远程虚拟窗口).
+//!
+//! Module map:
+//! - [`config`]: typed configuration from flags, environment and an optional TOML file.
+//! - [`db`]: the sqlx `Any` pool (SQLite default, PostgreSQL in production) and migrations.
+//! - [`auth`]: signing keys, JWTs, refresh tokens, passwords, throttling, the `Principal`.
+//! - [`audit`]: the append-only, hash-chained audit log.
+//! - [`api`]: the HTTP surface, one module per resource, and the OpenAPI document.
+//! - [`dispatch`]: the queue and dispatch state machine (sans-IO, explicit `now`).
+//! - [`switchboard`]: the task that owns live tickets and calls, persists them and delivers
+//!   server messages; [`ws`]: the `/ws` endpoint feeding it.
+//! - [`ice`]: STUN/TURN servers and per-session coturn credentials.
+//! - [`pii`]: encryption and keyed hashing of residents' personal data.
+//! - [`materials`]: the encrypted materials store, tus uploads and remote printing.
+//! - [`demo`]: demo data for `--demo`.
+//! - [`error`]: the one `IntoResponse` error type.
+//! - [`state`]: the cheap-to-clone application state.
+//!
+//! The binary is a thin `main`: [`Application::build`] binds the listener and prepares the
+//! state; [`Application::run_until`] serves until the shutdown future completes. Tests bind
+//! port 0 and drive the same code.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod dispatch;
+pub mod error;
+pub mod ice;
+pub mod materials;
+pub mod pii;
+pub mod state;
+pub mod switchboard;
+pub mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use tokio::net::TcpListener;
+
+use crate::auth::keys::KeyRing;
+use crate::auth::throttle::{Throttle, ThrottleConfig};
+use crate::auth::tokens::TokenService;
+use crate::config::Config;
+use crate::db::Db;
+use crate::state::{AppState, Inner};
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    Keys(#[from] auth::keys::KeyError),
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(std::path::PathBuf, std::io::Error),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("demo data: {0}")]
+    Demo(String),
+    #[error(transparent)]
+    Pii(#[from] pii::PiiError),
+    #[error(transparent)]
+    Materials(#[from] materials::StoreError),
+}
+
+/// A built server: bound listener and ready state.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    /// `(point code, enrollment code)` of the demo terminals, when `--demo` was given.
+    pub demo_enrollment: Vec<(String, String)>,
+}
+
+impl Application {
+    /// Binds `config.listen` (port 0 picks a free port) and prepares the state.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|e| StartError::Bind(config.listen, e))?;
+        Self::with_listener(config, listener).await
+    }
+
+    /// Prepares the state for an already bound listener.
+    pub async fn with_listener(config: Config, listener: TcpListener) -> Result<Self, StartError> {
+        let fresh = !config.data_dir.exists();
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+        #[cfg(unix)]
+        if fresh {
+            // The database and keys hold residents' (encrypted) data: owner only.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+        }
+        let db = Db::connect(&config.database_url).await?;
+        // Retired keys stay as long as the longest token they may have signed.
+        let keep_ms =
+            i64::try_from(config.access_ttl_secs.max(config.device_ttl_secs) + 120).unwrap_or(1020) * 1000;
+        let keys = KeyRing::load_or_create(&config.data_dir.join("keys"), keep_ms, db::now_ms())?;
+        let tokens = TokenService { keys, issuer: config.issuer.clone() };
+        let demo_enrollment = if config.demo {
+            demo::seed(&db, &config.data_dir).await.map_err(|e| StartError::Demo(e.message))?
+        } else {
+            Vec::new()
+        };
+        let pii = pii::Pii::load_or_create(&config.master_key_file)?;
+        let switchboard = switchboard::Switchboard::start(
+            db.clone(),
+            pii.clone(),
+            switchboard::Settings {
+                ring_timeout_ms: config.ring_timeout_ms,
+                resume_window_ms: config.resume_window_ms,
+                ice: config.ice.clone(),
+            },
+        );
+        let materials = materials::Store::open(&config)?;
+        let state = AppState::new(Inner {
+            materials,
+            pii,
+            switchboard,
+            config,
+            db,
+            tokens,
+            throttle: Mutex::new(Throttle::new(ThrottleConfig::default())),
+            audit: audit::Audit::new(),
+        });
+        // Retention: archive and purge what is due, drop abandoned uploads, expire print jobs.
+        match materials::purge(&state, None).await {
+            Ok(r) if r != shared::api::PurgeReport::default() => tracing::info!(?r, "materials purge"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e.message, "materials purge failed"),
+        }
+        Ok(Self { listener, state, demo_enrollment })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let app = api::router(self.state.clone());
+        let retention = tokio::spawn(retention_task(self.state.clone()));
+        let sb = self.state.switchboard.clone();
+        // Signaling frames are small and latency-sensitive: no Nagle delay.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Tell every WebSocket client, so that it reconnects elsewhere or later.
+                sb.send(switchboard::Event::Shutdown).await;
+            })
+            .await?;
+        retention.abort();
+        self.state.db.pool.close().await;
+        Ok(())
+    }
+}
+
+/// Erases residents' personal data past its retention period, at start and then daily.
+async fn retention_task(state: AppState) {
+    let mut every_day = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+    loop {
+        every_day.tick().await;
+        let days = state.config.pii_retention_days;
+        match api::tickets::purge_personal_data(&state.db, days).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(tickets = n, days, "erased residents' personal data past retention");
+                let rec = audit::AuditRecord::new("resident.purge", "ticket")
+                    .detail(serde_json::json!({ "tickets": n, "retention_days": days }));
+                state.audit(rec).await;
+            }
+            Err(e) => tracing::error!(error = %e, "personal data purge failed"),
+        }
+    }
+}

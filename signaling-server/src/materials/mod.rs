@@ -1,0 +1,491 @@
+//! Materials (办事材料) and remote printing.
+//!
+//! - [`tus`]: resumable uploads (tus 1.0: core, creation, checksum, expiration, termination)
+//!   under `/api/v1/uploads`. Partial files are kept encrypted under `<data-dir>/uploads` and
+//!   fsynced before an offset is acknowledged.
+//! - [`api`]: listing, viewing, downloading (with `Range`), thumbnails, review, purge.
+//! - [`print`]: print jobs from the operator to the service point's terminal.
+//! - [`crypto`]: envelope encryption of stored objects (per-object data key wrapped by the
+//!   master key, 64 KiB AES-256-GCM segments), AES-CTR for partial uploads.
+//! - [`sniff`]: type by content, display-safe file names; [`thumb`]: thumbnails.
+//!
+//! Objects live in an `object_store` (the local file system under `<data-dir>/materials` by
+//! default; S3-compatible with the `s3` cargo feature), content-addressed: the object name is a
+//! keyed hash of the plaintext's SHA-256, so identical files are stored once and names reveal
+//! nothing to whoever reads the bucket. Metadata lives in the database (`materials`,
+//! `material_objects`, `uploads`, `print_jobs`). Every view, download and purge is audited.
+
+pub mod api;
+pub mod crypto;
+pub mod print;
+pub mod sniff;
+pub mod thumb;
+pub mod tus;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use serde_json::json;
+use shared::api::{MaterialSource, MaterialStatus, MaterialView, PurgeReport};
+use shared::protocol::{Role, ServerMsg};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tokio::io::AsyncReadExt;
+use uuid::Uuid;
+
+use crate::audit::AuditRecord;
+use crate::auth::Principal;
+use crate::config::Config;
+use crate::db::{Db, now_ms, parse_id};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crypto::{SEGMENT, Sealer, SegmentSpan};
+
+pub use print::report_print_state;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("materials directory {0}: {1}")]
+    Dir(PathBuf, std::io::Error),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+/// The object store and the upload staging area. Cheap to share (held in the state).
+pub struct Store {
+    objects: Arc<dyn ObjectStore>,
+    uploads_dir: PathBuf,
+    /// Serialises storing and deleting objects (dedup by content must not race a purge).
+    commit: tokio::sync::Mutex<()>,
+    /// One lock per upload in progress: a `PATCH` holds it while it writes, `HEAD` waits for it.
+    upload_locks: std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("objects", &self.objects.to_string()).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the configured store, creating `<data-dir>/materials` and `<data-dir>/uploads`.
+    pub fn open(config: &Config) -> Result<Self, StoreError> {
+        let uploads_dir = config.data_dir.join("uploads");
+        std::fs::create_dir_all(&uploads_dir).map_err(|e| StoreError::Dir(uploads_dir.clone(), e))?;
+        let objects: Arc<dyn ObjectStore> = match &config.materials.s3 {
+            #[cfg(feature = "s3")]
+            Some(s3) => Arc::new(
+                object_store::aws::AmazonS3Builder::new()
+                    .with_endpoint(&s3.endpoint)
+                    .with_bucket_name(&s3.bucket)
+                    .with_region(&s3.region)
+                    .with_access_key_id(&s3.access_key_id)
+                    .with_secret_access_key(&s3.secret_access_key)
+                    .with_allow_http(s3.endpoint.starts_with("http://"))
+                    .build()?,
+            ),
+            _ => {
+                let dir = config.data_dir.join("materials");
+                std::fs::create_dir_all(&dir).map_err(|e| StoreError::Dir(dir.clone(), e))?;
+                Arc::new(
+                    object_store::local::LocalFileSystem::new_with_prefix(&dir)?
+                        .with_fsync(true)
+                        .with_automatic_cleanup(true),
+                )
+            }
+        };
+        Ok(Self {
+            objects,
+            uploads_dir,
+            commit: tokio::sync::Mutex::new(()),
+            upload_locks: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn upload_path(&self, id: Uuid) -> PathBuf {
+        self.uploads_dir.join(id.simple().to_string())
+    }
+
+    pub(crate) fn upload_lock(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.upload_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id).or_default().clone()
+    }
+
+    pub(crate) fn forget_upload_lock(&self, id: Uuid) {
+        self.upload_locks.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    /// Encrypts `size` bytes read from `plain` into the object `path` under `key`.
+    pub(crate) async fn seal(
+        &self,
+        path: &str,
+        key: &[u8; 32],
+        mut plain: impl tokio::io::AsyncRead + Unpin,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let location = ObjectPath::from(path);
+        let upload = self.objects.put_multipart(&location).await?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, 1024 * 1024);
+        let sealer = Sealer::new(key, path);
+        let n = crypto::segments(size);
+        let mut buf = vec![0u8; usize::try_from(SEGMENT).unwrap_or(65_536)];
+        for i in 0..n {
+            let len = usize::try_from((size - i * SEGMENT).min(SEGMENT)).unwrap_or(0);
+            if let Err(e) = plain.read_exact(&mut buf[..len]).await {
+                let _ = w.abort().await;
+                return Err(StoreError::Dir(PathBuf::from(path), e));
+            }
+            if let Err(e) = w.wait_for_capacity(2).await {
+                let _ = w.abort().await;
+                return Err(e.into());
+            }
+            w.write(&sealer.seal(i, i + 1 == n, &buf[..len]));
+        }
+        w.finish().await?;
+        Ok(())
+    }
+
+    /// Decrypts plaintext bytes `[start, end)` of the object `path` (of `size` plaintext bytes),
+    /// fetching at most 16 segments at a time.
+    pub(crate) fn open_range(
+        &self,
+        path: &str,
+        key: &[u8; 32],
+        size: u64,
+        start: u64,
+        end: u64,
+    ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+        let objects = self.objects.clone();
+        let location = ObjectPath::from(path);
+        let sealer = Arc::new(Sealer::new(key, path));
+        let span = SegmentSpan::of(start, end);
+        let total = crypto::segments(size);
+        futures_util::stream::try_unfold(span.first, move |seg| {
+            let objects = objects.clone();
+            let location = location.clone();
+            let sealer = sealer.clone();
+            async move {
+                if seg > span.last || start >= end {
+                    return Ok(None);
+                }
+                let upto = (seg + 15).min(span.last);
+                let sealed = objects
+                    .get_range(&location, SegmentSpan::sealed_range(seg, upto, size))
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let mut out = Vec::with_capacity(sealed.len());
+                for (k, chunk) in
+                    sealed.chunks(usize::try_from(SEGMENT + crypto::TAG).unwrap_or(1)).enumerate()
+                {
+                    let index = seg + k as u64;
+                    let plain =
+                        sealer.open(index, index + 1 == total, chunk).map_err(std::io::Error::other)?;
+                    let base = index * SEGMENT;
+                    let from = usize::try_from(start.saturating_sub(base)).unwrap_or(0).min(plain.len());
+                    let to = usize::try_from(end.saturating_sub(base)).unwrap_or(0).min(plain.len());
+                    out.extend_from_slice(&plain[from..to.max(from)]);
+                }
+                Ok(Some((Bytes::from(out), upto + 1)))
+            }
+        })
+    }
+
+    /// Reads a whole (small) object, e.g. a thumbnail.
+    pub(crate) async fn read_all(
+        &self,
+        path: &str,
+        key: &[u8; 32],
+        size: u64,
+    ) -> Result<Vec<u8>, std::io::Error> {
+        use futures_util::TryStreamExt;
+        let parts: Vec<Bytes> = self.open_range(path, key, size, 0, size).try_collect().await?;
+        Ok(parts.concat())
+    }
+
+    pub(crate) async fn delete(&self, path: &str) {
+        match self.objects.delete(&ObjectPath::from(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::error!(error = %e, "cannot delete a stored object"),
+        }
+    }
+}
+
+/// Path of an object's content and of its thumbnail in the store.
+pub(crate) fn object_path(name: &str) -> String {
+    format!("objects/{}/{name}", &name[..2.min(name.len())])
+}
+
+pub(crate) fn thumb_path(name: &str) -> String {
+    format!("thumbs/{}/{name}", &name[..2.min(name.len())])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions and access
+
+/// The parties and context of a call session.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionInfo {
+    pub id: Uuid,
+    pub ticket_id: Uuid,
+    pub item_id: Uuid,
+    pub point_id: Uuid,
+    pub terminal_id: Uuid,
+    pub operator_id: Uuid,
+    pub status: String,
+}
+
+impl SessionInfo {
+    /// Calls can still exchange materials.
+    pub fn is_live(&self) -> bool {
+        matches!(self.status.as_str(), "active" | "held")
+    }
+
+    pub fn is_terminal(&self, p: &Principal) -> bool {
+        p.is_terminal() && p.id == self.terminal_id
+    }
+
+    pub fn is_operator(&self, p: &Principal) -> bool {
+        !p.is_terminal() && p.role == Role::Operator && p.id == self.operator_id
+    }
+
+    /// The two parties, supervisors and admins.
+    pub fn may_access(&self, p: &Principal) -> bool {
+        self.is_terminal(p)
+            || self.is_operator(p)
+            || (!p.is_terminal() && matches!(p.role, Role::Admin | Role::Supervisor))
+    }
+
+    pub fn parties(&self) -> Vec<Uuid> {
+        vec![self.terminal_id, self.operator_id]
+    }
+}
+
+pub(crate) async fn session_info(db: &Db, id: Uuid) -> ApiResult<Option<SessionInfo>> {
+    let row = sqlx::query(
+        "SELECT s.id, s.ticket_id, t.item_id, t.point_id, s.terminal_id, s.operator_id, s.status \
+         FROM call_sessions s JOIN tickets t ON t.id = s.ticket_id WHERE s.id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(&db.pool)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(SessionInfo {
+        id: parse_id(&r.try_get::<String, _>("id")?)?,
+        ticket_id: parse_id(&r.try_get::<String, _>("ticket_id")?)?,
+        item_id: parse_id(&r.try_get::<String, _>("item_id")?)?,
+        point_id: parse_id(&r.try_get::<String, _>("point_id")?)?,
+        terminal_id: parse_id(&r.try_get::<String, _>("terminal_id")?)?,
+        operator_id: parse_id(&r.try_get::<String, _>("operator_id")?)?,
+        status: r.try_get("status")?,
+    }))
+}
+
+/// Refuses (403) and audits the attempt with outcome `denied`.
+pub(crate) async fn deny(
+    state: &AppState,
+    p: &Principal,
+    action: &'static str,
+    target_type: &'static str,
+    target: Uuid,
+) -> ApiError {
+    state.audit(AuditRecord::new(action, target_type).by(p).target(target).outcome("denied")).await;
+    ApiError::forbidden()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Material rows
+
+pub(crate) const SELECT: &str = "SELECT m.id, m.session_id, m.ticket_id, m.item_id, m.slot_id, im.name AS slot_name, \
+    m.source, m.filename, m.content_type, m.size, m.sha256, m.object_name, m.status, m.reject_reason, m.uploaded_by, \
+    m.reviewed_at, m.archived_at, m.purged_at, m.created_at, m.updated_at, \
+    o.wrapped_key, o.thumb_name, o.thumb_size, o.thumb_wrapped_key \
+    FROM materials m LEFT JOIN item_materials im ON im.id = m.slot_id \
+    LEFT JOIN material_objects o ON o.name = m.object_name";
+
+/// A material row with what is needed to read its content.
+#[derive(Debug, Clone)]
+pub(crate) struct MaterialRow {
+    pub view: MaterialView,
+    pub object_name: Option<String>,
+    pub wrapped_key: Option<String>,
+    pub thumb: Option<(String, u64, String)>,
+}
+
+fn status_from(s: &str) -> MaterialStatus {
+    match s {
+        "viewed" => MaterialStatus::Viewed,
+        "accepted" => MaterialStatus::Accepted,
+        "rejected" => MaterialStatus::Rejected,
+        _ => MaterialStatus::Uploaded,
+    }
+}
+
+pub(crate) fn status_str(s: MaterialStatus) -> &'static str {
+    match s {
+        MaterialStatus::Uploaded => "uploaded",
+        MaterialStatus::Viewed => "viewed",
+        MaterialStatus::Accepted => "accepted",
+        MaterialStatus::Rejected => "rejected",
+    }
+}
+
+pub(crate) fn from_row(r: &AnyRow) -> ApiResult<MaterialRow> {
+    let object_name: Option<String> = r.try_get("object_name")?;
+    let thumb_name: Option<String> = r.try_get("thumb_name")?;
+    let thumb_size: Option<i64> = r.try_get("thumb_size")?;
+    let thumb_key: Option<String> = r.try_get("thumb_wrapped_key")?;
+    let thumb = match (thumb_name, thumb_size, thumb_key) {
+        (Some(n), Some(s), Some(k)) => Some((n, u64::try_from(s).unwrap_or(0), k)),
+        _ => None,
+    };
+    let content_type: String = r.try_get("content_type")?;
+    let purged = r.try_get::<Option<i64>, _>("purged_at")?.is_some() || object_name.is_none();
+    let view = MaterialView {
+        id: parse_id(&r.try_get::<String, _>("id")?)?,
+        session_id: parse_id(&r.try_get::<String, _>("session_id")?)?,
+        ticket_id: parse_id(&r.try_get::<String, _>("ticket_id")?)?,
+        item_id: parse_id(&r.try_get::<String, _>("item_id")?)?,
+        slot_id: r.try_get::<Option<String>, _>("slot_id")?.map(|s| parse_id(&s)).transpose()?,
+        slot_name: r.try_get("slot_name")?,
+        source: if r.try_get::<String, _>("source")? == "form" {
+            MaterialSource::Form
+        } else {
+            MaterialSource::Scan
+        },
+        filename: r.try_get("filename")?,
+        has_thumbnail: !purged && (thumb.is_some() || content_type == sniff::Kind::Pdf.mime()),
+        content_type,
+        size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
+        sha256: r.try_get("sha256")?,
+        status: status_from(&r.try_get::<String, _>("status")?),
+        reject_reason: r.try_get("reject_reason")?,
+        uploaded_by: parse_id(&r.try_get::<String, _>("uploaded_by")?)?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        reviewed_at: r.try_get("reviewed_at")?,
+        archived_at: r.try_get("archived_at")?,
+        purged,
+    };
+    Ok(MaterialRow { view, object_name, wrapped_key: r.try_get("wrapped_key")?, thumb })
+}
+
+pub(crate) async fn load(db: &Db, id: Uuid) -> ApiResult<Option<MaterialRow>> {
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE m.id = $1")))
+        .bind(id.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    r.as_ref().map(from_row).transpose()
+}
+
+/// Tells both parties of the session that a material changed.
+pub(crate) async fn notify_material(state: &AppState, session: &SessionInfo, material: MaterialView) {
+    state
+        .switchboard
+        .notify(session.parties(), ServerMsg::MaterialChanged { session_id: session.id, material })
+        .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle: archive and purge
+
+/// Marks the materials of a finished session archived (idempotent). The purge does this too for
+/// every session that has ended, so calling it at wrap-up is optional.
+pub async fn archive_session(db: &Db, session_id: Uuid) -> ApiResult<u64> {
+    let now = now_ms();
+    Ok(sqlx::query(
+        "UPDATE materials SET archived_at = $1, updated_at = $1 WHERE session_id = $2 AND archived_at IS NULL",
+    )
+    .bind(now)
+    .bind(session_id.to_string())
+    .execute(&db.pool)
+    .await?
+    .rows_affected())
+}
+
+/// Retention: archives materials of ended sessions, deletes the content of those archived more
+/// than `retention_days` ago (metadata stays, marked purged; each audited `material.purge`),
+/// removes abandoned partial uploads and expires print jobs nobody took. `actor` is the admin
+/// who asked, or `None` at start-up.
+pub async fn purge(state: &AppState, actor: Option<&Principal>) -> ApiResult<PurgeReport> {
+    let now = now_ms();
+    let db = &state.db;
+    let archived = sqlx::query(
+        "UPDATE materials SET archived_at = COALESCE((SELECT s.ended_at FROM call_sessions s \
+         WHERE s.id = materials.session_id), $1), updated_at = $1 \
+         WHERE archived_at IS NULL AND session_id IN \
+         (SELECT id FROM call_sessions WHERE status IN ('ended', 'closed'))",
+    )
+    .bind(now)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    let mut report = PurgeReport { archived, ..PurgeReport::default() };
+
+    let retention_ms = i64::try_from(state.config.materials.retention_days).unwrap_or(180) * 86_400_000;
+    let cutoff = now - retention_ms;
+    {
+        let _commit = state.materials.commit.lock().await;
+        let due = sqlx::query(
+            "SELECT id, object_name, session_id FROM materials \
+             WHERE purged_at IS NULL AND archived_at IS NOT NULL AND archived_at < $1",
+        )
+        .bind(cutoff)
+        .fetch_all(&db.pool)
+        .await?;
+        let mut names = Vec::new();
+        for r in &due {
+            let id: String = r.try_get("id")?;
+            sqlx::query(
+                "UPDATE materials SET purged_at = $1, object_name = NULL, updated_at = $1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(&id)
+            .execute(&db.pool)
+            .await?;
+            if let Some(n) = r.try_get::<Option<String>, _>("object_name")? {
+                names.push(n);
+            }
+            let mut rec = AuditRecord::new("material.purge", "material")
+                .target(&id)
+                .detail(json!({ "session_id": r.try_get::<String, _>("session_id")?, "retention_days": state.config.materials.retention_days }));
+            if let Some(p) = actor {
+                rec = rec.by(p);
+            } else {
+                rec.actor_name = "system".into();
+            }
+            state.audit(rec).await;
+            report.purged += 1;
+        }
+        names.sort();
+        names.dedup();
+        for name in names {
+            let still: i64 = sqlx::query("SELECT COUNT(*) AS n FROM materials WHERE object_name = $1")
+                .bind(&name)
+                .fetch_one(&db.pool)
+                .await?
+                .try_get("n")?;
+            if still > 0 {
+                continue;
+            }
+            state.materials.delete(&object_path(&name)).await;
+            state.materials.delete(&thumb_path(&name)).await;
+            sqlx::query("DELETE FROM material_objects WHERE name = $1").bind(&name).execute(&db.pool).await?;
+            report.objects_deleted += 1;
+        }
+    }
+
+    let stale =
+        sqlx::query("SELECT id FROM uploads WHERE expires_at < $1").bind(now).fetch_all(&db.pool).await?;
+    for r in &stale {
+        let id = parse_id(&r.try_get::<String, _>("id")?)?;
+        tus::remove_upload(state, id).await?;
+        report.uploads_expired += 1;
+    }
+    report.print_jobs_expired = print::expire_jobs(state, now).await?;
+    Ok(report)
+}

@@ -1,0 +1,808 @@
+//! Resumable uploads: tus 1.0.0 with the `creation`, `expiration`, `checksum` (sha1, sha256)
+//! and `termination` extensions, under `/api/v1/uploads`, so standard clients (tus-js-client,
+//! tus-java-client, …) work.
+//!
+//! `POST` creates an upload for a call session; `Upload-Metadata` carries base64 `filename`,
+//! `session_id`, `sha256` (hex SHA-256 of the whole file, required) and optionally
+//! `material_slot` (an `item_materials` id). `PATCH` appends at `Upload-Offset`; the bytes are
+//! written encrypted (AES-CTR) to `<data-dir>/uploads/<id>` and fsynced before the new offset
+//! is stored and acknowledged, so a crash loses nothing the client was told is stored. A chunk
+//! whose `Upload-Checksum` does not match is dropped (460). An interrupted `PATCH` without a
+//! checksum keeps what arrived. When the last byte arrives the whole-file SHA-256 is checked,
+//! the type is decided by content, the file is sealed into the store and the material row is
+//! created; the `204` then carries `Bangban-Material-Id`.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use futures_util::StreamExt;
+use serde_json::json;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use shared::api::{ErrorBody, MaterialSource, MaterialView};
+use sqlx::Row;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, ReadBuf};
+use uuid::Uuid;
+
+use super::crypto::{UploadCipher, random_key};
+use super::sniff::{self, Kind};
+use super::{SessionInfo, deny, notify_material, object_path, session_info, thumb, thumb_path};
+use crate::audit::AuditRecord;
+use crate::auth::Principal;
+use crate::db::{new_id, now_ms, parse_id};
+use crate::error::{ApiError, ApiResult, Path};
+use crate::state::AppState;
+
+pub const TUS_VERSION: &str = "1.0.0";
+pub const TUS_EXTENSIONS: &str = "creation,expiration,checksum,termination";
+pub const TUS_CHECKSUMS: &str = "sha1,sha256";
+/// Longest `Upload-Metadata` header accepted.
+const MAX_METADATA_BYTES: usize = 4096;
+/// Response header naming the material created by the final `PATCH`.
+pub const MATERIAL_ID_HEADER: &str = "bangban-material-id";
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+fn checksum_mismatch(what: &str) -> ApiError {
+    ApiError::new(status(460), "checksum_mismatch", format!("校验和不符 (checksum mismatch: {what})"))
+}
+
+fn unsupported_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_type",
+        "仅接受 PDF、JPEG、PNG、TIFF 文件 (only PDF, JPEG, PNG and TIFF files are accepted)",
+    )
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("文件超过 {max} 字节上限 (file larger than {max} bytes)"),
+    )
+}
+
+/// Adds `Tus-Resumable` to every answer, errors included.
+fn tus(result: ApiResult<Response>) -> Response {
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    resp.headers_mut().insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+fn require_tus(h: &HeaderMap) -> ApiResult<()> {
+    if header_str(h, "tus-resumable") == Some(TUS_VERSION) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "tus_version",
+            "须使用 tus 1.0.0 (Tus-Resumable: 1.0.0 required)",
+        ))
+    }
+}
+
+fn parse_u64(h: &HeaderMap, name: &str) -> ApiResult<u64> {
+    header_str(h, name)
+        .filter(|v| !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ApiError::bad_request(format!("{name} 无效 (invalid {name})")))
+}
+
+/// RFC 9110 date, as in `Upload-Expires`.
+fn http_date(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+/// Parses `Upload-Metadata`: comma-separated `key base64value` pairs.
+fn parse_metadata(raw: &str) -> ApiResult<std::collections::HashMap<String, String>> {
+    let bad = || ApiError::bad_request("Upload-Metadata 无效 (invalid Upload-Metadata)");
+    if raw.len() > MAX_METADATA_BYTES {
+        return Err(bad());
+    }
+    let mut out = std::collections::HashMap::new();
+    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let mut it = pair.splitn(2, ' ');
+        let key = it.next().unwrap_or_default();
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(bad());
+        }
+        let value = match it.next().map(str::trim) {
+            Some(v) if !v.is_empty() => B64.decode(v).map_err(|_| bad())?,
+            _ => Vec::new(),
+        };
+        let value = String::from_utf8(value).map_err(|_| bad())?;
+        if out.insert(key.to_owned(), value).is_some() {
+            return Err(bad());
+        }
+    }
+    Ok(out)
+}
+
+/// An upload row.
+#[derive(Debug, Clone)]
+struct Upload {
+    id: Uuid,
+    created_by: Uuid,
+    session_id: Uuid,
+    slot_id: Option<Uuid>,
+    filename: String,
+    length: u64,
+    received: u64,
+    sha256: String,
+    key: [u8; 32],
+    material_id: Option<Uuid>,
+    expires_at: i64,
+}
+
+async fn load(state: &AppState, id: Uuid) -> ApiResult<Option<Upload>> {
+    let r = sqlx::query(
+        "SELECT id, created_by, session_id, slot_id, filename, length, received, sha256, wrapped_key, \
+         material_id, expires_at FROM uploads WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(&state.db.pool)
+    .await?;
+    let Some(r) = r else { return Ok(None) };
+    let wrapped: String = r.try_get("wrapped_key")?;
+    let key = state.pii.unwrap_key(&wrapped, &format!("upload:{id}")).map_err(|_| {
+        tracing::error!(upload = %id, "upload key does not unwrap");
+        ApiError::internal()
+    })?;
+    Ok(Some(Upload {
+        id,
+        created_by: parse_id(&r.try_get::<String, _>("created_by")?)?,
+        session_id: parse_id(&r.try_get::<String, _>("session_id")?)?,
+        slot_id: r.try_get::<Option<String>, _>("slot_id")?.map(|s| parse_id(&s)).transpose()?,
+        filename: r.try_get("filename")?,
+        length: u64::try_from(r.try_get::<i64, _>("length")?).unwrap_or(0),
+        received: u64::try_from(r.try_get::<i64, _>("received")?).unwrap_or(0),
+        sha256: r.try_get("sha256")?,
+        key,
+        material_id: r.try_get::<Option<String>, _>("material_id")?.map(|s| parse_id(&s)).transpose()?,
+        expires_at: r.try_get("expires_at")?,
+    }))
+}
+
+/// The caller's own, unexpired upload (others' uploads do not exist for them).
+async fn load_own(state: &AppState, p: &Principal, id: Uuid) -> ApiResult<Upload> {
+    match load(state, id).await? {
+        Some(u) if u.created_by == p.id && u.expires_at > now_ms() => Ok(u),
+        _ => Err(ApiError::not_found("上传")),
+    }
+}
+
+/// Deletes an upload's row and partial file.
+pub(crate) async fn remove_upload(state: &AppState, id: Uuid) -> ApiResult<()> {
+    sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id.to_string()).execute(&state.db.pool).await?;
+    match tokio::fs::remove_file(state.materials.upload_path(id)).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::error!(error = %e, "cannot remove a partial upload"),
+    }
+    state.materials.forget_upload_lock(id);
+    Ok(())
+}
+
+fn io_error(e: std::io::Error) -> ApiError {
+    tracing::error!(error = %e, "upload storage");
+    ApiError::internal()
+}
+
+/// Reads a partial upload, decrypting.
+struct Decrypting {
+    file: tokio::fs::File,
+    cipher: UploadCipher,
+}
+
+impl AsyncRead for Decrypting {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.file).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.cipher.apply(&mut buf.filled_mut()[before..]);
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+async fn staged(state: &AppState, up: &Upload, len: u64) -> ApiResult<tokio::io::Take<Decrypting>> {
+    let file = tokio::fs::File::open(state.materials.upload_path(up.id)).await.map_err(io_error)?;
+    Ok(Decrypting { file, cipher: UploadCipher::at(&up.key, 0) }.take(len))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+
+/// tus discovery: versions, extensions, size limit and checksum algorithms.
+#[utoipa::path(options, path = "/api/v1/uploads", tag = "materials", security(()),
+    responses((status = 204, description = "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm")))]
+pub async fn options(State(state): State<AppState>) -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let h = resp.headers_mut();
+    h.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+    h.insert("tus-extension", HeaderValue::from_static(TUS_EXTENSIONS));
+    h.insert("tus-checksum-algorithm", HeaderValue::from_static(TUS_CHECKSUMS));
+    if let Ok(v) = HeaderValue::from_str(&state.config.materials.max_upload_bytes.to_string()) {
+        h.insert("tus-max-size", v);
+    }
+    tus(Ok(resp))
+}
+
+/// tus creation: `Upload-Length` and `Upload-Metadata` (`filename`, `session_id`, `sha256`,
+/// optional `material_slot`). Only the two parties of a live session may upload: the terminal
+/// (scans) and the operator (forms to print).
+#[utoipa::path(post, path = "/api/v1/uploads", tag = "materials",
+    params(("Upload-Length" = u64, Header), ("Upload-Metadata" = String, Header), ("Tus-Resumable" = String, Header)),
+    responses((status = 201, description = "Location of the upload"), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn create(State(state): State<AppState>, p: Principal, headers: HeaderMap) -> Response {
+    tus(create_inner(&state, &p, &headers).await)
+}
+
+async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResult<Response> {
+    require_tus(h)?;
+    if h.contains_key("upload-defer-length") {
+        return Err(ApiError::bad_request("不支持 Upload-Defer-Length (deferred length not supported)"));
+    }
+    let length = parse_u64(h, "upload-length")?;
+    let max = state.config.materials.max_upload_bytes;
+    if length > max {
+        return Err(too_large(max));
+    }
+    if length == 0 {
+        return Err(ApiError::validation("文件为空 (empty file)"));
+    }
+    let meta = parse_metadata(header_str(h, "upload-metadata").unwrap_or_default())?;
+    let session_id = meta
+        .get("session_id")
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or_else(|| ApiError::validation("须提供 session_id (metadata session_id required)"))?;
+    let sha256 = meta
+        .get("sha256")
+        .map(|s| s.to_ascii_lowercase())
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| ApiError::validation("须提供文件的 sha256 (metadata sha256: 64 hex digits)"))?;
+    let filename = sniff::display_name(meta.get("filename").map(String::as_str).unwrap_or_default());
+    let slot = match meta.get("material_slot").filter(|s| !s.is_empty()) {
+        Some(s) => {
+            Some(Uuid::parse_str(s).map_err(|_| ApiError::validation("material_slot 无效 (invalid slot)"))?)
+        }
+        None => None,
+    };
+    let session = session_info(&state.db, session_id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
+    if !(session.is_terminal(p) || session.is_operator(p)) {
+        return Err(deny(state, p, "material.upload", "session", session.id).await);
+    }
+    if !session.is_live() {
+        return Err(ApiError::conflict("通话已结束 (session is over)"));
+    }
+    if let Some(slot) = slot {
+        let ok = sqlx::query("SELECT id FROM item_materials WHERE id = $1 AND item_id = $2")
+            .bind(slot.to_string())
+            .bind(session.item_id.to_string())
+            .fetch_optional(&state.db.pool)
+            .await?
+            .is_some();
+        if !ok {
+            return Err(ApiError::validation("材料项不属于该事项 (slot is not a material of this item)"));
+        }
+    }
+    let id = new_id();
+    let key = random_key();
+    let now = now_ms();
+    let expires = now + state.config.materials.print_job_expiry_ms;
+    // The empty partial file exists (durably) before the upload is announced.
+    let path = state.materials.upload_path(id);
+    let file = open_private(&path, true).await.map_err(io_error)?;
+    file.sync_all().await.map_err(io_error)?;
+    sync_dir(path.parent()).await;
+    sqlx::query(
+        "INSERT INTO uploads (id, created_by, session_id, slot_id, filename, length, received, sha256, wrapped_key, \
+         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10)",
+    )
+    .bind(id.to_string())
+    .bind(p.id.to_string())
+    .bind(session.id.to_string())
+    .bind(slot.map(|s| s.to_string()))
+    .bind(&filename)
+    .bind(i64::try_from(length).unwrap_or(i64::MAX))
+    .bind(&sha256)
+    .bind(state.pii.wrap_key(&key, &format!("upload:{id}")))
+    .bind(now)
+    .bind(expires)
+    .execute(&state.db.pool)
+    .await?;
+    state
+        .audit(
+            AuditRecord::new("upload.create", "upload")
+                .by(p)
+                .target(id)
+                .detail(json!({ "session_id": session.id, "length": length, "slot": slot })),
+        )
+        .await;
+    let mut resp = StatusCode::CREATED.into_response();
+    let hm = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/uploads/{id}")) {
+        hm.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&http_date(expires)) {
+        hm.insert("upload-expires", v);
+    }
+    hm.insert("upload-offset", HeaderValue::from_static("0"));
+    Ok(resp)
+}
+
+#[cfg(unix)]
+async fn open_private(path: &std::path::Path, create: bool) -> std::io::Result<tokio::fs::File> {
+    let mut o = tokio::fs::OpenOptions::new();
+    o.read(true).write(true).mode(0o600);
+    if create {
+        o.create_new(true);
+    }
+    o.open(path).await
+}
+
+#[cfg(not(unix))]
+async fn open_private(path: &std::path::Path, create: bool) -> std::io::Result<tokio::fs::File> {
+    let mut o = tokio::fs::OpenOptions::new();
+    o.read(true).write(true);
+    if create {
+        o.create_new(true);
+    }
+    o.open(path).await
+}
+
+async fn sync_dir(dir: Option<&std::path::Path>) {
+    #[cfg(unix)]
+    if let Some(dir) = dir
+        && let Ok(d) = tokio::fs::File::open(dir).await
+    {
+        let _ = d.sync_all().await;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+fn offset_headers(resp: &mut Response, up: &Upload, offset: u64) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&offset.to_string()) {
+        h.insert("upload-offset", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&http_date(up.expires_at)) {
+        h.insert("upload-expires", v);
+    }
+    if let Some(m) = up.material_id
+        && let Ok(v) = HeaderValue::from_str(&m.to_string())
+    {
+        h.insert(MATERIAL_ID_HEADER, v);
+    }
+}
+
+/// tus: the stored offset. Waits for a `PATCH` in progress on the same upload to finish.
+#[utoipa::path(head, path = "/api/v1/uploads/{id}", tag = "materials", params(("id" = Uuid, Path)),
+    responses((status = 200, description = "Upload-Offset, Upload-Length, Upload-Expires"), (status = 404, body = ErrorBody)))]
+pub async fn head(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Response {
+    tus(async {
+        require_tus(&headers)?;
+        let lock = state.materials.upload_lock(id);
+        let _guard = lock.lock().await;
+        let up = load_own(&state, &p, id).await?;
+        let mut resp = StatusCode::OK.into_response();
+        offset_headers(&mut resp, &up, up.received);
+        if let Ok(v) = HeaderValue::from_str(&up.length.to_string()) {
+            resp.headers_mut().insert("upload-length", v);
+        }
+        Ok(resp)
+    }
+    .await)
+}
+
+/// tus termination: abandons an upload (a finished upload's material stays).
+#[utoipa::path(delete, path = "/api/v1/uploads/{id}", tag = "materials", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn terminate(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Response {
+    tus(async {
+        require_tus(&headers)?;
+        let lock = state.materials.upload_lock(id);
+        let _guard = lock.lock().await;
+        load_own(&state, &p, id).await?;
+        remove_upload(&state, id).await?;
+        state.audit(AuditRecord::new("upload.terminate", "upload").by(&p).target(id)).await;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await)
+}
+
+enum Checksum {
+    Sha1(Sha1, Vec<u8>),
+    Sha256(Sha256, Vec<u8>),
+}
+
+impl Checksum {
+    fn parse(h: &HeaderMap) -> ApiResult<Option<Self>> {
+        let Some(v) = header_str(h, "upload-checksum") else { return Ok(None) };
+        let (alg, b64) = v.split_once(' ').ok_or_else(|| ApiError::bad_request("Upload-Checksum 无效"))?;
+        let want = B64.decode(b64.trim()).map_err(|_| ApiError::bad_request("Upload-Checksum 无效"))?;
+        match alg {
+            "sha1" => Ok(Some(Checksum::Sha1(Sha1::new(), want))),
+            "sha256" => Ok(Some(Checksum::Sha256(Sha256::new(), want))),
+            _ => Err(ApiError::bad_request("不支持的校验算法 (unsupported checksum algorithm)")),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Checksum::Sha1(h, _) => h.update(data),
+            Checksum::Sha256(h, _) => h.update(data),
+        }
+    }
+
+    fn matches(self) -> bool {
+        match self {
+            Checksum::Sha1(h, want) => h.finalize()[..] == want[..],
+            Checksum::Sha256(h, want) => h.finalize()[..] == want[..],
+        }
+    }
+}
+
+/// tus: appends the body at `Upload-Offset` (`Content-Type: application/offset+octet-stream`).
+#[utoipa::path(patch, path = "/api/v1/uploads/{id}", tag = "materials", params(("id" = Uuid, Path),
+        ("Upload-Offset" = u64, Header), ("Upload-Checksum" = Option<String>, Header)),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    responses((status = 204, description = "Upload-Offset; Bangban-Material-Id once complete"),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 460, body = ErrorBody)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    tus(patch_inner(&state, &p, id, &headers, body).await)
+}
+
+async fn patch_inner(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    h: &HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    require_tus(h)?;
+    if header_str(h, "content-type") != Some("application/offset+octet-stream") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "须为 application/offset+octet-stream (expected application/offset+octet-stream)",
+        ));
+    }
+    let offset = parse_u64(h, "upload-offset")?;
+    let mut checksum = Checksum::parse(h)?;
+    // Held until the answer: HEAD and other PATCHes of this upload wait.
+    let lock = state.materials.upload_lock(id);
+    let _guard = lock.lock().await;
+    let mut up = load_own(state, p, id).await?;
+    if offset != up.received {
+        return Err(ApiError::conflict(format!(
+            "偏移量不符，当前为 {} (offset mismatch: stored offset is {})",
+            up.received, up.received
+        )));
+    }
+    if up.material_id.is_some() {
+        let mut resp = StatusCode::NO_CONTENT.into_response();
+        offset_headers(&mut resp, &up, up.received);
+        return Ok(resp);
+    }
+    let path = state.materials.upload_path(id);
+    let mut file = open_private(&path, false).await.map_err(io_error)?;
+    file.seek(std::io::SeekFrom::Start(offset)).await.map_err(io_error)?;
+    let mut cipher = UploadCipher::at(&up.key, offset);
+    let room = up.length - offset;
+    let mut written: u64 = 0;
+    let mut stream = body.into_data_stream();
+    let mut cut = false;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, upload = %id, "upload interrupted");
+                cut = true;
+                break;
+            }
+        };
+        if written + chunk.len() as u64 > room {
+            file.set_len(offset).await.map_err(io_error)?;
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "超出声明的文件长度 (more data than Upload-Length)",
+            ));
+        }
+        if let Some(c) = checksum.as_mut() {
+            c.update(&chunk);
+        }
+        let mut buf = chunk.to_vec();
+        cipher.apply(&mut buf);
+        file.write_all(&buf).await.map_err(io_error)?;
+        written += buf.len() as u64;
+    }
+    let verified = match checksum {
+        Some(c) if cut => {
+            // Cannot be verified: keep nothing of this request.
+            drop(c);
+            false
+        }
+        Some(c) => c.matches(),
+        None => true,
+    };
+    if !verified {
+        file.set_len(offset).await.map_err(io_error)?;
+        file.sync_all().await.map_err(io_error)?;
+        return Err(if cut {
+            ApiError::bad_request("上传中断 (upload interrupted)")
+        } else {
+            checksum_mismatch("chunk")
+        });
+    }
+    // Durable first, then acknowledged.
+    file.flush().await.map_err(io_error)?;
+    file.sync_all().await.map_err(io_error)?;
+    drop(file);
+    let new = offset + written;
+    let n = sqlx::query("UPDATE uploads SET received = $1 WHERE id = $2 AND received = $3")
+        .bind(i64::try_from(new).unwrap_or(i64::MAX))
+        .bind(id.to_string())
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .execute(&state.db.pool)
+        .await?
+        .rows_affected();
+    if n != 1 {
+        return Err(ApiError::conflict("上传已变化 (upload changed concurrently)"));
+    }
+    up.received = new;
+    if cut {
+        return Err(ApiError::bad_request("上传中断 (upload interrupted)"));
+    }
+    // Refuse a wrong type as soon as its first bytes are in.
+    let magic = sniff::MAGIC_LEN as u64;
+    if offset < magic && (new >= magic || new == up.length) {
+        let mut head = Vec::new();
+        staged(state, &up, magic.min(new)).await?.read_to_end(&mut head).await.map_err(io_error)?;
+        if sniff::sniff(&head).is_none() {
+            remove_upload(state, id).await?;
+            state
+                .audit(
+                    AuditRecord::new("material.upload", "upload")
+                        .by(p)
+                        .target(id)
+                        .outcome("failure")
+                        .detail(json!({ "reason": "unsupported_type" })),
+                )
+                .await;
+            return Err(unsupported_type());
+        }
+    }
+    if new == up.length {
+        match finish(state, p, &up).await {
+            Ok(m) => up.material_id = Some(m.id),
+            Err(e) => {
+                remove_upload(state, id).await?;
+                state
+                    .audit(
+                        AuditRecord::new("material.upload", "upload")
+                            .by(p)
+                            .target(id)
+                            .outcome("failure")
+                            .detail(json!({ "reason": e.code })),
+                    )
+                    .await;
+                return Err(e);
+            }
+        }
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    offset_headers(&mut resp, &up, new);
+    Ok(resp)
+}
+
+/// The last byte arrived: verify, seal into the store, create the material.
+async fn finish(state: &AppState, p: &Principal, up: &Upload) -> ApiResult<MaterialView> {
+    let session = session_info(&state.db, up.session_id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
+    // Pass 1: whole-file hash and type.
+    let mut reader = staged(state, up, up.length).await?;
+    let mut hasher = Sha256::new();
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf).await.map_err(io_error)?;
+        if n == 0 {
+            break;
+        }
+        if head.len() < sniff::MAGIC_LEN {
+            head.extend_from_slice(&buf[..n.min(sniff::MAGIC_LEN - head.len())]);
+        }
+        hasher.update(&buf[..n]);
+    }
+    if hex::encode(hasher.finalize()) != up.sha256 {
+        return Err(checksum_mismatch("file sha256"));
+    }
+    let kind = sniff::sniff(&head).ok_or_else(unsupported_type)?;
+    let name = state.pii.keyed_hash(&format!("material-object:{}", up.sha256));
+    {
+        let _commit = state.materials.commit.lock().await;
+        let exists = sqlx::query("SELECT name FROM material_objects WHERE name = $1")
+            .bind(&name)
+            .fetch_optional(&state.db.pool)
+            .await?
+            .is_some();
+        if !exists {
+            store_object(state, up, kind, &name).await?;
+        }
+        insert_material(state, p, up, &session, kind).await?;
+    }
+    tokio::fs::remove_file(state.materials.upload_path(up.id)).await.ok();
+    let material_id = sqlx::query("SELECT material_id FROM uploads WHERE id = $1")
+        .bind(up.id.to_string())
+        .fetch_one(&state.db.pool)
+        .await?
+        .try_get::<Option<String>, _>("material_id")?
+        .ok_or_else(ApiError::internal)?;
+    let material =
+        super::load(&state.db, parse_id(&material_id)?).await?.ok_or_else(ApiError::internal)?.view;
+    state
+        .audit(AuditRecord::new("material.upload", "material").by(p).target(material.id).detail(json!({
+            "session_id": session.id,
+            "size": material.size,
+            "content_type": material.content_type,
+            "slot_id": material.slot_id,
+        })))
+        .await;
+    notify_material(state, &session, material.clone()).await;
+    Ok(material)
+}
+
+async fn store_object(state: &AppState, up: &Upload, kind: Kind, name: &str) -> ApiResult<()> {
+    let store_err = |e: super::StoreError| {
+        tracing::error!(error = %e, "cannot store a material");
+        ApiError::internal()
+    };
+    let key = random_key();
+    let path = object_path(name);
+    state
+        .materials
+        .seal(&path, &key, staged(state, up, up.length).await?, up.length)
+        .await
+        .map_err(store_err)?;
+    let thumb = match kind {
+        Kind::Pdf => thumb::pdf_thumbnail(staged(state, up, up.length).await?).await,
+        _ => {
+            let mut plain = Vec::with_capacity(usize::try_from(up.length).unwrap_or(0));
+            staged(state, up, up.length).await?.read_to_end(&mut plain).await.map_err(io_error)?;
+            tokio::task::spawn_blocking(move || thumb::image_thumbnail(kind, &plain)).await.ok().flatten()
+        }
+    };
+    let mut thumb_cols: (Option<String>, Option<i64>, Option<String>) = (None, None, None);
+    if let Some(t) = thumb {
+        let tkey = random_key();
+        let tpath = thumb_path(name);
+        state.materials.seal(&tpath, &tkey, &t[..], t.len() as u64).await.map_err(store_err)?;
+        thumb_cols = (
+            Some(name.to_owned()),
+            Some(i64::try_from(t.len()).unwrap_or(0)),
+            Some(state.pii.wrap_key(&tkey, &format!("object:{tpath}"))),
+        );
+    }
+    sqlx::query(
+        "INSERT INTO material_objects (name, sha256, size, segment_size, wrapped_key, thumb_name, thumb_size, \
+         thumb_wrapped_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(name)
+    .bind(&up.sha256)
+    .bind(i64::try_from(up.length).unwrap_or(i64::MAX))
+    .bind(i64::try_from(super::crypto::SEGMENT).unwrap_or(0))
+    .bind(state.pii.wrap_key(&key, &format!("object:{path}")))
+    .bind(thumb_cols.0)
+    .bind(thumb_cols.1)
+    .bind(thumb_cols.2)
+    .bind(now_ms())
+    .execute(&state.db.pool)
+    .await?;
+    Ok(())
+}
+
+async fn insert_material(
+    state: &AppState,
+    p: &Principal,
+    up: &Upload,
+    session: &SessionInfo,
+    kind: Kind,
+) -> ApiResult<()> {
+    let id = new_id();
+    let now = now_ms();
+    let source = if p.is_terminal() { MaterialSource::Scan } else { MaterialSource::Form };
+    let name = state.pii.keyed_hash(&format!("material-object:{}", up.sha256));
+    sqlx::query(
+        "INSERT INTO materials (id, session_id, ticket_id, item_id, slot_id, source, filename, content_type, size, \
+         sha256, object_name, status, uploaded_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'uploaded', $12, $13, $13)",
+    )
+    .bind(id.to_string())
+    .bind(session.id.to_string())
+    .bind(session.ticket_id.to_string())
+    .bind(session.item_id.to_string())
+    .bind(up.slot_id.map(|s| s.to_string()))
+    .bind(if source == MaterialSource::Form { "form" } else { "scan" })
+    .bind(&up.filename)
+    .bind(kind.mime())
+    .bind(i64::try_from(up.length).unwrap_or(i64::MAX))
+    .bind(&up.sha256)
+    .bind(&name)
+    .bind(p.id.to_string())
+    .bind(now)
+    .execute(&state.db.pool)
+    .await?;
+    sqlx::query("UPDATE uploads SET material_id = $1 WHERE id = $2")
+        .bind(id.to_string())
+        .bind(up.id.to_string())
+        .execute(&state.db.pool)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_parsing() {
+        let m = parse_metadata("filename Zm9vLnBkZg==, session_id MTIz,empty").unwrap();
+        assert_eq!(m["filename"], "foo.pdf");
+        assert_eq!(m["session_id"], "123");
+        assert_eq!(m["empty"], "");
+        assert!(parse_metadata("a YQ==,a YQ==").is_err(), "duplicate key");
+        assert!(parse_metadata("a !!!").is_err());
+        assert!(parse_metadata(&"a YQ==,".repeat(1000)).is_err(), "too long");
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(http_date(784_111_777_000), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+}

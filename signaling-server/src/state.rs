@@ -1,0 +1,45 @@
+//! Shared application state: a cheap-to-clone handle around `Arc`.
+
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+use crate::audit::Audit;
+use crate::auth::throttle::Throttle;
+use crate::auth::tokens::TokenService;
+use crate::config::Config;
+use crate::db::Db;
+
+pub struct Inner {
+    pub config: Config,
+    pub db: Db,
+    pub tokens: TokenService,
+    /// Never held across an `.await`.
+    pub throttle: Mutex<Throttle>,
+    pub audit: Audit,
+    pub pii: crate::pii::Pii,
+    pub switchboard: crate::switchboard::Switchboard,
+    pub materials: crate::materials::Store,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    /// Appends an audit entry; a failure is logged (the action itself already happened).
+    pub async fn audit(&self, rec: crate::audit::AuditRecord) {
+        if let Err(e) = self.audit.append(&self.db, rec).await {
+            tracing::error!(error = %e, "audit append failed");
+        }
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

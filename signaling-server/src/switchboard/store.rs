@@ -1,0 +1,367 @@
+//! Persistence of tickets, sessions, events, ratings and rectifications. Every state change
+//! of a ticket or session is written here; nothing personal goes into `session_events`.
+
+use serde_json::Value;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::db::{Db, new_id};
+
+pub struct NewTicket<'a> {
+    pub id: Uuid,
+    pub number: &'a str,
+    pub service_day: &'a str,
+    pub point_id: Uuid,
+    pub terminal_id: Uuid,
+    pub item_id: Uuid,
+    pub line_id: Uuid,
+    pub priority: &'a str,
+    pub request_id: Uuid,
+    pub resident_name_enc: Option<String>,
+    pub resident_name_masked: Option<String>,
+    pub id_number_enc: Option<String>,
+    pub id_number_hash: Option<String>,
+    pub id_number_masked: Option<String>,
+    pub created_at: i64,
+}
+
+pub async fn next_ticket_seq(db: &Db, point: Uuid, day: &str) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM tickets WHERE point_id = $1 AND service_day = $2")
+        .bind(point.to_string())
+        .bind(day)
+        .fetch_one(&db.pool)
+        .await?;
+    Ok(row.try_get::<i64, _>("n")? + 1)
+}
+
+pub async fn insert_ticket(db: &Db, t: &NewTicket<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO tickets (id, number, service_day, point_id, terminal_id, item_id, line_id, priority, request_id, \
+         resident_name_enc, resident_name_masked, id_number_enc, id_number_hash, id_number_masked, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'waiting', $15)",
+    )
+    .bind(t.id.to_string())
+    .bind(t.number)
+    .bind(t.service_day)
+    .bind(t.point_id.to_string())
+    .bind(t.terminal_id.to_string())
+    .bind(t.item_id.to_string())
+    .bind(t.line_id.to_string())
+    .bind(t.priority)
+    .bind(t.request_id.to_string())
+    .bind(t.resident_name_enc.as_deref())
+    .bind(t.resident_name_masked.as_deref())
+    .bind(t.id_number_enc.as_deref())
+    .bind(t.id_number_hash.as_deref())
+    .bind(t.id_number_masked.as_deref())
+    .bind(t.created_at)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_ticket_status(
+    db: &Db,
+    ticket: Uuid,
+    status: &str,
+    close_reason: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let closing = matches!(status, "served" | "cancelled" | "abandoned");
+    sqlx::query(
+        "UPDATE tickets SET status = $1, close_reason = COALESCE($2, close_reason), \
+         closed_at = CASE WHEN $3 = 1 THEN $4 ELSE closed_at END WHERE id = $5",
+    )
+    .bind(status)
+    .bind(close_reason)
+    .bind(i64::from(closing))
+    .bind(now)
+    .bind(ticket.to_string())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+pub struct NewSession {
+    pub id: Uuid,
+    pub ticket: Uuid,
+    pub operator: Uuid,
+    pub terminal: Uuid,
+    pub line: Uuid,
+    pub started_at: i64,
+    pub wait_ms: i64,
+    pub transferred_from: Option<Uuid>,
+}
+
+pub async fn insert_session(db: &Db, s: &NewSession) -> Result<(), sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO call_sessions (id, ticket_id, operator_id, terminal_id, line_id, status, started_at, wait_ms, transferred_from) \
+         VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8)",
+    )
+    .bind(s.id.to_string())
+    .bind(s.ticket.to_string())
+    .bind(s.operator.to_string())
+    .bind(s.terminal.to_string())
+    .bind(s.line.to_string())
+    .bind(s.started_at)
+    .bind(s.wait_ms)
+    .bind(s.transferred_from.map(|t| t.to_string()))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE tickets SET status = 'in_call', first_answered_at = COALESCE(first_answered_at, $1) WHERE id = $2",
+    )
+    .bind(s.started_at)
+    .bind(s.ticket.to_string())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+pub async fn set_session_status(db: &Db, session: Uuid, status: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE call_sessions SET status = $1 WHERE id = $2")
+        .bind(status)
+        .bind(session.to_string())
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn end_session(
+    db: &Db,
+    session: Uuid,
+    reason: &str,
+    now: i64,
+    transfer_note: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE call_sessions SET status = 'ended', ended_at = COALESCE(ended_at, $1), \
+         end_reason = COALESCE(end_reason, $2), transfer_note = COALESCE($3, transfer_note) WHERE id = $4",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(transfer_note)
+    .bind(session.to_string())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn wrap_up(
+    db: &Db,
+    session: Uuid,
+    outcome: Option<&str>,
+    notes: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE call_sessions SET status = 'closed', wrapped_at = $1, outcome = $2, notes = $3 WHERE id = $4",
+    )
+    .bind(now)
+    .bind(outcome)
+    .bind(notes)
+    .bind(session.to_string())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn event(
+    db: &Db,
+    ticket: Uuid,
+    session: Option<Uuid>,
+    kind: &str,
+    detail: Value,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO session_events (id, session_id, ticket_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(new_id().to_string())
+    .bind(session.map(|s| s.to_string()))
+    .bind(ticket.to_string())
+    .bind(now)
+    .bind(kind)
+    .bind(detail.to_string())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Stores a rating; `Ok(false)` when the session was already rated.
+pub async fn rate(
+    db: &Db,
+    session: Uuid,
+    ticket: Uuid,
+    level: &str,
+    comment: Option<&str>,
+    rectification_due: Option<i64>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    let exists = sqlx::query("SELECT 1 FROM ratings WHERE session_id = $1")
+        .bind(session.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO ratings (session_id, ticket_id, level, comment, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(session.to_string())
+    .bind(ticket.to_string())
+    .bind(level)
+    .bind(comment)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(due) = rectification_due {
+        sqlx::query(
+            "INSERT INTO rectifications (id, session_id, level, status, due_at, created_at) VALUES ($1, $2, $3, 'open', $4, $5)",
+        )
+        .bind(new_id().to_string())
+        .bind(session.to_string())
+        .bind(level)
+        .bind(due)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Item, line and point details needed to open a ticket.
+pub struct ItemInfo {
+    pub item_name: String,
+    pub line_id: Uuid,
+    pub line_name: String,
+    pub remote_allowed: bool,
+    pub active: bool,
+}
+
+pub async fn item_info(db: &Db, item: Uuid) -> Result<Option<ItemInfo>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT i.name, i.line_id, i.remote_allowed, i.active, l.name AS line_name FROM service_items i \
+         JOIN business_lines l ON l.id = i.line_id WHERE i.id = $1",
+    )
+    .bind(item.to_string())
+    .fetch_optional(&db.pool)
+    .await?;
+    row.map(|r| {
+        Ok(ItemInfo {
+            item_name: r.try_get("name")?,
+            line_id: crate::db::parse_id(&r.try_get::<String, _>("line_id")?)?,
+            line_name: r.try_get("line_name")?,
+            remote_allowed: crate::db::get_flag(&r, "remote_allowed")?,
+            active: crate::db::get_flag(&r, "active")?,
+        })
+    })
+    .transpose()
+}
+
+/// `(code, name, open)` of a point.
+pub async fn point_info(db: &Db, point: Uuid) -> Result<Option<(String, String, bool)>, sqlx::Error> {
+    let row = sqlx::query("SELECT code, name, status FROM service_points WHERE id = $1")
+        .bind(point.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    row.map(|r| Ok((r.try_get("code")?, r.try_get("name")?, r.try_get::<String, _>("status")? == "open")))
+        .transpose()
+}
+
+pub async fn skills(db: &Db, user: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    let rows = sqlx::query("SELECT line_id FROM operator_skills WHERE user_id = $1")
+        .bind(user.to_string())
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(|r| crate::db::parse_id(&r.try_get::<String, _>("line_id")?)).collect()
+}
+
+pub async fn line_names(db: &Db) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT id, name FROM business_lines").fetch_all(&db.pool).await?;
+    rows.iter()
+        .map(|r| Ok((crate::db::parse_id(&r.try_get::<String, _>("id")?)?, r.try_get("name")?)))
+        .collect()
+}
+
+pub async fn user_name(db: &Db, user: Uuid) -> Result<Option<(String, String, bool)>, sqlx::Error> {
+    let row = sqlx::query("SELECT display_name, role, active FROM users WHERE id = $1")
+        .bind(user.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    row.map(|r| Ok((r.try_get("display_name")?, r.try_get("role")?, crate::db::get_flag(&r, "active")?)))
+        .transpose()
+}
+
+/// A ticket that was waiting or in a call when the server stopped.
+pub struct OpenTicket {
+    pub view: shared::protocol::TicketView,
+    pub terminal: Uuid,
+    pub created_at: i64,
+    pub service_day: String,
+    pub status: String,
+}
+
+/// Tickets left `waiting` or `in_call` by a previous run, oldest first.
+pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT t.id, t.number, t.service_day, t.point_id, t.terminal_id, t.item_id, t.line_id, t.priority, \
+         t.resident_name_masked, t.id_number_masked, t.status, t.created_at, i.name AS item_name, \
+         l.name AS line_name, p.name AS point_name FROM tickets t \
+         JOIN service_items i ON i.id = t.item_id JOIN business_lines l ON l.id = t.line_id \
+         JOIN service_points p ON p.id = t.point_id \
+         WHERE t.status IN ('waiting', 'in_call') ORDER BY t.created_at",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    let id = |r: &sqlx::any::AnyRow, c: &str| -> Result<Uuid, sqlx::Error> {
+        crate::db::parse_id(&r.try_get::<String, _>(c)?)
+    };
+    rows.iter()
+        .map(|r| {
+            let priority = match r.try_get::<String, _>("priority")?.as_str() {
+                "elderly" => shared::protocol::Priority::Elderly,
+                "disabled" => shared::protocol::Priority::Disabled,
+                "pregnant" => shared::protocol::Priority::Pregnant,
+                _ => shared::protocol::Priority::Normal,
+            };
+            Ok(OpenTicket {
+                view: shared::protocol::TicketView {
+                    ticket_id: id(r, "id")?,
+                    number: r.try_get("number")?,
+                    item_id: id(r, "item_id")?,
+                    item_name: r.try_get("item_name")?,
+                    line_id: id(r, "line_id")?,
+                    line_name: r.try_get("line_name")?,
+                    point_id: id(r, "point_id")?,
+                    point_name: r.try_get("point_name")?,
+                    priority,
+                    resident_name_masked: r.try_get("resident_name_masked")?,
+                    id_number_masked: r.try_get("id_number_masked")?,
+                    waited_secs: 0,
+                },
+                terminal: id(r, "terminal_id")?,
+                created_at: r.try_get("created_at")?,
+                service_day: r.try_get("service_day")?,
+                status: r.try_get("status")?,
+            })
+        })
+        .collect()
+}
+
+/// Sessions a previous run left open are closed as interrupted by the restart.
+pub async fn close_interrupted_sessions(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE call_sessions SET status = 'closed', ended_at = COALESCE(ended_at, $1), \
+         end_reason = COALESCE(end_reason, 'server_restart'), wrapped_at = COALESCE(wrapped_at, $1) \
+         WHERE status IN ('active', 'held', 'ended')",
+    )
+    .bind(now)
+    .execute(&db.pool)
+    .await?
+    .rows_affected())
+}

@@ -1,0 +1,226 @@
+//! `/ws`: the signaling WebSocket. Authentication by an access or device token, either as a
+//! second `Sec-WebSocket-Protocol` entry `bearer.<JWT>` (checked before the upgrade) or in a
+//! first `hello` message; never in the URL. Frames are at most 64 KiB, buffers are small (so
+//! 10,000 idle connections fit in about 100 MB), a client silent for 45 s is closed, and each
+//! connection's outbound queue is bounded (see `switchboard::outbox`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use shared::protocol::{
+    BEARER_SUBPROTOCOL_PREFIX, ByeReason, ClientMsg, ErrorCode, IDLE_TIMEOUT_SECS, MAX_FRAME_BYTES,
+    PROTOCOL_VERSION, SUBPROTOCOL, ServerMsg,
+};
+use uuid::Uuid;
+
+use crate::auth::tokens::TokenKind;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::switchboard::outbox::{self, OutboxRx};
+use crate::switchboard::{Event, PartyInfo};
+
+/// How long an unauthenticated connection may take to send `hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn authenticate(state: &AppState, token: &str, ip: Option<String>) -> Result<PartyInfo, ApiError> {
+    let kind = match jsonwebtoken::decode_header(token).ok().and_then(|h| h.typ) {
+        Some(t) if t == TokenKind::Device.typ() => TokenKind::Device,
+        Some(t) if t == TokenKind::Access.typ() => TokenKind::Access,
+        _ => return Err(ApiError::invalid_token()),
+    };
+    let claims = state.tokens.verify(token, kind).map_err(|_| ApiError::invalid_token())?;
+    let p = crate::auth::authenticate_claims(state, &claims, kind, ip).await?;
+    Ok(PartyInfo { id: p.id, role: p.role, point_id: p.point_id, name: p.name })
+}
+
+pub async fn handler(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let offered: Vec<String> = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_owned()))
+        .take(8)
+        .collect();
+    if !offered.iter().any(|p| p == SUBPROTOCOL) {
+        return ApiError::bad_request(format!(
+            "须使用子协议 {SUBPROTOCOL} (subprotocol {SUBPROTOCOL} required)"
+        ))
+        .into_response();
+    }
+    let ip = Some(addr.ip().to_string());
+    let pre_auth = match offered.iter().find_map(|p| p.strip_prefix(BEARER_SUBPROTOCOL_PREFIX)) {
+        Some(token) => match authenticate(&state, token, ip).await {
+            Ok(p) => Some(p),
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
+    ws.protocols([SUBPROTOCOL])
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_FRAME_BYTES * 4)
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| connection(state, socket, pre_auth, addr))
+}
+
+fn text(msg: &ServerMsg) -> Message {
+    Message::Text(outbox::encode(msg))
+}
+
+async fn bye(socket: &mut WebSocket, reason: ByeReason) {
+    let _ = socket.send(text(&ServerMsg::Bye { reason })).await;
+    let code = match reason {
+        ByeReason::SlowConsumer => 1008,
+        ByeReason::Shutdown => 1001,
+        ByeReason::ProtocolError => 1002,
+        _ => 4000,
+    };
+    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: "bye".into() }))).await;
+}
+
+/// Waits for `hello` on a connection that did not authenticate in the handshake.
+async fn hello(
+    state: &AppState,
+    socket: &mut WebSocket,
+    pre: Option<PartyInfo>,
+    addr: SocketAddr,
+) -> Option<PartyInfo> {
+    if pre.is_some() {
+        return pre;
+    }
+    let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await.ok()??.ok()?;
+    let Message::Text(t) = first else {
+        bye(socket, ByeReason::ProtocolError).await;
+        return None;
+    };
+    match ClientMsg::decode(t.as_bytes()) {
+        Ok(ClientMsg::Hello { v, token: Some(token), .. }) if v == PROTOCOL_VERSION => {
+            match authenticate(state, token.as_str(), Some(addr.ip().to_string())).await {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let msg = ServerMsg::error(
+                        ErrorCode::Unauthenticated,
+                        "凭证无效 (invalid token)",
+                        Some("hello"),
+                    );
+                    let _ = socket.send(text(&msg)).await;
+                    bye(socket, ByeReason::AuthExpired).await;
+                    None
+                }
+            }
+        }
+        Ok(ClientMsg::Hello { v, .. }) if v != PROTOCOL_VERSION => {
+            let msg = ServerMsg::error(
+                ErrorCode::UnsupportedVersion,
+                format!("协议版本须为 {PROTOCOL_VERSION} (unsupported protocol version)"),
+                Some("hello"),
+            );
+            let _ = socket.send(text(&msg)).await;
+            bye(socket, ByeReason::ProtocolError).await;
+            None
+        }
+        _ => {
+            let msg = ServerMsg::error(ErrorCode::Unauthenticated, "请先发送 hello (send hello first)", None);
+            let _ = socket.send(text(&msg)).await;
+            bye(socket, ByeReason::ProtocolError).await;
+            None
+        }
+    }
+}
+
+async fn connection(state: AppState, mut socket: WebSocket, pre: Option<PartyInfo>, addr: SocketAddr) {
+    let Some(party) = hello(&state, &mut socket, pre, addr).await else { return };
+    let conn = Uuid::new_v4();
+    let (out, OutboxRx { mut rx, mut close }) = outbox::outbox(conn, state.config.outbound_queue);
+    let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+    let party_id = party.id;
+    state.switchboard.send(Event::Connect { party, outbox: out.clone(), reply: reply_tx }).await;
+    let Ok(welcome) = reply_rx.await else { return };
+    if socket.send(text(&welcome)).await.is_err() {
+        state.switchboard.send(Event::Disconnect { party: party_id, conn }).await;
+        return;
+    }
+    let (mut sink, mut stream) = socket.split();
+    // Writer: drains the bounded queue; on a close request sends `bye` and closes.
+    let writer = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                changed = close.changed() => {
+                    let reason = if changed.is_ok() { *close.borrow() } else { None };
+                    if let Some(reason) = reason {
+                        let _ = sink.send(text(&ServerMsg::Bye { reason })).await;
+                        let _ = sink.send(Message::Close(Some(CloseFrame { code: 4000, reason: "bye".into() }))).await;
+                    }
+                    break;
+                }
+                frame = rx.recv() => {
+                    let Some(frame) = frame else { break };
+                    if sink.send(Message::Text(frame)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let idle = Duration::from_secs(IDLE_TIMEOUT_SECS);
+    loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(idle, stream.next()) => next,
+            _ = writer_closed(&out) => break,
+        };
+        let msg = match next {
+            Err(_) => {
+                out.close(ByeReason::ProtocolError);
+                break;
+            }
+            Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(m))) => m,
+        };
+        let bytes = match &msg {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(_) => {
+                let e = ServerMsg::error(ErrorCode::BadMessage, "须使用文本帧 (text frames only)", None);
+                out.push(outbox::encode(&e), &state.switchboard.stats);
+                continue;
+            }
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        match ClientMsg::decode(bytes) {
+            Ok(ClientMsg::Ping { seq }) => {
+                out.push(outbox::encode(&ServerMsg::Pong { seq }), &state.switchboard.stats);
+            }
+            Ok(msg) => {
+                tracing::debug!(kind = msg.kind(), "client message");
+                state.switchboard.send(Event::Message { party: party_id, conn, msg }).await;
+            }
+            Err(e) => {
+                out.push(outbox::encode(&ServerMsg::from_decode_error(&e)), &state.switchboard.stats);
+            }
+        }
+    }
+    state.switchboard.send(Event::Disconnect { party: party_id, conn }).await;
+    out.finish();
+    // A writer stuck on a client that stopped reading must not keep the task alive.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
+        abort.abort();
+    }
+}
+
+/// Resolves when the connection's outbox was closed (kicked, replaced or too slow).
+async fn writer_closed(out: &outbox::Outbox) {
+    out.closed().await;
+}

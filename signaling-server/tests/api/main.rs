@@ -1,0 +1,27 @@
+//! Integration tests of the server's HTTP surface, one file per scenario. They run against
+//! SQLite by default and against PostgreSQL with `BANGBAN_TEST_DB=postgres`.
+
+mod helpers;
+
+mod audit;
+mod auth;
+mod catalog;
+mod health;
+mod hostile;
+mod jwt_attacks;
+mod materials;
+mod materials_fixture;
+mod matrix;
+mod points;
+mod print_jobs;
+mod rectifications;
+mod stats;
+mod terminals;
+mod ws_client;
+mod ws_flow;
+mod ws_ice;
+mod ws_load;
+mod ws_reconnect;
+mod ws_ring;
+mod ws_rules;
+mod ws_slow;

@@ -1,0 +1,124 @@
+//! Role × endpoint matrix: every protected endpoint refuses the anonymous caller (401) and
+//! every role it is not meant for (403), and lets its own roles through to the handler.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Admin,
+    Supervisor,
+    Operator,
+    Staff,
+    Terminal,
+}
+use Who::*;
+
+const PERSONS: &[Who] = &[Admin, Supervisor, Operator, Staff];
+const ALL: &[Who] = &[Admin, Supervisor, Operator, Staff, Terminal];
+
+#[tokio::test]
+async fn every_endpoint_checks_authentication_and_role() {
+    let app = TestApp::spawn().await;
+    let (_, device) = app.enroll_terminal(0).await;
+    let mut tokens = Vec::new();
+    for (who, user) in
+        [(Admin, "admin"), (Supervisor, "supervisor"), (Operator, "operator1"), (Staff, "staff1")]
+    {
+        tokens.push((who, app.login(user).await));
+    }
+    tokens.push((Terminal, device));
+    let r = uuid::Uuid::new_v4();
+    let point_body = json!({
+        "code": "JA-MX01", "name": "矩阵测试点", "street": "街道", "committee": "居委", "kind": "park",
+        "address": "地址", "longitude": 121.45, "latitude": 31.23, "opening_hours": "9-17",
+        "inspector_name": "某人", "inspector_phone": "13900000000"
+    });
+    let cases: Vec<(Method, String, Option<Value>, &[Who])> = vec![
+        (Method::GET, "/api/v1/me".into(), None, PERSONS),
+        (
+            Method::POST,
+            "/api/v1/me/password".into(),
+            Some(json!({ "current_password": "x", "new_password": "y" })),
+            PERSONS,
+        ),
+        (Method::GET, "/api/v1/users".into(), None, &[Admin, Supervisor]),
+        (
+            Method::POST,
+            "/api/v1/users".into(),
+            Some(
+                json!({ "username": "matrix", "display_name": "矩阵", "role": "operator", "password": "Matrix-pass-1" }),
+            ),
+            &[Admin],
+        ),
+        (Method::PATCH, format!("/api/v1/users/{r}"), Some(json!({})), &[Admin]),
+        (
+            Method::POST,
+            format!("/api/v1/users/{r}/password"),
+            Some(json!({ "new_password": "Matrix-pass-2" })),
+            &[Admin],
+        ),
+        (Method::PUT, format!("/api/v1/users/{r}/skills"), Some(json!({ "line_ids": [] })), &[Admin]),
+        (Method::GET, "/api/v1/points".into(), None, &[Admin, Supervisor, Operator]),
+        (Method::POST, "/api/v1/points".into(), Some(point_body), &[Admin]),
+        (Method::GET, format!("/api/v1/points/{r}"), None, &[Admin, Supervisor, Operator]),
+        (Method::PATCH, format!("/api/v1/points/{r}"), Some(json!({})), &[Admin]),
+        (Method::POST, format!("/api/v1/points/{r}/close"), Some(json!({ "reason": "x" })), &[Admin]),
+        (Method::POST, format!("/api/v1/points/{r}/reopen"), None, &[Admin]),
+        (Method::GET, format!("/api/v1/points/{r}/history"), None, &[Admin, Supervisor]),
+        (Method::GET, "/api/v1/lines".into(), None, ALL),
+        (Method::POST, "/api/v1/lines".into(), Some(json!({ "code": "MX", "name": "矩阵" })), &[Admin]),
+        (Method::PATCH, format!("/api/v1/lines/{r}"), Some(json!({})), &[Admin]),
+        (Method::GET, "/api/v1/items".into(), None, ALL),
+        (Method::GET, format!("/api/v1/items/{r}"), None, ALL),
+        (
+            Method::POST,
+            "/api/v1/items".into(),
+            Some(json!({ "code": "MX-1", "name": "x", "line_id": r, "remote_allowed": true })),
+            &[Admin],
+        ),
+        (Method::PATCH, format!("/api/v1/items/{r}"), Some(json!({})), &[Admin]),
+        (Method::GET, "/api/v1/terminals".into(), None, &[Admin, Supervisor]),
+        (Method::POST, "/api/v1/terminals".into(), Some(json!({ "point_id": r, "name": "x" })), &[Admin]),
+        (Method::POST, format!("/api/v1/terminals/{r}/enrollment-code"), None, &[Admin]),
+        (Method::POST, format!("/api/v1/terminals/{r}/revoke"), Some(json!({ "reason": "x" })), &[Admin]),
+        (Method::GET, "/api/v1/audit".into(), None, &[Admin]),
+        (Method::GET, "/api/v1/audit/verify".into(), None, &[Admin]),
+        (Method::POST, "/api/v1/admin/keys/rotate".into(), None, &[Admin]),
+        (Method::GET, "/api/v1/sessions".into(), None, &[Admin, Supervisor, Operator]),
+        (Method::POST, format!("/api/v1/tickets/{r}/reveal"), None, &[Admin, Supervisor]),
+        (Method::GET, "/api/v1/stats/summary".into(), None, &[Admin, Supervisor]),
+        (Method::GET, "/api/v1/stats/daily".into(), None, &[Admin, Supervisor]),
+        (Method::GET, "/api/v1/rectifications".into(), None, &[Admin, Supervisor]),
+        (
+            Method::POST,
+            format!("/api/v1/rectifications/{r}/callback"),
+            Some(json!({ "callback_result": "已回访" })),
+            &[Admin, Supervisor],
+        ),
+    ];
+    for (method, path, body, allowed) in &cases {
+        let (s, b) = app.call(method.clone(), path, None, body.clone()).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "anonymous {method} {path}: {b}");
+        assert_eq!(b["error"]["code"], "unauthenticated");
+        for (who, token) in &tokens {
+            let (s, b) = app.call(method.clone(), path, Some(token), body.clone()).await;
+            let code = b["error"]["code"].as_str().unwrap_or("");
+            if allowed.contains(who) {
+                assert!(
+                    !matches!(code, "forbidden" | "unauthenticated" | "invalid_token"),
+                    "{who:?} must be let through {method} {path}: {s} {b}"
+                );
+            } else {
+                assert_eq!(s, StatusCode::FORBIDDEN, "{who:?} must be refused {method} {path}: {b}");
+            }
+        }
+    }
+    for public in
+        ["/healthz", "/readyz", "/.well-known/jwks.json", "/api/v1/points.geojson", "/api/openapi.json"]
+    {
+        assert_eq!(app.get(public, None).await.0, StatusCode::OK, "{public} is public");
+    }
+}

@@ -1,0 +1,736 @@
+//! Shared pieces: the server, the endpoint-client process, the operator's socket and peer.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use endpoint_client::call::build_peer;
+use endpoint_client::config::{AudioSource, MediaConfig, VideoSource};
+use endpoint_client::media::{self, SampleTarget, SendStats};
+use futures_util::{SinkExt, StreamExt};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use serde_json::Value;
+use shared::protocol::{ClientMsg, ServerMsg, SessionView, Signal};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use webrtc::media_stream::Track;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription,
+};
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// The signaling server with demo data, in-process on a free loopback port. `restart` stops it
+/// and starts it again on the same port and data directory (a server restart).
+pub struct Server {
+    pub base: String,
+    pub enrollment: Vec<(String, String)>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    addr: std::net::SocketAddr,
+    dir: tempfile::TempDir,
+    database_url: String,
+}
+
+/// SQLite in the test's directory, or with `BANGBAN_TEST_DB=postgres` a fresh schema in the
+/// PostgreSQL at `BANGBAN_TEST_PG_URL` (default 127.0.0.1:5432, database `test`).
+async fn database_url(dir: &Path) -> Result<String> {
+    if std::env::var("BANGBAN_TEST_DB").is_ok_and(|v| v == "postgres") {
+        use sqlx::{Connection, Executor};
+        let base = std::env::var("BANGBAN_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&base).await?;
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await?;
+        Ok(format!("{base}?options=-c%20search_path%3D{schema}"))
+    } else {
+        Ok(signaling_server::config::default_database_url(&dir.join("data")))
+    }
+}
+
+impl Server {
+    pub async fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let database_url = database_url(dir.path()).await?;
+        let (addr, enrollment, stop, task) =
+            Self::spawn(dir.path(), "127.0.0.1:0".parse()?, &database_url).await?;
+        Ok(Self {
+            base: format!("http://{addr}"),
+            enrollment,
+            stop: Some(stop),
+            task: Some(task),
+            addr,
+            dir,
+            database_url,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn spawn(
+        dir: &Path,
+        listen: std::net::SocketAddr,
+        database_url: &str,
+    ) -> Result<(
+        std::net::SocketAddr,
+        Vec<(String, String)>,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )> {
+        let mut cfg = signaling_server::config::Config::for_data_dir(dir.join("data"));
+        cfg.listen = listen;
+        cfg.database_url = database_url.to_owned();
+        cfg.demo = true;
+        let app = signaling_server::Application::build(cfg).await?;
+        let addr = app.local_addr();
+        let enrollment = app.demo_enrollment.clone();
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        Ok((addr, enrollment, stop, task))
+    }
+
+    /// Graceful stop (clients get `bye shutdown`), then a fresh start on the same port and data.
+    pub async fn restart(&mut self) -> Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(WAIT, t).await.context("server did not stop")???;
+        }
+        let (_, _, stop, task) = Self::spawn(self.dir.path(), self.addr, &self.database_url).await?;
+        self.stop = Some(stop);
+        self.task = Some(task);
+        Ok(())
+    }
+
+    pub async fn login(&self, username: &str) -> Result<String> {
+        let v: Value = reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&serde_json::json!({ "username": username, "password": "bangban-demo" }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(v["access_token"].as_str().context("no access_token")?.to_owned())
+    }
+
+    pub async fn get_bytes(&self, token: &str, path: &str) -> Result<Vec<u8>> {
+        Ok(reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?
+            .to_vec())
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> Result<Value> {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("{path}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    /// A whole file through tus (`POST` then one `PATCH`); returns the material ID.
+    pub async fn tus_upload(
+        &self,
+        token: &str,
+        session_id: uuid::Uuid,
+        filename: &str,
+        data: &[u8],
+    ) -> Result<String> {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let meta = format!(
+            "filename {},session_id {},sha256 {}",
+            b64(filename),
+            b64(&session_id.to_string()),
+            b64(&sha256_hex(data))
+        );
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{}/api/v1/uploads", self.base))
+            .bearer_auth(token)
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", data.len().to_string())
+            .header("upload-metadata", meta)
+            .send()
+            .await?;
+        if r.status().as_u16() != 201 {
+            bail!("tus create: {} {}", r.status(), r.text().await.unwrap_or_default());
+        }
+        let loc = r.headers().get("location").context("Location")?.to_str()?.to_owned();
+        let r = http
+            .patch(format!("{}{loc}", self.base))
+            .bearer_auth(token)
+            .header("tus-resumable", "1.0.0")
+            .header("content-type", "application/offset+octet-stream")
+            .header("upload-offset", "0")
+            .body(data.to_vec())
+            .send()
+            .await?;
+        if r.status().as_u16() != 204 {
+            bail!("tus patch: {} {}", r.status(), r.text().await.unwrap_or_default());
+        }
+        Ok(r.headers().get("bangban-material-id").context("Bangban-Material-Id")?.to_str()?.to_owned())
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Result<Value> {
+        Ok(reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// `target/debug/endpoint-client`, next to this test binary's `deps/` directory.
+pub fn endpoint_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().and_then(Path::parent).context("test binary has no target dir")?;
+    let bin = dir.join("endpoint-client");
+    if !bin.exists() {
+        bail!("{} is missing: run `cargo build -p endpoint-client` first", bin.display());
+    }
+    Ok(bin)
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// The workspace's `scripts/` directory.
+pub fn scripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("scripts")
+}
+
+/// Devices of the endpoint under test (both off unless given).
+#[derive(Debug, Clone, Default)]
+pub struct EndpointOpts {
+    /// IPP printer URI (CUPS queue).
+    pub printer_uri: Option<String>,
+    /// SANE device and the private SANE configuration directory.
+    pub scanner: Option<(String, PathBuf)>,
+    /// More `scanimage` arguments (fault injection).
+    pub scanner_extra_args: Vec<String>,
+}
+
+/// The endpoint-client process (headless, test sources, loopback), killed on drop.
+pub struct Endpoint {
+    child: tokio::process::Child,
+    pub kiosk: String,
+    pub status: watch::Receiver<Value>,
+    opts: EndpointOpts,
+    base: String,
+    dir: tempfile::TempDir,
+}
+
+const ENDPOINT_CONFIG: &str = r#"
+[media]
+video_source = "test"
+audio_source = "test"
+width = 320
+height = 240
+fps = 15
+video_bitrate_kbps = 300
+[display]
+mode = "headless"
+[webrtc]
+udp_addrs = ["127.0.0.1:0"]
+use_server_ice = false
+[kiosk]
+listen = "127.0.0.1:0"
+"#;
+
+impl Endpoint {
+    fn command(base: &str, dir: &Path, opts: &EndpointOpts) -> Result<tokio::process::Command> {
+        let cfg = dir.join("endpoint.toml");
+        let printer = match &opts.printer_uri {
+            Some(uri) => format!("[printer]\nuri = \"{uri}\"\npoll_ms = 100\n"),
+            None => "[printer]\nenabled = false\n".to_owned(),
+        };
+        let scanner = match &opts.scanner {
+            Some((device, _)) => format!(
+                "[scanner]\ndevice = \"{device}\"\nresolution_dpi = 150\nextra_args = {:?}\n",
+                opts.scanner_extra_args
+            ),
+            None => "[scanner]\nenabled = false\n".to_owned(),
+        };
+        std::fs::write(
+            &cfg,
+            format!(
+                "server_url = \"{base}\"\ncredential_file = \"{}\"\nstate_dir = \"{}\"\n{ENDPOINT_CONFIG}{printer}{scanner}",
+                dir.join("credential").display(),
+                dir.join("state").display(),
+            ),
+        )?;
+        let mut cmd = tokio::process::Command::new(endpoint_binary()?);
+        cmd.arg("--config").arg(&cfg).env("RUST_LOG", "info,webrtc=warn,rtc=warn").kill_on_drop(true);
+        if let Some((_, sane)) = &opts.scanner {
+            cmd.env("SANE_CONFIG_DIR", sane);
+        }
+        Ok(cmd)
+    }
+
+    /// `endpoint-client enroll --code CODE` then `endpoint-client run`; waits for `ready`.
+    pub async fn enroll_and_run(server: &Server, code: &str) -> Result<Self> {
+        Self::enroll_and_run_with(server, code, EndpointOpts::default()).await
+    }
+
+    pub async fn enroll_and_run_with(server: &Server, code: &str, opts: EndpointOpts) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let out =
+            Self::command(&server.base, dir.path(), &opts)?.args(["enroll", "--code", code]).output().await?;
+        if !out.status.success() {
+            bail!("enroll failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("credential"))?.permissions().mode();
+            if mode & 0o777 != 0o600 {
+                bail!("credential file mode {:o}", mode & 0o777);
+            }
+        }
+        let (child, kiosk, status) = Self::spawn_run(&server.base, dir.path(), &opts).await?;
+        Ok(Self { child, kiosk, status, opts, base: server.base.clone(), dir })
+    }
+
+    async fn spawn_run(
+        base: &str,
+        dir: &Path,
+        opts: &EndpointOpts,
+    ) -> Result<(tokio::process::Child, String, watch::Receiver<Value>)> {
+        let mut child = Self::command(base, dir, opts)?.arg("run").stdout(Stdio::piped()).spawn()?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let (kiosk_tx, kiosk_rx) = oneshot::channel();
+        let (status_tx, status) = watch::channel(Value::Null);
+        tokio::spawn(async move {
+            let mut kiosk_tx = Some(kiosk_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                match v["event"].as_str() {
+                    Some("ready") => {
+                        if let Some(tx) = kiosk_tx.take() {
+                            let _ = tx.send(v["kiosk"].as_str().unwrap_or_default().to_owned());
+                        }
+                    }
+                    Some("status") => {
+                        let _ = status_tx.send(v["status"].clone());
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let kiosk = tokio::time::timeout(WAIT, kiosk_rx).await.context("endpoint never became ready")??;
+        Ok((child, format!("http://{kiosk}"), status))
+    }
+
+    /// SIGKILL: a crash or power cut, nothing is flushed or said goodbye.
+    pub async fn kill(&mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// Starts `endpoint-client run` again with the same credential and state directory.
+    pub async fn restart(&mut self) -> Result<()> {
+        let _ = self.child.kill().await;
+        let (child, kiosk, status) = Self::spawn_run(&self.base, self.dir.path(), &self.opts).await?;
+        self.child = child;
+        self.kiosk = kiosk;
+        self.status = status;
+        Ok(())
+    }
+
+    /// `<state dir>` of this terminal (spool, print records).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Waits until the status (printed once per second) satisfies `pred`.
+    pub async fn wait_status(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+        let r =
+            tokio::time::timeout(WAIT, self.status.wait_for(|v| pred(v))).await.map(|r| r.map(|v| v.clone()));
+        match r {
+            Ok(Ok(v)) => Ok(v),
+            _ => Err(anyhow!("timed out waiting for {what}; last status: {}", *self.status.borrow())),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        let r = reqwest::Client::new().post(format!("{}{path}", self.kiosk)).json(&body).send().await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("{path}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        Ok(reqwest::get(format!("{}{path}", self.kiosk)).await?.error_for_status()?.json().await?)
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// The operator's WebSocket, as a pair of channels.
+pub struct OperatorWs {
+    pub tx: mpsc::Sender<ClientMsg>,
+    pub rx: mpsc::Receiver<ServerMsg>,
+}
+
+impl OperatorWs {
+    pub async fn connect(server: &Server, token: &str) -> Result<Self> {
+        let mut req = format!("{}/ws", server.base.replacen("http", "ws", 1)).into_client_request()?;
+        req.headers_mut().insert("sec-websocket-protocol", format!("bangban.v1, bearer.{token}").parse()?);
+        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        let (mut sink, mut stream) = ws.split();
+        let (tx, mut out_rx) = mpsc::channel::<ClientMsg>(64);
+        let (in_tx, rx) = mpsc::channel::<ServerMsg>(256);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    m = out_rx.recv() => match m {
+                        Some(m) => if sink.send(Message::text(m.encode())).await.is_err() { break },
+                        None => break,
+                    },
+                    f = stream.next() => match f {
+                        Some(Ok(Message::Text(t))) => {
+                            if let Ok(m) = ServerMsg::decode(t.as_bytes()) && in_tx.send(m).await.is_err() {
+                                break;
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    },
+                }
+            }
+        });
+        Ok(Self { tx, rx })
+    }
+
+    pub async fn send(&self, m: ClientMsg) -> Result<()> {
+        self.tx.send(m).await.map_err(|_| anyhow!("operator socket closed"))
+    }
+
+    /// Next message for which `f` returns `Some`, skipping the others.
+    pub async fn expect<T>(&mut self, what: &str, f: impl Fn(ServerMsg) -> Option<T>) -> Result<T> {
+        let fut = async {
+            while let Some(m) = self.rx.recv().await {
+                if let ServerMsg::Error { .. } = &m {
+                    tracing::warn!(?m, "operator got an error");
+                }
+                if let Some(t) = f(m) {
+                    return Ok(t);
+                }
+            }
+            Err(anyhow!("operator socket closed while waiting for {what}"))
+        };
+        tokio::time::timeout(WAIT, fut).await.map_err(|_| anyhow!("timed out waiting for {what}"))?
+    }
+}
+
+enum OpEvent {
+    Candidate(RTCIceCandidateInit),
+    Connected,
+}
+
+struct OpHandler {
+    tx: mpsc::UnboundedSender<OpEvent>,
+    video_packets: Arc<AtomicU64>,
+    audio_packets: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for OpHandler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.tx.send(OpEvent::Candidate(init));
+        }
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if state == RTCPeerConnectionState::Connected {
+            let _ = self.tx.send(OpEvent::Connected);
+        }
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let counter = if track.kind().await == RtpCodecKind::Audio {
+            self.audio_packets.clone()
+        } else {
+            self.video_packets.clone()
+        };
+        tokio::spawn(async move {
+            while let Some(ev) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(_) = ev {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+}
+
+fn sample_track(kind: RtpCodecKind, stream: &str, id: &str) -> Result<Arc<TrackLocalStaticSample>> {
+    let (mime, clock_rate, channels) =
+        if kind == RtpCodecKind::Audio { (MIME_TYPE_OPUS, 48_000, 2) } else { (MIME_TYPE_VP8, 90_000, 0) };
+    let t = MediaStreamTrack::new(
+        stream.into(),
+        id.into(),
+        id.into(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(rand_ssrc()), ..Default::default() },
+            codec: RTCRtpCodec {
+                mime_type: mime.into(),
+                clock_rate,
+                channels,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: vec![],
+            },
+            ..Default::default()
+        }],
+    );
+    Ok(Arc::new(TrackLocalStaticSample::new(std::time::Instant::now(), t)?))
+}
+
+fn rand_ssrc() -> u32 {
+    uuid::Uuid::new_v4().as_u128() as u32
+}
+
+/// The operator's side of a call: impolite, offers audio + camera + a separate screen track.
+pub struct OperatorPeer {
+    pub pc: Arc<dyn PeerConnection>,
+    pub video_packets: Arc<AtomicU64>,
+    pub audio_packets: Arc<AtomicU64>,
+    pub connected: watch::Receiver<bool>,
+    pub sent: Vec<Arc<SendStats>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl OperatorPeer {
+    /// Builds the peer, offers, and spawns the signaling loop fed by `ws` (answer, candidates).
+    /// Non-signal messages are passed on to the returned receiver.
+    pub async fn call(
+        session: &SessionView,
+        mut ws: OperatorWs,
+    ) -> Result<(Self, mpsc::Sender<ClientMsg>, mpsc::Receiver<ServerMsg>)> {
+        media::init()?;
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let video_packets = Arc::new(AtomicU64::new(0));
+        let audio_packets = Arc::new(AtomicU64::new(0));
+        let handler = Arc::new(OpHandler {
+            tx: ev_tx,
+            video_packets: video_packets.clone(),
+            audio_packets: audio_packets.clone(),
+        });
+        let pc = build_peer(vec![], vec!["127.0.0.1:0".into()], handler).await?;
+        let camera = sample_track(RtpCodecKind::Video, "operator", "operator-camera")?;
+        let mic = sample_track(RtpCodecKind::Audio, "operator", "operator-mic")?;
+        let screen = sample_track(RtpCodecKind::Video, "operator-screen", "screen")?;
+        let cam_sender = pc.add_track(camera.clone() as Arc<dyn TrackLocal>).await?;
+        let mic_sender = pc.add_track(mic.clone() as Arc<dyn TrackLocal>).await?;
+        let screen_tr = pc
+            .add_transceiver_from_track(
+                screen.clone() as Arc<dyn TrackLocal>,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    streams: vec![],
+                    send_encodings: vec![],
+                }),
+            )
+            .await?;
+        let screen_sender = screen_tr.sender().await?.context("screen sender")?;
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer).await?;
+        let sdp = pc.local_description().await.context("local description")?.sdp;
+        let sid = session.session_id;
+        ws.send(ClientMsg::Signal {
+            session_id: sid,
+            signal: Signal::Offer { sdp: sdp.try_into()?, ice_restart: false },
+        })
+        .await?;
+
+        let (connected_tx, connected) = watch::channel(false);
+        let (rest_tx, rest_rx) = mpsc::channel(64);
+        let ws_tx = ws.tx.clone();
+        let pc2 = pc.clone();
+        let mut tasks = vec![];
+        let senders = [
+            (cam_sender, camera, "smpte", 15u32, (320u32, 240u32)),
+            (screen_sender, screen, "bar", 5, (640, 360)),
+        ];
+        let sent: Vec<Arc<SendStats>> = (0..3).map(|_| Arc::new(SendStats::default())).collect();
+        let sent2 = sent.clone();
+        let mic_sender2 = mic_sender.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut pumps_started = false;
+            loop {
+                tokio::select! {
+                    m = ws.rx.recv() => match m {
+                        None => break,
+                        Some(ServerMsg::Signal { signal, .. }) => match signal {
+                            Signal::Answer { sdp } => {
+                                if let Err(e) = pc2.set_remote_description(RTCSessionDescription::answer(sdp.into_inner()).expect("answer")).await {
+                                    tracing::error!(error = %e, "operator: bad answer");
+                                }
+                            }
+                            Signal::Candidate { candidate, sdp_mid, sdp_m_line_index } if !candidate.as_str().is_empty() => {
+                                let init = endpoint_client::call::candidate_init(candidate.as_str(), sdp_mid.as_ref().map(|m| m.as_str()), sdp_m_line_index);
+                                if let Err(e) = pc2.add_ice_candidate(init).await {
+                                    tracing::warn!(error = %e, "operator: candidate refused");
+                                }
+                            }
+                            _ => {}
+                        },
+                        Some(other) => { let _ = rest_tx.send(other).await; }
+                    },
+                    ev = ev_rx.recv() => match ev {
+                        None => break,
+                        Some(OpEvent::Candidate(init)) => {
+                            if let Some(signal) = endpoint_client::call::candidate_signal(&init) {
+                                let _ = ws.tx.send(ClientMsg::Signal { session_id: sid, signal }).await;
+                            }
+                        }
+                        Some(OpEvent::Connected) => {
+                            let _ = connected_tx.send(true);
+                            if pumps_started { continue; }
+                            pumps_started = true;
+                            for (i, (sender, track, pattern, fps, (w, h))) in senders.iter().enumerate() {
+                                let pt = sender.get_parameters().await.expect("params").rtp_parameters.codecs[0].payload_type;
+                                let ssrc = track.ssrcs().await[0];
+                                let cfg = MediaConfig { video_source: VideoSource::Test, audio_source: AudioSource::Test, width: *w, height: *h, fps: *fps, video_bitrate_kbps: 300, ..MediaConfig::default() };
+                                let desc = media::video_source_pipeline(&cfg, pattern);
+                                let fps = *fps;
+                                let (track, stats) = (track.clone(), sent2[i].clone());
+                                tokio::spawn(async move {
+                                    let _ = media::pump_into_track(desc, SampleTarget { track, ssrc, payload_type: pt, clock_rate: 90_000, fallback: Duration::from_secs(1) / fps }, Default::default(), stats).await;
+                                });
+                            }
+                            let pt = mic_sender2.get_parameters().await.expect("params").rtp_parameters.codecs[0].payload_type;
+                            let ssrc = mic.ssrcs().await[0];
+                            let cfg = MediaConfig { audio_source: AudioSource::Test, ..MediaConfig::default() };
+                            let (track, stats) = (mic.clone(), sent2[2].clone());
+                            tokio::spawn(async move {
+                                let _ = media::pump_into_track(media::audio_source_pipeline(&cfg), SampleTarget { track, ssrc, payload_type: pt, clock_rate: 48_000, fallback: Duration::from_millis(20) }, Default::default(), stats).await;
+                            });
+                        }
+                    },
+                }
+            }
+        }));
+        Ok((Self { pc, video_packets, audio_packets, connected, sent, tasks }, ws_tx, rest_rx))
+    }
+}
+
+impl OperatorPeer {
+    /// Frames the operator's camera, screen and microphone have sent.
+    pub fn sent_frames(&self) -> Vec<u64> {
+        self.sent.iter().map(|s| s.frames.load(Ordering::Relaxed)).collect()
+    }
+}
+
+impl Drop for OperatorPeer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let pc = self.pc.clone();
+        tokio::spawn(async move {
+            let _ = pc.close().await;
+        });
+    }
+}
+
+/// operator1 available, the kiosk takes a ticket for a remote 社会保障 item (through its API),
+/// operator1 accepts: returns the operator's socket, the live session and the item.
+pub async fn live_session(
+    server: &Server,
+    ep: &mut Endpoint,
+    op_token: &str,
+) -> Result<(OperatorWs, SessionView, Value)> {
+    let mut op = OperatorWs::connect(server, op_token).await?;
+    op.send(ClientMsg::SetAvailability { available: true }).await?;
+    op.expect("available", |m| {
+        matches!(m, ServerMsg::OperatorStatus { state: shared::protocol::OperatorStateView::Available })
+            .then_some(())
+    })
+    .await?;
+    ep.wait_status("signaling connected", |s| s["connected"] == true && s["phase"] == "idle").await?;
+    let items = ep.get("/api/items").await?;
+    let item = items
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|i| i["line_name"] == "社会保障" && i["remote_allowed"] == true && i["active"] == true)
+        })
+        .context("a remote 社会保障 item")?
+        .clone();
+    ep.post("/api/ticket", serde_json::json!({ "item_id": item["id"] })).await?;
+    let ticket = op
+        .expect("ringing", |m| match m {
+            ServerMsg::Ringing { ticket, .. } => Some(ticket),
+            _ => None,
+        })
+        .await?;
+    op.send(ClientMsg::Accept { ticket_id: ticket.ticket_id }).await?;
+    let session = op
+        .expect("session_started", |m| match m {
+            ServerMsg::SessionStarted { session } => Some(session),
+            _ => None,
+        })
+        .await?;
+    ep.wait_status("kiosk in call", |s| s["phase"] == "in_call").await?;
+    Ok((op, session, item))
+}
