@@ -79,6 +79,8 @@ pub struct Status {
     /// Scanned pages not yet stored by the server (spooled), with upload progress.
     pub uploads: Vec<UploadProgress>,
     pub printer: PrinterStatus,
+    /// The operator's open request for a scan during the call.
+    pub scan_request: Option<crate::kiosk::ScanRequest>,
 }
 
 /// Devices whose state goes into the status besides the kiosk's.
@@ -98,6 +100,7 @@ fn status_of(kiosk: &Kiosk, connected: bool, notices: &[Notice], stats: &CallSta
         scanner: dev.scan.clone(),
         uploads: dev.uploader.progress(),
         printer: dev.printer.map(Printer::status).unwrap_or_default(),
+        scan_request: kiosk.scan_request().cloned(),
         ..Default::default()
     };
     match kiosk.phase() {
@@ -196,7 +199,11 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                         UiCommand::Rate { level, comment } => kiosk.rate(level, comment),
                         UiCommand::Done => { kiosk.reset_to_idle(); Ok(vec![]) }
                         UiCommand::Scan { session_id, slot_id, pages } => {
-                            start_scan(&cfg, &spool, &kiosk, &mut scan, &scan_tx, session_id, slot_id, pages)
+                            // Without a slot of its own the scan answers the operator's request.
+                            let slot_id = slot_id.or_else(|| kiosk.scan_request().and_then(|r| r.slot_id));
+                            let r = start_scan(&cfg, &spool, &kiosk, &mut scan, &scan_tx, session_id, slot_id, pages);
+                            if r.is_ok() { kiosk.scan_started(); }
+                            r
                         }
                     };
                     match r {

@@ -127,20 +127,52 @@ fn notice(kind: &'static str, text: impl Into<String>) -> Effect {
     Effect::Notice(Notice { kind, text: text.into() })
 }
 
+/// The operator's open request for a scan (or a rejected material to scan again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScanRequest {
+    pub session_id: Uuid,
+    pub slot_id: Option<Uuid>,
+    /// The required material's name, e.g. 居民身份证.
+    pub slot_name: Option<String>,
+    /// The operator's note or the rejection reason.
+    pub note: Option<String>,
+}
+
 #[derive(Debug)]
 pub struct Kiosk {
     phase: Phase,
+    scan_request: Option<ScanRequest>,
 }
 
 impl Default for Kiosk {
     fn default() -> Self {
-        Self { phase: Phase::Idle }
+        Self { phase: Phase::Idle, scan_request: None }
     }
 }
 
 impl Kiosk {
     pub fn phase(&self) -> &Phase {
         &self.phase
+    }
+
+    /// The open scan request of the live call, if any.
+    pub fn scan_request(&self) -> Option<&ScanRequest> {
+        self.scan_request.as_ref().filter(|r| Some(r.session_id) == self.phase.session_id())
+    }
+
+    /// A scan started: the request it answers is done.
+    pub fn scan_started(&mut self) {
+        self.scan_request = None;
+    }
+
+    fn request_scan(&mut self, r: ScanRequest) -> Vec<Effect> {
+        let what = r.slot_name.as_deref().map(|n| format!("「{n}」")).unwrap_or_else(|| "材料".into());
+        let text = match r.note.as_deref().filter(|n| !n.trim().is_empty()) {
+            Some(n) => format!("受理员请您扫描{what}：{n}"),
+            None => format!("受理员请您扫描{what}，请将材料放入扫描仪后点击“开始扫描”。"),
+        };
+        self.scan_request = Some(r);
+        vec![notice("scan_request", text)]
     }
 
     /// The live call's session, if any.
@@ -363,15 +395,25 @@ impl Kiosk {
             ServerMsg::PrintJobChanged { job } if job.state == shared::api::PrintJobState::Pending => {
                 vec![notice("print", format!("受理员发送了材料「{}」，即将为您打印。", job.filename))]
             }
-            ServerMsg::MaterialChanged { material, .. } => match material.reject_reason {
-                Some(r) if !r.is_empty() => {
-                    vec![notice(
-                        "scan",
-                        format!("请重新扫描「{}」：{r}", material.slot_name.as_deref().unwrap_or("材料")),
-                    )]
+            ServerMsg::MaterialChanged { session_id, material } => match material.reject_reason {
+                Some(r) if !r.is_empty() && self.phase.session_id() == Some(session_id) => {
+                    let text =
+                        format!("请重新扫描「{}」：{r}", material.slot_name.as_deref().unwrap_or("材料"));
+                    self.scan_request = Some(ScanRequest {
+                        session_id,
+                        slot_id: material.slot_id,
+                        slot_name: material.slot_name,
+                        note: Some(r),
+                    });
+                    vec![notice("scan_request", text)]
                 }
                 _ => vec![],
             },
+            ServerMsg::ScanRequested { session_id, slot_id, slot_name, note }
+                if self.phase.session_id() == Some(session_id) =>
+            {
+                self.request_scan(ScanRequest { session_id, slot_id, slot_name, note })
+            }
             _ => vec![],
         }
     }
@@ -515,6 +557,52 @@ mod tests {
         k.on_server(ServerMsg::SessionStarted { session: s.clone() });
         let out = k.on_connected(false);
         assert_eq!(out[0], Effect::StopCall(s.session_id));
+    }
+
+    #[test]
+    fn the_operators_scan_request_is_shown_for_the_live_call_only_until_a_scan_starts() {
+        let mut k = Kiosk::default();
+        let t = ticket(1);
+        k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        issued(&mut k, &t);
+        let s = session(9, t);
+        // Not for this call (stale or another session): ignored.
+        let other = ServerMsg::ScanRequested {
+            session_id: Uuid::from_u128(77),
+            slot_id: None,
+            slot_name: None,
+            note: None,
+        };
+        assert!(k.on_server(other.clone()).is_empty());
+        k.on_server(ServerMsg::SessionStarted { session: s.clone() });
+        assert!(k.on_server(other).is_empty());
+        assert_eq!(k.scan_request(), None);
+        let slot = Uuid::from_u128(500);
+        let out = k.on_server(ServerMsg::ScanRequested {
+            session_id: s.session_id,
+            slot_id: Some(slot),
+            slot_name: Some("居民身份证".into()),
+            note: Some("正反面".into()),
+        });
+        assert!(
+            matches!(&out[..], [Effect::Notice(n)] if n.kind == "scan_request" && n.text.contains("「居民身份证」") && n.text.contains("正反面")),
+            "{out:?}"
+        );
+        assert_eq!(k.scan_request().and_then(|r| r.slot_id), Some(slot));
+        k.scan_started();
+        assert_eq!(k.scan_request(), None);
+        k.on_server(ServerMsg::ScanRequested {
+            session_id: s.session_id,
+            slot_id: None,
+            slot_name: None,
+            note: None,
+        });
+        assert!(k.scan_request().is_some());
+        k.on_server(ServerMsg::SessionEnded {
+            session_id: s.session_id,
+            reason: SessionEndReason::OperatorEnded,
+        });
+        assert_eq!(k.scan_request(), None, "gone with the call");
     }
 
     #[test]

@@ -607,6 +607,17 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<Notes>,
     },
+    /// Ask the terminal to scan a document (扫描材料) for the session, optionally for one of the
+    /// service item's required-material slots, with a note the resident reads.
+    RequestScan {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Option<UuidSchema>")]
+        slot_id: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<Notes>,
+    },
     /// Hang up. The operator then owes a `wrap_up`.
     EndCall {
         #[schemars(with = "UuidSchema")]
@@ -645,6 +656,7 @@ impl ClientMsg {
         "hold",
         "resume",
         "transfer",
+        "request_scan",
         "end_call",
         "wrap_up",
         "signal",
@@ -665,6 +677,7 @@ impl ClientMsg {
             ClientMsg::Hold { .. } => "hold",
             ClientMsg::Resume { .. } => "resume",
             ClientMsg::Transfer { .. } => "transfer",
+            ClientMsg::RequestScan { .. } => "request_scan",
             ClientMsg::EndCall { .. } => "end_call",
             ClientMsg::WrapUp { .. } => "wrap_up",
             ClientMsg::Signal { .. } => "signal",
@@ -844,6 +857,21 @@ pub enum ServerMsg {
         session_id: Uuid,
         material: crate::api::MaterialView,
     },
+    /// To the terminal: the operator asks for a scan (after `request_scan`, or when a scanned
+    /// material was rejected: then `reason` says why). The kiosk shows it with a scan button.
+    ScanRequested {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Option<UuidSchema>")]
+        slot_id: Option<Uuid>,
+        /// The required material's name (e.g. 居民身份证), when a slot is named.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot_name: Option<String>,
+        /// The operator's note or the rejection reason.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// A print job was created, claimed, changed state or was cancelled. A terminal fetches
     /// `pending` jobs it missed with `GET /api/v1/terminals/me/print-jobs?state=pending`.
     PrintJobChanged { job: crate::api::PrintJobView },
@@ -874,6 +902,7 @@ impl ServerMsg {
         "rating_recorded",
         "board",
         "material_changed",
+        "scan_requested",
         "print_job_changed",
     ];
 
@@ -902,6 +931,7 @@ impl ServerMsg {
             ServerMsg::RatingRecorded { .. } => "rating_recorded",
             ServerMsg::Board { .. } => "board",
             ServerMsg::MaterialChanged { .. } => "material_changed",
+            ServerMsg::ScanRequested { .. } => "scan_requested",
             ServerMsg::PrintJobChanged { .. } => "print_job_changed",
         }
     }

@@ -98,6 +98,12 @@ fn client_examples() -> Vec<ClientMsg> {
             target: TransferTarget::Operator { operator_id: id(5) },
             note: None,
         },
+        ClientMsg::RequestScan {
+            session_id: s,
+            slot_id: Some(id(7)),
+            note: Some("请扫描正反面".parse().unwrap()),
+        },
+        ClientMsg::RequestScan { session_id: s, slot_id: None, note: None },
         ClientMsg::EndCall { session_id: s },
         ClientMsg::WrapUp {
             session_id: s,
@@ -225,6 +231,13 @@ fn server_examples() -> Vec<ServerMsg> {
         },
         ServerMsg::Board { lines: vec![], operators: vec![] },
         ServerMsg::MaterialChanged { session_id: s, material: material() },
+        ServerMsg::ScanRequested {
+            session_id: s,
+            slot_id: Some(id(7)),
+            slot_name: Some("居民身份证".into()),
+            note: Some("请扫描正反面".into()),
+        },
+        ServerMsg::ScanRequested { session_id: s, slot_id: None, slot_name: None, note: None },
         ServerMsg::PrintJobChanged { job: print_job() },
     ];
     v.extend(signals().into_iter().map(|signal| ServerMsg::Signal {

@@ -788,6 +788,40 @@ impl Core {
                 self.require(from, Role::Operator)?;
                 self.transfer(from, session_id, target, note.map(|n| n.as_str().to_owned()), now).await
             }
+            ClientMsg::RequestScan { session_id, slot_id, note } => {
+                self.require(from, Role::Operator)?;
+                let s = self.session_of(session_id, from)?;
+                if from != s.operator || !matches!(s.state, SessState::Active | SessState::Held) {
+                    return Err(refuse(ErrorCode::Conflict, "通话未在进行中 (no live call)"));
+                }
+                let item = self.tickets.get(&s.ticket).map(|t| t.view.item_id);
+                let slot_name = match (slot_id, item) {
+                    (Some(slot), Some(item)) => Some(
+                        store::slot_name(&self.db, item, slot)
+                            .await
+                            .map_err(|e| {
+                                tracing::error!(error = %e, "slot lookup failed");
+                                refuse(ErrorCode::Internal, "请求失败，请重试 (retry)")
+                            })?
+                            .ok_or_else(|| {
+                                refuse(ErrorCode::NotFound, "该事项没有这项材料 (no such slot)")
+                            })?,
+                    ),
+                    _ => None,
+                };
+                let note = note.map(|n| n.as_str().to_owned());
+                self.log_event(
+                    s.ticket,
+                    Some(session_id),
+                    "scan_requested",
+                    json!({ "slot_id": slot_id, "slot_name": slot_name }),
+                    now,
+                )
+                .await;
+                let m = ServerMsg::ScanRequested { session_id, slot_id, slot_name, note };
+                self.out.send(s.terminal, &m);
+                Ok(())
+            }
             ClientMsg::EndCall { session_id } => {
                 let s = self.session_of(session_id, from)?;
                 if !matches!(s.state, SessState::Active | SessState::Held) {

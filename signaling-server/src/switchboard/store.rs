@@ -263,6 +263,16 @@ pub async fn item_info(db: &Db, item: Uuid) -> Result<Option<ItemInfo>, sqlx::Er
     .transpose()
 }
 
+/// The name of a required-material slot of `item`.
+pub async fn slot_name(db: &Db, item: Uuid, slot: Uuid) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query("SELECT name FROM item_materials WHERE id = $1 AND item_id = $2")
+        .bind(slot.to_string())
+        .bind(item.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    row.map(|r| r.try_get("name")).transpose()
+}
+
 /// `(code, name, open)` of a point.
 pub async fn point_info(db: &Db, point: Uuid) -> Result<Option<(String, String, bool)>, sqlx::Error> {
     let row = sqlx::query("SELECT code, name, status FROM service_points WHERE id = $1")

@@ -24,4 +24,5 @@ mod ws_load;
 mod ws_reconnect;
 mod ws_ring;
 mod ws_rules;
+mod ws_scan_request;
 mod ws_slow;
