@@ -42,6 +42,34 @@ pub enum UiCommand {
         slot_id: Option<Uuid>,
         pages: u32,
     },
+    /// A committee staff member signed in at the kiosk (checked by the server).
+    StaffSignedIn(StaffSession),
+    StaffSignedOut,
+}
+
+/// The committee staff member signed in at the kiosk: their access token goes with the tickets
+/// they help take, until it expires or they sign out. Kept in memory only.
+#[derive(Clone)]
+pub struct StaffSession {
+    pub user_id: Uuid,
+    pub username: String,
+    pub name: String,
+    pub token: shared::validate::Token,
+    pub refresh_token: String,
+    pub expires_at: std::time::Instant,
+}
+
+impl std::fmt::Debug for StaffSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaffSession").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+/// What the kiosk shows of the signed-in staff member.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaffView {
+    pub name: String,
+    pub username: String,
 }
 
 /// The scanner as the kiosk shows it.
@@ -81,6 +109,8 @@ pub struct Status {
     pub printer: PrinterStatus,
     /// The operator's open request for a scan during the call.
     pub scan_request: Option<crate::kiosk::ScanRequest>,
+    /// The committee staff member signed in at the kiosk.
+    pub staff: Option<StaffView>,
 }
 
 /// Devices whose state goes into the status besides the kiosk's.
@@ -90,7 +120,14 @@ struct Devices<'a> {
     printer: Option<&'a Printer>,
 }
 
-fn status_of(kiosk: &Kiosk, connected: bool, notices: &[Notice], stats: &CallStats, dev: &Devices) -> Status {
+fn status_of(
+    kiosk: &Kiosk,
+    connected: bool,
+    notices: &[Notice],
+    stats: &CallStats,
+    dev: &Devices,
+    staff: Option<&StaffSession>,
+) -> Status {
     use crate::kiosk::Phase;
     let mut s = Status {
         connected,
@@ -101,6 +138,9 @@ fn status_of(kiosk: &Kiosk, connected: bool, notices: &[Notice], stats: &CallSta
         uploads: dev.uploader.progress(),
         printer: dev.printer.map(Printer::status).unwrap_or_default(),
         scan_request: kiosk.scan_request().cloned(),
+        staff: staff
+            .filter(|s| s.expires_at > std::time::Instant::now())
+            .map(|s| StaffView { name: s.name.clone(), username: s.username.clone() }),
         ..Default::default()
     };
     match kiosk.phase() {
@@ -163,6 +203,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     let mut connected = false;
     let mut notices: Vec<Notice> = Vec::new();
     let mut current: Option<CallHandle> = None;
+    let mut staff: Option<StaffSession> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
 
@@ -194,7 +235,25 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                 None => vec![],
                 Some(UiRequest { cmd, reply }) => {
                     let r = match cmd {
-                        UiCommand::TakeTicket { item_id, priority, resident } => kiosk.take_ticket(item_id, priority, resident),
+                        UiCommand::TakeTicket { item_id, priority, resident } => {
+                            let staff_token = staff.as_ref().filter(|s| s.expires_at > std::time::Instant::now()).map(|s| s.token.clone());
+                            // Only signed-in staff enter a resident's details (least privilege).
+                            let resident = if staff_token.is_some() { resident } else { None };
+                            kiosk.take_ticket(item_id, priority, resident, staff_token)
+                        }
+                        UiCommand::StaffSignedIn(s) => {
+                            tracing::info!(staff = %s.username, "staff signed in at the kiosk");
+                            staff = Some(s);
+                            Ok(vec![])
+                        }
+                        UiCommand::StaffSignedOut => {
+                            if let Some(s) = staff.take() {
+                                tracing::info!(staff = %s.username, "staff signed out");
+                                let (api, refresh) = (api.clone(), s.refresh_token);
+                                tokio::spawn(async move { api.logout(&refresh).await });
+                            }
+                            Ok(vec![])
+                        }
                         UiCommand::Cancel => kiosk.cancel(),
                         UiCommand::Rate { level, comment } => kiosk.rate(level, comment),
                         UiCommand::Done => { kiosk.reset_to_idle(); Ok(vec![]) }
@@ -236,7 +295,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
             Some(p) = pr_rx.recv() => print_notice(&p).into_iter().collect(),
             _ = tick.tick() => {
                 let dev = Devices { scan: &scan, uploader: &uploader, printer: printer.as_ref() };
-                let s = status_of(&kiosk, connected, &notices, &stats, &dev);
+                let s = status_of(&kiosk, connected, &notices, &stats, &dev, staff.as_ref());
                 if let Some(path) = &cfg.status_file {
                     write_status_file(path, &s);
                 }
@@ -281,7 +340,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
             }
         }
         let dev = Devices { scan: &scan, uploader: &uploader, printer: printer.as_ref() };
-        let _ = status_tx.send(status_of(&kiosk, connected, &notices, &stats, &dev));
+        let _ = status_tx.send(status_of(&kiosk, connected, &notices, &stats, &dev, staff.as_ref()));
     }
     if let Some(c) = current.take() {
         let _ = c.tx.send(CallCmd::Close);

@@ -10,7 +10,7 @@ use shared::protocol::{
     ByeReason, ClientMsg, ErrorCode, Priority, RatingLevel, ResidentDetails, ServerMsg, SessionEndReason,
     SessionView, Signal, TicketCloseReason, TicketView,
 };
-use shared::validate::Comment;
+use shared::validate::{Comment, Token};
 use uuid::Uuid;
 
 /// What the screen shows.
@@ -24,6 +24,7 @@ pub enum Phase {
         item_id: Uuid,
         priority: Priority,
         resident: Option<ResidentDetails>,
+        staff_token: Option<Token>,
     },
     Waiting {
         ticket: TicketView,
@@ -187,13 +188,20 @@ impl Kiosk {
         item_id: Uuid,
         priority: Priority,
         resident: Option<ResidentDetails>,
+        staff_token: Option<Token>,
     ) -> Result<Vec<Effect>, ActionError> {
         if !matches!(self.phase, Phase::Idle | Phase::Rating { .. } | Phase::Ended { .. }) {
             return Err(ActionError::WrongPhase(self.phase.name()));
         }
         let request_id = Uuid::new_v4();
-        let msg = ClientMsg::TakeTicket { item_id, priority, resident: resident.clone(), request_id };
-        self.phase = Phase::Requesting { request_id, item_id, priority, resident };
+        let msg = ClientMsg::TakeTicket {
+            item_id,
+            priority,
+            resident: resident.clone(),
+            request_id,
+            staff_token: staff_token.clone(),
+        };
+        self.phase = Phase::Requesting { request_id, item_id, priority, resident, staff_token };
         Ok(vec![Effect::Send(msg)])
     }
 
@@ -233,12 +241,13 @@ impl Kiosk {
     /// A `welcome` arrived on a new connection.
     pub fn on_connected(&mut self, resumed: bool) -> Vec<Effect> {
         match &self.phase {
-            Phase::Requesting { request_id, item_id, priority, resident } => {
+            Phase::Requesting { request_id, item_id, priority, resident, staff_token } => {
                 vec![Effect::Send(ClientMsg::TakeTicket {
                     item_id: *item_id,
                     priority: *priority,
                     resident: resident.clone(),
                     request_id: *request_id,
+                    staff_token: staff_token.clone(),
                 })]
             }
             _ if resumed => vec![],
@@ -438,6 +447,7 @@ mod tests {
             resident_name_masked: None,
             id_number_masked: None,
             waited_secs: 0,
+            assisted_by: None,
         }
     }
 
@@ -462,12 +472,12 @@ mod tests {
     fn full_call_from_ticket_to_rating() {
         let mut k = Kiosk::default();
         let t = ticket(1);
-        let out = k.take_ticket(t.item_id, Priority::Elderly, None).expect("idle");
+        let out = k.take_ticket(t.item_id, Priority::Elderly, None, None).expect("idle");
         assert!(matches!(
             &out[..],
             [Effect::Send(ClientMsg::TakeTicket { priority: Priority::Elderly, .. })]
         ));
-        assert!(k.take_ticket(t.item_id, Priority::Normal, None).is_err(), "one ticket at a time");
+        assert!(k.take_ticket(t.item_id, Priority::Normal, None, None).is_err(), "one ticket at a time");
         issued(&mut k, &t);
         k.on_server(ServerMsg::QueuePosition {
             ticket_id: t.ticket_id,
@@ -541,7 +551,7 @@ mod tests {
     fn reconnect_resends_the_same_request_and_abandons_after_the_window() {
         let mut k = Kiosk::default();
         let t = ticket(1);
-        let first = k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        let first = k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
         let again = k.on_connected(true);
         assert_eq!(first, again, "same request_id: idempotent retry");
         issued(&mut k, &t);
@@ -551,7 +561,7 @@ mod tests {
         assert_eq!(k.phase(), &Phase::Idle);
 
         // In a call past the window: the call is torn down.
-        k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
         issued(&mut k, &t);
         let s = session(9, t);
         k.on_server(ServerMsg::SessionStarted { session: s.clone() });
@@ -563,7 +573,7 @@ mod tests {
     fn the_operators_scan_request_is_shown_for_the_live_call_only_until_a_scan_starts() {
         let mut k = Kiosk::default();
         let t = ticket(1);
-        k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
         issued(&mut k, &t);
         let s = session(9, t);
         // Not for this call (stale or another session): ignored.
@@ -609,7 +619,7 @@ mod tests {
     fn transfer_keeps_the_ticket_and_starts_a_new_session() {
         let mut k = Kiosk::default();
         let t = ticket(1);
-        k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
         issued(&mut k, &t);
         let s1 = session(9, t.clone());
         k.on_server(ServerMsg::SessionStarted { session: s1.clone() });
@@ -626,7 +636,7 @@ mod tests {
         let mut k = Kiosk::default();
         assert!(k.cancel().is_err());
         let t = ticket(1);
-        k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
         let out = k.on_server(ServerMsg::Error {
             code: ErrorCode::Unavailable,
             message: "x".into(),
@@ -635,7 +645,7 @@ mod tests {
         assert!(matches!(&out[..], [Effect::Notice(n)] if n.kind == "error"));
         assert_eq!(k.phase(), &Phase::Idle);
 
-        k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
         issued(&mut k, &t);
         let out = k.cancel().expect("waiting");
         assert_eq!(out, vec![Effect::Send(ClientMsg::CancelTicket { ticket_id: t.ticket_id })]);
@@ -643,7 +653,7 @@ mod tests {
         assert_eq!(k.phase(), &Phase::Idle);
 
         // A ticket issued after the resident gave up is cancelled at once.
-        k.take_ticket(t.item_id, Priority::Normal, None).expect("idle");
+        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
         let Phase::Requesting { request_id, .. } = *k.phase() else { panic!() };
         k.cancel().expect("requesting");
         let out = k.on_server(ServerMsg::TicketIssued { ticket: t.clone(), request_id });

@@ -97,6 +97,19 @@ impl ServerApi {
         check(self.send(method, path, build).await?).await
     }
 
+    /// Ends a staff member's login (their refresh-token family) when they sign out.
+    pub async fn logout(&self, refresh_token: &str) {
+        let r = self
+            .http
+            .post(self.url("/api/v1/auth/logout"))
+            .json(&serde_json::json!({ "refresh_token": refresh_token }))
+            .send()
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "staff logout did not reach the server");
+        }
+    }
+
     pub async fn pending_print_jobs(&self) -> Result<Vec<PrintJobView>, RestError> {
         let r = self.send_ok(Method::GET, "/api/v1/terminals/me/print-jobs?state=pending", |b| b).await?;
         Ok(r.json().await?)

@@ -11,6 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -27,6 +28,9 @@ use crate::app::{Status, UiCommand, UiRequest};
 use crate::auth::DeviceAuth;
 
 const PAGE: &str = include_str!("../static/index.html");
+
+/// Largest request body the kiosk API takes (its bodies are a few hundred bytes).
+const MAX_BODY: usize = 16 * 1024;
 
 #[derive(Clone)]
 struct Ui {
@@ -58,6 +62,9 @@ pub async fn serve(
         .route("/api/done", post(|s: State<Ui>| command(s, UiCommand::Done)))
         .route("/api/rate", post(rate))
         .route("/api/scan", post(scan))
+        .route("/api/staff/login", post(staff_login))
+        .route("/api/staff/logout", post(|s: State<Ui>| command(s, UiCommand::StaffSignedOut)))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(ui);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -172,4 +179,74 @@ async fn scan(
         }
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaffLoginBody {
+    username: String,
+    password: String,
+}
+
+/// A committee staff member signs in with their own account (role `staff`); the server checks
+/// the password (and throttles guessing) and, when a ticket is taken, that they belong to this
+/// terminal's point.
+async fn staff_login(
+    s: State<Ui>,
+    body: Result<Json<StaffLoginBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(b)) = body else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "请输入用户名和密码");
+    };
+    if b.username.trim().is_empty()
+        || b.password.is_empty()
+        || b.username.len() > 64
+        || b.password.len() > 128
+    {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "请输入用户名和密码");
+    }
+    let resp = s
+        .http
+        .post(format!("{}/api/v1/auth/login", s.server))
+        .json(&serde_json::json!({ "username": b.username.trim(), "password": b.password }))
+        .send()
+        .await;
+    let r = match resp {
+        Ok(r) => r,
+        Err(_) => return error(StatusCode::BAD_GATEWAY, "无法连接服务器，请稍后再试"),
+    };
+    match r.status() {
+        st if st.is_success() => {}
+        StatusCode::TOO_MANY_REQUESTS => {
+            return error(StatusCode::TOO_MANY_REQUESTS, "尝试次数过多，请稍后再试");
+        }
+        st if st.is_client_error() => return error(StatusCode::UNAUTHORIZED, "用户名或密码不正确"),
+        _ => return error(StatusCode::BAD_GATEWAY, "服务器暂时不可用，请稍后再试"),
+    }
+    let Ok(t) = r.json::<shared::api::TokenResponse>().await else {
+        return error(StatusCode::BAD_GATEWAY, "服务器应答有误");
+    };
+    if t.user.role != shared::protocol::Role::Staff {
+        // Not a kiosk account: end the login it just opened.
+        let _ = s
+            .http
+            .post(format!("{}/api/v1/auth/logout", s.server))
+            .json(&serde_json::json!({ "refresh_token": t.refresh_token }))
+            .send()
+            .await;
+        return error(StatusCode::FORBIDDEN, "仅居委会工作人员可在本机登录");
+    }
+    let Ok(token) = shared::validate::Token::try_from(t.access_token) else {
+        return error(StatusCode::BAD_GATEWAY, "服务器应答有误");
+    };
+    let session = crate::app::StaffSession {
+        user_id: t.user.id,
+        username: t.user.username,
+        name: t.user.display_name,
+        token,
+        refresh_token: t.refresh_token,
+        // A little before the server's expiry, so a ticket never carries a dead token.
+        expires_at: std::time::Instant::now() + Duration::from_secs(t.expires_in.saturating_sub(30)),
+    };
+    command(s, UiCommand::StaffSignedIn(session)).await
 }

@@ -449,6 +449,9 @@ pub struct TicketView {
     pub id_number_masked: Option<String>,
     /// Seconds since the ticket was taken.
     pub waited_secs: u32,
+    /// The committee staff member who helped at the point (display name), if one was signed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assisted_by: Option<String>,
 }
 
 /// Context shown to an operator who is offered a transferred session.
@@ -556,6 +559,10 @@ pub enum ClientMsg {
         /// Client-generated; retrying with the same id returns the same ticket.
         #[schemars(with = "UuidSchema")]
         request_id: Uuid,
+        /// The access token of the committee staff member signed in at the kiosk (role `staff`,
+        /// this terminal's point), recorded as the ticket's helper.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staff_token: Option<Token>,
     },
     /// Give up a ticket (in the queue, ringing or in a call).
     CancelTicket {

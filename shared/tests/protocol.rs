@@ -29,6 +29,7 @@ fn ticket() -> TicketView {
         resident_name_masked: Some("张*".into()),
         id_number_masked: Some("1101**********002X".into()),
         waited_secs: 12,
+        assisted_by: Some("王社工".into()),
     }
 }
 
@@ -68,12 +69,14 @@ fn client_examples() -> Vec<ClientMsg> {
                 id_number: Some("11010519491231002x".parse().unwrap()),
             }),
             request_id: id(99),
+            staff_token: Some(Token::try_from("h.p.s").unwrap()),
         },
         ClientMsg::TakeTicket {
             item_id: id(2),
             priority: Priority::Normal,
             resident: None,
             request_id: id(98),
+            staff_token: None,
         },
         ClientMsg::CancelTicket { ticket_id: id(1) },
         ClientMsg::Rate {

@@ -115,6 +115,7 @@ impl Application {
                 ring_timeout_ms: config.ring_timeout_ms,
                 resume_window_ms: config.resume_window_ms,
                 ice: config.ice.clone(),
+                tokens: tokens.clone(),
             },
         );
         let materials = materials::Store::open(&config)?;

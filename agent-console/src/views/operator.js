@@ -103,9 +103,36 @@ export function operatorView(ctx, main) {
       h('dt', null, t('事项')), h('dd', null, tk.item_name),
       h('dt', null, t('条线')), h('dd', null, tk.line_name),
       h('dt', null, t('服务点')), h('dd', null, tk.point_name),
-      h('dt', null, t('居民')), h('dd', null, tk.resident_name_masked || '—'),
-      h('dt', null, t('身份证号')), h('dd.mono', null, tk.id_number_masked || '—'),
-      h('dt', null, t('优先级')), h('dd', null, priorityTag(tk.priority)));
+      h('dt', null, t('居民')), h('dd#resident-name', null, tk.resident_name_masked || '—'),
+      h('dt', null, t('身份证号')), h('dd', null, h('span.mono#id-number', null, tk.id_number_masked || '—'),
+        tk.id_number_masked || tk.resident_name_masked
+          ? h('button.btn.small.ghost#reveal', { type: 'button', title: t('查看完整信息（将记入审计日志）'), onclick: () => reveal(tk) }, t('查看完整'))
+          : null),
+      h('dt', null, t('优先级')), h('dd', null, priorityTag(tk.priority)),
+      tk.assisted_by ? h('dt', null, t('协助人员')) : null,
+      tk.assisted_by ? h('dd#assisted-by', null, `${tk.assisted_by}（${t('居委会工作人员')}）`) : null);
+  }
+
+  /**
+   * Shows the resident's full name and ID number for 30 seconds, after an explicit click; the
+   * server records every reveal in the audit log.
+   * @param {any} tk
+   */
+  async function reveal(tk) {
+    if (!window.confirm(t('查看完整身份证号将记入审计日志，确定查看吗？'))) return;
+    try {
+      const r = await api.post(`/api/v1/tickets/${tk.ticket_id}/reveal`);
+      const idEl = detail.querySelector('#id-number');
+      const nameEl = detail.querySelector('#resident-name');
+      if (idEl && r.id_number) { idEl.textContent = r.id_number; idEl.classList.add('revealed'); }
+      if (nameEl && r.name) nameEl.textContent = r.name;
+      window.setTimeout(() => {
+        if (idEl) { idEl.textContent = tk.id_number_masked || '—'; idEl.classList.remove('revealed'); }
+        if (nameEl) nameEl.textContent = tk.resident_name_masked || '—';
+      }, 30_000);
+    } catch (e) {
+      toast(`${t('操作失败')}：${/** @type {Error} */ (e).message}`, 'error');
+    }
   }
 
   /** @param {string} p */
@@ -214,14 +241,48 @@ export function operatorView(ctx, main) {
           h('span.check', { 'aria-hidden': 'true' }, ok ? '✓' : got.length ? '•' : '○'),
           h('div', null,
             h('div.cl-name', null, m.name, h('span.muted', null, ` · ${m.required ? t('必需') : t('可选')}`)),
-            h('div.cl-meta', null, t(TRANSFER[/** @type {keyof typeof TRANSFER} */ (m.transfer)] || m.transfer), m.note ? ` · ${m.note}` : '')));
+            h('div.cl-meta', null, t(TRANSFER[/** @type {keyof typeof TRANSFER} */ (m.transfer)] || m.transfer), m.note ? ` · ${m.note}` : '')),
+          st.session && m.transfer === 'scan' && !ok
+            ? h('button.btn.small.secondary.ask-scan', { type: 'button', 'data-slot': m.id, onclick: () => askScan(m) }, t('请求扫描'))
+            : null);
       }))
       : h('p.muted#checklist', null, item ? '—' : '…');
     mount(detail,
       h('section.card', null, h('h2.card-title', null, t('办件信息')), ticketFacts(tk)),
       h('section.card', null, h('h2.card-title', null, t('所需材料')), checklist),
-      h('section.card#materials', null, h('h2.card-title', null, t('已收材料')), materialsList(mats)),
+      h('section.card#materials', null,
+        h('div.card-head', null, h('h2.card-title', null, t('已收材料')),
+          st.session ? h('button.btn.small#ask-scan', { type: 'button', onclick: () => askScan(null) }, t('请求扫描')) : null),
+        materialsList(mats)),
       st.session ? h('section.card#print', null, h('h2.card-title', null, t('远程打印')), printPanel()) : null);
+  }
+
+  /**
+   * Asks the point to scan (a required-material slot, or anything); the terminal shows the
+   * request in large type with a scan button.
+   * @param {any | null} slot
+   */
+  function askScan(slot) {
+    if (!st.session) return;
+    socket.send({ type: 'request_scan', session_id: st.session.session_id, ...(slot ? { slot_id: slot.id } : {}) });
+    toast(slot ? `${t('已请求扫描')}：${slot.name}` : t('已请求扫描'), 'ok');
+  }
+
+  /**
+   * Sends a stored PDF material (e.g. a form) to the point's printer.
+   * @param {any} m
+   */
+  async function printMaterial(m) {
+    if (!st.session) return;
+    try {
+      const job = await api.post(`/api/v1/sessions/${st.session.session_id}/print-jobs`, {
+        material_id: m.id, idempotency_key: crypto.randomUUID(), copies: 1,
+      });
+      st.prints.set(job.id, job);
+      renderDetail();
+    } catch (e) {
+      toast(`${t('操作失败')}：${/** @type {Error} */ (e).message}`, 'error');
+    }
   }
 
   /** @param {any[]} mats */
@@ -239,7 +300,9 @@ export function operatorView(ctx, main) {
           h('div.mat-actions', null,
             h('button.btn.small', { type: 'button', disabled: m.purged, onclick: () => openMaterial(m) }, t('查看')),
             m.source === 'scan' && m.status !== 'accepted' ? h('button.btn.small.secondary', { type: 'button', onclick: () => review(m, 'accept') }, t('通过')) : null,
-            m.source === 'scan' && m.status !== 'rejected' ? h('button.btn.small', { type: 'button', onclick: () => review(m, 'reject') }, t('退回')) : null)));
+            m.source === 'scan' && m.status !== 'rejected' ? h('button.btn.small', { type: 'button', onclick: () => review(m, 'reject') }, t('退回')) : null,
+            st.session && !m.purged && m.content_type === 'application/pdf'
+              ? h('button.btn.small.ghost.print-material', { type: 'button', onclick: () => printMaterial(m) }, t('打印')) : null)));
     }));
   }
 

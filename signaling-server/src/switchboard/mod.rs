@@ -77,6 +77,8 @@ pub struct Settings {
     pub ring_timeout_ms: i64,
     pub resume_window_ms: i64,
     pub ice: IceConfig,
+    /// Verifies the staff access tokens that come with `take_ticket`.
+    pub tokens: crate::auth::tokens::TokenService,
 }
 
 /// Cheap-to-clone handle to the switchboard task.
@@ -674,9 +676,9 @@ impl Core {
                 self.out.send(from, &ServerMsg::Pong { seq });
                 Ok(())
             }
-            ClientMsg::TakeTicket { item_id, priority, resident, request_id } => {
+            ClientMsg::TakeTicket { item_id, priority, resident, request_id, staff_token } => {
                 self.require(from, Role::Terminal)?;
-                self.take_ticket(from, item_id, priority, resident, request_id, now).await
+                self.take_ticket(from, item_id, priority, resident, request_id, staff_token, now).await
             }
             ClientMsg::CancelTicket { ticket_id } => {
                 self.require(from, Role::Terminal)?;
@@ -908,6 +910,37 @@ impl Core {
         Ok(())
     }
 
+    /// The staff member signed in at the kiosk, from their access token: role `staff`, active,
+    /// bound to the terminal's point. Returns `(user id, display name)`.
+    async fn assisting_staff(&self, token: &str, point: Uuid) -> Result<(Uuid, String), Refusal> {
+        let invalid = || {
+            refuse(ErrorCode::Forbidden, "工作人员登录已失效，请重新登录 (staff sign-in invalid or expired)")
+        };
+        let claims = self
+            .settings
+            .tokens
+            .verify(token, crate::auth::tokens::TokenKind::Access)
+            .map_err(|_| invalid())?;
+        if claims.role != Role::Staff {
+            return Err(invalid());
+        }
+        if claims.point != Some(point) {
+            return Err(refuse(ErrorCode::Forbidden, "该工作人员不属于本服务点 (staff of another point)"));
+        }
+        let (name, role, active) = store::user_name(&self.db, claims.sub)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "staff lookup failed");
+                refuse(ErrorCode::Internal, "取号失败，请重试 (retry)")
+            })?
+            .ok_or_else(invalid)?;
+        if !active || role != "staff" {
+            return Err(invalid());
+        }
+        Ok((claims.sub, name))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn take_ticket(
         &mut self,
         terminal: Uuid,
@@ -915,6 +948,7 @@ impl Core {
         priority: Priority,
         resident: Option<shared::protocol::ResidentDetails>,
         request_id: Uuid,
+        staff_token: Option<shared::validate::Token>,
         now: i64,
     ) -> Result<(), Refusal> {
         if let Some(existing) = self.requests.get(&(terminal, request_id)).copied()
@@ -952,6 +986,10 @@ impl Core {
         if !open {
             return Err(refuse(ErrorCode::Unavailable, "服务点已关闭 (point closed)"));
         }
+        let staff = match &staff_token {
+            Some(t) => Some(self.assisting_staff(t.as_str(), point).await?),
+            None => None,
+        };
         let day = service_day(now);
         let seq = store::next_ticket_seq(&self.db, point, &day).await.map_err(internal)?;
         let prefix = point_code.chars().next().filter(char::is_ascii_alphabetic).unwrap_or('A');
@@ -974,6 +1012,7 @@ impl Core {
             id_number_enc: idn.map(|n| self.pii.encrypt(n.as_str(), &format!("ticket:{id}:id_number"))),
             id_number_hash: idn.map(|n| self.pii.keyed_hash(n.as_str())),
             id_number_masked: idn.map(|n| n.masked()),
+            assisted_by: staff.as_ref().map(|(id, name)| (*id, name.as_str())),
             created_at: now,
         };
         store::insert_ticket(&self.db, &new).await.map_err(internal)?;
@@ -990,6 +1029,7 @@ impl Core {
             resident_name_masked: new.resident_name_masked.clone(),
             id_number_masked: new.id_number_masked.clone(),
             waited_secs: 0,
+            assisted_by: staff.as_ref().map(|(_, name)| name.clone()),
         };
         self.line_names.entry(item.line_id).or_insert(item.line_name);
         self.tickets.insert(
@@ -1006,7 +1046,14 @@ impl Core {
             },
         );
         self.requests.insert((terminal, request_id), id);
-        self.log_event(id, None, "ticket_taken", json!({ "priority": priority_str(priority) }), now).await;
+        self.log_event(
+            id,
+            None,
+            "ticket_taken",
+            json!({ "priority": priority_str(priority), "assisted_by": staff.as_ref().map(|(id, _)| id) }),
+            now,
+        )
+        .await;
         self.out.send(terminal, &ServerMsg::TicketIssued { ticket: view, request_id });
         let r = self.dispatcher.enqueue(
             TicketId(id),

@@ -22,6 +22,8 @@ pub struct NewTicket<'a> {
     pub id_number_enc: Option<String>,
     pub id_number_hash: Option<String>,
     pub id_number_masked: Option<String>,
+    /// The staff member who helped, `(user id, display name)`.
+    pub assisted_by: Option<(Uuid, &'a str)>,
     pub created_at: i64,
 }
 
@@ -37,8 +39,9 @@ pub async fn next_ticket_seq(db: &Db, point: Uuid, day: &str) -> Result<i64, sql
 pub async fn insert_ticket(db: &Db, t: &NewTicket<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO tickets (id, number, service_day, point_id, terminal_id, item_id, line_id, priority, request_id, \
-         resident_name_enc, resident_name_masked, id_number_enc, id_number_hash, id_number_masked, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'waiting', $15)",
+         resident_name_enc, resident_name_masked, id_number_enc, id_number_hash, id_number_masked, status, created_at, \
+         assisted_by, assisted_by_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'waiting', $15, $16, $17)",
     )
     .bind(t.id.to_string())
     .bind(t.number)
@@ -55,6 +58,8 @@ pub async fn insert_ticket(db: &Db, t: &NewTicket<'_>) -> Result<(), sqlx::Error
     .bind(t.id_number_hash.as_deref())
     .bind(t.id_number_masked.as_deref())
     .bind(t.created_at)
+    .bind(t.assisted_by.map(|(id, _)| id.to_string()))
+    .bind(t.assisted_by.map(|(_, name)| name))
     .execute(&db.pool)
     .await?;
     Ok(())
@@ -320,7 +325,7 @@ pub struct OpenTicket {
 pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT t.id, t.number, t.service_day, t.point_id, t.terminal_id, t.item_id, t.line_id, t.priority, \
-         t.resident_name_masked, t.id_number_masked, t.status, t.created_at, i.name AS item_name, \
+         t.resident_name_masked, t.id_number_masked, t.status, t.created_at, t.assisted_by_name, i.name AS item_name, \
          l.name AS line_name, p.name AS point_name FROM tickets t \
          JOIN service_items i ON i.id = t.item_id JOIN business_lines l ON l.id = t.line_id \
          JOIN service_points p ON p.id = t.point_id \
@@ -353,6 +358,7 @@ pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
                     resident_name_masked: r.try_get("resident_name_masked")?,
                     id_number_masked: r.try_get("id_number_masked")?,
                     waited_secs: 0,
+                    assisted_by: r.try_get("assisted_by_name")?,
                 },
                 terminal: id(r, "terminal_id")?,
                 created_at: r.try_get("created_at")?,

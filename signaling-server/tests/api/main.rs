@@ -26,3 +26,4 @@ mod ws_ring;
 mod ws_rules;
 mod ws_scan_request;
 mod ws_slow;
+mod ws_staff;

@@ -127,5 +127,6 @@ pub fn take_ticket(item_id: uuid::Uuid) -> ClientMsg {
         priority: shared::protocol::Priority::Normal,
         resident: None,
         request_id: uuid::Uuid::new_v4(),
+        staff_token: None,
     }
 }

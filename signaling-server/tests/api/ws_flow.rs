@@ -39,6 +39,7 @@ async fn ticket_ring_accept_signal_transfer_wrap_up_and_rate() {
             id_number: Some(IdNumber::try_from(ID_NUMBER.to_owned()).expect("id")),
         }),
         request_id,
+        staff_token: None,
     })
     .await;
     let ticket = term
@@ -308,6 +309,7 @@ async fn only_the_serving_operator_may_reveal_the_full_id_and_it_is_audited() {
             id_number: Some(IdNumber::try_from(ID_NUMBER.to_owned()).expect("id")),
         }),
         request_id: uuid::Uuid::new_v4(),
+        staff_token: None,
     })
     .await;
     let ticket = op

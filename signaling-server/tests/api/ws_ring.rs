@@ -72,6 +72,7 @@ async fn priority_tickets_are_served_first_and_positions_follow() {
         priority: shared::protocol::Priority::Disabled,
         resident: None,
         request_id: uuid::Uuid::new_v4(),
+        staff_token: None,
     })
     .await;
     t2.expect("priority goes first", |m| {
