@@ -846,7 +846,7 @@ pub enum ServerMsg {
         #[schemars(with = "UuidSchema")]
         session_id: Uuid,
     },
-    /// Answer to `rate`.
+    /// Answer to `rate`; also sent to the operator who served the session.
     RatingRecorded {
         #[schemars(with = "UuidSchema")]
         session_id: Uuid,

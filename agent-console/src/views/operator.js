@@ -595,6 +595,10 @@ export function operatorView(ctx, main) {
         loadHistory();
         break;
       }
+      case 'rating_recorded':
+        // The resident rated a call this operator served.
+        loadHistory();
+        break;
       case 'material_changed':
         if (st.session?.session_id === msg.session_id || st.wrap?.session_id === msg.session_id) {
           st.materials.set(msg.material.id, msg.material);

@@ -734,7 +734,8 @@ impl Core {
                     now,
                 )
                 .await;
-                self.out.send(from, &ServerMsg::RatingRecorded { session_id });
+                // The operator who served sees the rating in today's history at once.
+                self.out.send_many(&mut [from, s.operator].into_iter(), &ServerMsg::RatingRecorded { session_id });
                 Ok(())
             }
             ClientMsg::SetAvailability { available } => {

@@ -1,0 +1,311 @@
+// End-to-end with the REAL terminal: the signaling-server (--demo), the Rust endpoint-client
+// (headless, GStreamer test sources, SANE `test` scanner, the CUPS cups-pdf queue) and two
+// Chromium pages: the operator's console and the terminal's kiosk page (touch screen).
+// Every screen is screenshotted into test-results/screenshots/.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const consoleDir = resolve(here, '..');
+const repo = resolve(consoleDir, '..');
+const shots = join(consoleDir, 'test-results', 'screenshots');
+const PASSWORD = 'bangban-demo';
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const target = process.env.CARGO_TARGET_DIR ?? join(repo, 'target');
+
+/** @type {import('node:child_process').ChildProcess} */ let server;
+/** @type {import('node:child_process').ChildProcess} */ let endpoint;
+/** @type {import('playwright-core').Browser} */ let browser;
+let base = '';
+let kiosk = '';
+let dir = '';
+let log = '';
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = /** @type {any} */ (s.address()); s.close(() => ok(port)); });
+    s.on('error', fail);
+  });
+}
+
+/** Polls `check` until it returns a truthy value (a condition, not a fixed sleep). */
+async function until(what, check, ms = 30_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check().catch(() => null);
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n--- log ---\n${log.slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** @param {string} path @param {any} [body] @param {string} [token] */
+async function rest(path, body, token) {
+  const res = await fetch(base + path, {
+    method: body ? 'POST' : 'GET',
+    headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+const status = async () => (await fetch(`${kiosk}/api/status`)).json();
+
+/** @param {import('playwright-core').Page} page @param {string} name */
+const shot = (page, name) => page.screenshot({ path: join(shots, `${name}.png`) });
+
+/** A one-page PDF form (A4, text), with a correct cross-reference table. */
+function pdfForm() {
+  const objs = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>',
+    null,
+    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
+  ];
+  const stream = 'BT /F1 24 Tf 72 760 Td (Bangban application form - please sign) Tj ET';
+  objs[3] = `<< /Length ${stream.length} >>\nstream\n${stream}\nendstream`;
+  let out = '%PDF-1.4\n';
+  const offsets = [];
+  objs.forEach((o, i) => { offsets.push(out.length); out += `${i + 1} 0 obj\n${o}\nendobj\n`; });
+  const xref = out.length;
+  out += `xref\n0 ${objs.length + 1}\n0000000000 65535 f \n`;
+  for (const o of offsets) out += `${String(o).padStart(10, '0')} 00000 n \n`;
+  out += `trailer\n<< /Size ${objs.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return out;
+}
+
+/** @param {{ width: number, height: number }} viewport @param {boolean} [touch] */
+async function newPage(viewport, touch = false) {
+  const ctx = await browser.newContext({ viewport, locale: 'zh-CN', timezoneId: 'Asia/Shanghai', hasTouch: touch });
+  await ctx.grantPermissions(['camera', 'microphone'], { origin: base });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => console.error('pageerror:', e.message));
+  page.on('dialog', (d) => d.accept());
+  return page;
+}
+
+before(async () => {
+  mkdirSync(shots, { recursive: true });
+  const r = spawnSync('cargo', ['build', '-p', 'signaling-server', '-p', 'endpoint-client'], { cwd: repo, stdio: 'inherit' });
+  assert.equal(r.status, 0, 'cargo build failed');
+  for (const b of ['signaling-server', 'endpoint-client']) assert.ok(existsSync(join(target, 'debug', b)), `no ${b} binary`);
+  dir = mkdtempSync(join(tmpdir(), 'bangban-real-terminal-'));
+  // Printer (CUPS + cups-pdf queue) and scanner (SANE test backend) as the terminal's e2e tests use them.
+  const cups = spawnSync(join(repo, 'scripts', 'cups-setup.sh'), [], { encoding: 'utf8' });
+  assert.equal(cups.status, 0, `cups-setup.sh: ${cups.stderr}`);
+  const sane = join(dir, 'sane');
+  const sr = spawnSync(join(repo, 'scripts', 'sane-test-setup.sh'), [sane], { encoding: 'utf8' });
+  assert.equal(sr.status, 0, `sane-test-setup.sh: ${sr.stderr}`);
+
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  const data = join(dir, 'server');
+  mkdirSync(data);
+  server = spawn(join(target, 'debug', 'signaling-server'), ['--demo', '--data-dir', data, '--listen', `127.0.0.1:${port}`], {
+    cwd: data,
+    env: { ...process.env, BANGBAN_CONSOLE_DIR: join(consoleDir, 'dist'), BANGBAN_LOG_FORMAT: 'json', RUST_LOG: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  server.stdout?.on('data', (d) => { log += d; });
+  server.stderr?.on('data', (d) => { log += d; });
+  await until('server ready', async () => (await fetch(`${base}/readyz`)).ok, 60_000);
+
+  // The demo terminal of 华山居委会 (the point staff1 belongs to) enrolls and runs.
+  const code = readFileSync(join(data, 'demo-enrollment.txt'), 'utf8').trim().split('\n')[0].split(' ')[1];
+  const cfg = join(dir, 'endpoint.toml');
+  writeFileSync(cfg, [
+    `server_url = "${base}"`, `credential_file = "${join(dir, 'credential')}"`, `state_dir = "${join(dir, 'state')}"`,
+    '[media]', 'video_source = "test"', 'audio_source = "test"', 'width = 640', 'height = 480', 'fps = 15', 'video_bitrate_kbps = 500',
+    '[display]', 'mode = "headless"',
+    '[webrtc]', 'udp_addrs = ["127.0.0.1:0"]', 'use_server_ice = false',
+    '[kiosk]', 'listen = "127.0.0.1:0"',
+    '[printer]', 'uri = "http://127.0.0.1:631/printers/bangban-pdf"', 'poll_ms = 100',
+    '[scanner]', 'device = "test"', 'resolution_dpi = 100',
+  ].join('\n'));
+  const bin = join(target, 'debug', 'endpoint-client');
+  const env = { ...process.env, SANE_CONFIG_DIR: sane, RUST_LOG: 'info,webrtc=warn,rtc=warn' };
+  const en = spawnSync(bin, ['--config', cfg, 'enroll', '--code', code], { env, encoding: 'utf8' });
+  assert.equal(en.status, 0, `enroll: ${en.stderr}`);
+  endpoint = spawn(bin, ['--config', cfg, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  endpoint.stdout?.on('data', (d) => { out += d; });
+  endpoint.stderr?.on('data', (d) => { log += d; });
+  const addr = await until('endpoint ready', async () => {
+    for (const line of out.split('\n')) {
+      try { const v = JSON.parse(line); if (v.event === 'ready') return v.kiosk; } catch { /* partial line */ }
+    }
+    return null;
+  });
+  kiosk = `http://${addr}`;
+  await until('terminal connected', async () => (await status()).connected);
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--disable-features=WebRtcHideLocalIpsWithMdns', '--auto-accept-this-tab-capture', '--autoplay-policy=no-user-gesture-required',
+    ],
+    ignoreDefaultArgs: ['--headless'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  endpoint?.kill('SIGTERM');
+  server?.kill('SIGTERM');
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('a call with the real terminal', () => {
+  test('staff signs in at the kiosk; the operator takes the call, sees video, shares the screen, asks for a scan, prints, wraps up; the resident rates', async () => {
+    const op = await newPage({ width: 1366, height: 768 });
+    await op.goto(`${base}/`);
+    await op.fill('input[name=username]', 'operator1');
+    await op.fill('input[name=password]', PASSWORD);
+    await op.click('button[type=submit]');
+    await op.waitForSelector('#op-state[data-state=away]');
+    await op.click('#availability');
+    await op.waitForSelector('#op-state[data-state=available]');
+
+    // The kiosk (touch screen, 1920×1080).
+    const k = await newPage({ width: 1920, height: 1080 }, true);
+    await k.goto(kiosk);
+    await k.waitForSelector('#idle.on #start');
+    await k.waitForSelector('#net:not(.down)');
+    await shot(k, '30-kiosk-idle');
+    const startBox = await k.locator('#start').boundingBox();
+    assert.ok(startBox && startBox.height >= 150 && startBox.width >= 400, `a big start button: ${JSON.stringify(startBox)}`);
+
+    // Committee staff sign in (a wrong password first: a clear message, nothing else happens).
+    await k.click('#staff-in');
+    await k.fill('#su', 'staff1');
+    await k.fill('#sp', 'wrong-password');
+    await k.click('#staff-submit');
+    await k.waitForSelector('#staff-error:has-text("用户名或密码不正确")');
+    await shot(k, '31-kiosk-staff-login-error');
+    await k.fill('#sp', PASSWORD);
+    await k.click('#staff-submit');
+    await k.waitForSelector('#staffbar:not([hidden]) #staffname:has-text("周社工")');
+
+    // Start → item → agree (the resident's details entered by staff on the privacy screen).
+    const login = await rest('/api/v1/auth/login', { username: 'operator1', password: PASSWORD });
+    await k.click('#start');
+    await k.waitForSelector('#items.on #list button.item');
+    await shot(k, '32-kiosk-items');
+    const items = await (await fetch(`${kiosk}/api/items`)).json();
+    const item = items.find((/** @type {any} */ i) => i.active && login.user.skills.includes(i.line_id)
+      && i.materials?.some((/** @type {any} */ m) => m.transfer === 'scan'));
+    assert.ok(item, 'an item operator1 serves with a material scanned at the point');
+    await k.click(`#list button[data-id="${item.id}"]`);
+    await k.waitForSelector('#privacy.on #resident:not([hidden])');
+    await k.fill('#rname', '张三');
+    await k.fill('#rid', '11010519491231002X');
+    await k.click('#p-elderly');
+    await shot(k, '33-kiosk-privacy-staff');
+    await k.click('#agree');
+    await k.waitForSelector('#waiting.on #number:not(:empty)');
+    const number = (await k.textContent('#number'))?.trim();
+    assert.match(number || '', /^[A-Z]-\d{4}$/);
+
+    // The operator's console rings; one click accepts.
+    await op.waitForSelector('#ringing #accept');
+    await shot(k, '34-kiosk-waiting');
+    await op.click('#accept');
+    await op.waitForSelector('#call-stage');
+    await k.waitForSelector('#in_call.on');
+    // Decoded resident video from the Rust terminal in Chromium, and the operator's camera decoded by the terminal.
+    await op.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 0, null, { timeout: 30_000 });
+    await until('terminal decodes the operator camera', async () => {
+      const s = await status();
+      return s.call.remote.some((/** @type {any} */ r) => r.kind === 'camera' && r.decoded > 0);
+    });
+    // Ticket details: masked ID, who helped, and an audited reveal.
+    await op.waitForSelector('#id-number:has-text("1101**********002X")');
+    await op.waitForSelector('#assisted-by:has-text("周社工")');
+    await op.click('#reveal');
+    await op.waitForSelector('#id-number:has-text("11010519491231002X")');
+    const admin = await rest('/api/v1/auth/login', { username: 'admin', password: PASSWORD });
+    const audit = await rest('/api/v1/audit?limit=50', undefined, admin.access_token);
+    const entries = Array.isArray(audit) ? audit : audit.entries || audit.items || [];
+    assert.ok(JSON.stringify(entries).includes('reveal'), 'the reveal is in the audit log');
+
+    // Screen share: the terminal receives it as a separate track and decodes it.
+    await op.click('#share');
+    await op.waitForSelector('#share[aria-pressed=true]');
+    await until('terminal decodes the shared screen', async () => {
+      const s = await status();
+      return s.call.remote.some((/** @type {any} */ r) => r.kind === 'screen' && r.decoded > 0);
+    });
+    await shot(op, '35-operator-real-terminal-sharing');
+    await shot(k, '36-kiosk-in-call');
+
+    // Ask for a scan of the item's material: the kiosk shows it in large type; one touch scans.
+    const slot = item.materials.find((/** @type {any} */ m) => m.transfer === 'scan');
+    await op.click(`.ask-scan[data-slot="${slot.id}"]`);
+    await k.waitForSelector(`#scan-request:has-text("${slot.name}")`);
+    await shot(k, '37-kiosk-scan-request');
+    await k.click('#scan-now');
+    const mat = op.locator('#materials li.mat', { hasText: slot.name });
+    await mat.waitFor({ timeout: 30_000 });
+    await mat.locator('img').waitFor({ timeout: 15_000 });
+    await mat.getByRole('button', { name: '通过' }).click();
+    await op.waitForSelector('#checklist li.done');
+    await shot(op, '38-operator-scan-received');
+
+    // Print a PDF form at the point and watch it complete.
+    const pdfPath = join(dir, '申请表.pdf');
+    writeFileSync(pdfPath, pdfForm(), 'latin1');
+    await op.setInputFiles('#print-file', pdfPath);
+    await op.click('#print button.primary');
+    await op.waitForSelector('#print .print-list .ps-completed', { timeout: 60_000 });
+    await k.waitForSelector('#prints:has-text("已打印")');
+    await shot(op, '39-operator-printed');
+
+    // End, wrap up; the kiosk asks for a rating; the operator sees it in today's history.
+    await op.click('#end-call');
+    await op.waitForSelector('#wrap-up');
+    await op.check('input[name=outcome][value=completed]');
+    await op.fill('#wrap-notes', '材料齐全，当场办结。');
+    await op.click('#wrap-submit');
+    await k.waitForSelector('#rating.on button[data-level=satisfied]');
+    await shot(k, '40-kiosk-rating');
+    await k.fill('#comment', '服务很好');
+    await k.click('#rating button[data-level=satisfied]');
+    await k.waitForSelector('#idle.on');
+    await op.waitForSelector(`#history li:has-text("${number}") .rt-satisfied`, { timeout: 40_000 });
+    await shot(op, '41-operator-history-rated');
+
+    // Staff sign out; a resident alone reaches the queue in three touches and cancels.
+    await k.click('#staff-out');
+    await k.waitForSelector('#staffbar[hidden]', { state: 'attached' });
+    let touches = 0;
+    const touch = async (/** @type {string} */ sel) => { touches += 1; await k.tap(sel); };
+    await touch('#start');
+    await k.waitForSelector('#items.on #list button.item');
+    await touch(`#list button[data-id="${item.id}"]`);
+    await k.waitForSelector('#privacy.on');
+    assert.equal(await k.isVisible('#resident'), false, 'no personal-data form without staff');
+    await touch('#agree');
+    await k.waitForSelector('#waiting.on #number:not(:empty)');
+    assert.ok(touches <= 3, `idle → waiting in ${touches} touches`);
+    // The operator is rung for it; the resident changes their mind and the ring stops.
+    await op.waitForSelector('#ringing #accept');
+    await k.click('#cancel');
+    await k.waitForSelector('#idle.on');
+    await op.waitForSelector('#ringing', { state: 'detached' });
+    await op.context().close();
+    await k.context().close();
+  });
+});
