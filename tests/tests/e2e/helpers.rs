@@ -344,6 +344,7 @@ impl Endpoint {
     }
 
     /// `endpoint-client enroll --code CODE` then `endpoint-client run`; waits for `ready`.
+    #[allow(dead_code)] // for tests that need no options
     pub async fn enroll_and_run(server: &Server, code: &str) -> Result<Self> {
         Self::enroll_and_run_with(server, code, EndpointOpts::default()).await
     }
