@@ -439,10 +439,9 @@ ice_transport_policy = "relay"
         let cfg = Config { server_url: "ftp://x".into(), ..Config::default() };
         assert!(cfg.validate().is_err());
         assert!(Config::parse("[webrtc]\nice_transport_policy = \"host\"").is_err());
-        let relay_without_servers = Config::parse(
-            "[webrtc]\nice_transport_policy = \"relay\"\nuse_server_ice = false",
-        )
-        .expect("parses");
+        let relay_without_servers =
+            Config::parse("[webrtc]\nice_transport_policy = \"relay\"\nuse_server_ice = false")
+                .expect("parses");
         assert!(relay_without_servers.validate().is_err());
         let tiny = Config::parse("[display]\nrecord_max_bytes = 10").expect("parses");
         assert!(tiny.validate().is_err());

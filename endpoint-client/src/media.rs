@@ -380,7 +380,7 @@ impl Seek for CountingFile {
 
 enum FileWriter {
     Ivf(IVFWriter<CountingFile>),
-    Ogg(OggWriter<CountingFile>),
+    Ogg(Box<OggWriter<CountingFile>>),
 }
 
 impl FileWriter {
@@ -451,7 +451,7 @@ impl Recorder {
         self.written.store(0, Ordering::Relaxed);
         let out = CountingFile { file, written: 0, shared: self.written.clone() };
         let w = if self.kind == RemoteKind::Audio {
-            OggWriter::new(out, 48_000, 2).map(FileWriter::Ogg)
+            OggWriter::new(out, 48_000, 2).map(|w| FileWriter::Ogg(Box::new(w)))
         } else {
             let header = IVFFileHeader {
                 signature: *b"DKIF",

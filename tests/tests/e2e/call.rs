@@ -111,7 +111,8 @@ async fn kiosk_call_with_screen_share_and_rating() -> Result<()> {
         }
     }
     let deadline = Instant::now() + WAIT;
-    while peer.keyframe_requests_received() == 0 || peer.sent[0].forced_keyframes.load(Ordering::Relaxed) == 0 {
+    while peer.keyframe_requests_received() == 0 || peer.sent[0].forced_keyframes.load(Ordering::Relaxed) == 0
+    {
         assert!(Instant::now() < deadline, "the operator's sender never saw the terminal's PLI");
         ep.status.changed().await?;
     }

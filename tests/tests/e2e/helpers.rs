@@ -10,10 +10,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use endpoint_client::call::build_peer;
 use endpoint_client::config::{AudioSource, DisplayConfig, DisplayMode, MediaConfig, VideoSource};
 use endpoint_client::media::{self, Decoder, RateLimit, RemoteKind, SampleTarget, SendStats};
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use futures_util::{SinkExt, StreamExt};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -135,7 +135,8 @@ impl Server {
         if let Some(t) = self.task.take() {
             tokio::time::timeout(WAIT, t).await.context("server did not stop")???;
         }
-        let (_, _, stop, task) = Self::spawn(self.dir.path(), self.addr, &self.database_url, &self.ice).await?;
+        let (_, _, stop, task) =
+            Self::spawn(self.dir.path(), self.addr, &self.database_url, &self.ice).await?;
         self.stop = Some(stop);
         self.task = Some(task);
         Ok(())
@@ -323,7 +324,9 @@ impl Endpoint {
             .clone()
             .unwrap_or_else(|| "udp_addrs = [\"127.0.0.1:0\"]\nuse_server_ice = false\n".to_owned());
         let display = match &opts.record_dir {
-            Some(dir) => format!("[display]\nmode = \"headless\"\nrecord_dir = {:?}\n", dir.display().to_string()),
+            Some(dir) => {
+                format!("[display]\nmode = \"headless\"\nrecord_dir = {:?}\n", dir.display().to_string())
+            }
             None => "[display]\nmode = \"headless\"\n".to_owned(),
         };
         let base = opts.server_url.as_deref().unwrap_or(base);
@@ -513,12 +516,15 @@ enum OpEvent {
     Connected,
 }
 
+/// The terminal's camera track at the operator, with its SSRC (once it has arrived).
+type RemoteVideo = Arc<std::sync::Mutex<Option<(Arc<dyn TrackRemote>, u32)>>>;
+
 struct OpHandler {
     tx: mpsc::UnboundedSender<OpEvent>,
     video_packets: Arc<AtomicU64>,
     audio_packets: Arc<AtomicU64>,
     video_decoded: Arc<std::sync::Mutex<Vec<Arc<AtomicU64>>>>,
-    remote_video: Arc<std::sync::Mutex<Option<(Arc<dyn TrackRemote>, u32)>>>,
+    remote_video: RemoteVideo,
 }
 
 #[async_trait::async_trait]
@@ -561,8 +567,11 @@ impl PeerConnectionEventHandler for OpHandler {
                         counter.fetch_add(1, Ordering::Relaxed);
                         if !is_audio {
                             if decoder.is_none() {
-                                let display = DisplayConfig { mode: DisplayMode::Headless, ..Default::default() };
-                                if let Ok(d) = Decoder::new(RemoteKind::Camera, p.header.payload_type, &display) {
+                                let display =
+                                    DisplayConfig { mode: DisplayMode::Headless, ..Default::default() };
+                                if let Ok(d) =
+                                    Decoder::new(RemoteKind::Camera, p.header.payload_type, &display)
+                                {
                                     decoded.lock().unwrap_or_else(|e| e.into_inner()).push(d.decoded.clone());
                                     *remote_video.lock().unwrap_or_else(|e| e.into_inner()) =
                                         Some((track.clone(), p.header.ssrc));
@@ -585,7 +594,9 @@ impl PeerConnectionEventHandler for OpHandler {
                     && let Some(media_ssrc) = ssrc
                     && limit.allow(std::time::Instant::now())
                 {
-                    let _ = track.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await;
+                    let _ = track
+                        .write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })])
+                        .await;
                 }
             }
         });
@@ -629,7 +640,7 @@ pub struct OperatorPeer {
     /// ICE-restart offers from the terminal that the operator answered.
     pub offers_answered: Arc<AtomicU64>,
     video_decoded: Arc<std::sync::Mutex<Vec<Arc<AtomicU64>>>>,
-    remote_video: Arc<std::sync::Mutex<Option<(Arc<dyn TrackRemote>, u32)>>>,
+    remote_video: RemoteVideo,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -791,7 +802,12 @@ impl OperatorPeer {
 
     /// Frames of the terminal's camera the operator decoded.
     pub fn video_decoded(&self) -> u64 {
-        self.video_decoded.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.video_decoded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Keyframe requests (PLI/FIR) the terminal sent about the operator's camera and screen.

@@ -174,7 +174,11 @@ async fn accept_loop(
 
 /// Copies one direction; while cut it neither reads nor writes, so the kernel buffers fill
 /// and the peers see a stalled connection, not a closed one.
-async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, shared: Arc<Shared>) {
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    shared: Arc<Shared>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         until_restored(&shared).await;
