@@ -8,6 +8,11 @@
 //! (acceptance center) keeps its network. A cut drops UDP and stalls TCP, as a pulled cable.
 //! Before and after the cut the terminal's link is a modest one: 20 ms each way, 1 % of the
 //! media datagrams lost.
+//!
+//! Two cuts: one that leaves the TCP connections open (they just stall, and the WebSocket
+//! survives 10 s of silence), and one that also drops them (a NAT or firewall forgetting its
+//! state): the terminal reconnects, the server resumes it within its 60 s window and tells
+//! the operator (`peer_disconnected`, then `peer_reconnected`).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -58,6 +63,15 @@ async fn wait_both(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_recovers_after_a_ten_second_network_cut() -> Result<()> {
+    network_cut(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_resumes_after_a_network_cut_that_drops_the_connections() -> Result<()> {
+    network_cut(true).await
+}
+
+async fn network_cut(drop_connections: bool) -> Result<()> {
     init_tracing();
     let turn = Coturn::start().await?;
     let mut proxy = NetProxy::bind().await?;
@@ -102,7 +116,11 @@ async fn call_recovers_after_a_ten_second_network_cut() -> Result<()> {
     let cam_at_cut = decoded(&before, "camera");
     let op_at_cut = peer.video_decoded();
     let dropped_before = proxy.counters().udp_dropped.load(Ordering::Relaxed);
-    proxy.cut();
+    if drop_connections {
+        proxy.cut_dropping_connections();
+    } else {
+        proxy.cut();
+    }
     let cut_at = Instant::now();
     tokio::time::sleep(OUTAGE).await;
     let during = ep.status.borrow().clone();
@@ -128,13 +146,36 @@ async fn call_recovers_after_a_ten_second_network_cut() -> Result<()> {
     assert_eq!(after["call"]["session_id"], session.session_id.to_string(), "the same session goes on");
     let (up1, down1) = proxy.udp_bytes();
     assert!(up1 > up0 && down1 > down0, "media flows through the proxy again");
+    if drop_connections {
+        // The server noticed the terminal's socket go, kept the session, and told the operator
+        // when the terminal came back.
+        let (mut gone, mut back) = (false, false);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !back {
+            let m = tokio::time::timeout_at(deadline, op_rest.recv())
+                .await
+                .context("no peer_reconnected for the operator")?
+                .context("operator socket closed")?;
+            match m {
+                ServerMsg::PeerDisconnected { session_id, .. } if session_id == session.session_id => {
+                    gone = true
+                }
+                ServerMsg::PeerReconnected { session_id } if session_id == session.session_id => back = true,
+                ServerMsg::SessionEnded { session_id, .. } => bail!("the server ended session {session_id}"),
+                _ => {}
+            }
+        }
+        assert!(gone, "peer_disconnected came before peer_reconnected");
+        assert_eq!(after["connected"], true, "{after}");
+    }
     while let Ok(m) = op_rest.try_recv() {
         if let ServerMsg::SessionEnded { session_id, .. } = m {
             bail!("the server ended session {session_id} during the outage");
         }
     }
     eprintln!(
-        "MEASURE network cut {} ms: pictures back {} ms after restore (terminal ICE restarts {}, operator answered {} restart offers; terminal sent {} PLI)",
+        "MEASURE network cut{} {} ms: pictures back {} ms after restore (terminal ICE restarts {}, operator answered {} restart offers; terminal sent {} PLI)",
+        if drop_connections { " (connections dropped)" } else { "" },
         restored_at.duration_since(cut_at).as_millis(),
         recovered.as_millis(),
         after["call"]["ice_restarts"],

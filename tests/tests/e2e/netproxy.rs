@@ -1,7 +1,8 @@
 //! A userspace network in front of a service, for impairment tests (this kernel has no netem):
 //! one TCP and one UDP forwarder on loopback, with a switch that cuts the network (UDP
 //! datagrams are dropped, TCP stalls: nothing is read or written, connections stay open, as
-//! when a cable is pulled) and restores it, plus optional one-way delay and random loss.
+//! when a cable is pulled) and restores it, plus optional one-way delay and random loss. A cut
+//! can also drop the open TCP connections (as a NAT or firewall that forgets them does).
 //! Byte and drop counters tell what went through.
 
 use std::collections::HashMap;
@@ -74,6 +75,8 @@ pub struct NetProxy {
     pub udp_addr: SocketAddr,
     shared: Arc<Shared>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Open TCP connections (their forwarding tasks).
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     sockets: Option<(TcpListener, Arc<UdpSocket>)>,
 }
 
@@ -93,13 +96,20 @@ impl NetProxy {
         let tcp_addr = listener.local_addr()?;
         let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
         let udp_addr = udp.local_addr()?;
-        Ok(Self { tcp_addr, udp_addr, shared, tasks, sockets: Some((listener, udp)) })
+        Ok(Self {
+            tcp_addr,
+            udp_addr,
+            shared,
+            tasks,
+            conns: Arc::new(Mutex::new(Vec::new())),
+            sockets: Some((listener, udp)),
+        })
     }
 
     /// Forwards the TCP port to `tcp_target` and the UDP port to `udp_target`.
     pub fn run(&mut self, tcp_target: SocketAddr, udp_target: SocketAddr) -> Result<()> {
         let (listener, udp) = self.sockets.take().ok_or_else(|| anyhow::anyhow!("already running"))?;
-        let t1 = tokio::spawn(accept_loop(listener, tcp_target, self.shared.clone(), self.tasks.clone()));
+        let t1 = tokio::spawn(accept_loop(listener, tcp_target, self.shared.clone(), self.conns.clone()));
         let t2 = tokio::spawn(udp_loop(udp, udp_target, self.shared.clone(), self.tasks.clone()));
         let mut g = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         g.push(t1);
@@ -110,6 +120,15 @@ impl NetProxy {
     /// Cuts the network: UDP is dropped, TCP stalls.
     pub fn cut(&self) {
         self.shared.cut.send_replace(true);
+    }
+
+    /// Cuts the network and closes every open TCP connection (both ends see it closed); new
+    /// connections stall until the network is back.
+    pub fn cut_dropping_connections(&self) {
+        self.cut();
+        for t in self.conns.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
     }
 
     pub fn restore(&self) {
@@ -134,6 +153,9 @@ impl NetProxy {
 impl Drop for NetProxy {
     fn drop(&mut self) {
         for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
+        for t in self.conns.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             t.abort();
         }
     }
