@@ -198,6 +198,12 @@ impl RateLimit {
     }
 }
 
+/// Asks the encoder whose source pad this is for a keyframe (`GstForceKeyUnit` upstream event);
+/// true if the encoder took the request.
+pub fn force_keyframe(encoder_src: &gst::Pad) -> bool {
+    encoder_src.send_event(gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build())
+}
+
 /// The minimum gap between two forced keyframes, and between two PLIs we send for a track.
 pub const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -266,8 +272,7 @@ pub async fn pump_into_track(
                     if let Some(pad) = &encoder_src
                         && limit.allow(Instant::now())
                     {
-                        let ev = gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
-                        if pad.send_event(ev) {
+                        if force_keyframe(pad) {
                             stats.forced_keyframes.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -658,6 +663,35 @@ mod tests {
         truncated.resize(32, 0);
         truncated.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!(ivf_frames(&truncated), Some((0, 0)));
+    }
+
+    #[test]
+    fn a_forced_keyframe_comes_long_before_the_periodic_one() {
+        init().expect("gstreamer");
+        let cfg = MediaConfig {
+            video_source: VideoSource::Test,
+            fps: 30,
+            width: 160,
+            height: 120,
+            ..MediaConfig::default()
+        };
+        // Periodic keyframes every 3 s = 90 frames.
+        let p = Pipeline::launch(&video_source_pipeline(&cfg, "ball")).expect("launch");
+        let sink = p.by_name("sink").expect("sink").downcast::<gst_app::AppSink>().expect("appsink");
+        let enc_src = p.by_name("enc").expect("enc").static_pad("src").expect("enc.src");
+        p.play().expect("play");
+        let mut pull = || {
+            let s = sink.try_pull_sample(gst::ClockTime::from_seconds(5)).expect("a sample within 5 s");
+            !s.buffer().expect("buffer").flags().contains(gst::BufferFlags::DELTA_UNIT)
+        };
+        assert!(pull(), "the stream starts with a keyframe");
+        for _ in 0..5 {
+            assert!(!pull(), "then delta frames");
+        }
+        assert!(force_keyframe(&enc_src), "the encoder takes the request");
+        // Frames already queued in appsink (max-buffers=4) and the encoder come first.
+        let within = (0..12).position(|_| pull());
+        assert!(within.is_some(), "a keyframe within 12 frames of the request, not after 90");
     }
 
     #[test]
