@@ -271,10 +271,9 @@ pub async fn pump_into_track(
                     stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
                     if let Some(pad) = &encoder_src
                         && limit.allow(Instant::now())
+                        && force_keyframe(pad)
                     {
-                        if force_keyframe(pad) {
-                            stats.forced_keyframes.fetch_add(1, Ordering::Relaxed);
-                        }
+                        stats.forced_keyframes.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Some(_) => {}
@@ -680,7 +679,7 @@ mod tests {
         let sink = p.by_name("sink").expect("sink").downcast::<gst_app::AppSink>().expect("appsink");
         let enc_src = p.by_name("enc").expect("enc").static_pad("src").expect("enc.src");
         p.play().expect("play");
-        let mut pull = || {
+        let pull = || {
             let s = sink.try_pull_sample(gst::ClockTime::from_seconds(5)).expect("a sample within 5 s");
             !s.buffer().expect("buffer").flags().contains(gst::BufferFlags::DELTA_UNIT)
         };
