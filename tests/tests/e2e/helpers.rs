@@ -339,7 +339,10 @@ impl Endpoint {
             ),
         )?;
         let mut cmd = tokio::process::Command::new(endpoint_binary()?);
-        cmd.arg("--config").arg(&cfg).env("RUST_LOG", "info,webrtc=warn,rtc=warn").kill_on_drop(true);
+        // `BANGBAN_E2E_ENDPOINT_LOG` overrides the terminal's log filter (diagnosis).
+        let log =
+            std::env::var("BANGBAN_E2E_ENDPOINT_LOG").unwrap_or_else(|_| "info,webrtc=warn,rtc=warn".into());
+        cmd.arg("--config").arg(&cfg).env("RUST_LOG", log).kill_on_drop(true);
         if let Some((_, sane)) = &opts.scanner {
             cmd.env("SANE_CONFIG_DIR", sane);
         }
