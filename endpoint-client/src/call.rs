@@ -792,6 +792,37 @@ impl From<Option<TrackRemoteEvent>> for Polled {
 mod tests {
     use super::*;
 
+    fn rtcp(packets: Vec<Box<dyn rtc::rtcp::Packet>>) -> TaggedPacket {
+        TaggedPacket {
+            now: Instant::now(),
+            transport: rtc::shared::TransportContext::default(),
+            message: rtc::interceptor::AttributedPacket::new(InterceptedPacket::Rtcp(packets)),
+        }
+    }
+
+    #[test]
+    fn only_keyframe_requests_reach_the_application() {
+        use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+        use rtc::rtcp::receiver_report::ReceiverReport;
+        use rtc::sansio::Protocol;
+
+        let mut f = KeyframeRequestForwarder::default();
+        f.handle_read(rtcp(vec![Box::new(ReceiverReport::default())])).expect("read");
+        assert!(f.poll_read().is_none(), "a receiver report alone stops at the chain's end");
+
+        let pli = PictureLossIndication { sender_ssrc: 1, media_ssrc: 2 };
+        f.handle_read(rtcp(vec![Box::new(ReceiverReport::default()), Box::new(pli)])).expect("read");
+        let out = f.poll_read().expect("the PLI goes on");
+        assert!(out.message.has(&Attribute::DeliverToApplication));
+        let InterceptedPacket::Rtcp(kept) = &out.message.packet else { panic!("not RTCP") };
+        assert_eq!(kept.len(), 1, "only the PLI is kept");
+        assert!(kept[0].as_any().is::<PictureLossIndication>());
+
+        f.handle_read(rtcp(vec![Box::new(FullIntraRequest::default())])).expect("read");
+        assert!(f.poll_read().is_some_and(|p| p.message.has(&Attribute::DeliverToApplication)));
+        assert!(f.poll_read().is_none());
+    }
+
     #[test]
     fn polite_side_rolls_back_on_glare() {
         assert_eq!(on_remote_offer(true, false), OfferAction::Apply);
