@@ -4,16 +4,24 @@
 //! microphone to the offered transceivers, answer, and trickle candidates both ways. After
 //! `peer_reconnected` the operator restarts ICE and we answer; if our own ICE connection stays
 //! disconnected or failed (a network change at the service point) we restart ICE ourselves.
-//! mDNS is off; TURN comes from the server's `session_started.ice_servers`.
+//! mDNS is off; TURN comes from the server's `session_started.ice_servers`
+//! (`webrtc.ice_transport_policy = "relay"` uses nothing else).
+//!
+//! The default interceptors consume inbound RTCP; [`KeyframeRequestForwarder`], last in the
+//! chain, hands PLI/FIR on to the application so the sending pipeline can force a keyframe
+//! (`media::pump_into_track`). For received video we send PLI when the decoder starts, when
+//! its depayloader asks (loss) and when a recording part rotates, at most every 500 ms.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::{Attribute, Interceptor, Packet as InterceptedPacket, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -32,9 +40,9 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
-use crate::config::{DisplayConfig, MediaConfig, WebRtcConfig};
+use crate::config::{DisplayConfig, IceTransportPolicy, MediaConfig, WebRtcConfig};
 use crate::kiosk::CallInput;
-use crate::media::{self, Decoder, RemoteKind, SendStats};
+use crate::media::{self, Decoder, RateLimit, Recorder, RemoteKind, SendStats};
 
 /// Everything a call needs from the configuration.
 #[derive(Debug, Clone)]
@@ -52,6 +60,8 @@ pub struct RemoteTrackStats {
     pub track_id: String,
     pub packets: u64,
     pub decoded: u64,
+    /// Keyframe requests (PLI) we sent for this track.
+    pub pli_sent: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -62,6 +72,12 @@ pub struct CallSnapshot {
     pub ice_restarts: u64,
     pub sent_video_frames: u64,
     pub sent_audio_frames: u64,
+    /// Keyframes our camera track sent (periodic and forced).
+    pub sent_keyframes: u64,
+    /// PLI/FIR the operator sent about our camera.
+    pub keyframe_requests: u64,
+    /// Keyframes forced in answer (rate limited).
+    pub forced_keyframes: u64,
     pub remote: Vec<RemoteTrackStats>,
 }
 
@@ -78,6 +94,7 @@ struct RemoteCounters {
     track_id: String,
     packets: Arc<AtomicU64>,
     decoded: Arc<AtomicU64>,
+    pli_sent: Arc<AtomicU64>,
 }
 
 /// Live counters of the current call, shared with the status output.
@@ -111,6 +128,9 @@ impl CallStats {
             ice_restarts: self.ice_restarts.load(Ordering::Relaxed),
             sent_video_frames: self.video.frames.load(Ordering::Relaxed),
             sent_audio_frames: self.audio.frames.load(Ordering::Relaxed),
+            sent_keyframes: self.video.keyframes.load(Ordering::Relaxed),
+            keyframe_requests: self.video.keyframe_requests.load(Ordering::Relaxed),
+            forced_keyframes: self.video.forced_keyframes.load(Ordering::Relaxed),
             remote: g
                 .remote
                 .values()
@@ -120,6 +140,7 @@ impl CallStats {
                     track_id: r.track_id.clone(),
                     packets: r.packets.load(Ordering::Relaxed),
                     decoded: r.decoded.load(Ordering::Relaxed),
+                    pli_sent: r.pli_sent.load(Ordering::Relaxed),
                 })
                 .collect(),
         }
@@ -202,21 +223,93 @@ fn local_track(kind: RtpCodecKind, stream: &str, id: &str) -> anyhow::Result<Arc
     Ok(Arc::new(TrackLocalStaticSample::new(Instant::now(), track)?))
 }
 
+/// Last in the interceptor chain: marks inbound keyframe requests (PLI, FIR) for delivery to
+/// the application and drops the other inbound RTCP, which the interceptors before it have
+/// already used (reports, NACK, bandwidth feedback). Only the application can answer a
+/// keyframe request: it owns the encoder.
+#[derive(Default)]
+pub struct KeyframeRequestForwarder {
+    read_queue: VecDeque<TaggedPacket>,
+    write_queue: VecDeque<TaggedPacket>,
+}
+
+impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let InterceptedPacket::Rtcp(packets) = &msg.message.packet {
+            let requests: Vec<Box<dyn rtc::rtcp::Packet>> =
+                packets.iter().filter(|p| media::is_keyframe_request(p.as_ref())).cloned().collect();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = InterceptedPacket::Rtcp(requests);
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read_queue.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write_queue.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequestForwarder {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
 /// Builds a peer connection with mDNS off, the given ICE servers and UDP binds.
 pub async fn build_peer(
     ice_servers: Vec<RTCIceServer>,
     udp_addrs: Vec<String>,
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> anyhow::Result<Arc<dyn PeerConnection>> {
+    build_peer_with_policy(ice_servers, IceTransportPolicy::All, udp_addrs, handler).await
+}
+
+/// [`build_peer`] with an ICE transport policy (`Relay`: TURN relay candidates only).
+pub async fn build_peer_with_policy(
+    ice_servers: Vec<RTCIceServer>,
+    policy: IceTransportPolicy,
+    udp_addrs: Vec<String>,
+    handler: Arc<dyn PeerConnectionEventHandler>,
+) -> anyhow::Result<Arc<dyn PeerConnection>> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
-    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    let registry = register_default_interceptors(Registry::new(), &mut media)?
+        .with(Slot::from(14_000), KeyframeRequestForwarder::default());
+    let policy = match policy {
+        IceTransportPolicy::All => rtc::peer_connection::configuration::RTCIceTransportPolicy::All,
+        IceTransportPolicy::Relay => rtc::peer_connection::configuration::RTCIceTransportPolicy::Relay,
+    };
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_ice_connection_attempts(Some(Duration::from_millis(20)), Some(140))
         .build();
     let pc = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
+        .with_configuration(
+            RTCConfigurationBuilder::new()
+                .with_ice_servers(ice_servers)
+                .with_ice_transport_policy(policy)
+                .build(),
+        )
         .with_media_engine(media)
         .with_interceptor_registry(registry)
         .with_setting_engine(settings)
@@ -315,6 +408,8 @@ struct Call {
     pumps: Vec<tokio::task::JoinHandle<()>>,
     receivers: Vec<tokio::task::JoinHandle<()>>,
     started: Instant,
+    /// When our last ICE-restart offer went out.
+    offer_sent: Option<Instant>,
 }
 
 impl Call {
@@ -336,6 +431,7 @@ impl Call {
             pumps: vec![],
             receivers: vec![],
             started: Instant::now(),
+            offer_sent: None,
         };
         let mut peer = call.new_peer().await?;
         let mut restart_at: Option<tokio::time::Instant> = None;
@@ -382,7 +478,7 @@ impl Call {
                 },
                 _ = async { if let Some(t) = restart_at { tokio::time::sleep_until(t).await } }, if restart_at.is_some() => {
                     restart_at = Some(tokio::time::Instant::now() + restart_after * 2);
-                    if let Err(e) = call.restart_ice(&peer).await {
+                    if let Err(e) = call.restart_ice(&peer, restart_after * 5).await {
                         tracing::warn!(error = %e, "ICE restart failed");
                     }
                 }
@@ -397,8 +493,9 @@ impl Call {
 
     async fn new_peer(&self) -> anyhow::Result<Peer> {
         let handler = Arc::new(Handler { tx: self.ev_tx.clone() });
-        let pc = build_peer(
+        let pc = build_peer_with_policy(
             ice_servers(&self.session, &self.settings),
+            self.settings.webrtc.ice_transport_policy,
             self.settings.webrtc.udp_addrs.clone(),
             handler,
         )
@@ -463,6 +560,12 @@ impl Call {
                 }
             }
             Signal::Answer { sdp } => {
+                if peer.pc.pending_local_description().await.is_none() {
+                    // An answer to an offer we have since rolled back.
+                    tracing::info!("ignoring an answer to no pending offer");
+                    return Ok(());
+                }
+                self.offer_sent = None;
                 peer.pc.set_remote_description(RTCSessionDescription::answer(sdp.into_inner())?).await?;
                 peer.remote_set = true;
                 for c in std::mem::take(&mut peer.pending) {
@@ -488,9 +591,18 @@ impl Call {
         Ok(())
     }
 
-    async fn restart_ice(&self, peer: &Peer) -> anyhow::Result<()> {
-        if peer.pc.pending_local_description().await.is_some() || !peer.remote_set {
+    async fn restart_ice(&mut self, peer: &Peer, stale_after: Duration) -> anyhow::Result<()> {
+        if !peer.remote_set {
             return Ok(());
+        }
+        if peer.pc.pending_local_description().await.is_some() {
+            // Our last restart offer is unanswered: wait for it a while, then assume it was
+            // lost (e.g. with the connection that carried it) and offer again.
+            if self.offer_sent.is_some_and(|t| t.elapsed() < stale_after) {
+                return Ok(());
+            }
+            tracing::info!("restart offer unanswered; rolling it back");
+            peer.pc.set_local_description(RTCSessionDescription::rollback(None)?).await?;
         }
         tracing::info!("restarting ICE (network change?)");
         self.stats.ice_restarts.fetch_add(1, Ordering::Relaxed);
@@ -502,6 +614,7 @@ impl Call {
         let local =
             peer.pc.local_description().await.ok_or_else(|| anyhow::anyhow!("no local description"))?;
         self.send(Signal::Offer { sdp: local.sdp.try_into()?, ice_restart: true }).await;
+        self.offer_sent = Some(Instant::now());
         Ok(())
     }
 
@@ -562,6 +675,8 @@ impl Call {
     fn on_track(&mut self, track: Arc<dyn TrackRemote>) {
         let stats = self.stats.clone();
         let display = self.settings.display.clone();
+        let session_id = self.session.session_id;
+        let track_no = self.receivers.len();
         self.receivers.push(tokio::spawn(async move {
             let is_audio = track.kind().await == RtpCodecKind::Audio;
             let stream_id = track.stream_id().await.to_string();
@@ -569,9 +684,28 @@ impl Call {
             let kind = RemoteKind::classify(is_audio, &stream_id, &track_id);
             tracing::info!(?kind, %stream_id, %track_id, "remote track");
             let mut decoder: Option<Decoder> = None;
-            while let Some(ev) = track.poll().await {
+            let mut recorder: Option<Recorder> = None;
+            let pli_sent = Arc::new(AtomicU64::new(0));
+            let mut pli_limit = RateLimit::new(media::KEYFRAME_MIN_INTERVAL);
+            let mut media_ssrc: Option<u32> = None;
+            loop {
+                // A keyframe is wanted: the decoder just started, its depayloader asked (loss),
+                // or a recording part rotated.
+                let mut want_keyframe = false;
+                let ev: Polled = match decoder.as_mut() {
+                    Some(d) => tokio::select! {
+                        ev = track.poll() => ev.into(),
+                        Some(()) = d.keyframe_requests.recv() => {
+                            want_keyframe = true;
+                            Polled::Nothing
+                        }
+                    },
+                    None => track.poll().await.into(),
+                };
                 match ev {
-                    TrackRemoteEvent::OnRtpPacket(p) => {
+                    Polled::Ended => break,
+                    Polled::Nothing => {}
+                    Polled::Event(TrackRemoteEvent::OnRtpPacket(p)) => {
                         if decoder.is_none() {
                             match Decoder::new(kind, p.header.payload_type, &display) {
                                 Ok(d) => {
@@ -583,31 +717,111 @@ impl Call {
                                             track_id: track_id.clone(),
                                             packets: d.packets.clone(),
                                             decoded: d.decoded.clone(),
+                                            pli_sent: pli_sent.clone(),
                                         },
                                     );
                                     decoder = Some(d);
+                                    want_keyframe = true;
                                 }
                                 Err(e) => {
                                     tracing::error!(error = %e, "cannot decode remote track");
                                     return;
                                 }
                             }
+                            if let Some(dir) = &display.record_dir {
+                                let stem = format!("{session_id}-{}-{track_no}", kind.as_str());
+                                match Recorder::create(
+                                    dir,
+                                    stem,
+                                    kind,
+                                    display.record_max_bytes,
+                                    display.record_keep_parts,
+                                ) {
+                                    Ok(r) => recorder = Some(r),
+                                    Err(e) => tracing::warn!(error = %e, "cannot record the remote track"),
+                                }
+                            }
                         }
+                        media_ssrc = Some(p.header.ssrc);
                         if let Some(d) = &decoder {
                             d.push_rtp(&p);
                         }
+                        if let Some(r) = recorder.as_mut() {
+                            want_keyframe |= r.write(&p);
+                        }
                     }
-                    TrackRemoteEvent::OnEnded => break,
-                    _ => {}
+                    Polled::Event(TrackRemoteEvent::OnEnded) => break,
+                    Polled::Event(_) => {}
+                }
+                if want_keyframe
+                    && kind != RemoteKind::Audio
+                    && let Some(ssrc) = media_ssrc
+                    && pli_limit.allow(Instant::now())
+                {
+                    let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
+                    match track.write_rtcp(vec![Box::new(pli)]).await {
+                        Ok(()) => {
+                            pli_sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => tracing::debug!(error = %e, "cannot send PLI"),
+                    }
                 }
             }
         }));
     }
 }
 
+/// One step of a remote track's loop.
+enum Polled {
+    Event(TrackRemoteEvent),
+    /// Woken for something else (a keyframe request).
+    Nothing,
+    Ended,
+}
+
+impl From<Option<TrackRemoteEvent>> for Polled {
+    fn from(ev: Option<TrackRemoteEvent>) -> Self {
+        match ev {
+            Some(e) => Polled::Event(e),
+            None => Polled::Ended,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rtcp(packets: Vec<Box<dyn rtc::rtcp::Packet>>) -> TaggedPacket {
+        TaggedPacket {
+            now: Instant::now(),
+            transport: rtc::shared::TransportContext::default(),
+            message: rtc::interceptor::AttributedPacket::new(InterceptedPacket::Rtcp(packets)),
+        }
+    }
+
+    #[test]
+    fn only_keyframe_requests_reach_the_application() {
+        use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+        use rtc::rtcp::receiver_report::ReceiverReport;
+        use rtc::sansio::Protocol;
+
+        let mut f = KeyframeRequestForwarder::default();
+        f.handle_read(rtcp(vec![Box::new(ReceiverReport::default())])).expect("read");
+        assert!(f.poll_read().is_none(), "a receiver report alone stops at the chain's end");
+
+        let pli = PictureLossIndication { sender_ssrc: 1, media_ssrc: 2 };
+        f.handle_read(rtcp(vec![Box::new(ReceiverReport::default()), Box::new(pli)])).expect("read");
+        let out = f.poll_read().expect("the PLI goes on");
+        assert!(out.message.has(&Attribute::DeliverToApplication));
+        let InterceptedPacket::Rtcp(kept) = &out.message.packet else { panic!("not RTCP") };
+        assert_eq!(kept.len(), 1, "only the PLI is kept");
+        assert!(kept[0].as_any().is::<PictureLossIndication>());
+
+        f.handle_read(rtcp(vec![Box::new(FullIntraRequest::default())])).expect("read");
+        assert!(f.poll_read().is_some_and(|p| p.message.has(&Attribute::DeliverToApplication)));
+        assert!(f.poll_read().is_none());
+    }
 
     #[test]
     fn polite_side_rolls_back_on_glare() {

@@ -77,8 +77,13 @@ pub struct DisplayConfig {
     pub screen_sink: String,
     /// GStreamer sink for the operator's voice.
     pub audio_sink: String,
-    /// Headless: also write each received track to `<dir>/<session>-<track>.mkv`.
+    /// Also write each received track to files here (tests, diagnosis): VP8 as IVF, Opus as
+    /// Ogg, named `<session>-<kind>-<n>-<part>.ivf|ogg` (kind: camera, screen, audio).
     pub record_dir: Option<PathBuf>,
+    /// A recording part is closed and the next started at this size.
+    pub record_max_bytes: u64,
+    /// Parts kept per track (older ones are deleted).
+    pub record_keep_parts: u32,
 }
 
 impl Default for DisplayConfig {
@@ -89,8 +94,22 @@ impl Default for DisplayConfig {
             screen_sink: "autovideosink".into(),
             audio_sink: "autoaudiosink".into(),
             record_dir: None,
+            record_max_bytes: 64 * 1024 * 1024,
+            record_keep_parts: 2,
         }
     }
+}
+
+/// Which ICE candidates the terminal may use (`RTCIceTransportPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IceTransportPolicy {
+    /// Host, server-reflexive and relay candidates.
+    #[default]
+    All,
+    /// Only the TURN relay: media always goes through the deployment's coturn (networks that
+    /// allow nothing else, or that must not expose the terminal's addresses).
+    Relay,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,11 +121,18 @@ pub struct WebRtcConfig {
     pub use_server_ice: bool,
     /// Restart ICE when the connection stays disconnected or failed this long.
     pub ice_restart_after_secs: u64,
+    /// `relay`: use only TURN relay candidates (needs the server's TURN servers).
+    pub ice_transport_policy: IceTransportPolicy,
 }
 
 impl Default for WebRtcConfig {
     fn default() -> Self {
-        Self { udp_addrs: vec!["0.0.0.0:0".into()], use_server_ice: true, ice_restart_after_secs: 3 }
+        Self {
+            udp_addrs: vec!["0.0.0.0:0".into()],
+            use_server_ice: true,
+            ice_restart_after_secs: 3,
+            ice_transport_policy: IceTransportPolicy::All,
+        }
     }
 }
 
@@ -312,6 +338,18 @@ impl Config {
         if self.webrtc.udp_addrs.is_empty() {
             return Err(ConfigError::Invalid("webrtc.udp_addrs", "empty".into()));
         }
+        if self.webrtc.ice_transport_policy == IceTransportPolicy::Relay && !self.webrtc.use_server_ice {
+            return Err(ConfigError::Invalid(
+                "webrtc.ice_transport_policy",
+                "relay needs use_server_ice = true (the TURN servers come from the server)".into(),
+            ));
+        }
+        if self.display.record_max_bytes < 64 * 1024 {
+            return Err(ConfigError::Invalid(
+                "display.record_max_bytes",
+                format!("{} (at least 65536)", self.display.record_max_bytes),
+            ));
+        }
         Ok(())
     }
 
@@ -367,14 +405,19 @@ fps = 25
 mode = "screens"
 camera_sink = "xvimagesink display=:0.0"
 screen_sink = "xvimagesink display=:0.1"
+record_dir = "/var/lib/bangban-endpoint/recordings"
+record_max_bytes = 1048576
 [webrtc]
 udp_addrs = ["192.168.1.20:0"]
+ice_transport_policy = "relay"
 "#,
         )
         .expect("valid");
         assert_eq!(cfg.ws_url().expect("url"), "wss://bangban.example.gov.cn/ws");
         assert_eq!(cfg.media.video_source, VideoSource::Test);
         assert_eq!(cfg.media.fps, 25);
+        assert_eq!(cfg.webrtc.ice_transport_policy, IceTransportPolicy::Relay);
+        assert_eq!(cfg.display.record_max_bytes, 1_048_576);
         cfg.apply_env(|k| match k {
             "BANGBAN_ENDPOINT_SERVER_URL" => Some("http://127.0.0.1:9000".into()),
             "BANGBAN_ENDPOINT_HEADLESS" => Some("1".into()),
@@ -395,5 +438,12 @@ udp_addrs = ["192.168.1.20:0"]
         assert!(Config::parse("sever_url = \"http://x\"").is_err());
         let cfg = Config { server_url: "ftp://x".into(), ..Config::default() };
         assert!(cfg.validate().is_err());
+        assert!(Config::parse("[webrtc]\nice_transport_policy = \"host\"").is_err());
+        let relay_without_servers =
+            Config::parse("[webrtc]\nice_transport_policy = \"relay\"\nuse_server_ice = false")
+                .expect("parses");
+        assert!(relay_without_servers.validate().is_err());
+        let tiny = Config::parse("[display]\nrecord_max_bytes = 10").expect("parses");
+        assert!(tiny.validate().is_err());
     }
 }

@@ -2,8 +2,16 @@
 //! test sources, into an `appsink` whose samples become webrtc-rs track samples. Receivers push
 //! the operator's RTP packets into an `appsrc`, depacketise and decode them, and show them (face
 //! on display 1, shared screen on display 2, voice to the speakers) or, headless, count the
-//! decoded frames. Frame counters are what the status output and the tests report.
+//! decoded frames, and optionally write what arrives to files (IVF for VP8, Ogg for Opus) for
+//! tests and diagnosis. Frame counters are what the status output and the tests report.
+//!
+//! Keyframes: a sender answers the receiver's PLI/FIR (delivered by the RTCP forwarder in
+//! `call.rs`) by forcing a keyframe in its VP8 encoder (`GstForceKeyUnit`, rate limited); a
+//! receiver asks for one (PLI) when its decoder starts, when the depayloader asks upstream
+//! (`rtpvp8depay request-keyframe=true` on loss) and when a recording file rotates.
 
+use std::io::{Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,10 +20,19 @@ use futures_util::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
 use rtc::media::Sample;
+use rtc::media::io::Writer as _;
+use rtc::media::io::ivf_reader::IVFFileHeader;
+use rtc::media::io::ivf_writer::IVFWriter;
+use rtc::media::io::ogg_writer::OggWriter;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::PayloadType;
 use rtc::shared::marshal::Marshal;
+use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
 use crate::config::{AudioSource, DisplayConfig, DisplayMode, MediaConfig, VideoSource};
 
@@ -46,6 +63,15 @@ pub enum RemoteKind {
 }
 
 impl RemoteKind {
+    /// `camera`, `screen`, `audio` (as in the status output and recording file names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteKind::Camera => "camera",
+            RemoteKind::Screen => "screen",
+            RemoteKind::Audio => "audio",
+        }
+    }
+
     pub fn classify(is_audio: bool, stream_id: &str, track_id: &str) -> RemoteKind {
         if is_audio {
             RemoteKind::Audio
@@ -69,14 +95,15 @@ pub fn video_source_pipeline(cfg: &MediaConfig, pattern: &str) -> String {
     };
     format!(
         "{src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoconvert ! \
-         vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={br} lag-in-frames=0 threads=1 \
+         vp8enc name=enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={br} lag-in-frames=0 threads=1 \
          keyframe-max-dist={kf} error-resilient=partitions ! appsink name=sink sync=false max-buffers=4 drop=true",
         w = cfg.width,
         h = cfg.height,
         fps = cfg.fps,
         br = cfg.video_bitrate_kbps * 1000,
-        // A late-starting decoder recovers within a second (inbound PLI does not reach us yet).
-        kf = cfg.fps,
+        // Receivers ask for keyframes (PLI); the periodic one only bounds the damage when a
+        // request is lost.
+        kf = cfg.fps * 3,
     )
 }
 
@@ -132,7 +159,53 @@ pub fn tick_exact(nanos: u64, clock_rate: u32) -> Duration {
 #[derive(Debug, Default)]
 pub struct SendStats {
     pub frames: AtomicU64,
+    /// Keyframes sent (video; natural and forced).
+    pub keyframes: AtomicU64,
+    /// PLI/FIR received from the other side.
+    pub keyframe_requests: AtomicU64,
+    /// Keyframes forced in the encoder in answer to a request (rate limited).
+    pub forced_keyframes: AtomicU64,
 }
+
+/// Whether an RTCP packet asks for a keyframe (PLI or FIR).
+pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+/// At most one action per `min_interval` (sans-IO): forced keyframes and our own PLIs, so a
+/// burst of requests does not turn the stream into keyframes only.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    min_interval: Duration,
+    last: Option<Instant>,
+}
+
+impl RateLimit {
+    pub fn new(min_interval: Duration) -> Self {
+        Self { min_interval, last: None }
+    }
+
+    /// True (and remembered) when an action may happen at `now`.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.min_interval => false,
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+}
+
+/// Asks the encoder whose source pad this is for a keyframe (`GstForceKeyUnit` upstream event);
+/// true if the encoder took the request.
+pub fn force_keyframe(encoder_src: &gst::Pad) -> bool {
+    encoder_src.send_event(gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build())
+}
+
+/// The minimum gap between two forced keyframes, and between two PLIs we send for a track.
+pub const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Where encoded samples go: a webrtc track with its negotiated SSRC and payload type.
 pub struct SampleTarget {
@@ -159,36 +232,66 @@ pub async fn pump_into_track(
         .downcast::<gst_app::AppSink>()
         .map_err(|_| MediaError::Missing("appsink"))?;
     // Playing first: a stream polled earlier ends at once (facts.md).
+    // The video encoder, if any: keyframe requests are forced into it.
+    let encoder_src = pipeline.by_name("enc").ok().and_then(|e| e.static_pad("src"));
+    let mut limit = RateLimit::new(KEYFRAME_MIN_INTERVAL);
     pipeline.play()?;
     let mut samples = sink.stream();
-    while let Some(sample) = samples.next().await {
-        let Some(buffer) = sample.buffer() else { continue };
-        if muted.load(Ordering::Relaxed) {
-            continue;
+    let mut rtcp_open = true;
+    loop {
+        tokio::select! {
+            sample = samples.next() => {
+                let Some(sample) = sample else { break };
+                let Some(buffer) = sample.buffer() else { continue };
+                if muted.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let Ok(map) = buffer.map_readable() else { continue };
+                let nanos = buffer.duration().map_or(fallback.as_nanos() as u64, |d| d.nseconds());
+                let s = Sample {
+                    data: bytes::Bytes::copy_from_slice(map.as_slice()),
+                    duration: tick_exact(nanos, clock_rate),
+                    ..Sample::new(Instant::now())
+                };
+                if let Err(e) = track.sample_writer(ssrc, payload_type).write_sample(&s).await {
+                    tracing::debug!(error = %e, "write_sample failed");
+                    continue;
+                }
+                stats.frames.fetch_add(1, Ordering::Relaxed);
+                if encoder_src.is_some() && !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+                    stats.keyframes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            ev = track.poll(), if rtcp_open => match ev {
+                None => rtcp_open = false,
+                Some(TrackLocalEvent::OnRtcpPacket(packets)) => {
+                    if !packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+                        continue;
+                    }
+                    stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                    if let Some(pad) = &encoder_src
+                        && limit.allow(Instant::now())
+                        && force_keyframe(pad)
+                    {
+                        stats.forced_keyframes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Some(_) => {}
+            },
         }
-        let Ok(map) = buffer.map_readable() else { continue };
-        let nanos = buffer.duration().map_or(fallback.as_nanos() as u64, |d| d.nseconds());
-        let s = Sample {
-            data: bytes::Bytes::copy_from_slice(map.as_slice()),
-            duration: tick_exact(nanos, clock_rate),
-            ..Sample::new(Instant::now())
-        };
-        if let Err(e) = track.sample_writer(ssrc, payload_type).write_sample(&s).await {
-            tracing::debug!(error = %e, "write_sample failed");
-            continue;
-        }
-        stats.frames.fetch_add(1, Ordering::Relaxed);
     }
     drop(pipeline);
     Ok(())
 }
 
-/// Decodes one remote track; counts decoded frames (video) or buffers (audio).
+/// Decodes one remote track; counts decoded frames (video) or buffers (audio). Keyframe
+/// requests of the depayloader (upstream `GstForceKeyUnit`) come out of `keyframe_requests`.
 pub struct Decoder {
     _pipeline: Pipeline,
     src: gst_app::AppSrc,
     pub decoded: Arc<AtomicU64>,
     pub packets: Arc<AtomicU64>,
+    pub keyframe_requests: mpsc::UnboundedReceiver<()>,
 }
 
 impl Decoder {
@@ -218,10 +321,18 @@ impl Decoder {
             }
         };
         let pipeline = Pipeline::launch(&desc)?;
-        let src = pipeline
-            .by_name("src")?
-            .downcast::<gst_app::AppSrc>()
-            .map_err(|_| MediaError::Missing("appsrc"))?;
+        let src_el = pipeline.by_name("src")?;
+        let (kf_tx, keyframe_requests) = mpsc::unbounded_channel();
+        let src_pad = src_el.static_pad("src").ok_or(MediaError::Missing("src.src"))?;
+        src_pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(ev)) = &info.data
+                && ev.structure().is_some_and(|s| s.name() == "GstForceKeyUnit")
+            {
+                let _ = kf_tx.send(());
+            }
+            gst::PadProbeReturn::Ok
+        });
+        let src = src_el.downcast::<gst_app::AppSrc>().map_err(|_| MediaError::Missing("appsrc"))?;
         let decoded = Arc::new(AtomicU64::new(0));
         let counter = decoded.clone();
         let pad = pipeline.by_name("dec")?.static_pad("src").ok_or(MediaError::Missing("dec.src"))?;
@@ -230,7 +341,13 @@ impl Decoder {
             gst::PadProbeReturn::Ok
         });
         pipeline.play()?;
-        Ok(Self { _pipeline: pipeline, src, decoded, packets: Arc::new(AtomicU64::new(0)) })
+        Ok(Self {
+            _pipeline: pipeline,
+            src,
+            decoded,
+            packets: Arc::new(AtomicU64::new(0)),
+            keyframe_requests,
+        })
     }
 
     pub fn push_rtp(&self, packet: &rtc::rtp::Packet) {
@@ -238,6 +355,206 @@ impl Decoder {
         self.packets.fetch_add(1, Ordering::Relaxed);
         let _ = self.src.push_buffer(gst::Buffer::from_slice(bytes));
     }
+}
+
+/// A file writer that counts what it has written (for rotation).
+struct CountingFile {
+    file: std::fs::File,
+    written: u64,
+    shared: Arc<AtomicU64>,
+}
+
+impl Write for CountingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        self.shared.store(self.written, Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for CountingFile {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+enum FileWriter {
+    Ivf(IVFWriter<CountingFile>),
+    Ogg(Box<OggWriter<CountingFile>>),
+}
+
+impl FileWriter {
+    fn write_rtp(&mut self, p: &rtc::rtp::Packet) -> rtc::shared::error::Result<()> {
+        match self {
+            FileWriter::Ivf(w) => w.write_rtp(p),
+            FileWriter::Ogg(w) => w.write_rtp(p),
+        }
+    }
+    fn close(&mut self) -> rtc::shared::error::Result<()> {
+        match self {
+            FileWriter::Ivf(w) => w.close(),
+            FileWriter::Ogg(w) => w.close(),
+        }
+    }
+}
+
+/// Writes one received track to `<dir>/<session>-<kind>-<track>-<part>.ivf|ogg` (VP8 in IVF,
+/// Opus in Ogg), unbuffered so a reader sees whole frames at once. A part is closed (its IVF
+/// header then holds the frame count) and the next one opened when it reaches `max_bytes`;
+/// only the last `keep` parts stay on disk. Closed on drop.
+pub struct Recorder {
+    dir: PathBuf,
+    stem: String,
+    kind: RemoteKind,
+    max_bytes: u64,
+    keep: u32,
+    part: u32,
+    written: Arc<AtomicU64>,
+    writer: Option<FileWriter>,
+    last_audio_ts: Option<u32>,
+}
+
+impl Recorder {
+    /// `stem` names the track (`<session>-<kind>-<n>`); it must be a plain file-name part.
+    pub fn create(
+        dir: &Path,
+        stem: String,
+        kind: RemoteKind,
+        max_bytes: u64,
+        keep: u32,
+    ) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut r = Self {
+            dir: dir.to_path_buf(),
+            stem,
+            kind,
+            max_bytes,
+            keep: keep.max(1),
+            part: 0,
+            written: Arc::new(AtomicU64::new(0)),
+            writer: None,
+            last_audio_ts: None,
+        };
+        r.open()?;
+        Ok(r)
+    }
+
+    /// The path of part `part` of this track.
+    pub fn path_of(&self, part: u32) -> PathBuf {
+        let ext = if self.kind == RemoteKind::Audio { "ogg" } else { "ivf" };
+        self.dir.join(format!("{}-{part:03}.{ext}", self.stem))
+    }
+
+    fn open(&mut self) -> std::io::Result<()> {
+        let path = self.path_of(self.part);
+        let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
+        self.written.store(0, Ordering::Relaxed);
+        let out = CountingFile { file, written: 0, shared: self.written.clone() };
+        let w = if self.kind == RemoteKind::Audio {
+            OggWriter::new(out, 48_000, 2).map(|w| FileWriter::Ogg(Box::new(w)))
+        } else {
+            let header = IVFFileHeader {
+                signature: *b"DKIF",
+                version: 0,
+                header_size: 32,
+                four_cc: *b"VP80",
+                width: 0,
+                height: 0,
+                // Frame timestamps are frame numbers.
+                timebase_denominator: 30,
+                timebase_numerator: 1,
+                num_frames: 0,
+                unused: 0,
+            };
+            IVFWriter::new(out, &header).map(FileWriter::Ivf)
+        };
+        self.writer = Some(w.map_err(std::io::Error::other)?);
+        self.last_audio_ts = None;
+        if self.part >= self.keep {
+            let _ = std::fs::remove_file(self.path_of(self.part - self.keep));
+        }
+        Ok(())
+    }
+
+    fn close_part(&mut self) {
+        if let Some(mut w) = self.writer.take()
+            && let Err(e) = w.close()
+        {
+            tracing::warn!(error = %e, "closing a recording failed");
+        }
+    }
+
+    /// Writes one packet. Returns true when a new part was started (it begins at the next
+    /// keyframe: ask the sender for one).
+    pub fn write(&mut self, packet: &rtc::rtp::Packet) -> bool {
+        let mut rotate = self.written.load(Ordering::Relaxed) >= self.max_bytes;
+        if self.kind == RemoteKind::Audio {
+            // The Ogg writer needs rising timestamps: skip late packets, start a new part when
+            // the 32-bit RTP clock wraps.
+            let ts = packet.header.timestamp;
+            if let Some(last) = self.last_audio_ts {
+                let ahead = ts.wrapping_sub(last);
+                if ahead == 0 || ahead >= 1 << 31 {
+                    return false;
+                }
+                rotate |= ts < last;
+            }
+        }
+        if rotate {
+            self.close_part();
+            self.part += 1;
+            if let Err(e) = self.open() {
+                tracing::warn!(error = %e, "cannot open the next recording part; recording stops");
+                return false;
+            }
+        }
+        let Some(w) = self.writer.as_mut() else { return false };
+        // The container writers index into payloads they have just depacketized: a malformed
+        // packet from the network must not take the terminal down.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.write_rtp(packet)));
+        match r {
+            Ok(Ok(())) => {
+                if self.kind == RemoteKind::Audio {
+                    self.last_audio_ts = Some(packet.header.timestamp);
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "packet not recorded"),
+            Err(_) => {
+                tracing::warn!("malformed packet; recording of this track stops");
+                self.writer = None;
+            }
+        }
+        rotate
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.close_part();
+    }
+}
+
+/// Frames in an IVF file: (frame count in the header, frames actually present).
+pub fn ivf_frames(data: &[u8]) -> Option<(u32, u32)> {
+    if data.len() < 32 || &data[0..4] != b"DKIF" {
+        return None;
+    }
+    let header = u32::from_le_bytes(data[24..28].try_into().ok()?);
+    let mut at = usize::from(u16::from_le_bytes(data[6..8].try_into().ok()?));
+    let mut present = 0u32;
+    while at + 12 <= data.len() {
+        let size = u32::from_le_bytes(data[at..at + 4].try_into().ok()?) as usize;
+        if at + 12 + size > data.len() {
+            break;
+        }
+        at += 12 + size;
+        present += 1;
+    }
+    Some((header, present))
 }
 
 #[cfg(test)]
@@ -260,6 +577,120 @@ mod tests {
         assert_eq!(RemoteKind::classify(false, "s", "screen-video"), RemoteKind::Screen);
         assert_eq!(RemoteKind::classify(false, "operator-camera", "camera"), RemoteKind::Camera);
         assert_eq!(RemoteKind::classify(true, "operator-screen", "mic"), RemoteKind::Audio);
+    }
+
+    #[test]
+    fn rate_limit_spaces_actions() {
+        let t0 = Instant::now();
+        let mut r = RateLimit::new(Duration::from_millis(500));
+        assert!(r.allow(t0));
+        assert!(!r.allow(t0 + Duration::from_millis(100)));
+        assert!(!r.allow(t0 + Duration::from_millis(499)));
+        assert!(r.allow(t0 + Duration::from_millis(500)));
+        assert!(!r.allow(t0 + Duration::from_millis(900)));
+    }
+
+    fn vp8_packet(seq: u16, key: bool, len: usize) -> rtc::rtp::Packet {
+        let mut payload = vec![0x10u8, if key { 0x00 } else { 0x01 }];
+        payload.resize(len, 0xAB);
+        rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                marker: true,
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: u32::from(seq) * 6000,
+                ssrc: 7,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from(payload),
+        }
+    }
+
+    #[test]
+    fn recorder_writes_ivf_frames_and_rotates() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut r = Recorder::create(dir.path(), "s-camera-0".into(), RemoteKind::Camera, 64 * 1024, 2)
+            .expect("recorder");
+        // Starts at a keyframe: the delta frame before it is skipped.
+        assert!(!r.write(&vp8_packet(1, false, 500)));
+        let mut rotations = 0;
+        for seq in 2..400u16 {
+            if r.write(&vp8_packet(seq, seq % 30 == 2, 1000)) {
+                rotations += 1;
+            }
+        }
+        drop(r);
+        assert!(rotations >= 4, "rotated {rotations} times");
+        let mut parts: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        parts.sort();
+        assert_eq!(parts.len(), 2, "only the last two parts are kept: {parts:?}");
+        for p in &parts {
+            let data = std::fs::read(dir.path().join(p)).expect("read");
+            let (header, present) = ivf_frames(&data).expect("an IVF file");
+            assert_eq!(header, present, "{p}: the header counts the frames");
+            assert!(data.len() as u64 <= 64 * 1024 + 1100, "{p}: {} bytes", data.len());
+        }
+    }
+
+    #[test]
+    fn recorder_survives_hostile_packets() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut v = Recorder::create(dir.path(), "s-screen-1".into(), RemoteKind::Screen, 1 << 20, 2)
+            .expect("recorder");
+        let mut a = Recorder::create(dir.path(), "s-audio-2".into(), RemoteKind::Audio, 1 << 20, 2)
+            .expect("recorder");
+        let mut bad = vp8_packet(1, true, 2);
+        for payload in [&[][..], &[0x10][..], &[0x90, 0x80][..], &[0xff; 3][..]] {
+            bad.payload = bytes::Bytes::copy_from_slice(payload);
+            v.write(&bad);
+            a.write(&bad);
+        }
+        // Timestamps going backwards and wrapping do not panic the Ogg writer.
+        for ts in [u32::MAX - 1000, u32::MAX - 40, 500, 5, 5, 965, 500] {
+            bad.header.timestamp = ts;
+            bad.payload = bytes::Bytes::from_static(&[0xfc, 0x01, 0x02]);
+            a.write(&bad);
+        }
+        assert_eq!(ivf_frames(b"DKIF"), None);
+        assert_eq!(ivf_frames(&[0u8; 40]), None);
+        let mut truncated = b"DKIF".to_vec();
+        truncated.extend_from_slice(&[0, 0, 32, 0]);
+        truncated.resize(32, 0);
+        truncated.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(ivf_frames(&truncated), Some((0, 0)));
+    }
+
+    #[test]
+    fn a_forced_keyframe_comes_long_before_the_periodic_one() {
+        init().expect("gstreamer");
+        let cfg = MediaConfig {
+            video_source: VideoSource::Test,
+            fps: 30,
+            width: 160,
+            height: 120,
+            ..MediaConfig::default()
+        };
+        // Periodic keyframes every 3 s = 90 frames.
+        let p = Pipeline::launch(&video_source_pipeline(&cfg, "ball")).expect("launch");
+        let sink = p.by_name("sink").expect("sink").downcast::<gst_app::AppSink>().expect("appsink");
+        let enc_src = p.by_name("enc").expect("enc").static_pad("src").expect("enc.src");
+        p.play().expect("play");
+        let pull = || {
+            let s = sink.try_pull_sample(gst::ClockTime::from_seconds(5)).expect("a sample within 5 s");
+            !s.buffer().expect("buffer").flags().contains(gst::BufferFlags::DELTA_UNIT)
+        };
+        assert!(pull(), "the stream starts with a keyframe");
+        for _ in 0..5 {
+            assert!(!pull(), "then delta frames");
+        }
+        assert!(force_keyframe(&enc_src), "the encoder takes the request");
+        // Frames already queued in appsink (max-buffers=4) and the encoder come first.
+        let within = (0..12).position(|_| pull());
+        assert!(within.is_some(), "a keyframe within 12 frames of the request, not after 90");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! A resident's call from the kiosk to operator1: ticket, ring, accept, WebRTC both ways with a
-//! separate screen-share track, hang-up, wrap-up and the rating, stored by the server.
+//! separate screen-share track, keyframe requests both ways, hang-up, wrap-up and the rating,
+//! stored by the server; the terminal's recordings of what it received (IVF camera and screen,
+//! Ogg voice).
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -8,7 +10,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use shared::protocol::{ClientMsg, Outcome, ServerMsg};
 
-use crate::helpers::{Endpoint, OperatorPeer, OperatorWs, Server, WAIT, init_tracing};
+use crate::helpers::{Endpoint, EndpointOpts, OperatorPeer, OperatorWs, Server, WAIT, init_tracing};
 
 fn decoded(status: &Value, kind: &str) -> u64 {
     status["call"]["remote"]
@@ -32,7 +34,9 @@ async fn kiosk_call_with_screen_share_and_rating() -> Result<()> {
     .await?;
 
     // The kiosk: enroll with the printed code, run headless with test sources.
-    let mut ep = Endpoint::enroll_and_run(&server, &code).await?;
+    let record_dir = tempfile::tempdir()?;
+    let opts = EndpointOpts { record_dir: Some(record_dir.path().to_path_buf()), ..Default::default() };
+    let mut ep = Endpoint::enroll_and_run_with(&server, &code, opts).await?;
     ep.wait_status("signaling connected", |s| s["connected"] == true && s["phase"] == "idle").await?;
 
     // The resident picks an item of a line operator1 serves (社会保障), through the kiosk's API.
@@ -97,7 +101,31 @@ async fn kiosk_call_with_screen_share_and_rating() -> Result<()> {
         // Polled counters: wait for the next status line of the kiosk as the tick.
         ep.status.changed().await?;
     }
+
+    // Keyframes: the terminal asked for one on each video track when its decoder started, and
+    // the operator's encoder answered; a PLI from the operator forces one in the terminal's.
     let s = ep.get("/api/status").await?;
+    for r in s["call"]["remote"].as_array().context("remote tracks")? {
+        if r["kind"] != "audio" {
+            assert!(r["pli_sent"].as_u64() >= Some(1), "the terminal asks for a keyframe: {r}");
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    while peer.keyframe_requests_received() == 0 || peer.sent[0].forced_keyframes.load(Ordering::Relaxed) == 0
+    {
+        assert!(Instant::now() < deadline, "the operator's sender never saw the terminal's PLI");
+        ep.status.changed().await?;
+    }
+    let forced_before = s["call"]["forced_keyframes"].as_u64().unwrap_or(0);
+    let keyframes_before = s["call"]["sent_keyframes"].as_u64().unwrap_or(0);
+    assert!(peer.request_keyframe().await?, "the operator has the terminal's camera track");
+    let s = ep
+        .wait_status("the terminal forced a keyframe after the operator's PLI", |s| {
+            s["call"]["keyframe_requests"].as_u64() >= Some(1)
+                && s["call"]["forced_keyframes"].as_u64() > Some(forced_before)
+                && s["call"]["sent_keyframes"].as_u64() > Some(keyframes_before)
+        })
+        .await?;
     eprintln!(
         "MEASURE call setup (ticket → operator connected) {} ms; kiosk ICE/DTLS connected after {} ms; kiosk sent {} video / {} audio frames; operator sent {:?} (camera, screen, mic)",
         setup.as_millis(),
@@ -131,6 +159,47 @@ async fn kiosk_call_with_screen_share_and_rating() -> Result<()> {
         .and_then(|a| a.iter().find(|r| r["session_id"] == session.session_id.to_string()))
         .context("session record")?;
     assert_eq!(rec["rating"], "very_satisfied", "{rec}");
+
+    // What the terminal received is on disk: camera and screen as IVF (closed at the end of
+    // the call, so the header holds the frame count), the voice as Ogg.
+    let sid = session.session_id.to_string();
+    let deadline = Instant::now() + WAIT;
+    let (camera, screen) = loop {
+        let camera = recorded_ivf(record_dir.path(), &sid, "camera")?;
+        let screen = recorded_ivf(record_dir.path(), &sid, "screen")?;
+        if let (Some(c), Some(s)) = (camera, screen)
+            && c.0 > 0
+            && s.0 > 0
+        {
+            break (c, s);
+        }
+        assert!(Instant::now() < deadline, "recordings not closed: camera {camera:?}, screen {screen:?}");
+        ep.status.changed().await?;
+    };
+    assert!(camera.0 >= 30 && camera.0 == camera.1, "camera IVF (header, present): {camera:?}");
+    assert!(screen.0 >= 5 && screen.0 == screen.1, "screen IVF (header, present): {screen:?}");
+    let ogg = recorded(record_dir.path(), &sid, "audio", "ogg")?.context("audio recording")?;
+    let ogg = std::fs::read(ogg)?;
+    let pages = ogg.windows(4).filter(|w| w == b"OggS").count();
+    assert!(pages >= 25, "Ogg Opus voice with pages: {pages}");
     drop(peer);
     Ok(())
+}
+
+/// The first part of the recording of `kind` in session `sid`.
+fn recorded(dir: &std::path::Path, sid: &str, kind: &str, ext: &str) -> Result<Option<std::path::PathBuf>> {
+    let prefix = format!("{sid}-{kind}-");
+    for e in std::fs::read_dir(dir)? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) && name.ends_with(&format!("-000.{ext}")) {
+            return Ok(Some(dir.join(name)));
+        }
+    }
+    Ok(None)
+}
+
+/// (frames in the IVF header, frames present) of the recording of `kind`.
+fn recorded_ivf(dir: &std::path::Path, sid: &str, kind: &str) -> Result<Option<(u32, u32)>> {
+    let Some(path) = recorded(dir, sid, kind, "ivf")? else { return Ok(None) };
+    Ok(endpoint_client::media::ivf_frames(&std::fs::read(path)?))
 }

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use endpoint_client::call::build_peer;
-use endpoint_client::config::{AudioSource, MediaConfig, VideoSource};
-use endpoint_client::media::{self, SampleTarget, SendStats};
+use endpoint_client::config::{AudioSource, DisplayConfig, DisplayMode, MediaConfig, VideoSource};
+use endpoint_client::media::{self, Decoder, RateLimit, RemoteKind, SampleTarget, SendStats};
 use futures_util::{SinkExt, StreamExt};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -53,6 +54,7 @@ pub struct Server {
     addr: std::net::SocketAddr,
     dir: tempfile::TempDir,
     database_url: String,
+    ice: signaling_server::ice::IceConfig,
 }
 
 /// SQLite in the test's directory, or with `BANGBAN_TEST_DB=postgres` a fresh schema in the
@@ -73,10 +75,15 @@ async fn database_url(dir: &Path) -> Result<String> {
 
 impl Server {
     pub async fn start() -> Result<Self> {
+        Self::start_with_ice(signaling_server::ice::IceConfig::default()).await
+    }
+
+    /// A server that hands out these STUN/TURN servers with each session.
+    pub async fn start_with_ice(ice: signaling_server::ice::IceConfig) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let database_url = database_url(dir.path()).await?;
         let (addr, enrollment, stop, task) =
-            Self::spawn(dir.path(), "127.0.0.1:0".parse()?, &database_url).await?;
+            Self::spawn(dir.path(), "127.0.0.1:0".parse()?, &database_url, &ice).await?;
         Ok(Self {
             base: format!("http://{addr}"),
             enrollment,
@@ -85,7 +92,12 @@ impl Server {
             addr,
             dir,
             database_url,
+            ice,
         })
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
     }
 
     #[allow(clippy::type_complexity)]
@@ -93,6 +105,7 @@ impl Server {
         dir: &Path,
         listen: std::net::SocketAddr,
         database_url: &str,
+        ice: &signaling_server::ice::IceConfig,
     ) -> Result<(
         std::net::SocketAddr,
         Vec<(String, String)>,
@@ -103,6 +116,7 @@ impl Server {
         cfg.listen = listen;
         cfg.database_url = database_url.to_owned();
         cfg.demo = true;
+        cfg.ice = ice.clone();
         let app = signaling_server::Application::build(cfg).await?;
         let addr = app.local_addr();
         let enrollment = app.demo_enrollment.clone();
@@ -121,7 +135,8 @@ impl Server {
         if let Some(t) = self.task.take() {
             tokio::time::timeout(WAIT, t).await.context("server did not stop")???;
         }
-        let (_, _, stop, task) = Self::spawn(self.dir.path(), self.addr, &self.database_url).await?;
+        let (_, _, stop, task) =
+            Self::spawn(self.dir.path(), self.addr, &self.database_url, &self.ice).await?;
         self.stop = Some(stop);
         self.task = Some(task);
         Ok(())
@@ -260,6 +275,12 @@ pub struct EndpointOpts {
     pub scanner: Option<(String, PathBuf)>,
     /// More `scanimage` arguments (fault injection).
     pub scanner_extra_args: Vec<String>,
+    /// Reach the server here instead (a proxy in front of it).
+    pub server_url: Option<String>,
+    /// The `[webrtc]` section's body (default: loopback host candidates, no server ICE).
+    pub webrtc: Option<String>,
+    /// `display.record_dir`: write what the terminal receives to files.
+    pub record_dir: Option<PathBuf>,
 }
 
 /// The endpoint-client process (headless, test sources, loopback), killed on drop.
@@ -280,11 +301,6 @@ width = 320
 height = 240
 fps = 15
 video_bitrate_kbps = 300
-[display]
-mode = "headless"
-[webrtc]
-udp_addrs = ["127.0.0.1:0"]
-use_server_ice = false
 [kiosk]
 listen = "127.0.0.1:0"
 "#;
@@ -303,16 +319,30 @@ impl Endpoint {
             ),
             None => "[scanner]\nenabled = false\n".to_owned(),
         };
+        let webrtc = opts
+            .webrtc
+            .clone()
+            .unwrap_or_else(|| "udp_addrs = [\"127.0.0.1:0\"]\nuse_server_ice = false\n".to_owned());
+        let display = match &opts.record_dir {
+            Some(dir) => {
+                format!("[display]\nmode = \"headless\"\nrecord_dir = {:?}\n", dir.display().to_string())
+            }
+            None => "[display]\nmode = \"headless\"\n".to_owned(),
+        };
+        let base = opts.server_url.as_deref().unwrap_or(base);
         std::fs::write(
             &cfg,
             format!(
-                "server_url = \"{base}\"\ncredential_file = \"{}\"\nstate_dir = \"{}\"\n{ENDPOINT_CONFIG}{printer}{scanner}",
+                "server_url = \"{base}\"\ncredential_file = \"{}\"\nstate_dir = \"{}\"\n{ENDPOINT_CONFIG}{printer}{scanner}{display}[webrtc]\n{webrtc}",
                 dir.join("credential").display(),
                 dir.join("state").display(),
             ),
         )?;
         let mut cmd = tokio::process::Command::new(endpoint_binary()?);
-        cmd.arg("--config").arg(&cfg).env("RUST_LOG", "info,webrtc=warn,rtc=warn").kill_on_drop(true);
+        // `BANGBAN_E2E_ENDPOINT_LOG` overrides the terminal's log filter (diagnosis).
+        let log =
+            std::env::var("BANGBAN_E2E_ENDPOINT_LOG").unwrap_or_else(|_| "info,webrtc=warn,rtc=warn".into());
+        cmd.arg("--config").arg(&cfg).env("RUST_LOG", log).kill_on_drop(true);
         if let Some((_, sane)) = &opts.scanner {
             cmd.env("SANE_CONFIG_DIR", sane);
         }
@@ -320,6 +350,7 @@ impl Endpoint {
     }
 
     /// `endpoint-client enroll --code CODE` then `endpoint-client run`; waits for `ready`.
+    #[allow(dead_code)] // for tests that need no options
     pub async fn enroll_and_run(server: &Server, code: &str) -> Result<Self> {
         Self::enroll_and_run_with(server, code, EndpointOpts::default()).await
     }
@@ -488,10 +519,15 @@ enum OpEvent {
     Connected,
 }
 
+/// The terminal's camera track at the operator, with its SSRC (once it has arrived).
+type RemoteVideo = Arc<std::sync::Mutex<Option<(Arc<dyn TrackRemote>, u32)>>>;
+
 struct OpHandler {
     tx: mpsc::UnboundedSender<OpEvent>,
     video_packets: Arc<AtomicU64>,
     audio_packets: Arc<AtomicU64>,
+    video_decoded: Arc<std::sync::Mutex<Vec<Arc<AtomicU64>>>>,
+    remote_video: RemoteVideo,
 }
 
 #[async_trait::async_trait]
@@ -507,15 +543,63 @@ impl PeerConnectionEventHandler for OpHandler {
         }
     }
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let counter = if track.kind().await == RtpCodecKind::Audio {
-            self.audio_packets.clone()
-        } else {
-            self.video_packets.clone()
-        };
+        let is_audio = track.kind().await == RtpCodecKind::Audio;
+        let counter = if is_audio { self.audio_packets.clone() } else { self.video_packets.clone() };
+        let decoded = self.video_decoded.clone();
+        let remote_video = self.remote_video.clone();
+        // Like the console: decode the terminal's camera, ask for keyframes when the decoder
+        // starts or its depayloader wants one.
         tokio::spawn(async move {
-            while let Some(ev) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(_) = ev {
-                    counter.fetch_add(1, Ordering::Relaxed);
+            let mut decoder: Option<Decoder> = None;
+            let mut limit = RateLimit::new(media::KEYFRAME_MIN_INTERVAL);
+            let mut ssrc = None;
+            loop {
+                let mut want_keyframe = false;
+                let ev = match decoder.as_mut() {
+                    Some(d) => tokio::select! {
+                        ev = track.poll() => ev,
+                        Some(()) = d.keyframe_requests.recv() => {
+                            want_keyframe = true;
+                            None
+                        }
+                    },
+                    None => track.poll().await,
+                };
+                match ev {
+                    Some(TrackRemoteEvent::OnRtpPacket(p)) => {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        if !is_audio {
+                            if decoder.is_none() {
+                                let display =
+                                    DisplayConfig { mode: DisplayMode::Headless, ..Default::default() };
+                                if let Ok(d) =
+                                    Decoder::new(RemoteKind::Camera, p.header.payload_type, &display)
+                                {
+                                    decoded.lock().unwrap_or_else(|e| e.into_inner()).push(d.decoded.clone());
+                                    *remote_video.lock().unwrap_or_else(|e| e.into_inner()) =
+                                        Some((track.clone(), p.header.ssrc));
+                                    decoder = Some(d);
+                                    want_keyframe = true;
+                                }
+                            }
+                            ssrc = Some(p.header.ssrc);
+                            if let Some(d) = &decoder {
+                                d.push_rtp(&p);
+                            }
+                        }
+                    }
+                    Some(TrackRemoteEvent::OnEnded) => break,
+                    Some(_) => {}
+                    None if !want_keyframe => break,
+                    None => {}
+                }
+                if want_keyframe
+                    && let Some(media_ssrc) = ssrc
+                    && limit.allow(std::time::Instant::now())
+                {
+                    let _ = track
+                        .write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })])
+                        .await;
                 }
             }
         });
@@ -556,6 +640,10 @@ pub struct OperatorPeer {
     pub audio_packets: Arc<AtomicU64>,
     pub connected: watch::Receiver<bool>,
     pub sent: Vec<Arc<SendStats>>,
+    /// ICE-restart offers from the terminal that the operator answered.
+    pub offers_answered: Arc<AtomicU64>,
+    video_decoded: Arc<std::sync::Mutex<Vec<Arc<AtomicU64>>>>,
+    remote_video: RemoteVideo,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -570,10 +658,15 @@ impl OperatorPeer {
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
         let video_packets = Arc::new(AtomicU64::new(0));
         let audio_packets = Arc::new(AtomicU64::new(0));
+        let video_decoded = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let remote_video = Arc::new(std::sync::Mutex::new(None));
+        let offers_answered = Arc::new(AtomicU64::new(0));
         let handler = Arc::new(OpHandler {
             tx: ev_tx,
             video_packets: video_packets.clone(),
             audio_packets: audio_packets.clone(),
+            video_decoded: video_decoded.clone(),
+            remote_video: remote_video.clone(),
         });
         let pc = build_peer(vec![], vec!["127.0.0.1:0".into()], handler).await?;
         let camera = sample_track(RtpCodecKind::Video, "operator", "operator-camera")?;
@@ -614,6 +707,7 @@ impl OperatorPeer {
         let sent: Vec<Arc<SendStats>> = (0..3).map(|_| Arc::new(SendStats::default())).collect();
         let sent2 = sent.clone();
         let mic_sender2 = mic_sender.clone();
+        let answered = offers_answered.clone();
         tasks.push(tokio::spawn(async move {
             let mut pumps_started = false;
             loop {
@@ -621,6 +715,21 @@ impl OperatorPeer {
                     m = ws.rx.recv() => match m {
                         None => break,
                         Some(ServerMsg::Signal { signal, .. }) => match signal {
+                            // The terminal restarts ICE after a network change: answer it.
+                            Signal::Offer { sdp, .. } => {
+                                let r = async {
+                                    pc2.set_remote_description(RTCSessionDescription::offer(sdp.into_inner())?).await?;
+                                    let answer = pc2.create_answer(None).await?;
+                                    pc2.set_local_description(answer).await?;
+                                    let sdp = pc2.local_description().await.context("local description")?.sdp;
+                                    ws.send(ClientMsg::Signal { session_id: sid, signal: Signal::Answer { sdp: sdp.try_into()? } }).await?;
+                                    anyhow::Ok(())
+                                }.await;
+                                match r {
+                                    Ok(()) => { answered.fetch_add(1, Ordering::Relaxed); }
+                                    Err(e) => tracing::error!(error = %e, "operator: cannot answer the terminal's offer"),
+                                }
+                            }
                             Signal::Answer { sdp } => {
                                 if let Err(e) = pc2.set_remote_description(RTCSessionDescription::answer(sdp.into_inner()).expect("answer")).await {
                                     tracing::error!(error = %e, "operator: bad answer");
@@ -670,7 +779,21 @@ impl OperatorPeer {
                 }
             }
         }));
-        Ok((Self { pc, video_packets, audio_packets, connected, sent, tasks }, ws_tx, rest_rx))
+        Ok((
+            Self {
+                pc,
+                video_packets,
+                audio_packets,
+                connected,
+                sent,
+                offers_answered,
+                video_decoded,
+                remote_video,
+                tasks,
+            },
+            ws_tx,
+            rest_rx,
+        ))
     }
 }
 
@@ -678,6 +801,30 @@ impl OperatorPeer {
     /// Frames the operator's camera, screen and microphone have sent.
     pub fn sent_frames(&self) -> Vec<u64> {
         self.sent.iter().map(|s| s.frames.load(Ordering::Relaxed)).collect()
+    }
+
+    /// Frames of the terminal's camera the operator decoded.
+    pub fn video_decoded(&self) -> u64 {
+        self.video_decoded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Keyframe requests (PLI/FIR) the terminal sent about the operator's camera and screen.
+    pub fn keyframe_requests_received(&self) -> u64 {
+        self.sent[..2].iter().map(|s| s.keyframe_requests.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Sends a PLI about the terminal's camera, as a console does when its decoder needs a
+    /// keyframe. False until the camera track has arrived.
+    pub async fn request_keyframe(&self) -> Result<bool> {
+        let remote = self.remote_video.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some((track, media_ssrc)) = remote else { return Ok(false) };
+        track.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await?;
+        Ok(true)
     }
 }
 

@@ -7,5 +7,8 @@
 
 mod call;
 mod helpers;
+mod netcut;
+mod netproxy;
 mod print;
 mod scan;
+mod turn;
