@@ -249,6 +249,22 @@ describe('a call with the real terminal', () => {
       return s.call.remote.some((/** @type {any} */ r) => r.kind === 'screen' && r.decoded > 0);
     });
     await shot(op, '35-operator-real-terminal-sharing');
+    // The resident's controls: mute stops the microphone's packets; the volume goes up and down.
+    await k.click('#mute');
+    await k.waitForSelector('#mute[aria-pressed=true]');
+    // Observed over one second, in which an open microphone sends ~50 Opus frames.
+    const sentMuted = (await status()).call.sent_audio_frames;
+    const mutedAt = Date.now();
+    const during = await until('a one-second window', async () => (Date.now() - mutedAt >= 1000 ? status() : null));
+    assert.ok(during.call.mic_muted, 'the kiosk reports the muted microphone');
+    assert.ok(during.call.sent_audio_frames - sentMuted <= 2, `no microphone frames while muted: ${during.call.sent_audio_frames - sentMuted}`);
+    await k.click('#mute');
+    await until('unmuted audio flows', async () => (await status()).call.sent_audio_frames > sentMuted + 10);
+    await k.click('#vol-up');
+    await k.waitForSelector('#vol:has-text("120%")');
+    await k.click('#vol-down');
+    await k.click('#vol-down');
+    await k.waitForSelector('#vol:has-text("80%")');
     await shot(k, '36-kiosk-in-call');
 
     // Ask for a scan of the item's material: the kiosk shows it in large type; one touch scans.

@@ -42,6 +42,14 @@ pub enum UiCommand {
         slot_id: Option<Uuid>,
         pages: u32,
     },
+    /// The resident mutes / unmutes the microphone during the call.
+    Mic {
+        muted: bool,
+    },
+    /// Playback volume of the operator's voice, percent.
+    Volume {
+        percent: u32,
+    },
     /// A committee staff member signed in at the kiosk (checked by the server).
     StaffSignedIn(StaffSession),
     StaffSignedOut,
@@ -240,6 +248,19 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                             // Only signed-in staff enter a resident's details (least privilege).
                             let resident = if staff_token.is_some() { resident } else { None };
                             kiosk.take_ticket(item_id, priority, resident, staff_token)
+                        }
+                        UiCommand::Mic { muted } => {
+                            if kiosk.session_id().is_some() {
+                                stats.set_mic_muted(muted);
+                                Ok(vec![])
+                            } else {
+                                Err(ActionError::WrongPhase(kiosk.phase().name()))
+                            }
+                        }
+                        UiCommand::Volume { percent } => {
+                            let v = stats.set_volume(percent);
+                            tracing::info!(volume = v, "playback volume");
+                            Ok(vec![])
                         }
                         UiCommand::StaffSignedIn(s) => {
                             tracing::info!(staff = %s.username, "staff signed in at the kiosk");

@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gstreamer as gst;
+use gstreamer::prelude::*;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Attribute, Interceptor, Packet as InterceptedPacket, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
@@ -78,6 +80,10 @@ pub struct CallSnapshot {
     pub keyframe_requests: u64,
     /// Keyframes forced in answer (rate limited).
     pub forced_keyframes: u64,
+    /// The resident muted the microphone.
+    pub mic_muted: bool,
+    /// Playback volume, percent.
+    pub volume: u32,
     pub remote: Vec<RemoteTrackStats>,
 }
 
@@ -97,14 +103,31 @@ struct RemoteCounters {
     pli_sent: Arc<AtomicU64>,
 }
 
-/// Live counters of the current call, shared with the status output.
-#[derive(Default)]
+/// Live counters of the current call, shared with the status output; also the resident's
+/// in-call controls (microphone mute, playback volume), which the kiosk sets directly.
 pub struct CallStats {
     inner: Mutex<StatsInner>,
     video: Arc<SendStats>,
     audio: Arc<SendStats>,
     ice_restarts: AtomicU64,
+    /// Playback volume in percent (0–150) and the audio decoders' `volume` elements.
+    volume: Mutex<(u32, Vec<gst::glib::WeakRef<gst::Element>>)>,
 }
+
+impl Default for CallStats {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            video: Arc::default(),
+            audio: Arc::default(),
+            ice_restarts: AtomicU64::default(),
+            volume: Mutex::new((100, Vec::new())),
+        }
+    }
+}
+
+/// Highest playback volume the kiosk offers (percent).
+pub const MAX_VOLUME: u32 = 150;
 
 #[derive(Default)]
 struct StatsInner {
@@ -119,6 +142,41 @@ impl CallStats {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The resident mutes or unmutes the microphone (the operator hears nothing while muted).
+    pub fn set_mic_muted(&self, muted: bool) {
+        self.audio.muted.store(muted, Ordering::Relaxed);
+    }
+
+    pub fn mic_muted(&self) -> bool {
+        self.audio.muted.load(Ordering::Relaxed)
+    }
+
+    /// Sets the playback volume of the operator's voice (percent, clamped to 0–`MAX_VOLUME`).
+    pub fn set_volume(&self, percent: u32) -> u32 {
+        let percent = percent.min(MAX_VOLUME);
+        let mut g = self.volume.lock().unwrap_or_else(|p| p.into_inner());
+        g.0 = percent;
+        g.1.retain(|w| match w.upgrade() {
+            Some(el) => {
+                el.set_property("volume", f64::from(percent) / 100.0);
+                true
+            }
+            None => false,
+        });
+        percent
+    }
+
+    pub fn volume(&self) -> u32 {
+        self.volume.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
+    /// A new audio decoder plays at the current volume.
+    fn add_volume_element(&self, el: &gst::Element) {
+        let mut g = self.volume.lock().unwrap_or_else(|p| p.into_inner());
+        el.set_property("volume", f64::from(g.0) / 100.0);
+        g.1.push(el.downgrade());
+    }
+
     pub fn snapshot(&self) -> CallSnapshot {
         let g = self.lock();
         CallSnapshot {
@@ -131,6 +189,8 @@ impl CallStats {
             sent_keyframes: self.video.keyframes.load(Ordering::Relaxed),
             keyframe_requests: self.video.keyframe_requests.load(Ordering::Relaxed),
             forced_keyframes: self.video.forced_keyframes.load(Ordering::Relaxed),
+            mic_muted: self.mic_muted(),
+            volume: self.volume(),
             remote: g
                 .remote
                 .values()
@@ -380,6 +440,8 @@ pub fn start(
     }
     stats.video.frames.store(0, Ordering::Relaxed);
     stats.audio.frames.store(0, Ordering::Relaxed);
+    // Every call starts with the microphone on.
+    stats.set_mic_muted(false);
     tokio::spawn(async move {
         if let Err(e) = Call::run(session, settings, ws_out, rx, stats.clone()).await {
             tracing::error!(error = %e, "call failed");
@@ -709,6 +771,9 @@ impl Call {
                         if decoder.is_none() {
                             match Decoder::new(kind, p.header.payload_type, &display) {
                                 Ok(d) => {
+                                    if let Some(v) = &d.volume {
+                                        stats.add_volume_element(v);
+                                    }
                                     stats.lock().remote.insert(
                                         format!("{stream_id}/{track_id}"),
                                         RemoteCounters {

@@ -165,6 +165,8 @@ pub struct SendStats {
     pub keyframe_requests: AtomicU64,
     /// Keyframes forced in the encoder in answer to a request (rate limited).
     pub forced_keyframes: AtomicU64,
+    /// The resident muted this source (the microphone) from the kiosk: samples are skipped.
+    pub muted: AtomicBool,
 }
 
 /// Whether an RTCP packet asks for a keyframe (PLI or FIR).
@@ -243,7 +245,7 @@ pub async fn pump_into_track(
             sample = samples.next() => {
                 let Some(sample) = sample else { break };
                 let Some(buffer) = sample.buffer() else { continue };
-                if muted.load(Ordering::Relaxed) {
+                if muted.load(Ordering::Relaxed) || stats.muted.load(Ordering::Relaxed) {
                     continue;
                 }
                 let Ok(map) = buffer.map_readable() else { continue };
@@ -287,6 +289,8 @@ pub async fn pump_into_track(
 /// Decodes one remote track; counts decoded frames (video) or buffers (audio). Keyframe
 /// requests of the depayloader (upstream `GstForceKeyUnit`) come out of `keyframe_requests`.
 pub struct Decoder {
+    /// The playback `volume` element (audio only).
+    pub volume: Option<gst::Element>,
     _pipeline: Pipeline,
     src: gst_app::AppSrc,
     pub decoded: Arc<AtomicU64>,
@@ -316,7 +320,8 @@ impl Decoder {
                 format!(
                     "appsrc name=src is-live=true format=time do-timestamp=true \
                      caps=application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload={payload_type} ! \
-                     rtpjitterbuffer latency=50 ! rtpopusdepay ! opusdec name=dec ! audioconvert ! audioresample ! {sink}"
+                     rtpjitterbuffer latency=50 ! rtpopusdepay ! opusdec name=dec ! audioconvert ! \
+                     volume name=vol ! audioresample ! {sink}"
                 )
             }
         };
@@ -340,8 +345,10 @@ impl Decoder {
             counter.fetch_add(1, Ordering::Relaxed);
             gst::PadProbeReturn::Ok
         });
+        let volume = pipeline.by_name("vol").ok();
         pipeline.play()?;
         Ok(Self {
+            volume,
             _pipeline: pipeline,
             src,
             decoded,

@@ -8,6 +8,8 @@
 //! - `POST /api/scan {session_id?, slot_id?, pages?}` scans for the current call (the kiosk's
 //!   scan button, or the operator's request relayed by the UI); progress in the status
 //!   (`scanner`, `uploads`).
+//! - `POST /api/mic {muted}`, `POST /api/volume {percent}` the resident's in-call controls;
+//! - `POST /api/staff/login {username, password}`, `POST /api/staff/logout` committee staff.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +65,8 @@ pub async fn serve(
         .route("/api/rate", post(rate))
         .route("/api/scan", post(scan))
         .route("/api/staff/login", post(staff_login))
+        .route("/api/mic", post(mic))
+        .route("/api/volume", post(volume))
         .route("/api/staff/logout", post(|s: State<Ui>| command(s, UiCommand::StaffSignedOut)))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(ui);
@@ -249,4 +253,38 @@ async fn staff_login(
         expires_at: std::time::Instant::now() + Duration::from_secs(t.expires_in.saturating_sub(30)),
     };
     command(s, UiCommand::StaffSignedIn(session)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MicBody {
+    muted: bool,
+}
+
+async fn mic(s: State<Ui>, body: Result<Json<MicBody>, axum::extract::rejection::JsonRejection>) -> Response {
+    match body {
+        Ok(Json(b)) => command(s, UiCommand::Mic { muted: b.muted }).await,
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VolumeBody {
+    percent: u32,
+}
+
+async fn volume(
+    s: State<Ui>,
+    body: Result<Json<VolumeBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(b)) if b.percent <= crate::call::MAX_VOLUME => {
+            command(s, UiCommand::Volume { percent: b.percent }).await
+        }
+        Ok(_) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, format!("音量应在 0–{} 之间", crate::call::MAX_VOLUME))
+        }
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+    }
 }

@@ -735,7 +735,10 @@ impl Core {
                 )
                 .await;
                 // The operator who served sees the rating in today's history at once.
-                self.out.send_many(&mut [from, s.operator].into_iter(), &ServerMsg::RatingRecorded { session_id });
+                self.out.send_many(
+                    &mut [from, s.operator].into_iter(),
+                    &ServerMsg::RatingRecorded { session_id },
+                );
                 Ok(())
             }
             ClientMsg::SetAvailability { available } => {
