@@ -29,7 +29,7 @@ const EN = {
   '本人画面': 'Me', '未获得摄像头或麦克风权限': 'No camera or microphone permission',
   '办件信息': 'Ticket', '所需材料': 'Required materials', '必需': 'required', '可选': 'optional',
   '现场扫描上传': 'Scan at point', '原件事后寄送': 'Courier original later', '现场打印签字': 'Print & sign at point',
-  '已收材料': 'Materials received', '查看完整': 'Reveal', '查看完整信息（将记入审计日志）': 'Show in full (audited)', '查看完整身份证号将记入审计日志，确定查看吗？': 'Revealing the full ID number is recorded in the audit log. Continue?', '协助人员': 'Assisted by', '居委会工作人员': 'committee staff', '请求扫描': 'Ask for a scan', '已请求扫描': 'Scan requested', '打印': 'Print', '暂无材料': 'No materials yet', '通过': 'Accept', '退回': 'Reject', '查看': 'Open',
+  '已收材料': 'Materials received', '跳过顺序，接听此号': 'Take this ticket out of turn', '查看完整': 'Reveal', '查看完整信息（将记入审计日志）': 'Show in full (audited)', '查看完整身份证号将记入审计日志，确定查看吗？': 'Revealing the full ID number is recorded in the audit log. Continue?', '协助人员': 'Assisted by', '居委会工作人员': 'committee staff', '请求扫描': 'Ask for a scan', '已请求扫描': 'Scan requested', '打印': 'Print', '暂无材料': 'No materials yet', '通过': 'Accept', '退回': 'Reject', '查看': 'Open',
   '已上传': 'Uploaded', '已查看': 'Viewed', '已通过': 'Accepted', '已退回': 'Rejected',
   '退回原因': 'Reason for rejection', '远程打印': 'Remote printing', '选择 PDF 表单并发送到服务点打印': 'Choose a PDF form to print at the point',
   '份数': 'Copies', '发送打印': 'Send to printer', '取消打印': 'Cancel',

@@ -514,6 +514,22 @@ pub struct LineBoard {
     /// Of which priority tickets.
     pub priority_waiting: u32,
     pub longest_wait_secs: u32,
+    /// The next tickets in service order (at most 10), which an operator of the line may `pick`.
+    /// Numbers, items and priorities only: no personal data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next: Vec<BoardTicket>,
+}
+
+/// A waiting ticket on the board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BoardTicket {
+    #[schemars(with = "UuidSchema")]
+    pub ticket_id: Uuid,
+    pub number: String,
+    pub item_name: String,
+    pub priority: Priority,
+    /// Seconds waited when the board was sent.
+    pub waited_secs: u32,
 }
 
 /// One operator on the supervisor board.

@@ -225,6 +225,13 @@ fn server_examples() -> Vec<ServerMsg> {
                 waiting: 4,
                 priority_waiting: 1,
                 longest_wait_secs: 300,
+                next: vec![BoardTicket {
+                    ticket_id: id(1),
+                    number: "J-0012".into(),
+                    item_name: "城乡居民基本养老保险待遇申领".into(),
+                    priority: Priority::Elderly,
+                    waited_secs: 300,
+                }],
             }],
             operators: vec![OperatorBoardEntry {
                 operator_id: id(5),
@@ -638,6 +645,7 @@ fn frame_size_limit_is_enforced_before_parsing() {
                 waiting: 1,
                 priority_waiting: 0,
                 longest_wait_secs: 1,
+                next: vec![],
             })
             .collect(),
         operators: vec![],

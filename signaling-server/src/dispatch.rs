@@ -230,7 +230,12 @@ pub struct LineBoard {
     /// Those of them with a non-`Normal` priority.
     pub priority_waiting: u32,
     pub longest_wait_ms: i64,
+    /// The first tickets in service order (at most [`BOARD_HEAD`]), for operators to pick.
+    pub head: Vec<TicketId>,
 }
+
+/// How many of each line's next tickets the board lists.
+pub const BOARD_HEAD: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Board {
@@ -679,7 +684,13 @@ impl Dispatcher {
                 .filter_map(|(_, t)| self.tickets.get(t).map(|t| t.enqueued_at.0))
                 .min();
             let longest_wait_ms = oldest.map_or(0, |at| now.0.saturating_sub(at).max(0));
-            LineBoard { line, waiting: count(l.queue.len()), priority_waiting: l.priority, longest_wait_ms }
+            LineBoard {
+                line,
+                waiting: count(l.queue.len()),
+                priority_waiting: l.priority,
+                longest_wait_ms,
+                head: l.queue.values().take(BOARD_HEAD).copied().collect(),
+            }
         });
         let mut operators: Vec<_> = self.ops.iter().map(|(&id, o)| (id, o.state)).collect();
         operators.sort_by_key(|&(id, _)| id);
@@ -1466,7 +1477,14 @@ mod tests {
         // t3000 is 4th (the elderly ticket goes first): 4 * 300 s / 2 operators = 600 s.
         let pos = Position { position: 4, estimated_wait_secs: 600 };
         assert_eq!(d.position(t(3000)), Some(pos));
-        let line = LineBoard { line: l(1), waiting: 4, priority_waiting: 1, longest_wait_ms: 9_000 };
+        let line = LineBoard {
+            line: l(1),
+            waiting: 4,
+            priority_waiting: 1,
+            longest_wait_ms: 9_000,
+            // Service order: the elderly ticket first, then first come, first served.
+            head: vec![t(4000), t(1000), t(2000), t(3000)],
+        };
         assert_eq!(d.board(at(10_000)).lines, vec![line]);
         d.pick(o(1), t(4000), at(10_000)).unwrap();
         d.call_ended(o(1), at(70_000)).unwrap(); // 60 s: (4 * 300 + 60) / 5 = 252 s

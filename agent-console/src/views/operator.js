@@ -78,7 +78,14 @@ export function operatorView(ctx, main) {
         h('div.board-figures', null,
           h('span.count', { title: t('等待') }, String(l.waiting)),
           l.priority_waiting ? h('span.prio', { title: t('优先') }, `${t('优先')} ${l.priority_waiting}`) : null,
-          l.waiting ? h('span.wait', { title: t('最长等待') }, fmt.duration(l.longest_wait_secs + elapsed)) : h('span.muted', null, t('暂无排队')))));
+          l.waiting ? h('span.wait', { title: t('最长等待') }, fmt.duration(l.longest_wait_secs + elapsed)) : h('span.muted', null, t('暂无排队'))),
+        l.next?.length ? h('ol.board-next', null, l.next.map((/** @type {any} */ n) => h('li', { 'data-ticket': n.ticket_id },
+          h('span.num', null, n.number), priorityTag(n.priority),
+          h('span.ellipsis', { title: n.item_name }, n.item_name),
+          h('span.muted', null, fmt.duration(n.waited_secs + elapsed)),
+          !st.session && !st.wrap && !st.ringing
+            ? h('button.btn.small.ghost.pick', { type: 'button', title: t('跳过顺序，接听此号'), onclick: () => socket.send({ type: 'pick', ticket_id: n.ticket_id }) }, t('接听'))
+            : null))) : null));
     mount(boardCard, h('h2.card-title', null, t('排队情况')), rows.length ? h('ul.board-list#queue-board', null, rows) : h('p.muted#queue-board', null, t('暂无排队')));
   }
 

@@ -1403,6 +1403,18 @@ impl Core {
                 waiting: l.waiting,
                 priority_waiting: l.priority_waiting,
                 longest_wait_secs: u32::try_from(l.longest_wait_ms / 1000).unwrap_or(u32::MAX),
+                next: l
+                    .head
+                    .iter()
+                    .filter_map(|t| self.tickets.get(&t.0))
+                    .map(|t| shared::protocol::BoardTicket {
+                        ticket_id: t.view.ticket_id,
+                        number: t.view.number.clone(),
+                        item_name: t.view.item_name.clone(),
+                        priority: t.view.priority,
+                        waited_secs: u32::try_from((now - t.created_at).max(0) / 1000).unwrap_or(u32::MAX),
+                    })
+                    .collect(),
             })
             .collect();
         let operators = b

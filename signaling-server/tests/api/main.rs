@@ -17,6 +17,7 @@ mod print_jobs;
 mod rectifications;
 mod stats;
 mod terminals;
+mod ws_board_pick;
 mod ws_client;
 mod ws_flow;
 mod ws_ice;
