@@ -6,7 +6,8 @@
 #   --server    build tools for signaling-server
 #   --terminal  build tools + GStreamer, SANE, CUPS (+ cups-pdf), poppler for endpoint-client
 #   --test      everything the test suite needs (server + terminal + Chromium, CJK fonts,
-#               coturn, nginx-light, PostgreSQL client tools); this is the default
+#               coturn, nginx-light, PostgreSQL client tools, and `s3s-fs`, an S3 server over a
+#               directory, by `cargo install` into ~/.cargo/bin once); this is the default
 #
 # Idempotent: asks dpkg what is missing and, only if something is, runs `apt-get update` once
 # and `apt-get install -y --no-install-recommends` for the missing packages. Runs as root or
@@ -46,6 +47,17 @@ pkgs=("${build_pkgs[@]}")
 if [ "$want_terminal" = 1 ] || [ "$want_test" = 1 ]; then pkgs+=("${terminal_pkgs[@]}"); fi
 if [ "$want_test" = 1 ]; then pkgs+=("${test_pkgs[@]}"); fi
 
+# The S3-compatible server the materials tests store into (MinIO is not packaged for Debian).
+# Installed as the invoking user, not root; a no-op once present. 0.14.1: the newest release
+# whose rust-version (1.92) the workspace toolchain meets.
+S3S_FS_VERSION=0.14.1
+install_s3s_fs() {
+  local bin="${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs"
+  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then return 0; fi
+  echo "install-system-deps: cargo install s3s-fs $S3S_FS_VERSION"
+  cargo install --locked s3s-fs --version "$S3S_FS_VERSION" --features binary
+}
+
 missing=()
 for p in "${pkgs[@]}"; do
   # Captured first: `dpkg -s | grep -q` under pipefail fails at random on SIGPIPE.
@@ -54,6 +66,7 @@ for p in "${pkgs[@]}"; do
 done
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-system-deps: all ${#pkgs[@]} packages present"
+  if [ "$want_test" = 1 ]; then install_s3s_fs; fi
   exit 0
 fi
 
@@ -82,4 +95,5 @@ echo "install-system-deps: installing ${missing[*]}"
 apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
 "${apt[@]}" update
 "${apt[@]}" install -y --no-install-recommends "${missing[@]}"
+if [ "$want_test" = 1 ]; then install_s3s_fs; fi
 echo "install-system-deps: done"

@@ -77,7 +77,7 @@ pub struct MaterialsConfig {
     /// Print jobs not taken by the terminal expire after this (`BANGBAN_PRINT_JOB_EXPIRY_SECS`,
     /// default 24 h); unfinished uploads expire after the same time.
     pub print_job_expiry_ms: i64,
-    /// An S3-compatible bucket instead of `<data-dir>/materials` (cargo feature `s3`).
+    /// An S3-compatible bucket instead of `<data-dir>/materials`.
     pub s3: Option<S3Config>,
 }
 
@@ -301,11 +301,6 @@ impl Config {
         if !(60..=900).contains(&self.access_ttl_secs) || !(60..=900).contains(&self.device_ttl_secs) {
             return Err(ConfigError::Invalid(
                 "access_ttl_secs and device_ttl_secs must be between 60 and 900 (≤ 15 min)".into(),
-            ));
-        }
-        if self.materials.s3.is_some() && !cfg!(feature = "s3") {
-            return Err(ConfigError::Invalid(
-                "BANGBAN_S3_* is set but this server was built without the `s3` feature".into(),
             ));
         }
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres")) {

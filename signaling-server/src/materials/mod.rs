@@ -10,7 +10,7 @@
 //! - [`sniff`]: type by content, display-safe file names; [`thumb`]: thumbnails.
 //!
 //! Objects live in an `object_store` (the local file system under `<data-dir>/materials` by
-//! default; S3-compatible with the `s3` cargo feature), content-addressed: the object name is a
+//! default; any S3-compatible store, e.g. MinIO, by `BANGBAN_S3_*`), content-addressed: the object name is a
 //! keyed hash of the plaintext's SHA-256, so identical files are stored once and names reveal
 //! nothing to whoever reads the bucket. Metadata lives in the database (`materials`,
 //! `material_objects`, `uploads`, `print_jobs`). Every view, download and purge is audited.
@@ -59,6 +59,8 @@ pub enum StoreError {
 /// The object store and the upload staging area. Cheap to share (held in the state).
 pub struct Store {
     objects: Arc<dyn ObjectStore>,
+    /// Multipart part size: S3 refuses parts under 5 MiB (except the last one).
+    part_size: usize,
     uploads_dir: PathBuf,
     /// Serialises storing and deleting objects (dedup by content must not race a purge).
     commit: tokio::sync::Mutex<()>,
@@ -77,30 +79,39 @@ impl Store {
     pub fn open(config: &Config) -> Result<Self, StoreError> {
         let uploads_dir = config.data_dir.join("uploads");
         std::fs::create_dir_all(&uploads_dir).map_err(|e| StoreError::Dir(uploads_dir.clone(), e))?;
-        let objects: Arc<dyn ObjectStore> = match &config.materials.s3 {
-            #[cfg(feature = "s3")]
-            Some(s3) => Arc::new(
-                object_store::aws::AmazonS3Builder::new()
-                    .with_endpoint(&s3.endpoint)
-                    .with_bucket_name(&s3.bucket)
-                    .with_region(&s3.region)
-                    .with_access_key_id(&s3.access_key_id)
-                    .with_secret_access_key(&s3.secret_access_key)
-                    .with_allow_http(s3.endpoint.starts_with("http://"))
-                    .build()?,
-            ),
-            _ => {
+        let (objects, part_size): (Arc<dyn ObjectStore>, usize) = match &config.materials.s3 {
+            Some(s3) => {
+                // object_store's HTTP client uses rustls without a bundled provider: ring, the
+                // same provider webrtc uses. `Err` only means a provider is installed already.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let s3 = Arc::new(
+                    object_store::aws::AmazonS3Builder::new()
+                        .with_endpoint(&s3.endpoint)
+                        .with_bucket_name(&s3.bucket)
+                        .with_region(&s3.region)
+                        .with_access_key_id(&s3.access_key_id)
+                        .with_secret_access_key(&s3.secret_access_key)
+                        .with_allow_http(s3.endpoint.starts_with("http://"))
+                        // MinIO-style `http://host:port/bucket` addressing, not `bucket.host`.
+                        .with_virtual_hosted_style_request(false)
+                        .build()?,
+                );
+                (s3, 5 * 1024 * 1024)
+            }
+            None => {
                 let dir = config.data_dir.join("materials");
                 std::fs::create_dir_all(&dir).map_err(|e| StoreError::Dir(dir.clone(), e))?;
-                Arc::new(
+                let local = Arc::new(
                     object_store::local::LocalFileSystem::new_with_prefix(&dir)?
                         .with_fsync(true)
                         .with_automatic_cleanup(true),
-                )
+                );
+                (local, 1024 * 1024)
             }
         };
         Ok(Self {
             objects,
+            part_size,
             uploads_dir,
             commit: tokio::sync::Mutex::new(()),
             upload_locks: std::sync::Mutex::new(HashMap::new()),
@@ -130,7 +141,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let location = ObjectPath::from(path);
         let upload = self.objects.put_multipart(&location).await?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, 1024 * 1024);
+        let mut w = WriteMultipart::new_with_chunk_size(upload, self.part_size);
         let sealer = Sealer::new(key, path);
         let n = crypto::segments(size);
         let mut buf = vec![0u8; usize::try_from(SEGMENT).unwrap_or(65_536)];

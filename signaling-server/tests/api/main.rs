@@ -11,6 +11,7 @@ mod hostile;
 mod jwt_attacks;
 mod materials;
 mod materials_fixture;
+mod materials_s3;
 mod matrix;
 mod points;
 mod print_jobs;

@@ -346,19 +346,6 @@ async fn path_like_and_very_long_names_are_harmless_metadata() {
     assert_eq!(create(&app, &c.device, data.len(), &huge).await.status(), StatusCode::BAD_REQUEST);
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("dir").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn the_store_holds_no_plaintext() {
     let app = TestApp::spawn().await;

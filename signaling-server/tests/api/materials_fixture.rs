@@ -204,3 +204,17 @@ pub async fn content(app: &TestApp, token: &str, material: &str) -> (StatusCode,
         .expect("get sent");
     (resp.status(), resp.bytes().await.expect("body").to_vec())
 }
+
+/// Every file under `dir`, recursively.
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
