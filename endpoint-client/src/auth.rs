@@ -49,7 +49,7 @@ pub async fn enroll(
     code: &str,
     credential_file: &Path,
 ) -> Result<EnrollResponse, AuthError> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?;
+    let client = crate::tls::http(Duration::from_secs(20)).build()?;
     let resp: EnrollResponse = post_json(
         &client,
         &format!("{http_base}/api/v1/terminals/enroll"),
@@ -114,7 +114,7 @@ pub struct DeviceAuth {
 
 impl DeviceAuth {
     pub fn new(http_base: &str, credential: String) -> Result<Self, AuthError> {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
+        let client = crate::tls::http(Duration::from_secs(15)).build()?;
         Ok(Self {
             client,
             url: format!("{http_base}/api/v1/terminals/token"),

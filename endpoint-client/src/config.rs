@@ -213,6 +213,9 @@ pub struct Config {
     /// Base URL of the signaling server (`https://bangban.example.gov.cn`); the WebSocket URL is
     /// derived from it (`wss://…/ws`).
     pub server_url: String,
+    /// PEM file with the CA certificate(s) that signed the server's TLS certificate, when it is
+    /// not in the system's trust store (a private government CA). Optional.
+    pub tls_ca_file: Option<PathBuf>,
     /// The device credential written by `enroll` (mode 0600).
     pub credential_file: PathBuf,
     /// Write a JSON status snapshot here every second (optional).
@@ -232,6 +235,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             server_url: "http://127.0.0.1:8080".into(),
+            tls_ca_file: None,
             credential_file: PathBuf::from("/var/lib/bangban-endpoint/credential"),
             status_file: None,
             state_dir: None,
@@ -292,6 +296,9 @@ impl Config {
         }
         if let Some(v) = get("BANGBAN_ENDPOINT_SCANNER_DEVICE") {
             self.scanner.device = Some(v).filter(|d| !d.is_empty());
+        }
+        if let Some(v) = get("BANGBAN_ENDPOINT_TLS_CA_FILE") {
+            self.tls_ca_file = Some(v.into()).filter(|p: &PathBuf| !p.as_os_str().is_empty());
         }
         if let Some(v) = get("BANGBAN_ENDPOINT_STATUS_FILE") {
             self.status_file = Some(v.into());

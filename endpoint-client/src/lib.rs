@@ -15,6 +15,7 @@
 //!   [`spool`]: scanned pages kept durably until stored; [`upload`]: tus uploads with resume.
 //! - [`print`]: print jobs: claim (token persisted first), download, SHA-256, IPP to CUPS once,
 //!   state reports. [`rest`]: the device-token REST calls.
+//! - [`tls`]: rustls (ring) for `https://` / `wss://`: system roots plus the config's CA file.
 //! - [`ui`]: the local kiosk UI (Simplified Chinese, large type) and its JSON API.
 //! - [`app`]: `run`, wiring the above together; status output.
 //!
@@ -32,5 +33,6 @@ pub mod rest;
 pub mod scan;
 pub mod signaling;
 pub mod spool;
+pub mod tls;
 pub mod ui;
 pub mod upload;

@@ -42,6 +42,10 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if let Err(e) = endpoint_client::tls::init(cfg.tls_ca_file.as_deref()) {
+        eprintln!("配置错误 (configuration error): {e}");
+        return std::process::ExitCode::from(2);
+    }
     let result = match cli.cmd {
         Cmd::Enroll { code } => endpoint_client::auth::enroll(cfg.http_base(), &code, &cfg.credential_file)
             .await

@@ -45,10 +45,8 @@ pub struct ServerApi {
 
 impl ServerApi {
     pub fn new(base: &str, auth: Arc<DeviceAuth>) -> Result<Self, RestError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .build()?;
+        let http =
+            crate::tls::http(Duration::from_secs(120)).connect_timeout(Duration::from_secs(10)).build()?;
         Ok(Self { http, base: base.trim_end_matches('/').to_owned(), auth })
     }
 

@@ -105,7 +105,12 @@ async fn connect_once(
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
-    let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
+    let connect = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        Some(config),
+        true,
+        Some(crate::tls::ws_connector()),
+    );
     let (ws, _resp) = match timeout(Duration::from_secs(15), connect).await {
         Err(_) => return Outcome::Retry("connect timed out".into()),
         Ok(Err(WsError::Http(resp))) if resp.status().as_u16() == 401 => {

@@ -54,7 +54,7 @@ pub async fn serve(
     if !listen.ip().is_loopback() {
         anyhow::bail!("the kiosk UI listens on loopback only, not {listen}");
     }
-    let ui = Ui { tx, status, auth, http: reqwest::Client::new(), server };
+    let ui = Ui { tx, status, auth, http: crate::tls::http(Duration::from_secs(30)).build()?, server };
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/api/status", get(status_handler))

@@ -281,6 +281,8 @@ pub struct EndpointOpts {
     pub webrtc: Option<String>,
     /// `display.record_dir`: write what the terminal receives to files.
     pub record_dir: Option<PathBuf>,
+    /// `tls_ca_file`: the CA that signed the (proxy's) server certificate.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// The endpoint-client process (headless, test sources, loopback), killed on drop.
@@ -330,10 +332,14 @@ impl Endpoint {
             None => "[display]\nmode = \"headless\"\n".to_owned(),
         };
         let base = opts.server_url.as_deref().unwrap_or(base);
+        let ca = match &opts.tls_ca_file {
+            Some(f) => format!("tls_ca_file = {:?}\n", f.display().to_string()),
+            None => String::new(),
+        };
         std::fs::write(
             &cfg,
             format!(
-                "server_url = \"{base}\"\ncredential_file = \"{}\"\nstate_dir = \"{}\"\n{ENDPOINT_CONFIG}{printer}{scanner}{display}[webrtc]\n{webrtc}",
+                "server_url = \"{base}\"\n{ca}credential_file = \"{}\"\nstate_dir = \"{}\"\n{ENDPOINT_CONFIG}{printer}{scanner}{display}[webrtc]\n{webrtc}",
                 dir.join("credential").display(),
                 dir.join("state").display(),
             ),

@@ -11,4 +11,5 @@ mod netcut;
 mod netproxy;
 mod print;
 mod scan;
+mod tls;
 mod turn;
