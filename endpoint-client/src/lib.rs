@@ -15,6 +15,7 @@
 //!   [`spool`]: scanned pages kept durably until stored; [`upload`]: tus uploads with resume.
 //! - [`print`]: print jobs: claim (token persisted first), download, SHA-256, IPP to CUPS once,
 //!   state reports. [`rest`]: the device-token REST calls.
+//! - [`health`]: the heartbeat (devices, printer, scanner, disk, version) every 30 s.
 //! - [`ui`]: the local kiosk UI (Simplified Chinese, large type) and its JSON API.
 //! - [`app`]: `run`, wiring the above together; status output.
 //!
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod backoff;
 pub mod call;
 pub mod config;
+pub mod health;
 pub mod kiosk;
 pub mod media;
 pub mod print;

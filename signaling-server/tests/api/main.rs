@@ -16,6 +16,7 @@ mod points;
 mod print_jobs;
 mod rectifications;
 mod stats;
+mod terminal_health;
 mod terminals;
 mod ws_client;
 mod ws_flow;

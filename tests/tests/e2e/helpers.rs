@@ -53,6 +53,7 @@ pub struct Server {
     addr: std::net::SocketAddr,
     dir: tempfile::TempDir,
     database_url: String,
+    tweak: fn(&mut signaling_server::config::Config),
 }
 
 /// SQLite in the test's directory, or with `BANGBAN_TEST_DB=postgres` a fresh schema in the
@@ -73,10 +74,15 @@ async fn database_url(dir: &Path) -> Result<String> {
 
 impl Server {
     pub async fn start() -> Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the configuration changed by `tweak` (also on `restart`).
+    pub async fn start_with(tweak: fn(&mut signaling_server::config::Config)) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let database_url = database_url(dir.path()).await?;
         let (addr, enrollment, stop, task) =
-            Self::spawn(dir.path(), "127.0.0.1:0".parse()?, &database_url).await?;
+            Self::spawn(dir.path(), "127.0.0.1:0".parse()?, &database_url, tweak).await?;
         Ok(Self {
             base: format!("http://{addr}"),
             enrollment,
@@ -85,6 +91,7 @@ impl Server {
             addr,
             dir,
             database_url,
+            tweak,
         })
     }
 
@@ -93,6 +100,7 @@ impl Server {
         dir: &Path,
         listen: std::net::SocketAddr,
         database_url: &str,
+        tweak: fn(&mut signaling_server::config::Config),
     ) -> Result<(
         std::net::SocketAddr,
         Vec<(String, String)>,
@@ -103,6 +111,7 @@ impl Server {
         cfg.listen = listen;
         cfg.database_url = database_url.to_owned();
         cfg.demo = true;
+        tweak(&mut cfg);
         let app = signaling_server::Application::build(cfg).await?;
         let addr = app.local_addr();
         let enrollment = app.demo_enrollment.clone();
@@ -121,7 +130,7 @@ impl Server {
         if let Some(t) = self.task.take() {
             tokio::time::timeout(WAIT, t).await.context("server did not stop")???;
         }
-        let (_, _, stop, task) = Self::spawn(self.dir.path(), self.addr, &self.database_url).await?;
+        let (_, _, stop, task) = Self::spawn(self.dir.path(), self.addr, &self.database_url, self.tweak).await?;
         self.stop = Some(stop);
         self.task = Some(task);
         Ok(())
@@ -260,6 +269,8 @@ pub struct EndpointOpts {
     pub scanner: Option<(String, PathBuf)>,
     /// More `scanimage` arguments (fault injection).
     pub scanner_extra_args: Vec<String>,
+    /// Seconds between heartbeats (`[health] interval_secs`; the client's default when `None`).
+    pub health_interval_secs: Option<u64>,
 }
 
 /// The endpoint-client process (headless, test sources, loopback), killed on drop.
@@ -303,10 +314,14 @@ impl Endpoint {
             ),
             None => "[scanner]\nenabled = false\n".to_owned(),
         };
+        let health = opts
+            .health_interval_secs
+            .map(|s| format!("[health]\ninterval_secs = {s}\n"))
+            .unwrap_or_default();
         std::fs::write(
             &cfg,
             format!(
-                "server_url = \"{base}\"\ncredential_file = \"{}\"\nstate_dir = \"{}\"\n{ENDPOINT_CONFIG}{printer}{scanner}",
+                "server_url = \"{base}\"\ncredential_file = \"{}\"\nstate_dir = \"{}\"\n{ENDPOINT_CONFIG}{printer}{scanner}{health}",
                 dir.join("credential").display(),
                 dir.join("state").display(),
             ),
