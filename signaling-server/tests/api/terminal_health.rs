@@ -13,7 +13,7 @@ fn report(version: &str) -> Value {
     json!({
         "camera": { "state": "ok", "detail": "test source" },
         "microphone": { "state": "ok", "detail": "test source" },
-        "printer": { "state": "idle", "reasons": [] },
+        "printer": { "state": "idle", "reasons": [], "detail": null },
         "scanner": { "state": "ok", "detail": "test:0" },
         "disk": { "free_bytes": 40_000_000_000u64, "total_bytes": 64_000_000_000u64 },
         "version": version,
