@@ -24,7 +24,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Text cut to what the server accepts: control characters dropped, ≤ 200 characters.
 fn detail(s: impl AsRef<str>) -> Option<String> {
-    let t: String = s.as_ref().chars().filter(|c| !c.is_control()).take(HEALTH_MAX_DETAIL).collect();
+    let t: String = s.as_ref()
+        .chars()
+        .filter(|c| !c.is_control() && !shared::validate::is_forbidden_format(*c)).take(HEALTH_MAX_DETAIL).collect();
     Some(t.trim().to_owned()).filter(|t| !t.is_empty())
 }
 
@@ -93,8 +95,12 @@ pub async fn printer(cfg: &Config) -> PrinterHealth {
     let ipp = Ipp::new(&cfg.printer.uri);
     match tokio::time::timeout(PROBE_TIMEOUT, ipp.run(|i| i.printer())).await {
         Ok(Ok(info)) => printer_from_ipp(info.state, &info.reasons),
-        Ok(Err(e)) => PrinterHealth { state: PrinterState::Unreachable, reasons: vec![], detail: detail(e.to_string()) },
-        Err(_) => PrinterHealth { state: PrinterState::Unreachable, reasons: vec![], detail: detail("timeout") },
+        Ok(Err(e)) => {
+            PrinterHealth { state: PrinterState::Unreachable, reasons: vec![], detail: detail(e.to_string()) }
+        }
+        Err(_) => {
+            PrinterHealth { state: PrinterState::Unreachable, reasons: vec![], detail: detail("timeout") }
+        }
     }
 }
 
@@ -131,7 +137,9 @@ pub async fn scanner(cfg: &Config, status: &Status) -> DeviceHealth {
     let listed = listed_scanners(&stdout);
     let found = match &cfg.scanner.device {
         // `test` names the first device of the backend (`test:0`).
-        Some(d) => listed.iter().find(|l| *l == d || l.strip_prefix(d.as_str()).is_some_and(|r| r.starts_with(':'))),
+        Some(d) => {
+            listed.iter().find(|l| *l == d || l.strip_prefix(d.as_str()).is_some_and(|r| r.starts_with(':')))
+        }
         None => listed.first(),
     };
     match found {
@@ -226,7 +234,7 @@ mod tests {
 
     #[test]
     fn details_are_bounded_and_clean() {
-        let d = detail(format!("a\u{1b}b{}", "x".repeat(500))).expect("text");
+        let d = detail(format!("a\u{1b}\u{202E}b{}", "x".repeat(500))).expect("text");
         assert_eq!(d.chars().count(), HEALTH_MAX_DETAIL);
         assert!(d.starts_with("ab"));
         assert!(detail("  ").is_none());

@@ -614,7 +614,8 @@ pub struct PrinterHealth {
 impl PrinterHealth {
     /// A fault worth an alarm: the printer stopped, or a reason ends in `-error`.
     pub fn fault(&self) -> Option<String> {
-        let errors: Vec<&str> = self.reasons.iter().filter(|r| r.ends_with("-error")).map(String::as_str).collect();
+        let errors: Vec<&str> =
+            self.reasons.iter().filter(|r| r.ends_with("-error")).map(String::as_str).collect();
         if self.state == PrinterState::Stopped || !errors.is_empty() {
             let reasons = if errors.is_empty() { self.reasons.join(",") } else { errors.join(",") };
             Some(if reasons.is_empty() { "stopped".to_owned() } else { reasons })
@@ -660,7 +661,7 @@ impl TerminalHealthReport {
             if v.chars().count() > max {
                 return Err(format!("{field} 超过 {max} 个字符 (too long)"));
             }
-            if v.chars().any(char::is_control) {
+            if v.chars().any(|c| c.is_control() || crate::validate::is_forbidden_format(c)) {
                 return Err(format!("{field} 含有控制字符 (control characters)"));
             }
             Ok(())

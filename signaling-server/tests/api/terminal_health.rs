@@ -130,13 +130,34 @@ async fn hostile_heartbeats_are_refused_and_nothing_is_stored() {
     let many: Vec<String> = (0..17).map(|i| format!("reason-{i}")).collect();
     let huge: Vec<String> = (0..10_000).map(|_| "media-empty-error".to_owned()).collect();
     let cases: Vec<(&str, Value, StatusCode)> = vec![
-        ("oversized detail", with(&["camera", "detail"], json!("镜".repeat(8000))), StatusCode::PAYLOAD_TOO_LARGE),
+        (
+            "oversized detail",
+            with(&["camera", "detail"], json!("镜".repeat(8000))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
         ("huge array", with(&["printer", "reasons"], json!(huge)), StatusCode::PAYLOAD_TOO_LARGE),
         ("17 reasons", with(&["printer", "reasons"], json!(many)), StatusCode::UNPROCESSABLE_ENTITY),
-        ("long detail", with(&["scanner", "detail"], json!("x".repeat(201))), StatusCode::UNPROCESSABLE_ENTITY),
-        ("control chars", with(&["camera", "detail"], json!("ok\u{1b}[2J")), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "long detail",
+            with(&["scanner", "detail"], json!("x".repeat(201))),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "control chars",
+            with(&["camera", "detail"], json!("ok\u{1b}[2J")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "bidi override",
+            with(&["printer", "detail"], json!("ok\u{202E}gnp")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         ("bad reason", with(&["printer", "reasons"], json!(["<script>"])), StatusCode::UNPROCESSABLE_ENTITY),
-        ("long reason", with(&["printer", "reasons"], json!(["a".repeat(65)])), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "long reason",
+            with(&["printer", "reasons"], json!(["a".repeat(65)])),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         ("wrong type", with(&["uptime_secs"], json!("forever")), StatusCode::UNPROCESSABLE_ENTITY),
         ("negative", with(&["uptime_secs"], json!(-1)), StatusCode::UNPROCESSABLE_ENTITY),
         ("unknown state", with(&["printer", "state"], json!("on_fire")), StatusCode::UNPROCESSABLE_ENTITY),
@@ -187,7 +208,8 @@ async fn a_printer_fault_opens_an_alarm_until_the_printer_recovers() {
     let supervisor = app.login("supervisor").await;
 
     let mut jammed = report("0.1.0");
-    jammed["printer"] = json!({ "state": "stopped", "reasons": ["media-empty-error", "cups-waiting-for-job-completed"] });
+    jammed["printer"] =
+        json!({ "state": "stopped", "reasons": ["media-empty-error", "cups-waiting-for-job-completed"] });
     let (s, _) = app.post(HEALTH, Some(&dev), jammed.clone()).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     // Reported twice: still one alarm.

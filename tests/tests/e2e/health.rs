@@ -95,7 +95,8 @@ async fn heartbeats_show_the_devices_and_silence_raises_then_clears_the_offline_
 
     // Back on: its first heartbeat clears the alarm.
     ep.restart().await?;
-    let row = wait_row(&server, &sup, "the alarm cleared", |r| r["online"] == true && !open_offline(r)).await?;
+    let row =
+        wait_row(&server, &sup, "the alarm cleared", |r| r["online"] == true && !open_offline(r)).await?;
     assert_eq!(row["report"]["version"], env!("CARGO_PKG_VERSION"));
     let all = server.get(&sup, "/api/v1/terminal-alarms?state=all").await?;
     let cleared = all["alarms"]

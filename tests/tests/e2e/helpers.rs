@@ -130,7 +130,8 @@ impl Server {
         if let Some(t) = self.task.take() {
             tokio::time::timeout(WAIT, t).await.context("server did not stop")???;
         }
-        let (_, _, stop, task) = Self::spawn(self.dir.path(), self.addr, &self.database_url, self.tweak).await?;
+        let (_, _, stop, task) =
+            Self::spawn(self.dir.path(), self.addr, &self.database_url, self.tweak).await?;
         self.stop = Some(stop);
         self.task = Some(task);
         Ok(())
@@ -314,10 +315,8 @@ impl Endpoint {
             ),
             None => "[scanner]\nenabled = false\n".to_owned(),
         };
-        let health = opts
-            .health_interval_secs
-            .map(|s| format!("[health]\ninterval_secs = {s}\n"))
-            .unwrap_or_default();
+        let health =
+            opts.health_interval_secs.map(|s| format!("[health]\ninterval_secs = {s}\n")).unwrap_or_default();
         std::fs::write(
             &cfg,
             format!(
