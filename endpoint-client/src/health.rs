@@ -24,9 +24,12 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Text cut to what the server accepts: control characters dropped, ≤ 200 characters.
 fn detail(s: impl AsRef<str>) -> Option<String> {
-    let t: String = s.as_ref()
+    let t: String = s
+        .as_ref()
         .chars()
-        .filter(|c| !c.is_control() && !shared::validate::is_forbidden_format(*c)).take(HEALTH_MAX_DETAIL).collect();
+        .filter(|c| !c.is_control() && !shared::validate::is_forbidden_format(*c))
+        .take(HEALTH_MAX_DETAIL)
+        .collect();
     Some(t.trim().to_owned()).filter(|t| !t.is_empty())
 }
 

@@ -110,6 +110,8 @@ export function supervisorView(ctx, main, staffOnly) {
   async function loadTerminals() {
     try {
       const list = await api.get('/api/v1/terminals/health');
+      // Open alarms move the card to the top of the page.
+      terms.classList.toggle('has-alarms', list.some((/** @type {any} */ x) => x.alarms.length));
       mount(terms, h('h2.card-title', null, t('终端健康'),
         h('span.count-badge', { class: list.some((/** @type {any} */ x) => x.alarms.length) ? 'bad' : undefined },
           `${t('告警')} ${list.reduce((/** @type {number} */ n, /** @type {any} */ x) => n + x.alarms.length, 0)}`)),
