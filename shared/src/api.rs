@@ -695,7 +695,7 @@ impl TerminalHealthReport {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmKind {
@@ -722,10 +722,12 @@ impl AlarmKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TerminalAlarmView {
+    #[schemars(with = "crate::protocol::UuidSchema")]
     pub id: Uuid,
+    #[schemars(with = "crate::protocol::UuidSchema")]
     pub terminal_id: Uuid,
     pub terminal_name: String,
     pub point_name: String,

@@ -226,6 +226,18 @@ fn server_examples() -> Vec<ServerMsg> {
         ServerMsg::Board { lines: vec![], operators: vec![] },
         ServerMsg::MaterialChanged { session_id: s, material: material() },
         ServerMsg::PrintJobChanged { job: print_job() },
+        ServerMsg::TerminalAlarm {
+            alarm: shared::api::TerminalAlarmView {
+                id: Uuid::from_u128(41),
+                terminal_id: Uuid::from_u128(42),
+                terminal_name: "华山居委会一体机 1 号".into(),
+                point_name: "华山居委会静邻帮办点".into(),
+                kind: shared::api::AlarmKind::PrinterFault,
+                opened_at: 1_780_000_000_000,
+                cleared_at: Some(1_780_000_060_000),
+                detail: "media-empty-error".into(),
+            },
+        },
     ];
     v.extend(signals().into_iter().map(|signal| ServerMsg::Signal {
         session_id: s,

@@ -4,7 +4,8 @@
 //! runs the same rule for its terminal at once, so an alarm clears as soon as it reports.
 //! Raising and clearing are audited (`terminal.alarm_raise`, `terminal.alarm_clear`); a
 //! partial unique index keeps at most one open alarm per terminal and kind, so the task and a
-//! heartbeat racing each other cannot open two.
+//! heartbeat racing each other cannot open two. Connected supervisors and admins get a
+//! `terminal_alarm` message for each change.
 
 use serde_json::json;
 use shared::api::{AlarmKind, TerminalHealthReport};
@@ -170,6 +171,7 @@ async fn apply(state: &AppState, d: Decision, now: i64) -> ApiResult<()> {
                     .target(terminal_id)
                     .detail(json!({ "alarm_id": id, "kind": kind.as_str(), "detail": detail }));
                 state.audit(rec).await;
+                push(state, id).await?;
             }
         }
         Decision::Clear { alarm_id, terminal_id, kind, reason } => {
@@ -187,9 +189,30 @@ async fn apply(state: &AppState, d: Decision, now: i64) -> ApiResult<()> {
                     .target(terminal_id)
                     .detail(json!({ "alarm_id": alarm_id, "kind": kind.as_str(), "reason": reason }));
                 state.audit(rec).await;
+                push(state, alarm_id).await?;
             }
         }
     }
+    Ok(())
+}
+
+/// Tells the connected supervisors and admins that an alarm opened or cleared.
+async fn push(state: &AppState, alarm_id: Uuid) -> ApiResult<()> {
+    use crate::api::terminal_health::{ALARM_SELECT, alarm_from_row};
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{ALARM_SELECT} WHERE a.id = $1")))
+        .bind(alarm_id.to_string())
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let alarm = alarm_from_row(&row)?;
+    let rows = sqlx::query("SELECT id FROM users WHERE role IN ('admin', 'supervisor') AND active = 1")
+        .fetch_all(&state.db.pool)
+        .await?;
+    let watchers = rows
+        .iter()
+        .map(|r| -> ApiResult<Uuid> { Ok(parse_id(&r.try_get::<String, _>("id")?)?) })
+        .collect::<ApiResult<Vec<_>>>()?;
+    state.switchboard.notify(watchers, shared::protocol::ServerMsg::TerminalAlarm { alarm }).await;
     Ok(())
 }
 

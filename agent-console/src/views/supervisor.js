@@ -164,6 +164,8 @@ export function supervisorView(ctx, main, staffOnly) {
   /** @param {Event} e */
   const onMessage = (e) => {
     if (/** @type {CustomEvent} */ (e).detail.type === 'board') { boardAt = Date.now(); renderBoard(); }
+    // An alarm opened or cleared: reload the terminals' health at once.
+    if (/** @type {CustomEvent} */ (e).detail.type === 'terminal_alarm' && !staffOnly) loadTerminals();
   };
   socket.addEventListener('message', onMessage);
   const tick = window.setInterval(renderBoard, 1000);

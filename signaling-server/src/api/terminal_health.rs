@@ -57,11 +57,11 @@ pub async fn report(
     Ok(StatusCode::NO_CONTENT)
 }
 
-const ALARM_SELECT: &str = "SELECT a.id, a.terminal_id, t.name AS terminal_name, p.name AS point_name, a.kind, \
+pub const ALARM_SELECT: &str = "SELECT a.id, a.terminal_id, t.name AS terminal_name, p.name AS point_name, a.kind, \
     a.opened_at, a.cleared_at, a.detail FROM terminal_alarms a JOIN terminals t ON t.id = a.terminal_id \
     JOIN service_points p ON p.id = t.point_id";
 
-fn alarm_from_row(r: &AnyRow) -> ApiResult<TerminalAlarmView> {
+pub fn alarm_from_row(r: &AnyRow) -> ApiResult<TerminalAlarmView> {
     Ok(TerminalAlarmView {
         id: parse_id(&r.try_get::<String, _>("id")?)?,
         terminal_id: parse_id(&r.try_get::<String, _>("terminal_id")?)?,

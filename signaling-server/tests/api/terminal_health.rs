@@ -7,7 +7,11 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use shared::api::AlarmKind;
+use shared::protocol::{ClientMsg, ServerMsg};
+
 use crate::helpers::TestApp;
+use crate::ws_client::WsClient;
 
 fn report(version: &str) -> Value {
     json!({
@@ -206,6 +210,9 @@ async fn a_printer_fault_opens_an_alarm_until_the_printer_recovers() {
     let (_, dev) = app.enroll_terminal(0).await;
     let id = terminal_id(&dev);
     let supervisor = app.login("supervisor").await;
+    let (mut ws, _welcome) = WsClient::connect(&app, &supervisor).await;
+    let operator = app.login("operator1").await;
+    let (mut op_ws, _welcome) = WsClient::connect(&app, &operator).await;
 
     let mut jammed = report("0.1.0");
     jammed["printer"] =
@@ -226,6 +233,16 @@ async fn a_printer_fault_opens_an_alarm_until_the_printer_recovers() {
     assert_eq!(open["alarms"].as_array().map(Vec::len), Some(1));
     assert_eq!(open["alarms"][0]["terminal_id"], id.as_str());
     assert!(open["alarms"][0]["terminal_name"].is_string() && open["alarms"][0]["point_name"].is_string());
+    // Connected supervisors are told at once; operators are not.
+    let pushed = ws
+        .expect("terminal_alarm (raised)", |m| match m {
+            ServerMsg::TerminalAlarm { alarm } => Some(alarm.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(pushed.kind, AlarmKind::PrinterFault);
+    assert_eq!(pushed.terminal_id.to_string(), id);
+    assert!(pushed.cleared_at.is_none());
 
     let (s, _) = app.post(HEALTH, Some(&dev), report("0.1.0")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
@@ -235,6 +252,21 @@ async fn a_printer_fault_opens_an_alarm_until_the_printer_recovers() {
     assert_eq!(open["alarms"], json!([]));
     let (_, all) = app.get("/api/v1/terminal-alarms?state=all", Some(&supervisor)).await;
     assert!(all["alarms"][0]["cleared_at"].is_i64(), "{all}");
+    let pushed = ws
+        .expect("terminal_alarm (cleared)", |m| match m {
+            ServerMsg::TerminalAlarm { alarm } if alarm.cleared_at.is_some() => Some(alarm.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(pushed.kind, AlarmKind::PrinterFault);
+    // The switchboard handles events in order: by the operator's status answer any alarm meant
+    // for it would have arrived.
+    op_ws.send(&ClientMsg::SetAvailability { available: true }).await;
+    op_ws.expect("operator_status", |m| matches!(m, ServerMsg::OperatorStatus { .. }).then_some(())).await;
+    assert!(
+        !op_ws.seen.iter().any(|m| matches!(m, ServerMsg::TerminalAlarm { .. })),
+        "operators get no terminal alarms"
+    );
 
     let raised = app.audit("terminal.alarm_raise").await;
     assert_eq!(raised.len(), 1);
