@@ -53,3 +53,12 @@ export function todayStart() {
   const cst = now + 8 * 3600e3;
   return now - (cst % 86400e3);
 }
+
+/** 37.2 GB @param {number | null | undefined} bytes */
+export function bytes(bytes) {
+  if (bytes == null || !Number.isFinite(bytes)) return '—';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let v = bytes, i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${i ? v.toFixed(1) : v} ${units[i]}`;
+}

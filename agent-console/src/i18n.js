@@ -44,6 +44,11 @@ const EN = {
   '评价分布': 'Ratings', '近7日': 'Last 7 days', '日期': 'Date', '各条线排队': 'Queues by line', '受理员状态': 'Operators',
   '待整改差评': 'Open rectifications', '回访': 'Call back', '回访结果': 'Call-back result', '整改措施': 'Measures taken', '到期': 'Due', '已超期': 'Overdue',
   '暂无待整改事项': 'Nothing to rectify', '终端状态': 'Terminals', '最近在线': 'Last seen', '从未在线': 'never',
+  '终端健康': 'Terminal health', '在线': 'Online', '离线告警': 'OFFLINE', '打印机故障': 'Printer fault', '起': '', '自': 'since',
+  '打印机': 'Printer', '扫描仪': 'Scanner', '磁盘': 'Disk', '版本': 'Version', '剩余': 'free', '未上报': 'no report', '正常': 'OK', '故障': 'Fault', '未启用': 'Disabled',
+  '已停止': 'Stopped', '无法连接': 'Unreachable', '告警': 'Alarms', '缺纸': 'Out of paper', '卡纸': 'Paper jam', '纸张将尽': 'Paper low',
+  '盖板未关': 'Cover open', '墨粉用尽': 'Toner empty', '墨粉不足': 'Toner low', '耗材用尽': 'Supplies empty', '耗材不足': 'Supplies low',
+  '已暂停': 'Paused', '脱机': 'Offline', '纸盒缺失': 'Tray missing', '暂停接收任务': 'Not accepting jobs', '通话中的终端': 'in a call',
   '待激活': 'Pending', '在用': 'Active', '已注销': 'Revoked', '状态': 'Status', '名称': 'Name', '编码': 'Code',
   '新增服务点': 'Add point', '修改': 'Edit', '关闭': 'Close', '重新开放': 'Reopen', '历史': 'History', '关闭原因': 'Reason for closing',
   '开放': 'Open', '已关闭': 'Closed', '街道': 'Street', '居委会': 'Committee', '类型': 'Kind', '地址': 'Address',
@@ -94,3 +99,11 @@ export const PRINT_STATE = {
 };
 export const POINT_KIND = { committee: '居委会', park: '园区', building: '楼宇', party_center: '党群服务中心' };
 export const TERMINAL_STATUS = { pending: '待激活', active: '在用', revoked: '已注销' };
+export const DEVICE_STATE = { ok: '正常', fault: '故障', disabled: '未启用' };
+export const PRINTER_STATE = { idle: '空闲', processing: '打印中', stopped: '已停止', unreachable: '无法连接', disabled: '未启用' };
+/** IPP printer-state-reasons without their -error / -warning / -report suffix. */
+export const PRINTER_REASON = {
+  'media-empty': '缺纸', 'media-needed': '缺纸', 'media-jam': '卡纸', 'media-low': '纸张将尽', 'door-open': '盖板未关', 'cover-open': '盖板未关',
+  'toner-empty': '墨粉用尽', 'toner-low': '墨粉不足', 'marker-supply-empty': '耗材用尽', 'marker-supply-low': '耗材不足',
+  paused: '已暂停', offline: '脱机', 'input-tray-missing': '纸盒缺失', 'printer-not-accepting': '暂停接收任务',
+};

@@ -89,7 +89,11 @@ before(async () => {
   base = `http://127.0.0.1:${port}`;
   server = spawn(bin, ['--demo', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
     cwd: dataDir,
-    env: { ...process.env, BANGBAN_CONSOLE_DIR: join(consoleDir, 'dist'), BANGBAN_LOG_FORMAT: 'json', RUST_LOG: 'warn' },
+    env: {
+      ...process.env, BANGBAN_CONSOLE_DIR: join(consoleDir, 'dist'), BANGBAN_LOG_FORMAT: 'json', RUST_LOG: 'warn',
+      // A terminal silent for 5 s gets its offline alarm (the supervisor test waits for one).
+      BANGBAN_TERMINAL_OFFLINE_AFTER_SECS: '5', BANGBAN_HEALTH_CHECK_INTERVAL_SECS: '1',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   server.stdout?.on('data', (d) => { serverLog += d; });
@@ -205,7 +209,25 @@ describe('operator call', () => {
 });
 
 describe('supervisor', () => {
-  test('sees the tiles, the board, rectifications and terminals', async () => {
+  test('sees the tiles, the board, rectifications and terminals with their health and alarms', async () => {
+    // The second demo terminal reports once (printer out of paper), then falls silent.
+    const codes = readFileSync(join(dataDir, 'demo-enrollment.txt'), 'utf8').trim().split('\n').map((l) => l.split(' '));
+    const enrolled = await rest('/api/v1/terminals/enroll', { code: codes[1][1] });
+    const device = await rest('/api/v1/terminals/token', { credential: enrolled.credential });
+    await rest('/api/v1/terminals/me/health', {
+      camera: { state: 'ok', detail: 'test source ok' }, microphone: { state: 'ok', detail: 'test source ok' },
+      printer: { state: 'stopped', reasons: ['media-empty-error'] }, scanner: { state: 'ok', detail: 'test:0' },
+      disk: { free_bytes: 40 * 2 ** 30, total_bytes: 64 * 2 ** 30 }, version: '0.1.0', uptime_secs: 3600, in_call: false,
+    }, device.access_token);
+    const sup = await rest('/api/v1/auth/login', { username: 'supervisor', password: PASSWORD });
+    const until = Date.now() + 30_000;
+    for (;;) {
+      const open = await rest('/api/v1/terminal-alarms?state=open', undefined, sup.access_token);
+      const mine = open.alarms.filter((/** @type {any} */ a) => a.terminal_id === enrolled.terminal_id).map((/** @type {any} */ a) => a.kind);
+      if (mine.includes('offline') && mine.includes('printer_fault')) break;
+      assert.ok(Date.now() < until, `no offline alarm yet: ${JSON.stringify(open)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
     for (const [w, hgt] of [[1366, 768], [1920, 1080]]) {
       const page = await newPage({ width: w, height: hgt });
       await login(page, 'supervisor');
@@ -213,6 +235,16 @@ describe('supervisor', () => {
       await page.waitForSelector('#board-lines tbody tr');
       await page.waitForSelector('#board-operators li');
       await page.waitForSelector('#terminal-health tbody tr');
+      const row = page.locator(`#terminal-health tr[data-terminal="${enrolled.terminal_id}"]`);
+      assert.match(await row.getAttribute('class') || '', /alarm/);
+      const text = await row.textContent() || '';
+      assert.match(text, /离线告警/);
+      assert.match(text, /自 \d{4}\/\d{2}\/\d{2} \d{2}:\d{2} 起/, 'since when, in China time');
+      assert.match(text, /已停止/);
+      assert.match(text, /缺纸/);
+      assert.match(text, /打印机故障/);
+      assert.match(text, /剩余 40\.0 GB \/ 64\.0 GB/);
+      assert.match(text, /0\.1\.0/);
       await page.waitForSelector('#rectifications .card-title');
       await page.waitForSelector('#ratings .bars li');
       const served = await page.textContent('#tiles .tile:nth-child(5) .tile-sub');
@@ -263,6 +295,8 @@ describe('admin', () => {
     await shot(page, '13-admin-enrollment-code');
     await page.locator('dialog[open] button[type=submit]').click();
     await page.waitForSelector('#terminals tbody tr:has-text("双屏一体机 测试")');
+    // The terminals silent since the supervisor test carry their offline alarm here too.
+    await page.waitForSelector('#terminals tr.alarm .alarm-tag:has-text("离线告警")');
     await shot(page, '14-admin-terminals');
 
     for (const [tab, sel, name] of [['accounts', '#accounts tbody tr', '15-admin-accounts'], ['catalog', '.catalog .card', '16-admin-catalog'], ['audit', '#audit tbody tr', '17-admin-audit']]) {

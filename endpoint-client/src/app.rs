@@ -197,6 +197,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
 
     let (ui_tx, mut ui_rx) = mpsc::channel::<UiRequest>(16);
     let (status_tx, status_rx) = watch::channel(Status::default());
+    let health = tokio::spawn(crate::health::run(cfg.clone(), api.clone(), status_rx.clone()));
     let ui_addr =
         crate::ui::serve(cfg.kiosk.listen, ui_tx, status_rx, auth.clone(), cfg.http_base().to_owned())
             .await?;
@@ -368,6 +369,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     }
     sig_task.abort();
     refresher.abort();
+    health.abort();
     Ok(())
 }
 

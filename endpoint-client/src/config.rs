@@ -207,6 +207,20 @@ impl Default for PrinterConfig {
     }
 }
 
+/// The heartbeat to the server (`[health]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Seconds between heartbeats (1–3600, default 30; `BANGBAN_ENDPOINT_HEALTH_INTERVAL_SECS`).
+    pub interval_secs: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self { interval_secs: 30 }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -229,6 +243,7 @@ pub struct Config {
     pub display: DisplayConfig,
     pub webrtc: WebRtcConfig,
     pub kiosk: KioskConfig,
+    pub health: HealthConfig,
 }
 
 impl Default for Config {
@@ -245,6 +260,7 @@ impl Default for Config {
             display: DisplayConfig::default(),
             webrtc: WebRtcConfig::default(),
             kiosk: KioskConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -318,6 +334,10 @@ impl Config {
             self.kiosk.listen =
                 v.parse().map_err(|_| ConfigError::Invalid("BANGBAN_ENDPOINT_KIOSK_LISTEN", v))?;
         }
+        if let Some(v) = get("BANGBAN_ENDPOINT_HEALTH_INTERVAL_SECS") {
+            self.health.interval_secs =
+                v.parse().map_err(|_| ConfigError::Invalid("BANGBAN_ENDPOINT_HEALTH_INTERVAL_SECS", v))?;
+        }
         if let Some(v) = get("BANGBAN_ENDPOINT_UDP_ADDRS") {
             self.webrtc.udp_addrs =
                 v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
@@ -341,6 +361,9 @@ impl Config {
                 "scanner.resolution_dpi",
                 self.scanner.resolution_dpi.to_string(),
             ));
+        }
+        if !(1..=3600).contains(&self.health.interval_secs) {
+            return Err(ConfigError::Invalid("health.interval_secs", self.health.interval_secs.to_string()));
         }
         if self.webrtc.udp_addrs.is_empty() {
             return Err(ConfigError::Invalid("webrtc.udp_addrs", "empty".into()));

@@ -16,6 +16,7 @@
 //! - [`print`]: print jobs: claim (token persisted first), download, SHA-256, IPP to CUPS once,
 //!   state reports. [`rest`]: the device-token REST calls.
 //! - [`tls`]: rustls (ring) for `https://` / `wss://`: system roots plus the config's CA file.
+//! - [`health`]: the heartbeat (devices, printer, scanner, disk, version) every 30 s.
 //! - [`ui`]: the local kiosk UI (Simplified Chinese, large type) and its JSON API.
 //! - [`app`]: `run`, wiring the above together; status output.
 //!
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod backoff;
 pub mod call;
 pub mod config;
+pub mod health;
 pub mod kiosk;
 pub mod media;
 pub mod print;

@@ -553,6 +553,221 @@ pub struct RevokeTerminalRequest {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Terminal health (heartbeat every 30 s; offline alarm after 2 min without one)
+
+/// Largest heartbeat body the server accepts.
+pub const HEALTH_MAX_BODY: usize = 16 * 1024;
+/// Longest free-text field (`detail`) of a heartbeat, in characters.
+pub const HEALTH_MAX_DETAIL: usize = 200;
+/// Most printer-state-reasons a heartbeat may carry, each at most [`HEALTH_MAX_REASON`] bytes.
+pub const HEALTH_MAX_REASONS: usize = 16;
+pub const HEALTH_MAX_REASON: usize = 64;
+/// Longest `version` string.
+pub const HEALTH_MAX_VERSION: usize = 64;
+
+/// A camera, microphone or scanner as the terminal sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    Ok,
+    Fault,
+    Disabled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeviceHealth {
+    pub state: DeviceState,
+    /// e.g. `test source`, `/dev/video0`, the scanner's fault; ≤ 200 characters.
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// The printer's IPP `printer-state` (3 idle, 4 processing, 5 stopped), or why it is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PrinterState {
+    Idle,
+    Processing,
+    Stopped,
+    /// CUPS did not answer.
+    Unreachable,
+    Disabled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PrinterHealth {
+    pub state: PrinterState,
+    /// IPP `printer-state-reasons` without `none`, e.g. `media-empty-error`; ≤ 16 of ≤ 64 bytes,
+    /// lowercase ASCII letters, digits and `-`.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+impl PrinterHealth {
+    /// A fault worth an alarm: the printer stopped, or a reason ends in `-error`.
+    pub fn fault(&self) -> Option<String> {
+        let errors: Vec<&str> =
+            self.reasons.iter().filter(|r| r.ends_with("-error")).map(String::as_str).collect();
+        if self.state == PrinterState::Stopped || !errors.is_empty() {
+            let reasons = if errors.is_empty() { self.reasons.join(",") } else { errors.join(",") };
+            Some(if reasons.is_empty() { "stopped".to_owned() } else { reasons })
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DiskHealth {
+    /// Bytes available to the terminal's user on the file system of its state directory.
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// `POST /api/v1/terminals/me/health`: what a terminal reports every 30 s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TerminalHealthReport {
+    pub camera: DeviceHealth,
+    pub microphone: DeviceHealth,
+    pub printer: PrinterHealth,
+    pub scanner: DeviceHealth,
+    /// `None` when the file system could not be asked.
+    #[serde(default)]
+    pub disk: Option<DiskHealth>,
+    /// The endpoint-client's version, e.g. `0.1.0`.
+    pub version: String,
+    pub uptime_secs: u64,
+    /// A call is in progress.
+    #[serde(default)]
+    pub in_call: bool,
+}
+
+impl TerminalHealthReport {
+    /// Checks every bound of an untrusted report; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        fn text(field: &str, v: &str, max: usize) -> Result<(), String> {
+            if v.chars().count() > max {
+                return Err(format!("{field} 超过 {max} 个字符 (too long)"));
+            }
+            if v.chars().any(|c| c.is_control() || crate::validate::is_forbidden_format(c)) {
+                return Err(format!("{field} 含有控制字符 (control characters)"));
+            }
+            Ok(())
+        }
+        for (name, d) in
+            [("camera", &self.camera), ("microphone", &self.microphone), ("scanner", &self.scanner)]
+        {
+            text(&format!("{name}.detail"), d.detail.as_deref().unwrap_or(""), HEALTH_MAX_DETAIL)?;
+        }
+        text("printer.detail", self.printer.detail.as_deref().unwrap_or(""), HEALTH_MAX_DETAIL)?;
+        if self.printer.reasons.len() > HEALTH_MAX_REASONS {
+            return Err(format!("printer.reasons 最多 {HEALTH_MAX_REASONS} 项 (too many)"));
+        }
+        if self.printer.reasons.iter().any(|r| {
+            r.is_empty()
+                || r.len() > HEALTH_MAX_REASON
+                || !r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        }) {
+            return Err("printer.reasons 须为小写字母、数字和 - (invalid reason)".into());
+        }
+        if self.version.trim().is_empty() {
+            return Err("version 不能为空 (must not be empty)".into());
+        }
+        text("version", &self.version, HEALTH_MAX_VERSION)?;
+        if let Some(d) = self.disk
+            && d.free_bytes > d.total_bytes
+        {
+            return Err("disk.free_bytes 不能大于 total_bytes (free > total)".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmKind {
+    /// No heartbeat (nor any other contact) for longer than the offline threshold.
+    Offline,
+    /// The last heartbeat showed the printer stopped or in an error state.
+    PrinterFault,
+}
+
+impl AlarmKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmKind::Offline => "offline",
+            AlarmKind::PrinterFault => "printer_fault",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "offline" => Some(AlarmKind::Offline),
+            "printer_fault" => Some(AlarmKind::PrinterFault),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TerminalAlarmView {
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub id: Uuid,
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub terminal_id: Uuid,
+    pub terminal_name: String,
+    pub point_name: String,
+    pub kind: AlarmKind,
+    pub opened_at: i64,
+    /// `None` while the alarm is open.
+    pub cleared_at: Option<i64>,
+    /// e.g. the last contact time for `offline`, the printer's reasons for `printer_fault`.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TerminalAlarmPage {
+    pub alarms: Vec<TerminalAlarmView>,
+    /// Pass as `offset` for the next page; `None` on the last page.
+    pub next_offset: Option<i64>,
+}
+
+/// `GET /api/v1/terminals/health`: one active terminal's health as admins and supervisors see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TerminalHealthView {
+    pub terminal_id: Uuid,
+    pub name: String,
+    pub point_id: Uuid,
+    pub point_name: String,
+    pub status: TerminalStatus,
+    /// Last contact of any kind (heartbeat, token, connection).
+    pub last_seen_at: Option<i64>,
+    /// Seen within the offline threshold.
+    pub online: bool,
+    /// When the last heartbeat arrived, and what it said.
+    pub reported_at: Option<i64>,
+    pub report: Option<TerminalHealthReport>,
+    /// Open alarms, oldest first.
+    pub alarms: Vec<TerminalAlarmView>,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Audit log
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

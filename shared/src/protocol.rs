@@ -898,6 +898,12 @@ pub enum ServerMsg {
     /// A print job was created, claimed, changed state or was cancelled. A terminal fetches
     /// `pending` jobs it missed with `GET /api/v1/terminals/me/print-jobs?state=pending`.
     PrintJobChanged { job: crate::api::PrintJobView },
+
+    // ---- supervisors and admins
+    /// A terminal alarm opened (`cleared_at` null) or cleared: `offline` after the threshold
+    /// without a heartbeat, `printer_fault` from the last heartbeat. The full list is at
+    /// `GET /api/v1/terminal-alarms`.
+    TerminalAlarm { alarm: crate::api::TerminalAlarmView },
 }
 
 impl ServerMsg {
@@ -927,6 +933,7 @@ impl ServerMsg {
         "material_changed",
         "scan_requested",
         "print_job_changed",
+        "terminal_alarm",
     ];
 
     /// The message's `type`, for logs and metrics without the payload.
@@ -956,6 +963,7 @@ impl ServerMsg {
             ServerMsg::MaterialChanged { .. } => "material_changed",
             ServerMsg::ScanRequested { .. } => "scan_requested",
             ServerMsg::PrintJobChanged { .. } => "print_job_changed",
+            ServerMsg::TerminalAlarm { .. } => "terminal_alarm",
         }
     }
 

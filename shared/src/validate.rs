@@ -108,7 +108,7 @@ pub enum ValidationError {
 // Character checks
 
 /// Invisible or direction-changing characters refused in every text type.
-fn is_forbidden_format(c: char) -> bool {
+pub fn is_forbidden_format(c: char) -> bool {
     matches!(
         c,
         '\u{061C}'            // ARABIC LETTER MARK

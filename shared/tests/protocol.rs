@@ -249,6 +249,18 @@ fn server_examples() -> Vec<ServerMsg> {
         },
         ServerMsg::ScanRequested { session_id: s, slot_id: None, slot_name: None, note: None },
         ServerMsg::PrintJobChanged { job: print_job() },
+        ServerMsg::TerminalAlarm {
+            alarm: shared::api::TerminalAlarmView {
+                id: Uuid::from_u128(41),
+                terminal_id: Uuid::from_u128(42),
+                terminal_name: "华山居委会一体机 1 号".into(),
+                point_name: "华山居委会静邻帮办点".into(),
+                kind: shared::api::AlarmKind::PrinterFault,
+                opened_at: 1_780_000_000_000,
+                cleared_at: Some(1_780_000_060_000),
+                detail: "media-empty-error".into(),
+            },
+        },
     ];
     v.extend(signals().into_iter().map(|signal| ServerMsg::Signal {
         session_id: s,

@@ -64,6 +64,8 @@ struct FileConfig {
     print_job_expiry_secs: Option<u64>,
     s3: Option<S3Config>,
     console_dir: Option<PathBuf>,
+    terminal_offline_after_secs: Option<u64>,
+    health_check_interval_secs: Option<u64>,
 }
 
 /// Materials store and remote printing.
@@ -143,6 +145,12 @@ pub struct Config {
     pub materials: MaterialsConfig,
     /// The built browser console served at `/` (`console_dir` / `BANGBAN_CONSOLE_DIR`).
     pub console_dir: PathBuf,
+    /// An active terminal without contact for longer than this gets an `offline` alarm
+    /// (`terminal_offline_after_secs` / `BANGBAN_TERMINAL_OFFLINE_AFTER_SECS`, default 120 s).
+    pub terminal_offline_after_ms: i64,
+    /// How often the alarm monitor looks (`health_check_interval_secs` /
+    /// `BANGBAN_HEALTH_CHECK_INTERVAL_SECS`, default 15 s).
+    pub health_check_interval_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +191,8 @@ impl Config {
                 s3: None,
             },
             console_dir: default_console_dir(),
+            terminal_offline_after_ms: 120_000,
+            health_check_interval_ms: 15_000,
         }
     }
 
@@ -292,6 +302,12 @@ impl Config {
         cfg.materials.s3 = s3;
         if let Some(dir) = std::env::var_os("BANGBAN_CONSOLE_DIR").map(PathBuf::from).or(file.console_dir) {
             cfg.console_dir = dir;
+        }
+        if let Some(v) = secs("BANGBAN_TERMINAL_OFFLINE_AFTER_SECS").or(file.terminal_offline_after_secs) {
+            cfg.terminal_offline_after_ms = i64::try_from(v.clamp(5, 86_400)).unwrap_or(120) * 1000;
+        }
+        if let Some(v) = secs("BANGBAN_HEALTH_CHECK_INTERVAL_SECS").or(file.health_check_interval_secs) {
+            cfg.health_check_interval_ms = v.clamp(1, 600) * 1000;
         }
         cfg.validate()?;
         Ok(cfg)

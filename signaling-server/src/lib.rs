@@ -13,6 +13,7 @@
 //! - [`ice`]: STUN/TURN servers and per-session coturn credentials.
 //! - [`pii`]: encryption and keyed hashing of residents' personal data.
 //! - [`materials`]: the encrypted materials store, tus uploads and remote printing.
+//! - [`terminal_health`]: terminals' offline and printer-fault alarms and their monitor task.
 //! - [`demo`]: demo data for `--demo`.
 //! - [`error`]: the one `IntoResponse` error type.
 //! - [`state`]: the cheap-to-clone application state.
@@ -34,6 +35,7 @@ pub mod materials;
 pub mod pii;
 pub mod state;
 pub mod switchboard;
+pub mod terminal_health;
 pub mod ws;
 
 use std::future::Future;
@@ -150,6 +152,7 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let app = api::router(self.state.clone());
         let retention = tokio::spawn(retention_task(self.state.clone()));
+        let health = tokio::spawn(terminal_health::monitor_task(self.state.clone()));
         let sb = self.state.switchboard.clone();
         // Signaling frames are small and latency-sensitive: no Nagle delay.
         let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
@@ -165,6 +168,7 @@ impl Application {
             })
             .await?;
         retention.abort();
+        health.abort();
         self.state.db.pool.close().await;
         Ok(())
     }

@@ -80,15 +80,27 @@ export function adminView(ctx, main, tab) {
 
   // ---------------------------------------------------------------- terminals
   async function terminals() {
-    const [list, pts] = await Promise.all([api.get('/api/v1/terminals'), api.get('/api/v1/points')]);
+    const [list, pts, health] = await Promise.all([api.get('/api/v1/terminals'), api.get('/api/v1/points'), api.get('/api/v1/terminals/health')]);
+    const byId = new Map(health.map((/** @type {any} */ x) => [x.terminal_id, x]));
+    /** Online state and open alarms of an active terminal. @param {any} x */
+    const healthCell = (x) => {
+      const hx = byId.get(x.id);
+      if (!hx || x.status !== 'active') return '—';
+      const offline = hx.alarms.find((/** @type {any} */ a) => a.kind === 'offline');
+      return h('div', null,
+        offline ? h('span.tag.bad.alarm-tag', null, t('离线告警')) : hx.online ? h('span.tag.ok', null, t('在线')) : h('span.tag.bad', null, t('离线')),
+        hx.alarms.some((/** @type {any} */ a) => a.kind === 'printer_fault') ? h('span.tag.bad.alarm-tag', null, t('打印机故障')) : null,
+        hx.report ? h('div.muted.small-text', null, `${t('版本')} ${hx.report.version}`) : null);
+    };
     mount(body, head(t('终端'), h('button.btn.primary#add-terminal', { type: 'button', onclick: () => register(pts) }, t('登记终端'))),
       h('div.table-wrap', null, h('table.table#terminals', null,
-        h('thead', null, h('tr', null, [t('名称'), t('所属服务点'), t('状态'), t('最近在线'), ''].map((c) => h('th', null, c)))),
-        h('tbody', null, list.map((/** @type {any} */ x) => h('tr', null,
+        h('thead', null, h('tr', null, [t('名称'), t('所属服务点'), t('状态'), t('终端健康'), t('最近在线'), ''].map((c) => h('th', null, c)))),
+        h('tbody', null, list.map((/** @type {any} */ x) => h('tr', { class: byId.get(x.id)?.alarms.length ? 'alarm' : undefined },
           h('td', null, x.name), h('td', null, x.point_name),
           h('td', null, h(`span.tag.ts-${x.status}`, null, t(TERMINAL_STATUS[/** @type {keyof typeof TERMINAL_STATUS} */ (x.status)] || x.status)),
             x.status === 'pending' && x.enrollment_expires_at ? h('div.muted.small-text', null, `${t('有效期至')} ${fmt.dateTime(x.enrollment_expires_at)}`) : null,
             x.revoked_reason ? h('div.muted.small-text', null, x.revoked_reason) : null),
+          h('td', null, healthCell(x)),
           h('td', null, x.last_seen_at ? fmt.dateTime(x.last_seen_at) : t('从未在线')),
           h('td.row-actions', null,
             x.status !== 'revoked' ? h('button.btn.small', { type: 'button', onclick: () => api.post(`/api/v1/terminals/${x.id}/enrollment-code`).then(showCode).catch(fail) }, t('新激活码')) : null,

@@ -1,7 +1,7 @@
 // 监控: service figures, every line's queue, operators' states, rectifications, terminals.
 import { dialog, field, h, mount, toast } from '../dom.js';
 import * as fmt from '../fmt.js';
-import { OP_STATE, RATING, TERMINAL_STATUS, t } from '../i18n.js';
+import { DEVICE_STATE, OP_STATE, PRINTER_REASON, PRINTER_STATE, RATING, TERMINAL_STATUS, t } from '../i18n.js';
 
 /** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main @param {boolean} staffOnly */
 export function supervisorView(ctx, main, staffOnly) {
@@ -109,22 +109,63 @@ export function supervisorView(ctx, main, staffOnly) {
 
   async function loadTerminals() {
     try {
-      const list = await api.get('/api/v1/terminals');
-      const stale = Date.now() - 5 * 60e3;
-      mount(terms, h('h2.card-title', null, t('终端状态')),
-        h('table.table.compact#terminal-health', null,
-          h('thead', null, h('tr', null, [t('名称'), t('所属服务点'), t('状态'), t('最近在线')].map((c) => h('th', null, c)))),
-          h('tbody', null, list.map((/** @type {any} */ x) => h('tr', { class: x.status === 'active' && (!x.last_seen_at || x.last_seen_at < stale) ? 'warn' : undefined },
-            h('td', null, x.name), h('td', null, x.point_name), h('td', null, t(TERMINAL_STATUS[/** @type {keyof typeof TERMINAL_STATUS} */ (x.status)] || x.status)),
-            h('td', null, x.last_seen_at ? fmt.dateTime(x.last_seen_at) : t('从未在线')))))));
+      const list = await api.get('/api/v1/terminals/health');
+      // Open alarms move the card to the top of the page.
+      terms.classList.toggle('has-alarms', list.some((/** @type {any} */ x) => x.alarms.length));
+      mount(terms, h('h2.card-title', null, t('终端健康'),
+        h('span.count-badge', { class: list.some((/** @type {any} */ x) => x.alarms.length) ? 'bad' : undefined },
+          `${t('告警')} ${list.reduce((/** @type {number} */ n, /** @type {any} */ x) => n + x.alarms.length, 0)}`)),
+        h('div.table-wrap', null, h('table.table.compact#terminal-health', null,
+          h('thead', null, h('tr', null, [t('名称'), t('状态'), t('打印机'), t('扫描仪'), t('磁盘'), t('版本'), t('最近在线')].map((c) => h('th', null, c)))),
+          h('tbody', null, list.map(terminalRow)))));
     } catch (e) {
-      mount(terms, h('h2.card-title', null, t('终端状态')), h('p.form-error', null, /** @type {Error} */ (e).message));
+      mount(terms, h('h2.card-title', null, t('终端健康')), h('p.form-error', null, /** @type {Error} */ (e).message));
     }
+  }
+
+  /** @param {any} x one TerminalHealthView */
+  function terminalRow(x) {
+    const r = x.report;
+    const offline = x.alarms.find((/** @type {any} */ a) => a.kind === 'offline');
+    const printerFault = x.alarms.find((/** @type {any} */ a) => a.kind === 'printer_fault');
+    const status = x.status !== 'active'
+      ? h('span.tag.ts-pending', null, t(TERMINAL_STATUS[/** @type {keyof typeof TERMINAL_STATUS} */ (x.status)] || x.status))
+      : offline
+        ? h('div.alarm-text', null, h('span.tag.bad.alarm-tag', null, t('离线告警')),
+          h('div.small-text', null, `${t('自')} ${fmt.dateTime(x.last_seen_at ?? offline.opened_at)} ${t('起')}`))
+        : x.online ? h('span.tag.ok', null, t('在线')) : h('span.tag.bad', null, t('离线'));
+    const printer = !r ? '—' : h('div', null,
+      h(`span.tag${r.printer.state === 'idle' || r.printer.state === 'processing' ? '.ok' : r.printer.state === 'disabled' ? '' : '.bad'}`, null,
+        t(PRINTER_STATE[/** @type {keyof typeof PRINTER_STATE} */ (r.printer.state)] || r.printer.state)),
+      printerFault ? h('span.tag.bad.alarm-tag', null, t('打印机故障')) : null,
+      r.printer.reasons.length ? h('div.small-text.printer-reasons', null, [...new Set(r.printer.reasons.map(reasonZh))].join('、')) : null);
+    /** @param {any} d */
+    const device = (d) => !r ? '—' : h('div', null, h(`span.tag${d.state === 'ok' ? '.ok' : d.state === 'fault' ? '.bad' : ''}`, null,
+      t(DEVICE_STATE[/** @type {keyof typeof DEVICE_STATE} */ (d.state)] || d.state)), d.state === 'fault' && d.detail ? h('div.small-text.muted', null, d.detail) : null);
+    const disk = r?.disk;
+    const low = disk && disk.total_bytes && disk.free_bytes / disk.total_bytes < 0.1;
+    return h('tr', { class: x.alarms.length ? 'alarm' : undefined, 'data-terminal': x.terminal_id },
+      h('td', null, x.name, h('div.muted.small-text', null, x.point_name)),
+      h('td', null, status),
+      h('td', null, printer),
+      h('td', null, device(r?.scanner)),
+      h('td', { class: low ? 'bad-text' : undefined }, disk ? `${t('剩余')} ${fmt.bytes(disk.free_bytes)} / ${fmt.bytes(disk.total_bytes)}` : r ? t('未上报') : '—'),
+      h('td', null, r ? r.version : '—'),
+      h('td', null, x.last_seen_at ? fmt.dateTime(x.last_seen_at) : t('从未在线')));
+  }
+
+  /** Chinese for an IPP printer-state-reason (`media-empty-error` → 缺纸); others as they are. @param {string} reason */
+  function reasonZh(reason) {
+    const base = reason.replace(/-(error|warning|report)$/, '');
+    const zh = PRINTER_REASON[/** @type {keyof typeof PRINTER_REASON} */ (base)];
+    return zh ? t(zh) : reason;
   }
 
   /** @param {Event} e */
   const onMessage = (e) => {
     if (/** @type {CustomEvent} */ (e).detail.type === 'board') { boardAt = Date.now(); renderBoard(); }
+    // An alarm opened or cleared: reload the terminals' health at once.
+    if (/** @type {CustomEvent} */ (e).detail.type === 'terminal_alarm' && !staffOnly) loadTerminals();
   };
   socket.addEventListener('message', onMessage);
   const tick = window.setInterval(renderBoard, 1000);

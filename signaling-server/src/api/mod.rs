@@ -7,6 +7,7 @@ pub mod auth;
 pub mod catalog;
 pub mod points;
 pub mod stats;
+pub mod terminal_health;
 pub mod terminals;
 pub mod tickets;
 
@@ -99,6 +100,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(catalog::list_items, catalog::create_item))
         .routes(routes!(catalog::get_item, catalog::update_item))
         .routes(routes!(terminals::list, terminals::create))
+        .routes(routes!(terminal_health::board))
+        .routes(routes!(terminal_health::alarms))
         .routes(routes!(terminals::new_code))
         .routes(routes!(terminals::revoke))
         .routes(routes!(terminals::enroll))
@@ -112,6 +115,14 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::list_rectifications))
         .routes(routes!(stats::callback))
         .merge(materials_router())
+        .merge(heartbeat_router())
+}
+
+/// The terminals' heartbeat takes at most `HEALTH_MAX_BODY` (16 KiB), not the JSON limit.
+fn heartbeat_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(terminal_health::report))
+        .layer(DefaultBodyLimit::max(shared::api::HEALTH_MAX_BODY))
 }
 
 /// Materials and printing. Uploads stream their bodies (bounded by the upload's declared

@@ -17,6 +17,7 @@ mod points;
 mod print_jobs;
 mod rectifications;
 mod stats;
+mod terminal_health;
 mod terminals;
 mod ws_board_pick;
 mod ws_client;

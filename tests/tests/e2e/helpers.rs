@@ -55,6 +55,7 @@ pub struct Server {
     dir: tempfile::TempDir,
     database_url: String,
     ice: signaling_server::ice::IceConfig,
+    tweak: fn(&mut signaling_server::config::Config),
 }
 
 /// SQLite in the test's directory, or with `BANGBAN_TEST_DB=postgres` a fresh schema in the
@@ -75,15 +76,27 @@ async fn database_url(dir: &Path) -> Result<String> {
 
 impl Server {
     pub async fn start() -> Result<Self> {
-        Self::start_with_ice(signaling_server::ice::IceConfig::default()).await
+        Self::start_full(signaling_server::ice::IceConfig::default(), |_| {}).await
     }
 
     /// A server that hands out these STUN/TURN servers with each session.
     pub async fn start_with_ice(ice: signaling_server::ice::IceConfig) -> Result<Self> {
+        Self::start_full(ice, |_| {}).await
+    }
+
+    /// Starts with the configuration changed by `tweak` (also on `restart`).
+    pub async fn start_with(tweak: fn(&mut signaling_server::config::Config)) -> Result<Self> {
+        Self::start_full(signaling_server::ice::IceConfig::default(), tweak).await
+    }
+
+    async fn start_full(
+        ice: signaling_server::ice::IceConfig,
+        tweak: fn(&mut signaling_server::config::Config),
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let database_url = database_url(dir.path()).await?;
         let (addr, enrollment, stop, task) =
-            Self::spawn(dir.path(), "127.0.0.1:0".parse()?, &database_url, &ice).await?;
+            Self::spawn(dir.path(), "127.0.0.1:0".parse()?, &database_url, &ice, tweak).await?;
         Ok(Self {
             base: format!("http://{addr}"),
             enrollment,
@@ -93,6 +106,7 @@ impl Server {
             dir,
             database_url,
             ice,
+            tweak,
         })
     }
 
@@ -106,6 +120,7 @@ impl Server {
         listen: std::net::SocketAddr,
         database_url: &str,
         ice: &signaling_server::ice::IceConfig,
+        tweak: fn(&mut signaling_server::config::Config),
     ) -> Result<(
         std::net::SocketAddr,
         Vec<(String, String)>,
@@ -117,6 +132,7 @@ impl Server {
         cfg.database_url = database_url.to_owned();
         cfg.demo = true;
         cfg.ice = ice.clone();
+        tweak(&mut cfg);
         let app = signaling_server::Application::build(cfg).await?;
         let addr = app.local_addr();
         let enrollment = app.demo_enrollment.clone();
@@ -136,7 +152,7 @@ impl Server {
             tokio::time::timeout(WAIT, t).await.context("server did not stop")???;
         }
         let (_, _, stop, task) =
-            Self::spawn(self.dir.path(), self.addr, &self.database_url, &self.ice).await?;
+            Self::spawn(self.dir.path(), self.addr, &self.database_url, &self.ice, self.tweak).await?;
         self.stop = Some(stop);
         self.task = Some(task);
         Ok(())
@@ -283,6 +299,8 @@ pub struct EndpointOpts {
     pub record_dir: Option<PathBuf>,
     /// `tls_ca_file`: the CA that signed the (proxy's) server certificate.
     pub tls_ca_file: Option<PathBuf>,
+    /// Seconds between heartbeats (`[health] interval_secs`; the client's default when `None`).
+    pub health_interval_secs: Option<u64>,
 }
 
 /// The endpoint-client process (headless, test sources, loopback), killed on drop.
@@ -336,10 +354,12 @@ impl Endpoint {
             Some(f) => format!("tls_ca_file = {:?}\n", f.display().to_string()),
             None => String::new(),
         };
+        let health =
+            opts.health_interval_secs.map(|s| format!("[health]\ninterval_secs = {s}\n")).unwrap_or_default();
         std::fs::write(
             &cfg,
             format!(
-                "server_url = \"{base}\"\n{ca}credential_file = \"{}\"\nstate_dir = \"{}\"\n{ENDPOINT_CONFIG}{printer}{scanner}{display}[webrtc]\n{webrtc}",
+                "server_url = \"{base}\"\n{ca}credential_file = \"{}\"\nstate_dir = \"{}\"\n{ENDPOINT_CONFIG}{printer}{scanner}{health}{display}[webrtc]\n{webrtc}",
                 dir.join("credential").display(),
                 dir.join("state").display(),
             ),

@@ -6,6 +6,7 @@
 //! --workspace` builds it through the endpoint-client package's own CLI test).
 
 mod call;
+mod health;
 mod helpers;
 mod netcut;
 mod netproxy;

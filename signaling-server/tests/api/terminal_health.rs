@@ -1,0 +1,345 @@
+//! Terminal health: heartbeats stored and shown to admins and supervisors, who may read them,
+//! hostile heartbeats refused with nothing stored, printer-fault and offline alarms opened
+//! and cleared (and audited).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use shared::api::AlarmKind;
+use shared::protocol::{ClientMsg, ServerMsg};
+
+use crate::helpers::TestApp;
+use crate::ws_client::WsClient;
+
+fn report(version: &str) -> Value {
+    json!({
+        "camera": { "state": "ok", "detail": "test source" },
+        "microphone": { "state": "ok", "detail": "test source" },
+        "printer": { "state": "idle", "reasons": [], "detail": null },
+        "scanner": { "state": "ok", "detail": "test:0" },
+        "disk": { "free_bytes": 40_000_000_000u64, "total_bytes": 64_000_000_000u64 },
+        "version": version,
+        "uptime_secs": 42,
+        "in_call": false
+    })
+}
+
+const HEALTH: &str = "/api/v1/terminals/me/health";
+
+async fn board(app: &TestApp, token: &str) -> Vec<Value> {
+    let (s, b) = app.get("/api/v1/terminals/health", Some(token)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b.as_array().cloned().expect("array")
+}
+
+fn row<'a>(board: &'a [Value], terminal_id: &str) -> &'a Value {
+    board.iter().find(|t| t["terminal_id"] == terminal_id).expect("terminal on the board")
+}
+
+/// The terminal ID inside a device token (its `sub`).
+fn terminal_id(device: &str) -> String {
+    let payload = device.split('.').nth(1).expect("jwt payload");
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("b64");
+    let claims: Value = serde_json::from_slice(&bytes).expect("claims");
+    claims["sub"].as_str().expect("sub").to_owned()
+}
+
+#[tokio::test]
+async fn heartbeat_is_stored_and_shown_to_admins_and_supervisors_only() {
+    let app = TestApp::spawn().await;
+    let (_, dev_a) = app.enroll_terminal(0).await;
+    let (_, dev_b) = app.enroll_terminal(1).await;
+    let (a, b) = (terminal_id(&dev_a), terminal_id(&dev_b));
+    let supervisor = app.login("supervisor").await;
+    let admin = app.login("admin").await;
+
+    let before = board(&app, &supervisor).await;
+    assert!(row(&before, &a)["report"].is_null());
+    assert_eq!(row(&before, &a)["online"], true, "a token exchange counts as contact");
+
+    let (s, body) = app.post(HEALTH, Some(&dev_a), report("0.1.0")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    let mut other = report("9.9.9");
+    other["printer"] = json!({ "state": "processing", "reasons": ["media-low-report"] });
+    let (s, _) = app.post(HEALTH, Some(&dev_b), other).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    for token in [&supervisor, &admin] {
+        let list = board(&app, token).await;
+        let ra = row(&list, &a);
+        assert_eq!(ra["report"], report("0.1.0"), "stored as sent");
+        assert_eq!(ra["online"], true);
+        assert!(ra["reported_at"].is_i64() && ra["last_seen_at"].as_i64() >= ra["reported_at"].as_i64());
+        assert_eq!(ra["alarms"], json!([]));
+        // Each terminal writes only its own row.
+        let rb = row(&list, &b);
+        assert_eq!(rb["report"]["version"], "9.9.9");
+        assert_eq!(rb["report"]["printer"]["reasons"], json!(["media-low-report"]));
+        assert_eq!(rb["alarms"], json!([]), "a -report reason is no fault");
+    }
+
+    // Operators and staff may not read; people may not write; a device may not read.
+    for who in ["operator1", "staff1"] {
+        let token = app.login(who).await;
+        let (s, _) = app.get("/api/v1/terminals/health", Some(&token)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{who}");
+        let (s, _) = app.get("/api/v1/terminal-alarms", Some(&token)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{who}");
+        let (s, _) = app.post(HEALTH, Some(&token), report("6.6.6")).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{who}: an access token is not a device token");
+    }
+    let (s, _) = app.post(HEALTH, Some(&supervisor), report("6.6.6")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app.get("/api/v1/terminals/health", Some(&dev_a)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app.post(HEALTH, None, report("6.6.6")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let list = board(&app, &admin).await;
+    assert_eq!(row(&list, &a)["report"]["version"], "0.1.0", "nothing overwritten");
+
+    // A revoked terminal's token stops working at once, and it leaves the board.
+    let (s, _) =
+        app.post(&format!("/api/v1/terminals/{a}/revoke"), Some(&admin), json!({ "reason": "更换" })).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app.post(HEALTH, Some(&dev_a), report("0.1.1")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(board(&app, &admin).await.iter().all(|t| t["terminal_id"] != a.as_str()));
+
+    // Documented in the OpenAPI document.
+    let (_, doc) = app.get("/api/openapi.json", None).await;
+    for path in [HEALTH, "/api/v1/terminals/health", "/api/v1/terminal-alarms"] {
+        assert!(doc["paths"][path].is_object(), "{path} in openapi.json");
+    }
+}
+
+#[tokio::test]
+async fn hostile_heartbeats_are_refused_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let (_, dev) = app.enroll_terminal(0).await;
+    let id = terminal_id(&dev);
+    let admin = app.login("admin").await;
+
+    let with = |path: &[&str], v: Value| {
+        let mut r = report("0.1.0");
+        let mut cur = &mut r;
+        for p in &path[..path.len() - 1] {
+            cur = &mut cur[*p];
+        }
+        cur[path[path.len() - 1]] = v;
+        r
+    };
+    let many: Vec<String> = (0..17).map(|i| format!("reason-{i}")).collect();
+    let huge: Vec<String> = (0..10_000).map(|_| "media-empty-error".to_owned()).collect();
+    let cases: Vec<(&str, Value, StatusCode)> = vec![
+        (
+            "oversized detail",
+            with(&["camera", "detail"], json!("镜".repeat(8000))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        ("huge array", with(&["printer", "reasons"], json!(huge)), StatusCode::PAYLOAD_TOO_LARGE),
+        ("17 reasons", with(&["printer", "reasons"], json!(many)), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "long detail",
+            with(&["scanner", "detail"], json!("x".repeat(201))),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "control chars",
+            with(&["camera", "detail"], json!("ok\u{1b}[2J")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "bidi override",
+            with(&["printer", "detail"], json!("ok\u{202E}gnp")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("bad reason", with(&["printer", "reasons"], json!(["<script>"])), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "long reason",
+            with(&["printer", "reasons"], json!(["a".repeat(65)])),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("wrong type", with(&["uptime_secs"], json!("forever")), StatusCode::UNPROCESSABLE_ENTITY),
+        ("negative", with(&["uptime_secs"], json!(-1)), StatusCode::UNPROCESSABLE_ENTITY),
+        ("unknown state", with(&["printer", "state"], json!("on_fire")), StatusCode::UNPROCESSABLE_ENTITY),
+        ("unknown field", with(&["extra"], json!(1)), StatusCode::UNPROCESSABLE_ENTITY),
+        ("empty version", with(&["version"], json!("  ")), StatusCode::UNPROCESSABLE_ENTITY),
+        ("long version", with(&["version"], json!("1".repeat(65))), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "free > total",
+            with(&["disk"], json!({ "free_bytes": 2, "total_bytes": 1 })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("array body", json!([1, 2, 3]), StatusCode::UNPROCESSABLE_ENTITY),
+        ("missing fields", json!({ "version": "1" }), StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (name, body, want) in cases {
+        let (s, err) = app.post(HEALTH, Some(&dev), body).await;
+        assert_eq!(s, want, "{name}: {err}");
+        assert!(err["error"]["code"].is_string(), "{name}: error body {err}");
+    }
+    let resp = app
+        .client
+        .post(app.url(HEALTH))
+        .bearer_auth(&dev)
+        .header("content-type", "application/json")
+        .body("{\"camera\": {\"state\": \"ok\"")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "truncated JSON");
+
+    let list = board(&app, &admin).await;
+    assert!(row(&list, &id)["report"].is_null(), "nothing stored");
+    assert!(row(&list, &id)["reported_at"].is_null());
+    let (_, alarms) = app.get("/api/v1/terminal-alarms?state=all", Some(&admin)).await;
+    assert_eq!(alarms["alarms"], json!([]));
+
+    for q in ["state=closed", "limit=0", "limit=201", "offset=-1", "offset=100001", "limit=x", "other=1"] {
+        let (s, _) = app.get(&format!("/api/v1/terminal-alarms?{q}"), Some(&admin)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q}");
+    }
+}
+
+#[tokio::test]
+async fn a_printer_fault_opens_an_alarm_until_the_printer_recovers() {
+    let app = TestApp::spawn().await;
+    let (_, dev) = app.enroll_terminal(0).await;
+    let id = terminal_id(&dev);
+    let supervisor = app.login("supervisor").await;
+    let (mut ws, _welcome) = WsClient::connect(&app, &supervisor).await;
+    let operator = app.login("operator1").await;
+    let (mut op_ws, _welcome) = WsClient::connect(&app, &operator).await;
+
+    let mut jammed = report("0.1.0");
+    jammed["printer"] =
+        json!({ "state": "stopped", "reasons": ["media-empty-error", "cups-waiting-for-job-completed"] });
+    let (s, _) = app.post(HEALTH, Some(&dev), jammed.clone()).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    // Reported twice: still one alarm.
+    let (s, _) = app.post(HEALTH, Some(&dev), jammed).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let list = board(&app, &supervisor).await;
+    let alarms = row(&list, &id)["alarms"].as_array().cloned().expect("alarms");
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0]["kind"], "printer_fault");
+    assert_eq!(alarms[0]["detail"], "media-empty-error");
+    assert!(alarms[0]["cleared_at"].is_null());
+    let (s, open) = app.get("/api/v1/terminal-alarms", Some(&supervisor)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(open["alarms"].as_array().map(Vec::len), Some(1));
+    assert_eq!(open["alarms"][0]["terminal_id"], id.as_str());
+    assert!(open["alarms"][0]["terminal_name"].is_string() && open["alarms"][0]["point_name"].is_string());
+    // Connected supervisors are told at once; operators are not.
+    let pushed = ws
+        .expect("terminal_alarm (raised)", |m| match m {
+            ServerMsg::TerminalAlarm { alarm } => Some(alarm.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(pushed.kind, AlarmKind::PrinterFault);
+    assert_eq!(pushed.terminal_id.to_string(), id);
+    assert!(pushed.cleared_at.is_none());
+
+    let (s, _) = app.post(HEALTH, Some(&dev), report("0.1.0")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let list = board(&app, &supervisor).await;
+    assert_eq!(row(&list, &id)["alarms"], json!([]));
+    let (_, open) = app.get("/api/v1/terminal-alarms?state=open", Some(&supervisor)).await;
+    assert_eq!(open["alarms"], json!([]));
+    let (_, all) = app.get("/api/v1/terminal-alarms?state=all", Some(&supervisor)).await;
+    assert!(all["alarms"][0]["cleared_at"].is_i64(), "{all}");
+    let pushed = ws
+        .expect("terminal_alarm (cleared)", |m| match m {
+            ServerMsg::TerminalAlarm { alarm } if alarm.cleared_at.is_some() => Some(alarm.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(pushed.kind, AlarmKind::PrinterFault);
+    // The switchboard handles events in order: by the operator's status answer any alarm meant
+    // for it would have arrived.
+    op_ws.send(&ClientMsg::SetAvailability { available: true }).await;
+    op_ws.expect("operator_status", |m| matches!(m, ServerMsg::OperatorStatus { .. }).then_some(())).await;
+    assert!(
+        !op_ws.seen.iter().any(|m| matches!(m, ServerMsg::TerminalAlarm { .. })),
+        "operators get no terminal alarms"
+    );
+
+    let raised = app.audit("terminal.alarm_raise").await;
+    assert_eq!(raised.len(), 1);
+    assert_eq!(raised[0]["target_id"], id.as_str());
+    assert_eq!(raised[0]["detail"]["kind"], "printer_fault");
+    let cleared = app.audit("terminal.alarm_clear").await;
+    assert_eq!(cleared.len(), 1);
+    assert_eq!(cleared[0]["detail"]["reason"], "printer_ok");
+}
+
+/// Waits until `pred` holds for the open alarms (polling; fails after `limit`).
+async fn wait_alarms(app: &TestApp, token: &str, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, page) = app.get("/api/v1/terminal-alarms?state=open", Some(token)).await;
+        assert_eq!(s, StatusCode::OK);
+        let alarms = page["alarms"].as_array().cloned().unwrap_or_default();
+        if pred(&alarms) {
+            return alarms;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {alarms:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_silent_terminal_raises_an_offline_alarm_that_clears_when_it_reports() {
+    let app = TestApp::spawn_with(|c| {
+        c.terminal_offline_after_ms = 1_500;
+        c.health_check_interval_ms = 100;
+    })
+    .await;
+    let (_, dev) = app.enroll_terminal(0).await;
+    let id = terminal_id(&dev);
+    let supervisor = app.login("supervisor").await;
+    let (s, _) = app.post(HEALTH, Some(&dev), report("0.1.0")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    // The terminal falls silent.
+    let alarms = wait_alarms(&app, &supervisor, "the offline alarm", |a| {
+        a.iter().any(|x| x["terminal_id"] == id.as_str() && x["kind"] == "offline")
+    })
+    .await;
+    let offline = alarms.iter().find(|x| x["kind"] == "offline").cloned().expect("offline");
+    assert_eq!(alarms.len(), 1, "only the enrolled terminal; pending ones never alarm: {alarms:?}");
+    let list = board(&app, &supervisor).await;
+    assert_eq!(row(&list, &id)["online"], false);
+    assert_eq!(row(&list, &id)["alarms"][0]["id"], offline["id"]);
+    // It stays one alarm while the monitor keeps looking.
+    let raised_once = app.audit("terminal.alarm_raise").await;
+    assert_eq!(raised_once.len(), 1);
+    assert_eq!(raised_once[0]["detail"]["kind"], "offline");
+
+    // It reports again: cleared by that very heartbeat.
+    let (s, _) = app.post(HEALTH, Some(&dev), report("0.1.0")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, all) = app.get("/api/v1/terminal-alarms?state=all&limit=200", Some(&supervisor)).await;
+    let first = all["alarms"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == offline["id"]).cloned())
+        .expect("still listed");
+    assert!(first["cleared_at"].as_i64() >= first["opened_at"].as_i64(), "{first}");
+    let cleared = app.audit("terminal.alarm_clear").await;
+    assert_eq!(cleared.len(), 1);
+    assert_eq!(cleared[0]["detail"]["reason"], "back_online");
+    assert_eq!(cleared[0]["target_id"], id.as_str());
+
+    // Paging: one per page.
+    let (_, p1) = app.get("/api/v1/terminal-alarms?state=all&limit=1", Some(&supervisor)).await;
+    assert_eq!(p1["alarms"].as_array().map(Vec::len), Some(1));
+    if all["alarms"].as_array().map_or(0, Vec::len) > 1 {
+        assert_eq!(p1["next_offset"], 1);
+    } else {
+        assert!(p1["next_offset"].is_null());
+    }
+}
