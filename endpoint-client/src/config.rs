@@ -189,8 +189,11 @@ pub struct Config {
     pub server_url: String,
     /// The device credential written by `enroll` (mode 0600).
     pub credential_file: PathBuf,
-    /// Write a JSON status snapshot here every second (optional).
+    /// Write a JSON status snapshot here every `status_interval_ms` (optional).
     pub status_file: Option<PathBuf>,
+    /// How often the status is refreshed (status file, the headless `status` line): 1000 ms;
+    /// the call-setup benchmark uses 5 ms to time the first decoded frame.
+    pub status_interval_ms: u64,
     /// Durable local state: the scan spool (`spool/`), print job records (`print/`). Defaults
     /// to the credential file's directory.
     pub state_dir: Option<PathBuf>,
@@ -208,6 +211,7 @@ impl Default for Config {
             server_url: "http://127.0.0.1:8080".into(),
             credential_file: PathBuf::from("/var/lib/bangban-endpoint/credential"),
             status_file: None,
+            status_interval_ms: 1000,
             state_dir: None,
             scanner: ScannerConfig::default(),
             printer: PrinterConfig::default(),
@@ -309,6 +313,9 @@ impl Config {
                 self.scanner.resolution_dpi.to_string(),
             ));
         }
+        if !(1..=60_000).contains(&self.status_interval_ms) {
+            return Err(ConfigError::Invalid("status_interval_ms", self.status_interval_ms.to_string()));
+        }
         if self.webrtc.udp_addrs.is_empty() {
             return Err(ConfigError::Invalid("webrtc.udp_addrs", "empty".into()));
         }
@@ -395,5 +402,10 @@ udp_addrs = ["192.168.1.20:0"]
         assert!(Config::parse("sever_url = \"http://x\"").is_err());
         let cfg = Config { server_url: "ftp://x".into(), ..Config::default() };
         assert!(cfg.validate().is_err());
+        for bad in [0, 60_001, u64::MAX] {
+            let cfg = Config { status_interval_ms: bad, ..Config::default() };
+            assert!(cfg.validate().is_err(), "status_interval_ms {bad}");
+        }
+        assert!(Config::parse("status_interval_ms = -1").is_err());
     }
 }
