@@ -568,7 +568,7 @@ fn chromium_tree(role: &str) -> Result<Vec<u32>> {
         .find(|p| {
             std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
                 let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-                args.iter().any(|a| *a == flag.as_bytes()) && !args.iter().any(|a| a.starts_with(b"--type="))
+                args.contains(&flag.as_bytes()) && !args.iter().any(|a| a.starts_with(b"--type="))
             })
         })
         .with_context(|| format!("no Chromium process with {flag}"))?;
