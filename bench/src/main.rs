@@ -2,6 +2,7 @@
 //! each with the command that reproduces it, the median of several runs and the ratio to its
 //! reference. `--short` is the CI mode: small numbers, fails on errors, never on timings.
 
+mod call;
 mod dispatch;
 mod echo;
 mod relay;
@@ -31,6 +32,9 @@ struct Cli {
     /// Use this server binary instead of building `target/release/signaling-server`.
     #[arg(long, global = true, value_name = "PATH")]
     server_bin: Option<PathBuf>,
+    /// Use this terminal binary instead of building `target/release/endpoint-client`.
+    #[arg(long, global = true, value_name = "PATH")]
+    endpoint_bin: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -41,12 +45,14 @@ enum Cmd {
     Signaling(SignalingArgs),
     /// Time per assignment: the pure dispatcher, and accept → session_started end to end.
     Dispatch(DispatchArgs),
-    /// Call setup (terminal ↔ console) compared with Chromium ↔ Chromium.
-    CallSetup,
+    /// Call setup (endpoint-client ↔ console in Chromium) compared with Chromium ↔ Chromium.
+    #[command(alias = "callsetup")]
+    CallSetup(CallArgs),
     /// Materials upload compared with nginx.
     MaterialsUpload,
-    /// The terminal's memory and CPU compared with Chromium.
-    TerminalFootprint,
+    /// The terminal's CPU and memory in a call compared with a Chromium tab in the same call.
+    #[command(alias = "footprint")]
+    TerminalFootprint(FootprintArgs),
     /// Everything, with the default numbers of each benchmark.
     All,
     /// The reference relay (started by `signaling`).
@@ -71,6 +77,22 @@ struct SignalingArgs {
     #[arg(long)]
     pairs: Option<usize>,
     /// Measured seconds of relay per run (after a warm-up).
+    #[arg(long)]
+    seconds: Option<u64>,
+}
+
+#[derive(Debug, Args, Clone)]
+struct CallArgs {
+    /// Measured calls of each kind (endpoint-client, Chromium), interleaved.
+    #[arg(long)]
+    runs: Option<usize>,
+}
+
+#[derive(Debug, Args, Clone)]
+struct FootprintArgs {
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Measured seconds per call (CPU over this window).
     #[arg(long)]
     seconds: Option<u64>,
 }
@@ -155,17 +177,12 @@ async fn run(cli: Cli) -> Result<()> {
     match &cli.cmd {
         Cmd::Signaling(a) => rows.extend(signaling_rows(&cli, a).await?),
         Cmd::Dispatch(a) => rows.extend(dispatch_rows(&cli, a).await?),
-        Cmd::CallSetup | Cmd::MaterialsUpload | Cmd::TerminalFootprint => {
+        Cmd::CallSetup(a) => rows.extend(call_setup_rows(&cli, a).await?),
+        Cmd::TerminalFootprint(a) => rows.extend(footprint_rows(&cli, a).await?),
+        Cmd::MaterialsUpload => {
             for r in pending() {
-                let wanted = match &cli.cmd {
-                    Cmd::CallSetup => "call-setup",
-                    Cmd::MaterialsUpload => "materials-upload",
-                    _ => "terminal-footprint",
-                };
-                if r.id == wanted {
-                    println!("{}", r.result);
-                    rows.push(r);
-                }
+                println!("{}", r.result);
+                rows.push(r);
             }
         }
         Cmd::All => {
@@ -180,6 +197,8 @@ async fn run(cli: Cli) -> Result<()> {
                     .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
             };
             rows.extend(dispatch_rows(&cli, &none).await?);
+            rows.extend(call_setup_rows(&cli, &CallArgs { runs: None }).await?);
+            rows.extend(footprint_rows(&cli, &FootprintArgs { runs: None, seconds: None }).await?);
             for r in pending() {
                 println!("{}: {}", r.id, r.result);
                 rows.push(r);
@@ -212,29 +231,13 @@ fn pending() -> Vec<Row> {
         missed: false,
         pending: true,
     };
-    vec![
-        p(
-            "call-setup",
-            "call setup, `accept` → media flowing (terminal ↔ console)",
-            "—",
-            "Chromium ↔ Chromium on the same server",
-            "needs the terminal (`endpoint-client`) and the console (`agent-console`), both in progress",
-        ),
-        p(
-            "materials-upload",
-            "materials upload (tus) throughput and latency",
-            "—",
-            "nginx serving the same upload",
-            "needs the materials work (`signaling-server/src/materials/`), in progress",
-        ),
-        p(
-            "terminal-footprint",
-            "terminal RSS and CPU during a call",
-            "—",
-            "Chromium in the same call",
-            "needs the terminal (`endpoint-client`), in progress",
-        ),
-    ]
+    vec![p(
+        "materials-upload",
+        "materials upload (tus) throughput and latency",
+        "—",
+        "nginx serving the same upload",
+        "needs the materials work (`signaling-server/src/materials/`), in progress",
+    )]
 }
 
 fn fmt_us(us: f64) -> String {
@@ -443,4 +446,129 @@ async fn dispatch_rows(cli: &Cli, a: &DispatchArgs) -> Result<Vec<Row>> {
         });
     }
     Ok(rows)
+}
+
+fn fmt_ms(ms: f64) -> String {
+    format!("{ms:.0} ms")
+}
+
+fn fmt_mb(bytes: f64) -> String {
+    format!("{:.0} MB", bytes / 1_000_000.0)
+}
+
+fn call_opts(cli: &Cli, runs: usize, warmup: usize) -> Result<call::Opts> {
+    Ok(call::Opts {
+        runs,
+        warmup,
+        server_bin: util::server_binary(cli.server_bin.as_deref())?,
+        endpoint_bin: util::release_binary(cli.endpoint_bin.as_deref(), "endpoint-client")?,
+        settle: Duration::from_secs(if cli.short { 1 } else { 5 }),
+        window: Duration::from_secs(10),
+        width: 640,
+        height: 480,
+        fps: 30,
+    })
+}
+
+async fn call_setup_rows(cli: &Cli, a: &CallArgs) -> Result<Vec<Row>> {
+    let runs = a.runs.unwrap_or(if cli.short { 1 } else { 7 });
+    let warmup = usize::from(!cli.short);
+    let out = call::setup_run(&call_opts(cli, runs, warmup)?).await?;
+    let cmd = command("call-setup", &format!("--runs {runs}"));
+    let mut rows = Vec::new();
+    let reference = "Chromium page as the terminal ↔ the same console, same server, same run";
+    for (id, what, f) in [
+        (
+            "call-setup",
+            "call setup: the operator's click on 接听 → first decoded video frame at both ends, endpoint-client (release, headless, 640×480@30 test sources) ↔ agent-console in Chromium; the call has no data channel (audio, camera)",
+            call::Setup::media as fn(&call::Setup) -> f64,
+        ),
+        (
+            "call-setup-connected",
+            "call setup: the operator's click on 接听 → peer connection `connected` (ICE + DTLS) at both ends, same calls",
+            call::Setup::connected,
+        ),
+    ] {
+        let v: Vec<f64> = out.rust.iter().map(f).collect();
+        let r: Vec<f64> = out.chromium.iter().map(f).collect();
+        let (x, xr) = (util::median(&v), util::median(&r));
+        rows.push(Row {
+            id: id.into(),
+            what: format!("{what}; {runs} calls of each kind, interleaved, after {warmup} warm-up call"),
+            goal: "≤ Chromium ↔ Chromium (same run)".into(),
+            result: fmt_ms(x),
+            runs: runs_of(&v, fmt_ms),
+            reference: format!("{} ({reference}; runs {})", fmt_ms(xr), runs_of(&r, fmt_ms)),
+            ratio: ratio(x, xr),
+            command: cmd.clone(),
+            missed: x > xr,
+            pending: false,
+        });
+    }
+    Ok(rows)
+}
+
+async fn footprint_rows(cli: &Cli, a: &FootprintArgs) -> Result<Vec<Row>> {
+    let runs = a.runs.unwrap_or(if cli.short { 1 } else { 3 });
+    let seconds = a.seconds.unwrap_or(if cli.short { 2 } else { 20 });
+    let mut o = call_opts(cli, runs, 0)?;
+    o.window = Duration::from_secs(seconds);
+    let out = call::footprint_run(&o).await?;
+    let mut args = format!("--runs {runs}");
+    if a.seconds.is_some() {
+        args.push_str(&format!(" --seconds {seconds}"));
+    }
+    let cmd = command("terminal-footprint", &args);
+    let setting = format!(
+        "two-way call 640×480@30 + audio, the operator (console in Chromium, fake 1280×720 camera) sharing a screen; {seconds} s window after the share arrived"
+    );
+    let cpu: Vec<f64> = out.rust.iter().map(|f| f.cpu_pct).collect();
+    let cpu_ref: Vec<f64> = out.chromium.iter().map(|f| f.cpu_pct).collect();
+    let pss: Vec<f64> = out.rust.iter().map(|f| f.pss).collect();
+    let pss_ref: Vec<f64> = out.chromium.iter().map(|f| f.pss).collect();
+    let rss = util::median(&out.rust.iter().map(|f| f.rss).collect::<Vec<_>>());
+    let rss_ref = util::median(&out.chromium.iter().map(|f| f.rss).collect::<Vec<_>>());
+    let procs = out.chromium.iter().map(|f| f.processes).max().unwrap_or(0);
+    let pct = |v: f64| format!("{v:.1} %");
+    let (c, cr) = (util::median(&cpu), util::median(&cpu_ref));
+    let (m, mr) = (util::median(&pss), util::median(&pss_ref));
+    Ok(vec![
+        Row {
+            id: "terminal-footprint-cpu".into(),
+            what: format!(
+                "terminal CPU (utime + stime from /proc, % of one core): endpoint-client (release, headless, test sources) in a {setting}"
+            ),
+            goal: "≤ 0.5× the Chromium tab".into(),
+            result: pct(c),
+            runs: runs_of(&cpu, pct),
+            reference: format!(
+                "{} (a Chromium tab playing the terminal in the same call, all {procs} processes of its browser; runs {})",
+                pct(cr),
+                runs_of(&cpu_ref, pct)
+            ),
+            ratio: ratio(c, cr),
+            command: cmd.clone(),
+            missed: c > 0.5 * cr,
+            pending: false,
+        },
+        Row {
+            id: "terminal-footprint-memory".into(),
+            what: format!(
+                "terminal memory (PSS from /proc/<pid>/smaps_rollup; RSS in brackets): endpoint-client in a {setting}"
+            ),
+            goal: "≤ 1/3 of the Chromium tab".into(),
+            result: format!("{} (RSS {})", fmt_mb(m), fmt_mb(rss)),
+            runs: runs_of(&pss, fmt_mb),
+            reference: format!(
+                "{} (RSS {}; the same Chromium tab, PSS summed over its {procs} processes; runs {})",
+                fmt_mb(mr),
+                fmt_mb(rss_ref),
+                runs_of(&pss_ref, fmt_mb)
+            ),
+            ratio: ratio(m, mr),
+            command: cmd,
+            missed: m > mr / 3.0,
+            pending: false,
+        },
+    ])
 }

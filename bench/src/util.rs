@@ -302,21 +302,26 @@ pub fn workspace_root() -> PathBuf {
 
 /// Builds the release server (a no-op when fresh) unless a binary was given.
 pub fn server_binary(given: Option<&Path>) -> Result<PathBuf> {
+    release_binary(given, "signaling-server")
+}
+
+/// Builds `target/release/<package>` (a no-op when fresh) unless a binary was given.
+pub fn release_binary(given: Option<&Path>, package: &str) -> Result<PathBuf> {
     if let Some(p) = given {
         return Ok(p.to_path_buf());
     }
     let root = workspace_root();
-    eprintln!("building: cargo build --release -p signaling-server");
+    eprintln!("building: cargo build --release -p {package}");
     let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-p", "signaling-server"])
+        .args(["build", "--release", "-p", package])
         .current_dir(&root)
         .status()
         .context("run cargo")?;
     if !status.success() {
-        bail!("cargo build --release -p signaling-server failed");
+        bail!("cargo build --release -p {package} failed");
     }
     let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
-    Ok(target.join("release").join("signaling-server"))
+    Ok(target.join("release").join(package))
 }
 
 /// Machine, date and commit, for the record.

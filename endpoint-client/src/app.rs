@@ -99,7 +99,8 @@ pub struct UiRequest {
     pub reply: oneshot::Sender<Result<(), ActionError>>,
 }
 
-/// The status the kiosk UI polls and the headless mode prints (one JSON line per second).
+/// The status the kiosk UI polls and the headless mode prints (one JSON line per
+/// `status_interval_ms`, a second by default).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Status {
     pub connected: bool,
@@ -213,7 +214,8 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     let mut notices: Vec<Notice> = Vec::new();
     let mut current: Option<CallHandle> = None;
     let mut staff: Option<StaffSession> = None;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_millis(cfg.status_interval_ms.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(shutdown);
 
     loop {
