@@ -4,6 +4,8 @@
 
 mod dispatch;
 mod echo;
+mod materials;
+mod proxy;
 mod relay;
 mod signaling;
 mod table;
@@ -43,8 +45,10 @@ enum Cmd {
     Dispatch(DispatchArgs),
     /// Call setup (terminal ↔ console) compared with Chromium ↔ Chromium.
     CallSetup,
-    /// Materials upload compared with nginx.
-    MaterialsUpload,
+    /// A 20 MB scan uploaded as the terminal does (tus), against curl → nginx; on loopback and
+    /// through a proxy emulating 20 ms RTT and 1 % loss.
+    #[command(alias = "materials-upload")]
+    Materials(MaterialsArgs),
     /// The terminal's memory and CPU compared with Chromium.
     TerminalFootprint,
     /// Everything, with the default numbers of each benchmark.
@@ -73,6 +77,19 @@ struct SignalingArgs {
     /// Measured seconds of relay per run (after a warm-up).
     #[arg(long)]
     seconds: Option<u64>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+struct MaterialsArgs {
+    /// Runs on loopback (default 5; 1 with --short).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Runs through the impaired link (default 3; 1 with --short).
+    #[arg(long)]
+    impaired_runs: Option<usize>,
+    /// Size of the scan in MB (default 20; 1 with --short).
+    #[arg(long)]
+    mb: Option<usize>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -155,11 +172,11 @@ async fn run(cli: Cli) -> Result<()> {
     match &cli.cmd {
         Cmd::Signaling(a) => rows.extend(signaling_rows(&cli, a).await?),
         Cmd::Dispatch(a) => rows.extend(dispatch_rows(&cli, a).await?),
-        Cmd::CallSetup | Cmd::MaterialsUpload | Cmd::TerminalFootprint => {
+        Cmd::Materials(a) => rows.extend(materials_rows(&cli, a).await?),
+        Cmd::CallSetup | Cmd::TerminalFootprint => {
             for r in pending() {
                 let wanted = match &cli.cmd {
                     Cmd::CallSetup => "call-setup",
-                    Cmd::MaterialsUpload => "materials-upload",
                     _ => "terminal-footprint",
                 };
                 if r.id == wanted {
@@ -180,6 +197,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
             };
             rows.extend(dispatch_rows(&cli, &none).await?);
+            rows.extend(materials_rows(&cli, &MaterialsArgs::default()).await?);
             for r in pending() {
                 println!("{}: {}", r.id, r.result);
                 rows.push(r);
@@ -219,13 +237,6 @@ fn pending() -> Vec<Row> {
             "—",
             "Chromium ↔ Chromium on the same server",
             "needs the terminal (`endpoint-client`) and the console (`agent-console`), both in progress",
-        ),
-        p(
-            "materials-upload",
-            "materials upload (tus) throughput and latency",
-            "—",
-            "nginx serving the same upload",
-            "needs the materials work (`signaling-server/src/materials/`), in progress",
         ),
         p(
             "terminal-footprint",
@@ -342,6 +353,65 @@ async fn signaling_rows(cli: &Cli, a: &SignalingArgs) -> Result<Vec<Row>> {
             ratio: ratio(x, xr),
             command: cmd.clone(),
             missed: goal.is_some_and(|g| x > g),
+            pending: false,
+        });
+    }
+    Ok(rows)
+}
+
+async fn materials_rows(cli: &Cli, a: &MaterialsArgs) -> Result<Vec<Row>> {
+    let short = cli.short;
+    let mb = a.mb.unwrap_or(if short { 1 } else { 20 }).max(1);
+    let runs = a.runs.unwrap_or(if short { 1 } else { 5 });
+    let impaired_runs = a.impaired_runs.unwrap_or(if short { 1 } else { 3 });
+    let opts = materials::Opts {
+        bytes: mb * 1_000_000,
+        runs,
+        impaired_runs,
+        server_bin: util::server_binary(cli.server_bin.as_deref())?,
+    };
+    let out = materials::run(&opts).await?;
+    let mut args = format!("--runs {runs} --impaired-runs {impaired_runs}");
+    if a.mb.is_some() {
+        args.push_str(&format!(" --mb {mb}"));
+    }
+    let cmd = command("materials", &args);
+    let mbytes = out.file_bytes as f64 / 1e6;
+    let secs = |s: f64| format!("{s:.2} s ({:.1} MB/s)", mbytes / s);
+    let each = |v: &[f64]| v.iter().map(|s| format!("{s:.2} s")).collect::<Vec<_>>().join(", ");
+    let goal = 0.8;
+    let mut rows = Vec::new();
+    for (id, link, ours, nginx) in [
+        ("materials-upload", "loopback", &out.ours, &out.nginx),
+        (
+            "materials-upload-impaired",
+            "a 20 ms RTT, 1 % loss link (userspace proxy)",
+            &out.ours_impaired,
+            &out.nginx_impaired,
+        ),
+    ] {
+        if ours.is_empty() {
+            continue;
+        }
+        let (t, r) = (util::median(ours), util::median(nginx));
+        // Throughput ours ÷ nginx's: the reference's time ÷ ours.
+        let speed = r / t;
+        rows.push(Row {
+            id: id.into(),
+            what: format!(
+                "a {mbytes:.1} MB JPEG scan uploaded as the terminal does (tus, 256 KiB `PATCH`es with sha256) until the server has it fsynced, checksummed and encrypted, over {link}; throughput ratio = nginx time ÷ ours"
+            ),
+            goal: format!("≥ {goal}× nginx's throughput"),
+            result: secs(t),
+            runs: each(ours),
+            reference: format!(
+                "{} (`curl --data-binary @file` PUT to nginx-light WebDAV, body to disk, no fsync; runs {})",
+                secs(r),
+                each(nginx)
+            ),
+            ratio: format!("{speed:.2}×"),
+            command: cmd.clone(),
+            missed: speed < goal,
             pending: false,
         });
     }
