@@ -5,6 +5,8 @@
 mod call;
 mod dispatch;
 mod echo;
+mod materials;
+mod proxy;
 mod relay;
 mod signaling;
 mod table;
@@ -48,8 +50,10 @@ enum Cmd {
     /// Call setup (endpoint-client ↔ console in Chromium) compared with Chromium ↔ Chromium.
     #[command(alias = "callsetup")]
     CallSetup(CallArgs),
-    /// Materials upload compared with nginx.
-    MaterialsUpload,
+    /// A 20 MB scan uploaded as the terminal does (tus), against curl → nginx; on loopback and
+    /// through a proxy emulating 20 ms RTT and 1 % loss.
+    #[command(alias = "materials-upload")]
+    Materials(MaterialsArgs),
     /// The terminal's CPU and memory in a call compared with a Chromium tab in the same call.
     #[command(alias = "footprint")]
     TerminalFootprint(FootprintArgs),
@@ -79,6 +83,19 @@ struct SignalingArgs {
     /// Measured seconds of relay per run (after a warm-up).
     #[arg(long)]
     seconds: Option<u64>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+struct MaterialsArgs {
+    /// Runs on loopback (default 5; 1 with --short).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Runs through the impaired link (default 3; 1 with --short).
+    #[arg(long)]
+    impaired_runs: Option<usize>,
+    /// Size of the scan in MB (default 20; 1 with --short).
+    #[arg(long)]
+    mb: Option<usize>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -179,12 +196,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Dispatch(a) => rows.extend(dispatch_rows(&cli, a).await?),
         Cmd::CallSetup(a) => rows.extend(call_setup_rows(&cli, a).await?),
         Cmd::TerminalFootprint(a) => rows.extend(footprint_rows(&cli, a).await?),
-        Cmd::MaterialsUpload => {
-            for r in pending() {
-                println!("{}", r.result);
-                rows.push(r);
-            }
-        }
+        Cmd::Materials(a) => rows.extend(materials_rows(&cli, a).await?),
         Cmd::All => {
             let none = SignalingArgs { clients: None, rate: None, runs: None, pairs: None, seconds: None };
             rows.extend(signaling_rows(&cli, &none).await?);
@@ -197,12 +209,9 @@ async fn run(cli: Cli) -> Result<()> {
                     .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
             };
             rows.extend(dispatch_rows(&cli, &none).await?);
+            rows.extend(materials_rows(&cli, &MaterialsArgs::default()).await?);
             rows.extend(call_setup_rows(&cli, &CallArgs { runs: None }).await?);
             rows.extend(footprint_rows(&cli, &FootprintArgs { runs: None, seconds: None }).await?);
-            for r in pending() {
-                println!("{}: {}", r.id, r.result);
-                rows.push(r);
-            }
         }
         Cmd::EchoRelay { .. } => {}
     }
@@ -216,28 +225,6 @@ async fn run(cli: Cli) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
-}
-
-fn pending() -> Vec<Row> {
-    let p = |id: &str, what: &str, goal: &str, reference: &str, reason: &str| Row {
-        id: id.into(),
-        what: what.into(),
-        goal: goal.into(),
-        result: format!("not yet measurable: {reason}"),
-        runs: "—".into(),
-        reference: reference.into(),
-        ratio: "—".into(),
-        command: command(id, ""),
-        missed: false,
-        pending: true,
-    };
-    vec![p(
-        "materials-upload",
-        "materials upload (tus) throughput and latency",
-        "—",
-        "nginx serving the same upload",
-        "needs the materials work (`signaling-server/src/materials/`), in progress",
-    )]
 }
 
 fn fmt_us(us: f64) -> String {
@@ -345,6 +332,65 @@ async fn signaling_rows(cli: &Cli, a: &SignalingArgs) -> Result<Vec<Row>> {
             ratio: ratio(x, xr),
             command: cmd.clone(),
             missed: goal.is_some_and(|g| x > g),
+            pending: false,
+        });
+    }
+    Ok(rows)
+}
+
+async fn materials_rows(cli: &Cli, a: &MaterialsArgs) -> Result<Vec<Row>> {
+    let short = cli.short;
+    let mb = a.mb.unwrap_or(if short { 1 } else { 20 }).max(1);
+    let runs = a.runs.unwrap_or(if short { 1 } else { 5 });
+    let impaired_runs = a.impaired_runs.unwrap_or(if short { 1 } else { 3 });
+    let opts = materials::Opts {
+        bytes: mb * 1_000_000,
+        runs,
+        impaired_runs,
+        server_bin: util::server_binary(cli.server_bin.as_deref())?,
+    };
+    let out = materials::run(&opts).await?;
+    let mut args = format!("--runs {runs} --impaired-runs {impaired_runs}");
+    if a.mb.is_some() {
+        args.push_str(&format!(" --mb {mb}"));
+    }
+    let cmd = command("materials", &args);
+    let mbytes = out.file_bytes as f64 / 1e6;
+    let secs = |s: f64| format!("{s:.2} s ({:.1} MB/s)", mbytes / s);
+    let each = |v: &[f64]| v.iter().map(|s| format!("{s:.2} s")).collect::<Vec<_>>().join(", ");
+    let goal = 0.8;
+    let mut rows = Vec::new();
+    for (id, link, ours, nginx) in [
+        ("materials-upload", "loopback", &out.ours, &out.nginx),
+        (
+            "materials-upload-impaired",
+            "a 20 ms RTT, 1 % loss link (userspace proxy)",
+            &out.ours_impaired,
+            &out.nginx_impaired,
+        ),
+    ] {
+        if ours.is_empty() {
+            continue;
+        }
+        let (t, r) = (util::median(ours), util::median(nginx));
+        // Throughput ours ÷ nginx's: the reference's time ÷ ours.
+        let speed = r / t;
+        rows.push(Row {
+            id: id.into(),
+            what: format!(
+                "a {mbytes:.1} MB JPEG scan uploaded as the terminal does (tus, 256 KiB `PATCH`es with sha256) until the server has it fsynced, checksummed and encrypted, over {link}; throughput ratio = nginx time ÷ ours"
+            ),
+            goal: format!("≥ {goal}× nginx's throughput"),
+            result: secs(t),
+            runs: each(ours),
+            reference: format!(
+                "{} (`curl --data-binary @file` PUT to nginx-light WebDAV, body to disk, no fsync; runs {})",
+                secs(r),
+                each(nginx)
+            ),
+            ratio: format!("{speed:.2}×"),
+            command: cmd.clone(),
+            missed: speed < goal,
             pending: false,
         });
     }

@@ -192,7 +192,7 @@ fn check(stats: &relay::RelayStats, what: &str) -> Result<()> {
     Ok(())
 }
 
-async fn take_and_wait(ws: &mut Ws, item: &str) -> Result<Uuid> {
+pub async fn take_and_wait(ws: &mut Ws, item: &str) -> Result<Uuid> {
     let req = Uuid::new_v4();
     send_text(ws, format!("{{\"type\":\"take_ticket\",\"item_id\":\"{item}\",\"request_id\":\"{req}\"}}"))
         .await?;
@@ -203,7 +203,7 @@ async fn take_and_wait(ws: &mut Ws, item: &str) -> Result<Uuid> {
     .await
 }
 
-async fn accept_one(ws: &mut Ws) -> Result<Uuid> {
+pub async fn accept_one(ws: &mut Ws) -> Result<Uuid> {
     send_text(ws, "{\"type\":\"set_availability\",\"available\":true}".into()).await?;
     let ticket = recv_until(ws, "ringing", |m| match m {
         ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),

@@ -86,6 +86,12 @@ impl Store {
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 let s3 = Arc::new(
                     object_store::aws::AmazonS3Builder::new()
+                        // First: it replaces every client option (`with_allow_http` is one).
+                        .with_client_options(
+                            object_store::ClientOptions::new()
+                                .with_connect_timeout(std::time::Duration::from_secs(5))
+                                .with_timeout(std::time::Duration::from_secs(60)),
+                        )
                         .with_endpoint(&s3.endpoint)
                         .with_bucket_name(&s3.bucket)
                         .with_region(&s3.region)
@@ -94,6 +100,13 @@ impl Store {
                         .with_allow_http(s3.endpoint.starts_with("http://"))
                         // MinIO-style `http://host:port/bucket` addressing, not `bucket.host`.
                         .with_virtual_hosted_style_request(false)
+                        // A store that is down fails the upload's last PATCH within ~30 s
+                        // (the terminal retries), not after object_store's default 3 minutes.
+                        .with_retry(object_store::RetryConfig {
+                            max_retries: 3,
+                            retry_timeout: std::time::Duration::from_secs(30),
+                            ..object_store::RetryConfig::default()
+                        })
                         .build()?,
                 );
                 (s3, 5 * 1024 * 1024)

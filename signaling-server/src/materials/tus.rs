@@ -644,20 +644,27 @@ async fn patch_inner(
 /// The last byte arrived: verify, seal into the store, create the material.
 async fn finish(state: &AppState, p: &Principal, up: &Upload) -> ApiResult<MaterialView> {
     let session = session_info(&state.db, up.session_id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
-    // Pass 1: whole-file hash and type.
-    let mut reader = staged(state, up, up.length).await?;
-    let mut hasher = Sha256::new();
     let mut head = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = reader.read(&mut buf).await.map_err(io_error)?;
-        if n == 0 {
-            break;
+    staged(state, up, sniff::MAGIC_LEN as u64).await?.read_to_end(&mut head).await.map_err(io_error)?;
+    // Images are decoded whole for their thumbnail anyway: read and decrypt them once, into
+    // memory, for the hash, the sealing and the thumbnail. PDFs are streamed.
+    let mut plain: Option<Vec<u8>> = None;
+    let mut hasher = Sha256::new();
+    if matches!(sniff::sniff(&head), Some(k) if k != Kind::Pdf) {
+        let mut all = Vec::with_capacity(usize::try_from(up.length).unwrap_or(0));
+        staged(state, up, up.length).await?.read_to_end(&mut all).await.map_err(io_error)?;
+        hasher.update(&all);
+        plain = Some(all);
+    } else {
+        let mut reader = staged(state, up, up.length).await?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = reader.read(&mut buf).await.map_err(io_error)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
         }
-        if head.len() < sniff::MAGIC_LEN {
-            head.extend_from_slice(&buf[..n.min(sniff::MAGIC_LEN - head.len())]);
-        }
-        hasher.update(&buf[..n]);
     }
     if hex::encode(hasher.finalize()) != up.sha256 {
         return Err(checksum_mismatch("file sha256"));
@@ -672,7 +679,7 @@ async fn finish(state: &AppState, p: &Principal, up: &Upload) -> ApiResult<Mater
             .await?
             .is_some();
         if !exists {
-            store_object(state, up, kind, &name).await?;
+            store_object(state, up, kind, &name, plain).await?;
         }
         insert_material(state, p, up, &session, kind).await?;
     }
@@ -697,26 +704,43 @@ async fn finish(state: &AppState, p: &Principal, up: &Upload) -> ApiResult<Mater
     Ok(material)
 }
 
-async fn store_object(state: &AppState, up: &Upload, kind: Kind, name: &str) -> ApiResult<()> {
+async fn store_object(
+    state: &AppState,
+    up: &Upload,
+    kind: Kind,
+    name: &str,
+    plain: Option<Vec<u8>>,
+) -> ApiResult<()> {
     let store_err = |e: super::StoreError| {
         tracing::error!(error = %e, "cannot store a material");
         ApiError::internal()
     };
     let key = random_key();
     let path = object_path(name);
-    state
-        .materials
-        .seal(&path, &key, staged(state, up, up.length).await?, up.length)
-        .await
-        .map_err(store_err)?;
-    let thumb = match kind {
-        Kind::Pdf => thumb::pdf_thumbnail(staged(state, up, up.length).await?).await,
-        _ => {
-            let mut plain = Vec::with_capacity(usize::try_from(up.length).unwrap_or(0));
-            staged(state, up, up.length).await?.read_to_end(&mut plain).await.map_err(io_error)?;
-            tokio::task::spawn_blocking(move || thumb::image_thumbnail(kind, &plain)).await.ok().flatten()
+    // The thumbnail is made while the content is sealed (two cores: decoding a large scan takes
+    // as long as encrypting and writing it).
+    let (sealed, thumb) = match plain {
+        Some(plain) => {
+            let plain = std::sync::Arc::new(plain);
+            let for_thumb = plain.clone();
+            let thumb = tokio::task::spawn_blocking(move || thumb::image_thumbnail(kind, &for_thumb));
+            let sealed = state.materials.seal(&path, &key, &plain[..], up.length).await;
+            (sealed, thumb.await.ok().flatten())
+        }
+        None => {
+            let content = staged(state, up, up.length).await?;
+            let for_thumb = staged(state, up, up.length).await?;
+            let (sealed, thumb) =
+                tokio::join!(state.materials.seal(&path, &key, content, up.length), async move {
+                    match kind {
+                        Kind::Pdf => thumb::pdf_thumbnail(for_thumb).await,
+                        _ => None,
+                    }
+                });
+            (sealed, thumb)
         }
     };
+    sealed.map_err(store_err)?;
     let mut thumb_cols: (Option<String>, Option<i64>, Option<String>) = (None, None, None);
     if let Some(t) = thumb {
         let tkey = random_key();
