@@ -267,6 +267,14 @@ describe('a call with the real terminal', () => {
     await k.waitForSelector('#vol:has-text("80%")');
     await shot(k, '36-kiosk-in-call');
 
+    // A network blip on the console's socket: it reconnects by itself, resumes, and the call goes on.
+    const before = await op.evaluate(async () => /** @type {any} */ (window).bangban.framesDecoded());
+    await op.evaluate(() => /** @type {any} */ (window).bangban.dropSocket());
+    await op.waitForFunction(() => /** @type {any} */ (window).bangban.socketState() === 'reconnecting' || /** @type {any} */ (window).bangban.socketState() === 'connecting', null, { timeout: 5_000 }).catch(() => {});
+    await op.waitForFunction(() => /** @type {any} */ (window).bangban.socketState() === 'open', null, { timeout: 30_000 });
+    await op.waitForFunction(async (n) => (await /** @type {any} */ (window).bangban.framesDecoded()) > n + 10, before, { timeout: 20_000 });
+    assert.equal((await status()).phase, 'in_call', 'the terminal stayed in the call');
+
     // Ask for a scan of the item's material: the kiosk shows it in large type; one touch scans.
     const slot = item.materials.find((/** @type {any} */ m) => m.transfer === 'scan');
     await op.click(`.ask-scan[data-slot="${slot.id}"]`);
