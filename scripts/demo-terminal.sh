@@ -11,7 +11,7 @@ fi
 cfg=deploy/endpoint.demo.toml
 mkdir -p data/demo-terminal
 cargo build --locked --release -p endpoint-client
-bin=target/release/endpoint-client
+bin="${CARGO_TARGET_DIR:-target}/release/endpoint-client"
 if [ ! -s data/demo-terminal/credential ]; then
   code=$(awk 'NR==1 {print $2}' data/demo-enrollment.txt)
   "$bin" --config "$cfg" enroll --code "$code"
