@@ -459,12 +459,17 @@ export function operatorView(ctx, main) {
     }
   }
 
+  let historySeq = 0;
   async function loadHistory() {
+    // Loads overlap (call ended, wrapped up, rated): only the newest request's answer counts.
+    const seq = ++historySeq;
     try {
-      st.history = await api.get(`/api/v1/sessions?from=${fmt.todayStart()}`);
+      const list = await api.get(`/api/v1/sessions?from=${fmt.todayStart()}`);
+      if (seq !== historySeq) return;
+      st.history = list;
       st.history.sort((a, b) => b.started_at - a.started_at);
     } catch { /* keep the old list */ }
-    renderHistory();
+    if (seq === historySeq) renderHistory();
   }
 
   /** @param {any} session */
