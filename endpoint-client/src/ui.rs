@@ -84,6 +84,19 @@ async fn status_handler(State(ui): State<Ui>) -> Json<Status> {
     Json(ui.status.borrow().clone())
 }
 
+/// A body the API cannot take, with the status axum chose (413 too large, 400 not JSON, 415
+/// not `application/json`, 422 wrong fields) and a Chinese message.
+fn rejected(e: &axum::extract::rejection::JsonRejection) -> Response {
+    let status = e.status();
+    let msg = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "请求过大 (request too large)".to_owned(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "请求格式有误 (expected application/json)".to_owned(),
+        StatusCode::BAD_REQUEST => "请求不是有效的 JSON (invalid JSON)".to_owned(),
+        _ => format!("信息有误：{}", e.body_text()),
+    };
+    error(status, msg)
+}
+
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(serde_json::json!({ "error": msg.into() }))).into_response()
 }
@@ -122,7 +135,7 @@ async fn ticket(
             )
             .await
         }
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("信息有误：{}", e.body_text())),
+        Err(e) => rejected(&e),
     }
 }
 
@@ -140,7 +153,7 @@ async fn rate(
 ) -> Response {
     match body {
         Ok(Json(b)) => command(s, UiCommand::Rate { level: b.level, comment: b.comment }).await,
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+        Err(e) => rejected(&e),
     }
 }
 
@@ -181,7 +194,7 @@ async fn scan(
                 UiCommand::Scan { session_id: b.session_id, slot_id: b.slot_id, pages: b.pages.unwrap_or(1) };
             command(s, cmd).await
         }
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+        Err(e) => rejected(&e),
     }
 }
 
@@ -264,7 +277,7 @@ struct MicBody {
 async fn mic(s: State<Ui>, body: Result<Json<MicBody>, axum::extract::rejection::JsonRejection>) -> Response {
     match body {
         Ok(Json(b)) => command(s, UiCommand::Mic { muted: b.muted }).await,
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+        Err(e) => rejected(&e),
     }
 }
 
@@ -285,6 +298,6 @@ async fn volume(
         Ok(_) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, format!("音量应在 0–{} 之间", crate::call::MAX_VOLUME))
         }
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+        Err(e) => rejected(&e),
     }
 }

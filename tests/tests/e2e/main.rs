@@ -8,6 +8,7 @@
 mod call;
 mod health;
 mod helpers;
+mod kiosk_api;
 mod netcut;
 mod netproxy;
 mod print;
