@@ -22,6 +22,7 @@
 //   { cmd: 'quit' }
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { terminal } from '../tests/terminal.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const WAIT = 30_000;
@@ -71,72 +72,6 @@ function instrument() {
     const t = /** @type {Element} */ (e.target);
     if (t && t.closest && t.closest('#accept') && M.accept == null) M.accept = performance.timeOrigin + e.timeStamp;
   }, true);
-}
-
-// The terminal in a Chromium page: the same protocol as the Rust endpoint (polite peer, device
-// token), camera + microphone at the endpoint's resolution, remote tracks shown in <video>s.
-async function terminalPage({ token, itemId, width, height, fps }) {
-  const T = (window.term = { ticket: null, rated: false, errors: [], ended: false });
-  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width, height, frameRate: fps } });
-  let pc = null;
-  let session = null;
-  let added = false;
-  const pending = [];
-  const ws = new WebSocket(`ws://${location.host}/ws`, ['bangban.v1']);
-  const send = (m) => ws.send(JSON.stringify(m));
-  ws.onopen = () => send({ type: 'hello', v: 1, token });
-  let chain = Promise.resolve();
-  ws.onmessage = (ev) => {
-    const m = JSON.parse(ev.data);
-    chain = chain.then(() => handle(m)).catch((e) => T.errors.push(String(e)));
-  };
-  async function handle(m) {
-    if (m.type === 'error') T.errors.push(m.message);
-    if (m.type === 'welcome') {
-      send({ type: 'take_ticket', item_id: itemId, priority: 'normal', request_id: crypto.randomUUID() });
-    } else if (m.type === 'ticket_issued') {
-      T.ticket = m.ticket;
-    } else if (m.type === 'session_started') {
-      session = m.session;
-      pc = new RTCPeerConnection({ iceServers: session.ice_servers || [] });
-      pc.ontrack = (e) => {
-        const v = document.createElement('video');
-        v.autoplay = true;
-        v.playsInline = true;
-        v.muted = e.track.kind !== 'audio';
-        v.srcObject = new MediaStream([e.track]);
-        document.body.appendChild(v);
-        v.play().catch(() => {});
-      };
-      pc.onicecandidate = ({ candidate }) => {
-        const signal = candidate
-          ? { kind: 'candidate', candidate: candidate.candidate, sdp_mid: candidate.sdpMid, sdp_m_line_index: candidate.sdpMLineIndex }
-          : { kind: 'candidate', candidate: '' };
-        send({ type: 'signal', session_id: session.session_id, signal });
-      };
-    } else if (m.type === 'signal' && pc) {
-      const s = m.signal;
-      if (s.kind === 'offer') {
-        await pc.setRemoteDescription({ type: 'offer', sdp: s.sdp });
-        if (!added) { for (const t of stream.getTracks()) pc.addTrack(t, stream); added = true; }
-        await pc.setLocalDescription();
-        send({ type: 'signal', session_id: session.session_id, signal: { kind: 'answer', sdp: pc.localDescription.sdp } });
-        for (const c of pending.splice(0)) await pc.addIceCandidate(c).catch(() => {});
-      } else if (s.kind === 'candidate') {
-        if (!s.candidate) return;
-        const c = { candidate: s.candidate, sdpMid: s.sdp_mid ?? null, sdpMLineIndex: s.sdp_m_line_index ?? 0 };
-        if (!pc.remoteDescription) pending.push(c);
-        else await pc.addIceCandidate(c).catch(() => {});
-      }
-    } else if (m.type === 'session_ended') {
-      T.ended = true;
-      pc?.close();
-    } else if (m.type === 'rate_request') {
-      send({ type: 'rate', session_id: m.session_id, level: 'satisfied' });
-    } else if (m.type === 'rating_recorded') {
-      T.rated = true;
-    }
-  }
 }
 
 /** @type {import('playwright-core').Browser | null} */ let opBrowser = null;
@@ -193,7 +128,8 @@ const handlers = {
     if (termPage) await termPage.context().close();
     termPage = await newPage(termBrowser, { width: 800, height: 600 });
     await termPage.goto(`${base}/healthz`);
-    await termPage.evaluate(terminalPage, { token: c.token, itemId: c.itemId, width: c.width, height: c.height, fps: c.fps });
+    // The same scripted terminal the console tests use, showing the remote tracks as a screen would.
+    await termPage.evaluate(terminal, { token: c.token, itemId: c.itemId, width: c.width, height: c.height, fps: c.fps, show: true });
     await termPage.waitForFunction(() => /** @type {any} */ (window).term.ticket != null, null, { timeout: WAIT });
     return {};
   },

@@ -160,7 +160,10 @@ describe('operator call', () => {
     assert.ok(item, 'an item operator1 serves');
     const termPage = await newPage({ width: 800, height: 600 });
     await termPage.goto(`${base}/healthz`);
-    await termPage.evaluate(terminal, { token: device.access_token, itemId: item.id });
+    await termPage.evaluate(terminal, {
+      token: device.access_token, itemId: item.id, priority: 'elderly',
+      resident: { name: '张三', id_number: '11010519491231002X' }, rating: { level: 'very_satisfied', comment: '受理员很耐心' },
+    });
 
     await page.waitForSelector('#ringing #accept');
     await shot(page, '03-operator-ringing');

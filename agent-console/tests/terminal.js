@@ -1,9 +1,13 @@
-// A minimal scripted terminal (polite peer) run inside a Chromium page on the server's origin,
-// standing in for the Rust endpoint-client: device token, WS protocol, fake camera, rating.
-// Evaluated with page.evaluate(terminal, { token, itemId }); state is kept in window.term.
-export async function terminal({ token, itemId }) {
+// A scripted terminal (polite peer) run inside a Chromium page on the server's origin, standing
+// in for the Rust endpoint-client: device token, WS protocol, fake camera and microphone, rating.
+// Evaluated with page.evaluate(terminal, options); state is kept in window.term. Used by the
+// console tests and, as the reference terminal, by the call-setup benchmark (bench/driver.mjs).
+//   options: { token, itemId, width?, height?, fps?, show?, priority?, resident?, rating? }
+//   show: play the remote tracks in <video> elements (as a real terminal screen would).
+export async function terminal({ token, itemId, width = 640, height = 360, fps, show = false, priority = 'normal', resident, rating = { level: 'satisfied' } }) {
   const T = (window.term = { msgs: [], videoTracks: [], streamIds: [], ticket: null, rated: false, ended: false, errors: [] });
-  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+  const video = fps ? { width, height, frameRate: fps } : { width, height };
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video });
   /** @type {RTCPeerConnection | null} */
   let pc = null;
   let session = null;
@@ -21,7 +25,7 @@ export async function terminal({ token, itemId }) {
     T.msgs.push(m.type);
     if (m.type === 'error') T.errors.push(m.message);
     if (m.type === 'welcome') {
-      send({ type: 'take_ticket', item_id: itemId, priority: 'elderly', resident: { name: '张三', id_number: '11010519491231002X' }, request_id: crypto.randomUUID() });
+      send({ type: 'take_ticket', item_id: itemId, priority, ...(resident ? { resident } : {}), request_id: crypto.randomUUID() });
     } else if (m.type === 'ticket_issued') {
       T.ticket = m.ticket;
     } else if (m.type === 'session_started') {
@@ -29,6 +33,15 @@ export async function terminal({ token, itemId }) {
       pc = new RTCPeerConnection({ iceServers: session.ice_servers || [] });
       pc.ontrack = (e) => {
         if (e.track.kind === 'video') { T.videoTracks.push(e.track.id); T.streamIds.push(e.streams[0]?.id || ''); }
+        if (show) {
+          const v = document.createElement('video');
+          v.autoplay = true;
+          v.playsInline = true;
+          v.muted = e.track.kind !== 'audio';
+          v.srcObject = new MediaStream([e.track]);
+          document.body.appendChild(v);
+          v.play().catch(() => {});
+        }
       };
       pc.onicecandidate = ({ candidate }) => {
         const signal = candidate ? { kind: 'candidate', candidate: candidate.candidate, sdp_mid: candidate.sdpMid, sdp_m_line_index: candidate.sdpMLineIndex } : { kind: 'candidate', candidate: '' };
@@ -45,6 +58,7 @@ export async function terminal({ token, itemId }) {
       } else if (s.kind === 'answer') {
         await pc.setRemoteDescription({ type: 'answer', sdp: s.sdp });
       } else if (s.kind === 'candidate') {
+        if (!s.candidate) return; // end of candidates
         const c = { candidate: s.candidate, sdpMid: s.sdp_mid ?? null, sdpMLineIndex: s.sdp_m_line_index ?? 0 };
         if (!pc.remoteDescription) pending.push(c);
         else await pc.addIceCandidate(c).catch(() => {});
@@ -53,7 +67,7 @@ export async function terminal({ token, itemId }) {
       T.ended = true;
       pc?.close();
     } else if (m.type === 'rate_request') {
-      send({ type: 'rate', session_id: m.session_id, level: 'very_satisfied', comment: '受理员很耐心' });
+      send({ type: 'rate', session_id: m.session_id, ...rating });
     } else if (m.type === 'rating_recorded') {
       T.rated = true;
     }

@@ -2,8 +2,6 @@
 //! hostile heartbeats refused with nothing stored, printer-fault and offline alarms opened
 //! and cleared (and audited).
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -277,21 +275,6 @@ async fn a_printer_fault_opens_an_alarm_until_the_printer_recovers() {
     assert_eq!(cleared[0]["detail"]["reason"], "printer_ok");
 }
 
-/// Waits until `pred` holds for the open alarms (polling; fails after `limit`).
-async fn wait_alarms(app: &TestApp, token: &str, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (s, page) = app.get("/api/v1/terminal-alarms?state=open", Some(token)).await;
-        assert_eq!(s, StatusCode::OK);
-        let alarms = page["alarms"].as_array().cloned().unwrap_or_default();
-        if pred(&alarms) {
-            return alarms;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {alarms:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_silent_terminal_raises_an_offline_alarm_that_clears_when_it_reports() {
     let app = TestApp::spawn_with(|c| {
@@ -302,15 +285,28 @@ async fn a_silent_terminal_raises_an_offline_alarm_that_clears_when_it_reports()
     let (_, dev) = app.enroll_terminal(0).await;
     let id = terminal_id(&dev);
     let supervisor = app.login("supervisor").await;
+    // Supervisors are told of alarms over the socket: the test waits on that event.
+    let (mut ws, _welcome) = WsClient::connect(&app, &supervisor).await;
     let (s, _) = app.post(HEALTH, Some(&dev), report("0.1.0")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 
     // The terminal falls silent.
-    let alarms = wait_alarms(&app, &supervisor, "the offline alarm", |a| {
-        a.iter().any(|x| x["terminal_id"] == id.as_str() && x["kind"] == "offline")
-    })
-    .await;
+    let pushed = ws
+        .expect("the offline alarm", |m| match m {
+            ServerMsg::TerminalAlarm { alarm }
+                if alarm.terminal_id.to_string() == id
+                    && alarm.kind == AlarmKind::Offline
+                    && alarm.cleared_at.is_none() =>
+            {
+                Some(alarm.clone())
+            }
+            _ => None,
+        })
+        .await;
+    let (_, page) = app.get("/api/v1/terminal-alarms?state=open", Some(&supervisor)).await;
+    let alarms = page["alarms"].as_array().cloned().unwrap_or_default();
     let offline = alarms.iter().find(|x| x["kind"] == "offline").cloned().expect("offline");
+    assert_eq!(offline["id"], pushed.id.to_string(), "the pushed alarm is the listed one");
     assert_eq!(alarms.len(), 1, "only the enrolled terminal; pending ones never alarm: {alarms:?}");
     let list = board(&app, &supervisor).await;
     assert_eq!(row(&list, &id)["online"], false);
@@ -323,6 +319,11 @@ async fn a_silent_terminal_raises_an_offline_alarm_that_clears_when_it_reports()
     // It reports again: cleared by that very heartbeat.
     let (s, _) = app.post(HEALTH, Some(&dev), report("0.1.0")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    ws.expect("the offline alarm cleared", |m| match m {
+        ServerMsg::TerminalAlarm { alarm } if alarm.id == pushed.id && alarm.cleared_at.is_some() => Some(()),
+        _ => None,
+    })
+    .await;
     let (_, all) = app.get("/api/v1/terminal-alarms?state=all&limit=200", Some(&supervisor)).await;
     let first = all["alarms"]
         .as_array()

@@ -8,7 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::helpers::{Endpoint, EndpointOpts, Server, WAIT, init_tracing, scripts_dir};
+use shared::api::AlarmKind;
+use shared::protocol::ServerMsg;
+
+use crate::helpers::{Endpoint, EndpointOpts, OperatorWs, Server, WAIT, init_tracing, scripts_dir};
 
 const QUEUE: &str = "bangban-pdf";
 const OUT_DIR: &str = "/var/spool/cups-pdf/bangban";
@@ -81,22 +84,43 @@ async fn heartbeats_show_the_devices_and_silence_raises_then_clears_the_offline_
     assert!(total.is_some_and(|t| t > 0) && free <= total, "{report}");
     assert_eq!(report["in_call"], false);
 
-    // Power cut: no more heartbeats; after the threshold the alarm opens.
+    // Power cut: no more heartbeats; after the threshold the alarm opens, and supervisors are
+    // told over the socket (the test waits on that event).
+    let mut sup_ws = OperatorWs::connect(&server, &sup).await?;
     ep.kill().await?;
-    let row = wait_row(&server, &sup, "the offline alarm", open_offline).await?;
-    assert_eq!(row["online"], false, "{row}");
-    let alarm_id = row["alarms"]
+    let pushed = sup_ws
+        .expect("the offline alarm", |m| match m {
+            ServerMsg::TerminalAlarm { alarm }
+                if alarm.kind == AlarmKind::Offline && alarm.cleared_at.is_none() =>
+            {
+                Some(alarm)
+            }
+            _ => None,
+        })
+        .await?;
+    let board = server.get(&sup, "/api/v1/terminals/health").await?;
+    let row = board
         .as_array()
-        .and_then(|a| a.iter().find(|x| x["kind"] == "offline"))
-        .map(|x| x["id"].clone())
-        .context("alarm id")?;
+        .and_then(|b| b.iter().find(|t| t["status"] == "active").cloned())
+        .context("the terminal's row")?;
+    assert_eq!(row["online"], false, "{row}");
+    assert!(open_offline(&row), "{row}");
+    let alarm_id = Value::String(pushed.id.to_string());
     let open = server.get(&sup, "/api/v1/terminal-alarms?state=open").await?;
     assert!(open["alarms"].as_array().is_some_and(|a| a.iter().any(|x| x["id"] == alarm_id)), "{open}");
 
     // Back on: its first heartbeat clears the alarm.
     ep.restart().await?;
-    let row =
-        wait_row(&server, &sup, "the alarm cleared", |r| r["online"] == true && !open_offline(r)).await?;
+    sup_ws
+        .expect("the alarm cleared", |m| match m {
+            ServerMsg::TerminalAlarm { alarm } if alarm.id == pushed.id && alarm.cleared_at.is_some() => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await?;
+    let row = wait_row(&server, &sup, "the heartbeat after the restart", |r| r["online"] == true).await?;
+    assert!(!open_offline(&row), "{row}");
     assert_eq!(row["report"]["version"], env!("CARGO_PKG_VERSION"));
     let all = server.get(&sup, "/api/v1/terminal-alarms?state=all").await?;
     let cleared = all["alarms"]
