@@ -67,6 +67,13 @@ pub struct StaffSession {
     pub expires_at: std::time::Instant,
 }
 
+impl StaffSession {
+    /// Signed in and their access token not about to expire.
+    pub fn active(&self) -> bool {
+        self.expires_at > std::time::Instant::now()
+    }
+}
+
 impl std::fmt::Debug for StaffSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StaffSession").field("username", &self.username).finish_non_exhaustive()
@@ -148,7 +155,7 @@ fn status_of(
         printer: dev.printer.map(Printer::status).unwrap_or_default(),
         scan_request: kiosk.scan_request().cloned(),
         staff: staff
-            .filter(|s| s.expires_at > std::time::Instant::now())
+            .filter(|s| s.active())
             .map(|s| StaffView { name: s.name.clone(), username: s.username.clone() }),
         ..Default::default()
     };
@@ -247,7 +254,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                 Some(UiRequest { cmd, reply }) => {
                     let r = match cmd {
                         UiCommand::TakeTicket { item_id, priority, resident } => {
-                            let staff_token = staff.as_ref().filter(|s| s.expires_at > std::time::Instant::now()).map(|s| s.token.clone());
+                            let staff_token = staff.as_ref().filter(|s| s.active()).map(|s| s.token.clone());
                             // Only signed-in staff enter a resident's details (least privilege).
                             let resident = if staff_token.is_some() { resident } else { None };
                             kiosk.take_ticket(item_id, priority, resident, staff_token)

@@ -35,6 +35,19 @@ impl From<reqwest::Error> for RestError {
     }
 }
 
+/// Ends a person's login at the server (`POST /api/v1/auth/logout` with their refresh token);
+/// a failure is only logged (the refresh token then expires by itself).
+pub async fn logout(http: &reqwest::Client, base: &str, refresh_token: &str) {
+    let r = http
+        .post(format!("{}/api/v1/auth/logout", base.trim_end_matches('/')))
+        .json(&serde_json::json!({ "refresh_token": refresh_token }))
+        .send()
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "logout did not reach the server");
+    }
+}
+
 /// The server's REST API as this terminal.
 #[derive(Clone)]
 pub struct ServerApi {
@@ -97,15 +110,7 @@ impl ServerApi {
 
     /// Ends a staff member's login (their refresh-token family) when they sign out.
     pub async fn logout(&self, refresh_token: &str) {
-        let r = self
-            .http
-            .post(self.url("/api/v1/auth/logout"))
-            .json(&serde_json::json!({ "refresh_token": refresh_token }))
-            .send()
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "staff logout did not reach the server");
-        }
+        logout(&self.http, &self.base, refresh_token).await;
     }
 
     pub async fn pending_print_jobs(&self) -> Result<Vec<PrintJobView>, RestError> {

@@ -245,12 +245,7 @@ async fn staff_login(
     };
     if t.user.role != shared::protocol::Role::Staff {
         // Not a kiosk account: end the login it just opened.
-        let _ = s
-            .http
-            .post(format!("{}/api/v1/auth/logout", s.server))
-            .json(&serde_json::json!({ "refresh_token": t.refresh_token }))
-            .send()
-            .await;
+        crate::rest::logout(&s.http, &s.server, &t.refresh_token).await;
         return error(StatusCode::FORBIDDEN, "仅居委会工作人员可在本机登录");
     }
     let Ok(token) = shared::validate::Token::try_from(t.access_token) else {
