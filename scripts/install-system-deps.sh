@@ -4,10 +4,12 @@
 #   scripts/install-system-deps.sh [--server] [--terminal] [--test]
 #
 #   --server    build tools for signaling-server
-#   --terminal  build tools + GStreamer, SANE, CUPS (+ cups-pdf), poppler for endpoint-client
+#   --terminal  build tools + GStreamer (VP8, Opus; H.264 by x264 and libav), SANE,
+#               CUPS (+ cups-pdf), poppler for endpoint-client
 #   --test      everything the test suite needs (server + terminal + Chromium, CJK fonts,
-#               coturn, nginx-light, PostgreSQL client tools, and `s3s-fs`, an S3 server over a
-#               directory, by `cargo install` into ~/.cargo/bin once); this is the default
+#               coturn, nginx-light, PostgreSQL client tools, Xvfb (the two screens), and
+#               `s3s-fs`, an S3 server over a directory, by `cargo install` into
+#               ~/.cargo/bin once); this is the default
 #
 # Idempotent: asks dpkg what is missing and, only if something is, runs `apt-get update` once
 # and `apt-get install -y --no-install-recommends` for the missing packages. Runs as root or
@@ -22,7 +24,7 @@ for arg in "$@"; do
     --server) want_server=1 ;;
     --terminal) want_terminal=1 ;;
     --test) want_test=1 ;;
-    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option: $arg (use --server, --terminal, --test)" >&2; exit 2 ;;
   esac
 done
@@ -34,11 +36,12 @@ if grep -q '^name = "openssl-sys"' Cargo.lock 2>/dev/null; then build_pkgs+=(lib
 terminal_pkgs=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x
   sane-utils
   cups cups-client cups-bsd printer-driver-cups-pdf
   poppler-utils ghostscript
 )
-test_pkgs=(chromium fonts-noto-cjk coturn nginx-light postgresql-client)
+test_pkgs=(chromium fonts-noto-cjk coturn nginx-light postgresql-client xvfb)
 # Node.js: the machine's own (e.g. NodeSource) build wins; Debian's only where there is none.
 if ! command -v node >/dev/null 2>&1; then test_pkgs+=(nodejs); fi
 if ! command -v npm >/dev/null 2>&1; then test_pkgs+=(npm); fi

@@ -65,7 +65,9 @@ const EN = {
   '未选择文件': 'No file chosen', '选择文件': 'Choose file', '已转办': 'Transferred', '通话和整理期间不能切换语言': 'Cannot switch language during a call or wrap-up',
   '登录已过期，请重新登录': 'Session expired, please sign in again', '该账号已在其他地方登录，本页已断开': 'Signed in elsewhere; this page is disconnected', '账号已停用': 'Account disabled',
   '受理员结束通话': 'Operator ended the call', '连接中断': 'Connection lost', '主管结束通话': 'Ended by supervisor', '服务器重启': 'Server restart',
-  '响铃超时，已设为暂离': 'Ring timed out; you are now away', '当前': 'Now', '人': '', '分钟': 'min',
+  '响铃超时，已设为暂离': 'Ring timed out; you are now away',
+  '视频编码': 'Video codec', 'VP8（默认）': 'VP8 (default)', 'H.264（本机硬件解码时选用）': 'H.264 (where this PC decodes it in hardware)',
+  '视频编码已设置，下次通话起生效': 'Video codec saved; it applies from the next call', '当前': 'Now', '人': '', '分钟': 'min',
 };
 
 let current = (typeof localStorage !== 'undefined' && localStorage.getItem('bangban.lang')) === 'en' ? 'en' : 'zh';

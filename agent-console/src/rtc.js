@@ -2,16 +2,48 @@
 // the impolite peer and makes the first offer; candidates trickle; the screen share is a
 // separate video track whose stream id (as sent) starts with `screen-`, which is how the
 // terminal tells it from the camera and shows it on its second screen.
+//
+// Video codec: this workstation's preference (`videoCodec()`, kept in localStorage): VP8 (the
+// browser's own order) or H.264 first (e.g. where the PC decodes H.264 in hardware). The
+// preference orders every video transceiver's codecs before an offer; the terminal answers in
+// the offer's first codec it supports, and both directions use it.
+
+const CODEC_KEY = 'bangban.videoCodec';
+/** This workstation's video codec preference. @returns {'vp8' | 'h264'} */
+export function videoCodec() {
+  return (typeof localStorage !== 'undefined' && localStorage.getItem(CODEC_KEY)) === 'h264' ? 'h264' : 'vp8';
+}
+/** @param {'vp8' | 'h264'} codec */
+export function setVideoCodec(codec) { localStorage.setItem(CODEC_KEY, codec); }
+
+/**
+ * The browser's video codecs with the preferred one first: for H.264, packetization mode 1 in
+ * the baseline profiles (what the terminal takes) ahead of everything else.
+ * @param {'vp8' | 'h264'} pref
+ */
+function orderedCodecs(pref) {
+  const codecs = RTCRtpReceiver.getCapabilities?.('video')?.codecs || [];
+  /** @param {RTCRtpCodec} c */
+  const rank = (c) => {
+    const mime = c.mimeType.toLowerCase();
+    const fmtp = (c.sdpFmtpLine || '').toLowerCase();
+    if (pref === 'h264' && mime === 'video/h264' && fmtp.includes('packetization-mode=1') && /profile-level-id=42/.test(fmtp)) return 0;
+    if (pref === 'vp8' && mime === 'video/vp8') return 0;
+    return 1;
+  };
+  return codecs.map((c, i) => ({ c, i })).sort((a, b) => rank(a.c) - rank(b.c) || a.i - b.i).map((x) => x.c);
+}
 
 export class Call extends EventTarget {
   /**
-   * @param {{ sessionId: string, iceServers: RTCIceServer[], polite: boolean, send: (signal: any) => boolean }} o
+   * @param {{ sessionId: string, iceServers: RTCIceServer[], polite: boolean, send: (signal: any) => boolean, videoCodec?: 'vp8' | 'h264' }} o
    */
   constructor(o) {
     super();
     this.sessionId = o.sessionId;
     this.polite = o.polite;
     this.sendSignal = o.send;
+    this.videoCodec = o.videoCodec || 'vp8';
     this.pc = new RTCPeerConnection({ iceServers: o.iceServers || [] });
     this.makingOffer = false;
     this.ignoreOffer = false;
@@ -55,6 +87,17 @@ export class Call extends EventTarget {
     else this.pc.addTransceiver('audio', { direction: 'sendrecv' });
     if (video && stream) this.pc.addTrack(video, stream);
     else this.pc.addTransceiver('video', { direction: 'sendrecv' });
+    this.preferCodecs();
+  }
+
+  /** Orders the codecs of every video transceiver by this call's preference. */
+  preferCodecs() {
+    const codecs = orderedCodecs(this.videoCodec);
+    if (!codecs.length) return;
+    for (const tr of this.pc.getTransceivers()) {
+      if (tr.receiver.track?.kind !== 'video' || tr.stopped) continue;
+      try { tr.setCodecPreferences(codecs); } catch (e) { console.warn('setCodecPreferences', e); }
+    }
   }
 
   /** Rewrites the screen stream's id in SDP we send so that it reads `screen-…`. @param {string} sdp */
@@ -153,6 +196,7 @@ export class Call extends EventTarget {
     track.contentHint = 'detail';
     this.screen = s;
     this.screenSender = this.pc.addTrack(track, s);
+    this.preferCodecs();
     track.onended = () => this.stopScreen();
     this.applyEnabled();
     this.emit('screen');
@@ -174,6 +218,20 @@ export class Call extends EventTarget {
     for (const t of this.local?.getTracks() || []) t.stop();
     this.screen = null;
     this.pc.close();
+  }
+
+  /** The codecs in use, by direction (for support and tests): e.g. `{ inbound: ['video/H264'], outbound: ['video/H264'] }`. */
+  async videoCodecs() {
+    const stats = await this.pc.getStats();
+    /** @type {{ inbound: string[], outbound: string[] }} */
+    const out = { inbound: [], outbound: [] };
+    stats.forEach((r) => {
+      if (r.kind !== 'video' || (r.type !== 'inbound-rtp' && r.type !== 'outbound-rtp') || !r.codecId) return;
+      const mime = stats.get(r.codecId)?.mimeType;
+      const list = r.type === 'inbound-rtp' ? out.inbound : out.outbound;
+      if (mime && !list.includes(mime)) list.push(mime);
+    });
+    return out;
   }
 
   /** Decoded inbound video frames so far (for the connection indicator and tests). */

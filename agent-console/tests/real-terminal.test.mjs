@@ -95,6 +95,13 @@ async function newPage(viewport, touch = false) {
   return page;
 }
 
+/** operator1 signs in on the console's login page. @param {import('playwright-core').Page} page */
+async function signIn(page) {
+  await page.fill('input[name=username]', 'operator1');
+  await page.fill('input[name=password]', PASSWORD);
+  await page.click('button[type=submit]');
+}
+
 before(async () => {
   mkdirSync(shots, { recursive: true });
   const r = spawnSync('cargo', ['build', '-p', 'signaling-server', '-p', 'endpoint-client'], { cwd: repo, stdio: 'inherit' });
@@ -172,9 +179,7 @@ describe('a call with the real terminal', () => {
   test('staff signs in at the kiosk; the operator takes the call, sees video, shares the screen, asks for a scan, prints, wraps up; the resident rates', async () => {
     const op = await newPage({ width: 1366, height: 768 });
     await op.goto(`${base}/`);
-    await op.fill('input[name=username]', 'operator1');
-    await op.fill('input[name=password]', PASSWORD);
-    await op.click('button[type=submit]');
+    await signIn(op);
     await op.waitForSelector('#op-state[data-state=away]');
     await op.click('#availability');
     await op.waitForSelector('#op-state[data-state=available]');
@@ -331,5 +336,60 @@ describe('a call with the real terminal', () => {
     await op.waitForSelector('#ringing', { state: 'detached' });
     await op.context().close();
     await k.context().close();
+  });
+
+  test('an operator workstation set to H.264: the terminal answers in H.264 and both directions decode it', async () => {
+    const op = await newPage({ width: 1366, height: 768 });
+    await op.goto(`${base}/`);
+    await signIn(op);
+    // The setting sits on the waiting screen, kept for this workstation.
+    await op.waitForSelector('#idle #video-codec');
+    assert.equal(await op.inputValue('#video-codec'), 'vp8', 'VP8 unless chosen');
+    await op.selectOption('#video-codec', 'h264');
+    await shot(op, '42-operator-codec-setting');
+    await op.reload();
+    await signIn(op);
+    await op.waitForSelector('#idle #video-codec');
+    assert.equal(await op.inputValue('#video-codec'), 'h264', 'the choice survives a reload');
+    // A reload drops the socket: the operator is back as away (never stuck "offline").
+    await op.waitForSelector('#op-state[data-state=away]');
+    await op.click('#availability');
+    await op.waitForSelector('#op-state[data-state=available]');
+
+    // A resident takes a ticket at the kiosk (its API, as the touch screen does).
+    const login = await rest('/api/v1/auth/login', { username: 'operator1', password: PASSWORD });
+    const items = await (await fetch(`${kiosk}/api/items`)).json();
+    const item = items.find((/** @type {any} */ i) => i.active && i.remote_allowed && login.user.skills.includes(i.line_id));
+    assert.ok(item, 'an item operator1 serves');
+    const res = await fetch(`${kiosk}/api/ticket`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ item_id: item.id }) });
+    assert.ok(res.ok, `ticket: ${res.status}`);
+    await op.waitForSelector('#ringing #accept');
+    await op.click('#accept');
+    await op.waitForSelector('#call-stage');
+
+    // Chromium decodes the terminal's H.264; the terminal sends and decodes H.264.
+    await op.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 10, null, { timeout: 30_000 });
+    const s = await until('the terminal decodes the operator camera', async () => {
+      const st = await status();
+      return st.call.remote.some((/** @type {any} */ r) => r.kind === 'camera' && r.decoded > 10) ? st : null;
+    });
+    assert.equal(s.call.video_codec, 'h264', 'the terminal sends H.264');
+    const cam = s.call.remote.find((/** @type {any} */ r) => r.kind === 'camera');
+    assert.equal(cam.codec, 'h264', 'the operator camera arrives in H.264');
+    const codecs = await op.evaluate(async () => /** @type {any} */ (window).bangban.videoCodecs());
+    assert.deepEqual(codecs, { inbound: ['video/H264'], outbound: ['video/H264'] });
+    await shot(op, '43-operator-h264-call');
+
+    // End and wrap up; the kiosk rates; the setting goes back to VP8 for the other tests.
+    await op.click('#end-call');
+    await op.waitForSelector('#wrap-up');
+    await op.check('input[name=outcome][value=completed]');
+    await op.click('#wrap-submit');
+    await until('rating screen', async () => (await status()).phase === 'rating');
+    const rated = await fetch(`${kiosk}/api/rate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ level: 'satisfied' }) });
+    assert.ok(rated.ok, `rate: ${rated.status}`);
+    await until('kiosk idle', async () => (await status()).phase === 'idle');
+    await op.selectOption('#video-codec', 'vp8');
+    await op.context().close();
   });
 });

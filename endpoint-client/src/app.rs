@@ -106,7 +106,7 @@ pub struct UiRequest {
     pub reply: oneshot::Sender<Result<(), ActionError>>,
 }
 
-/// The status the kiosk UI polls and the headless mode prints (one JSON line per
+/// The status the kiosk UI polls and `status_lines` prints (one JSON line per
 /// `status_interval_ms`, a second by default).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Status {
@@ -214,7 +214,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
 
     let settings =
         CallSettings { webrtc: cfg.webrtc.clone(), media: cfg.media.clone(), display: cfg.display.clone() };
-    let headless = cfg.display.mode == crate::config::DisplayMode::Headless;
+    let status_lines = cfg.status_lines.unwrap_or(cfg.display.mode == crate::config::DisplayMode::Headless);
     let stats = Arc::new(CallStats::default());
     let mut kiosk = Kiosk::default();
     let mut connected = false;
@@ -330,7 +330,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                 if let Some(path) = &cfg.status_file {
                     write_status_file(path, &s);
                 }
-                if headless {
+                if status_lines {
                     print_event(&serde_json::json!({ "event": "status", "status": s }));
                 }
                 vec![]

@@ -7,6 +7,12 @@
 //! mDNS is off; TURN comes from the server's `session_started.ice_servers`
 //! (`webrtc.ice_transport_policy = "relay"` uses nothing else).
 //!
+//! Codecs: the media engine registers only what the terminal can encode and decode (Opus; VP8
+//! and H.264 in packetization mode 1, in `webrtc.video_codecs` order). The camera track is
+//! created when the first offer arrives, in the offer's most preferred video codec among those
+//! ([`preferred_video_codec`]): a console that puts H.264 first gets H.264 both ways, since the
+//! answer keeps the offer's order. Received tracks are decoded in the codec they arrive in.
+//!
 //! The default interceptors consume inbound RTCP; [`KeyframeRequestForwarder`], last in the
 //! chain, hands PLI/FIR on to the application so the sending pipeline can force a keyframe
 //! (`media::pump_into_track`). For received video we send PLI when the decoder starts, when
@@ -22,10 +28,12 @@ use gstreamer::prelude::*;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Attribute, Interceptor, Packet as InterceptedPacket, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_RTX};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::PayloadType;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
 };
 use serde::Serialize;
 use shared::protocol::{ClientMsg, SessionView, Signal};
@@ -44,7 +52,7 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use crate::config::{DisplayConfig, IceTransportPolicy, MediaConfig, WebRtcConfig};
 use crate::kiosk::CallInput;
-use crate::media::{self, Decoder, RateLimit, Recorder, RemoteKind, SendStats};
+use crate::media::{self, Decoder, RateLimit, Recorder, RemoteKind, SendStats, VideoCodec};
 
 /// Everything a call needs from the configuration.
 #[derive(Debug, Clone)]
@@ -58,6 +66,8 @@ pub struct CallSettings {
 #[derive(Debug, Clone, Serialize)]
 pub struct RemoteTrackStats {
     pub kind: RemoteKind,
+    /// The video codec it arrives in (`None` for audio).
+    pub codec: Option<VideoCodec>,
     pub stream_id: String,
     pub track_id: String,
     pub packets: u64,
@@ -72,6 +82,8 @@ pub struct CallSnapshot {
     pub connection: String,
     pub connected_after_ms: Option<u64>,
     pub ice_restarts: u64,
+    /// The codec our camera is sent in (chosen from the operator's offer).
+    pub video_codec: Option<VideoCodec>,
     pub sent_video_frames: u64,
     pub sent_audio_frames: u64,
     /// Keyframes our camera track sent (periodic and forced).
@@ -96,6 +108,7 @@ impl CallSnapshot {
 
 struct RemoteCounters {
     kind: RemoteKind,
+    codec: Option<VideoCodec>,
     stream_id: String,
     track_id: String,
     packets: Arc<AtomicU64>,
@@ -134,6 +147,7 @@ struct StatsInner {
     session_id: Option<uuid::Uuid>,
     connection: String,
     connected_after_ms: Option<u64>,
+    video_codec: Option<VideoCodec>,
     remote: BTreeMap<String, RemoteCounters>,
 }
 
@@ -184,6 +198,7 @@ impl CallStats {
             connection: g.connection.clone(),
             connected_after_ms: g.connected_after_ms,
             ice_restarts: self.ice_restarts.load(Ordering::Relaxed),
+            video_codec: g.video_codec,
             sent_video_frames: self.video.frames.load(Ordering::Relaxed),
             sent_audio_frames: self.audio.frames.load(Ordering::Relaxed),
             sent_keyframes: self.video.keyframes.load(Ordering::Relaxed),
@@ -196,6 +211,7 @@ impl CallStats {
                 .values()
                 .map(|r| RemoteTrackStats {
                     kind: r.kind,
+                    codec: r.codec,
                     stream_id: r.stream_id.clone(),
                     track_id: r.track_id.clone(),
                     packets: r.packets.load(Ordering::Relaxed),
@@ -255,10 +271,116 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-fn local_track(kind: RtpCodecKind, stream: &str, id: &str) -> anyhow::Result<Arc<TrackLocalStaticSample>> {
-    let (mime, clock_rate, channels) = match kind {
-        RtpCodecKind::Audio => (MIME_TYPE_OPUS, 48_000, 2),
-        _ => (MIME_TYPE_VP8, 90_000, 0),
+/// The H.264 formats the media engine registers (payload type, its RTX payload type, fmtp):
+/// constrained baseline first, then baseline, both in packetization mode 1.
+const H264_FORMATS: [(PayloadType, PayloadType, &str); 2] = [
+    (125, 105, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"),
+    (102, 103, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"),
+];
+
+/// The video formats of `video_codecs`, in that order, each followed by its RTX format: what
+/// [`media_engine`] registers, and a transceiver's codec preferences for an offer in that order.
+pub fn video_formats(video_codecs: &[VideoCodec]) -> Vec<RTCRtpCodecParameters> {
+    let feedback: Vec<RTCPFeedback> = [("goog-remb", ""), ("ccm", "fir"), ("nack", ""), ("nack", "pli")]
+        .into_iter()
+        .map(|(typ, parameter)| RTCPFeedback { typ: typ.to_owned(), parameter: parameter.to_owned() })
+        .collect();
+    let format =
+        |mime: &str, fmtp: String, rtcp_feedback: Vec<RTCPFeedback>, payload_type| RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: fmtp,
+                rtcp_feedback,
+            },
+            payload_type,
+        };
+    let mut seen = vec![];
+    let mut out = vec![];
+    for &codec in video_codecs {
+        if seen.contains(&codec) {
+            continue;
+        }
+        seen.push(codec);
+        let formats: &[(PayloadType, PayloadType, &str)] = match codec {
+            VideoCodec::Vp8 => &[(96, 97, "")],
+            VideoCodec::H264 => &H264_FORMATS,
+        };
+        for &(pt, rtx, fmtp) in formats {
+            out.push(format(codec.mime_type(), fmtp.to_owned(), feedback.clone(), pt));
+            out.push(format(MIME_TYPE_RTX, format!("apt={pt}"), vec![], rtx));
+        }
+    }
+    out
+}
+
+/// A media engine with only what the terminal can encode and decode: Opus, and the video
+/// codecs in `video_codecs` order ([`video_formats`]).
+pub fn media_engine(video_codecs: &[VideoCodec]) -> anyhow::Result<MediaEngine> {
+    let mut engine = MediaEngine::default();
+    engine.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_OPUS.to_owned(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: 111,
+        },
+        RtpCodecKind::Audio,
+    )?;
+    for format in video_formats(video_codecs) {
+        engine.register_codec(format, RtpCodecKind::Video)?;
+    }
+    Ok(engine)
+}
+
+/// The video codec an offer prefers among `accepted`: the formats of its first video section,
+/// in the offer's order (the offerer's preference), read by [`VideoCodec::from_sdp`].
+pub fn preferred_video_codec(offer_sdp: &str, accepted: &[VideoCodec]) -> Option<VideoCodec> {
+    let sdp = RTCSessionDescription::offer(offer_sdp.to_owned()).ok()?.unmarshal().ok()?;
+    let video = sdp.media_descriptions.iter().find(|m| m.media_name.media == "video")?;
+    let codecs = video.codecs();
+    video
+        .media_name
+        .formats
+        .iter()
+        .filter_map(|f| codecs.get(&f.parse::<u8>().ok()?))
+        .filter_map(|c| VideoCodec::from_sdp(&c.name, &c.fmtp))
+        .find(|c| accepted.contains(c))
+}
+
+/// The payload type a sender uses for `mime` among its negotiated `codecs` (for H.264, a format
+/// the terminal can send), if any.
+pub fn payload_type_for(codecs: &[RTCRtpCodecParameters], mime: &str) -> Option<PayloadType> {
+    codecs
+        .iter()
+        .find(|c| {
+            c.rtp_codec.mime_type.eq_ignore_ascii_case(mime)
+                && match VideoCodec::from_mime(mime) {
+                    Some(VideoCodec::H264) => {
+                        VideoCodec::from_sdp("H264", &c.rtp_codec.sdp_fmtp_line).is_some()
+                    }
+                    _ => true,
+                }
+        })
+        .map(|c| c.payload_type)
+}
+
+/// A local sample track: Opus for audio, `codec` for video.
+pub fn sample_track(
+    kind: RtpCodecKind,
+    codec: VideoCodec,
+    stream: &str,
+    id: &str,
+) -> anyhow::Result<Arc<TrackLocalStaticSample>> {
+    let (mime, clock_rate, channels, fmtp) = match (kind, codec) {
+        (RtpCodecKind::Audio, _) => (MIME_TYPE_OPUS, 48_000, 2, ""),
+        (_, VideoCodec::Vp8) => (codec.mime_type(), 90_000, 0, ""),
+        (_, VideoCodec::H264) => (codec.mime_type(), 90_000, 0, H264_FORMATS[0].2),
     };
     let track = MediaStreamTrack::new(
         stream.to_owned(),
@@ -274,7 +396,7 @@ fn local_track(kind: RtpCodecKind, stream: &str, id: &str) -> anyhow::Result<Arc
                 mime_type: mime.to_owned(),
                 clock_rate,
                 channels,
-                sdp_fmtp_line: String::new(),
+                sdp_fmtp_line: fmtp.to_owned(),
                 rtcp_feedback: vec![],
             },
             ..Default::default()
@@ -335,13 +457,15 @@ impl Interceptor for KeyframeRequestForwarder {
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
-/// Builds a peer connection with mDNS off, the given ICE servers and UDP binds.
+/// Builds a peer connection with mDNS off, the given ICE servers and UDP binds, and the video
+/// codecs in `video_codecs` order ([`media_engine`]).
 pub async fn build_peer(
     ice_servers: Vec<RTCIceServer>,
     udp_addrs: Vec<String>,
+    video_codecs: &[VideoCodec],
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> anyhow::Result<Arc<dyn PeerConnection>> {
-    build_peer_with_policy(ice_servers, IceTransportPolicy::All, udp_addrs, handler).await
+    build_peer_with_policy(ice_servers, IceTransportPolicy::All, udp_addrs, video_codecs, handler).await
 }
 
 /// [`build_peer`] with an ICE transport policy (`Relay`: TURN relay candidates only).
@@ -349,10 +473,10 @@ pub async fn build_peer_with_policy(
     ice_servers: Vec<RTCIceServer>,
     policy: IceTransportPolicy,
     udp_addrs: Vec<String>,
+    video_codecs: &[VideoCodec],
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> anyhow::Result<Arc<dyn PeerConnection>> {
-    let mut media = MediaEngine::default();
-    media.register_default_codecs()?;
+    let mut media = media_engine(video_codecs)?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?
         .with(Slot::from(14_000), KeyframeRequestForwarder::default());
     let policy = match policy {
@@ -453,7 +577,8 @@ pub fn start(
 
 struct Peer {
     pc: Arc<dyn PeerConnection>,
-    video: Arc<TrackLocalStaticSample>,
+    /// The camera track, created in the codec of the first offer ([`preferred_video_codec`]).
+    video: Option<(VideoCodec, Arc<TrackLocalStaticSample>)>,
     audio: Arc<TrackLocalStaticSample>,
     senders: Vec<(RtpCodecKind, Arc<dyn RtpSender>)>,
     remote_set: bool,
@@ -559,13 +684,14 @@ impl Call {
             ice_servers(&self.session, &self.settings),
             self.settings.webrtc.ice_transport_policy,
             self.settings.webrtc.udp_addrs.clone(),
+            &self.settings.webrtc.video_codecs,
             handler,
         )
         .await?;
         Ok(Peer {
             pc,
-            video: local_track(RtpCodecKind::Video, "terminal", "terminal-camera")?,
-            audio: local_track(RtpCodecKind::Audio, "terminal", "terminal-mic")?,
+            video: None,
+            audio: sample_track(RtpCodecKind::Audio, VideoCodec::Vp8, "terminal", "terminal-mic")?,
             senders: vec![],
             remote_set: false,
             pending: vec![],
@@ -600,12 +726,22 @@ impl Call {
                         t.abort();
                     }
                     *peer = self.new_peer().await?;
-                    peer.pc.set_remote_description(RTCSessionDescription::offer(sdp)?).await?;
+                    peer.pc.set_remote_description(RTCSessionDescription::offer(sdp.clone())?).await?;
                 }
                 peer.remote_set = true;
                 if peer.senders.is_empty() {
+                    // The camera goes out in the codec the operator's side prefers.
+                    let accepted = &self.settings.webrtc.video_codecs;
+                    let codec = preferred_video_codec(&sdp, accepted).unwrap_or_else(|| {
+                        tracing::warn!("the offer has no video codec we accept; offering our camera in our own first choice");
+                        accepted.first().copied().unwrap_or(VideoCodec::Vp8)
+                    });
+                    tracing::info!(codec = codec.as_str(), "camera codec");
+                    self.stats.lock().video_codec = Some(codec);
+                    let video = sample_track(RtpCodecKind::Video, codec, "terminal", "terminal-camera")?;
+                    peer.video = Some((codec, video.clone()));
                     // Attach to the offered audio and (first) video transceivers.
-                    let v = peer.pc.add_track(peer.video.clone() as Arc<dyn TrackLocal>).await?;
+                    let v = peer.pc.add_track(video as Arc<dyn TrackLocal>).await?;
                     let a = peer.pc.add_track(peer.audio.clone() as Arc<dyn TrackLocal>).await?;
                     peer.senders = vec![(RtpCodecKind::Video, v), (RtpCodecKind::Audio, a)];
                 }
@@ -691,31 +827,37 @@ impl Call {
             return;
         }
         for (kind, sender) in &peer.senders {
-            let pt = match sender.get_parameters().await {
-                Ok(p) => match p.rtp_parameters.codecs.first() {
-                    Some(c) => c.payload_type,
-                    None => continue,
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "no sender parameters");
-                    continue;
-                }
-            };
-            let (track, desc, clock, fallback, stats) = match kind {
-                RtpCodecKind::Audio => (
+            let (track, mime, desc, clock, fallback, stats) = match (kind, &peer.video) {
+                (RtpCodecKind::Audio, _) => (
                     peer.audio.clone(),
+                    MIME_TYPE_OPUS,
                     media::audio_source_pipeline(&self.settings.media),
                     48_000,
                     Duration::from_millis(20),
                     self.stats.audio.clone(),
                 ),
-                _ => (
-                    peer.video.clone(),
-                    media::video_source_pipeline(&self.settings.media, "ball"),
+                (_, Some((codec, video))) => (
+                    video.clone(),
+                    codec.mime_type(),
+                    media::video_source_pipeline(&self.settings.media, "ball", *codec),
                     90_000,
                     Duration::from_secs(1) / self.settings.media.fps.max(1),
                     self.stats.video.clone(),
                 ),
+                (_, None) => continue,
+            };
+            let pt = match sender.get_parameters().await {
+                Ok(p) => match payload_type_for(&p.rtp_parameters.codecs, mime) {
+                    Some(pt) => pt,
+                    None => {
+                        tracing::warn!(mime, "the answer left out our codec; not sending it");
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "no sender parameters");
+                    continue;
+                }
             };
             let Some(ssrc) = track.ssrcs().await.first().copied() else { continue };
             let muted = self.muted.clone();
@@ -769,7 +911,20 @@ impl Call {
                     Polled::Nothing => {}
                     Polled::Event(TrackRemoteEvent::OnRtpPacket(p)) => {
                         if decoder.is_none() {
-                            match Decoder::new(kind, p.header.payload_type, &display) {
+                            let codec = if kind == RemoteKind::Audio {
+                                None
+                            } else {
+                                let mime = track.codec(p.header.ssrc).await.map(|c| c.mime_type);
+                                match mime.as_deref().and_then(VideoCodec::from_mime) {
+                                    Some(c) => Some(c),
+                                    None => {
+                                        tracing::error!(?mime, "remote video in a codec we cannot decode");
+                                        return;
+                                    }
+                                }
+                            };
+                            let video_codec = codec.unwrap_or(VideoCodec::Vp8);
+                            match Decoder::new(kind, video_codec, p.header.payload_type, &display) {
                                 Ok(d) => {
                                     if let Some(v) = &d.volume {
                                         stats.add_volume_element(v);
@@ -778,6 +933,7 @@ impl Call {
                                         format!("{stream_id}/{track_id}"),
                                         RemoteCounters {
                                             kind,
+                                            codec,
                                             stream_id: stream_id.clone(),
                                             track_id: track_id.clone(),
                                             packets: d.packets.clone(),
@@ -799,6 +955,7 @@ impl Call {
                                     dir,
                                     stem,
                                     kind,
+                                    video_codec,
                                     display.record_max_bytes,
                                     display.record_keep_parts,
                                 ) {
@@ -909,5 +1066,43 @@ mod tests {
         assert_eq!(candidate.as_str(), init.candidate);
         assert_eq!(sdp_mid, None, "empty mid is omitted (protocol: 1-64 characters)");
         assert_eq!(sdp_m_line_index, Some(0));
+    }
+}
+
+#[cfg(test)]
+mod codec_tests {
+    use super::*;
+
+    struct Quiet;
+    #[async_trait::async_trait]
+    impl PeerConnectionEventHandler for Quiet {}
+
+    /// An offer from a peer registering `codecs` in that order (video section first).
+    async fn offer(codecs: &[VideoCodec]) -> String {
+        let pc = build_peer(vec![], vec!["127.0.0.1:0".into()], codecs, Arc::new(Quiet)).await.expect("peer");
+        let track = sample_track(RtpCodecKind::Video, codecs[0], "s", "t").expect("track");
+        let tr =
+            pc.add_transceiver_from_track(track as Arc<dyn TrackLocal>, None).await.expect("track added");
+        // As a browser's setCodecPreferences: every codec, ours first.
+        tr.set_codec_preferences(video_formats(codecs)).await.expect("preferences");
+        let offer = pc.create_offer(None).await.expect("offer");
+        let _ = pc.close().await;
+        offer.sdp
+    }
+
+    #[tokio::test]
+    async fn the_offers_first_video_codec_we_accept_wins() {
+        let h264_first = offer(&[VideoCodec::H264, VideoCodec::Vp8]).await;
+        let both = [VideoCodec::Vp8, VideoCodec::H264];
+        assert_eq!(preferred_video_codec(&h264_first, &both), Some(VideoCodec::H264));
+        assert_eq!(preferred_video_codec(&h264_first, &[VideoCodec::Vp8]), Some(VideoCodec::Vp8));
+        let vp8_first = offer(&both).await;
+        assert_eq!(preferred_video_codec(&vp8_first, &both), Some(VideoCodec::Vp8));
+        assert_eq!(preferred_video_codec(&vp8_first, &[VideoCodec::H264]), Some(VideoCodec::H264));
+        let vp8_only = offer(&[VideoCodec::Vp8]).await;
+        assert_eq!(preferred_video_codec(&vp8_only, &[VideoCodec::H264]), None);
+        for hostile in ["", "v=0", "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "\u{0}\u{ffff}"] {
+            assert_eq!(preferred_video_codec(hostile, &both), None, "{hostile:?}");
+        }
     }
 }

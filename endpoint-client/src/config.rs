@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::media::VideoCodec;
+
 /// Where the camera and microphone come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -77,8 +79,9 @@ pub struct DisplayConfig {
     pub screen_sink: String,
     /// GStreamer sink for the operator's voice.
     pub audio_sink: String,
-    /// Also write each received track to files here (tests, diagnosis): VP8 as IVF, Opus as
-    /// Ogg, named `<session>-<kind>-<n>-<part>.ivf|ogg` (kind: camera, screen, audio).
+    /// Also write each received track to files here (tests, diagnosis): VP8 as IVF, H.264 as an
+    /// Annex B stream, Opus as Ogg, named `<session>-<kind>-<n>-<part>.ivf|h264|ogg` (kind:
+    /// camera, screen, audio).
     pub record_dir: Option<PathBuf>,
     /// A recording part is closed and the next started at this size.
     pub record_max_bytes: u64,
@@ -123,6 +126,9 @@ pub struct WebRtcConfig {
     pub ice_restart_after_secs: u64,
     /// `relay`: use only TURN relay candidates (needs the server's TURN servers).
     pub ice_transport_policy: IceTransportPolicy,
+    /// Video codecs the terminal accepts (`vp8`, `h264`), in its own order of preference. The
+    /// camera is sent in the one the operator's offer lists first.
+    pub video_codecs: Vec<VideoCodec>,
 }
 
 impl Default for WebRtcConfig {
@@ -132,6 +138,7 @@ impl Default for WebRtcConfig {
             use_server_ice: true,
             ice_restart_after_secs: 3,
             ice_transport_policy: IceTransportPolicy::All,
+            video_codecs: vec![VideoCodec::Vp8, VideoCodec::H264],
         }
     }
 }
@@ -234,9 +241,12 @@ pub struct Config {
     pub credential_file: PathBuf,
     /// Write a JSON status snapshot here every `status_interval_ms` (optional).
     pub status_file: Option<PathBuf>,
-    /// How often the status is refreshed (status file, the headless `status` line): 1000 ms;
-    /// the call-setup benchmark uses 5 ms to time the first decoded frame.
+    /// How often the status is refreshed (status file, the `status` line): 1000 ms; the
+    /// call-setup benchmark uses 5 ms to time the first decoded frame.
     pub status_interval_ms: u64,
+    /// Print the status as a JSON line on stdout every `status_interval_ms` (for tests and
+    /// diagnosis); by default only in headless mode, so a production journal stays quiet.
+    pub status_lines: Option<bool>,
     /// Durable local state: the scan spool (`spool/`), print job records (`print/`). Defaults
     /// to the credential file's directory.
     pub state_dir: Option<PathBuf>,
@@ -257,6 +267,7 @@ impl Default for Config {
             credential_file: PathBuf::from("/var/lib/bangban-endpoint/credential"),
             status_file: None,
             status_interval_ms: 1000,
+            status_lines: None,
             state_dir: None,
             scanner: ScannerConfig::default(),
             printer: PrinterConfig::default(),
@@ -371,6 +382,9 @@ impl Config {
         }
         if !(1..=60_000).contains(&self.status_interval_ms) {
             return Err(ConfigError::Invalid("status_interval_ms", self.status_interval_ms.to_string()));
+        }
+        if self.webrtc.video_codecs.is_empty() {
+            return Err(ConfigError::Invalid("webrtc.video_codecs", "empty".into()));
         }
         if self.webrtc.udp_addrs.is_empty() {
             return Err(ConfigError::Invalid("webrtc.udp_addrs", "empty".into()));
@@ -487,5 +501,10 @@ ice_transport_policy = "relay"
             assert!(cfg.validate().is_err(), "status_interval_ms {bad}");
         }
         assert!(Config::parse("status_interval_ms = -1").is_err());
+        assert!(Config::parse("[webrtc]\nvideo_codecs = [\"vp9\"]").is_err());
+        let none = Config::parse("[webrtc]\nvideo_codecs = []").expect("parses");
+        assert!(none.validate().is_err());
+        let h264 = Config::parse("[webrtc]\nvideo_codecs = [\"h264\", \"vp8\"]").expect("parses");
+        assert_eq!(h264.webrtc.video_codecs, vec![VideoCodec::H264, VideoCodec::Vp8]);
     }
 }

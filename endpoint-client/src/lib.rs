@@ -10,7 +10,7 @@
 //! - [`signaling`]: the WebSocket connection (`bangban.v1, bearer.<JWT>`), heartbeat, reconnect.
 //! - [`kiosk`]: the session state machine, sans-IO (ticket → queue → call → rating).
 //! - [`call`]: one WebRTC call (webrtc-rs 0.21, polite peer, trickle ICE, ICE restart).
-//! - [`media`]: GStreamer capture/encode (VP8, Opus) and decode/display or headless counting.
+//! - [`media`]: GStreamer capture/encode (VP8 or H.264, Opus) and decode/display or headless counting.
 //! - [`scan`]: the scanner (`scanimage` subprocess, JPEG pages, faults);
 //!   [`spool`]: scanned pages kept durably until stored; [`upload`]: tus uploads with resume.
 //! - [`print`]: print jobs: claim (token persisted first), download, SHA-256, IPP to CUPS once,

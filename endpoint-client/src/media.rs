@@ -1,14 +1,17 @@
-//! Media through GStreamer. Senders encode the resident's camera (VP8) and microphone (Opus), or
-//! test sources, into an `appsink` whose samples become webrtc-rs track samples. Receivers push
-//! the operator's RTP packets into an `appsrc`, depacketise and decode them, and show them (face
+//! Media through GStreamer. Senders encode the resident's camera (VP8, or H.264 where the
+//! operator's side prefers it: [`VideoCodec`]) and microphone (Opus), or test sources, into an
+//! `appsink` whose samples become webrtc-rs track samples. Receivers push the operator's RTP
+//! packets into an `appsrc`, depacketise and decode them (VP8, H.264, Opus), and show them (face
 //! on display 1, shared screen on display 2, voice to the speakers) or, headless, count the
-//! decoded frames, and optionally write what arrives to files (IVF for VP8, Ogg for Opus) for
-//! tests and diagnosis. Frame counters are what the status output and the tests report.
+//! decoded frames, and optionally write what arrives to files (IVF for VP8, Annex B for H.264,
+//! Ogg for Opus) for tests and diagnosis. Frame counters are what the status output and the
+//! tests report.
 //!
 //! Keyframes: a sender answers the receiver's PLI/FIR (delivered by the RTCP forwarder in
-//! `call.rs`) by forcing a keyframe in its VP8 encoder (`GstForceKeyUnit`, rate limited); a
+//! `call.rs`) by forcing a keyframe in its video encoder (`GstForceKeyUnit`, rate limited); a
 //! receiver asks for one (PLI) when its decoder starts, when the depayloader asks upstream
-//! (`rtpvp8depay request-keyframe=true` on loss) and when a recording file rotates.
+//! (`rtpvp8depay`/`rtph264depay request-keyframe=true` on loss) and when a recording file
+//! rotates.
 
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
@@ -23,9 +26,11 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use rtc::media::Sample;
 use rtc::media::io::Writer as _;
+use rtc::media::io::h26x_writer::H26xWriter;
 use rtc::media::io::ivf_reader::IVFFileHeader;
 use rtc::media::io::ivf_writer::IVFWriter;
 use rtc::media::io::ogg_writer::OggWriter;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_VP8};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::PayloadType;
@@ -85,8 +90,96 @@ impl RemoteKind {
     }
 }
 
+/// A video codec the terminal encodes and decodes. VP8 is what it prefers; H.264 is sent where
+/// the other side's offer lists it first. H.264 goes out as constrained baseline (x264,
+/// no B-frames, parameter sets before every keyframe) in packetization mode 1, which every
+/// H.264 decoder takes, and is accepted in baseline and constrained baseline profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoCodec {
+    Vp8,
+    H264,
+}
+
+impl VideoCodec {
+    /// `video/VP8`, `video/H264`.
+    pub fn mime_type(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => MIME_TYPE_VP8,
+            VideoCodec::H264 => MIME_TYPE_H264,
+        }
+    }
+
+    /// `vp8`, `h264` (as in the configuration and the status output).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => "vp8",
+            VideoCodec::H264 => "h264",
+        }
+    }
+
+    /// The codec of a MIME type (`video/VP8`, `video/h264`; any case).
+    pub fn from_mime(mime: &str) -> Option<Self> {
+        [VideoCodec::Vp8, VideoCodec::H264].into_iter().find(|c| c.mime_type().eq_ignore_ascii_case(mime))
+    }
+
+    /// The codec of an SDP format (`a=rtpmap` name, `a=fmtp` line) if the terminal can send and
+    /// receive it: VP8; H.264 only in packetization mode 1 and a baseline profile
+    /// (`profile-level-id` 42xxxx), the ones its media engine registers.
+    pub fn from_sdp(name: &str, fmtp: &str) -> Option<Self> {
+        if name.eq_ignore_ascii_case("VP8") {
+            return Some(VideoCodec::Vp8);
+        }
+        if !name.eq_ignore_ascii_case("H264") {
+            return None;
+        }
+        let param = |key: &str| {
+            fmtp.split(';')
+                .filter_map(|kv| kv.trim().split_once('='))
+                .find_map(|(k, v)| k.trim().eq_ignore_ascii_case(key).then(|| v.trim().to_ascii_lowercase()))
+        };
+        let baseline = param("profile-level-id").is_some_and(|p| p.len() == 6 && p.starts_with("42"));
+        (param("packetization-mode").as_deref() == Some("1") && baseline).then_some(VideoCodec::H264)
+    }
+
+    /// The encoder, named `enc`, from raw video to what the webrtc track sends.
+    fn encoder(self, bitrate_kbps: u32, keyframe_every: u32) -> String {
+        match self {
+            VideoCodec::Vp8 => format!(
+                "vp8enc name=enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={br} lag-in-frames=0 \
+                 threads=1 keyframe-max-dist={keyframe_every} error-resilient=partitions",
+                br = bitrate_kbps * 1000,
+            ),
+            // x264 repeats SPS/PPS before every IDR frame in byte-stream output, so a decoder
+            // that starts late (or after loss) needs nothing but a keyframe.
+            VideoCodec::H264 => format!(
+                "x264enc name=enc tune=zerolatency speed-preset=ultrafast bitrate={bitrate_kbps} \
+                 key-int-max={keyframe_every} bframes=0 threads=1 aud=false ! \
+                 video/x-h264,profile=constrained-baseline,stream-format=byte-stream,alignment=au"
+            ),
+        }
+    }
+
+    /// Depayloader and decoder (named `dec`) from RTP to raw video.
+    fn depay_decode(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => "rtpvp8depay request-keyframe=true wait-for-keyframe=true ! vp8dec name=dec",
+            VideoCodec::H264 => {
+                "rtph264depay request-keyframe=true wait-for-keyframe=true ! avdec_h264 name=dec"
+            }
+        }
+    }
+
+    fn encoding_name(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => "VP8",
+            VideoCodec::H264 => "H264",
+        }
+    }
+}
+
 /// Pipeline description of an encoded local source ending in `appsink name=sink`.
-pub fn video_source_pipeline(cfg: &MediaConfig, pattern: &str) -> String {
+pub fn video_source_pipeline(cfg: &MediaConfig, pattern: &str, codec: VideoCodec) -> String {
     let src = match cfg.video_source {
         VideoSource::Test => format!("videotestsrc is-live=true pattern={pattern}"),
         VideoSource::V4l2 => {
@@ -94,16 +187,14 @@ pub fn video_source_pipeline(cfg: &MediaConfig, pattern: &str) -> String {
         }
     };
     format!(
-        "{src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoconvert ! \
-         vp8enc name=enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={br} lag-in-frames=0 threads=1 \
-         keyframe-max-dist={kf} error-resilient=partitions ! appsink name=sink sync=false max-buffers=4 drop=true",
+        "{src} ! video/x-raw,width={w},height={h},framerate={fps}/1 ! videoconvert ! {enc} ! \
+         appsink name=sink sync=false max-buffers=4 drop=true",
         w = cfg.width,
         h = cfg.height,
         fps = cfg.fps,
-        br = cfg.video_bitrate_kbps * 1000,
         // Receivers ask for keyframes (PLI); the periodic one only bounds the damage when a
         // request is lost.
-        kf = cfg.fps * 3,
+        enc = codec.encoder(cfg.video_bitrate_kbps, cfg.fps * 3),
     )
 }
 
@@ -299,7 +390,13 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(kind: RemoteKind, payload_type: u8, display: &DisplayConfig) -> Result<Self, MediaError> {
+    /// A decoder for a remote track of `kind`; `codec` is the video codec (unused for audio).
+    pub fn new(
+        kind: RemoteKind,
+        codec: VideoCodec,
+        payload_type: u8,
+        display: &DisplayConfig,
+    ) -> Result<Self, MediaError> {
         let headless = display.mode == DisplayMode::Headless;
         let desc = match kind {
             RemoteKind::Camera | RemoteKind::Screen => {
@@ -310,9 +407,10 @@ impl Decoder {
                 };
                 format!(
                     "appsrc name=src is-live=true format=time do-timestamp=true \
-                     caps=application/x-rtp,media=video,clock-rate=90000,encoding-name=VP8,payload={payload_type} ! \
-                     rtpjitterbuffer latency=50 ! rtpvp8depay request-keyframe=true wait-for-keyframe=true ! \
-                     vp8dec name=dec ! videoconvert ! {sink}"
+                     caps=application/x-rtp,media=video,clock-rate=90000,encoding-name={name},payload={payload_type} ! \
+                     rtpjitterbuffer latency=50 ! {depay_decode} ! videoconvert ! {sink}",
+                    name = codec.encoding_name(),
+                    depay_decode = codec.depay_decode(),
                 )
             }
             RemoteKind::Audio => {
@@ -391,6 +489,7 @@ impl Seek for CountingFile {
 
 enum FileWriter {
     Ivf(IVFWriter<CountingFile>),
+    H264(H26xWriter<CountingFile>),
     Ogg(Box<OggWriter<CountingFile>>),
 }
 
@@ -398,25 +497,28 @@ impl FileWriter {
     fn write_rtp(&mut self, p: &rtc::rtp::Packet) -> rtc::shared::error::Result<()> {
         match self {
             FileWriter::Ivf(w) => w.write_rtp(p),
+            FileWriter::H264(w) => w.write_rtp(p),
             FileWriter::Ogg(w) => w.write_rtp(p),
         }
     }
     fn close(&mut self) -> rtc::shared::error::Result<()> {
         match self {
             FileWriter::Ivf(w) => w.close(),
+            FileWriter::H264(w) => w.close(),
             FileWriter::Ogg(w) => w.close(),
         }
     }
 }
 
-/// Writes one received track to `<dir>/<session>-<kind>-<track>-<part>.ivf|ogg` (VP8 in IVF,
-/// Opus in Ogg), unbuffered so a reader sees whole frames at once. A part is closed (its IVF
-/// header then holds the frame count) and the next one opened when it reaches `max_bytes`;
-/// only the last `keep` parts stay on disk. Closed on drop.
+/// Writes one received track to `<dir>/<session>-<kind>-<track>-<part>.ivf|h264|ogg` (VP8 in
+/// IVF, H.264 as an Annex B byte stream, Opus in Ogg), unbuffered so a reader sees whole frames
+/// at once. A part is closed (an IVF header then holds the frame count) and the next one opened
+/// when it reaches `max_bytes`; only the last `keep` parts stay on disk. Closed on drop.
 pub struct Recorder {
     dir: PathBuf,
     stem: String,
     kind: RemoteKind,
+    codec: VideoCodec,
     max_bytes: u64,
     keep: u32,
     part: u32,
@@ -427,10 +529,12 @@ pub struct Recorder {
 
 impl Recorder {
     /// `stem` names the track (`<session>-<kind>-<n>`); it must be a plain file-name part.
+    /// `codec` is the video codec (unused for audio).
     pub fn create(
         dir: &Path,
         stem: String,
         kind: RemoteKind,
+        codec: VideoCodec,
         max_bytes: u64,
         keep: u32,
     ) -> std::io::Result<Self> {
@@ -439,6 +543,7 @@ impl Recorder {
             dir: dir.to_path_buf(),
             stem,
             kind,
+            codec,
             max_bytes,
             keep: keep.max(1),
             part: 0,
@@ -452,7 +557,11 @@ impl Recorder {
 
     /// The path of part `part` of this track.
     pub fn path_of(&self, part: u32) -> PathBuf {
-        let ext = if self.kind == RemoteKind::Audio { "ogg" } else { "ivf" };
+        let ext = match (self.kind, self.codec) {
+            (RemoteKind::Audio, _) => "ogg",
+            (_, VideoCodec::Vp8) => "ivf",
+            (_, VideoCodec::H264) => "h264",
+        };
         self.dir.join(format!("{}-{part:03}.{ext}", self.stem))
     }
 
@@ -463,6 +572,8 @@ impl Recorder {
         let out = CountingFile { file, written: 0, shared: self.written.clone() };
         let w = if self.kind == RemoteKind::Audio {
             OggWriter::new(out, 48_000, 2).map(|w| FileWriter::Ogg(Box::new(w)))
+        } else if self.codec == VideoCodec::H264 {
+            Ok(FileWriter::H264(H26xWriter::new(out, false)))
         } else {
             let header = IVFFileHeader {
                 signature: *b"DKIF",
@@ -545,6 +656,20 @@ impl Drop for Recorder {
     }
 }
 
+/// NAL unit types of an H.264 Annex B byte stream (a recording, an encoded frame), in order:
+/// 7 SPS, 8 PPS, 5 IDR slice, 1 other slice, 6 SEI.
+pub fn nal_unit_types(data: &[u8]) -> Vec<u8> {
+    let mut types = vec![];
+    let mut at = 0;
+    while let Some(i) = data[at..].windows(3).position(|w| w == [0, 0, 1]) {
+        at += i + 3;
+        if let Some(b) = data.get(at) {
+            types.push(b & 0x1f);
+        }
+    }
+    types
+}
+
 /// Frames in an IVF file: (frame count in the header, frames actually present).
 pub fn ivf_frames(data: &[u8]) -> Option<(u32, u32)> {
     if data.len() < 32 || &data[0..4] != b"DKIF" {
@@ -617,8 +742,15 @@ mod tests {
     #[test]
     fn recorder_writes_ivf_frames_and_rotates() {
         let dir = tempfile::tempdir().expect("tmp");
-        let mut r = Recorder::create(dir.path(), "s-camera-0".into(), RemoteKind::Camera, 64 * 1024, 2)
-            .expect("recorder");
+        let mut r = Recorder::create(
+            dir.path(),
+            "s-camera-0".into(),
+            RemoteKind::Camera,
+            VideoCodec::Vp8,
+            64 * 1024,
+            2,
+        )
+        .expect("recorder");
         // Starts at a keyframe: the delta frame before it is skipped.
         assert!(!r.write(&vp8_packet(1, false, 500)));
         let mut rotations = 0;
@@ -646,10 +778,18 @@ mod tests {
     #[test]
     fn recorder_survives_hostile_packets() {
         let dir = tempfile::tempdir().expect("tmp");
-        let mut v = Recorder::create(dir.path(), "s-screen-1".into(), RemoteKind::Screen, 1 << 20, 2)
-            .expect("recorder");
-        let mut a = Recorder::create(dir.path(), "s-audio-2".into(), RemoteKind::Audio, 1 << 20, 2)
-            .expect("recorder");
+        let mut v = Recorder::create(
+            dir.path(),
+            "s-screen-1".into(),
+            RemoteKind::Screen,
+            VideoCodec::Vp8,
+            1 << 20,
+            2,
+        )
+        .expect("recorder");
+        let mut a =
+            Recorder::create(dir.path(), "s-audio-2".into(), RemoteKind::Audio, VideoCodec::Vp8, 1 << 20, 2)
+                .expect("recorder");
         let mut bad = vp8_packet(1, true, 2);
         for payload in [&[][..], &[0x10][..], &[0x90, 0x80][..], &[0xff; 3][..]] {
             bad.payload = bytes::Bytes::copy_from_slice(payload);
@@ -671,8 +811,9 @@ mod tests {
         assert_eq!(ivf_frames(&truncated), Some((0, 0)));
     }
 
-    #[test]
-    fn a_forced_keyframe_comes_long_before_the_periodic_one() {
+    /// A playing 160×120@30 test source encoded in `codec` (keyframes every 90 frames): the
+    /// pipeline, its appsink and the encoder's source pad.
+    fn encoded_test_source(codec: VideoCodec) -> (Pipeline, gst_app::AppSink, gst::Pad) {
         init().expect("gstreamer");
         let cfg = MediaConfig {
             video_source: VideoSource::Test,
@@ -681,34 +822,107 @@ mod tests {
             height: 120,
             ..MediaConfig::default()
         };
-        // Periodic keyframes every 3 s = 90 frames.
-        let p = Pipeline::launch(&video_source_pipeline(&cfg, "ball")).expect("launch");
+        let p = Pipeline::launch(&video_source_pipeline(&cfg, "ball", codec)).expect("launch");
         let sink = p.by_name("sink").expect("sink").downcast::<gst_app::AppSink>().expect("appsink");
         let enc_src = p.by_name("enc").expect("enc").static_pad("src").expect("enc.src");
         p.play().expect("play");
-        let pull = || {
-            let s = sink.try_pull_sample(gst::ClockTime::from_seconds(5)).expect("a sample within 5 s");
-            !s.buffer().expect("buffer").flags().contains(gst::BufferFlags::DELTA_UNIT)
-        };
-        assert!(pull(), "the stream starts with a keyframe");
-        for _ in 0..5 {
-            assert!(!pull(), "then delta frames");
-        }
-        assert!(force_keyframe(&enc_src), "the encoder takes the request");
-        // Frames already queued in appsink (max-buffers=4) and the encoder come first.
-        let within = (0..12).position(|_| pull());
-        assert!(within.is_some(), "a keyframe within 12 frames of the request, not after 90");
+        (p, sink, enc_src)
     }
 
     #[test]
-    fn test_sources_encode_vp8_and_opus() {
+    fn a_forced_keyframe_comes_long_before_the_periodic_one() {
+        for codec in [VideoCodec::Vp8, VideoCodec::H264] {
+            // Periodic keyframes every 3 s = 90 frames.
+            let (_p, sink, enc_src) = encoded_test_source(codec);
+            let pull = || {
+                let s = sink.try_pull_sample(gst::ClockTime::from_seconds(5)).expect("a sample within 5 s");
+                !s.buffer().expect("buffer").flags().contains(gst::BufferFlags::DELTA_UNIT)
+            };
+            assert!(pull(), "{codec:?}: the stream starts with a keyframe");
+            for _ in 0..5 {
+                assert!(!pull(), "{codec:?}: then delta frames");
+            }
+            assert!(force_keyframe(&enc_src), "{codec:?}: the encoder takes the request");
+            // Frames already queued in appsink (max-buffers=4) and the encoder come first.
+            let within = (0..12).position(|_| pull());
+            assert!(within.is_some(), "{codec:?}: a keyframe within 12 frames of the request, not after 90");
+        }
+    }
+
+    #[test]
+    fn h264_keyframes_carry_their_parameter_sets() {
+        let (_p, sink, enc_src) = encoded_test_source(VideoCodec::H264);
+        let mut keyframes = 0;
+        for n in 0..40 {
+            if n == 10 {
+                assert!(force_keyframe(&enc_src));
+            }
+            let s = sink.try_pull_sample(gst::ClockTime::from_seconds(5)).expect("a sample within 5 s");
+            let b = s.buffer().expect("buffer");
+            let types = nal_unit_types(&b.map_readable().expect("map"));
+            let key = !b.flags().contains(gst::BufferFlags::DELTA_UNIT);
+            assert_eq!(key, types.contains(&5), "frame {n}: keyframe flag and IDR slice agree: {types:?}");
+            if key {
+                keyframes += 1;
+                // A decoder joining here (or after loss) needs nothing older than this frame.
+                let idr = types.iter().position(|&t| t == 5);
+                let before = &types[..idr.unwrap_or(0)];
+                assert!(
+                    before.contains(&7) && before.contains(&8),
+                    "frame {n}: SPS and PPS before the IDR: {types:?}"
+                );
+            }
+        }
+        assert!(keyframes >= 2, "the first frame and the forced one: {keyframes}");
+    }
+
+    #[test]
+    fn the_offered_h264_formats_the_terminal_takes() {
+        let h264 = Some(VideoCodec::H264);
+        assert_eq!(VideoCodec::from_sdp("VP8", ""), Some(VideoCodec::Vp8));
+        assert_eq!(VideoCodec::from_sdp("vp8", "x=1"), Some(VideoCodec::Vp8));
+        assert_eq!(
+            VideoCodec::from_sdp(
+                "H264",
+                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+            ),
+            h264
+        );
+        assert_eq!(VideoCodec::from_sdp("h264", "profile-level-id=42001F; packetization-mode=1"), h264);
+        // Single NAL mode, main/high profiles, missing or garbled parameters: not ours.
+        for fmtp in [
+            "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f",
+            "packetization-mode=1;profile-level-id=640c1f",
+            "packetization-mode=1;profile-level-id=4d001f",
+            "packetization-mode=1",
+            "profile-level-id=42e01f",
+            "packetization-mode=1;profile-level-id=42",
+            ";;==;packetization-mode",
+            "",
+        ] {
+            assert_eq!(VideoCodec::from_sdp("H264", fmtp), None, "{fmtp}");
+        }
+        for name in ["VP9", "AV1", "H265", "", "rtx"] {
+            assert_eq!(VideoCodec::from_sdp(name, ""), None, "{name}");
+        }
+        assert_eq!(VideoCodec::from_mime("video/h264"), h264);
+        assert_eq!(VideoCodec::from_mime("video/VP8"), Some(VideoCodec::Vp8));
+        assert_eq!(VideoCodec::from_mime("video/VP9"), None);
+    }
+
+    #[test]
+    fn test_sources_encode_vp8_h264_and_opus() {
         init().expect("gstreamer");
         let cfg = MediaConfig {
             video_source: VideoSource::Test,
             audio_source: AudioSource::Test,
             ..MediaConfig::default()
         };
-        for desc in [video_source_pipeline(&cfg, "ball"), audio_source_pipeline(&cfg)] {
+        for desc in [
+            video_source_pipeline(&cfg, "ball", VideoCodec::Vp8),
+            video_source_pipeline(&cfg, "ball", VideoCodec::H264),
+            audio_source_pipeline(&cfg),
+        ] {
             let p = Pipeline::launch(&desc).expect("launch");
             let sink = p.by_name("sink").expect("sink").downcast::<gst_app::AppSink>().expect("appsink");
             p.play().expect("play");

@@ -5,14 +5,16 @@ import { dialog, field, h, mount, toast } from '../dom.js';
 import * as fmt from '../fmt.js';
 import { MATERIAL_STATUS, OP_STATE, OUTCOME, PRINT_STATE, PRIORITY, RATING, TRANSFER, t } from '../i18n.js';
 import { Ringer } from '../ringer.js';
-import { Call } from '../rtc.js';
+import { Call, setVideoCodec, videoCodec } from '../rtc.js';
 
 /** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main */
 export function operatorView(ctx, main) {
   const { api, socket } = ctx;
   const ringer = new Ringer();
   const st = {
-    opState: 'offline',
+    // The last state the server sent: a view rendered again (language switch, a status that
+    // came before this view listened) starts from it, not from "offline".
+    opState: ctx.opStatus || 'offline',
     /** @type {any} */ ringing: null,
     ringUntil: 0,
     /** @type {any} */ session: null,
@@ -179,7 +181,21 @@ export function operatorView(ctx, main) {
       h(`div.idle-icon${away ? '.away' : ''}`, { 'aria-hidden': 'true' }, away ? 'Ⅱ' : '☎'),
       h('h2', null, away ? t('暂离') : t('等待来电')),
       h('p.muted', null, away ? t('您已暂离，不会分配来电。') : t('点击“开始接件”后，新来电会响铃提示。')),
-      h('p.muted.today', null, fmt.dateWeekday(Date.now()))));
+      h('p.muted.today', null, fmt.dateWeekday(Date.now())),
+      codecSetting()));
+  }
+
+  /** This workstation's video codec (used from the next call on). */
+  function codecSetting() {
+    const select = /** @type {HTMLSelectElement} */ (h('select#video-codec', {
+      onchange: () => {
+        setVideoCodec(select.value === 'h264' ? 'h264' : 'vp8');
+        toast(t('视频编码已设置，下次通话起生效'));
+      },
+    },
+    h('option', { value: 'vp8', selected: videoCodec() === 'vp8' }, t('VP8（默认）')),
+    h('option', { value: 'h264', selected: videoCodec() === 'h264' }, t('H.264（本机硬件解码时选用）'))));
+    return h('label.ctl-select.codec-setting', null, h('span', null, t('视频编码')), select);
   }
 
   function callStage() {
@@ -487,6 +503,7 @@ export function operatorView(ctx, main) {
       iceServers: session.ice_servers || [],
       polite: session.polite,
       send: (signal) => socket.send({ type: 'signal', session_id: session.session_id, signal }),
+      videoCodec: videoCodec(),
     });
     st.call = call;
     st.callStart = Date.now();
@@ -642,6 +659,7 @@ export function operatorView(ctx, main) {
   // Support hook (also used by the tests): inbound video frames decoded in the current call.
   const hook = /** @type {any} */ (window).bangban;
   if (hook) hook.framesDecoded = () => (st.call ? st.call.framesDecoded() : Promise.resolve(0));
+  if (hook) hook.videoCodecs = () => (st.call ? st.call.videoCodecs() : Promise.resolve({ inbound: [], outbound: [] }));
   // Keyboard: Enter accepts a ringing call (one key, like the one click).
   const onKey = (/** @type {KeyboardEvent} */ e) => { if (e.key === 'Enter' && st.ringing && !(e.target instanceof HTMLTextAreaElement)) accept(); };
   document.addEventListener('keydown', onKey);

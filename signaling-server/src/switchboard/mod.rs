@@ -498,7 +498,12 @@ impl Core {
     }
 
     fn resume_operator(&mut self, op: Uuid, now: i64) {
-        let state = self.dispatcher.operator_state(OperatorId(op)).map_or(OperatorStateView::Away, op_view);
+        // A connected operator is never "offline": one who left the dispatcher (the socket dropped
+        // outside a call, e.g. a page reload) is back as away and chooses when to take calls.
+        let state = match self.dispatcher.operator_state(OperatorId(op)) {
+            None | Some(dispatch::OperatorState::Offline) => OperatorStateView::Away,
+            Some(s) => op_view(s),
+        };
         self.out.send(op, &ServerMsg::OperatorStatus { state });
         let live: Vec<(Uuid, SessionRt)> =
             self.sessions.iter().filter(|(_, s)| s.operator == op).map(|(id, s)| (*id, s.clone())).collect();

@@ -1,7 +1,7 @@
 //! A dropped party may come back within the window and carry on; after the window its ticket
 //! or call ends with the reason recorded.
 
-use shared::protocol::{ClientMsg, ServerMsg, SessionEndReason};
+use shared::protocol::{ClientMsg, OperatorStateView, ServerMsg, SessionEndReason};
 use sqlx::Row;
 
 use crate::helpers::TestApp;
@@ -186,4 +186,43 @@ async fn waiting_tickets_survive_a_server_restart() {
         })
         .await;
     assert_eq!((rung.ticket_id, rung.number), (ticket.ticket_id, ticket.number));
+}
+
+/// An operator whose console dropped outside a call (a page reload, a network blip) comes back
+/// as away, never as "offline": the console can go available again and is rung.
+#[tokio::test]
+async fn an_operator_back_after_a_drop_outside_a_call_is_away_and_can_take_calls() {
+    let app = TestApp::spawn().await;
+    let sup_token = app.login("supervisor").await;
+    let (mut sup, _) = WsClient::connect(&app, &sup_token).await;
+    let (op, op_id) = available_operator(&app, "operator1").await;
+    op.close().await;
+    // The server has taken the drop in: the board shows operator1 offline.
+    sup.expect("operator1 offline on the board", |m| match m {
+        ServerMsg::Board { operators, .. }
+            if operators.iter().any(|o| o.operator_id == op_id && o.state == OperatorStateView::Offline) =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    let token = app.login("operator1").await;
+    let (mut op, _) = WsClient::connect(&app, &token).await;
+    let state = op
+        .expect("operator_status", |m| match m {
+            ServerMsg::OperatorStatus { state } => Some(*state),
+            _ => None,
+        })
+        .await;
+    assert_eq!(state, OperatorStateView::Away, "back as away, not offline");
+    op.send(&ClientMsg::SetAvailability { available: true }).await;
+    op.expect("available", |m| {
+        matches!(m, ServerMsg::OperatorStatus { state: OperatorStateView::Available }).then_some(())
+    })
+    .await;
+    let (_, device) = app.enroll_terminal(0).await;
+    let (mut t, _) = WsClient::connect(&app, &device).await;
+    t.send(&take_ticket(item_id(&app, &device, "SB-002").await)).await;
+    op.expect("rings", |m| matches!(m, ServerMsg::Ringing { .. }).then_some(())).await;
 }

@@ -12,7 +12,8 @@ use shared::protocol::{ClientMsg, Outcome, ServerMsg};
 
 use crate::helpers::{Endpoint, EndpointOpts, OperatorPeer, OperatorWs, Server, WAIT, init_tracing};
 
-fn decoded(status: &Value, kind: &str) -> u64 {
+/// Frames decoded at the kiosk on its remote tracks of `kind` (status output).
+pub(crate) fn decoded(status: &Value, kind: &str) -> u64 {
     status["call"]["remote"]
         .as_array()
         .map(|a| a.iter().filter(|r| r["kind"] == kind).map(|r| r["decoded"].as_u64().unwrap_or(0)).sum())
@@ -90,6 +91,9 @@ async fn kiosk_call_with_screen_share_and_rating() -> Result<()> {
     assert_eq!(screen[0]["stream_id"], "operator-screen");
     assert_ne!(screen[0]["track_id"], camera[0]["track_id"]);
     assert_eq!(status["operator_name"], session.operator_name.as_str());
+    // The operator's side offered VP8 first (as Chromium does): VP8 both ways.
+    assert_eq!(status["call"]["video_codec"], "vp8");
+    assert!(screen[0]["codec"] == "vp8" && camera[0]["codec"] == "vp8", "{remote:?}");
 
     let deadline = Instant::now() + WAIT;
     loop {
@@ -102,30 +106,8 @@ async fn kiosk_call_with_screen_share_and_rating() -> Result<()> {
         ep.status.changed().await?;
     }
 
-    // Keyframes: the terminal asked for one on each video track when its decoder started, and
-    // the operator's encoder answered; a PLI from the operator forces one in the terminal's.
-    let s = ep.get("/api/status").await?;
-    for r in s["call"]["remote"].as_array().context("remote tracks")? {
-        if r["kind"] != "audio" {
-            assert!(r["pli_sent"].as_u64() >= Some(1), "the terminal asks for a keyframe: {r}");
-        }
-    }
-    let deadline = Instant::now() + WAIT;
-    while peer.keyframe_requests_received() == 0 || peer.sent[0].forced_keyframes.load(Ordering::Relaxed) == 0
-    {
-        assert!(Instant::now() < deadline, "the operator's sender never saw the terminal's PLI");
-        ep.status.changed().await?;
-    }
-    let forced_before = s["call"]["forced_keyframes"].as_u64().unwrap_or(0);
-    let keyframes_before = s["call"]["sent_keyframes"].as_u64().unwrap_or(0);
-    assert!(peer.request_keyframe().await?, "the operator has the terminal's camera track");
-    let s = ep
-        .wait_status("the terminal forced a keyframe after the operator's PLI", |s| {
-            s["call"]["keyframe_requests"].as_u64() >= Some(1)
-                && s["call"]["forced_keyframes"].as_u64() > Some(forced_before)
-                && s["call"]["sent_keyframes"].as_u64() > Some(keyframes_before)
-        })
-        .await?;
+    assert_eq!(peer.received_video_codec(), Some(endpoint_client::media::VideoCodec::Vp8));
+    let s = keyframes_both_ways(&mut ep, &peer).await?;
     eprintln!(
         "MEASURE call setup (ticket → operator connected) {} ms; kiosk ICE/DTLS connected after {} ms; kiosk sent {} video / {} audio frames; operator sent {:?} (camera, screen, mic)",
         setup.as_millis(),
@@ -186,8 +168,42 @@ async fn kiosk_call_with_screen_share_and_rating() -> Result<()> {
     Ok(())
 }
 
+/// Keyframes: the terminal asked for one on each video track when its decoder started, and the
+/// operator's encoder answered; a PLI from the operator forces one in the terminal's encoder.
+/// Returns the kiosk's status after that.
+pub(crate) async fn keyframes_both_ways(ep: &mut Endpoint, peer: &OperatorPeer) -> Result<Value> {
+    let s = ep.get("/api/status").await?;
+    for r in s["call"]["remote"].as_array().context("remote tracks")? {
+        if r["kind"] != "audio" {
+            assert!(r["pli_sent"].as_u64() >= Some(1), "the terminal asks for a keyframe: {r}");
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    while peer.keyframe_requests_received() == 0 || peer.sent[0].forced_keyframes.load(Ordering::Relaxed) == 0
+    {
+        assert!(Instant::now() < deadline, "the operator's sender never saw the terminal's PLI");
+        ep.status.changed().await?;
+    }
+    let forced_before = s["call"]["forced_keyframes"].as_u64().unwrap_or(0);
+    let keyframes_before = s["call"]["sent_keyframes"].as_u64().unwrap_or(0);
+    assert!(peer.request_keyframe().await?, "the operator has the terminal's camera track");
+    let s = ep
+        .wait_status("the terminal forced a keyframe after the operator's PLI", |s| {
+            s["call"]["keyframe_requests"].as_u64() >= Some(1)
+                && s["call"]["forced_keyframes"].as_u64() > Some(forced_before)
+                && s["call"]["sent_keyframes"].as_u64() > Some(keyframes_before)
+        })
+        .await?;
+    Ok(s)
+}
+
 /// The first part of the recording of `kind` in session `sid`.
-fn recorded(dir: &std::path::Path, sid: &str, kind: &str, ext: &str) -> Result<Option<std::path::PathBuf>> {
+pub(crate) fn recorded(
+    dir: &std::path::Path,
+    sid: &str,
+    kind: &str,
+    ext: &str,
+) -> Result<Option<std::path::PathBuf>> {
     let prefix = format!("{sid}-{kind}-");
     for e in std::fs::read_dir(dir)? {
         let name = e?.file_name().to_string_lossy().into_owned();

@@ -7,16 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use endpoint_client::call::build_peer;
+use endpoint_client::call::{build_peer, payload_type_for, sample_track, video_formats};
 use endpoint_client::config::{AudioSource, DisplayConfig, DisplayMode, MediaConfig, VideoSource};
-use endpoint_client::media::{self, Decoder, RateLimit, RemoteKind, SampleTarget, SendStats};
+use endpoint_client::media::{self, Decoder, RateLimit, RemoteKind, SampleTarget, SendStats, VideoCodec};
 use futures_util::{SinkExt, StreamExt};
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use serde_json::Value;
 use shared::protocol::{ClientMsg, ServerMsg, SessionView, Signal};
@@ -26,7 +23,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use webrtc::media_stream::Track;
 use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
@@ -301,6 +297,8 @@ pub struct EndpointOpts {
     pub tls_ca_file: Option<PathBuf>,
     /// Seconds between heartbeats (`[health] interval_secs`; the client's default when `None`).
     pub health_interval_secs: Option<u64>,
+    /// The `[display]` section's body (default: headless, with `record_dir` if set).
+    pub display: Option<String>,
 }
 
 /// The endpoint-client process (headless, test sources, loopback), killed on drop.
@@ -343,11 +341,12 @@ impl Endpoint {
             .webrtc
             .clone()
             .unwrap_or_else(|| "udp_addrs = [\"127.0.0.1:0\"]\nuse_server_ice = false\n".to_owned());
-        let display = match &opts.record_dir {
-            Some(dir) => {
+        let display = match (&opts.display, &opts.record_dir) {
+            (Some(body), _) => format!("[display]\n{body}"),
+            (None, Some(dir)) => {
                 format!("[display]\nmode = \"headless\"\nrecord_dir = {:?}\n", dir.display().to_string())
             }
-            None => "[display]\nmode = \"headless\"\n".to_owned(),
+            (None, None) => "[display]\nmode = \"headless\"\n".to_owned(),
         };
         let base = opts.server_url.as_deref().unwrap_or(base);
         let ca = match &opts.tls_ca_file {
@@ -359,7 +358,7 @@ impl Endpoint {
         std::fs::write(
             &cfg,
             format!(
-                "server_url = \"{base}\"\n{ca}credential_file = \"{}\"\nstate_dir = \"{}\"\n{ENDPOINT_CONFIG}{printer}{scanner}{health}{display}[webrtc]\n{webrtc}",
+                "server_url = \"{base}\"\n{ca}credential_file = \"{}\"\nstate_dir = \"{}\"\nstatus_lines = true\n{ENDPOINT_CONFIG}{printer}{scanner}{health}{display}[webrtc]\n{webrtc}",
                 dir.join("credential").display(),
                 dir.join("state").display(),
             ),
@@ -554,6 +553,8 @@ struct OpHandler {
     audio_packets: Arc<AtomicU64>,
     video_decoded: Arc<std::sync::Mutex<Vec<Arc<AtomicU64>>>>,
     remote_video: RemoteVideo,
+    /// The codec the terminal's camera arrived in.
+    video_codec: Arc<std::sync::Mutex<Option<VideoCodec>>>,
 }
 
 #[async_trait::async_trait]
@@ -573,6 +574,7 @@ impl PeerConnectionEventHandler for OpHandler {
         let counter = if is_audio { self.audio_packets.clone() } else { self.video_packets.clone() };
         let decoded = self.video_decoded.clone();
         let remote_video = self.remote_video.clone();
+        let video_codec = self.video_codec.clone();
         // Like the console: decode the terminal's camera, ask for keyframes when the decoder
         // starts or its depayloader wants one.
         tokio::spawn(async move {
@@ -598,8 +600,17 @@ impl PeerConnectionEventHandler for OpHandler {
                             if decoder.is_none() {
                                 let display =
                                     DisplayConfig { mode: DisplayMode::Headless, ..Default::default() };
+                                let mime = track.codec(p.header.ssrc).await.map(|c| c.mime_type);
+                                let Some(codec) = mime.as_deref().and_then(VideoCodec::from_mime) else {
+                                    tracing::error!(
+                                        ?mime,
+                                        "operator: the terminal's video is in an unknown codec"
+                                    );
+                                    break;
+                                };
+                                *video_codec.lock().unwrap_or_else(|e| e.into_inner()) = Some(codec);
                                 if let Ok(d) =
-                                    Decoder::new(RemoteKind::Camera, p.header.payload_type, &display)
+                                    Decoder::new(RemoteKind::Camera, codec, p.header.payload_type, &display)
                                 {
                                     decoded.lock().unwrap_or_else(|e| e.into_inner()).push(d.decoded.clone());
                                     *remote_video.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -632,33 +643,6 @@ impl PeerConnectionEventHandler for OpHandler {
     }
 }
 
-fn sample_track(kind: RtpCodecKind, stream: &str, id: &str) -> Result<Arc<TrackLocalStaticSample>> {
-    let (mime, clock_rate, channels) =
-        if kind == RtpCodecKind::Audio { (MIME_TYPE_OPUS, 48_000, 2) } else { (MIME_TYPE_VP8, 90_000, 0) };
-    let t = MediaStreamTrack::new(
-        stream.into(),
-        id.into(),
-        id.into(),
-        kind,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(rand_ssrc()), ..Default::default() },
-            codec: RTCRtpCodec {
-                mime_type: mime.into(),
-                clock_rate,
-                channels,
-                sdp_fmtp_line: String::new(),
-                rtcp_feedback: vec![],
-            },
-            ..Default::default()
-        }],
-    );
-    Ok(Arc::new(TrackLocalStaticSample::new(std::time::Instant::now(), t)?))
-}
-
-fn rand_ssrc() -> u32 {
-    uuid::Uuid::new_v4().as_u128() as u32
-}
-
 /// The operator's side of a call: impolite, offers audio + camera + a separate screen track.
 pub struct OperatorPeer {
     pub pc: Arc<dyn PeerConnection>,
@@ -670,15 +654,28 @@ pub struct OperatorPeer {
     pub offers_answered: Arc<AtomicU64>,
     video_decoded: Arc<std::sync::Mutex<Vec<Arc<AtomicU64>>>>,
     remote_video: RemoteVideo,
+    video_codec: Arc<std::sync::Mutex<Option<VideoCodec>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl OperatorPeer {
-    /// Builds the peer, offers, and spawns the signaling loop fed by `ws` (answer, candidates).
-    /// Non-signal messages are passed on to the returned receiver.
+    /// Builds the peer, offers (VP8 first, as Chromium does), and spawns the signaling loop fed
+    /// by `ws` (answer, candidates). Non-signal messages are passed on to the returned receiver.
     pub async fn call(
         session: &SessionView,
+        ws: OperatorWs,
+    ) -> Result<(Self, mpsc::Sender<ClientMsg>, mpsc::Receiver<ServerMsg>)> {
+        Self::call_preferring(session, ws, &[VideoCodec::Vp8, VideoCodec::H264], VideoCodec::Vp8).await
+    }
+
+    /// [`OperatorPeer::call`] with the offer's video codecs in `codecs` order; the operator's
+    /// camera and screen go out in `sends` (a webrtc-rs track's codec is fixed when it is made:
+    /// pass the codec the answer will settle on).
+    pub async fn call_preferring(
+        session: &SessionView,
         mut ws: OperatorWs,
+        codecs: &[VideoCodec],
+        sends: VideoCodec,
     ) -> Result<(Self, mpsc::Sender<ClientMsg>, mpsc::Receiver<ServerMsg>)> {
         media::init()?;
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
@@ -687,18 +684,25 @@ impl OperatorPeer {
         let video_decoded = Arc::new(std::sync::Mutex::new(Vec::new()));
         let remote_video = Arc::new(std::sync::Mutex::new(None));
         let offers_answered = Arc::new(AtomicU64::new(0));
+        let video_codec = Arc::new(std::sync::Mutex::new(None));
         let handler = Arc::new(OpHandler {
             tx: ev_tx,
             video_packets: video_packets.clone(),
             audio_packets: audio_packets.clone(),
             video_decoded: video_decoded.clone(),
             remote_video: remote_video.clone(),
+            video_codec: video_codec.clone(),
         });
-        let pc = build_peer(vec![], vec!["127.0.0.1:0".into()], handler).await?;
-        let camera = sample_track(RtpCodecKind::Video, "operator", "operator-camera")?;
-        let mic = sample_track(RtpCodecKind::Audio, "operator", "operator-mic")?;
-        let screen = sample_track(RtpCodecKind::Video, "operator-screen", "screen")?;
-        let cam_sender = pc.add_track(camera.clone() as Arc<dyn TrackLocal>).await?;
+        let pc = build_peer(vec![], vec!["127.0.0.1:0".into()], codecs, handler).await?;
+        let codec = sends;
+        let camera = sample_track(RtpCodecKind::Video, codec, "operator", "operator-camera")?;
+        let mic = sample_track(RtpCodecKind::Audio, codec, "operator", "operator-mic")?;
+        let screen = sample_track(RtpCodecKind::Video, codec, "operator-screen", "screen")?;
+        // The offer lists every video codec in `codecs` order, as a browser's setCodecPreferences
+        // does (a webrtc-rs transceiver otherwise offers only its track's codec).
+        let cam_tr = pc.add_transceiver_from_track(camera.clone() as Arc<dyn TrackLocal>, None).await?;
+        cam_tr.set_codec_preferences(video_formats(codecs)).await?;
+        let cam_sender = cam_tr.sender().await?.context("camera sender")?;
         let mic_sender = pc.add_track(mic.clone() as Arc<dyn TrackLocal>).await?;
         let screen_tr = pc
             .add_transceiver_from_track(
@@ -710,6 +714,7 @@ impl OperatorPeer {
                 }),
             )
             .await?;
+        screen_tr.set_codec_preferences(video_formats(codecs)).await?;
         let screen_sender = screen_tr.sender().await?.context("screen sender")?;
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer).await?;
@@ -783,17 +788,19 @@ impl OperatorPeer {
                             if pumps_started { continue; }
                             pumps_started = true;
                             for (i, (sender, track, pattern, fps, (w, h))) in senders.iter().enumerate() {
-                                let pt = sender.get_parameters().await.expect("params").rtp_parameters.codecs[0].payload_type;
+                                let params = sender.get_parameters().await.expect("params");
+                                let pt = payload_type_for(&params.rtp_parameters.codecs, codec.mime_type()).expect("our codec in the answer");
                                 let ssrc = track.ssrcs().await[0];
                                 let cfg = MediaConfig { video_source: VideoSource::Test, audio_source: AudioSource::Test, width: *w, height: *h, fps: *fps, video_bitrate_kbps: 300, ..MediaConfig::default() };
-                                let desc = media::video_source_pipeline(&cfg, pattern);
+                                let desc = media::video_source_pipeline(&cfg, pattern, codec);
                                 let fps = *fps;
                                 let (track, stats) = (track.clone(), sent2[i].clone());
                                 tokio::spawn(async move {
                                     let _ = media::pump_into_track(desc, SampleTarget { track, ssrc, payload_type: pt, clock_rate: 90_000, fallback: Duration::from_secs(1) / fps }, Default::default(), stats).await;
                                 });
                             }
-                            let pt = mic_sender2.get_parameters().await.expect("params").rtp_parameters.codecs[0].payload_type;
+                            let params = mic_sender2.get_parameters().await.expect("params");
+                            let pt = payload_type_for(&params.rtp_parameters.codecs, MIME_TYPE_OPUS).expect("Opus in the answer");
                             let ssrc = mic.ssrcs().await[0];
                             let cfg = MediaConfig { audio_source: AudioSource::Test, ..MediaConfig::default() };
                             let (track, stats) = (mic.clone(), sent2[2].clone());
@@ -815,6 +822,7 @@ impl OperatorPeer {
                 offers_answered,
                 video_decoded,
                 remote_video,
+                video_codec,
                 tasks,
             },
             ws_tx,
@@ -837,6 +845,11 @@ impl OperatorPeer {
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// The codec the terminal's camera arrived in (once it has).
+    pub fn received_video_codec(&self) -> Option<VideoCodec> {
+        *self.video_codec.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Keyframe requests (PLI/FIR) the terminal sent about the operator's camera and screen.

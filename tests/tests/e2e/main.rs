@@ -6,6 +6,7 @@
 //! --workspace` builds it through the endpoint-client package's own CLI test).
 
 mod call;
+mod h264;
 mod health;
 mod helpers;
 mod kiosk_api;
@@ -13,5 +14,6 @@ mod netcut;
 mod netproxy;
 mod print;
 mod scan;
+mod screens;
 mod tls;
 mod turn;
