@@ -114,6 +114,8 @@ const handlers = {
     opBrowser = await launch('operator');
     opPage = await newPage(opBrowser, { width: 1366, height: 768 });
     await opPage.goto(`${base}/`);
+    // The workstation's video codec setting (视频编码), as the console keeps it.
+    await opPage.evaluate((codec) => localStorage.setItem('bangban.videoCodec', codec), c.codec || 'vp8');
     await opPage.fill('input[name=username]', c.user);
     await opPage.fill('input[name=password]', c.password);
     await opPage.click('button[type=submit]');

@@ -1,5 +1,9 @@
-// REST client. The access token and the refresh token live in memory only; the access token
-// is refreshed a minute before it expires (and once more on a 401).
+// REST client. The access token lives in memory only and is refreshed a minute before it
+// expires (and once more on a 401). The refresh token is also kept in this tab's
+// sessionStorage, so a reload (F5) signs the operator back in and a live call resumes; it goes
+// with the tab (closing it, or 退出, ends the session) and is never shared with other tabs.
+
+const SESSION_KEY = 'bangban.session';
 
 export class ApiError extends Error {
   /** @param {number} status @param {string} code @param {string} message */
@@ -42,6 +46,7 @@ export class Api extends EventTarget {
     this.access = r.access_token;
     this.expiresAt = Date.now() + r.expires_in * 1000;
     this.refreshToken = r.refresh_token;
+    try { sessionStorage.setItem(SESSION_KEY, r.refresh_token); } catch { /* storage off: memory only */ }
     if (r.user) this.user = r.user;
     clearTimeout(this.timer);
     const ms = Math.max(10, r.expires_in - 60) * 1000;
@@ -78,6 +83,22 @@ export class Api extends EventTarget {
     clearTimeout(this.timer);
     this.access = this.refreshToken = null;
     this.user = null;
+    try { sessionStorage.removeItem(SESSION_KEY); } catch { /* storage off */ }
+  }
+
+  /** After a reload: the tab's session, if it has a live one (the refresh token rotates). */
+  async resume() {
+    let rt = null;
+    try { rt = sessionStorage.getItem(SESSION_KEY); } catch { /* storage off */ }
+    if (!rt) return null;
+    this.refreshToken = rt;
+    try {
+      await this.refresh();
+      return this.user;
+    } catch {
+      this.clear();
+      return null;
+    }
   }
 
   lost() {

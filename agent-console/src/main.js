@@ -175,4 +175,8 @@ function render() {
 // For the tests and for support: a read-only peek at the live state.
 /** @type {any} */ (window).bangban = { dropSocket: () => socket?.drop(), socketState: () => socket?.state };
 
-render();
+// A reload keeps this tab's session (api.js); otherwise the login page.
+api.resume().then((u) => {
+  if (u) startSocket();
+  render();
+});

@@ -102,6 +102,28 @@ async function signIn(page) {
   await page.click('button[type=submit]');
 }
 
+/** A resident takes a ticket for an item operator1 serves, through the kiosk's API (as its touch screen does). */
+async function kioskTicket() {
+  const login = await rest('/api/v1/auth/login', { username: 'operator1', password: PASSWORD });
+  const items = await (await fetch(`${kiosk}/api/items`)).json();
+  const item = items.find((/** @type {any} */ i) => i.active && i.remote_allowed && login.user.skills.includes(i.line_id));
+  assert.ok(item, 'an item operator1 serves');
+  const res = await fetch(`${kiosk}/api/ticket`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ item_id: item.id }) });
+  assert.ok(res.ok, `ticket: ${res.status}`);
+}
+
+/** The operator ends the call and wraps up; the resident rates at the kiosk, which goes back to idle. @param {import('playwright-core').Page} op */
+async function endAndRate(op) {
+  await op.click('#end-call');
+  await op.waitForSelector('#wrap-up');
+  await op.check('input[name=outcome][value=completed]');
+  await op.click('#wrap-submit');
+  await until('rating screen', async () => (await status()).phase === 'rating');
+  const rated = await fetch(`${kiosk}/api/rate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ level: 'satisfied' }) });
+  assert.ok(rated.ok, `rate: ${rated.status}`);
+  await until('kiosk idle', async () => (await status()).phase === 'idle');
+}
+
 before(async () => {
   mkdirSync(shots, { recursive: true });
   const r = spawnSync('cargo', ['build', '-p', 'signaling-server', '-p', 'endpoint-client'], { cwd: repo, stdio: 'inherit' });
@@ -347,22 +369,16 @@ describe('a call with the real terminal', () => {
     assert.equal(await op.inputValue('#video-codec'), 'vp8', 'VP8 unless chosen');
     await op.selectOption('#video-codec', 'h264');
     await shot(op, '42-operator-codec-setting');
+    // A reload keeps the tab signed in and the choice; the dropped socket leaves the operator
+    // away (never stuck "offline").
     await op.reload();
-    await signIn(op);
     await op.waitForSelector('#idle #video-codec');
     assert.equal(await op.inputValue('#video-codec'), 'h264', 'the choice survives a reload');
-    // A reload drops the socket: the operator is back as away (never stuck "offline").
     await op.waitForSelector('#op-state[data-state=away]');
     await op.click('#availability');
     await op.waitForSelector('#op-state[data-state=available]');
 
-    // A resident takes a ticket at the kiosk (its API, as the touch screen does).
-    const login = await rest('/api/v1/auth/login', { username: 'operator1', password: PASSWORD });
-    const items = await (await fetch(`${kiosk}/api/items`)).json();
-    const item = items.find((/** @type {any} */ i) => i.active && i.remote_allowed && login.user.skills.includes(i.line_id));
-    assert.ok(item, 'an item operator1 serves');
-    const res = await fetch(`${kiosk}/api/ticket`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ item_id: item.id }) });
-    assert.ok(res.ok, `ticket: ${res.status}`);
+    await kioskTicket();
     await op.waitForSelector('#ringing #accept');
     await op.click('#accept');
     await op.waitForSelector('#call-stage');
@@ -381,15 +397,45 @@ describe('a call with the real terminal', () => {
     await shot(op, '43-operator-h264-call');
 
     // End and wrap up; the kiosk rates; the setting goes back to VP8 for the other tests.
-    await op.click('#end-call');
-    await op.waitForSelector('#wrap-up');
-    await op.check('input[name=outcome][value=completed]');
-    await op.click('#wrap-submit');
-    await until('rating screen', async () => (await status()).phase === 'rating');
-    const rated = await fetch(`${kiosk}/api/rate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ level: 'satisfied' }) });
-    assert.ok(rated.ok, `rate: ${rated.status}`);
-    await until('kiosk idle', async () => (await status()).phase === 'idle');
+    await endAndRate(op);
     await op.selectOption('#video-codec', 'vp8');
+    await op.context().close();
+  });
+
+  test('the operator reloads the console mid-call: still signed in, the call comes back with video both ways', async () => {
+    const op = await newPage({ width: 1366, height: 768 });
+    await op.goto(`${base}/`);
+    await signIn(op);
+    await op.waitForSelector('#op-state[data-state=away], #op-state[data-state=available]');
+    if (await op.locator('#op-state[data-state=away]').count()) await op.click('#availability');
+    await op.waitForSelector('#op-state[data-state=available]');
+    await kioskTicket();
+    await op.waitForSelector('#ringing #accept');
+    await op.click('#accept');
+    await op.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 10, null, { timeout: 30_000 });
+    const cameraDecoded = (/** @type {any} */ s) => s.call.remote.filter((/** @type {any} */ r) => r.kind === 'camera').reduce((/** @type {number} */ a, /** @type {any} */ r) => a + r.decoded, 0);
+    const before = await until('the terminal decodes the operator', async () => {
+      const n = cameraDecoded(await status());
+      return n > 10 ? n : null;
+    });
+
+    await op.reload();
+    // Signed in again without the login page; the server replays the live session.
+    await op.waitForSelector('#call-stage', { timeout: 30_000 });
+    assert.equal(await op.locator('form.login-card').count(), 0, 'no login page');
+    await op.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 10, null, { timeout: 30_000 });
+    await until('the terminal decodes the operator again', async () => {
+      const s = await status();
+      return s.phase === 'in_call' && cameraDecoded(s) > before + 10;
+    });
+    await shot(op, '44-operator-reloaded-mid-call');
+
+    await endAndRate(op);
+    // 退出 ends the tab's session: a reload shows the login page.
+    await op.click('#logout');
+    await op.waitForSelector('form.login-card');
+    await op.reload();
+    await op.waitForSelector('form.login-card');
     await op.context().close();
   });
 });

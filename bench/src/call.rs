@@ -41,6 +41,8 @@ pub struct Opts {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
+    /// The console's video codec setting (`vp8`, `h264`).
+    pub codec: String,
 }
 
 /// One call's setup, milliseconds after the click on 接听.
@@ -404,7 +406,7 @@ impl Scene {
             .context("a remote item operator1 serves")?
             .to_owned();
         browser
-            .cmd(json!({ "cmd": "setup", "base": format!("http://{}", server.addr), "user": "operator1", "password": DEMO_PASSWORD }))
+            .cmd(json!({ "cmd": "setup", "base": format!("http://{}", server.addr), "user": "operator1", "password": DEMO_PASSWORD, "codec": o.codec }))
             .await
             .context("console login")?;
         Ok(Self { tmp, server, api, codes, item, browser })
@@ -635,6 +637,14 @@ pub async fn footprint_run(o: &Opts) -> Result<FootprintOutcome> {
             scene.browser.cmd(json!({ "cmd": "share" })).await?;
             ep.wait("decoded camera and screen", |s| decoded(s, "camera") > 0 && decoded(s, "screen") > 0)
                 .await?;
+            // What is measured is the codec asked for, both ways.
+            ep.wait("the call in the console's codec", |s| {
+                s["call"]["video_codec"] == o.codec.as_str()
+                    && s["call"]["remote"].as_array().is_some_and(|r| {
+                        r.iter().filter(|t| t["kind"] != "audio").all(|t| t["codec"] == o.codec.as_str())
+                    })
+            })
+            .await?;
             tokio::time::sleep(o.settle).await;
             let pid = ep.pid;
             let r = measure(o.window, || Ok(vec![pid])).await?;

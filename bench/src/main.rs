@@ -112,6 +112,10 @@ struct FootprintArgs {
     /// Measured seconds per call (CPU over this window).
     #[arg(long)]
     seconds: Option<u64>,
+    /// The video codec of the call: the console's workstation setting (视频编码), which both the
+    /// endpoint-client and the Chromium tab follow.
+    #[arg(long, default_value = "vp8", value_parser = ["vp8", "h264"])]
+    codec: String,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -211,7 +215,10 @@ async fn run(cli: Cli) -> Result<()> {
             rows.extend(dispatch_rows(&cli, &none).await?);
             rows.extend(materials_rows(&cli, &MaterialsArgs::default()).await?);
             rows.extend(call_setup_rows(&cli, &CallArgs { runs: None }).await?);
-            rows.extend(footprint_rows(&cli, &FootprintArgs { runs: None, seconds: None }).await?);
+            for codec in ["vp8", "h264"] {
+                let a = FootprintArgs { runs: None, seconds: None, codec: codec.into() };
+                rows.extend(footprint_rows(&cli, &a).await?);
+            }
         }
         Cmd::EchoRelay { .. } => {}
     }
@@ -513,6 +520,7 @@ fn call_opts(cli: &Cli, runs: usize, warmup: usize) -> Result<call::Opts> {
         width: 640,
         height: 480,
         fps: 30,
+        codec: "vp8".into(),
     })
 }
 
@@ -559,14 +567,23 @@ async fn footprint_rows(cli: &Cli, a: &FootprintArgs) -> Result<Vec<Row>> {
     let seconds = a.seconds.unwrap_or(if cli.short { 2 } else { 20 });
     let mut o = call_opts(cli, runs, 0)?;
     o.window = Duration::from_secs(seconds);
+    o.codec = a.codec.clone();
     let out = call::footprint_run(&o).await?;
     let mut args = format!("--runs {runs}");
     if a.seconds.is_some() {
         args.push_str(&format!(" --seconds {seconds}"));
     }
+    // VP8 rows keep their ids; H.264 rows get a suffix.
+    let (suffix, video) = match a.codec.as_str() {
+        "h264" => {
+            args.push_str(" --codec h264");
+            ("-h264", "H.264 (the console set to H.264)")
+        }
+        _ => ("", "VP8"),
+    };
     let cmd = command("terminal-footprint", &args);
     let setting = format!(
-        "two-way call 640×480@30 + audio, the operator (console in Chromium, fake 1280×720 camera) sharing a screen; {seconds} s window after the share arrived"
+        "two-way call 640×480@30 {video} + audio, the operator (console in Chromium, fake 1280×720 camera) sharing a screen; {seconds} s window after the share arrived"
     );
     let cpu: Vec<f64> = out.rust.iter().map(|f| f.cpu_pct).collect();
     let cpu_ref: Vec<f64> = out.chromium.iter().map(|f| f.cpu_pct).collect();
@@ -580,7 +597,7 @@ async fn footprint_rows(cli: &Cli, a: &FootprintArgs) -> Result<Vec<Row>> {
     let (m, mr) = (util::median(&pss), util::median(&pss_ref));
     Ok(vec![
         Row {
-            id: "terminal-footprint-cpu".into(),
+            id: format!("terminal-footprint-cpu{suffix}"),
             what: format!(
                 "terminal CPU (utime + stime from /proc, % of one core): endpoint-client (release, headless, test sources) in a {setting}"
             ),
@@ -598,7 +615,7 @@ async fn footprint_rows(cli: &Cli, a: &FootprintArgs) -> Result<Vec<Row>> {
             pending: false,
         },
         Row {
-            id: "terminal-footprint-memory".into(),
+            id: format!("terminal-footprint-memory{suffix}"),
             what: format!(
                 "terminal memory (PSS from /proc/<pid>/smaps_rollup; RSS in brackets): endpoint-client in a {setting}"
             ),

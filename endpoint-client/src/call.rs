@@ -353,6 +353,25 @@ pub fn preferred_video_codec(offer_sdp: &str, accepted: &[VideoCodec]) -> Option
         .find(|c| accepted.contains(c))
 }
 
+/// The DTLS certificate fingerprints an SDP names (session and media level), sorted: a change
+/// means the other side is a new peer connection.
+pub fn dtls_fingerprints(sdp: &str) -> Vec<String> {
+    let Ok(desc) = RTCSessionDescription::offer(sdp.to_owned()).and_then(|d| d.unmarshal()) else {
+        return vec![];
+    };
+    let media = desc.media_descriptions.iter().flat_map(|m| m.attributes.iter());
+    let mut out: Vec<String> = desc
+        .attributes
+        .iter()
+        .chain(media)
+        .filter(|a| a.key == "fingerprint")
+        .filter_map(|a| a.value.as_deref().map(|v| v.trim().to_ascii_lowercase()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The payload type a sender uses for `mime` among its negotiated `codecs` (for H.264, a format
 /// the terminal can send), if any.
 pub fn payload_type_for(codecs: &[RTCRtpCodecParameters], mime: &str) -> Option<PayloadType> {
@@ -716,9 +735,22 @@ impl Call {
                     OfferAction::Apply => {}
                 }
                 tracing::info!(ice_restart, "applying operator's offer");
-                if let Err(e) =
-                    peer.pc.set_remote_description(RTCSessionDescription::offer(sdp.clone())?).await
-                {
+                // A new DTLS certificate means a new peer on the other side (the console was
+                // reloaded or restarted): webrtc-rs would apply the offer to the old DTLS session
+                // and decrypt nothing, so start afresh.
+                let new_peer = match peer.pc.remote_description().await {
+                    Some(current) => dtls_fingerprints(&current.sdp) != dtls_fingerprints(&sdp),
+                    None => false,
+                };
+                let applied = if new_peer {
+                    Err(anyhow::anyhow!("the offer comes with a new DTLS certificate"))
+                } else {
+                    peer.pc
+                        .set_remote_description(RTCSessionDescription::offer(sdp.clone())?)
+                        .await
+                        .map_err(anyhow::Error::from)
+                };
+                if let Err(e) = applied {
                     // E.g. the operator's console restarted (new DTLS fingerprint): start afresh.
                     tracing::warn!(error = %e, "offer does not apply to this connection; rebuilding it");
                     let _ = peer.pc.close().await;
@@ -1103,6 +1135,19 @@ mod codec_tests {
         assert_eq!(preferred_video_codec(&vp8_only, &[VideoCodec::H264]), None);
         for hostile in ["", "v=0", "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "\u{0}\u{ffff}"] {
             assert_eq!(preferred_video_codec(hostile, &both), None, "{hostile:?}");
+            assert!(dtls_fingerprints(hostile).is_empty(), "{hostile:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_new_peer_is_told_by_its_dtls_fingerprint() {
+        let (a, b) = (offer(&[VideoCodec::Vp8]).await, offer(&[VideoCodec::Vp8]).await);
+        let fa = dtls_fingerprints(&a);
+        assert_eq!(fa.len(), 1, "one certificate: {fa:?}");
+        assert!(fa[0].starts_with("sha-256 "), "{fa:?}");
+        assert_ne!(fa, dtls_fingerprints(&b), "two peer connections, two certificates");
+        // The same peer's next offer (an ICE restart) keeps it, whatever else changes.
+        let restarted = a.replace("a=ice-ufrag:", "a=ice-ufrag:x");
+        assert_eq!(dtls_fingerprints(&restarted), fa);
     }
 }
