@@ -16,7 +16,7 @@ use crate::call::{self, CallCmd, CallHandle, CallSettings, CallSnapshot, CallSta
 use crate::config::Config;
 use crate::kiosk::{ActionError, Effect, Kiosk, Notice};
 use crate::print::{PrintProgress, PrintTrigger, Printer, PrinterStatus};
-use crate::rest::ServerApi;
+use crate::rest::{RestError, ServerApi};
 use crate::scan::ScanFault;
 use crate::signaling::{self, ConnEvent};
 use crate::spool::Spool;
@@ -55,36 +55,16 @@ pub enum UiCommand {
     StaffSignedOut,
 }
 
-/// The committee staff member signed in at the kiosk: their access token goes with the tickets
-/// they help take, until it expires or they sign out. Kept in memory only.
-#[derive(Clone)]
-pub struct StaffSession {
-    pub user_id: Uuid,
-    pub username: String,
-    pub name: String,
-    pub token: shared::validate::Token,
-    pub refresh_token: String,
-    pub expires_at: std::time::Instant,
-}
-
-impl StaffSession {
-    /// Signed in and their access token not about to expire.
-    pub fn active(&self) -> bool {
-        self.expires_at > std::time::Instant::now()
-    }
-}
-
-impl std::fmt::Debug for StaffSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaffSession").field("username", &self.username).finish_non_exhaustive()
-    }
-}
+pub use crate::staff::StaffSession;
+use crate::staff::StaffStep;
 
 /// What the kiosk shows of the signed-in staff member.
 #[derive(Debug, Clone, Serialize)]
 pub struct StaffView {
     pub name: String,
     pub username: String,
+    /// Times the login was renewed while staff were at the kiosk.
+    pub renewals: u32,
 }
 
 /// The scanner as the kiosk shows it.
@@ -154,9 +134,11 @@ fn status_of(
         uploads: dev.uploader.progress(),
         printer: dev.printer.map(Printer::status).unwrap_or_default(),
         scan_request: kiosk.scan_request().cloned(),
-        staff: staff
-            .filter(|s| s.active())
-            .map(|s| StaffView { name: s.name.clone(), username: s.username.clone() }),
+        staff: staff.filter(|s| s.active(std::time::Instant::now())).map(|s| StaffView {
+            name: s.name.clone(),
+            username: s.username.clone(),
+            renewals: s.renewals,
+        }),
         ..Default::default()
     };
     match kiosk.phase() {
@@ -221,6 +203,9 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     let mut notices: Vec<Notice> = Vec::new();
     let mut current: Option<CallHandle> = None;
     let mut staff: Option<StaffSession> = None;
+    let staff_idle = Duration::from_secs(cfg.kiosk.staff_idle_minutes.max(1) * 60);
+    let (staff_tx, mut staff_rx) =
+        mpsc::channel::<(String, Result<shared::api::TokenResponse, RestError>)>(4);
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.status_interval_ms.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(shutdown);
@@ -252,9 +237,13 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
             req = ui_rx.recv() => match req {
                 None => vec![],
                 Some(UiRequest { cmd, reply }) => {
+                    if let Some(s) = staff.as_mut() {
+                        s.touch(std::time::Instant::now());
+                    }
                     let r = match cmd {
                         UiCommand::TakeTicket { item_id, priority, resident } => {
-                            let staff_token = staff.as_ref().filter(|s| s.active()).map(|s| s.token.clone());
+                            let now = std::time::Instant::now();
+                            let staff_token = staff.as_ref().filter(|s| s.active(now)).map(|s| s.token.clone());
                             // Only signed-in staff enter a resident's details (least privilege).
                             let resident = if staff_token.is_some() { resident } else { None };
                             kiosk.take_ticket(item_id, priority, resident, staff_token)
@@ -324,7 +313,60 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                 }
             },
             Some(p) = pr_rx.recv() => print_notice(&p).into_iter().collect(),
+            Some((old, r)) = staff_rx.recv() => {
+                let now = std::time::Instant::now();
+                match (staff.as_mut(), r) {
+                    // An answer for a login that has since ended or been renewed.
+                    (Some(s), _) if s.refresh_token != old => vec![],
+                    (None, _) => vec![],
+                    (Some(s), Ok(t)) => match shared::validate::Token::try_from(t.access_token) {
+                        Ok(token) => {
+                            s.renewed(token, t.refresh_token, t.expires_in, now);
+                            tracing::info!(staff = %s.username, renewals = s.renewals, "staff login renewed");
+                            vec![]
+                        }
+                        Err(_) => { s.renewal_failed(now); vec![] }
+                    },
+                    (Some(s), Err(e)) if e.status().is_some() => {
+                        // Refused (revoked, expired, account disabled): the login is over.
+                        tracing::info!(staff = %s.username, error = %e, "staff login ended by the server");
+                        staff = None;
+                        vec![notice("staff", "工作人员登录已失效，请重新登录。")]
+                    }
+                    (Some(s), Err(e)) => {
+                        tracing::warn!(error = %e, "staff login renewal failed; retrying");
+                        s.renewal_failed(now);
+                        vec![]
+                    }
+                }
+            }
             _ = tick.tick() => {
+                let now = std::time::Instant::now();
+                let mut signed_out = vec![];
+                if let Some(s) = staff.as_mut() {
+                    // A ticket or call in progress means someone is at the kiosk.
+                    if kiosk.phase().name() != "idle" {
+                        s.touch(now);
+                    }
+                    match s.step(now, staff_idle) {
+                        StaffStep::Keep => {}
+                        StaffStep::Renew => {
+                            s.renewing();
+                            let (api, old, tx) = (api.clone(), s.refresh_token.clone(), staff_tx.clone());
+                            tokio::spawn(async move {
+                                let r = api.renew_login(&old).await;
+                                let _ = tx.send((old, r)).await;
+                            });
+                        }
+                        StaffStep::SignOut => {
+                            tracing::info!(staff = %s.username, "staff signed out after the idle limit");
+                            let (api, refresh) = (api.clone(), s.refresh_token.clone());
+                            tokio::spawn(async move { api.logout(&refresh).await });
+                            staff = None;
+                            signed_out.push(notice("staff", "工作人员长时间未操作，已自动退出登录。"));
+                        }
+                    }
+                }
                 let dev = Devices { scan: &scan, uploader: &uploader, printer: printer.as_ref() };
                 let s = status_of(&kiosk, connected, &notices, &stats, &dev, staff.as_ref());
                 if let Some(path) = &cfg.status_file {
@@ -333,7 +375,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                 if status_lines {
                     print_event(&serde_json::json!({ "event": "status", "status": s }));
                 }
-                vec![]
+                signed_out
             }
         };
         for effect in effects {

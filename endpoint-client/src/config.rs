@@ -148,11 +148,14 @@ impl Default for WebRtcConfig {
 pub struct KioskConfig {
     /// The local kiosk UI and its JSON API (loopback only).
     pub listen: SocketAddr,
+    /// Staff signed in at the kiosk are signed out after this many minutes with nobody at it
+    /// (no touch, no ticket or call in progress); while someone is, their login is renewed.
+    pub staff_idle_minutes: u64,
 }
 
 impl Default for KioskConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8090)) }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8090)), staff_idle_minutes: 10 }
     }
 }
 
@@ -382,6 +385,12 @@ impl Config {
         }
         if !(1..=60_000).contains(&self.status_interval_ms) {
             return Err(ConfigError::Invalid("status_interval_ms", self.status_interval_ms.to_string()));
+        }
+        if !(1..=480).contains(&self.kiosk.staff_idle_minutes) {
+            return Err(ConfigError::Invalid(
+                "kiosk.staff_idle_minutes",
+                self.kiosk.staff_idle_minutes.to_string(),
+            ));
         }
         if self.webrtc.video_codecs.is_empty() {
             return Err(ConfigError::Invalid("webrtc.video_codecs", "empty".into()));

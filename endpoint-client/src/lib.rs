@@ -17,7 +17,8 @@
 //!   state reports. [`rest`]: the device-token REST calls.
 //! - [`tls`]: rustls (ring) for `https://` / `wss://`: system roots plus the config's CA file.
 //! - [`health`]: the heartbeat (devices, printer, scanner, disk, version) every 30 s.
-//! - [`ui`]: the local kiosk UI (Simplified Chinese, large type) and its JSON API.
+//! - [`ui`]: the local kiosk UI (Simplified Chinese, large type) and its JSON API;
+//!   [`staff`]: the staff member signed in there (renewed while present, signed out when idle).
 //! - [`app`]: `run`, wiring the above together; status output.
 //!
 //! The binary (`main.rs`) is a thin CLI: `endpoint-client enroll --code CODE`, `endpoint-client run`.
@@ -35,6 +36,7 @@ pub mod rest;
 pub mod scan;
 pub mod signaling;
 pub mod spool;
+pub mod staff;
 pub mod tls;
 pub mod ui;
 pub mod upload;

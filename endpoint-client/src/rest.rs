@@ -108,6 +108,18 @@ impl ServerApi {
         check(self.send(method, path, build).await?).await
     }
 
+    /// Renews a staff member's login: their refresh token for a new access and refresh token
+    /// (`POST /api/v1/auth/refresh`; the refresh token rotates).
+    pub async fn renew_login(&self, refresh_token: &str) -> Result<shared::api::TokenResponse, RestError> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/auth/refresh", self.base.trim_end_matches('/')))
+            .json(&shared::api::RefreshRequest { refresh_token: refresh_token.to_owned() })
+            .send()
+            .await?;
+        Ok(check(r).await?.json().await?)
+    }
+
     /// Ends a staff member's login (their refresh-token family) when they sign out.
     pub async fn logout(&self, refresh_token: &str) {
         logout(&self.http, &self.base, refresh_token).await;

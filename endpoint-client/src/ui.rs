@@ -251,15 +251,15 @@ async fn staff_login(
     let Ok(token) = shared::validate::Token::try_from(t.access_token) else {
         return error(StatusCode::BAD_GATEWAY, "服务器应答有误");
     };
-    let session = crate::app::StaffSession {
-        user_id: t.user.id,
-        username: t.user.username,
-        name: t.user.display_name,
+    let session = crate::staff::StaffSession::new(
+        t.user.id,
+        t.user.username,
+        t.user.display_name,
         token,
-        refresh_token: t.refresh_token,
-        // A little before the server's expiry, so a ticket never carries a dead token.
-        expires_at: std::time::Instant::now() + Duration::from_secs(t.expires_in.saturating_sub(30)),
-    };
+        t.refresh_token,
+        t.expires_in,
+        std::time::Instant::now(),
+    );
     command(s, UiCommand::StaffSignedIn(session)).await
 }
 

@@ -15,5 +15,6 @@ mod netproxy;
 mod print;
 mod scan;
 mod screens;
+mod staff;
 mod tls;
 mod turn;
