@@ -411,6 +411,7 @@ describe('a call with the real terminal', () => {
     await op.waitForSelector('#op-state[data-state=available]');
     await kioskTicket();
     await op.waitForSelector('#ringing #accept');
+    const acceptedAt = Date.now();
     await op.click('#accept');
     await op.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 10, null, { timeout: 30_000 });
     const cameraDecoded = (/** @type {any} */ s) => s.call.remote.filter((/** @type {any} */ r) => r.kind === 'camera').reduce((/** @type {number} */ a, /** @type {any} */ r) => a + r.decoded, 0);
@@ -419,10 +420,18 @@ describe('a call with the real terminal', () => {
       return n > 10 ? n : null;
     });
 
+    // The call has run a few seconds (its clock shows them) when the page is reloaded.
+    await op.waitForFunction(() => (document.querySelector('#call-clock')?.textContent || '') >= '00:03', null, { timeout: 15_000 });
     await op.reload();
     // Signed in again without the login page; the server replays the live session.
     await op.waitForSelector('#call-stage', { timeout: 30_000 });
     assert.equal(await op.locator('form.login-card').count(), 0, 'no login page');
+    // The call clock goes on from the call's start, not from the reload.
+    await op.waitForFunction((t0) => {
+      const [m, sec] = (document.querySelector('#call-clock')?.textContent || '0:0').split(':').map(Number);
+      const elapsed = Math.floor((Date.now() - t0) / 1000);
+      return m * 60 + sec >= Math.max(3, elapsed - 1);
+    }, acceptedAt, { timeout: 15_000 });
     await op.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 10, null, { timeout: 30_000 });
     await until('the terminal decodes the operator again', async () => {
       const s = await status();

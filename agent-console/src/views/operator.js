@@ -484,6 +484,9 @@ export function operatorView(ctx, main) {
       if (seq !== historySeq) return;
       st.history = list;
       st.history.sort((a, b) => b.started_at - a.started_at);
+      // The call clock counts from the server's start (after a reload too, not from the page's).
+      const live = st.session && st.history.find((r) => r.session_id === st.session.session_id);
+      if (live && st.call && live.started_at < st.callStart) st.callStart = live.started_at;
     } catch { /* keep the old list */ }
     if (seq === historySeq) renderHistory();
   }
@@ -589,6 +592,7 @@ export function operatorView(ctx, main) {
         st.prints.clear();
         startCall(s);
         loadSessionData(s);
+        loadHistory();
         renderDetail();
         break;
       }
