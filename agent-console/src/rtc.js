@@ -95,7 +95,7 @@ export class Call extends EventTarget {
     const codecs = orderedCodecs(this.videoCodec);
     if (!codecs.length) return;
     for (const tr of this.pc.getTransceivers()) {
-      if (tr.receiver.track?.kind !== 'video' || tr.stopped) continue;
+      if (tr.receiver.track?.kind !== 'video' || tr.currentDirection === 'stopped') continue;
       try { tr.setCodecPreferences(codecs); } catch (e) { console.warn('setCodecPreferences', e); }
     }
   }
