@@ -351,6 +351,9 @@ describe('a call with the real terminal', () => {
     await touch('#agree');
     await k.waitForSelector('#waiting.on #number:not(:empty)');
     assert.ok(touches <= 3, `idle → waiting in ${touches} touches`);
+    // The next resident does not see the last one's notices (the thanks for the rating).
+    await until('no notices of the last resident', async () => (await status()).notices.length === 0);
+    assert.doesNotMatch(await k.textContent('#notices') || '', /感谢您的评价/);
     // The operator is rung for it; the resident changes their mind and the ring stops.
     await op.waitForSelector('#ringing #accept');
     await k.click('#cancel');
