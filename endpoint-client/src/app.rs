@@ -274,8 +274,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                         UiCommand::StaffSignedOut => {
                             if let Some(s) = staff.take() {
                                 tracing::info!(staff = %s.username, "staff signed out");
-                                let (api, refresh) = (api.clone(), s.refresh_token);
-                                tokio::spawn(async move { api.logout(&refresh).await });
+                                end_staff_login(&api, s);
                             }
                             Ok(vec![])
                         }
@@ -350,7 +349,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                 let mut signed_out = vec![];
                 if let Some(s) = staff.as_mut() {
                     // A ticket or call in progress means someone is at the kiosk.
-                    if kiosk.phase().name() != "idle" {
+                    if !matches!(kiosk.phase(), crate::kiosk::Phase::Idle) {
                         s.touch(now);
                     }
                     match s.step(now, staff_idle) {
@@ -365,9 +364,9 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                         }
                         StaffStep::SignOut => {
                             tracing::info!(staff = %s.username, "staff signed out after the idle limit");
-                            let (api, refresh) = (api.clone(), s.refresh_token.clone());
-                            tokio::spawn(async move { api.logout(&refresh).await });
-                            staff = None;
+                            if let Some(s) = staff.take() {
+                                end_staff_login(&api, s);
+                            }
                             signed_out.push(notice("staff", "工作人员长时间未操作，已自动退出登录。"));
                         }
                     }
@@ -427,6 +426,12 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     refresher.abort();
     health.abort();
     Ok(())
+}
+
+/// Ends a staff member's login at the server (their refresh-token family), in the background.
+fn end_staff_login(api: &ServerApi, s: StaffSession) {
+    let api = api.clone();
+    tokio::spawn(async move { api.logout(&s.refresh_token).await });
 }
 
 fn notice(kind: &'static str, text: impl Into<String>) -> Effect {

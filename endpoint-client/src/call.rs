@@ -338,10 +338,15 @@ pub fn media_engine(video_codecs: &[VideoCodec]) -> anyhow::Result<MediaEngine> 
     Ok(engine)
 }
 
+/// An SDP parsed by rtc's parser (`None` if it is not SDP).
+fn parse_sdp(sdp: &str) -> Option<rtc::sdp::SessionDescription> {
+    RTCSessionDescription::offer(sdp.to_owned()).ok()?.unmarshal().ok()
+}
+
 /// The video codec an offer prefers among `accepted`: the formats of its first video section,
 /// in the offer's order (the offerer's preference), read by [`VideoCodec::from_sdp`].
 pub fn preferred_video_codec(offer_sdp: &str, accepted: &[VideoCodec]) -> Option<VideoCodec> {
-    let sdp = RTCSessionDescription::offer(offer_sdp.to_owned()).ok()?.unmarshal().ok()?;
+    let sdp = parse_sdp(offer_sdp)?;
     let video = sdp.media_descriptions.iter().find(|m| m.media_name.media == "video")?;
     let codecs = video.codecs();
     video
@@ -356,9 +361,7 @@ pub fn preferred_video_codec(offer_sdp: &str, accepted: &[VideoCodec]) -> Option
 /// The DTLS certificate fingerprints an SDP names (session and media level), sorted: a change
 /// means the other side is a new peer connection.
 pub fn dtls_fingerprints(sdp: &str) -> Vec<String> {
-    let Ok(desc) = RTCSessionDescription::offer(sdp.to_owned()).and_then(|d| d.unmarshal()) else {
-        return vec![];
-    };
+    let Some(desc) = parse_sdp(sdp) else { return vec![] };
     let media = desc.media_descriptions.iter().flat_map(|m| m.attributes.iter());
     let mut out: Vec<String> = desc
         .attributes

@@ -51,37 +51,19 @@ impl StaffSession {
         expires_in: u64,
         now: Instant,
     ) -> Self {
-        let mut s = Self {
+        Self {
             user_id,
             username,
             name,
-            token: token.clone(),
-            refresh_token: refresh_token.clone(),
+            token,
+            refresh_token,
             issued_at: now,
-            expires_at: now,
+            expires_at: usable_until(expires_in, now),
             last_activity: now,
             renewing: false,
             retry_at: None,
             renewals: 0,
-        };
-        s.set_token(token, refresh_token, expires_in, now);
-        s
-    }
-
-    fn set_token(
-        &mut self,
-        token: shared::validate::Token,
-        refresh_token: String,
-        expires_in: u64,
-        now: Instant,
-    ) {
-        // 30 s before the server's expiry, or a quarter of a short lifetime.
-        let life = Duration::from_secs(expires_in);
-        let margin = Duration::from_secs(30).min(life / 4);
-        self.token = token;
-        self.refresh_token = refresh_token;
-        self.issued_at = now;
-        self.expires_at = now + (life - margin);
+        }
     }
 
     /// Signed in and the access token usable at `now`.
@@ -118,7 +100,10 @@ impl StaffSession {
         expires_in: u64,
         now: Instant,
     ) {
-        self.set_token(token, refresh_token, expires_in, now);
+        self.token = token;
+        self.refresh_token = refresh_token;
+        self.issued_at = now;
+        self.expires_at = usable_until(expires_in, now);
         self.renewing = false;
         self.retry_at = None;
         self.renewals += 1;
@@ -131,6 +116,13 @@ impl StaffSession {
         let left = self.expires_at.saturating_duration_since(now);
         self.retry_at = Some(now + RETRY_AFTER.min(left / 2).max(Duration::from_millis(500)));
     }
+}
+
+/// When a token of `expires_in` seconds issued at `now` stops being used: 30 s before the
+/// server's expiry, or a quarter of a short lifetime before it.
+fn usable_until(expires_in: u64, now: Instant) -> Instant {
+    let life = Duration::from_secs(expires_in);
+    now + (life - Duration::from_secs(30).min(life / 4))
 }
 
 impl std::fmt::Debug for StaffSession {

@@ -498,11 +498,12 @@ impl Core {
     }
 
     fn resume_operator(&mut self, op: Uuid, now: i64) {
-        // A connected operator is never "offline": one who left the dispatcher (the socket dropped
-        // outside a call, e.g. a page reload) is back as away and chooses when to take calls.
+        // An operator outside the dispatcher (never made available, or left it when the socket
+        // dropped outside a call, e.g. a page reload) is away and chooses when to take calls.
+        let dispatched = self.parties.get(&op).is_some_and(|p| p.dispatched);
         let state = match self.dispatcher.operator_state(OperatorId(op)) {
-            None | Some(dispatch::OperatorState::Offline) => OperatorStateView::Away,
-            Some(s) => op_view(s),
+            Some(s) if dispatched => op_view(s),
+            _ => OperatorStateView::Away,
         };
         self.out.send(op, &ServerMsg::OperatorStatus { state });
         let live: Vec<(Uuid, SessionRt)> =
