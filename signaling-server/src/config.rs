@@ -140,6 +140,9 @@ pub struct Config {
     pub resume_window_ms: i64,
     /// Messages queued for one WebSocket before the consumer counts as too slow.
     pub outbound_queue: usize,
+    /// Open tickets one terminal may hold at once (`BANGBAN_MAX_OPEN_TICKETS_PER_TERMINAL`,
+    /// default 1: a kiosk serves one resident at a time; the load benchmark raises it).
+    pub max_open_tickets_per_terminal: usize,
     /// Residents' names and ID numbers are erased this many days after their ticket closed.
     pub pii_retention_days: u32,
     pub materials: MaterialsConfig,
@@ -183,6 +186,7 @@ impl Config {
             ring_timeout_ms: 20_000,
             resume_window_ms: 60_000,
             outbound_queue: 256,
+            max_open_tickets_per_terminal: 1,
             pii_retention_days: 180,
             materials: MaterialsConfig {
                 max_upload_bytes: 50 * 1024 * 1024,

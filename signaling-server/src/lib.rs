@@ -118,6 +118,7 @@ impl Application {
                 resume_window_ms: config.resume_window_ms,
                 ice: config.ice.clone(),
                 tokens: tokens.clone(),
+                max_open_tickets_per_terminal: config.max_open_tickets_per_terminal,
             },
         );
         let materials = materials::Store::open(&config)?;

@@ -1,8 +1,10 @@
-//! Persistence of tickets, sessions, events, ratings and rectifications. Every state change
-//! of a ticket or session is written here; nothing personal goes into `session_events`.
+//! Persistence of tickets, sessions, events, ratings and rectifications, and the lookups the
+//! driver makes before an input enters the core. Every state change of a ticket or session is
+//! a [`Write`]; the driver commits a tick's writes in one transaction. Nothing personal goes
+//! into `session_events`.
 
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use crate::db::{Db, new_id};
@@ -36,7 +38,9 @@ pub async fn next_ticket_seq(db: &Db, point: Uuid, day: &str) -> Result<i64, sql
     Ok(row.try_get::<i64, _>("n")? + 1)
 }
 
-pub async fn insert_ticket(db: &Db, t: &NewTicket<'_>) -> Result<(), sqlx::Error> {
+/// Stores a new ticket and its `ticket_taken` event in one transaction.
+pub async fn insert_ticket(db: &Db, t: &NewTicket<'_>, event: &Write) -> Result<(), sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
     sqlx::query(
         "INSERT INTO tickets (id, number, service_day, point_id, terminal_id, item_id, line_id, priority, request_id, \
          resident_name_enc, resident_name_masked, id_number_enc, id_number_hash, id_number_masked, status, created_at, \
@@ -60,33 +64,13 @@ pub async fn insert_ticket(db: &Db, t: &NewTicket<'_>) -> Result<(), sqlx::Error
     .bind(t.created_at)
     .bind(t.assisted_by.map(|(id, _)| id.to_string()))
     .bind(t.assisted_by.map(|(_, name)| name))
-    .execute(&db.pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    apply(&mut tx, event).await?;
+    tx.commit().await
 }
 
-pub async fn set_ticket_status(
-    db: &Db,
-    ticket: Uuid,
-    status: &str,
-    close_reason: Option<&str>,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let closing = matches!(status, "served" | "cancelled" | "abandoned");
-    sqlx::query(
-        "UPDATE tickets SET status = $1, close_reason = COALESCE($2, close_reason), \
-         closed_at = CASE WHEN $3 = 1 THEN $4 ELSE closed_at END WHERE id = $5",
-    )
-    .bind(status)
-    .bind(close_reason)
-    .bind(i64::from(closing))
-    .bind(now)
-    .bind(ticket.to_string())
-    .execute(&db.pool)
-    .await?;
-    Ok(())
-}
-
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSession {
     pub id: Uuid,
     pub ticket: Uuid,
@@ -98,145 +82,169 @@ pub struct NewSession {
     pub transferred_from: Option<Uuid>,
 }
 
-pub async fn insert_session(db: &Db, s: &NewSession) -> Result<(), sqlx::Error> {
+/// One change of live state, written by the driver in the batch of its tick (group commit):
+/// every change of one tick goes in one transaction, before anything of that tick is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    TicketStatus {
+        ticket: Uuid,
+        status: &'static str,
+        close_reason: Option<&'static str>,
+        at: i64,
+    },
+    InsertSession(NewSession),
+    SessionStatus {
+        session: Uuid,
+        status: &'static str,
+    },
+    EndSession {
+        session: Uuid,
+        reason: &'static str,
+        at: i64,
+        transfer_note: Option<String>,
+    },
+    WrapUp {
+        session: Uuid,
+        outcome: Option<&'static str>,
+        notes: Option<String>,
+        at: i64,
+    },
+    /// A row of `session_events`, the ticket's history (kinds and IDs, nothing personal).
+    Event {
+        ticket: Uuid,
+        session: Option<Uuid>,
+        kind: &'static str,
+        detail: Value,
+        at: i64,
+    },
+    Rate {
+        session: Uuid,
+        ticket: Uuid,
+        level: &'static str,
+        comment: Option<String>,
+        rectification_due: Option<i64>,
+        at: i64,
+    },
+}
+
+/// Writes `writes` in one transaction.
+pub async fn commit(db: &Db, writes: &[Write]) -> Result<(), sqlx::Error> {
     let mut tx = db.pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO call_sessions (id, ticket_id, operator_id, terminal_id, line_id, status, started_at, wait_ms, transferred_from) \
-         VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8)",
-    )
-    .bind(s.id.to_string())
-    .bind(s.ticket.to_string())
-    .bind(s.operator.to_string())
-    .bind(s.terminal.to_string())
-    .bind(s.line.to_string())
-    .bind(s.started_at)
-    .bind(s.wait_ms)
-    .bind(s.transferred_from.map(|t| t.to_string()))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE tickets SET status = 'in_call', first_answered_at = COALESCE(first_answered_at, $1) WHERE id = $2",
-    )
-    .bind(s.started_at)
-    .bind(s.ticket.to_string())
-    .execute(&mut *tx)
-    .await?;
+    for w in writes {
+        apply(&mut tx, w).await?;
+    }
     tx.commit().await
 }
 
-pub async fn set_session_status(db: &Db, session: Uuid, status: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE call_sessions SET status = $1 WHERE id = $2")
-        .bind(status)
-        .bind(session.to_string())
-        .execute(&db.pool)
-        .await?;
-    Ok(())
-}
-
-pub async fn end_session(
-    db: &Db,
-    session: Uuid,
-    reason: &str,
-    now: i64,
-    transfer_note: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE call_sessions SET status = 'ended', ended_at = COALESCE(ended_at, $1), \
-         end_reason = COALESCE(end_reason, $2), transfer_note = COALESCE($3, transfer_note) WHERE id = $4",
-    )
-    .bind(now)
-    .bind(reason)
-    .bind(transfer_note)
-    .bind(session.to_string())
-    .execute(&db.pool)
-    .await?;
-    Ok(())
-}
-
-pub async fn wrap_up(
-    db: &Db,
-    session: Uuid,
-    outcome: Option<&str>,
-    notes: Option<&str>,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE call_sessions SET status = 'closed', wrapped_at = $1, outcome = $2, notes = $3 WHERE id = $4",
-    )
-    .bind(now)
-    .bind(outcome)
-    .bind(notes)
-    .bind(session.to_string())
-    .execute(&db.pool)
-    .await?;
-    Ok(())
-}
-
-pub async fn event(
-    db: &Db,
-    ticket: Uuid,
-    session: Option<Uuid>,
-    kind: &str,
-    detail: Value,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO session_events (id, session_id, ticket_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(new_id().to_string())
-    .bind(session.map(|s| s.to_string()))
-    .bind(ticket.to_string())
-    .bind(now)
-    .bind(kind)
-    .bind(detail.to_string())
-    .execute(&db.pool)
-    .await?;
-    Ok(())
-}
-
-/// Stores a rating; `Ok(false)` when the session was already rated.
-pub async fn rate(
-    db: &Db,
-    session: Uuid,
-    ticket: Uuid,
-    level: &str,
-    comment: Option<&str>,
-    rectification_due: Option<i64>,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
-    let mut tx = db.pool.begin().await?;
-    let exists = sqlx::query("SELECT 1 FROM ratings WHERE session_id = $1")
-        .bind(session.to_string())
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some();
-    if exists {
-        return Ok(false);
+/// Writes one change on `conn` (inside the caller's transaction).
+pub async fn apply(conn: &mut AnyConnection, w: &Write) -> Result<(), sqlx::Error> {
+    match w {
+        Write::TicketStatus { ticket, status, close_reason, at } => {
+            let closing = matches!(*status, "served" | "cancelled" | "abandoned");
+            sqlx::query(
+                "UPDATE tickets SET status = $1, close_reason = COALESCE($2, close_reason), \
+                 closed_at = CASE WHEN $3 = 1 THEN $4 ELSE closed_at END WHERE id = $5",
+            )
+            .bind(*status)
+            .bind(*close_reason)
+            .bind(i64::from(closing))
+            .bind(*at)
+            .bind(ticket.to_string())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Write::InsertSession(s) => {
+            sqlx::query(
+                "INSERT INTO call_sessions (id, ticket_id, operator_id, terminal_id, line_id, status, started_at, wait_ms, transferred_from) \
+                 VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8)",
+            )
+            .bind(s.id.to_string())
+            .bind(s.ticket.to_string())
+            .bind(s.operator.to_string())
+            .bind(s.terminal.to_string())
+            .bind(s.line.to_string())
+            .bind(s.started_at)
+            .bind(s.wait_ms)
+            .bind(s.transferred_from.map(|t| t.to_string()))
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE tickets SET status = 'in_call', first_answered_at = COALESCE(first_answered_at, $1) WHERE id = $2",
+            )
+            .bind(s.started_at)
+            .bind(s.ticket.to_string())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Write::SessionStatus { session, status } => {
+            sqlx::query("UPDATE call_sessions SET status = $1 WHERE id = $2")
+                .bind(*status)
+                .bind(session.to_string())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Write::EndSession { session, reason, at, transfer_note } => {
+            sqlx::query(
+                "UPDATE call_sessions SET status = 'ended', ended_at = COALESCE(ended_at, $1), \
+                 end_reason = COALESCE(end_reason, $2), transfer_note = COALESCE($3, transfer_note) WHERE id = $4",
+            )
+            .bind(*at)
+            .bind(*reason)
+            .bind(transfer_note.as_deref())
+            .bind(session.to_string())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Write::WrapUp { session, outcome, notes, at } => {
+            sqlx::query(
+                "UPDATE call_sessions SET status = 'closed', wrapped_at = $1, outcome = $2, notes = $3 WHERE id = $4",
+            )
+            .bind(*at)
+            .bind(*outcome)
+            .bind(notes.as_deref())
+            .bind(session.to_string())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Write::Event { ticket, session, kind, detail, at } => {
+            sqlx::query(
+                "INSERT INTO session_events (id, session_id, ticket_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(new_id().to_string())
+            .bind(session.map(|s| s.to_string()))
+            .bind(ticket.to_string())
+            .bind(*at)
+            .bind(*kind)
+            .bind(detail.to_string())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Write::Rate { session, ticket, level, comment, rectification_due, at } => {
+            sqlx::query(
+                "INSERT INTO ratings (session_id, ticket_id, level, comment, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(session.to_string())
+            .bind(ticket.to_string())
+            .bind(*level)
+            .bind(comment.as_deref())
+            .bind(*at)
+            .execute(&mut *conn)
+            .await?;
+            if let Some(due) = rectification_due {
+                sqlx::query(
+                    "INSERT INTO rectifications (id, session_id, level, status, due_at, created_at) VALUES ($1, $2, $3, 'open', $4, $5)",
+                )
+                .bind(new_id().to_string())
+                .bind(session.to_string())
+                .bind(*level)
+                .bind(*due)
+                .bind(*at)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
     }
-    sqlx::query(
-        "INSERT INTO ratings (session_id, ticket_id, level, comment, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(session.to_string())
-    .bind(ticket.to_string())
-    .bind(level)
-    .bind(comment)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if let Some(due) = rectification_due {
-        sqlx::query(
-            "INSERT INTO rectifications (id, session_id, level, status, due_at, created_at) VALUES ($1, $2, $3, 'open', $4, $5)",
-        )
-        .bind(new_id().to_string())
-        .bind(session.to_string())
-        .bind(level)
-        .bind(due)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(true)
+    Ok(())
 }
 
 /// Item, line and point details needed to open a ticket.
@@ -338,12 +346,7 @@ pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
     };
     rows.iter()
         .map(|r| {
-            let priority = match r.try_get::<String, _>("priority")?.as_str() {
-                "elderly" => shared::protocol::Priority::Elderly,
-                "disabled" => shared::protocol::Priority::Disabled,
-                "pregnant" => shared::protocol::Priority::Pregnant,
-                _ => shared::protocol::Priority::Normal,
-            };
+            let priority = super::wire::priority_from_str(&r.try_get::<String, _>("priority")?);
             Ok(OpenTicket {
                 view: shared::protocol::TicketView {
                     ticket_id: id(r, "id")?,

@@ -8,7 +8,9 @@ use crate::ws_client::{WsClient, item_id};
 
 #[tokio::test]
 async fn operators_see_the_next_tickets_and_pick_one_out_of_turn() {
-    let app = TestApp::spawn().await;
+    // One kiosk serves one resident at a time; this test lets one terminal queue three.
+    let app = TestApp::spawn_with(|c| c.max_open_tickets_per_terminal = 3).await;
+    let staff = shared::validate::Token::try_from(app.login("staff1").await).expect("staff token");
     let (_, device) = app.enroll_terminal(0).await;
     let (mut term, _) = WsClient::connect(&app, &device).await;
     let item = item_id(&app, &device, "MZ-001").await;
@@ -22,7 +24,7 @@ async fn operators_see_the_next_tickets_and_pick_one_out_of_turn() {
             priority,
             resident: Some(ResidentDetails { name: Some(name.parse().expect("name")), id_number: None }),
             request_id: uuid::Uuid::new_v4(),
-            staff_token: None,
+            staff_token: Some(staff.clone()),
         })
         .await;
         let t = term

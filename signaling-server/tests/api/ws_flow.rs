@@ -6,7 +6,7 @@ use shared::protocol::{
     ClientMsg, Outcome, Party, Priority, RatingLevel, ResidentDetails, ServerMsg, SessionEndReason, Signal,
     TransferTarget,
 };
-use shared::validate::{IceCandidate, IdNumber, Notes, PersonName, Sdp};
+use shared::validate::{IceCandidate, IdNumber, Notes, PersonName, Sdp, Token};
 use sqlx::Row;
 
 use crate::helpers::{TestApp, captured_logs};
@@ -39,7 +39,8 @@ async fn ticket_ring_accept_signal_transfer_wrap_up_and_rate() {
             id_number: Some(IdNumber::try_from(ID_NUMBER.to_owned()).expect("id")),
         }),
         request_id,
-        staff_token: None,
+        // Details are entered only while a staff member is signed in at the kiosk.
+        staff_token: Some(Token::try_from(app.login("staff1").await).expect("staff token")),
     })
     .await;
     let ticket = term
@@ -309,7 +310,7 @@ async fn only_the_serving_operator_may_reveal_the_full_id_and_it_is_audited() {
             id_number: Some(IdNumber::try_from(ID_NUMBER.to_owned()).expect("id")),
         }),
         request_id: uuid::Uuid::new_v4(),
-        staff_token: None,
+        staff_token: Some(Token::try_from(app.login("staff1").await).expect("staff token")),
     })
     .await;
     let ticket = op

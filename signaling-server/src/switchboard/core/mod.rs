@@ -1,0 +1,561 @@
+//! The switchboard's decisions as a plain state machine: [`Core::handle`] takes an [`Input`]
+//! and an explicit `now` and returns [`Output`]s (messages to parties, writes to persist,
+//! connections to close, a ticket to create). No `.await`, no SQL, no channels: everything a
+//! decision needs from the database (skills, the staff token check, the item and its line, a
+//! material slot's name) is looked up by the driver before the input enters.
+//!
+//! Split by concern: [`parties`] (connections, reconnect windows, availability), [`tickets`]
+//! (taking, cancelling, closing, queue positions), [`sessions`] (calls: start, relay, hold,
+//! transfer, end, wrap-up, rating), [`board`] (the supervisors' and operators' board).
+//! A session is addressed by its parties; outputs are addressed to parties, never to sockets.
+
+mod board;
+mod parties;
+mod sessions;
+pub(crate) mod tickets;
+
+use std::collections::HashMap;
+
+use shared::protocol::{
+    ByeReason, ClientMsg, ErrorCode, Priority, ResidentDetails, Role, ServerMsg, TicketView, TransferContext,
+};
+use shared::validate::Token;
+use uuid::Uuid;
+
+use super::store::Write;
+use super::wire::dispatch_refusal;
+use crate::dispatch::{self, Action, Dispatcher};
+
+pub use super::PartyInfo;
+
+/// The board goes out at most this often (ms).
+pub const BOARD_INTERVAL_MS: i64 = 1000;
+
+/// Settings of the core (no I/O handles).
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    pub ring_timeout_ms: i64,
+    pub resume_window_ms: i64,
+    /// Open tickets one terminal may hold at once (1: a kiosk serves one resident at a time).
+    pub max_open_tickets_per_terminal: usize,
+    /// STUN/TURN servers; TURN credentials are derived per session (no I/O).
+    pub ice: crate::ice::IceConfig,
+}
+
+/// What the driver looked up for a message before it entered the core.
+#[derive(Debug, Clone, Default)]
+pub enum Lookup {
+    #[default]
+    None,
+    /// `request_scan` with a slot: the slot's name, `None` when the item has no such slot.
+    SlotName(Result<Option<String>, Refusal>),
+    /// `transfer` to an operator: whether the account is an active operator.
+    OperatorExists(Result<bool, Refusal>),
+    /// `rate`: the rectification deadline for a negative rating.
+    RectificationDue(Option<i64>),
+}
+
+/// Inputs of the core.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A party authenticated on a new connection (`skills` looked up for operators).
+    Connect {
+        party: PartyInfo,
+        conn: Uuid,
+        skills: Vec<Uuid>,
+    },
+    Message {
+        party: Uuid,
+        conn: Uuid,
+        msg: ClientMsg,
+        lookup: Lookup,
+    },
+    /// The driver stored the ticket asked for by [`Output::CreateTicket`] (durable now).
+    TicketCreated {
+        terminal: Uuid,
+        request_id: Uuid,
+        view: TicketView,
+    },
+    Disconnect {
+        party: Uuid,
+        conn: Uuid,
+    },
+    /// Revocation or account disabled: close at once, no grace.
+    Kick {
+        party: Uuid,
+        reason: ByeReason,
+    },
+    /// Push a message to parties that are connected.
+    Notify {
+        parties: Vec<Uuid>,
+        msg: Box<ServerMsg>,
+    },
+    /// Time passed: ring timeouts, reconnect windows, the throttled board.
+    Tick,
+}
+
+/// Effects the driver carries out, in order. Writes of one batch are committed before any
+/// message of that batch is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// The reply to [`Input::Connect`].
+    Welcome {
+        conn: Uuid,
+        msg: ServerMsg,
+    },
+    Send {
+        to: Uuid,
+        msg: ServerMsg,
+    },
+    SendMany {
+        to: Vec<Uuid>,
+        msg: ServerMsg,
+    },
+    /// Bring the party's connection down with `bye`.
+    Close {
+        party: Uuid,
+        reason: ByeReason,
+    },
+    /// Persist a change; a failure is reported to `tell` (and logged).
+    Persist {
+        write: Write,
+        tell: Vec<Uuid>,
+    },
+    /// Check and store a new ticket (item, point, staff token, number), then feed back
+    /// [`Input::TicketCreated`]; a refusal goes to the terminal as an error of `take_ticket`.
+    CreateTicket(TicketRequest),
+}
+
+/// A `take_ticket` the core found admissible; the driver checks the rest against the database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketRequest {
+    pub terminal: Uuid,
+    pub point: Uuid,
+    pub item_id: Uuid,
+    pub priority: Priority,
+    pub resident: Option<ResidentDetails>,
+    pub request_id: Uuid,
+    pub staff_token: Option<Token>,
+}
+
+/// An error reply to the sender of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub ErrorCode, pub String);
+
+pub fn refuse(code: ErrorCode, msg: impl Into<String>) -> Refusal {
+    Refusal(code, msg.into())
+}
+
+#[derive(Debug)]
+pub(crate) struct PartyRt {
+    pub(crate) info: PartyInfo,
+    pub(crate) conn: Option<Uuid>,
+    pub(crate) skills: Vec<Uuid>,
+    /// Operator has been registered with the dispatcher.
+    pub(crate) dispatched: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct TicketRt {
+    pub(crate) view: TicketView,
+    pub(crate) terminal: Uuid,
+    pub(crate) created_at: i64,
+    /// When it last started waiting (taken or transferred): the wait of its next session.
+    pub(crate) queued_since: i64,
+    pub(crate) session: Option<Uuid>,
+    /// The ticket's previous session, when transferred.
+    pub(crate) previous_session: Option<Uuid>,
+    pub(crate) transfer: Option<TransferContext>,
+    /// The last `(position, estimated wait)` sent, so unchanged positions are not re-sent.
+    pub(crate) last_position: Option<(u32, u32)>,
+}
+
+/// The state of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SessState {
+    Active,
+    Held,
+    /// Call over; waiting for the operator's wrap-up.
+    Ended,
+    /// Wrapped up; waiting for the resident's rating.
+    Closed,
+}
+
+impl SessState {
+    pub fn is_live(self) -> bool {
+        matches!(self, SessState::Active | SessState::Held)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SessionRt {
+    pub(crate) ticket: Uuid,
+    pub(crate) operator: Uuid,
+    pub(crate) operator_name: String,
+    pub(crate) terminal: Uuid,
+    pub(crate) state: SessState,
+}
+
+impl SessionRt {
+    /// The parties of the session (a later multi-party session extends this set).
+    pub(crate) fn parties(&self) -> [Uuid; 2] {
+        [self.operator, self.terminal]
+    }
+}
+
+/// A live session as the REST handlers see it (the switchboard's answer, not the database's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub session_id: Uuid,
+    pub ticket_id: Uuid,
+    pub operator: Uuid,
+    pub terminal: Uuid,
+    pub state: SessState,
+    pub operator_connected: bool,
+    pub terminal_connected: bool,
+}
+
+/// The switchboard's state machine.
+pub struct Core {
+    pub(crate) settings: CoreSettings,
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) parties: HashMap<Uuid, PartyRt>,
+    pub(crate) tickets: HashMap<Uuid, TicketRt>,
+    /// (terminal, request_id) → ticket, for idempotent take_ticket.
+    pub(crate) requests: HashMap<(Uuid, Uuid), Uuid>,
+    pub(crate) sessions: HashMap<Uuid, SessionRt>,
+    /// Disconnected parties and the end of their reconnect window.
+    pub(crate) grace: HashMap<Uuid, i64>,
+    pub(crate) line_names: HashMap<Uuid, String>,
+    /// Display names of every operator seen, so the board names them even while offline.
+    pub(crate) operator_names: HashMap<Uuid, String>,
+    pub(crate) board_dirty: bool,
+    /// When the board was last sent: it goes out at most once per second.
+    pub(crate) board_sent_at: i64,
+    pub(crate) out: Vec<Output>,
+}
+
+impl Core {
+    pub fn new(settings: CoreSettings, line_names: HashMap<Uuid, String>) -> Self {
+        let config = dispatch::Config { ring_timeout_ms: settings.ring_timeout_ms, ..Default::default() };
+        Self {
+            settings,
+            dispatcher: Dispatcher::new(config),
+            parties: HashMap::new(),
+            tickets: HashMap::new(),
+            requests: HashMap::new(),
+            sessions: HashMap::new(),
+            grace: HashMap::new(),
+            line_names,
+            operator_names: HashMap::new(),
+            board_dirty: false,
+            board_sent_at: 0,
+            out: Vec::new(),
+        }
+    }
+
+    /// Feeds one input; returns what to do, in order. The board goes out (throttled) at the
+    /// end of every input.
+    pub fn handle(&mut self, input: Input, now: i64) -> Vec<Output> {
+        match input {
+            Input::Connect { party, conn, skills } => self.connect(party, conn, skills, now),
+            Input::Message { party, conn, msg, lookup } => {
+                let kind = msg.kind();
+                if self.parties.get(&party).and_then(|p| p.conn) == Some(conn)
+                    && let Err(Refusal(code, message)) = self.message(party, msg, lookup, now)
+                {
+                    self.send(party, ServerMsg::error(code, message, Some(kind)));
+                }
+            }
+            Input::TicketCreated { terminal, request_id, view } => {
+                self.ticket_created(terminal, request_id, view, now)
+            }
+            Input::Disconnect { party, conn } => self.disconnect(party, conn, now),
+            Input::Kick { party, reason } => {
+                self.out.push(Output::Close { party, reason });
+                if let Some(p) = self.parties.get_mut(&party) {
+                    p.conn = None;
+                }
+                self.expire_party(party, now);
+            }
+            Input::Notify { parties, msg } => {
+                self.out.push(Output::SendMany { to: parties, msg: *msg });
+            }
+            Input::Tick => self.tick(now),
+        }
+        self.flush_board(now);
+        std::mem::take(&mut self.out)
+    }
+
+    /// The earliest time the core wants a [`Input::Tick`].
+    pub fn next_deadline(&self) -> Option<i64> {
+        let d = self.dispatcher.next_deadline().map(|m| m.0);
+        let g = self.grace.values().min().copied();
+        let b = self.board_dirty.then_some(self.board_sent_at + BOARD_INTERVAL_MS);
+        [d, g, b].into_iter().flatten().min()
+    }
+
+    // ---- queries (the driver's lookups and the REST handlers' view of live state) -----------
+
+    /// The service item of a session's ticket, if `party` is one of the session's parties.
+    pub fn session_item(&self, session: Uuid, party: Uuid) -> Option<Uuid> {
+        let s = self.sessions.get(&session).filter(|s| s.parties().contains(&party))?;
+        self.tickets.get(&s.ticket).map(|t| t.view.item_id)
+    }
+
+    /// A session the switchboard holds (live, waiting for wrap-up or for a rating).
+    pub fn session(&self, session: Uuid) -> Option<SessionInfo> {
+        let s = self.sessions.get(&session)?;
+        Some(SessionInfo {
+            session_id: session,
+            ticket_id: s.ticket,
+            operator: s.operator,
+            terminal: s.terminal,
+            state: s.state,
+            operator_connected: self.is_connected(s.operator),
+            terminal_connected: self.is_connected(s.terminal),
+        })
+    }
+
+    /// Sessions in which `party` takes part.
+    pub fn sessions_of(&self, party: Uuid) -> Vec<SessionInfo> {
+        let mut ids: Vec<Uuid> =
+            self.sessions.iter().filter(|(_, s)| s.parties().contains(&party)).map(|(id, _)| *id).collect();
+        ids.sort();
+        ids.into_iter().filter_map(|id| self.session(id)).collect()
+    }
+
+    pub fn is_connected(&self, party: Uuid) -> bool {
+        self.parties.get(&party).is_some_and(|p| p.conn.is_some())
+    }
+
+    // ---- effects ----------------------------------------------------------------------------
+
+    pub(crate) fn send(&mut self, to: Uuid, msg: ServerMsg) {
+        self.out.push(Output::Send { to, msg });
+    }
+
+    pub(crate) fn send_many(&mut self, to: Vec<Uuid>, msg: ServerMsg) {
+        self.out.push(Output::SendMany { to, msg });
+    }
+
+    pub(crate) fn persist(&mut self, write: Write, tell: Vec<Uuid>) {
+        self.out.push(Output::Persist { write, tell });
+    }
+
+    pub(crate) fn log_event(
+        &mut self,
+        ticket: Uuid,
+        session: Option<Uuid>,
+        kind: &'static str,
+        detail: serde_json::Value,
+        now: i64,
+    ) {
+        self.persist(Write::Event { ticket, session, kind, detail, at: now }, Vec::new());
+    }
+
+    fn tick(&mut self, now: i64) {
+        let actions = self.dispatcher.tick(dispatch::Millis(now));
+        self.apply(Ok(actions), now);
+        let mut expired: Vec<Uuid> = self.grace.iter().filter(|(_, d)| **d <= now).map(|(p, _)| *p).collect();
+        expired.sort();
+        for p in expired {
+            tracing::info!("reconnect window closed");
+            self.expire_party(p, now);
+        }
+    }
+
+    // ---- messages ---------------------------------------------------------------------------
+
+    pub(crate) fn party(&self, id: Uuid) -> Result<&PartyRt, Refusal> {
+        self.parties.get(&id).ok_or_else(|| refuse(ErrorCode::Unauthenticated, "未连接 (not connected)"))
+    }
+
+    fn require(&self, id: Uuid, role: Role) -> Result<(), Refusal> {
+        if self.party(id)?.info.role == role {
+            Ok(())
+        } else {
+            Err(refuse(ErrorCode::Forbidden, "无权执行此操作 (forbidden)"))
+        }
+    }
+
+    /// The session, if `party` is one of its parties.
+    pub(crate) fn session_of(&self, session: Uuid, party: Uuid) -> Result<SessionRt, Refusal> {
+        match self.sessions.get(&session) {
+            Some(s) if s.parties().contains(&party) => Ok(s.clone()),
+            _ => Err(refuse(ErrorCode::Forbidden, "您不在该通话中 (not a party of this session)")),
+        }
+    }
+
+    fn message(&mut self, from: Uuid, msg: ClientMsg, lookup: Lookup, now: i64) -> Result<(), Refusal> {
+        use dispatch::{Millis, OperatorId, TicketId};
+        match msg {
+            // A client authenticated in the handshake may still send its `hello` first.
+            ClientMsg::Hello { .. } => Ok(()),
+            ClientMsg::Ping { seq } => {
+                self.send(from, ServerMsg::Pong { seq });
+                Ok(())
+            }
+            ClientMsg::TakeTicket { item_id, priority, resident, request_id, staff_token } => {
+                self.require(from, Role::Terminal)?;
+                self.take_ticket(
+                    TicketRequest {
+                        terminal: from,
+                        point: Uuid::nil(),
+                        item_id,
+                        priority,
+                        resident,
+                        request_id,
+                        staff_token,
+                    },
+                    now,
+                )
+            }
+            ClientMsg::CancelTicket { ticket_id } => {
+                self.require(from, Role::Terminal)?;
+                self.cancel_ticket(from, ticket_id, now)
+            }
+            ClientMsg::Rate { session_id, level, comment } => {
+                self.require(from, Role::Terminal)?;
+                let due = match lookup {
+                    Lookup::RectificationDue(d) => d,
+                    _ => None,
+                };
+                self.rate(from, session_id, level, comment.map(|c| c.as_str().to_owned()), due, now)
+            }
+            ClientMsg::SetAvailability { available } => {
+                self.require(from, Role::Operator)?;
+                self.set_availability(from, available, now)
+            }
+            ClientMsg::Accept { ticket_id } => {
+                self.require(from, Role::Operator)?;
+                let r = self.dispatcher.accept(OperatorId(from), TicketId(ticket_id), Millis(now));
+                self.apply_checked(r, now)
+            }
+            ClientMsg::Decline { ticket_id } => {
+                self.require(from, Role::Operator)?;
+                let r = self.dispatcher.decline(OperatorId(from), TicketId(ticket_id), Millis(now));
+                self.apply_checked(r, now)
+            }
+            ClientMsg::Pick { ticket_id } => {
+                self.require(from, Role::Operator)?;
+                self.ensure_dispatched(from, now);
+                let r = self.dispatcher.pick(OperatorId(from), TicketId(ticket_id), Millis(now));
+                self.apply_checked(r, now)
+            }
+            ClientMsg::Hold { session_id } => {
+                self.require(from, Role::Operator)?;
+                self.hold(from, session_id, true, now)
+            }
+            ClientMsg::Resume { session_id } => {
+                self.require(from, Role::Operator)?;
+                self.hold(from, session_id, false, now)
+            }
+            ClientMsg::Transfer { session_id, target, note } => {
+                self.require(from, Role::Operator)?;
+                let exists = match lookup {
+                    Lookup::OperatorExists(r) => Some(r),
+                    _ => None,
+                };
+                self.transfer(from, session_id, target, note.map(|n| n.as_str().to_owned()), exists, now)
+            }
+            ClientMsg::RequestScan { session_id, slot_id, note } => {
+                self.require(from, Role::Operator)?;
+                let slot_name = match lookup {
+                    Lookup::SlotName(r) => Some(r),
+                    _ => None,
+                };
+                self.request_scan(
+                    from,
+                    session_id,
+                    slot_id,
+                    slot_name,
+                    note.map(|n| n.as_str().to_owned()),
+                    now,
+                )
+            }
+            ClientMsg::EndCall { session_id } => self.end_call(from, session_id, now),
+            ClientMsg::WrapUp { session_id, outcome, notes } => {
+                self.require(from, Role::Operator)?;
+                self.wrap_up(from, session_id, outcome, notes.map(|n| n.as_str().to_owned()), now)
+            }
+            ClientMsg::Signal { session_id, signal } => self.relay(from, session_id, signal, now),
+        }
+    }
+
+    // ---- dispatcher actions ---------------------------------------------------------------
+
+    /// Like [`Self::apply`], but a refusal by the dispatcher goes back to the sender.
+    pub(crate) fn apply_checked(
+        &mut self,
+        r: Result<Vec<Action>, dispatch::DispatchError>,
+        now: i64,
+    ) -> Result<(), Refusal> {
+        let actions = r.map_err(|e| dispatch_refusal(&e))?;
+        self.apply(Ok(actions), now);
+        Ok(())
+    }
+
+    pub(crate) fn apply(&mut self, r: Result<Vec<Action>, dispatch::DispatchError>, now: i64) {
+        use super::wire::{op_view, ring_reason};
+        let actions = match r {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "dispatcher refused");
+                return;
+            }
+        };
+        for a in actions {
+            match a {
+                Action::Offer { ticket, operator, expires_at, .. } => {
+                    let Some(t) = self.tickets.get(&ticket.0) else { continue };
+                    let mut view = t.view.clone();
+                    view.waited_secs = u32::try_from((now - t.created_at) / 1000).unwrap_or(0);
+                    let msg = ServerMsg::Ringing {
+                        ticket: view,
+                        expires_in_ms: u64::try_from(expires_at.0 - now).unwrap_or(0),
+                        transfer: t.transfer.clone(),
+                    };
+                    self.send(operator.0, msg);
+                }
+                Action::OfferWithdrawn { ticket, operator, reason } => {
+                    let msg = ServerMsg::RingCancelled { ticket_id: ticket.0, reason: ring_reason(reason) };
+                    self.send(operator.0, msg);
+                }
+                Action::OperatorStateChanged { operator, state } => {
+                    self.send(operator.0, ServerMsg::OperatorStatus { state: op_view(state) });
+                    self.board_dirty = true;
+                }
+                Action::Assigned { ticket, operator, line } => {
+                    self.start_session(ticket.0, operator.0, line.0, now);
+                }
+                Action::CallAborted { ticket, .. } => {
+                    if let Some(t) = self.tickets.get_mut(&ticket.0) {
+                        t.session = None;
+                        t.queued_since = now;
+                    }
+                    self.persist(
+                        Write::TicketStatus {
+                            ticket: ticket.0,
+                            status: "waiting",
+                            close_reason: None,
+                            at: now,
+                        },
+                        Vec::new(),
+                    );
+                    self.send_position(ticket.0);
+                }
+                Action::DirectedFallback { .. } => {}
+                Action::QueueChanged { line } => {
+                    for (t, p) in self.dispatcher.line_positions(line) {
+                        self.deliver_position(t.0, p);
+                    }
+                    self.board_dirty = true;
+                }
+                Action::TicketClosed { .. } => {
+                    self.board_dirty = true;
+                }
+            }
+        }
+    }
+}

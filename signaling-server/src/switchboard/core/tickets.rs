@@ -1,0 +1,165 @@
+//! Tickets: taking one (admission here, the database checks in the driver), its creation,
+//! cancelling, closing, and queue positions.
+
+use serde_json::json;
+use shared::protocol::{ErrorCode, ServerMsg, SessionEndReason, TicketCloseReason, TicketView};
+use uuid::Uuid;
+
+use super::{Core, Output, Refusal, TicketRequest, TicketRt, refuse};
+use crate::dispatch::{self, LineId, Millis, TicketId};
+use crate::switchboard::store::Write;
+use crate::switchboard::wire::{priority_str, to_dispatch_priority};
+
+impl Core {
+    /// Admission of a `take_ticket`: a repeated request gets its ticket again; a resident's
+    /// details need a staff sign-in. What passes goes to the driver ([`Output::CreateTicket`]),
+    /// which checks the item, the point and the staff token, then asks
+    /// [`Core::may_open_ticket`].
+    pub(super) fn take_ticket(&mut self, mut req: TicketRequest, _now: i64) -> Result<(), Refusal> {
+        let terminal = req.terminal;
+        if let Some(existing) = self.requests.get(&(terminal, req.request_id)).copied()
+            && let Some(t) = self.tickets.get(&existing)
+        {
+            let msg = ServerMsg::TicketIssued { ticket: t.view.clone(), request_id: req.request_id };
+            self.send(terminal, msg);
+            self.send_position(existing);
+            return Ok(());
+        }
+        req.point = self
+            .party(terminal)?
+            .info
+            .point_id
+            .ok_or_else(|| refuse(ErrorCode::Forbidden, "终端未绑定服务点 (no point)"))?;
+        let has_details = req.resident.as_ref().is_some_and(|r| r.name.is_some() || r.id_number.is_some());
+        if has_details && req.staff_token.is_none() {
+            return Err(refuse(
+                ErrorCode::Forbidden,
+                "录入居民信息须由工作人员登录后办理 (resident details need a staff sign-in)",
+            ));
+        }
+        self.out.push(Output::CreateTicket(req));
+        Ok(())
+    }
+
+    /// A terminal holds at most `max_open_tickets_per_terminal` open tickets (one resident at
+    /// a time at a kiosk).
+    pub fn may_open_ticket(&self, terminal: Uuid) -> Result<(), Refusal> {
+        let open = self.tickets.values().filter(|t| t.terminal == terminal).count();
+        if open >= self.settings.max_open_tickets_per_terminal {
+            return Err(refuse(
+                ErrorCode::Conflict,
+                "本终端已有号票在办理中，请先办完或取消 (this terminal already has an open ticket)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ticket is stored: it is issued and joins the queue.
+    pub(super) fn ticket_created(&mut self, terminal: Uuid, request_id: Uuid, view: TicketView, now: i64) {
+        let id = view.ticket_id;
+        let line = view.line_id;
+        let priority = view.priority;
+        self.line_names.entry(line).or_insert_with(|| view.line_name.clone());
+        self.tickets.insert(
+            id,
+            TicketRt {
+                view: view.clone(),
+                terminal,
+                created_at: now,
+                queued_since: now,
+                session: None,
+                previous_session: None,
+                transfer: None,
+                last_position: None,
+            },
+        );
+        self.requests.insert((terminal, request_id), id);
+        self.send(terminal, ServerMsg::TicketIssued { ticket: view, request_id });
+        let r =
+            self.dispatcher.enqueue(TicketId(id), LineId(line), to_dispatch_priority(priority), Millis(now));
+        self.apply(r, now);
+        self.send_position(id);
+        self.board_dirty = true;
+    }
+
+    pub(super) fn cancel_ticket(&mut self, terminal: Uuid, ticket_id: Uuid, now: i64) -> Result<(), Refusal> {
+        let t = self
+            .tickets
+            .get(&ticket_id)
+            .filter(|t| t.terminal == terminal)
+            .cloned()
+            .ok_or_else(|| refuse(ErrorCode::NotFound, "号票不存在 (no such ticket)"))?;
+        match t.session {
+            Some(s) => self.end_session(s, SessionEndReason::ResidentLeft, now),
+            None => {
+                let r = self.dispatcher.cancel(TicketId(ticket_id), Millis(now));
+                self.apply_checked(r, now)?;
+                self.close_ticket(ticket_id, "cancelled", TicketCloseReason::Cancelled, now);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn close_ticket(
+        &mut self,
+        ticket: Uuid,
+        status: &'static str,
+        reason: TicketCloseReason,
+        now: i64,
+    ) {
+        let Some(t) = self.tickets.remove(&ticket) else { return };
+        self.requests.retain(|_, x| *x != ticket);
+        self.persist(
+            Write::TicketStatus { ticket, status, close_reason: Some(status), at: now },
+            vec![t.terminal],
+        );
+        self.log_event(ticket, None, "ticket_closed", json!({ "status": status }), now);
+        self.send(t.terminal, ServerMsg::TicketClosed { ticket_id: ticket, reason });
+        self.board_dirty = true;
+    }
+
+    /// Sends a ticket's position to its terminal, even if unchanged (after a reconnect or a
+    /// new ticket).
+    pub(crate) fn send_position(&mut self, ticket: Uuid) {
+        if let Some(t) = self.tickets.get_mut(&ticket) {
+            t.last_position = None;
+        }
+        if let Some(p) = self.dispatcher.position(TicketId(ticket)) {
+            self.deliver_position(ticket, p);
+        }
+    }
+
+    /// Sends a position only when it differs from the last one sent: a queue of thousands does
+    /// not cost a message per ticket on every change.
+    pub(crate) fn deliver_position(&mut self, ticket: Uuid, p: dispatch::Position) {
+        let Some(t) = self.tickets.get_mut(&ticket) else { return };
+        let now = (p.position, p.estimated_wait_secs);
+        if t.session.is_some() || t.last_position == Some(now) {
+            return;
+        }
+        t.last_position = Some(now);
+        let terminal = t.terminal;
+        let msg = ServerMsg::QueuePosition {
+            ticket_id: ticket,
+            position: p.position,
+            estimated_wait_secs: p.estimated_wait_secs,
+        };
+        self.send(terminal, msg);
+    }
+}
+
+/// The `ticket_taken` event written with a new ticket.
+pub fn ticket_taken_event(
+    ticket: Uuid,
+    priority: shared::protocol::Priority,
+    assisted_by: Option<Uuid>,
+    now: i64,
+) -> Write {
+    Write::Event {
+        ticket,
+        session: None,
+        kind: "ticket_taken",
+        detail: json!({ "priority": priority_str(priority), "assisted_by": assisted_by }),
+        at: now,
+    }
+}

@@ -1,0 +1,103 @@
+//! Mappings between the wire vocabulary (`shared::protocol`), the dispatcher's own types and
+//! the strings stored in the database. Pure functions, no state.
+
+use shared::protocol::{
+    ErrorCode, OperatorStateView, Outcome, Priority, RatingLevel, RingCancelReason, SessionEndReason,
+};
+
+use super::core::{Refusal, refuse};
+use crate::dispatch::{self, WithdrawReason};
+
+pub fn priority_str(p: Priority) -> &'static str {
+    match p {
+        Priority::Normal => "normal",
+        Priority::Elderly => "elderly",
+        Priority::Disabled => "disabled",
+        Priority::Pregnant => "pregnant",
+    }
+}
+
+/// The stored priority; anything unknown counts as normal.
+pub fn priority_from_str(s: &str) -> Priority {
+    match s {
+        "elderly" => Priority::Elderly,
+        "disabled" => Priority::Disabled,
+        "pregnant" => Priority::Pregnant,
+        _ => Priority::Normal,
+    }
+}
+
+pub fn to_dispatch_priority(p: Priority) -> dispatch::Priority {
+    match p {
+        Priority::Normal => dispatch::Priority::Normal,
+        Priority::Elderly => dispatch::Priority::Elderly,
+        Priority::Disabled => dispatch::Priority::Disabled,
+        Priority::Pregnant => dispatch::Priority::Pregnant,
+    }
+}
+
+pub fn op_view(s: dispatch::OperatorState) -> OperatorStateView {
+    match s {
+        dispatch::OperatorState::Offline => OperatorStateView::Offline,
+        dispatch::OperatorState::Available => OperatorStateView::Available,
+        dispatch::OperatorState::Ringing(_) => OperatorStateView::Ringing,
+        dispatch::OperatorState::InCall(_) => OperatorStateView::InCall,
+        dispatch::OperatorState::WrapUp => OperatorStateView::WrapUp,
+        dispatch::OperatorState::Away => OperatorStateView::Away,
+    }
+}
+
+pub fn ring_reason(r: WithdrawReason) -> RingCancelReason {
+    match r {
+        WithdrawReason::Timeout | WithdrawReason::OperatorGone | WithdrawReason::Declined => {
+            RingCancelReason::Timeout
+        }
+        WithdrawReason::Cancelled | WithdrawReason::Transferred => RingCancelReason::Cancelled,
+        WithdrawReason::TakenByOther => RingCancelReason::TakenByOther,
+        WithdrawReason::Suspended => RingCancelReason::ResidentLeft,
+    }
+}
+
+pub fn outcome_str(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Completed => "completed",
+        Outcome::AcceptedPendingApproval => "accepted_pending_approval",
+        Outcome::NeedsMaterials => "needs_materials",
+        Outcome::ReferredOffline => "referred_offline",
+        Outcome::Rejected => "rejected",
+    }
+}
+
+pub fn rating_str(l: RatingLevel) -> &'static str {
+    match l {
+        RatingLevel::VerySatisfied => "very_satisfied",
+        RatingLevel::Satisfied => "satisfied",
+        RatingLevel::Basic => "basic",
+        RatingLevel::Dissatisfied => "dissatisfied",
+        RatingLevel::VeryDissatisfied => "very_dissatisfied",
+    }
+}
+
+pub fn end_reason_str(r: SessionEndReason) -> &'static str {
+    match r {
+        SessionEndReason::OperatorEnded => "operator_ended",
+        SessionEndReason::ResidentLeft => "resident_left",
+        SessionEndReason::ConnectionLost => "connection_lost",
+        SessionEndReason::Transferred => "transferred",
+        SessionEndReason::SupervisorEnded => "supervisor_ended",
+        SessionEndReason::ServerShutdown => "server_shutdown",
+        SessionEndReason::Unknown => "unknown",
+    }
+}
+
+pub fn dispatch_refusal(e: &dispatch::DispatchError) -> Refusal {
+    use dispatch::DispatchError as E;
+    match e {
+        E::UnknownTicket(_) => refuse(ErrorCode::NotFound, "号票不存在或已结束 (no such ticket)"),
+        E::UnknownOperator(_) => refuse(ErrorCode::Conflict, "请先设为可接听 (set yourself available first)"),
+        E::NotSkilled(..) => refuse(ErrorCode::Forbidden, "您不负责该条线 (not your line)"),
+        E::OfferExpired(_) => refuse(ErrorCode::Conflict, "来电已超时 (the offer expired)"),
+        E::NotOffered(..) => refuse(ErrorCode::Conflict, "该来电未分配给您 (not offered to you)"),
+        _ => refuse(ErrorCode::Conflict, "当前状态不允许此操作 (not allowed in the current state)"),
+    }
+}
