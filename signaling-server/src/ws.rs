@@ -2,7 +2,10 @@
 //! second `Sec-WebSocket-Protocol` entry `bearer.<JWT>` (checked before the upgrade) or in a
 //! first `hello` message; never in the URL. Frames are at most 64 KiB, buffers are small (so
 //! 10,000 idle connections fit in about 100 MB), a client silent for 45 s is closed, and each
-//! connection's outbound queue is bounded (see `switchboard::outbox`).
+//! connection's outbound queue is bounded (see `switchboard::outbox`). Incoming messages are
+//! rate limited per connection ([`RateLimit`]): signaling (ICE candidates come in bursts) has
+//! its own generous bucket, everything else a tighter one; a message over the limit is dropped
+//! and answered once per burst with `rate_limited`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -175,6 +178,8 @@ async fn connection(state: AppState, mut socket: WebSocket, pre: Option<PartyInf
         }
     });
     let idle = Duration::from_secs(IDLE_TIMEOUT_SECS);
+    let started = tokio::time::Instant::now();
+    let mut limit = RateLimit::default();
     loop {
         let next = tokio::select! {
             next = tokio::time::timeout(idle, stream.next()) => next,
@@ -198,7 +203,23 @@ async fn connection(state: AppState, mut socket: WebSocket, pre: Option<PartyInf
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
-        match ClientMsg::decode(bytes) {
+        let decoded = ClientMsg::decode(bytes);
+        let signal = matches!(decoded, Ok(ClientMsg::Signal { .. }));
+        let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match limit.admit(signal, now_ms) {
+            Admit::Yes => {}
+            Admit::Drop => continue,
+            Admit::DropAndTell => {
+                let e = ServerMsg::error(
+                    ErrorCode::RateLimited,
+                    "消息过于频繁，请稍后再试 (too many messages, slow down)",
+                    decoded.as_ref().ok().map(ClientMsg::kind),
+                );
+                out.push(outbox::encode(&e), &state.switchboard.stats);
+                continue;
+            }
+        }
+        match decoded {
             Ok(ClientMsg::Ping { seq }) => {
                 out.push(outbox::encode(&ServerMsg::Pong { seq }), &state.switchboard.stats);
             }
@@ -223,4 +244,127 @@ async fn connection(state: AppState, mut socket: WebSocket, pre: Option<PartyInf
 /// Resolves when the connection's outbox was closed (kicked, replaced or too slow).
 async fn writer_closed(out: &outbox::Outbox) {
     out.closed().await;
+}
+
+/// Per-connection token buckets for incoming messages (sans-IO: the caller passes the time).
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    general: Bucket,
+    signal: Bucket,
+    /// A refusal was already sent for the current burst.
+    told: bool,
+}
+
+/// Whether a message may go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    Yes,
+    /// Over the limit; the sender was already told.
+    Drop,
+    /// Over the limit; tell the sender (once per burst).
+    DropAndTell,
+}
+
+#[derive(Debug, Clone)]
+struct Bucket {
+    capacity: f64,
+    per_ms: f64,
+    tokens: f64,
+    at: u64,
+}
+
+impl Bucket {
+    fn new(capacity: u32, per_sec: u32) -> Self {
+        Self {
+            capacity: f64::from(capacity),
+            per_ms: f64::from(per_sec) / 1000.0,
+            tokens: f64::from(capacity),
+            at: 0,
+        }
+    }
+
+    fn take(&mut self, now_ms: u64) -> bool {
+        let elapsed = now_ms.saturating_sub(self.at);
+        self.at = self.at.max(now_ms);
+        // Precision loss is irrelevant at these magnitudes.
+        #[allow(clippy::cast_precision_loss)]
+        let refill = elapsed as f64 * self.per_ms;
+        self.tokens = (self.tokens + refill).min(self.capacity);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Everything but signaling: a burst of 40, then 20 a second.
+pub const GENERAL_BURST: u32 = 40;
+pub const GENERAL_PER_SEC: u32 = 20;
+/// Signaling: a burst of 500 (a peer's ICE candidates after a restart), then 200 a second.
+pub const SIGNAL_BURST: u32 = 500;
+pub const SIGNAL_PER_SEC: u32 = 200;
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            general: Bucket::new(GENERAL_BURST, GENERAL_PER_SEC),
+            signal: Bucket::new(SIGNAL_BURST, SIGNAL_PER_SEC),
+            told: false,
+        }
+    }
+}
+
+impl RateLimit {
+    /// Admits one message (`signal`: a `signal` message) at `now_ms` since the connection began.
+    pub fn admit(&mut self, signal: bool, now_ms: u64) -> Admit {
+        let ok = if signal { self.signal.take(now_ms) } else { self.general.take(now_ms) };
+        if ok {
+            self.told = false;
+            Admit::Yes
+        } else if self.told {
+            Admit::Drop
+        } else {
+            self.told = true;
+            Admit::DropAndTell
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_passes_then_the_rate_holds_and_refusals_are_told_once() {
+        let mut l = RateLimit::default();
+        for _ in 0..GENERAL_BURST {
+            assert_eq!(l.admit(false, 0), Admit::Yes);
+        }
+        assert_eq!(l.admit(false, 0), Admit::DropAndTell);
+        for _ in 0..1000 {
+            assert_eq!(l.admit(false, 0), Admit::Drop, "told once per burst");
+        }
+        // Signaling has its own, larger bucket.
+        for _ in 0..SIGNAL_BURST {
+            assert_eq!(l.admit(true, 0), Admit::Yes);
+        }
+        assert_eq!(l.admit(true, 0), Admit::DropAndTell);
+        // After a second, 20 more general messages pass, not 21.
+        let passed = (0..100).filter(|_| l.admit(false, 1000) == Admit::Yes).count();
+        assert_eq!(passed, GENERAL_PER_SEC as usize);
+    }
+
+    #[test]
+    fn hostile_clocks_do_not_mint_tokens() {
+        let mut l = RateLimit::default();
+        for _ in 0..GENERAL_BURST {
+            l.admit(false, 5000);
+        }
+        // Time going backwards (or u64::MAX) never refills beyond the capacity.
+        assert_ne!(l.admit(false, 0), Admit::Yes);
+        let passed = (0..10_000).filter(|_| l.admit(false, u64::MAX) == Admit::Yes).count();
+        assert_eq!(passed, GENERAL_BURST as usize);
+    }
 }

@@ -23,6 +23,7 @@ mod ws_board_pick;
 mod ws_client;
 mod ws_flow;
 mod ws_ice;
+mod ws_limits;
 mod ws_load;
 mod ws_reconnect;
 mod ws_ring;

@@ -12,6 +12,8 @@
 mod board;
 mod parties;
 mod sessions;
+#[cfg(test)]
+mod tests;
 pub(crate) mod tickets;
 
 use std::collections::HashMap;

@@ -1,0 +1,892 @@
+//! The core driven without sockets, database or sleeping: every client message of
+//! docs/protocol.md §6, every session state, and random sequences of inputs checked against
+//! the invariants.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use shared::protocol::{
+    ByeReason, ClientMsg, ErrorCode, OperatorStateView, Outcome, Party, Priority, RatingLevel,
+    ResidentDetails, Role, ServerMsg, SessionEndReason, Signal, TicketCloseReason, TicketView,
+    TransferTarget,
+};
+use shared::validate::{IceCandidate, PersonName, Sdp, Token};
+use uuid::Uuid;
+
+use super::*;
+
+const RING_MS: i64 = 20_000;
+const WINDOW_MS: i64 = 60_000;
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+const POINT: u128 = 900;
+const LINE: u128 = 800;
+const ITEM: u128 = 700;
+
+struct H {
+    core: Core,
+    now: i64,
+    conns: HashMap<Uuid, Uuid>,
+    next: u128,
+    /// Every output so far, in order.
+    log: Vec<Output>,
+}
+
+impl H {
+    fn new() -> Self {
+        let settings = CoreSettings {
+            ring_timeout_ms: RING_MS,
+            resume_window_ms: WINDOW_MS,
+            max_open_tickets_per_terminal: 1,
+            ice: crate::ice::IceConfig::default(),
+        };
+        let names = HashMap::from([(id(LINE), "民政".to_owned()), (id(LINE + 1), "社保".to_owned())]);
+        Self {
+            core: Core::new(settings, names),
+            now: 1_000_000,
+            conns: HashMap::new(),
+            next: 10_000,
+            log: Vec::new(),
+        }
+    }
+
+    fn fresh(&mut self) -> Uuid {
+        self.next += 1;
+        id(self.next)
+    }
+
+    fn feed(&mut self, input: Input) -> Vec<Output> {
+        let outs = self.core.handle(input, self.now);
+        self.log.extend(outs.iter().cloned());
+        outs
+    }
+
+    fn connect(&mut self, who: Uuid, role: Role) -> Vec<Output> {
+        let conn = self.fresh();
+        self.conns.insert(who, conn);
+        let name = format!("{role}-{}", who.as_u128());
+        let point_id = (role == Role::Terminal).then(|| id(POINT));
+        let skills = if role == Role::Operator { vec![id(LINE), id(LINE + 1)] } else { Vec::new() };
+        self.feed(Input::Connect { party: PartyInfo { id: who, role, point_id, name }, conn, skills })
+    }
+
+    fn drop_conn(&mut self, who: Uuid) -> Vec<Output> {
+        let conn = self.conns.remove(&who).unwrap_or_else(Uuid::nil);
+        self.feed(Input::Disconnect { party: who, conn })
+    }
+
+    fn msg(&mut self, who: Uuid, msg: ClientMsg) -> Vec<Output> {
+        self.msg_with(who, msg, Lookup::None)
+    }
+
+    fn msg_with(&mut self, who: Uuid, msg: ClientMsg, lookup: Lookup) -> Vec<Output> {
+        let conn = self.conns.get(&who).copied().unwrap_or_else(Uuid::nil);
+        self.feed(Input::Message { party: who, conn, msg, lookup })
+    }
+
+    fn advance(&mut self, ms: i64) -> Vec<Output> {
+        self.now += ms;
+        self.feed(Input::Tick)
+    }
+
+    /// `take_ticket`, answered by the driver's part (the ticket stored) when admitted.
+    fn take(&mut self, terminal: Uuid, priority: Priority) -> Vec<Output> {
+        let request_id = self.fresh();
+        let mut outs = self.msg(terminal, take_msg(request_id, priority, None, None));
+        if let Some(Output::CreateTicket(req)) =
+            outs.iter().find(|o| matches!(o, Output::CreateTicket(_))).cloned()
+        {
+            if self.core.may_open_ticket(terminal).is_err() {
+                return outs;
+            }
+            let ticket = self.fresh();
+            let view = ticket_view(ticket, req.priority, req.item_id);
+            outs.extend(self.feed(Input::TicketCreated { terminal, request_id, view }));
+        }
+        outs
+    }
+
+    /// Connects an operator and makes them available.
+    fn available(&mut self, op: Uuid) {
+        self.connect(op, Role::Operator);
+        self.msg(op, ClientMsg::SetAvailability { available: true });
+    }
+}
+
+fn take_msg(
+    request_id: Uuid,
+    priority: Priority,
+    resident: Option<ResidentDetails>,
+    staff: Option<Token>,
+) -> ClientMsg {
+    ClientMsg::TakeTicket { item_id: id(ITEM), priority, resident, request_id, staff_token: staff }
+}
+
+fn ticket_view(ticket: Uuid, priority: Priority, item: Uuid) -> TicketView {
+    TicketView {
+        ticket_id: ticket,
+        number: format!("A-{:04}", ticket.as_u128() % 10_000),
+        item_id: item,
+        item_name: "低保申请".into(),
+        line_id: id(LINE),
+        line_name: "民政".into(),
+        point_id: id(POINT),
+        point_name: "华山".into(),
+        priority,
+        resident_name_masked: None,
+        id_number_masked: None,
+        waited_secs: 0,
+        assisted_by: None,
+    }
+}
+
+/// Messages `to` gets in `outs`, in order.
+fn to(outs: &[Output], party: Uuid) -> Vec<ServerMsg> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Send { to, msg } if *to == party => Some(msg.clone()),
+            Output::SendMany { to, msg } if to.contains(&party) => Some(msg.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn writes(outs: &[Output]) -> Vec<Write> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Persist { write, .. } => Some(write.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn error_code(msgs: &[ServerMsg]) -> Option<ErrorCode> {
+    msgs.iter().find_map(|m| match m {
+        ServerMsg::Error { code, .. } => Some(*code),
+        _ => None,
+    })
+}
+
+fn ringing(msgs: &[ServerMsg]) -> Option<Uuid> {
+    msgs.iter().find_map(|m| match m {
+        ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
+        _ => None,
+    })
+}
+
+fn started(msgs: &[ServerMsg]) -> Option<(Uuid, Party)> {
+    msgs.iter().find_map(|m| match m {
+        ServerMsg::SessionStarted { session } => Some((session.session_id, session.your_part)),
+        _ => None,
+    })
+}
+
+/// A terminal `t` in a call with operator `o`; returns `(ticket, session)`.
+fn in_call(h: &mut H, t: Uuid, o: Uuid) -> (Uuid, Uuid) {
+    h.available(o);
+    h.connect(t, Role::Terminal);
+    let outs = h.take(t, Priority::Normal);
+    let ticket = ringing(&to(&outs, o)).expect("rings");
+    let outs = h.msg(o, ClientMsg::Accept { ticket_id: ticket });
+    let (session, part) = started(&to(&outs, t)).expect("terminal told");
+    assert_eq!(part, Party::Terminal);
+    assert_eq!(started(&to(&outs, o)).map(|s| s.1), Some(Party::Operator));
+    (ticket, session)
+}
+
+fn sdp(kind: &str) -> Sdp {
+    Sdp::try_from(format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns={kind}\r\nt=0 0\r\n")).expect("sdp")
+}
+
+// ---- §6 messages ------------------------------------------------------------------------------
+
+#[test]
+fn connect_answers_welcome_first_and_hello_and_ping_are_harmless() {
+    let mut h = H::new();
+    let t = id(1);
+    let outs = h.connect(t, Role::Terminal);
+    assert!(matches!(
+        outs.first(),
+        Some(Output::Welcome { msg: ServerMsg::Welcome { resumed: false, role: Role::Terminal, .. }, .. })
+    ));
+    let outs = h.msg(t, ClientMsg::Hello { v: 1, token: None, resume: None });
+    assert!(to(&outs, t).is_empty());
+    let outs = h.msg(t, ClientMsg::Ping { seq: 7 });
+    assert_eq!(to(&outs, t), vec![ServerMsg::Pong { seq: 7 }]);
+}
+
+#[test]
+fn a_message_from_an_old_connection_is_ignored() {
+    let mut h = H::new();
+    let t = id(1);
+    h.connect(t, Role::Terminal);
+    let outs = h.feed(Input::Message {
+        party: t,
+        conn: Uuid::nil(),
+        msg: ClientMsg::Ping { seq: 1 },
+        lookup: Lookup::None,
+    });
+    assert!(outs.is_empty());
+}
+
+#[test]
+fn take_ticket_is_admitted_issued_after_it_is_stored_and_queued() {
+    let mut h = H::new();
+    let t = id(1);
+    h.connect(t, Role::Terminal);
+    let request_id = h.fresh();
+    let outs = h.msg(t, take_msg(request_id, Priority::Elderly, None, None));
+    let Some(Output::CreateTicket(req)) = outs.first() else { panic!("{outs:?}") };
+    assert_eq!((req.point, req.priority), (id(POINT), Priority::Elderly));
+    assert!(to(&outs, t).is_empty(), "nothing issued before it is stored");
+    let view = ticket_view(id(50), Priority::Elderly, id(ITEM));
+    let outs = h.feed(Input::TicketCreated { terminal: t, request_id, view });
+    let msgs = to(&outs, t);
+    assert!(matches!(msgs[0], ServerMsg::TicketIssued { .. }));
+    assert!(msgs.iter().any(|m| matches!(m, ServerMsg::QueuePosition { position: 1, .. })));
+    // The same request again: the same ticket, nothing new to store.
+    let outs = h.msg(t, take_msg(request_id, Priority::Elderly, None, None));
+    assert!(
+        matches!(to(&outs, t)[0], ServerMsg::TicketIssued { ref ticket, .. } if ticket.ticket_id == id(50))
+    );
+    assert!(!outs.iter().any(|o| matches!(o, Output::CreateTicket(_))));
+    // A second ticket while one is open is refused (by the check the driver asks for).
+    assert_eq!(h.core.may_open_ticket(t).map_err(|r| r.0), Err(ErrorCode::Conflict));
+}
+
+#[test]
+fn resident_details_without_a_staff_token_are_refused_before_anything_is_stored() {
+    let mut h = H::new();
+    let t = id(1);
+    h.connect(t, Role::Terminal);
+    let details = ResidentDetails {
+        name: Some(PersonName::try_from("王小明".to_owned()).expect("name")),
+        id_number: None,
+    };
+    let request = h.fresh();
+    let outs = h.msg(t, take_msg(request, Priority::Normal, Some(details.clone()), None));
+    assert_eq!(error_code(&to(&outs, t)), Some(ErrorCode::Forbidden));
+    assert!(!outs.iter().any(|o| matches!(o, Output::CreateTicket(_) | Output::Persist { .. })));
+    let staff = Token::try_from("x.y.z".to_owned()).expect("token");
+    let outs = h.msg(t, take_msg(id(77), Priority::Normal, Some(details), Some(staff)));
+    assert!(
+        matches!(outs.first(), Some(Output::CreateTicket(r)) if r.staff_token.is_some()),
+        "the driver checks the token"
+    );
+}
+
+#[test]
+fn only_terminals_take_tickets_and_only_operators_accept() {
+    let mut h = H::new();
+    let (t, o) = (id(1), id(2));
+    h.connect(t, Role::Terminal);
+    h.connect(o, Role::Operator);
+    let outs = h.msg(o, take_msg(id(5), Priority::Normal, None, None));
+    assert_eq!(error_code(&to(&outs, o)), Some(ErrorCode::Forbidden));
+    let outs = h.msg(t, ClientMsg::Accept { ticket_id: id(5) });
+    assert_eq!(error_code(&to(&outs, t)), Some(ErrorCode::Forbidden));
+    let outs = h.msg(t, ClientMsg::SetAvailability { available: true });
+    assert_eq!(error_code(&to(&outs, t)), Some(ErrorCode::Forbidden));
+}
+
+#[test]
+fn cancel_ticket_closes_it_once_and_records_it() {
+    let mut h = H::new();
+    let t = id(1);
+    h.connect(t, Role::Terminal);
+    let outs = h.take(t, Priority::Normal);
+    let ticket = to(&outs, t).iter().find_map(|m| match m {
+        ServerMsg::TicketIssued { ticket, .. } => Some(ticket.ticket_id),
+        _ => None,
+    });
+    let ticket = ticket.expect("issued");
+    let outs = h.msg(t, ClientMsg::CancelTicket { ticket_id: ticket });
+    assert!(
+        to(&outs, t)
+            .contains(&ServerMsg::TicketClosed { ticket_id: ticket, reason: TicketCloseReason::Cancelled })
+    );
+    assert!(writes(&outs).iter().any(|w| matches!(w, Write::TicketStatus { status: "cancelled", .. })));
+    let outs = h.msg(t, ClientMsg::CancelTicket { ticket_id: ticket });
+    assert_eq!(error_code(&to(&outs, t)), Some(ErrorCode::NotFound));
+    assert!(h.core.may_open_ticket(t).is_ok());
+}
+
+#[test]
+fn set_availability_ring_decline_and_timeout() {
+    let mut h = H::new();
+    let (t, o1, o2) = (id(1), id(2), id(3));
+    h.available(o1);
+    h.available(o2);
+    h.connect(t, Role::Terminal);
+    let outs = h.take(t, Priority::Normal);
+    let first = if ringing(&to(&outs, o1)).is_some() { o1 } else { o2 };
+    let second = if first == o1 { o2 } else { o1 };
+    let ticket = ringing(&to(&outs, first)).expect("rings one operator");
+    assert!(ringing(&to(&outs, second)).is_none(), "one operator at a time");
+    // Declined: rings the other.
+    let outs = h.msg(first, ClientMsg::Decline { ticket_id: ticket });
+    assert!(to(&outs, first).iter().any(|m| matches!(m, ServerMsg::RingCancelled { .. })));
+    assert_eq!(ringing(&to(&outs, second)), Some(ticket));
+    // Not answered: withdrawn at the timeout.
+    let outs = h.advance(RING_MS + 1);
+    assert!(
+        to(&outs, second)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::RingCancelled { ticket_id, .. } if *ticket_id == ticket))
+    );
+    // Away: nothing rings.
+    let outs = h.msg(first, ClientMsg::SetAvailability { available: false });
+    assert!(to(&outs, first).contains(&ServerMsg::OperatorStatus { state: OperatorStateView::Away }));
+}
+
+#[test]
+fn accept_starts_a_session_stored_in_the_same_batch_as_its_event() {
+    let mut h = H::new();
+    let (t, o) = (id(1), id(2));
+    h.available(o);
+    h.connect(t, Role::Terminal);
+    let outs = h.take(t, Priority::Normal);
+    let ticket = ringing(&to(&outs, o)).expect("rings");
+    let outs = h.msg(o, ClientMsg::Accept { ticket_id: ticket });
+    let w = writes(&outs);
+    assert!(
+        matches!(w[0], Write::InsertSession(ref s) if s.ticket == ticket && s.operator == o && s.terminal == t)
+    );
+    assert!(w.iter().any(|w| matches!(w, Write::Event { kind: "session_started", .. })));
+    let (session, _) = started(&to(&outs, o)).expect("operator told");
+    let info = h.core.session(session).expect("held by the switchboard");
+    assert_eq!(
+        (info.state, info.operator_connected, info.terminal_connected),
+        (SessState::Active, true, true)
+    );
+    assert_eq!(h.core.sessions_of(t), vec![info]);
+    // Accepting it again is refused.
+    let outs = h.msg(o, ClientMsg::Accept { ticket_id: ticket });
+    assert!(error_code(&to(&outs, o)).is_some());
+}
+
+#[test]
+fn pick_takes_a_ticket_out_of_turn() {
+    let mut h = H::new();
+    let (t1, t2, o) = (id(1), id(2), id(3));
+    h.connect(t1, Role::Terminal);
+    h.connect(t2, Role::Terminal);
+    h.take(t1, Priority::Normal);
+    let outs = h.take(t2, Priority::Normal);
+    let second = to(&outs, t2).iter().find_map(|m| match m {
+        ServerMsg::TicketIssued { ticket, .. } => Some(ticket.ticket_id),
+        _ => None,
+    });
+    h.connect(o, Role::Operator);
+    h.msg(o, ClientMsg::SetAvailability { available: false });
+    let outs = h.msg(o, ClientMsg::Pick { ticket_id: second.expect("issued") });
+    assert!(started(&to(&outs, t2)).is_some(), "the picked ticket's terminal is in the call");
+    assert!(started(&to(&outs, t1)).is_none());
+}
+
+#[test]
+fn signals_go_only_to_the_other_party() {
+    let mut h = H::new();
+    let (t, o, intruder) = (id(1), id(2), id(3));
+    let (_, session) = in_call(&mut h, t, o);
+    h.connect(intruder, Role::Operator);
+    let offer = Signal::Offer { sdp: sdp("offer"), ice_restart: true };
+    let outs = h.msg(o, ClientMsg::Signal { session_id: session, signal: offer.clone() });
+    assert_eq!(
+        to(&outs, t),
+        vec![ServerMsg::Signal { session_id: session, from: Party::Operator, signal: offer }]
+    );
+    assert!(writes(&outs).iter().any(|w| matches!(w, Write::Event { kind: "ice_restart", .. })));
+    let cand = Signal::Candidate {
+        candidate: IceCandidate::try_from("candidate:1 1 udp 1 127.0.0.1 9 typ host".to_owned()).expect("c"),
+        sdp_mid: None,
+        sdp_m_line_index: Some(0),
+    };
+    let outs = h.msg(t, ClientMsg::Signal { session_id: session, signal: cand.clone() });
+    assert_eq!(to(&outs, o).len(), 1);
+    assert!(writes(&outs).is_empty(), "a relay writes nothing");
+    let outs = h.msg(intruder, ClientMsg::Signal { session_id: session, signal: cand });
+    assert_eq!(error_code(&to(&outs, intruder)), Some(ErrorCode::Forbidden));
+    assert!(to(&outs, t).is_empty() && to(&outs, o).is_empty());
+}
+
+#[test]
+fn hold_resume_end_wrap_up_and_rate_walk_every_session_state() {
+    let mut h = H::new();
+    let (t, o) = (id(1), id(2));
+    let (ticket, session) = in_call(&mut h, t, o);
+    // Active → Held → Active.
+    let outs = h.msg(o, ClientMsg::Resume { session_id: session });
+    assert_eq!(error_code(&to(&outs, o)), Some(ErrorCode::Conflict), "not held");
+    let outs = h.msg(o, ClientMsg::Hold { session_id: session });
+    assert!(to(&outs, t).contains(&ServerMsg::SessionHeld { session_id: session }));
+    assert_eq!(h.core.session(session).map(|s| s.state), Some(SessState::Held));
+    let outs = h.msg(t, ClientMsg::Hold { session_id: session });
+    assert_eq!(error_code(&to(&outs, t)), Some(ErrorCode::Forbidden), "only the operator holds");
+    let outs = h.msg(o, ClientMsg::Resume { session_id: session });
+    assert!(to(&outs, t).contains(&ServerMsg::SessionResumed { session_id: session }));
+    // Rating before wrap-up is refused.
+    let outs =
+        h.msg(t, ClientMsg::Rate { session_id: session, level: RatingLevel::Satisfied, comment: None });
+    assert_eq!(error_code(&to(&outs, t)), Some(ErrorCode::Conflict));
+    // Active → Ended.
+    let outs = h.msg(t, ClientMsg::EndCall { session_id: session });
+    let ended = ServerMsg::SessionEnded { session_id: session, reason: SessionEndReason::ResidentLeft };
+    assert!(to(&outs, o).contains(&ended) && to(&outs, t).contains(&ended));
+    assert!(to(&outs, o).contains(&ServerMsg::OperatorStatus { state: OperatorStateView::WrapUp }));
+    assert_eq!(h.core.session(session).map(|s| s.state), Some(SessState::Ended));
+    let outs = h.msg(o, ClientMsg::EndCall { session_id: session });
+    assert_eq!(error_code(&to(&outs, o)), Some(ErrorCode::Conflict));
+    // Ended → Closed.
+    let outs = h.msg(o, ClientMsg::WrapUp { session_id: session, outcome: Outcome::Completed, notes: None });
+    let msgs = to(&outs, t);
+    assert!(
+        msgs.contains(&ServerMsg::TicketClosed { ticket_id: ticket, reason: TicketCloseReason::Completed })
+    );
+    assert!(msgs.contains(&ServerMsg::RateRequest { session_id: session }));
+    assert!(writes(&outs).iter().any(|w| matches!(w, Write::WrapUp { outcome: Some("completed"), .. })));
+    let outs = h.msg(o, ClientMsg::WrapUp { session_id: session, outcome: Outcome::Completed, notes: None });
+    assert_eq!(error_code(&to(&outs, o)), Some(ErrorCode::Conflict));
+    // Closed → rated (gone).
+    let outs = h.msg_with(
+        t,
+        ClientMsg::Rate { session_id: session, level: RatingLevel::VeryDissatisfied, comment: None },
+        Lookup::RectificationDue(Some(42)),
+    );
+    assert!(
+        writes(&outs).iter().any(|w| matches!(
+            w,
+            Write::Rate { level: "very_dissatisfied", rectification_due: Some(42), .. }
+        ))
+    );
+    assert!(to(&outs, o).contains(&ServerMsg::RatingRecorded { session_id: session }));
+    assert!(h.core.session(session).is_none());
+    let outs =
+        h.msg(t, ClientMsg::Rate { session_id: session, level: RatingLevel::Satisfied, comment: None });
+    assert!(error_code(&to(&outs, t)).is_some(), "rated once");
+}
+
+#[test]
+fn transfer_to_a_line_or_an_operator() {
+    let mut h = H::new();
+    let (t, o1, o2) = (id(1), id(2), id(3));
+    let (ticket, session) = in_call(&mut h, t, o1);
+    h.available(o2);
+    let outs = h.msg(
+        o1,
+        ClientMsg::Transfer {
+            session_id: session,
+            target: TransferTarget::Line { line_id: id(1) },
+            note: None,
+        },
+    );
+    assert_eq!(error_code(&to(&outs, o1)), Some(ErrorCode::NotFound), "no such line");
+    let outs = h.msg_with(
+        o1,
+        ClientMsg::Transfer {
+            session_id: session,
+            target: TransferTarget::Operator { operator_id: o2 },
+            note: None,
+        },
+        Lookup::OperatorExists(Ok(true)),
+    );
+    assert!(to(&outs, t).iter().any(|m| matches!(m, ServerMsg::Transferring { .. })));
+    assert!(
+        to(&outs, o1).contains(&ServerMsg::SessionEnded {
+            session_id: session,
+            reason: SessionEndReason::Transferred
+        })
+    );
+    assert_eq!(ringing(&to(&outs, o2)), Some(ticket), "rings the chosen operator");
+    let outs = h.msg(o2, ClientMsg::Accept { ticket_id: ticket });
+    let w = writes(&outs);
+    assert!(matches!(w[0], Write::InsertSession(ref s) if s.transferred_from == Some(session)));
+    // To an unknown operator: refused.
+    let (s2, _) = started(&to(&outs, o2)).expect("started");
+    let outs = h.msg_with(
+        o2,
+        ClientMsg::Transfer {
+            session_id: s2,
+            target: TransferTarget::Operator { operator_id: id(99) },
+            note: None,
+        },
+        Lookup::OperatorExists(Ok(false)),
+    );
+    assert_eq!(error_code(&to(&outs, o2)), Some(ErrorCode::NotFound));
+    let outs = h.msg(
+        o2,
+        ClientMsg::Transfer {
+            session_id: s2,
+            target: TransferTarget::Line { line_id: id(LINE + 1) },
+            note: None,
+        },
+    );
+    assert!(
+        to(&outs, t)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::QueuePosition { .. } | ServerMsg::Transferring { .. }))
+    );
+}
+
+#[test]
+fn request_scan_names_the_slot_for_the_terminal_only() {
+    let mut h = H::new();
+    let (t, o) = (id(1), id(2));
+    let (_, session) = in_call(&mut h, t, o);
+    assert_eq!(h.core.session_item(session, o), Some(id(ITEM)));
+    assert_eq!(h.core.session_item(session, id(55)), None);
+    let outs = h.msg_with(
+        o,
+        ClientMsg::RequestScan { session_id: session, slot_id: Some(id(5)), note: None },
+        Lookup::SlotName(Ok(Some("身份证".into()))),
+    );
+    assert!(matches!(&to(&outs, t)[0], ServerMsg::ScanRequested { slot_name: Some(n), .. } if n == "身份证"));
+    let outs = h.msg_with(
+        o,
+        ClientMsg::RequestScan { session_id: session, slot_id: Some(id(6)), note: None },
+        Lookup::SlotName(Ok(None)),
+    );
+    assert_eq!(error_code(&to(&outs, o)), Some(ErrorCode::NotFound));
+    let outs = h.msg(t, ClientMsg::RequestScan { session_id: session, slot_id: None, note: None });
+    assert_eq!(error_code(&to(&outs, t)), Some(ErrorCode::Forbidden));
+}
+
+#[test]
+fn a_terminal_that_drops_keeps_its_place_and_its_call_within_the_window() {
+    let mut h = H::new();
+    let (t, o) = (id(1), id(2));
+    let (_, session) = in_call(&mut h, t, o);
+    let outs = h.drop_conn(t);
+    assert!(to(&outs, o).iter().any(|m| matches!(m, ServerMsg::PeerDisconnected { .. })));
+    let outs = h.connect(t, Role::Terminal);
+    assert!(matches!(
+        outs.first(),
+        Some(Output::Welcome { msg: ServerMsg::Welcome { resumed: true, .. }, .. })
+    ));
+    assert_eq!(started(&to(&outs, t)), Some((session, Party::Terminal)), "the call is replayed");
+    assert!(to(&outs, o).contains(&ServerMsg::PeerReconnected { session_id: session }));
+    // Gone for good: the call ends, the operator wraps up.
+    h.drop_conn(t);
+    let outs = h.advance(WINDOW_MS + 1);
+    assert!(
+        to(&outs, o).contains(&ServerMsg::SessionEnded {
+            session_id: session,
+            reason: SessionEndReason::ResidentLeft
+        })
+    );
+}
+
+#[test]
+fn a_waiting_ticket_is_abandoned_when_the_window_closes() {
+    let mut h = H::new();
+    let t = id(1);
+    h.connect(t, Role::Terminal);
+    h.take(t, Priority::Normal);
+    h.drop_conn(t);
+    let outs = h.advance(WINDOW_MS + 1);
+    assert!(writes(&outs).iter().any(|w| matches!(w, Write::TicketStatus { status: "abandoned", .. })));
+}
+
+#[test]
+fn an_operator_lost_in_a_call_sends_the_resident_back_to_the_head_of_the_queue() {
+    let mut h = H::new();
+    let (t, o) = (id(1), id(2));
+    let (ticket, session) = in_call(&mut h, t, o);
+    h.drop_conn(o);
+    let outs = h.advance(WINDOW_MS + 1);
+    assert!(to(&outs, t).contains(&ServerMsg::SessionEnded {
+        session_id: session,
+        reason: SessionEndReason::ConnectionLost
+    }));
+    assert!(to(&outs, t).iter().any(
+        |m| matches!(m, ServerMsg::QueuePosition { ticket_id, position: 1, .. } if *ticket_id == ticket)
+    ));
+}
+
+#[test]
+fn kick_closes_at_once_and_ends_what_was_left() {
+    let mut h = H::new();
+    let t = id(1);
+    h.connect(t, Role::Terminal);
+    h.take(t, Priority::Normal);
+    let outs = h.feed(Input::Kick { party: t, reason: ByeReason::Revoked });
+    assert_eq!(outs[0], Output::Close { party: t, reason: ByeReason::Revoked });
+    assert!(
+        to(&outs, t)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::TicketClosed { reason: TicketCloseReason::Abandoned, .. }))
+    );
+}
+
+#[test]
+fn notify_goes_to_the_listed_parties() {
+    let mut h = H::new();
+    let outs =
+        h.feed(Input::Notify { parties: vec![id(1), id(2)], msg: Box::new(ServerMsg::Pong { seq: 1 }) });
+    assert_eq!(outs, vec![Output::SendMany { to: vec![id(1), id(2)], msg: ServerMsg::Pong { seq: 1 } }]);
+}
+
+#[test]
+fn the_board_names_an_operator_with_their_true_state_after_reconnects() {
+    let mut h = H::new();
+    let (o, sup) = (id(2), id(3));
+    h.connect(sup, Role::Supervisor);
+    h.available(o);
+    h.drop_conn(o);
+    h.advance(WINDOW_MS + 1);
+    h.connect(o, Role::Operator);
+    h.advance(2_000);
+    let ServerMsg::Board { operators, .. } = h.core.board(h.now) else { panic!() };
+    let me = operators.iter().find(|e| e.operator_id == o).expect("listed");
+    assert_eq!(me.name, format!("operator-{}", o.as_u128()));
+    assert_eq!(me.state, OperatorStateView::Away, "as the console says");
+    h.drop_conn(o);
+    let ServerMsg::Board { operators, .. } = h.core.board(h.now) else { panic!() };
+    let me = operators.iter().find(|e| e.operator_id == o).expect("still listed");
+    assert_eq!((me.name.is_empty(), me.state), (false, OperatorStateView::Offline));
+}
+
+// ---- random sequences ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Step {
+    Connect(usize),
+    Drop(usize),
+    Take(usize),
+    Cancel(usize),
+    Avail(usize, bool),
+    Accept(usize),
+    Decline(usize),
+    Pick(usize, usize),
+    Transfer(usize, bool),
+    Signal(usize),
+    End(usize),
+    WrapUp(usize),
+    Rate(usize),
+    Wait(i64),
+}
+
+const TERMINALS: usize = 3;
+const OPERATORS: usize = 3;
+
+fn term_id(i: usize) -> Uuid {
+    id(100 + i as u128)
+}
+fn op_id(i: usize) -> Uuid {
+    id(200 + i as u128)
+}
+/// Parties 0..3 are terminals, 3..6 operators.
+fn party(i: usize) -> (Uuid, Role) {
+    if i < TERMINALS { (term_id(i), Role::Terminal) } else { (op_id(i - TERMINALS), Role::Operator) }
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let p = 0..TERMINALS + OPERATORS;
+    prop_oneof![
+        p.clone().prop_map(Step::Connect),
+        p.clone().prop_map(Step::Drop),
+        (0..TERMINALS).prop_map(Step::Take),
+        (0..TERMINALS).prop_map(Step::Cancel),
+        (0..OPERATORS, any::<bool>()).prop_map(|(o, a)| Step::Avail(o, a)),
+        (0..OPERATORS).prop_map(Step::Accept),
+        (0..OPERATORS).prop_map(Step::Decline),
+        (0..OPERATORS, 0..TERMINALS).prop_map(|(o, t)| Step::Pick(o, t)),
+        (0..OPERATORS, any::<bool>()).prop_map(|(o, l)| Step::Transfer(o, l)),
+        p.clone().prop_map(Step::Signal),
+        p.prop_map(Step::End),
+        (0..OPERATORS).prop_map(Step::WrapUp),
+        (0..TERMINALS).prop_map(Step::Rate),
+        prop_oneof![Just(500i64), Just(RING_MS + 1), Just(WINDOW_MS + 1)].prop_map(Step::Wait),
+    ]
+}
+
+/// What the outputs so far say, checked after every step.
+#[derive(Default)]
+struct Seen {
+    closed: HashMap<Uuid, usize>,
+    /// Last `operator_status` each operator got.
+    status: HashMap<Uuid, OperatorStateView>,
+    /// Last ticket rung per operator, last session started per party.
+    rung: HashMap<Uuid, Uuid>,
+    session: HashMap<Uuid, Uuid>,
+    issued: HashMap<Uuid, Uuid>,
+}
+
+impl Seen {
+    fn absorb(&mut self, core: &Core, outs: &[Output]) {
+        for o in outs {
+            let (targets, msg): (Vec<Uuid>, &ServerMsg) = match o {
+                Output::Send { to, msg } => (vec![*to], msg),
+                Output::SendMany { to, msg } => (to.clone(), msg),
+                _ => continue,
+            };
+            for t in targets {
+                match msg {
+                    ServerMsg::TicketClosed { ticket_id, .. } => {
+                        *self.closed.entry(*ticket_id).or_default() += 1
+                    }
+                    ServerMsg::OperatorStatus { state } => {
+                        self.status.insert(t, *state);
+                    }
+                    ServerMsg::Ringing { ticket, .. } => {
+                        self.rung.insert(t, ticket.ticket_id);
+                    }
+                    ServerMsg::SessionStarted { session } => {
+                        self.session.insert(t, session.session_id);
+                    }
+                    ServerMsg::TicketIssued { ticket, .. } => {
+                        self.issued.insert(t, ticket.ticket_id);
+                    }
+                    ServerMsg::Signal { session_id, .. } => {
+                        // A session's signals go only to its parties.
+                        let s = core.sessions.get(session_id).expect("signal of a held session");
+                        assert!(s.parties().contains(&t), "signal to a non-party");
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn check_invariants(h: &H, seen: &Seen) {
+    let core = &h.core;
+    for (ticket, n) in &seen.closed {
+        assert_eq!(*n, 1, "ticket {ticket} closed {n} times");
+    }
+    let mut per_op: HashMap<Uuid, usize> = HashMap::new();
+    let mut per_ticket: HashMap<Uuid, usize> = HashMap::new();
+    for s in core.sessions.values().filter(|s| s.state != SessState::Closed) {
+        *per_op.entry(s.operator).or_default() += 1;
+        *per_ticket.entry(s.ticket).or_default() += 1;
+    }
+    assert!(per_op.values().all(|n| *n <= 1), "an operator in two sessions: {per_op:?}");
+    assert!(per_ticket.values().all(|n| *n <= 1), "a ticket in two sessions: {per_ticket:?}");
+    for line in [id(LINE), id(LINE + 1)] {
+        let mut positions: Vec<u32> = core
+            .dispatcher
+            .line_positions(crate::dispatch::LineId(line))
+            .into_iter()
+            .map(|(_, p)| p.position)
+            .collect();
+        positions.sort_unstable();
+        let expected: Vec<u32> = (1..=u32::try_from(positions.len()).expect("small")).collect();
+        assert_eq!(positions, expected, "positions without gaps");
+    }
+    let ServerMsg::Board { operators, .. } = core.board(h.now) else { panic!("board") };
+    for i in 0..OPERATORS {
+        let op = op_id(i);
+        if !core.is_connected(op) {
+            continue;
+        }
+        let e =
+            operators.iter().find(|e| e.operator_id == op).expect("every connected operator is on the board");
+        assert_eq!(e.name, format!("operator-{}", op.as_u128()), "named");
+        if let Some(status) = seen.status.get(&op) {
+            assert_eq!(e.state, *status, "the board says what the operator's console says");
+        }
+    }
+}
+
+fn run(h: &mut H, seen: &mut Seen, s: &Step) {
+    let outs = match s.clone() {
+        Step::Connect(i) => {
+            let (p, role) = party(i);
+            h.connect(p, role)
+        }
+        Step::Drop(i) => h.drop_conn(party(i).0),
+        Step::Take(t) => h.take(term_id(t), Priority::Normal),
+        Step::Cancel(t) => {
+            let ticket = seen.issued.get(&term_id(t)).copied().unwrap_or_default();
+            h.msg(term_id(t), ClientMsg::CancelTicket { ticket_id: ticket })
+        }
+        Step::Avail(o, a) => h.msg(op_id(o), ClientMsg::SetAvailability { available: a }),
+        Step::Accept(o) => {
+            let ticket = seen.rung.get(&op_id(o)).copied().unwrap_or_default();
+            h.msg(op_id(o), ClientMsg::Accept { ticket_id: ticket })
+        }
+        Step::Decline(o) => {
+            let ticket = seen.rung.get(&op_id(o)).copied().unwrap_or_default();
+            h.msg(op_id(o), ClientMsg::Decline { ticket_id: ticket })
+        }
+        Step::Pick(o, t) => {
+            let ticket = seen.issued.get(&term_id(t)).copied().unwrap_or_default();
+            h.msg(op_id(o), ClientMsg::Pick { ticket_id: ticket })
+        }
+        Step::Transfer(o, line) => {
+            let session = seen.session.get(&op_id(o)).copied().unwrap_or_default();
+            let target = if line {
+                TransferTarget::Line { line_id: id(LINE + 1) }
+            } else {
+                TransferTarget::Operator { operator_id: op_id((o + 1) % OPERATORS) }
+            };
+            h.msg_with(
+                op_id(o),
+                ClientMsg::Transfer { session_id: session, target, note: None },
+                Lookup::OperatorExists(Ok(true)),
+            )
+        }
+        Step::Signal(i) => {
+            let p = party(i).0;
+            let session = seen.session.get(&p).copied().unwrap_or_default();
+            h.msg(p, ClientMsg::Signal { session_id: session, signal: Signal::Answer { sdp: sdp("a") } })
+        }
+        Step::End(i) => {
+            let p = party(i).0;
+            let session = seen.session.get(&p).copied().unwrap_or_default();
+            h.msg(p, ClientMsg::EndCall { session_id: session })
+        }
+        Step::WrapUp(o) => {
+            let session = seen.session.get(&op_id(o)).copied().unwrap_or_default();
+            h.msg(
+                op_id(o),
+                ClientMsg::WrapUp { session_id: session, outcome: Outcome::Completed, notes: None },
+            )
+        }
+        Step::Rate(t) => {
+            let session = seen.session.get(&term_id(t)).copied().unwrap_or_default();
+            h.msg(
+                term_id(t),
+                ClientMsg::Rate { session_id: session, level: RatingLevel::Basic, comment: None },
+            )
+        }
+        Step::Wait(ms) => h.advance(ms),
+    };
+    seen.absorb(&h.core, &outs);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_sequences_keep_the_invariants(steps in proptest::collection::vec(step(), 1..80)) {
+        let mut h = H::new();
+        let mut seen = Seen::default();
+        for s in &steps {
+            run(&mut h, &mut seen, s);
+            check_invariants(&h, &seen);
+        }
+        // Everyone leaves; after the windows every ticket has ended exactly once.
+        for i in 0..TERMINALS + OPERATORS {
+            run(&mut h, &mut seen, &Step::Drop(i));
+        }
+        run(&mut h, &mut seen, &Step::Wait(WINDOW_MS + 1));
+        run(&mut h, &mut seen, &Step::Wait(WINDOW_MS + 1));
+        check_invariants(&h, &seen);
+        prop_assert!(h.core.tickets.is_empty(), "tickets left: {:?}", h.core.tickets.keys().collect::<Vec<_>>());
+        let issued: std::collections::HashSet<Uuid> = h
+            .log
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send { msg: ServerMsg::TicketIssued { ticket, .. }, .. } => Some(ticket.ticket_id),
+                _ => None,
+            })
+            .collect();
+        for t in issued {
+            prop_assert_eq!(seen.closed.get(&t).copied(), Some(1), "ticket {} ends with exactly one ticket_closed", t);
+        }
+    }
+}
