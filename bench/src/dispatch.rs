@@ -200,7 +200,10 @@ async fn start(o: &Opts, b: Backend, bin: &Path) -> Result<Server> {
     }
     let mut env = server_env();
     // Rings are answered in turn below; none may time out while the others are measured.
-    env.push(("BANGBAN_RING_TIMEOUT_SECS", "3600".into()));
+    // (300 s is the longest ring the server accepts.)
+    env.push(("BANGBAN_RING_TIMEOUT_SECS", "300".into()));
+    // The load terminals each queue many tickets (a kiosk holds one in production).
+    env.push(("BANGBAN_MAX_OPEN_TICKETS_PER_TERMINAL", "100000".into()));
     let log = dir.path().join("server.log");
     let mut proc = Proc::spawn(bin, &args, &env, log).await?;
     let api = Api::new(proc.addr)?;

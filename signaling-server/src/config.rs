@@ -15,8 +15,10 @@ pub enum LogFormat {
     Json,
 }
 
-/// Command line of the `signaling-server` binary.
-#[derive(Debug, Clone, Parser)]
+/// Command line of the `signaling-server` binary. Every setting is a flag with an environment
+/// twin (and, except the few that only make sense per process, a key of the TOML file); a
+/// malformed or out-of-range value stops the server at start with an error naming the setting.
+#[derive(Debug, Clone, Default, Parser)]
 #[command(name = "signaling-server", version, about = "帮办 Bangban signaling and API server")]
 pub struct Cli {
     /// Address to listen on.
@@ -36,6 +38,100 @@ pub struct Cli {
     /// Optional TOML configuration file.
     #[arg(long, env = "BANGBAN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// `iss` of every token this server signs.
+    #[arg(long, env = "BANGBAN_ISSUER")]
+    pub issuer: Option<String>,
+    /// Origins allowed by CORS, comma-separated; none by default.
+    #[arg(long, env = "BANGBAN_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
+    /// Lifetime of access tokens, 60–900 s.
+    #[arg(long, env = "BANGBAN_ACCESS_TTL_SECS")]
+    pub access_ttl_secs: Option<u64>,
+    /// Lifetime of refresh tokens, 300 s – 30 days.
+    #[arg(long, env = "BANGBAN_REFRESH_TTL_SECS")]
+    pub refresh_ttl_secs: Option<u64>,
+    /// Lifetime of device tokens, 60–900 s.
+    #[arg(long, env = "BANGBAN_DEVICE_TTL_SECS")]
+    pub device_ttl_secs: Option<u64>,
+    /// STUN URLs, comma-separated.
+    #[arg(long, env = "BANGBAN_STUN_URLS", value_delimiter = ',')]
+    pub stun_urls: Option<Vec<String>>,
+    /// TURN URLs, comma-separated.
+    #[arg(long, env = "BANGBAN_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Option<Vec<String>>,
+    /// File holding coturn's `static-auth-secret`.
+    #[arg(long, env = "BANGBAN_TURN_SECRET_FILE")]
+    pub turn_secret_file: Option<PathBuf>,
+    /// Lifetime of TURN credentials, 60 s – 1 day.
+    #[arg(long, env = "BANGBAN_TURN_TTL_SECS")]
+    pub turn_ttl_secs: Option<u64>,
+    /// 32-byte key (raw or base64) protecting personal data.
+    #[arg(long, env = "BANGBAN_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Residents' names and ID numbers are erased this many days after their ticket closed
+    /// (1–3650).
+    #[arg(long, env = "BANGBAN_PII_RETENTION_DAYS")]
+    pub pii_retention_days: Option<u64>,
+    /// How long an offer rings one operator, 5–300 s.
+    #[arg(long, env = "BANGBAN_RING_TIMEOUT_SECS")]
+    pub ring_timeout_secs: Option<u64>,
+    /// How long a dropped party may reconnect and resume, 5–600 s.
+    #[arg(long, env = "BANGBAN_RESUME_WINDOW_SECS")]
+    pub resume_window_secs: Option<u64>,
+    /// Messages queued for one WebSocket before its consumer counts as too slow, 16–65536.
+    #[arg(long, env = "BANGBAN_OUTBOUND_QUEUE")]
+    pub outbound_queue: Option<u64>,
+    /// Open tickets one terminal may hold at once, 1–100000 (1: one resident at a time).
+    #[arg(long, env = "BANGBAN_MAX_OPEN_TICKETS_PER_TERMINAL")]
+    pub max_open_tickets_per_terminal: Option<u64>,
+    /// Largest upload accepted, 1 KiB – 4 GiB.
+    #[arg(long, env = "BANGBAN_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<u64>,
+    /// Stored materials are deleted this many days after their session ended (1–36500).
+    #[arg(long, env = "BANGBAN_MATERIAL_RETENTION_DAYS")]
+    pub material_retention_days: Option<u64>,
+    /// Print jobs not taken expire after this, 60 s – 30 days.
+    #[arg(long, env = "BANGBAN_PRINT_JOB_EXPIRY_SECS")]
+    pub print_job_expiry_secs: Option<u64>,
+    /// The built browser console served at `/`.
+    #[arg(long, env = "BANGBAN_CONSOLE_DIR")]
+    pub console_dir: Option<PathBuf>,
+    /// A terminal without contact for longer than this gets an `offline` alarm, 5 s – 1 day.
+    #[arg(long, env = "BANGBAN_TERMINAL_OFFLINE_AFTER_SECS")]
+    pub terminal_offline_after_secs: Option<u64>,
+    /// How often the alarm monitor looks, 1–600 s.
+    #[arg(long, env = "BANGBAN_HEALTH_CHECK_INTERVAL_SECS")]
+    pub health_check_interval_secs: Option<u64>,
+    /// S3-compatible endpoint for materials (with `--s3-bucket`).
+    #[arg(long, env = "BANGBAN_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "BANGBAN_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    #[arg(long, env = "BANGBAN_S3_REGION")]
+    pub s3_region: Option<String>,
+    #[arg(long, env = "BANGBAN_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    #[arg(long, env = "BANGBAN_S3_SECRET_KEY_FILE")]
+    pub s3_secret_key_file: Option<PathBuf>,
+}
+
+/// A number within its range, or an error naming the setting.
+fn ranged(name: &str, v: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        let flag = name.replace('_', "-");
+        let env = format!("BANGBAN_{}", name.to_uppercase());
+        Err(ConfigError::Invalid(format!(
+            "{name} (--{flag}, {env}) must be between {} and {}, got {v}",
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+fn millis(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 /// Values read from the optional TOML file; every field optional.
@@ -51,7 +147,9 @@ struct FileConfig {
     access_ttl_secs: Option<u64>,
     refresh_ttl_secs: Option<u64>,
     device_ttl_secs: Option<u64>,
-    public_url: Option<String>,
+    pii_retention_days: Option<u64>,
+    outbound_queue: Option<u64>,
+    max_open_tickets_per_terminal: Option<u64>,
     stun_urls: Option<Vec<String>>,
     turn_urls: Option<Vec<String>>,
     turn_secret_file: Option<PathBuf>,
@@ -222,77 +320,76 @@ impl Config {
         if let Some(f) = cli.log_format.or(file.log_format) {
             cfg.log_format = f;
         }
-        if let Some(iss) = std::env::var("BANGBAN_ISSUER").ok().or(file.issuer) {
+        if let Some(iss) = cli.issuer.or(file.issuer) {
             cfg.issuer = iss;
         }
-        if let Some(origins) = std::env::var("BANGBAN_CORS_ORIGINS")
-            .ok()
-            .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
-            .or(file.cors_origins)
-        {
-            cfg.cors_origins = origins;
+        if let Some(origins) = cli.cors_origins.or(file.cors_origins) {
+            cfg.cors_origins =
+                origins.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
         }
-        if let Some(v) = file.access_ttl_secs {
-            cfg.access_ttl_secs = v;
+        if let Some(v) = cli.access_ttl_secs.or(file.access_ttl_secs) {
+            cfg.access_ttl_secs = ranged("access_ttl_secs", v, 60..=900)?;
         }
-        if let Some(v) = file.refresh_ttl_secs {
-            cfg.refresh_ttl_secs = v;
+        if let Some(v) = cli.refresh_ttl_secs.or(file.refresh_ttl_secs) {
+            cfg.refresh_ttl_secs = ranged("refresh_ttl_secs", v, 300..=30 * 86_400)?;
         }
-        if let Some(v) = file.device_ttl_secs {
-            cfg.device_ttl_secs = v;
+        if let Some(v) = cli.device_ttl_secs.or(file.device_ttl_secs) {
+            cfg.device_ttl_secs = ranged("device_ttl_secs", v, 60..=900)?;
         }
-        let _ = file.public_url;
-        let list = |v: String| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
-        if let Some(v) = std::env::var("BANGBAN_STUN_URLS").ok().map(list).or(file.stun_urls) {
-            cfg.ice.stun_urls = v;
+        let list = |v: Vec<String>| -> Vec<String> {
+            v.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
+        };
+        if let Some(v) = cli.stun_urls.or(file.stun_urls) {
+            cfg.ice.stun_urls = list(v);
         }
-        if let Some(v) = std::env::var("BANGBAN_TURN_URLS").ok().map(list).or(file.turn_urls) {
-            cfg.ice.turn_urls = v;
+        if let Some(v) = cli.turn_urls.or(file.turn_urls) {
+            cfg.ice.turn_urls = list(v);
         }
-        if let Some(path) =
-            std::env::var_os("BANGBAN_TURN_SECRET_FILE").map(PathBuf::from).or(file.turn_secret_file)
-        {
+        if let Some(path) = cli.turn_secret_file.or(file.turn_secret_file) {
             let secret = std::fs::read_to_string(&path)
                 .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
             cfg.ice.turn_secret = Some(secret.trim().to_owned());
         }
-        let secs = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-        if let Some(v) = secs("BANGBAN_TURN_TTL_SECS").or(file.turn_ttl_secs) {
-            cfg.ice.turn_ttl_secs = v;
+        if let Some(v) = cli.turn_ttl_secs.or(file.turn_ttl_secs) {
+            cfg.ice.turn_ttl_secs = ranged("turn_ttl_secs", v, 60..=86_400)?;
         }
-        if let Some(p) =
-            std::env::var_os("BANGBAN_MASTER_KEY_FILE").map(PathBuf::from).or(file.master_key_file)
-        {
+        if let Some(p) = cli.master_key_file.or(file.master_key_file) {
             cfg.master_key_file = p;
         }
-        if let Some(v) = secs("BANGBAN_PII_RETENTION_DAYS") {
-            cfg.pii_retention_days = u32::try_from(v.clamp(1, 3650)).unwrap_or(180);
+        if let Some(v) = cli.pii_retention_days.or(file.pii_retention_days) {
+            cfg.pii_retention_days = u32::try_from(ranged("pii_retention_days", v, 1..=3650)?).unwrap_or(180);
         }
-        if let Some(v) = secs("BANGBAN_RING_TIMEOUT_SECS").or(file.ring_timeout_secs) {
-            cfg.ring_timeout_ms = i64::try_from(v.clamp(5, 300)).unwrap_or(20) * 1000;
+        if let Some(v) = cli.ring_timeout_secs.or(file.ring_timeout_secs) {
+            cfg.ring_timeout_ms = millis(ranged("ring_timeout_secs", v, 5..=300)?);
         }
-        if let Some(v) = secs("BANGBAN_RESUME_WINDOW_SECS").or(file.resume_window_secs) {
-            cfg.resume_window_ms = i64::try_from(v.clamp(5, 600)).unwrap_or(60) * 1000;
+        if let Some(v) = cli.resume_window_secs.or(file.resume_window_secs) {
+            cfg.resume_window_ms = millis(ranged("resume_window_secs", v, 5..=600)?);
         }
-        if let Some(v) = secs("BANGBAN_MAX_UPLOAD_BYTES").or(file.max_upload_bytes) {
-            cfg.materials.max_upload_bytes = v.clamp(1024, 4 * 1024 * 1024 * 1024);
+        if let Some(v) = cli.outbound_queue.or(file.outbound_queue) {
+            cfg.outbound_queue = usize::try_from(ranged("outbound_queue", v, 16..=65_536)?).unwrap_or(256);
         }
-        if let Some(v) = secs("BANGBAN_MATERIAL_RETENTION_DAYS").or(file.material_retention_days) {
-            cfg.materials.retention_days = v.clamp(1, 36_500);
+        if let Some(v) = cli.max_open_tickets_per_terminal.or(file.max_open_tickets_per_terminal) {
+            cfg.max_open_tickets_per_terminal =
+                usize::try_from(ranged("max_open_tickets_per_terminal", v, 1..=100_000)?).unwrap_or(1);
         }
-        if let Some(v) = secs("BANGBAN_PRINT_JOB_EXPIRY_SECS").or(file.print_job_expiry_secs) {
-            cfg.materials.print_job_expiry_ms =
-                i64::try_from(v.clamp(60, 30 * 86_400)).unwrap_or(86_400) * 1000;
+        if let Some(v) = cli.max_upload_bytes.or(file.max_upload_bytes) {
+            cfg.materials.max_upload_bytes = ranged("max_upload_bytes", v, 1024..=4 * 1024 * 1024 * 1024)?;
         }
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(v) = cli.material_retention_days.or(file.material_retention_days) {
+            cfg.materials.retention_days = ranged("material_retention_days", v, 1..=36_500)?;
+        }
+        if let Some(v) = cli.print_job_expiry_secs.or(file.print_job_expiry_secs) {
+            cfg.materials.print_job_expiry_ms = millis(ranged("print_job_expiry_secs", v, 60..=30 * 86_400)?);
+        }
         let mut s3 = file.s3;
-        if let (Some(endpoint), Some(bucket)) = (env("BANGBAN_S3_ENDPOINT"), env("BANGBAN_S3_BUCKET")) {
+        let nonempty = |v: Option<String>| v.filter(|v| !v.is_empty());
+        if let (Some(endpoint), Some(bucket)) = (nonempty(cli.s3_endpoint), nonempty(cli.s3_bucket)) {
             s3 = Some(S3Config {
                 endpoint,
                 bucket,
-                region: env("BANGBAN_S3_REGION").unwrap_or_else(default_region),
-                access_key_id: env("BANGBAN_S3_ACCESS_KEY_ID").unwrap_or_default(),
-                secret_key_file: env("BANGBAN_S3_SECRET_KEY_FILE").map(PathBuf::from),
+                region: nonempty(cli.s3_region).unwrap_or_else(default_region),
+                access_key_id: cli.s3_access_key_id.unwrap_or_default(),
+                secret_key_file: cli.s3_secret_key_file,
                 secret_access_key: String::new(),
             });
         }
@@ -304,14 +401,14 @@ impl Config {
             s3.secret_access_key = secret.trim().to_owned();
         }
         cfg.materials.s3 = s3;
-        if let Some(dir) = std::env::var_os("BANGBAN_CONSOLE_DIR").map(PathBuf::from).or(file.console_dir) {
+        if let Some(dir) = cli.console_dir.or(file.console_dir) {
             cfg.console_dir = dir;
         }
-        if let Some(v) = secs("BANGBAN_TERMINAL_OFFLINE_AFTER_SECS").or(file.terminal_offline_after_secs) {
-            cfg.terminal_offline_after_ms = i64::try_from(v.clamp(5, 86_400)).unwrap_or(120) * 1000;
+        if let Some(v) = cli.terminal_offline_after_secs.or(file.terminal_offline_after_secs) {
+            cfg.terminal_offline_after_ms = millis(ranged("terminal_offline_after_secs", v, 5..=86_400)?);
         }
-        if let Some(v) = secs("BANGBAN_HEALTH_CHECK_INTERVAL_SECS").or(file.health_check_interval_secs) {
-            cfg.health_check_interval_ms = v.clamp(1, 600) * 1000;
+        if let Some(v) = cli.health_check_interval_secs.or(file.health_check_interval_secs) {
+            cfg.health_check_interval_ms = ranged("health_check_interval_secs", v, 1..=600)? * 1000;
         }
         cfg.validate()?;
         Ok(cfg)
@@ -345,4 +442,67 @@ pub fn default_console_dir() -> PathBuf {
 
 pub fn default_database_url(data_dir: &Path) -> String {
     format!("sqlite://{}?mode=rwc", data_dir.join("bangban.db").display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["signaling-server", "--data-dir", "/tmp/bangban-config-test"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        Config::from_cli(cli).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_setting_is_a_flag_and_values_arrive_typed() {
+        let c = parse(&[
+            "--ring-timeout-secs",
+            "30",
+            "--resume-window-secs",
+            "90",
+            "--outbound-queue",
+            "512",
+            "--max-open-tickets-per-terminal",
+            "3",
+            "--access-ttl-secs",
+            "300",
+            "--stun-urls",
+            "stun:a:3478,stun:b:3478",
+            "--cors-origins",
+            "https://a.example",
+        ])
+        .expect("valid");
+        assert_eq!((c.ring_timeout_ms, c.resume_window_ms), (30_000, 90_000));
+        assert_eq!((c.outbound_queue, c.max_open_tickets_per_terminal, c.access_ttl_secs), (512, 3, 300));
+        assert_eq!(c.ice.stun_urls, vec!["stun:a:3478", "stun:b:3478"]);
+        assert_eq!(c.cors_origins, vec!["https://a.example"]);
+    }
+
+    #[test]
+    fn malformed_or_out_of_range_values_are_startup_errors_naming_the_setting() {
+        let e = parse(&["--ring-timeout-secs", "twenty"]).expect_err("not a number");
+        assert!(e.contains("--ring-timeout-secs"), "{e}");
+        let e = parse(&["--ring-timeout-secs", "1"]).expect_err("too short");
+        assert!(e.contains("ring_timeout_secs") && e.contains("BANGBAN_RING_TIMEOUT_SECS"), "{e}");
+        let e = parse(&["--max-open-tickets-per-terminal", "0"]).expect_err("zero");
+        assert!(e.contains("max_open_tickets_per_terminal"), "{e}");
+        let e = parse(&["--access-ttl-secs", "86400"]).expect_err("too long");
+        assert!(e.contains("access_ttl_secs"), "{e}");
+        let e = parse(&["--listen", "not-an-address"]).expect_err("address");
+        assert!(e.contains("--listen"), "{e}");
+    }
+
+    #[test]
+    fn the_file_is_checked_like_the_flags() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "resume_window_secs = 100000\n").expect("write");
+        let e = parse(&["--config", path.to_str().expect("path")]).expect_err("out of range");
+        assert!(e.contains("resume_window_secs"), "{e}");
+        std::fs::write(&path, "public_url = \"https://x\"\n").expect("write");
+        let e = parse(&["--config", path.to_str().expect("path")]).expect_err("gone");
+        assert!(e.contains("public_url"), "an unknown key is an error: {e}");
+    }
 }
