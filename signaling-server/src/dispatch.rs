@@ -49,7 +49,8 @@
 //! Per line, the queue and the offerable tickets are `BTreeMap<(class, seq), TicketId>` and
 //! the Available operators a `BTreeMap<idle_seq, OperatorId>`; offers expire from a
 //! `BTreeSet<(expires_at, TicketId)>`. Each event costs `O(S log n)`, `S` = lines an operator
-//! serves. [`Dispatcher::position`] is `O(k)` in the tickets ahead on its line, and
+//! serves. [`Dispatcher::position`] is `O(log n)` (a treap with subtree sizes per line; a
+//! ticket directed to an operator counts the few directed ahead of it), and
 //! [`Dispatcher::board`] `O(lines + operators log operators)`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -299,6 +300,8 @@ struct Operator {
 struct Line {
     /// Waiting and ringing tickets (not directed), in service order.
     queue: BTreeMap<Key, TicketId>,
+    /// The keys of `queue` as an order-statistics set: a ticket's place in `O(log n)`.
+    ranks: RankSet,
     /// Non-`Normal` tickets in `queue`.
     priority: u32,
     /// Waiting, non-suspended, non-directed tickets.
@@ -313,6 +316,7 @@ struct Line {
 fn line_entry(lines: &mut BTreeMap<LineId, Line>, id: LineId, handle_ms: i64) -> &mut Line {
     lines.entry(id).or_insert_with(|| Line {
         queue: BTreeMap::new(),
+        ranks: RankSet::default(),
         priority: 0,
         offerable: BTreeMap::new(),
         available: BTreeMap::new(),
@@ -622,7 +626,7 @@ impl Dispatcher {
     }
 
     /// Position and wait estimate of an unassigned ticket (`None` if unknown or assigned).
-    /// `O(k)` in the tickets ahead. A directed ticket is positioned among the tickets
+    /// `O(log n)` (order-statistics set per line). A directed ticket is positioned among the tickets
     /// directed to the same operator, with `n = 1`.
     pub fn position(&self, ticket: TicketId) -> Option<Position> {
         let t = self.tickets.get(&ticket)?;
@@ -630,7 +634,7 @@ impl Dispatcher {
             (Phase::Assigned { .. }, _) => return None,
             (_, None) => {
                 let line = self.lines.get(&t.line)?;
-                (line.queue.range(..t.key()).count(), line.online.max(1))
+                (line.ranks.rank(t.key()), line.online.max(1))
             }
             (_, Some(o)) => (self.ops.get(&o)?.directed.range(..t.key()).count(), 1),
         };
@@ -1037,6 +1041,13 @@ impl Dispatcher {
         let line = line_entry(&mut self.lines, t.line, self.config.default_handle_ms);
         let changed =
             if insert { line.queue.insert(key, id).is_none() } else { line.queue.remove(&key).is_some() };
+        if changed {
+            if insert {
+                line.ranks.insert(key);
+            } else {
+                line.ranks.remove(key);
+            }
+        }
         if changed && t.priority != Priority::Normal {
             line.priority = if insert { line.priority + 1 } else { line.priority.saturating_sub(1) };
         }
@@ -1063,6 +1074,129 @@ impl Dispatcher {
                 };
             }
         }
+    }
+}
+
+/// An order-statistics set of [`Key`]s: a treap with subtree sizes. Insert, remove and rank
+/// (how many keys are smaller) in `O(log n)` expected; priorities come from a fixed-seed
+/// xorshift, so the structure is deterministic.
+#[derive(Debug)]
+struct RankSet {
+    nodes: Vec<RankNode>,
+    root: u32,
+    free: Vec<u32>,
+    seed: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RankNode {
+    key: Key,
+    prio: u64,
+    size: u32,
+    left: u32,
+    right: u32,
+}
+
+const NIL: u32 = u32::MAX;
+
+impl Default for RankSet {
+    fn default() -> Self {
+        Self { nodes: Vec::new(), root: NIL, free: Vec::new(), seed: 0x9E37_79B9_7F4A_7C15 }
+    }
+}
+
+impl RankSet {
+    fn size(&self, n: u32) -> u32 {
+        if n == NIL { 0 } else { self.nodes[n as usize].size }
+    }
+
+    fn fix(&mut self, n: u32) {
+        let (l, r) = (self.nodes[n as usize].left, self.nodes[n as usize].right);
+        self.nodes[n as usize].size = 1 + self.size(l) + self.size(r);
+    }
+
+    /// Splits `t` into keys `< key` and keys `>= key`.
+    fn split(&mut self, t: u32, key: Key) -> (u32, u32) {
+        if t == NIL {
+            return (NIL, NIL);
+        }
+        if self.nodes[t as usize].key < key {
+            let (a, b) = self.split(self.nodes[t as usize].right, key);
+            self.nodes[t as usize].right = a;
+            self.fix(t);
+            (t, b)
+        } else {
+            let (a, b) = self.split(self.nodes[t as usize].left, key);
+            self.nodes[t as usize].left = b;
+            self.fix(t);
+            (a, t)
+        }
+    }
+
+    /// Joins `a` and `b`, every key of `a` smaller than every key of `b`.
+    fn merge(&mut self, a: u32, b: u32) -> u32 {
+        if a == NIL {
+            return b;
+        }
+        if b == NIL {
+            return a;
+        }
+        if self.nodes[a as usize].prio > self.nodes[b as usize].prio {
+            let r = self.merge(self.nodes[a as usize].right, b);
+            self.nodes[a as usize].right = r;
+            self.fix(a);
+            a
+        } else {
+            let l = self.merge(a, self.nodes[b as usize].left);
+            self.nodes[b as usize].left = l;
+            self.fix(b);
+            b
+        }
+    }
+
+    fn insert(&mut self, key: Key) {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let node = RankNode { key, prio: self.seed, size: 1, left: NIL, right: NIL };
+        let n = match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = node;
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                u32::try_from(self.nodes.len() - 1).unwrap_or(NIL)
+            }
+        };
+        let (a, b) = self.split(self.root, key);
+        let a = self.merge(a, n);
+        self.root = self.merge(a, b);
+    }
+
+    fn remove(&mut self, key: Key) {
+        let (a, b) = self.split(self.root, key);
+        let (m, c) = self.split(b, (key.0, key.1.saturating_add(1)));
+        if m != NIL {
+            self.free.push(m);
+        }
+        self.root = self.merge(a, c);
+    }
+
+    /// How many keys are smaller than `key`.
+    fn rank(&self, key: Key) -> usize {
+        let mut n = self.root;
+        let mut below = 0usize;
+        while n != NIL {
+            let node = &self.nodes[n as usize];
+            if node.key < key {
+                below += self.size(node.left) as usize + 1;
+                n = node.right;
+            } else {
+                n = node.left;
+            }
+        }
+        below
     }
 }
 
@@ -1166,6 +1300,10 @@ mod tests {
             let q = queue.remove(&lid).unwrap_or_default();
             let prio = q.values().filter(|id| d.tickets[id].priority != Priority::Normal).count();
             assert_eq!((line.priority as usize, &line.queue), (prio, &q), "queue of {lid:?}");
+            for (i, key) in q.keys().enumerate() {
+                assert_eq!(line.ranks.rank(*key), i, "rank of {key:?} on {lid:?}");
+            }
+            assert_eq!(line.ranks.size(line.ranks.root) as usize, q.len(), "order-statistics size");
             assert_eq!(line.offerable, offerable.remove(&lid).unwrap_or_default());
             let skilled = d.ops.iter().filter(|(_, op)| op.skills.contains(&lid));
             let avail: BTreeMap<u64, OperatorId> = skilled
