@@ -5,7 +5,10 @@
 //! - [`validate`]: validated newtypes for untrusted strings (ID numbers, SDP, notes, ...).
 //! - [`protocol`]: the versioned WebSocket protocol (`ClientMsg`, `ServerMsg`).
 //! - [`api`]: REST request and response bodies.
+//! - [`vocab`]: stored and wire names (`as_str`, `FromStr`) of roles, priorities, rating
+//!   levels, outcomes and end reasons, in one place.
 
 pub mod api;
 pub mod protocol;
 pub mod validate;
+pub mod vocab;

@@ -1,5 +1,6 @@
 //! Mappings between the wire vocabulary (`shared::protocol`), the dispatcher's own types and
-//! the strings stored in the database. Pure functions, no state.
+//! the strings stored in the database (the names themselves live in `shared::vocab`). Pure
+//! functions, no state.
 
 use shared::protocol::{
     ErrorCode, OperatorStateView, Outcome, Priority, RatingLevel, RingCancelReason, SessionEndReason,
@@ -9,22 +10,12 @@ use super::core::{Refusal, refuse};
 use crate::dispatch::{self, WithdrawReason};
 
 pub fn priority_str(p: Priority) -> &'static str {
-    match p {
-        Priority::Normal => "normal",
-        Priority::Elderly => "elderly",
-        Priority::Disabled => "disabled",
-        Priority::Pregnant => "pregnant",
-    }
+    p.as_str()
 }
 
 /// The stored priority; anything unknown counts as normal.
 pub fn priority_from_str(s: &str) -> Priority {
-    match s {
-        "elderly" => Priority::Elderly,
-        "disabled" => Priority::Disabled,
-        "pregnant" => Priority::Pregnant,
-        _ => Priority::Normal,
-    }
+    s.parse().unwrap_or_default()
 }
 
 pub fn to_dispatch_priority(p: Priority) -> dispatch::Priority {
@@ -59,35 +50,15 @@ pub fn ring_reason(r: WithdrawReason) -> RingCancelReason {
 }
 
 pub fn outcome_str(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Completed => "completed",
-        Outcome::AcceptedPendingApproval => "accepted_pending_approval",
-        Outcome::NeedsMaterials => "needs_materials",
-        Outcome::ReferredOffline => "referred_offline",
-        Outcome::Rejected => "rejected",
-    }
+    o.as_str()
 }
 
 pub fn rating_str(l: RatingLevel) -> &'static str {
-    match l {
-        RatingLevel::VerySatisfied => "very_satisfied",
-        RatingLevel::Satisfied => "satisfied",
-        RatingLevel::Basic => "basic",
-        RatingLevel::Dissatisfied => "dissatisfied",
-        RatingLevel::VeryDissatisfied => "very_dissatisfied",
-    }
+    l.as_str()
 }
 
 pub fn end_reason_str(r: SessionEndReason) -> &'static str {
-    match r {
-        SessionEndReason::OperatorEnded => "operator_ended",
-        SessionEndReason::ResidentLeft => "resident_left",
-        SessionEndReason::ConnectionLost => "connection_lost",
-        SessionEndReason::Transferred => "transferred",
-        SessionEndReason::SupervisorEnded => "supervisor_ended",
-        SessionEndReason::ServerShutdown => "server_shutdown",
-        SessionEndReason::Unknown => "unknown",
-    }
+    r.as_str()
 }
 
 pub fn dispatch_refusal(e: &dispatch::DispatchError) -> Refusal {
