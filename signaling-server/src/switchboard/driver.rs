@@ -249,18 +249,26 @@ impl Driver {
                 }
             }
         }
-        for o in pending {
-            match o {
-                Output::Send { to, msg } => {
-                    self.out.send(to, &msg);
-                }
-                Output::SendMany { to, msg } => self.out.send_many(&mut to.into_iter(), &msg),
-                Output::Close { party, reason } => self.out.close(party, reason),
-                Output::Persist { .. } | Output::Welcome { .. } | Output::CreateTicket(_) => {}
-            }
-        }
         failed_for.sort();
         failed_for.dedup();
+        // A party whose change was not stored is not told this turn that it worked: it gets
+        // an error instead of the turn's messages.
+        let told = |p: &Uuid| failed_for.binary_search(p).is_err();
+        for o in pending {
+            match o {
+                Output::Send { to, msg } if told(&to) => {
+                    self.out.send(to, &msg);
+                }
+                Output::SendMany { to, msg } => {
+                    self.out.send_many(&mut to.into_iter().filter(|p| told(p)), &msg);
+                }
+                Output::Close { party, reason } => self.out.close(party, reason),
+                Output::Send { .. }
+                | Output::Persist { .. }
+                | Output::Welcome { .. }
+                | Output::CreateTicket(_) => {}
+            }
+        }
         for p in failed_for {
             let msg = ServerMsg::error(
                 ErrorCode::Internal,

@@ -173,3 +173,58 @@ async fn a_flood_is_rate_limited_while_a_burst_of_ice_candidates_goes_through() 
         .await;
     assert_eq!(got, c);
 }
+
+#[tokio::test]
+async fn a_rating_that_cannot_be_stored_is_reported_not_acknowledged() {
+    let app = TestApp::spawn().await;
+    let (_, device) = app.enroll_terminal(0).await;
+    let (mut op, _) = available_operator(&app, "operator1").await;
+    let (mut term, _) = WsClient::connect(&app, &device).await;
+    term.send(&take_ticket(item_id(&app, &device, "MZ-001").await)).await;
+    let ticket = op
+        .expect("ringing", |m| match m {
+            ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
+            _ => None,
+        })
+        .await;
+    op.send(&ClientMsg::Accept { ticket_id: ticket }).await;
+    let session = term
+        .expect("session", |m| match m {
+            ServerMsg::SessionStarted { session } => Some(session.session_id),
+            _ => None,
+        })
+        .await;
+    op.send(&ClientMsg::WrapUp {
+        session_id: session,
+        outcome: shared::protocol::Outcome::Completed,
+        notes: None,
+    })
+    .await;
+    term.expect("rate_request", |m| matches!(m, ServerMsg::RateRequest { .. }).then_some(())).await;
+    // The database refuses ratings from now on.
+    sqlx::query("ALTER TABLE ratings RENAME TO ratings_gone")
+        .execute(&app.state.db.pool)
+        .await
+        .expect("rename");
+    term.send(&ClientMsg::Rate {
+        session_id: session,
+        level: shared::protocol::RatingLevel::Satisfied,
+        comment: None,
+    })
+    .await;
+    let m = term
+        .expect("an answer", |m| match m {
+            ServerMsg::Error { code, .. } => Some(format!("error {code:?}")),
+            ServerMsg::RatingRecorded { .. } => Some("recorded".into()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(m, "error Internal", "the resident is told it failed, never that it worked");
+    // Everything the operator was sent before that is in its queue ahead of this pong.
+    op.send(&ClientMsg::Ping { seq: 9 }).await;
+    op.expect("pong", |m| matches!(m, ServerMsg::Pong { seq: 9 }).then_some(())).await;
+    assert!(
+        !op.seen.iter().any(|m| matches!(m, ServerMsg::RatingRecorded { .. })),
+        "nor is the operator told it was recorded"
+    );
+}

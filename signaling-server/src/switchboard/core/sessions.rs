@@ -273,7 +273,7 @@ impl Core {
         let level = rating_str(level);
         self.persist(
             Write::Rate { session: session_id, ticket: s.ticket, level, comment, rectification_due, at: now },
-            vec![from],
+            vec![from, s.operator],
         );
         self.log_event(s.ticket, Some(session_id), "rated", json!({ "level": level }), now);
         // The operator who served sees the rating in today's history at once.
