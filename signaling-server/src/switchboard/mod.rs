@@ -20,7 +20,7 @@ pub mod wire;
 
 use std::sync::Arc;
 
-use shared::protocol::{ByeReason, ClientMsg, Role, ServerMsg};
+use shared::protocol::{ByeReason, ClientMsg, ServerMsg};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -29,16 +29,7 @@ use crate::ice::IceConfig;
 use crate::pii::Pii;
 use outbox::{DeliveryStats, Outbox};
 
-pub use self::core::SessionInfo;
-
-/// Who is on a connection, as authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartyInfo {
-    pub id: Uuid,
-    pub role: Role,
-    pub point_id: Option<Uuid>,
-    pub name: String,
-}
+pub use self::core::{PartyInfo, SessionInfo};
 
 /// Inputs of the switchboard task.
 #[derive(Debug)]

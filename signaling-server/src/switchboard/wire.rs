@@ -3,10 +3,9 @@
 //! functions, no state.
 
 use shared::protocol::{
-    ErrorCode, OperatorStateView, Outcome, Priority, RatingLevel, RingCancelReason, SessionEndReason,
+    OperatorStateView, Outcome, Priority, RatingLevel, RingCancelReason, SessionEndReason,
 };
 
-use super::core::{Refusal, refuse};
 use crate::dispatch::{self, WithdrawReason};
 
 pub fn priority_str(p: Priority) -> &'static str {
@@ -59,16 +58,4 @@ pub fn rating_str(l: RatingLevel) -> &'static str {
 
 pub fn end_reason_str(r: SessionEndReason) -> &'static str {
     r.as_str()
-}
-
-pub fn dispatch_refusal(e: &dispatch::DispatchError) -> Refusal {
-    use dispatch::DispatchError as E;
-    match e {
-        E::UnknownTicket(_) => refuse(ErrorCode::NotFound, "号票不存在或已结束 (no such ticket)"),
-        E::UnknownOperator(_) => refuse(ErrorCode::Conflict, "请先设为可接听 (set yourself available first)"),
-        E::NotSkilled(..) => refuse(ErrorCode::Forbidden, "您不负责该条线 (not your line)"),
-        E::OfferExpired(_) => refuse(ErrorCode::Conflict, "来电已超时 (the offer expired)"),
-        E::NotOffered(..) => refuse(ErrorCode::Conflict, "该来电未分配给您 (not offered to you)"),
-        _ => refuse(ErrorCode::Conflict, "当前状态不允许此操作 (not allowed in the current state)"),
-    }
 }

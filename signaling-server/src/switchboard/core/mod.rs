@@ -25,10 +25,16 @@ use shared::validate::Token;
 use uuid::Uuid;
 
 use super::store::Write;
-use super::wire::dispatch_refusal;
 use crate::dispatch::{self, Action, Dispatcher};
 
-pub use super::PartyInfo;
+/// Who is on a connection, as authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartyInfo {
+    pub id: Uuid,
+    pub role: Role,
+    pub point_id: Option<Uuid>,
+    pub name: String,
+}
 
 /// The board goes out at most this often (ms).
 pub const BOARD_INTERVAL_MS: i64 = 1000;
@@ -559,5 +565,18 @@ impl Core {
                 }
             }
         }
+    }
+}
+
+/// A refusal by the dispatcher, as the sender reads it.
+pub fn dispatch_refusal(e: &dispatch::DispatchError) -> Refusal {
+    use dispatch::DispatchError as E;
+    match e {
+        E::UnknownTicket(_) => refuse(ErrorCode::NotFound, "号票不存在或已结束 (no such ticket)"),
+        E::UnknownOperator(_) => refuse(ErrorCode::Conflict, "请先设为可接听 (set yourself available first)"),
+        E::NotSkilled(..) => refuse(ErrorCode::Forbidden, "您不负责该条线 (not your line)"),
+        E::OfferExpired(_) => refuse(ErrorCode::Conflict, "来电已超时 (the offer expired)"),
+        E::NotOffered(..) => refuse(ErrorCode::Conflict, "该来电未分配给您 (not offered to you)"),
+        _ => refuse(ErrorCode::Conflict, "当前状态不允许此操作 (not allowed in the current state)"),
     }
 }
