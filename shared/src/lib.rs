@@ -5,7 +5,10 @@
 //! - [`validate`]: validated newtypes for untrusted strings (ID numbers, SDP, notes, ...).
 //! - [`protocol`]: the versioned WebSocket protocol (`ClientMsg`, `ServerMsg`).
 //! - [`api`]: REST request and response bodies.
+//! - [`cases`]: REST bodies of cases that outlive the call (calendar, opening hours, work
+//!   orders, call-backs, notifications, home visits, reports).
 
 pub mod api;
+pub mod cases;
 pub mod protocol;
 pub mod validate;

@@ -6,6 +6,8 @@
 //! - [`db`]: the sqlx `Any` pool (SQLite default, PostgreSQL in production) and migrations.
 //! - [`auth`]: signing keys, JWTs, refresh tokens, passwords, throttling, the `Principal`.
 //! - [`audit`]: the append-only, hash-chained audit log.
+//! - [`cases`]: work orders (工单) and their follow-ups.
+//! - [`calendar`]: China-time dates, the working-day calendar (holidays, 调休) and deadlines.
 //! - [`api`]: the HTTP surface, one module per resource, and the OpenAPI document.
 //! - [`dispatch`]: the queue and dispatch state machine (sans-IO, explicit `now`).
 //! - [`switchboard`]: the task that owns live tickets and calls, persists them and delivers
@@ -25,6 +27,8 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod calendar;
+pub mod cases;
 pub mod config;
 pub mod db;
 pub mod demo;

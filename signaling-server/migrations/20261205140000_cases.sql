@@ -1,0 +1,98 @@
+-- Cases that outlive the call (issue 14): the working-day calendar, points' structured opening
+-- hours, work orders (工单) and their history.
+
+-- China's statutory holidays and make-up working days (调休), one row per day that differs from
+-- the ordinary week (Monday–Friday working, Saturday and Sunday off). Seeded from
+-- signaling-server/data/cn-calendar-2025-2026.csv (State Council notices); admins edit a year
+-- through /api/v1/calendar/{year}.
+CREATE TABLE calendar_days (
+    day TEXT PRIMARY KEY,                    -- YYYY-MM-DD, China Standard Time
+    kind TEXT NOT NULL,                      -- holiday | workday
+    festival TEXT NOT NULL,
+    festival_zh TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT
+);
+
+INSERT INTO calendar_days (day, kind, festival, festival_zh, updated_at, updated_by) VALUES
+('2025-01-01', 'holiday', 'New Year''s Day', '元旦', 0, NULL),
+('2025-01-26', 'workday', 'Spring Festival', '春节', 0, NULL),
+('2025-01-28', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2025-01-29', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2025-01-30', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2025-01-31', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2025-02-01', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2025-02-02', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2025-02-03', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2025-02-04', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2025-02-08', 'workday', 'Spring Festival', '春节', 0, NULL),
+('2025-04-04', 'holiday', 'Tomb-sweeping Day', '清明节', 0, NULL),
+('2025-04-05', 'holiday', 'Tomb-sweeping Day', '清明节', 0, NULL),
+('2025-04-06', 'holiday', 'Tomb-sweeping Day', '清明节', 0, NULL),
+('2025-04-27', 'workday', 'Labour Day', '劳动节', 0, NULL),
+('2025-05-01', 'holiday', 'Labour Day', '劳动节', 0, NULL),
+('2025-05-02', 'holiday', 'Labour Day', '劳动节', 0, NULL),
+('2025-05-03', 'holiday', 'Labour Day', '劳动节', 0, NULL),
+('2025-05-04', 'holiday', 'Labour Day', '劳动节', 0, NULL),
+('2025-05-05', 'holiday', 'Labour Day', '劳动节', 0, NULL),
+('2025-05-31', 'holiday', 'Dragon Boat Festival', '端午节', 0, NULL),
+('2025-06-01', 'holiday', 'Dragon Boat Festival', '端午节', 0, NULL),
+('2025-06-02', 'holiday', 'Dragon Boat Festival', '端午节', 0, NULL),
+('2025-09-28', 'workday', 'National Day', '国庆节', 0, NULL),
+('2025-10-01', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2025-10-02', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2025-10-03', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2025-10-04', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2025-10-05', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2025-10-06', 'holiday', 'Mid-autumn Festival', '中秋节', 0, NULL),
+('2025-10-07', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2025-10-08', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2025-10-11', 'workday', 'National Day', '国庆节', 0, NULL),
+('2026-01-01', 'holiday', 'New Year''s Day', '元旦', 0, NULL),
+('2026-01-02', 'holiday', 'New Year''s Day', '元旦', 0, NULL),
+('2026-01-03', 'holiday', 'New Year''s Day', '元旦', 0, NULL),
+('2026-01-04', 'workday', 'New Year''s Day', '元旦', 0, NULL),
+('2026-02-14', 'workday', 'Spring Festival', '春节', 0, NULL),
+('2026-02-15', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2026-02-16', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2026-02-17', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2026-02-18', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2026-02-19', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2026-02-20', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2026-02-21', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2026-02-22', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2026-02-23', 'holiday', 'Spring Festival', '春节', 0, NULL),
+('2026-02-28', 'workday', 'Spring Festival', '春节', 0, NULL),
+('2026-04-04', 'holiday', 'Tomb-sweeping Day', '清明节', 0, NULL),
+('2026-04-05', 'holiday', 'Tomb-sweeping Day', '清明节', 0, NULL),
+('2026-04-06', 'holiday', 'Tomb-sweeping Day', '清明节', 0, NULL),
+('2026-05-01', 'holiday', 'Labour Day', '劳动节', 0, NULL),
+('2026-05-02', 'holiday', 'Labour Day', '劳动节', 0, NULL),
+('2026-05-03', 'holiday', 'Labour Day', '劳动节', 0, NULL),
+('2026-05-04', 'holiday', 'Labour Day', '劳动节', 0, NULL),
+('2026-05-05', 'holiday', 'Labour Day', '劳动节', 0, NULL),
+('2026-05-09', 'workday', 'Labour Day', '劳动节', 0, NULL),
+('2026-06-19', 'holiday', 'Dragon Boat Festival', '端午节', 0, NULL),
+('2026-06-20', 'holiday', 'Dragon Boat Festival', '端午节', 0, NULL),
+('2026-06-21', 'holiday', 'Dragon Boat Festival', '端午节', 0, NULL),
+('2026-09-20', 'workday', 'National Day', '国庆节', 0, NULL),
+('2026-09-25', 'holiday', 'Mid-autumn Festival', '中秋节', 0, NULL),
+('2026-09-26', 'holiday', 'Mid-autumn Festival', '中秋节', 0, NULL),
+('2026-09-27', 'holiday', 'Mid-autumn Festival', '中秋节', 0, NULL),
+('2026-10-01', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2026-10-02', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2026-10-03', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2026-10-04', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2026-10-05', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2026-10-06', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2026-10-07', 'holiday', 'National Day', '国庆节', 0, NULL),
+('2026-10-10', 'workday', 'National Day', '国庆节', 0, NULL);
+
+-- A point's opening hours as structured data (JSON of shared::cases::OpeningHours); the free
+-- text stays in service_points.opening_hours and is shown beside it.
+CREATE TABLE point_opening_hours (
+    point_id TEXT PRIMARY KEY REFERENCES service_points(id),
+    schedule TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT
+);
