@@ -96,3 +96,48 @@ CREATE TABLE point_opening_hours (
     updated_at BIGINT NOT NULL,
     updated_by TEXT
 );
+
+-- Work orders (工单): states accepted | classified | transferred | completed | closed.
+CREATE TABLE work_orders (
+    id TEXT PRIMARY KEY,
+    number TEXT NOT NULL UNIQUE,             -- GD + China date + sequence
+    source TEXT NOT NULL,                    -- wrap_up | point | hotline_12345 | suggestion_box | good_bad_review
+    source_ref TEXT,
+    session_id TEXT UNIQUE REFERENCES call_sessions(id),
+    point_id TEXT NOT NULL REFERENCES service_points(id),
+    item_id TEXT NOT NULL REFERENCES service_items(id),
+    line_id TEXT NOT NULL REFERENCES business_lines(id),
+    resident_masked TEXT,
+    summary TEXT NOT NULL,
+    case_number TEXT,                        -- 办件编号
+    category TEXT,
+    department TEXT,
+    assignee_id TEXT REFERENCES users(id),
+    state TEXT NOT NULL,
+    suspended_reason TEXT,
+    deadline TEXT NOT NULL,                  -- JSON of shared::cases::DeadlineClass
+    clock_start BIGINT NOT NULL,
+    pauses TEXT NOT NULL,                    -- JSON [[from, to|null], ...]
+    due_at BIGINT NOT NULL,                  -- as of the last change (open pauses until then)
+    escalated BIGINT NOT NULL,               -- 0 none | 1 near due | 2 overdue
+    outstanding_materials TEXT NOT NULL,     -- JSON array of names
+    created_by TEXT REFERENCES users(id),
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    closed_at BIGINT,
+    version BIGINT NOT NULL
+);
+CREATE INDEX work_orders_state ON work_orders(state, due_at);
+CREATE INDEX work_orders_point ON work_orders(point_id, created_at);
+
+CREATE TABLE work_order_events (
+    order_id TEXT NOT NULL REFERENCES work_orders(id),
+    seq BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    actor_id TEXT REFERENCES users(id),
+    action TEXT NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    note TEXT,
+    PRIMARY KEY (order_id, seq)
+);

@@ -157,6 +157,7 @@ impl Application {
         let app = api::router(self.state.clone());
         let retention = tokio::spawn(retention_task(self.state.clone()));
         let health = tokio::spawn(terminal_health::monitor_task(self.state.clone()));
+        let cases = tokio::spawn(cases::orders::worker(self.state.clone()));
         let sb = self.state.switchboard.clone();
         // Signaling frames are small and latency-sensitive: no Nagle delay.
         let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
@@ -173,6 +174,7 @@ impl Application {
             .await?;
         retention.abort();
         health.abort();
+        cases.abort();
         self.state.db.pool.close().await;
         Ok(())
     }

@@ -127,6 +127,9 @@ fn cases_router() -> OpenApiRouter<AppState> {
         .routes(routes!(cal::import))
         .routes(routes!(cal::deadline))
         .routes(routes!(points::get_opening_hours, points::put_opening_hours))
+        .routes(routes!(crate::cases::orders::list, crate::cases::orders::create))
+        .routes(routes!(crate::cases::orders::get))
+        .routes(routes!(crate::cases::orders::step))
 }
 
 /// The terminals' heartbeat takes at most `HEALTH_MAX_BODY` (16 KiB), not the JSON limit.
