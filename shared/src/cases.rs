@@ -180,6 +180,7 @@ pub enum OrderSource {
     /// Opened by committee staff at a service point.
     Point,
     /// 12345 hotline, entered by a supervisor.
+    #[serde(rename = "hotline_12345")]
     Hotline12345,
     /// 意见箱, entered by a supervisor.
     SuggestionBox,

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 use shared::api::ErrorBody;
 use shared::cases::{
-    CreateOrderRequest, DeadlineClass, EscalationLevel, OrderAction, OrderActionRequest, OrderEvent, OrderSource,
-    OrderState, OrderView,
+    CreateOrderRequest, DeadlineClass, EscalationLevel, OrderAction, OrderActionRequest, OrderEvent,
+    OrderSource, OrderState, OrderView,
 };
 use shared::protocol::Role;
 use sqlx::Row;
@@ -144,7 +144,8 @@ async fn history(db: &Db, id: Uuid) -> ApiResult<Vec<OrderEvent>> {
                 action_zh: action_label(&action).to_owned(),
                 action,
                 from_state: r.try_get::<Option<String>, _>("from_state")?.and_then(|s| OrderState::parse(&s)),
-                to_state: OrderState::parse(&r.try_get::<String, _>("to_state")?).ok_or_else(ApiError::internal)?,
+                to_state: OrderState::parse(&r.try_get::<String, _>("to_state")?)
+                    .ok_or_else(ApiError::internal)?,
                 note: r.try_get("note")?,
             })
         })
@@ -190,12 +191,14 @@ async fn may_see(db: &Db, p: &Principal, r: &AnyRow) -> ApiResult<bool> {
             created == me
                 || assignee == me
                 || match session {
-                    Some(s) => sqlx::query("SELECT 1 AS x FROM call_sessions WHERE id = $1 AND operator_id = $2")
-                        .bind(s)
-                        .bind(p.id.to_string())
-                        .fetch_optional(&db.pool)
-                        .await?
-                        .is_some(),
+                    Some(s) => {
+                        sqlx::query("SELECT 1 AS x FROM call_sessions WHERE id = $1 AND operator_id = $2")
+                            .bind(s)
+                            .bind(p.id.to_string())
+                            .fetch_optional(&db.pool)
+                            .await?
+                            .is_some()
+                    }
                     None => false,
                 }
         }
@@ -367,26 +370,24 @@ pub async fn create(
         .await;
         match inserted {
             Ok(_) => {
-                insert_event(&mut tx, id, 1, now, Some(p.id), "create", None, order.state, Some(&summary)).await?;
+                insert_event(&mut tx, id, 1, now, Some(p.id), "create", None, order.state, Some(&summary))
+                    .await?;
                 tx.commit().await?;
                 break;
             }
             Err(e) if attempt < 5 && is_unique_violation(&e) => {
                 attempt += 1;
                 drop(tx);
-                if req.source == OrderSource::WrapUp {
-                    // Maybe the same call raced us: answer with that order.
-                    if let Some(sid) = session {
-                        if let Some(r) = sqlx::query("SELECT id FROM work_orders WHERE session_id = $1")
-                            .bind(sid.to_string())
-                            .fetch_optional(&state.db.pool)
-                            .await?
-                        {
-                            let id = parse_id(&r.try_get::<String, _>("id")?)?;
-                            let v = load_view(&state, id, true).await?.ok_or_else(ApiError::internal)?;
-                            return Ok((StatusCode::OK, Json(v)));
-                        }
-                    }
+                // Maybe the same call raced us: answer with that order.
+                if let Some(sid) = session
+                    && let Some(r) = sqlx::query("SELECT id FROM work_orders WHERE session_id = $1")
+                        .bind(sid.to_string())
+                        .fetch_optional(&state.db.pool)
+                        .await?
+                {
+                    let id = parse_id(&r.try_get::<String, _>("id")?)?;
+                    let v = load_view(&state, id, true).await?.ok_or_else(ApiError::internal)?;
+                    return Ok((StatusCode::OK, Json(v)));
                 }
             }
             Err(e) => return Err(e.into()),
@@ -478,7 +479,9 @@ pub async fn list(
                 .to_owned(),
             Some(p.id.to_string()),
         ),
-        _ => (" AND o.point_id = $1".to_owned(), Some(p.point_id.ok_or_else(ApiError::forbidden)?.to_string())),
+        _ => {
+            (" AND o.point_id = $1".to_owned(), Some(p.point_id.ok_or_else(ApiError::forbidden)?.to_string()))
+        }
     };
     let limit_param = if bind.is_some() { "$2" } else { "$1" };
     let sql = format!("{SELECT} WHERE 1 = 1{filter}{scope} ORDER BY {order} LIMIT {limit_param}");
@@ -500,7 +503,11 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "cases", params(("id" = Uuid, Path)),
     responses((status = 200, body = OrderView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<AppState>, p: Principal, Path(id): Path<Uuid>) -> ApiResult<Json<OrderView>> {
+pub async fn get(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<OrderView>> {
     p.require(&[Role::Admin, Role::Supervisor, Role::Operator, Role::Staff])?;
     let row = load_row(&state.db, id).await?.ok_or_else(|| ApiError::not_found("工单"))?;
     if !may_see(&state.db, &p, &row).await? {
@@ -521,7 +528,9 @@ fn action_note(a: &OrderAction) -> ApiResult<Option<String>> {
         OrderAction::Complete { result } => text("result", result, 500),
         OrderAction::Feedback { feedback } => text("feedback", feedback, 500),
         OrderAction::Resume => Ok(None),
-        OrderAction::SetDeadline { deadline } => Ok(Some(serde_json::to_string(deadline).unwrap_or_default())),
+        OrderAction::SetDeadline { deadline } => {
+            Ok(Some(serde_json::to_string(deadline).unwrap_or_default()))
+        }
     }
 }
 
@@ -543,7 +552,9 @@ pub async fn step(
     if !may_see(&state.db, &p, &row).await? {
         return Err(ApiError::not_found("工单"));
     }
-    if p.role == Role::Operator && matches!(req.step, OrderAction::Reopen { .. } | OrderAction::SetDeadline { .. }) {
+    if p.role == Role::Operator
+        && matches!(req.step, OrderAction::Reopen { .. } | OrderAction::SetDeadline { .. })
+    {
         return Err(ApiError::forbidden());
     }
     let note = action_note(&req.step)?;
@@ -576,7 +587,9 @@ pub async fn step(
     };
     let cal = calendar::load(&state.db).await?;
     let closed_at = match next.state {
-        OrderState::Completed | OrderState::Closed => Some(row.try_get::<Option<i64>, _>("closed_at")?.unwrap_or(now)),
+        OrderState::Completed | OrderState::Closed => {
+            Some(row.try_get::<Option<i64>, _>("closed_at")?.unwrap_or(now))
+        }
         _ => None,
     };
     let mut tx = state.db.pool.begin().await?;
@@ -605,13 +618,24 @@ pub async fn step(
     if done != 1 {
         return Err(ApiError::conflict("工单已被他人更新，请刷新后重试 (changed by someone else)"));
     }
-    let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM work_order_events WHERE order_id = $1")
-        .bind(id.to_string())
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
-    insert_event(&mut tx, id, seq, now, Some(p.id), req.step.kind(), Some(cur.state), next.state, note.as_deref())
-        .await?;
+    let seq: i64 =
+        sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM work_order_events WHERE order_id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+    insert_event(
+        &mut tx,
+        id,
+        seq,
+        now,
+        Some(p.id),
+        req.step.kind(),
+        Some(cur.state),
+        next.state,
+        note.as_deref(),
+    )
+    .await?;
     tx.commit().await?;
     for e in &effects {
         tracing::info!(order = %id, effect = ?e, "work order effect");
@@ -653,20 +677,25 @@ pub async fn escalate_due(state: &AppState, now: i64) -> ApiResult<Vec<(Uuid, Es
         if done != 1 {
             continue; // changed meanwhile; the next run looks again
         }
-        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM work_order_events WHERE order_id = $1")
-            .bind(id.to_string())
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
+        let seq: i64 =
+            sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM work_order_events WHERE order_id = $1")
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
         let (action, note) = match level {
-            EscalationLevel::Overdue => ("escalate_overdue", format!("已超过办理时限 {}", cst_minute(m.due_at(&cal, now)))),
+            EscalationLevel::Overdue => {
+                ("escalate_overdue", format!("已超过办理时限 {}", cst_minute(m.due_at(&cal, now))))
+            }
             _ => ("escalate_near_due", format!("今日到期 {}", cst_minute(m.due_at(&cal, now)))),
         };
         insert_event(&mut tx, id, seq, now, None, action, Some(m.state), m.state, Some(&note)).await?;
         tx.commit().await?;
         let _ = Effect::Escalate(level);
         state
-            .audit(AuditRecord::new("order.escalate", "work_order").target(id).detail(json!({ "level": level })))
+            .audit(
+                AuditRecord::new("order.escalate", "work_order").target(id).detail(json!({ "level": level })),
+            )
             .await;
         raised.push((id, level));
     }

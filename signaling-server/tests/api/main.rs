@@ -5,6 +5,8 @@ mod helpers;
 
 mod audit;
 mod auth;
+mod calendar;
+mod cases_orders;
 mod catalog;
 mod health;
 mod hostile;

@@ -98,6 +98,32 @@ async fn every_endpoint_checks_authentication_and_role() {
             Some(json!({ "callback_result": "已回访" })),
             &[Admin, Supervisor],
         ),
+        // Cases (issue 14): calendar, opening hours, work orders.
+        (Method::GET, "/api/v1/calendar/2026".into(), None, PERSONS),
+        (Method::PUT, "/api/v1/calendar/2030".into(), Some(json!({ "days": [] })), &[Admin]),
+        (
+            Method::POST,
+            "/api/v1/calendar/import".into(),
+            Some(json!({ "csv": "date,kind,festival,festival_zh\n" })),
+            &[Admin],
+        ),
+        (Method::GET, "/api/v1/calendar/deadline?days=5".into(), None, PERSONS),
+        (Method::GET, format!("/api/v1/points/{r}/opening-hours"), None, &[Admin, Supervisor, Operator]),
+        (Method::PUT, format!("/api/v1/points/{r}/opening-hours"), Some(json!({ "weekly": [] })), &[Admin]),
+        (Method::GET, "/api/v1/orders".into(), None, PERSONS),
+        (
+            Method::POST,
+            "/api/v1/orders".into(),
+            Some(json!({ "source": "hotline_12345", "summary": "x", "deadline": { "class": "same_day" } })),
+            &[Admin, Supervisor],
+        ),
+        (Method::GET, format!("/api/v1/orders/{r}"), None, PERSONS),
+        (
+            Method::POST,
+            format!("/api/v1/orders/{r}/steps"),
+            Some(json!({ "step": { "action": "resume" } })),
+            &[Admin, Supervisor, Operator],
+        ),
     ];
     for (method, path, body, allowed) in &cases {
         let (s, b) = app.call(method.clone(), path, None, body.clone()).await;
