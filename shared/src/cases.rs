@@ -435,6 +435,11 @@ pub struct OrderView {
     pub line_name: String,
     /// Masked, e.g. `张*`.
     pub resident_masked: Option<String>,
+    /// The resident's phone number, masked (`138****5678`); recorded only with consent.
+    pub phone_masked: Option<String>,
+    /// When the resident agreed to be contacted, and to what.
+    pub consent_at: Option<i64>,
+    pub consent_text: Option<String>,
     pub summary: String,
     pub case_number: Option<String>,
     pub category: Option<String>,
@@ -473,4 +478,26 @@ pub struct OrderActionRequest {
     #[serde(default)]
     pub expected_version: Option<i64>,
     pub step: OrderAction,
+}
+
+/// Records the resident's phone number after they agreed to be contacted about the case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OrderContactRequest {
+    /// Mainland mobile (11 digits starting with 1) or landline (digits and `-`, 7–16).
+    pub phone: String,
+    /// The consent wording read to or shown to the resident; 1–500 characters.
+    pub consent_text: String,
+    /// Must be `true`: the resident agreed.
+    pub consent: bool,
+}
+
+/// The full phone number, after an audited reveal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderContactReveal {
+    pub phone: String,
+    pub consent_at: i64,
+    pub consent_text: String,
 }

@@ -108,6 +108,11 @@ CREATE TABLE work_orders (
     item_id TEXT NOT NULL REFERENCES service_items(id),
     line_id TEXT NOT NULL REFERENCES business_lines(id),
     resident_masked TEXT,
+    phone_enc TEXT,                          -- AES-256-GCM bound to the order (pii.rs)
+    phone_masked TEXT,
+    consent_text TEXT,                       -- what the resident agreed to
+    consent_at BIGINT,
+    consent_by TEXT REFERENCES users(id),
     summary TEXT NOT NULL,
     case_number TEXT,                        -- 办件编号
     category TEXT,

@@ -130,6 +130,8 @@ fn cases_router() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::cases::orders::list, crate::cases::orders::create))
         .routes(routes!(crate::cases::orders::get))
         .routes(routes!(crate::cases::orders::step))
+        .routes(routes!(crate::cases::orders::set_contact))
+        .routes(routes!(crate::cases::orders::reveal_contact))
 }
 
 /// The terminals' heartbeat takes at most `HEALTH_MAX_BODY` (16 KiB), not the JSON limit.

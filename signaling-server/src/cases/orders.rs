@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 use shared::api::ErrorBody;
 use shared::cases::{
-    CreateOrderRequest, DeadlineClass, EscalationLevel, OrderAction, OrderActionRequest, OrderEvent,
-    OrderSource, OrderState, OrderView,
+    CreateOrderRequest, DeadlineClass, EscalationLevel, OrderAction, OrderActionRequest, OrderContactRequest,
+    OrderContactReveal, OrderEvent, OrderSource, OrderState, OrderView,
 };
 use shared::protocol::Role;
 use sqlx::Row;
@@ -28,7 +28,8 @@ use crate::error::{ApiError, ApiResult, Json, Path, Query, check_text};
 use crate::state::AppState;
 
 const SELECT: &str = "SELECT o.id, o.number, o.source, o.source_ref, o.session_id, o.point_id, pt.name AS point_name, \
-    pt.street, o.item_id, i.name AS item_name, o.line_id, l.name AS line_name, o.resident_masked, o.summary, \
+    pt.street, o.item_id, i.name AS item_name, o.line_id, l.name AS line_name, o.resident_masked, o.phone_masked, \
+    o.consent_at, o.consent_text, o.summary, \
     o.case_number, o.category, o.department, o.assignee_id, a.display_name AS assignee_name, o.state, \
     o.suspended_reason, o.deadline, o.clock_start, o.pauses, o.due_at, o.escalated, o.outstanding_materials, \
     o.created_by, o.created_at, o.updated_at, o.closed_at, o.version \
@@ -99,6 +100,9 @@ fn view_of(r: &AnyRow, cal: &Calendar, now: i64) -> ApiResult<OrderView> {
         line_id: parse_id(&r.try_get::<String, _>("line_id")?)?,
         line_name: r.try_get("line_name")?,
         resident_masked: r.try_get("resident_masked")?,
+        phone_masked: r.try_get("phone_masked")?,
+        consent_at: r.try_get("consent_at")?,
+        consent_text: r.try_get("consent_text")?,
         summary: r.try_get("summary")?,
         case_number: r.try_get("case_number")?,
         category: m.category.clone(),
@@ -648,6 +652,140 @@ pub async fn step(
     Ok(Json(load_view(&state, id, true).await?.ok_or_else(ApiError::internal)?))
 }
 
+// ---------------------------------------------------------------------------------------------
+// The resident's phone number, with consent
+
+/// A mainland mobile (`1` + 10 digits) or a landline (7–16 digits and dashes, not starting
+/// with `1`).
+pub fn check_phone(p: &str) -> ApiResult<String> {
+    let p = p.trim();
+    let digits = p.bytes().filter(u8::is_ascii_digit).count();
+    let mobile = p.len() == 11 && p.starts_with('1') && digits == 11;
+    let landline = !p.starts_with('1')
+        && (7..=16).contains(&p.len())
+        && p.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        && !p.starts_with('-')
+        && !p.ends_with('-')
+        && digits >= 7;
+    if mobile || landline {
+        Ok(p.to_owned())
+    } else {
+        Err(ApiError::validation("电话号码格式不正确 (invalid phone number)"))
+    }
+}
+
+/// `138****5678`: the first three and last four digits.
+pub fn mask_phone(p: &str) -> String {
+    let chars: Vec<char> = p.chars().collect();
+    if chars.len() <= 7 {
+        return format!("{}****", chars.iter().take(2).collect::<String>());
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+fn phone_context(id: Uuid) -> String {
+    format!("work_order:{id}:phone")
+}
+
+/// Record the resident's phone number after they agreed (operators on their orders,
+/// supervisors, staff at the order's point). Stored encrypted, shown masked.
+#[utoipa::path(put, path = "/api/v1/orders/{id}/contact", tag = "cases", params(("id" = Uuid, Path)),
+    request_body = OrderContactRequest,
+    responses((status = 200, body = OrderView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_contact(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<Uuid>,
+    Json(req): Json<OrderContactRequest>,
+) -> ApiResult<Json<OrderView>> {
+    p.require(&[Role::Admin, Role::Supervisor, Role::Operator, Role::Staff])?;
+    let row = load_row(&state.db, id).await?.ok_or_else(|| ApiError::not_found("工单"))?;
+    if !may_see(&state.db, &p, &row).await? {
+        return Err(ApiError::not_found("工单"));
+    }
+    if !req.consent {
+        return Err(ApiError::validation("须经居民同意方可记录电话 (the resident's consent is required)"));
+    }
+    let consent_text = check_text("consent_text", &req.consent_text, 500, false)?;
+    let phone = check_phone(&req.phone)?;
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE work_orders SET phone_enc = $1, phone_masked = $2, consent_text = $3, consent_at = $4, \
+         consent_by = $5, updated_at = $4, version = version + 1 WHERE id = $6",
+    )
+    .bind(state.pii.encrypt(&phone, &phone_context(id)))
+    .bind(mask_phone(&phone))
+    .bind(&consent_text)
+    .bind(now)
+    .bind(p.id.to_string())
+    .bind(id.to_string())
+    .execute(&state.db.pool)
+    .await?;
+    state
+        .audit(
+            AuditRecord::new("order.contact", "work_order")
+                .by(&p)
+                .target(id)
+                .detail(json!({ "consent": true })),
+        )
+        .await;
+    Ok(Json(load_view(&state, id, true).await?.ok_or_else(ApiError::internal)?))
+}
+
+/// Reveal the resident's full phone number to call them (supervisors, admins, and the
+/// operator of the order); every reveal is audited, refusals too.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/contact/reveal", tag = "cases", params(("id" = Uuid, Path)),
+    responses((status = 200, body = OrderContactReveal), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn reveal_contact(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<OrderContactReveal>> {
+    let audit = |outcome: &'static str| {
+        AuditRecord::new("order.contact.reveal", "work_order").by(&p).target(id).outcome(outcome)
+    };
+    if p.require(&[Role::Admin, Role::Supervisor, Role::Operator]).is_err() {
+        state.audit(audit("denied")).await;
+        return Err(ApiError::forbidden());
+    }
+    let row = load_row(&state.db, id).await?.ok_or_else(|| ApiError::not_found("工单"))?;
+    if !may_see(&state.db, &p, &row).await? {
+        state.audit(audit("denied")).await;
+        return Err(ApiError::not_found("工单"));
+    }
+    let stored = sqlx::query("SELECT phone_enc, consent_at, consent_text FROM work_orders WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(&state.db.pool)
+        .await?;
+    let (Some(enc), Some(at), Some(text)) = (
+        stored.try_get::<Option<String>, _>("phone_enc")?,
+        stored.try_get::<Option<i64>, _>("consent_at")?,
+        stored.try_get::<Option<String>, _>("consent_text")?,
+    ) else {
+        return Err(ApiError::not_found("联系电话"));
+    };
+    let phone = state.pii.decrypt(&enc, &phone_context(id)).map_err(|_| ApiError::internal())?;
+    state.audit(audit("success")).await;
+    Ok(Json(OrderContactReveal { phone, consent_at: at, consent_text: text }))
+}
+
+/// Erases phone numbers of orders closed more than `days` ago (the personal-data retention).
+pub async fn purge_contacts(db: &Db, days: u32, now: i64) -> Result<u64, sqlx::Error> {
+    let cutoff = now - i64::from(days) * calendar::DAY_MS;
+    Ok(sqlx::query(
+        "UPDATE work_orders SET phone_enc = NULL, phone_masked = NULL WHERE phone_enc IS NOT NULL \
+         AND closed_at IS NOT NULL AND closed_at < $1 AND state IN ('completed', 'closed')",
+    )
+    .bind(cutoff)
+    .execute(&db.pool)
+    .await?
+    .rows_affected())
+}
+
 /// Raises every open order whose escalation is due at `now` (临期 / 超期提级), recording a
 /// history step for each. Returns the orders raised, with their new level. Run by the cases
 /// worker; idempotent (an order is raised once per level).
@@ -711,6 +849,15 @@ pub async fn worker(state: AppState) {
         every.tick().await;
         if let Err(e) = escalate_due(&state, now_ms()).await {
             tracing::error!(error = %e.message, "work order escalation failed");
+        }
+        match purge_contacts(&state.db, state.config.pii_retention_days, now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                let rec =
+                    AuditRecord::new("order.contact.purge", "work_order").detail(json!({ "orders": n }));
+                state.audit(rec).await;
+            }
+            Err(e) => tracing::error!(error = %e, "work order contacts not purged"),
         }
         if let Err(e) = calendar::reconcile_deadlines(&state.db).await {
             tracing::error!(error = %e, "rectification deadlines not reconciled");

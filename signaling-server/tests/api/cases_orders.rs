@@ -226,3 +226,78 @@ async fn staff_open_and_see_only_their_points_orders() {
     let (s, _) = app.post("/api/v1/orders", Some(&token), json!({ "source": "point", "item_id": uuid::Uuid::new_v4(), "summary": "x", "deadline": { "class": "same_day" } })).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_phone_number_is_kept_only_with_consent_encrypted_masked_and_revealed_with_audit() {
+    const PHONE: &str = "13812345678";
+    let app = TestApp::spawn().await;
+    let sup = app.login("supervisor").await;
+    let point = app.first_point(&sup).await;
+    let item = item_id(&app, &sup, "MZ-001").await;
+    let (_, order) = app
+        .post(
+            "/api/v1/orders",
+            Some(&sup),
+            json!({ "source": "suggestion_box", "point_id": point["id"], "item_id": item,
+                    "summary": "意见箱：希望延长周末开放时间", "deadline": { "class": "ten_days" } }),
+        )
+        .await;
+    let id = order["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/v1/orders/{id}/contact");
+    let consent = "您同意我们通过此电话告知办理进度并回访吗？";
+    let put = |body: Value| app.call(reqwest::Method::PUT, &path, Some(&sup), Some(body));
+    for bad in [
+        json!({ "phone": PHONE, "consent_text": consent, "consent": false }),
+        json!({ "phone": PHONE, "consent_text": "", "consent": true }),
+        json!({ "phone": "1381234567", "consent_text": consent, "consent": true }),
+        json!({ "phone": "+86 13812345678", "consent_text": consent, "consent": true }),
+        json!({ "phone": "-------", "consent_text": consent, "consent": true }),
+        json!({ "phone": "1".repeat(5000), "consent_text": consent, "consent": true }),
+    ] {
+        let (s, e) = put(bad.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {e}");
+    }
+    let (s, o) = put(json!({ "phone": PHONE, "consent_text": consent, "consent": true })).await;
+    assert_eq!(s, StatusCode::OK, "{o}");
+    assert_eq!(o["phone_masked"], "138****5678");
+    assert_eq!(o["consent_text"], consent);
+    assert!(o["consent_at"].is_i64());
+    assert!(!o.to_string().contains(PHONE), "never in a view");
+    let stored: String = sqlx::query_scalar("SELECT phone_enc FROM work_orders WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .expect("row");
+    assert!(stored.starts_with("v1:") && !stored.contains(PHONE), "encrypted at rest");
+    // Reveal: audited; an operator who has nothing to do with the order is refused, audited too.
+    let op2 = app.login("operator2").await;
+    let reveal = format!("/api/v1/orders/{id}/contact/reveal");
+    let (s, _) = app.post(&reveal, Some(&op2), json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, r) = app.post(&reveal, Some(&sup), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["phone"], PHONE);
+    let audits = app.audit("order.contact.reveal").await;
+    let outcomes: Vec<&str> = audits.iter().filter_map(|a| a["outcome"].as_str()).collect();
+    assert!(outcomes.contains(&"success") && outcomes.contains(&"denied"), "{audits:?}");
+    assert!(!crate::helpers::captured_logs().contains(PHONE), "never logged");
+    // Erased with the case's retention once closed.
+    let now = signaling_server::db::now_ms();
+    let purged = signaling_server::cases::orders::purge_contacts(&app.state.db, 1, now + 3 * 86_400_000)
+        .await
+        .expect("purge");
+    assert_eq!(purged, 0, "an open order keeps its contact");
+    for s in [
+        json!({ "action": "classify", "category": "服务时间" }),
+        json!({ "action": "transfer", "department": "街道社区服务办" }),
+        json!({ "action": "complete", "result": "已调整周六开放" }),
+    ] {
+        assert_eq!(step(&app, &sup, &id, s).await.0, StatusCode::OK);
+    }
+    let purged = signaling_server::cases::orders::purge_contacts(&app.state.db, 1, now + 3 * 86_400_000)
+        .await
+        .expect("purge");
+    assert_eq!(purged, 1);
+    let (s, _) = app.post(&reveal, Some(&sup), json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "gone");
+}

@@ -124,6 +124,13 @@ async fn every_endpoint_checks_authentication_and_role() {
             Some(json!({ "step": { "action": "resume" } })),
             &[Admin, Supervisor, Operator],
         ),
+        (
+            Method::PUT,
+            format!("/api/v1/orders/{r}/contact"),
+            Some(json!({ "phone": "13800000000", "consent_text": "同意", "consent": true })),
+            PERSONS,
+        ),
+        (Method::POST, format!("/api/v1/orders/{r}/contact/reveal"), None, &[Admin, Supervisor, Operator]),
     ];
     for (method, path, body, allowed) in &cases {
         let (s, b) = app.call(method.clone(), path, None, body.clone()).await;
