@@ -501,3 +501,91 @@ pub struct OrderContactReveal {
     pub consent_at: i64,
     pub consent_text: String,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Notifications (outbox) and the console's task list
+
+/// The webhook channel's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// `http://` or `https://`, up to 512 characters.
+    pub url: String,
+    /// The HMAC-SHA256 key, 16–256 characters; stored encrypted, never shown again.
+    pub secret: String,
+    pub enabled: bool,
+    /// Attempts before a message is dead-lettered, 1–20.
+    pub max_attempts: u32,
+    /// First retry delay in ms (100–3 600 000), doubling each attempt, capped at an hour.
+    pub retry_base_ms: i64,
+}
+
+/// The webhook channel's settings as shown (no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookSettingsView {
+    pub url: String,
+    pub enabled: bool,
+    pub max_attempts: u32,
+    pub retry_base_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationStatus {
+    Pending,
+    Delivered,
+    /// Dead-lettered after the last attempt failed.
+    Dead,
+    /// Nobody to send to (no consented phone number).
+    Skipped,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationAttempt {
+    pub attempt: i64,
+    pub at: i64,
+    /// The receiver's HTTP status, if it answered.
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// An outbox message and its attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationView {
+    pub id: Uuid,
+    /// `webhook` or `console`.
+    pub channel: String,
+    /// e.g. `order.accepted`, `order.needs_materials`, `order.completed`, `order.overdue`.
+    pub topic: String,
+    pub order_id: Option<Uuid>,
+    /// `resident`, a role, or a user ID.
+    pub recipient: String,
+    pub text: String,
+    pub status: NotificationStatus,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub history: Vec<NotificationAttempt>,
+}
+
+/// A task in the console's task list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskView {
+    pub id: Uuid,
+    pub topic: String,
+    pub order_id: Option<Uuid>,
+    pub order_number: Option<String>,
+    pub text: String,
+    pub created_at: i64,
+    pub done_at: Option<i64>,
+}

@@ -146,3 +146,44 @@ CREATE TABLE work_order_events (
     note TEXT,
     PRIMARY KEY (order_id, seq)
 );
+
+-- The notification outbox (see cases/outbox.rs): channel webhook | console; status pending |
+-- delivered | dead | skipped. No personal data: the phone number is read at delivery time.
+CREATE TABLE outbox (
+    id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    order_id TEXT REFERENCES work_orders(id),
+    recipient TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_attempt_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    delivered_at BIGINT,
+    last_error TEXT,
+    done_at BIGINT                           -- console tasks: marked done
+);
+CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+CREATE INDEX outbox_console ON outbox(channel, recipient, created_at);
+
+CREATE TABLE outbox_attempts (
+    id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL REFERENCES outbox(id),
+    attempt BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    status_code BIGINT,
+    error TEXT,
+    duration_ms BIGINT NOT NULL
+);
+CREATE INDEX outbox_attempts_message ON outbox_attempts(message_id, attempt);
+
+CREATE TABLE outbox_webhook (
+    id BIGINT PRIMARY KEY,                   -- always 1
+    url TEXT NOT NULL,
+    secret_enc TEXT NOT NULL,
+    enabled BIGINT NOT NULL,
+    max_attempts BIGINT NOT NULL,
+    retry_base_ms BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);

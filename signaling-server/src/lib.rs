@@ -158,6 +158,7 @@ impl Application {
         let retention = tokio::spawn(retention_task(self.state.clone()));
         let health = tokio::spawn(terminal_health::monitor_task(self.state.clone()));
         let cases = tokio::spawn(cases::orders::worker(self.state.clone()));
+        let outbox = tokio::spawn(cases::outbox::worker(self.state.clone()));
         let sb = self.state.switchboard.clone();
         // Signaling frames are small and latency-sensitive: no Nagle delay.
         let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
@@ -175,6 +176,7 @@ impl Application {
         retention.abort();
         health.abort();
         cases.abort();
+        outbox.abort();
         self.state.db.pool.close().await;
         Ok(())
     }

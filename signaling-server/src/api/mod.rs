@@ -132,6 +132,11 @@ fn cases_router() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::cases::orders::step))
         .routes(routes!(crate::cases::orders::set_contact))
         .routes(routes!(crate::cases::orders::reveal_contact))
+        .routes(routes!(crate::cases::outbox::put_webhook))
+        .routes(routes!(crate::cases::outbox::list))
+        .routes(routes!(crate::cases::outbox::retry))
+        .routes(routes!(crate::cases::outbox::tasks))
+        .routes(routes!(crate::cases::outbox::task_done))
 }
 
 /// The terminals' heartbeat takes at most `HEALTH_MAX_BODY` (16 KiB), not the JSON limit.

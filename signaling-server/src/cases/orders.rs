@@ -398,6 +398,11 @@ pub async fn create(
         }
     }
     let view = load_view(&state, id, true).await?.ok_or_else(ApiError::internal)?;
+    let text = format!(
+        "您的事项「{}」已受理，工单号 {}，预计 {} 前办结。",
+        view.item_name, view.number, view.due_at_cst
+    );
+    super::outbox::notify_resident(&state.db, id, "order.accepted", &text).await?;
     state
         .audit(AuditRecord::new("order.create", "work_order").by(&p).target(id).detail(json!({
             "number": view.number, "source": req.source.as_str(), "session_id": session,
@@ -641,8 +646,20 @@ pub async fn step(
     )
     .await?;
     tx.commit().await?;
+    let number: String = row.try_get("number")?;
+    let item: String = row.try_get("item_name")?;
     for e in &effects {
-        tracing::info!(order = %id, effect = ?e, "work order effect");
+        if let Effect::NotifyResident(what) = e {
+            let text = match *what {
+                "needs_materials" => format!(
+                    "您的事项「{item}」（工单 {number}）需补充材料：{}",
+                    note.as_deref().unwrap_or("")
+                ),
+                "completed" => format!("您的事项「{item}」（工单 {number}）已办结。"),
+                _ => format!("您的事项「{item}」（工单 {number}）已重新办理。"),
+            };
+            super::outbox::notify_resident(&state.db, id, &format!("order.{what}"), &text).await?;
+        }
     }
     state
         .audit(AuditRecord::new("order.step", "work_order").by(&p).target(id).detail(json!({
@@ -829,7 +846,9 @@ pub async fn escalate_due(state: &AppState, now: i64) -> ApiResult<Vec<(Uuid, Es
         };
         insert_event(&mut tx, id, seq, now, None, action, Some(m.state), m.state, Some(&note)).await?;
         tx.commit().await?;
-        let _ = Effect::Escalate(level);
+        let topic = if level == EscalationLevel::Overdue { "order.overdue" } else { "order.near_due" };
+        let number: String = r.try_get("number")?;
+        super::outbox::notify_supervisors(&state.db, id, topic, &format!("工单 {number} {note}")).await?;
         state
             .audit(
                 AuditRecord::new("order.escalate", "work_order").target(id).detail(json!({ "level": level })),

@@ -131,6 +131,18 @@ async fn every_endpoint_checks_authentication_and_role() {
             PERSONS,
         ),
         (Method::POST, format!("/api/v1/orders/{r}/contact/reveal"), None, &[Admin, Supervisor, Operator]),
+        (
+            Method::PUT,
+            "/api/v1/notifications/webhook".into(),
+            Some(
+                json!({ "url": "ftp://x", "secret": "s", "enabled": false, "max_attempts": 1, "retry_base_ms": 100 }),
+            ),
+            &[Admin],
+        ),
+        (Method::GET, "/api/v1/notifications".into(), None, &[Admin, Supervisor]),
+        (Method::POST, format!("/api/v1/notifications/{r}/retry"), None, &[Admin, Supervisor]),
+        (Method::GET, "/api/v1/tasks".into(), None, PERSONS),
+        (Method::POST, format!("/api/v1/tasks/{r}/done"), None, PERSONS),
     ];
     for (method, path, body, allowed) in &cases {
         let (s, b) = app.call(method.clone(), path, None, body.clone()).await;
