@@ -589,3 +589,68 @@ pub struct TaskView {
     pub created_at: i64,
     pub done_at: Option<i64>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Call-backs (回访)
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackKind {
+    /// A negative rating's rectification (every one).
+    Rectification,
+    /// A completed work order (every one).
+    Order,
+    /// A sampled good rating.
+    GoodRating,
+}
+
+/// A call-back task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CallbackView {
+    pub id: Uuid,
+    pub kind: CallbackKind,
+    pub kind_zh: String,
+    pub order_id: Option<Uuid>,
+    pub order_number: Option<String>,
+    pub session_id: Option<Uuid>,
+    pub ticket_number: Option<String>,
+    pub item_name: Option<String>,
+    pub point_name: Option<String>,
+    /// The order's consented phone number, masked (reveal it through the order).
+    pub phone_masked: Option<String>,
+    pub done: bool,
+    pub due_at: i64,
+    /// `YYYY-MM-DD HH:MM`, China time.
+    pub due_at_cst: String,
+    pub overdue: bool,
+    pub created_at: i64,
+    pub result: Option<String>,
+    pub satisfied: Option<bool>,
+    pub done_by: Option<Uuid>,
+    pub done_at: Option<i64>,
+}
+
+/// A call-back's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CallbackResultRequest {
+    /// Whether the resident is satisfied; an unsatisfied order call-back reopens the order.
+    pub satisfied: bool,
+    /// What the resident said; 1–500 characters.
+    pub result: String,
+    /// For a rectification: the measures taken (整改措施); up to 1000 characters.
+    #[serde(default)]
+    pub rectification: Option<String>,
+}
+
+/// The share of good ratings that get a call-back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CallbackSettings {
+    /// 0–100 (default 10).
+    pub good_share_pct: i64,
+}

@@ -187,3 +187,32 @@ CREATE TABLE outbox_webhook (
     retry_base_ms BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
+
+-- Call-backs (回访): kind rectification | order | good_rating; status open | done.
+CREATE TABLE callbacks (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    source_ref TEXT NOT NULL UNIQUE,         -- rectification:<id> | order:<id>:<seq> | rating:<session>
+    order_id TEXT REFERENCES work_orders(id),
+    session_id TEXT REFERENCES call_sessions(id),
+    status TEXT NOT NULL,
+    due_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    result TEXT,
+    satisfied BIGINT,
+    done_by TEXT REFERENCES users(id),
+    done_at BIGINT
+);
+CREATE INDEX callbacks_status ON callbacks(status, due_at);
+
+-- Good ratings already considered for sampling (once each).
+CREATE TABLE callback_samples (
+    session_id TEXT PRIMARY KEY,
+    decided_at BIGINT NOT NULL
+);
+
+CREATE TABLE callback_settings (
+    id BIGINT PRIMARY KEY,                   -- always 1
+    good_share_pct BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);

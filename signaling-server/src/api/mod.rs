@@ -137,6 +137,9 @@ fn cases_router() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::cases::outbox::retry))
         .routes(routes!(crate::cases::outbox::tasks))
         .routes(routes!(crate::cases::outbox::task_done))
+        .routes(routes!(crate::cases::callbacks::list))
+        .routes(routes!(crate::cases::callbacks::record))
+        .routes(routes!(crate::cases::callbacks::put_settings))
 }
 
 /// The terminals' heartbeat takes at most `HEALTH_MAX_BODY` (16 KiB), not the JSON limit.

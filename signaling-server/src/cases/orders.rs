@@ -557,11 +557,42 @@ pub async fn step(
     Json(req): Json<OrderActionRequest>,
 ) -> ApiResult<Json<OrderView>> {
     p.require(&[Role::Admin, Role::Supervisor, Role::Operator])?;
+    Ok(Json(apply(&state, &p, id, &req.step, req.expected_version, false).await?))
+}
+
+/// An order `p` may see, or `None`.
+pub async fn load_visible(state: &AppState, p: &Principal, id: Uuid) -> ApiResult<Option<OrderView>> {
+    match load_row(&state.db, id).await? {
+        Some(row) if may_see(&state.db, p, &row).await? => load_view(state, id, false).await,
+        _ => Ok(None),
+    }
+}
+
+/// A step recorded by a call-back's outcome (feedback or reopening), whoever recorded it.
+pub async fn apply_step(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    step: &OrderAction,
+) -> ApiResult<OrderView> {
+    apply(state, p, id, step, None, true).await
+}
+
+async fn apply(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    step: &OrderAction,
+    expected_version: Option<i64>,
+    by_callback: bool,
+) -> ApiResult<OrderView> {
+    let req = OrderActionRequest { expected_version, step: step.clone() };
     let row = load_row(&state.db, id).await?.ok_or_else(|| ApiError::not_found("工单"))?;
     if !may_see(&state.db, &p, &row).await? {
         return Err(ApiError::not_found("工单"));
     }
     if p.role == Role::Operator
+        && !by_callback
         && matches!(req.step, OrderAction::Reopen { .. } | OrderAction::SetDeadline { .. })
     {
         return Err(ApiError::forbidden());
@@ -660,13 +691,16 @@ pub async fn step(
             };
             super::outbox::notify_resident(&state.db, id, &format!("order.{what}"), &text).await?;
         }
+        if *e == Effect::CallBack {
+            super::callbacks::for_completed_order(&state.db, id, seq, now).await?;
+        }
     }
     state
         .audit(AuditRecord::new("order.step", "work_order").by(&p).target(id).detail(json!({
             "action": req.step.kind(), "from": cur.state.as_str(), "to": next.state.as_str(),
         })))
         .await;
-    Ok(Json(load_view(&state, id, true).await?.ok_or_else(ApiError::internal)?))
+    load_view(state, id, true).await?.ok_or_else(ApiError::internal)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -877,6 +911,9 @@ pub async fn worker(state: AppState) {
                 state.audit(rec).await;
             }
             Err(e) => tracing::error!(error = %e, "work order contacts not purged"),
+        }
+        if let Err(e) = super::callbacks::sync(&state.db, now_ms()).await {
+            tracing::error!(error = %e, "call-back tasks not created");
         }
         if let Err(e) = calendar::reconcile_deadlines(&state.db).await {
             tracing::error!(error = %e, "rectification deadlines not reconciled");

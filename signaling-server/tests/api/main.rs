@@ -6,6 +6,7 @@ mod helpers;
 mod audit;
 mod auth;
 mod calendar;
+mod cases_callbacks;
 mod cases_orders;
 mod cases_outbox;
 mod catalog;

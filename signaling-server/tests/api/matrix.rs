@@ -143,6 +143,14 @@ async fn every_endpoint_checks_authentication_and_role() {
         (Method::POST, format!("/api/v1/notifications/{r}/retry"), None, &[Admin, Supervisor]),
         (Method::GET, "/api/v1/tasks".into(), None, PERSONS),
         (Method::POST, format!("/api/v1/tasks/{r}/done"), None, PERSONS),
+        (Method::GET, "/api/v1/callbacks".into(), None, &[Admin, Supervisor, Operator]),
+        (
+            Method::POST,
+            format!("/api/v1/callbacks/{r}/result"),
+            Some(json!({ "satisfied": true, "result": "x" })),
+            &[Admin, Supervisor, Operator],
+        ),
+        (Method::PUT, "/api/v1/callbacks/settings".into(), Some(json!({ "good_share_pct": 200 })), &[Admin]),
     ];
     for (method, path, body, allowed) in &cases {
         let (s, b) = app.call(method.clone(), path, None, body.clone()).await;
