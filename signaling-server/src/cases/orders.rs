@@ -588,7 +588,7 @@ async fn apply(
 ) -> ApiResult<OrderView> {
     let req = OrderActionRequest { expected_version, step: step.clone() };
     let row = load_row(&state.db, id).await?.ok_or_else(|| ApiError::not_found("工单"))?;
-    if !may_see(&state.db, &p, &row).await? {
+    if !may_see(&state.db, p, &row).await? {
         return Err(ApiError::not_found("工单"));
     }
     if p.role == Role::Operator
@@ -696,7 +696,7 @@ async fn apply(
         }
     }
     state
-        .audit(AuditRecord::new("order.step", "work_order").by(&p).target(id).detail(json!({
+        .audit(AuditRecord::new("order.step", "work_order").by(p).target(id).detail(json!({
             "action": req.step.kind(), "from": cur.state.as_str(), "to": next.state.as_str(),
         })))
         .await;
