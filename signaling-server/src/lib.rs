@@ -6,6 +6,8 @@
 //! - [`db`]: the sqlx `Any` pool (SQLite default, PostgreSQL in production) and migrations.
 //! - [`auth`]: signing keys, JWTs, refresh tokens, passwords, throttling, the `Principal`.
 //! - [`audit`]: the append-only, hash-chained audit log.
+//! - [`cases`]: work orders (工单) and their follow-ups.
+//! - [`calendar`]: China-time dates, the working-day calendar (holidays, 调休) and deadlines.
 //! - [`api`]: the HTTP surface, one module per resource, and the OpenAPI document.
 //! - [`dispatch`]: the queue and dispatch state machine (sans-IO, explicit `now`).
 //! - [`switchboard`]: the task that owns live tickets and calls, persists them and delivers
@@ -25,6 +27,8 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod calendar;
+pub mod cases;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -154,6 +158,8 @@ impl Application {
         let app = api::router(self.state.clone());
         let retention = tokio::spawn(retention_task(self.state.clone()));
         let health = tokio::spawn(terminal_health::monitor_task(self.state.clone()));
+        let cases = tokio::spawn(cases::orders::worker(self.state.clone()));
+        let outbox = tokio::spawn(cases::outbox::worker(self.state.clone()));
         let sb = self.state.switchboard.clone();
         // Signaling frames are small and latency-sensitive: no Nagle delay.
         let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
@@ -170,6 +176,8 @@ impl Application {
             .await?;
         retention.abort();
         health.abort();
+        cases.abort();
+        outbox.abort();
         self.state.db.pool.close().await;
         Ok(())
     }

@@ -35,7 +35,7 @@ pub const MAX_URI_BYTES: usize = 2048;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "帮办 Bangban API", description = "远程虚拟窗口 remote virtual window: REST API for the console, terminals and admin"),
-    tags((name = "auth"), (name = "accounts"), (name = "points"), (name = "catalog"), (name = "terminals"), (name = "tickets"), (name = "audit"), (name = "stats"), (name = "rectifications"), (name = "materials"), (name = "health")),
+    tags((name = "auth"), (name = "accounts"), (name = "points"), (name = "catalog"), (name = "terminals"), (name = "tickets"), (name = "audit"), (name = "stats"), (name = "rectifications"), (name = "calendar"), (name = "cases"), (name = "materials"), (name = "health")),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
@@ -115,7 +115,31 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::list_rectifications))
         .routes(routes!(stats::callback))
         .merge(materials_router())
+        .merge(cases_router())
         .merge(heartbeat_router())
+}
+
+/// Cases that outlive the call (issue 14): calendar, opening hours, work orders and follow-ups.
+fn cases_router() -> OpenApiRouter<AppState> {
+    use crate::calendar as cal;
+    OpenApiRouter::new()
+        .routes(routes!(cal::get_year, cal::put_year))
+        .routes(routes!(cal::import))
+        .routes(routes!(cal::deadline))
+        .routes(routes!(points::get_opening_hours, points::put_opening_hours))
+        .routes(routes!(crate::cases::orders::list, crate::cases::orders::create))
+        .routes(routes!(crate::cases::orders::get))
+        .routes(routes!(crate::cases::orders::step))
+        .routes(routes!(crate::cases::orders::set_contact))
+        .routes(routes!(crate::cases::orders::reveal_contact))
+        .routes(routes!(crate::cases::outbox::put_webhook))
+        .routes(routes!(crate::cases::outbox::list))
+        .routes(routes!(crate::cases::outbox::retry))
+        .routes(routes!(crate::cases::outbox::tasks))
+        .routes(routes!(crate::cases::outbox::task_done))
+        .routes(routes!(crate::cases::callbacks::list))
+        .routes(routes!(crate::cases::callbacks::record))
+        .routes(routes!(crate::cases::callbacks::put_settings))
 }
 
 /// The terminals' heartbeat takes at most `HEALTH_MAX_BODY` (16 KiB), not the JSON limit.

@@ -1,6 +1,7 @@
 //! `/api/v1/points`: service points (服务点): add, change, close with a reason, reopen; every
 //! version kept in `service_point_history`; open points published as GeoJSON for the public
-//! government-services map (no personal data in it).
+//! government-services map (no personal data in it); structured opening hours (weekday
+//! ranges, holiday rule, closures) evaluated with the working-day calendar.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,6 +11,7 @@ use shared::api::{
     ClosePointRequest, CreatePointRequest, ErrorBody, PointHistoryEntry, PointKind, PointStatus, PointView,
     UpdatePointRequest,
 };
+use shared::cases::{OpeningHours, OpeningHoursView};
 use shared::protocol::Role;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -17,6 +19,7 @@ use uuid::Uuid;
 
 use crate::audit::AuditRecord;
 use crate::auth::Principal;
+use crate::calendar;
 use crate::db::{Db, new_id, now_ms, parse_id};
 use crate::error::{ApiError, ApiResult, Json, Path, check_text};
 use crate::state::AppState;
@@ -374,4 +377,88 @@ pub async fn geojson(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         ],
         body.to_string(),
     ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Structured opening hours (per point; the free text above stays what is shown)
+
+async fn opening_view(state: &AppState, id: Uuid) -> ApiResult<OpeningHoursView> {
+    let point = load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("服务点"))?;
+    let row = sqlx::query("SELECT schedule FROM point_opening_hours WHERE point_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let schedule: Option<OpeningHours> = row
+        .map(|r| r.try_get::<String, _>("schedule"))
+        .transpose()?
+        .map(|s| serde_json::from_str(&s).map_err(|_| ApiError::internal()))
+        .transpose()?;
+    let cal = calendar::load(&state.db).await?;
+    let now = now_ms();
+    Ok(OpeningHoursView {
+        point_id: id,
+        text: point.opening_hours,
+        open_now: schedule
+            .as_ref()
+            .map(|h| point.status == PointStatus::Open && calendar::is_open(h, &cal, now)),
+        week: schedule.as_ref().map(|h| calendar::week_from(h, &cal, now)).unwrap_or_default(),
+        schedule,
+    })
+}
+
+/// A point's opening hours: the free text, the structured schedule, whether it is open now and
+/// the next seven days by the working-day calendar. Staff and terminals may read their own
+/// point's.
+#[utoipa::path(get, path = "/api/v1/points/{id}/opening-hours", tag = "points", params(("id" = Uuid, Path)),
+    responses((status = 200, body = OpeningHoursView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn get_opening_hours(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<OpeningHoursView>> {
+    if !(matches!(p.role, Role::Admin | Role::Supervisor | Role::Operator) || p.point_id == Some(id)) {
+        return Err(ApiError::forbidden());
+    }
+    Ok(Json(opening_view(&state, id).await?))
+}
+
+/// Set a point's structured opening hours (admin): weekday ranges, the holiday rule and
+/// special closures.
+#[utoipa::path(put, path = "/api/v1/points/{id}/opening-hours", tag = "points", params(("id" = Uuid, Path)),
+    request_body = OpeningHours,
+    responses((status = 200, body = OpeningHoursView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn put_opening_hours(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<Uuid>,
+    Json(req): Json<OpeningHours>,
+) -> ApiResult<Json<OpeningHoursView>> {
+    p.require(&[Role::Admin])?;
+    load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("服务点"))?;
+    calendar::check_opening_hours(&req).map_err(ApiError::validation)?;
+    let schedule = serde_json::to_string(&req).map_err(|_| ApiError::internal())?;
+    let now = now_ms();
+    let mut tx = state.db.pool.begin().await?;
+    sqlx::query("DELETE FROM point_opening_hours WHERE point_id = $1")
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO point_opening_hours (point_id, schedule, updated_at, updated_by) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.to_string())
+    .bind(&schedule)
+    .bind(now)
+    .bind(p.id.to_string())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    state
+        .audit(AuditRecord::new("point.opening_hours", "point").by(&p).target(id).detail(json!({
+            "ranges": req.weekly.len(), "closures": req.closures.len(), "holiday_rule": req.holiday_rule,
+        })))
+        .await;
+    Ok(Json(opening_view(&state, id).await?))
 }

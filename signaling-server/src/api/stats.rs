@@ -2,7 +2,7 @@
 //! supervision, the service figures (first response, waits, resolution, 好差评) and the
 //! follow-up of negative ratings (差评整改: call-back, rectification, closing).
 //!
-//! Days are China Standard Time (UTC+8, no daylight saving). Nothing here ever reads the
+//! Days are China Standard Time (UTC+8, no daylight saving; see [`crate::calendar`]). Nothing here ever reads the
 //! resident's name or ID number columns.
 
 use axum::extract::State;
@@ -20,65 +20,25 @@ use uuid::Uuid;
 
 use crate::audit::AuditRecord;
 use crate::auth::Principal;
+use crate::calendar::DAY_MS;
+pub use crate::calendar::{cst_date, cst_day_start};
 use crate::db::{Db, now_ms, parse_id};
 use crate::error::{ApiError, ApiResult, Json, Path, Query, check_text};
 use crate::state::AppState;
 
-const DAY_MS: i64 = 86_400_000;
-/// China Standard Time is UTC+8 all year.
-const CST_OFFSET_MS: i64 = 8 * 3_600_000;
 /// Longest `[from, to)` range accepted: a year.
 const MAX_RANGE_MS: i64 = 366 * DAY_MS;
 /// Latest time accepted in a query (year 2200).
 const MAX_TIME_MS: i64 = 7_258_118_400_000;
 /// First response counts as prompt up to this wait.
 const PROMPT_MS: i64 = 60_000;
+/// A negative rating's rectification is due this many working days after the rating.
+pub const RECTIFICATION_WORKING_DAYS: u32 = 15;
 
-// ---------------------------------------------------------------------------------------------
-// Time helpers
-
-/// Start (unix ms) of the China Standard Time day containing `ms`.
-pub fn cst_day_start(ms: i64) -> i64 {
-    (ms + CST_OFFSET_MS).div_euclid(DAY_MS) * DAY_MS - CST_OFFSET_MS
-}
-
-/// `YYYY-MM-DD` of the China Standard Time day containing `ms`.
-pub fn cst_date(ms: i64) -> String {
-    let days = (ms + CST_OFFSET_MS).div_euclid(DAY_MS);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
-/// Monday = 0 … Sunday = 6 of a CST day number (days since 1970-01-01, a Thursday).
-fn weekday(cst_day: i64) -> i64 {
-    (cst_day + 3).rem_euclid(7)
-}
-
-/// The due time of something that must be done within `days` working days of `now_ms`: the
-/// end (last millisecond) of the `days`-th working day after the China Standard Time day of
-/// `now_ms`, counting Monday to Friday and skipping Saturdays and Sundays. With `days = 0`,
-/// the end of the current day. Statutory holidays and their make-up working days (调休) are
-/// not known here and count as ordinary weekdays and weekends.
-pub fn due_after_working_days(now_ms: i64, days: u32) -> i64 {
-    let mut day = (now_ms + CST_OFFSET_MS).div_euclid(DAY_MS);
-    let mut left = days;
-    while left > 0 {
-        day += 1;
-        if weekday(day) < 5 {
-            left -= 1;
-        }
-    }
-    (day + 1) * DAY_MS - CST_OFFSET_MS - 1
-}
+/// The due time `days` working days after `now_ms` by the seeded calendar (see
+/// [`crate::calendar::due_after_working_days`]); the switchboard stamps rectifications with it
+/// and [`crate::calendar::reconcile_deadlines`] applies the admin-edited calendar.
+pub use crate::calendar::due_after_working_days;
 
 // ---------------------------------------------------------------------------------------------
 // Query parsing: every parameter arrives as text and is checked here, so an empty value means
@@ -610,69 +570,17 @@ mod tests {
     use super::*;
 
     /// Unix ms of a CST wall-clock time.
-    fn cst(y: i32, m: u8, d: u8, h: u8, min: u8) -> i64 {
-        let month = time::Month::try_from(m).expect("month");
-        let date = time::Date::from_calendar_date(y, month, d).expect("date");
-        let t = time::Time::from_hms(h, min, 0).expect("time");
-        let dt = time::PrimitiveDateTime::new(date, t).assume_offset(time::macros::offset!(+8));
-        i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).expect("ms")
-    }
-
-    fn end_of(y: i32, m: u8, d: u8) -> i64 {
-        cst(y, m, d, 0, 0) + DAY_MS - 1
+    fn cst(y: i64, m: i64, d: i64, h: i64, min: i64) -> i64 {
+        crate::calendar::day_start(crate::calendar::days_from_civil(y, m, d)) + (h * 60 + min) * 60_000
     }
 
     #[test]
-    fn working_days_skip_weekends() {
-        // 2026-11-23 is a Monday.
-        assert_eq!(due_after_working_days(cst(2026, 11, 23, 10, 0), 1), end_of(2026, 11, 24));
-        assert_eq!(due_after_working_days(cst(2026, 11, 23, 10, 0), 4), end_of(2026, 11, 27));
-        assert_eq!(due_after_working_days(cst(2026, 11, 23, 10, 0), 5), end_of(2026, 11, 30));
-        assert_eq!(due_after_working_days(cst(2026, 11, 23, 10, 0), 15), end_of(2026, 12, 14));
-        // Friday → Monday; Saturday and Sunday → Monday for one day, three weeks for fifteen.
-        assert_eq!(due_after_working_days(cst(2026, 11, 27, 16, 30), 1), end_of(2026, 11, 30));
-        assert_eq!(due_after_working_days(cst(2026, 11, 28, 9, 0), 1), end_of(2026, 11, 30));
-        assert_eq!(due_after_working_days(cst(2026, 11, 29, 23, 59), 1), end_of(2026, 11, 30));
-        assert_eq!(due_after_working_days(cst(2026, 11, 28, 9, 0), 15), end_of(2026, 12, 18));
-        assert_eq!(due_after_working_days(cst(2026, 11, 23, 10, 0), 0), end_of(2026, 11, 23));
-    }
-
-    #[test]
-    fn working_days_use_china_standard_time() {
-        // Friday 2026-11-27 23:30 CST is still Friday 15:30 UTC: the next working day is Monday.
-        assert_eq!(due_after_working_days(cst(2026, 11, 27, 23, 30), 1), end_of(2026, 11, 30));
-        // Saturday 00:30 CST is Friday 16:30 UTC, but in CST it is the weekend already.
-        assert_eq!(due_after_working_days(cst(2026, 11, 28, 0, 30), 1), end_of(2026, 11, 30));
-        // Monday 07:00 CST is Sunday 23:00 UTC: Tuesday is one working day later.
-        assert_eq!(due_after_working_days(cst(2026, 11, 30, 7, 0), 1), end_of(2026, 12, 1));
-    }
-
-    #[test]
-    fn working_days_are_monotonic_and_never_end_on_a_weekend() {
-        let start = cst(2026, 1, 1, 0, 0);
-        for hour in 0..(24 * 21) {
-            let now = start + hour * 3_600_000;
-            let mut last = now;
-            for days in 0..20 {
-                let due = due_after_working_days(now, days);
-                assert!(due >= last, "monotonic");
-                last = due;
-                if days > 0 {
-                    assert!(weekday((due + CST_OFFSET_MS).div_euclid(DAY_MS)) < 5, "ends on a weekday");
-                    assert_eq!(cst_day_start(due + 1), due + 1, "ends at the end of a CST day");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn cst_days_and_dates() {
-        assert_eq!(cst_date(cst(2026, 11, 22, 0, 0)), "2026-11-22");
-        assert_eq!(cst_date(cst(2026, 11, 22, 23, 59)), "2026-11-22");
-        assert_eq!(cst_date(cst(2024, 2, 29, 12, 0)), "2024-02-29");
-        assert_eq!(cst_date(cst(2000, 1, 1, 7, 59)), "2000-01-01");
-        assert_eq!(cst_day_start(cst(2026, 11, 22, 15, 0)), cst(2026, 11, 22, 0, 0));
-        assert_eq!(cst_day_start(cst(2026, 11, 22, 0, 0)), cst(2026, 11, 22, 0, 0));
+    fn rectifications_skip_holidays() {
+        // Rated on Thursday 2026-02-12: 15 working days skip the Spring Festival (Feb 15–23)
+        // and count the make-up Saturdays Feb 14 and 28: due at the end of Wednesday Mar 11.
+        let due = due_after_working_days(cst(2026, 2, 12, 15, 0), RECTIFICATION_WORKING_DAYS);
+        assert_eq!(cst_date(due), "2026-03-11");
+        assert_eq!(due + 1, cst(2026, 3, 12, 0, 0));
     }
 
     #[test]

@@ -5,6 +5,10 @@ mod helpers;
 
 mod audit;
 mod auth;
+mod calendar;
+mod cases_callbacks;
+mod cases_orders;
+mod cases_outbox;
 mod catalog;
 mod health;
 mod hostile;

@@ -98,6 +98,59 @@ async fn every_endpoint_checks_authentication_and_role() {
             Some(json!({ "callback_result": "已回访" })),
             &[Admin, Supervisor],
         ),
+        // Cases (issue 14): calendar, opening hours, work orders.
+        (Method::GET, "/api/v1/calendar/2026".into(), None, PERSONS),
+        (Method::PUT, "/api/v1/calendar/2030".into(), Some(json!({ "days": [] })), &[Admin]),
+        (
+            Method::POST,
+            "/api/v1/calendar/import".into(),
+            Some(json!({ "csv": "date,kind,festival,festival_zh\n" })),
+            &[Admin],
+        ),
+        (Method::GET, "/api/v1/calendar/deadline?days=5".into(), None, PERSONS),
+        (Method::GET, format!("/api/v1/points/{r}/opening-hours"), None, &[Admin, Supervisor, Operator]),
+        (Method::PUT, format!("/api/v1/points/{r}/opening-hours"), Some(json!({ "weekly": [] })), &[Admin]),
+        (Method::GET, "/api/v1/orders".into(), None, PERSONS),
+        (
+            Method::POST,
+            "/api/v1/orders".into(),
+            Some(json!({ "source": "hotline_12345", "summary": "x", "deadline": { "class": "same_day" } })),
+            &[Admin, Supervisor],
+        ),
+        (Method::GET, format!("/api/v1/orders/{r}"), None, PERSONS),
+        (
+            Method::POST,
+            format!("/api/v1/orders/{r}/steps"),
+            Some(json!({ "step": { "action": "resume" } })),
+            &[Admin, Supervisor, Operator],
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/orders/{r}/contact"),
+            Some(json!({ "phone": "13800000000", "consent_text": "同意", "consent": true })),
+            PERSONS,
+        ),
+        (Method::POST, format!("/api/v1/orders/{r}/contact/reveal"), None, &[Admin, Supervisor, Operator]),
+        (
+            Method::PUT,
+            "/api/v1/notifications/webhook".into(),
+            Some(
+                json!({ "url": "ftp://x", "secret": "s", "enabled": false, "max_attempts": 1, "retry_base_ms": 100 }),
+            ),
+            &[Admin],
+        ),
+        (Method::GET, "/api/v1/notifications".into(), None, &[Admin, Supervisor]),
+        (Method::POST, format!("/api/v1/notifications/{r}/retry"), None, &[Admin, Supervisor]),
+        (Method::GET, "/api/v1/tasks".into(), None, PERSONS),
+        (Method::POST, format!("/api/v1/tasks/{r}/done"), None, PERSONS),
+        (Method::GET, "/api/v1/callbacks".into(), None, &[Admin, Supervisor, Operator]),
+        (
+            Method::POST,
+            format!("/api/v1/callbacks/{r}/result"),
+            Some(json!({ "satisfied": true, "result": "x" })),
+            &[Admin, Supervisor, Operator],
+        ),
+        (Method::PUT, "/api/v1/callbacks/settings".into(), Some(json!({ "good_share_pct": 200 })), &[Admin]),
     ];
     for (method, path, body, allowed) in &cases {
         let (s, b) = app.call(method.clone(), path, None, body.clone()).await;

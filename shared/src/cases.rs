@@ -1,0 +1,656 @@
+//! REST bodies of cases that outlive the call: the working-day calendar (节假日与调休), points'
+//! structured opening hours and work orders (工单).
+//!
+//! Dates are `YYYY-MM-DD` in China Standard Time (UTC+8); times are unix milliseconds. Request
+//! bodies reject unknown fields.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+// ---------------------------------------------------------------------------------------------
+// Working-day calendar
+
+/// How a day differs from the ordinary week (Monday–Friday working, weekend off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CalendarDayKind {
+    /// A statutory holiday (法定节假日): no work even on a weekday.
+    Holiday,
+    /// A make-up working day (调休上班): work even on a weekend.
+    Workday,
+}
+
+/// One day of the calendar that differs from the ordinary week.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CalendarDay {
+    /// `YYYY-MM-DD`, China Standard Time.
+    pub date: String,
+    pub kind: CalendarDayKind,
+    /// The festival's English name, e.g. `Spring Festival`; up to 64 characters.
+    pub festival: String,
+    /// The festival's Chinese name, e.g. `春节`; up to 32 characters.
+    pub festival_zh: String,
+}
+
+/// A year's holidays and make-up working days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CalendarYear {
+    pub year: i32,
+    /// Oldest first.
+    pub days: Vec<CalendarDay>,
+    /// Working days in the year after holidays and make-up days.
+    pub working_days: u32,
+}
+
+/// Replaces a year's holidays and make-up working days (at most 100 days, all in that year).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PutCalendarYearRequest {
+    pub days: Vec<CalendarDay>,
+}
+
+/// Imports the calendar's CSV format (`date,kind,festival,festival_zh` with a header line):
+/// every year that appears in it is replaced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ImportCalendarRequest {
+    /// The CSV text, at most 32 KiB.
+    pub csv: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportCalendarReport {
+    /// The years replaced, ascending.
+    pub years: Vec<i32>,
+    /// Days stored.
+    pub days: u32,
+}
+
+/// The deadline `days` working days after `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkingDeadline {
+    pub from: i64,
+    pub days: u32,
+    /// The last millisecond of the `days`-th working day after `from`'s China-time day.
+    pub due_at: i64,
+    /// `due_at`'s date, China Standard Time.
+    pub due_date: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening hours (开放时间)
+
+/// Opening on some weekdays, `HH:MM`–`HH:MM` China time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WeekdayHours {
+    /// ISO weekdays, 1 = Monday … 7 = Sunday.
+    pub weekdays: Vec<u8>,
+    /// `HH:MM`, China Standard Time.
+    pub open: String,
+    /// `HH:MM`, after `open`.
+    pub close: String,
+}
+
+/// What statutory holidays and make-up working days do to a point's week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HolidayRule {
+    /// Closed on statutory holidays; open on make-up working days (调休) with Monday's hours.
+    #[default]
+    FollowCalendar,
+    /// Closed on statutory holidays; make-up working days are ordinary weekend days.
+    ClosedOnHolidays,
+    /// The weekly hours apply whatever the calendar says (e.g. a point in a park).
+    IgnoreCalendar,
+}
+
+/// A special closure (e.g. renovation), dates inclusive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Closure {
+    /// `YYYY-MM-DD`.
+    pub from: String,
+    /// `YYYY-MM-DD`, on or after `from`.
+    pub to: String,
+    /// Up to 100 characters.
+    pub reason: String,
+}
+
+/// A point's opening hours as data: at most 14 weekday ranges and 50 closures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OpeningHours {
+    pub weekly: Vec<WeekdayHours>,
+    #[serde(default)]
+    pub holiday_rule: HolidayRule,
+    #[serde(default)]
+    pub closures: Vec<Closure>,
+}
+
+/// A point's opening hours: the free text shown to people and the structured schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OpeningHoursView {
+    pub point_id: Uuid,
+    /// The point's free text (开放时间), as shown.
+    pub text: String,
+    /// `None` until an admin sets it.
+    pub schedule: Option<OpeningHours>,
+    /// Open at the time of the request (by the schedule; `None` without one).
+    pub open_now: Option<bool>,
+    /// The next seven days from today (China time), with the hours of each.
+    pub week: Vec<OpeningDay>,
+}
+
+/// One day's hours at a point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OpeningDay {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// `HH:MM-HH:MM` ranges; empty when closed.
+    pub hours: Vec<String>,
+    /// Why it is closed or special (holiday, make-up working day, closure); empty otherwise.
+    pub note: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Work orders (工单)
+
+/// Where a work order came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OrderSource {
+    /// From a call's wrap-up, picked by the operator.
+    WrapUp,
+    /// Opened by committee staff at a service point.
+    Point,
+    /// 12345 hotline, entered by a supervisor.
+    #[serde(rename = "hotline_12345")]
+    Hotline12345,
+    /// 意见箱, entered by a supervisor.
+    SuggestionBox,
+    /// 好差评 system, entered by a supervisor.
+    GoodBadReview,
+}
+
+impl OrderSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderSource::WrapUp => "wrap_up",
+            OrderSource::Point => "point",
+            OrderSource::Hotline12345 => "hotline_12345",
+            OrderSource::SuggestionBox => "suggestion_box",
+            OrderSource::GoodBadReview => "good_bad_review",
+        }
+    }
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            OrderSource::WrapUp => "通话转工单",
+            OrderSource::Point => "服务点登记",
+            OrderSource::Hotline12345 => "12345 热线",
+            OrderSource::SuggestionBox => "意见箱",
+            OrderSource::GoodBadReview => "好差评",
+        }
+    }
+}
+
+/// The stage of a work order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// 受理
+    Accepted,
+    /// 分类
+    Classified,
+    /// 转办
+    Transferred,
+    /// 办结
+    Completed,
+    /// 反馈 (closed after the resident's feedback)
+    Closed,
+}
+
+impl OrderState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Accepted => "accepted",
+            OrderState::Classified => "classified",
+            OrderState::Transferred => "transferred",
+            OrderState::Completed => "completed",
+            OrderState::Closed => "closed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Accepted, Self::Classified, Self::Transferred, Self::Completed, Self::Closed]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            OrderState::Accepted => "受理",
+            OrderState::Classified => "分类",
+            OrderState::Transferred => "转办",
+            OrderState::Completed => "办结",
+            OrderState::Closed => "反馈",
+        }
+    }
+}
+
+/// How long an order may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "class", rename_all = "snake_case")]
+pub enum DeadlineClass {
+    /// 当日办结: the end of the day it was accepted.
+    SameDay,
+    /// 5 working days.
+    FiveDays,
+    /// 10 working days.
+    TenDays,
+    /// A set time (unix ms).
+    Set { due_at: i64 },
+}
+
+impl DeadlineClass {
+    /// Working days of a class (0 for same day and set deadlines).
+    pub fn working_days(self) -> u32 {
+        match self {
+            DeadlineClass::FiveDays => 5,
+            DeadlineClass::TenDays => 10,
+            DeadlineClass::SameDay | DeadlineClass::Set { .. } => 0,
+        }
+    }
+}
+
+/// How far an order has been raised to supervisors (提级响应).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EscalationLevel {
+    None,
+    /// Due today (临期).
+    NearDue,
+    /// Past its deadline (超期).
+    Overdue,
+}
+
+impl EscalationLevel {
+    pub fn as_i64(self) -> i64 {
+        match self {
+            EscalationLevel::None => 0,
+            EscalationLevel::NearDue => 1,
+            EscalationLevel::Overdue => 2,
+        }
+    }
+    pub fn from_i64(v: i64) -> Self {
+        match v {
+            1 => EscalationLevel::NearDue,
+            2.. => EscalationLevel::Overdue,
+            _ => EscalationLevel::None,
+        }
+    }
+}
+
+/// A step on a work order. Text fields: 1–500 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OrderAction {
+    /// 分类: set the category (up to 32 characters).
+    Classify { category: String },
+    /// 转办: hand to the owner department (up to 64 characters) and optionally an assignee.
+    Transfer {
+        department: String,
+        #[serde(default)]
+        assignee_id: Option<Uuid>,
+    },
+    /// 退回: back to 受理 for re-classification.
+    Return { reason: String },
+    /// 挂起: stop the clock.
+    Suspend { reason: String },
+    /// 恢复: restart the clock.
+    Resume,
+    /// 需补材料: tell the resident what is still missing.
+    RequestMaterials { note: String },
+    /// 办结
+    Complete { result: String },
+    /// 反馈: the resident's feedback; closes the order.
+    Feedback { feedback: String },
+    /// Reopen after an unsatisfied call-back.
+    Reopen { reason: String },
+    /// Change the deadline class.
+    SetDeadline { deadline: DeadlineClass },
+}
+
+impl OrderAction {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OrderAction::Classify { .. } => "classify",
+            OrderAction::Transfer { .. } => "transfer",
+            OrderAction::Return { .. } => "return",
+            OrderAction::Suspend { .. } => "suspend",
+            OrderAction::Resume => "resume",
+            OrderAction::RequestMaterials { .. } => "request_materials",
+            OrderAction::Complete { .. } => "complete",
+            OrderAction::Feedback { .. } => "feedback",
+            OrderAction::Reopen { .. } => "reopen",
+            OrderAction::SetDeadline { .. } => "set_deadline",
+        }
+    }
+    pub fn label_zh(&self) -> &'static str {
+        match self {
+            OrderAction::Classify { .. } => "分类",
+            OrderAction::Transfer { .. } => "转办",
+            OrderAction::Return { .. } => "退回",
+            OrderAction::Suspend { .. } => "挂起",
+            OrderAction::Resume => "恢复",
+            OrderAction::RequestMaterials { .. } => "需补材料",
+            OrderAction::Complete { .. } => "办结",
+            OrderAction::Feedback { .. } => "反馈",
+            OrderAction::Reopen { .. } => "重新办理",
+            OrderAction::SetDeadline { .. } => "调整时限",
+        }
+    }
+}
+
+/// Opens a work order. From a wrap-up (operator, supervisor): `session_id` is required and the
+/// point, item, line and resident come from the call. At a point (staff): `item_id` is
+/// required, the point is the staff member's. By a supervisor: `source` is 12345, 意见箱 or
+/// 好差评 and `point_id` and `item_id` are required.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderRequest {
+    pub source: OrderSource,
+    #[serde(default)]
+    pub session_id: Option<Uuid>,
+    #[serde(default)]
+    pub point_id: Option<Uuid>,
+    #[serde(default)]
+    pub item_id: Option<Uuid>,
+    /// What the case is about; 1–1000 characters.
+    pub summary: String,
+    pub deadline: DeadlineClass,
+    /// 办件编号 in the processing system; up to 64 characters.
+    #[serde(default)]
+    pub case_number: Option<String>,
+    /// The reference in the source system (12345 work order number …); up to 64 characters.
+    #[serde(default)]
+    pub source_ref: Option<String>,
+    /// Materials still outstanding (names from the item's checklist); at most 30, each up to
+    /// 64 characters.
+    #[serde(default)]
+    pub outstanding_materials: Vec<String>,
+}
+
+/// One step in an order's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderEvent {
+    pub seq: i64,
+    pub at: i64,
+    pub actor_id: Option<Uuid>,
+    pub actor_name: Option<String>,
+    /// `create`, an [`OrderAction`] kind, or `escalate`.
+    pub action: String,
+    pub action_zh: String,
+    pub from_state: Option<OrderState>,
+    pub to_state: OrderState,
+    pub note: Option<String>,
+}
+
+/// A work order as shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderView {
+    pub id: Uuid,
+    /// `GD` + China date + sequence, e.g. `GD20261207-0003`.
+    pub number: String,
+    pub source: OrderSource,
+    pub source_zh: String,
+    pub source_ref: Option<String>,
+    pub session_id: Option<Uuid>,
+    pub point_id: Uuid,
+    pub point_name: String,
+    pub street: String,
+    pub item_id: Uuid,
+    pub item_name: String,
+    pub line_id: Uuid,
+    pub line_name: String,
+    /// Masked, e.g. `张*`.
+    pub resident_masked: Option<String>,
+    /// The resident's phone number, masked (`138****5678`); recorded only with consent.
+    pub phone_masked: Option<String>,
+    /// When the resident agreed to be contacted, and to what.
+    pub consent_at: Option<i64>,
+    pub consent_text: Option<String>,
+    pub summary: String,
+    pub case_number: Option<String>,
+    pub category: Option<String>,
+    pub department: Option<String>,
+    pub assignee_id: Option<Uuid>,
+    pub assignee_name: Option<String>,
+    pub state: OrderState,
+    pub state_zh: String,
+    pub suspended: bool,
+    pub suspended_reason: Option<String>,
+    pub deadline: DeadlineClass,
+    /// The deadline now (paused working days included).
+    pub due_at: i64,
+    /// `due_at` as China time, `YYYY-MM-DD HH:MM`.
+    pub due_at_cst: String,
+    /// Working days left until the deadline's day (0 on the day and after).
+    pub working_days_left: u32,
+    pub overdue: bool,
+    pub escalation: EscalationLevel,
+    pub outstanding_materials: Vec<String>,
+    pub created_by: Option<Uuid>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub closed_at: Option<i64>,
+    pub version: i64,
+    /// Oldest first; only in the single-order view.
+    #[serde(default)]
+    pub history: Vec<OrderEvent>,
+}
+
+/// A step on an order, with the version the caller saw (409 if it changed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OrderActionRequest {
+    #[serde(default)]
+    pub expected_version: Option<i64>,
+    pub step: OrderAction,
+}
+
+/// Records the resident's phone number after they agreed to be contacted about the case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OrderContactRequest {
+    /// Mainland mobile (11 digits starting with 1) or landline (digits and `-`, 7–16).
+    pub phone: String,
+    /// The consent wording read to or shown to the resident; 1–500 characters.
+    pub consent_text: String,
+    /// Must be `true`: the resident agreed.
+    pub consent: bool,
+}
+
+/// The full phone number, after an audited reveal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderContactReveal {
+    pub phone: String,
+    pub consent_at: i64,
+    pub consent_text: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications (outbox) and the console's task list
+
+/// The webhook channel's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// `http://` or `https://`, up to 512 characters.
+    pub url: String,
+    /// The HMAC-SHA256 key, 16–256 characters; stored encrypted, never shown again.
+    pub secret: String,
+    pub enabled: bool,
+    /// Attempts before a message is dead-lettered, 1–20.
+    pub max_attempts: u32,
+    /// First retry delay in ms (100–3 600 000), doubling each attempt, capped at an hour.
+    pub retry_base_ms: i64,
+}
+
+/// The webhook channel's settings as shown (no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookSettingsView {
+    pub url: String,
+    pub enabled: bool,
+    pub max_attempts: u32,
+    pub retry_base_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationStatus {
+    Pending,
+    Delivered,
+    /// Dead-lettered after the last attempt failed.
+    Dead,
+    /// Nobody to send to (no consented phone number).
+    Skipped,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationAttempt {
+    pub attempt: i64,
+    pub at: i64,
+    /// The receiver's HTTP status, if it answered.
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// An outbox message and its attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationView {
+    pub id: Uuid,
+    /// `webhook` or `console`.
+    pub channel: String,
+    /// e.g. `order.accepted`, `order.needs_materials`, `order.completed`, `order.overdue`.
+    pub topic: String,
+    pub order_id: Option<Uuid>,
+    /// `resident`, a role, or a user ID.
+    pub recipient: String,
+    pub text: String,
+    pub status: NotificationStatus,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub history: Vec<NotificationAttempt>,
+}
+
+/// A task in the console's task list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskView {
+    pub id: Uuid,
+    pub topic: String,
+    pub order_id: Option<Uuid>,
+    pub order_number: Option<String>,
+    pub text: String,
+    pub created_at: i64,
+    pub done_at: Option<i64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Call-backs (回访)
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackKind {
+    /// A negative rating's rectification (every one).
+    Rectification,
+    /// A completed work order (every one).
+    Order,
+    /// A sampled good rating.
+    GoodRating,
+}
+
+/// A call-back task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CallbackView {
+    pub id: Uuid,
+    pub kind: CallbackKind,
+    pub kind_zh: String,
+    pub order_id: Option<Uuid>,
+    pub order_number: Option<String>,
+    pub session_id: Option<Uuid>,
+    pub ticket_number: Option<String>,
+    pub item_name: Option<String>,
+    pub point_name: Option<String>,
+    /// The order's consented phone number, masked (reveal it through the order).
+    pub phone_masked: Option<String>,
+    pub done: bool,
+    pub due_at: i64,
+    /// `YYYY-MM-DD HH:MM`, China time.
+    pub due_at_cst: String,
+    pub overdue: bool,
+    pub created_at: i64,
+    pub result: Option<String>,
+    pub satisfied: Option<bool>,
+    pub done_by: Option<Uuid>,
+    pub done_at: Option<i64>,
+}
+
+/// A call-back's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CallbackResultRequest {
+    /// Whether the resident is satisfied; an unsatisfied order call-back reopens the order.
+    pub satisfied: bool,
+    /// What the resident said; 1–500 characters.
+    pub result: String,
+    /// For a rectification: the measures taken (整改措施); up to 1000 characters.
+    #[serde(default)]
+    pub rectification: Option<String>,
+}
+
+/// The share of good ratings that get a call-back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CallbackSettings {
+    /// 0–100 (default 10).
+    pub good_share_pct: i64,
+}

@@ -1,0 +1,11 @@
+//! Cases that outlive the call (issue 14), split by concern:
+//! - [`machine`]: the work order (工单) state machine, sans-IO with an explicit `now`.
+//! - [`orders`]: work orders' storage and REST (`/api/v1/orders`), escalation (提级响应).
+//! - [`outbox`]: the durable notification outbox (signed webhook, console task list).
+//! - [`callbacks`]: call-back (回访) tasks from rectifications, completed orders and sampled
+//!   good ratings; their outcome closes the rectification or closes / reopens the order.
+
+pub mod callbacks;
+pub mod machine;
+pub mod orders;
+pub mod outbox;
