@@ -50,3 +50,34 @@ grep -v 'deprecated' <<<"$msg" >&2 || true   # CUPS 2.4 warns that PPD drivers a
 "${as_root[@]}" cupsaccept "$queue"
 lpstat -p "$queue" >/dev/null || { echo "cups-setup: queue $queue missing" >&2; exit 1; }
 echo "cups-setup: queue $queue ready, PDFs in $out_dir"
+
+# A second queue for the hung-job tests: `bangban-hang`, a raw queue whose backend writes each
+# document to $hang_dir as job_<id>-<title>.pdf, except documents containing the marker
+# BANGBAN-HANG, on which it hangs (until CUPS cancels the job), like a printer that never finishes.
+hang_queue=bangban-hang
+hang_dir="${out_dir%/*}/bangban-hang"
+backend=/usr/lib/cups/backend/bangban-hang
+"${as_root[@]}" mkdir -p "$hang_dir"
+"${as_root[@]}" chmod 1777 "$hang_dir"
+"${as_root[@]}" tee "$backend" >/dev/null <<BACKEND
+#!/bin/sh
+# Test backend of scripts/cups-setup.sh: hangs on documents containing BANGBAN-HANG.
+if [ \$# -eq 0 ]; then echo 'direct bangban-hang "Unknown" "Bangban test backend"'; exit 0; fi
+tmp=\$(mktemp) || exit 1
+cat "\${6:--}" > "\$tmp"
+if grep -q BANGBAN-HANG "\$tmp"; then
+  echo "INFO: hanging on purpose" >&2
+  rm -f "\$tmp"
+  exec sleep 86400
+fi
+mv "\$tmp" "$hang_dir/job_\$1-\$3.pdf"
+chmod 644 "$hang_dir/job_\$1-\$3.pdf"
+exit 0
+BACKEND
+"${as_root[@]}" chmod 0755 "$backend"
+msg=$("${as_root[@]}" lpadmin -p "$hang_queue" -E -v bangban-hang:/ -o printer-error-policy=abort-job 2>&1) \
+  || { echo "$msg" >&2; exit 1; }
+grep -v 'deprecated' <<<"$msg" >&2 || true
+"${as_root[@]}" cupsenable "$hang_queue"
+"${as_root[@]}" cupsaccept "$hang_queue"
+echo "cups-setup: queue $hang_queue ready (hangs on BANGBAN-HANG), PDFs in $hang_dir"

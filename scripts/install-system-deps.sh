@@ -30,7 +30,8 @@ for arg in "$@"; do
 done
 if [ $((want_server + want_terminal + want_test)) -eq 0 ]; then want_test=1; fi
 
-build_pkgs=(build-essential pkg-config curl ca-certificates)
+# qpdf: the server checks every PDF with it before accepting it (materials::check).
+build_pkgs=(build-essential pkg-config curl ca-certificates qpdf)
 # libssl-dev only when some crate links OpenSSL (today everything uses rustls/RustCrypto).
 if grep -q '^name = "openssl-sys"' Cargo.lock 2>/dev/null; then build_pkgs+=(libssl-dev); fi
 terminal_pkgs=(

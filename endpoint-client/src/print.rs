@@ -146,6 +146,8 @@ pub struct JobInfo {
     /// IPP job-state: 3 pending, 4 held, 5 processing, 6 stopped, 7 canceled, 8 aborted, 9 completed.
     pub state: i32,
     pub reasons: Vec<String>,
+    /// `job-impressions-completed` and `job-media-sheets-completed`: pages going out.
+    pub done: (i32, i32),
 }
 
 /// The printer's IPP endpoint. Methods block: call them through [`Ipp::run`].
@@ -241,7 +243,9 @@ impl Ipp {
             .and_then(|a| int(a.value()))
             .ok_or_else(|| IppFailure::Transient("no job-state".into()))?;
         let reasons = g.get("job-state-reasons").map(|a| values(a.value())).unwrap_or_default();
-        Ok(JobInfo { state, reasons })
+        let count = |name: &str| g.get(name).and_then(|a| int(a.value())).unwrap_or(0);
+        let done = (count("job-impressions-completed"), count("job-media-sheets-completed"));
+        Ok(JobInfo { state, reasons, done })
     }
 
     /// Every job (also finished ones) whose `job-name` is `title`.
@@ -272,7 +276,9 @@ impl Ipp {
 
     pub fn cancel(&self, id: i32) -> Result<(), IppFailure> {
         use ipp::prelude::*;
+        // As the job's owner (`Print-Job` sends `bangban`): CUPS refuses others (401).
         let op = IppOperationBuilder::cancel_job(self.uri()?, id)
+            .user_name("bangban")
             .build()
             .map_err(|e| IppFailure::Refused(e.to_string()))?;
         self.send(op.into()).map(|_| ())
@@ -627,11 +633,19 @@ impl Worker {
         blocking_reason(&p.reasons).or_else(|| (!p.accepting).then(|| "printer-not-accepting".to_owned()))
     }
 
+    /// Follows the job at CUPS and reports its states. Progress is any change of the job's
+    /// state, reasons or completed pages; a job without progress for `fail_after_secs` (a
+    /// filter stuck on a document, a backend that hangs, a stopped queue, a printer fault) is
+    /// cancelled in CUPS and reported `failed` with the reason, so the jobs behind it go on.
     async fn follow(&self, mut r: Record) -> Outcome {
         let Some(cups_id) = r.cups_job_id else { return Outcome::Later("no CUPS job".into()) };
         let poll = Duration::from_millis(self.cfg.poll_ms.max(50));
-        let mut stalled_since: Option<Instant> = None;
+        let bound = Duration::from_secs(self.cfg.fail_after_secs);
+        let mut last_seen: Option<JobInfo> = None;
+        let mut progress_at = Instant::now();
+        let mut cancel_refused = false;
         let mut server_down_since: Option<Instant> = None;
+        tracing::info!(job = %r.job_id, cups_job = cups_id, bound_s = bound.as_secs(), "following the job at the printer");
         loop {
             let info = match self.ipp.run(move |i| i.job(cups_id)).await {
                 Ok(i) => i,
@@ -646,6 +660,11 @@ impl Worker {
                     return self.fail(r, "job-lost").await;
                 }
             };
+            if last_seen.as_ref() != Some(&info) {
+                tracing::debug!(cups_job = cups_id, ?info, "job progress");
+                progress_at = Instant::now();
+                last_seen = Some(info.clone());
+            }
             let mut want = server_state(info.state);
             let mut reason = None;
             if want == PrintJobState::Failed {
@@ -657,23 +676,37 @@ impl Worker {
                             if info.state == 7 { "job-canceled".into() } else { "job-aborted".into() }
                         }),
                 );
-            } else if matches!(info.state, 5 | 6) || want == PrintJobState::Queued {
+            } else if !want.is_final() {
                 let p = self.ipp.run(|i| i.printer()).await.ok();
                 let stopper = p.as_ref().and_then(|p| blocking_reason(&p.reasons));
-                match (&stopper, stalled_since) {
-                    (Some(_), None) => stalled_since = Some(Instant::now()),
-                    (None, _) => stalled_since = None,
-                    _ => {}
-                }
                 if let Some(s) = &stopper {
+                    // A printer fault reaches the kiosk (and, by the heartbeat, the console).
                     self.show(&r, want, Some(s.clone()));
                 }
-                if let (Some(s), Some(t)) = (stopper, stalled_since)
-                    && t.elapsed() >= Duration::from_secs(self.cfg.fail_after_secs)
-                {
-                    let _ = self.ipp.run(move |i| i.cancel(cups_id)).await;
-                    want = PrintJobState::Failed;
-                    reason = Some(s);
+                if progress_at.elapsed() >= bound {
+                    let why = stopper.unwrap_or_else(|| match p {
+                        Some(p) if p.state == 5 => "printer-stopped".to_owned(),
+                        _ => "job-stalled".to_owned(),
+                    });
+                    tracing::warn!(job = %r.job_id, cups_job = cups_id, reason = %why,
+                        stalled_s = progress_at.elapsed().as_secs(), "no progress at the printer: cancelling");
+                    match self.ipp.run(move |i| i.cancel(cups_id)).await {
+                        Ok(()) => {
+                            want = PrintJobState::Failed;
+                            reason = Some(why);
+                        }
+                        // The job may have ended meanwhile: read its state once more first.
+                        Err(IppFailure::Refused(e)) if !cancel_refused => {
+                            tracing::warn!(error = %e, "Cancel-Job refused");
+                            cancel_refused = true;
+                            continue;
+                        }
+                        Err(IppFailure::Refused(_)) => {
+                            want = PrintJobState::Failed;
+                            reason = Some(why);
+                        }
+                        Err(IppFailure::Transient(e)) => tracing::warn!(error = %e, "cannot cancel yet"),
+                    }
                 }
             }
             let reported_rank = r.reported.map_or(0, rank);

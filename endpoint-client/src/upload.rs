@@ -1,7 +1,10 @@
 //! Uploads spooled pages to the session's materials with tus 1.0 (`/api/v1/uploads`): `POST`
 //! creates the upload (metadata `filename`, `session_id`, `material_slot`, `sha256`) and its URL
 //! is saved in the spool entry at once; `HEAD` asks the server's `Upload-Offset` before every
-//! attempt; `PATCH` sends 256 KiB chunks with `Upload-Checksum: sha256`. Transient failures
+//! attempt; `PATCH` sends chunks sized by the file ([`chunk_for`]: a quarter of it, 256 KiB to
+//! 8 MiB, within the server's `Tus-Max-Size`) with `Upload-Checksum: sha256`. Each
+//! acknowledged chunk is fsynced by the server, so fewer, larger chunks go faster while a cut
+//! connection still resumes from the last acknowledged offset. Transient failures
 //! (network, 5xx) are retried with backoff (0.5 s … 10 s, jitter) until the page is stored; an
 //! upload the server forgot (404/410) is created again. The page leaves the spool only after the
 //! final `204`.
@@ -21,7 +24,15 @@ use crate::backoff::Backoff;
 use crate::rest::{RestError, ServerApi};
 use crate::spool::{Entry, Spool};
 
-pub const CHUNK: usize = 256 * 1024;
+/// Smallest and largest `PATCH` bodies.
+pub const MIN_CHUNK: usize = 256 * 1024;
+pub const MAX_CHUNK: usize = 8 * 1024 * 1024;
+
+/// The `PATCH` size for a file of `size` bytes: about four requests per file, so a 20 MB scan
+/// goes in 5 MB chunks and a small page in one or two.
+pub fn chunk_for(size: u64) -> usize {
+    usize::try_from(size.div_ceil(4)).unwrap_or(MAX_CHUNK).clamp(MIN_CHUNK, MAX_CHUNK)
+}
 const TUS: &str = "1.0.0";
 
 /// One page on its way, for the kiosk status.
@@ -172,7 +183,7 @@ impl Uploader {
                 }
                 self.set(e, offset, "uploading");
                 let start = usize::try_from(offset).unwrap_or(usize::MAX).min(content.len());
-                let end = (start + CHUNK).min(content.len());
+                let end = (start + chunk_for(e.size)).min(content.len());
                 match patch(api, &url, offset, &content[start..end]).await? {
                     Patch::Stored { offset: o, material_id } => {
                         offset = o;
@@ -333,6 +344,13 @@ async fn patch(api: &ServerApi, url: &str, offset: u64, chunk: &[u8]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_grow_with_the_file() {
+        assert_eq!(chunk_for(1), MIN_CHUNK);
+        assert_eq!(chunk_for(20_000_000), 5_000_000);
+        assert_eq!(chunk_for(200_000_000), MAX_CHUNK);
+    }
 
     #[test]
     fn metadata_is_tus_encoded() {

@@ -105,6 +105,35 @@ impl UploadCipher {
     }
 }
 
+/// A partial upload read with blocking I/O (for header parsers that need `Read + Seek`).
+pub struct DecryptingFile {
+    file: std::fs::File,
+    key: [u8; 32],
+    cipher: UploadCipher,
+}
+
+impl DecryptingFile {
+    pub fn new(file: std::fs::File, key: [u8; 32]) -> Self {
+        Self { file, cipher: UploadCipher::at(&key, 0), key }
+    }
+}
+
+impl std::io::Read for DecryptingFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.cipher.apply(&mut buf[..n]);
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for DecryptingFile {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        let at = self.file.seek(pos)?;
+        self.cipher = UploadCipher::at(&self.key, at);
+        Ok(at)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

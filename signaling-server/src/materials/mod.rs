@@ -7,7 +7,9 @@
 //! - [`print`]: print jobs from the operator to the service point's terminal.
 //! - [`crypto`]: envelope encryption of stored objects (per-object data key wrapped by the
 //!   master key, 64 KiB AES-256-GCM segments), AES-CTR for partial uploads.
-//! - [`sniff`]: type by content, display-safe file names; [`thumb`]: thumbnails.
+//! - [`sniff`]: type by content, display-safe file names; [`check`]: documents checked before
+//!   they are accepted (PDF structure, encryption, pages; image dimensions); [`thumb`]:
+//!   thumbnails, made in the background after an upload completes.
 //!
 //! Objects live in an `object_store` (the local file system under `<data-dir>/materials` by
 //! default; any S3-compatible store, e.g. MinIO, by `BANGBAN_S3_*`), content-addressed: the object name is a
@@ -16,6 +18,7 @@
 //! `material_objects`, `uploads`, `print_jobs`). Every view, download and purge is audited.
 
 pub mod api;
+pub mod check;
 pub mod crypto;
 pub mod print;
 pub mod sniff;
@@ -65,7 +68,30 @@ pub struct Store {
     /// Serialises storing and deleting objects (dedup by content must not race a purge).
     commit: tokio::sync::Mutex<()>,
     /// One lock per upload in progress: a `PATCH` holds it while it writes, `HEAD` waits for it.
+    /// An entry lives only while a request holds or waits for it ([`UploadGuard`]), so unknown
+    /// or finished ids never make the map grow.
     upload_locks: std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bounds document checks and thumbnail renders ([`check::CONCURRENT_CHECKS`]).
+    pub(crate) checks: tokio::sync::Semaphore,
+}
+
+/// Holds an upload's lock; dropping it removes the map entry when nobody else wants it.
+pub(crate) struct UploadGuard<'a> {
+    store: &'a Store,
+    id: Uuid,
+    mutex: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for UploadGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut locks = self.store.upload_locks.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's reference and ours: no other request holds or waits for this lock.
+        if locks.get(&self.id).is_some_and(|m| Arc::ptr_eq(m, &self.mutex) && Arc::strong_count(m) == 2) {
+            locks.remove(&self.id);
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -128,6 +154,7 @@ impl Store {
             uploads_dir,
             commit: tokio::sync::Mutex::new(()),
             upload_locks: std::sync::Mutex::new(HashMap::new()),
+            checks: tokio::sync::Semaphore::new(check::CONCURRENT_CHECKS),
         })
     }
 
@@ -135,13 +162,17 @@ impl Store {
         self.uploads_dir.join(id.simple().to_string())
     }
 
-    pub(crate) fn upload_lock(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.upload_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(id).or_default().clone()
+    /// Waits for and holds the lock of upload `id`.
+    pub(crate) async fn lock_upload(&self, id: Uuid) -> UploadGuard<'_> {
+        let mutex =
+            self.upload_locks.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default().clone();
+        let guard = Some(mutex.clone().lock_owned().await);
+        UploadGuard { store: self, id, mutex, guard }
     }
 
-    pub(crate) fn forget_upload_lock(&self, id: Uuid) {
-        self.upload_locks.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    /// Upload locks currently held or waited for (for tests and diagnostics).
+    pub fn upload_locks_held(&self) -> usize {
+        self.upload_locks.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Encrypts `size` bytes read from `plain` into the object `path` under `key`.
@@ -261,12 +292,23 @@ pub(crate) struct SessionInfo {
     pub terminal_id: Uuid,
     pub operator_id: Uuid,
     pub status: String,
+    pub ended_at: Option<i64>,
 }
+
+/// How long after a call ended an upload begun during the call may still complete (a page
+/// scanned at the end of a call, a server restart that closed the session). Later, open uploads
+/// of the session are removed.
+pub const UPLOAD_GRACE_MS: i64 = 10 * 60 * 1000;
 
 impl SessionInfo {
     /// Calls can still exchange materials.
     pub fn is_live(&self) -> bool {
         matches!(self.status.as_str(), "active" | "held")
+    }
+
+    /// An upload already begun may still complete.
+    pub fn finishes_uploads(&self, now: i64) -> bool {
+        self.is_live() || self.ended_at.is_some_and(|t| t > now - UPLOAD_GRACE_MS)
     }
 
     pub fn is_terminal(&self, p: &Principal) -> bool {
@@ -277,9 +319,9 @@ impl SessionInfo {
         !p.is_terminal() && p.role == Role::Operator && p.id == self.operator_id
     }
 
-    /// The two parties, supervisors and admins.
+    /// The two parties (the terminal only while the call is live), supervisors and admins.
     pub fn may_access(&self, p: &Principal) -> bool {
-        self.is_terminal(p)
+        (self.is_terminal(p) && self.is_live())
             || self.is_operator(p)
             || (!p.is_terminal() && matches!(p.role, Role::Admin | Role::Supervisor))
     }
@@ -291,7 +333,7 @@ impl SessionInfo {
 
 pub(crate) async fn session_info(db: &Db, id: Uuid) -> ApiResult<Option<SessionInfo>> {
     let row = sqlx::query(
-        "SELECT s.id, s.ticket_id, t.item_id, t.point_id, s.terminal_id, s.operator_id, s.status \
+        "SELECT s.id, s.ticket_id, t.item_id, t.point_id, s.terminal_id, s.operator_id, s.status, s.ended_at \
          FROM call_sessions s JOIN tickets t ON t.id = s.ticket_id WHERE s.id = $1",
     )
     .bind(id.to_string())
@@ -306,6 +348,7 @@ pub(crate) async fn session_info(db: &Db, id: Uuid) -> ApiResult<Option<SessionI
         terminal_id: parse_id(&r.try_get::<String, _>("terminal_id")?)?,
         operator_id: parse_id(&r.try_get::<String, _>("operator_id")?)?,
         status: r.try_get("status")?,
+        ended_at: r.try_get("ended_at")?,
     }))
 }
 
@@ -382,7 +425,7 @@ pub(crate) fn from_row(r: &AnyRow) -> ApiResult<MaterialRow> {
             MaterialSource::Scan
         },
         filename: r.try_get("filename")?,
-        has_thumbnail: !purged && (thumb.is_some() || content_type == sniff::Kind::Pdf.mime()),
+        has_thumbnail: !purged && thumb.is_some(),
         content_type,
         size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
         sha256: r.try_get("sha256")?,
@@ -510,6 +553,7 @@ pub async fn purge(state: &AppState, actor: Option<&Principal>) -> ApiResult<Pur
         tus::remove_upload(state, id).await?;
         report.uploads_expired += 1;
     }
+    report.uploads_expired += tus::sweep_ended(state).await?;
     report.print_jobs_expired = print::expire_jobs(state, now).await?;
     Ok(report)
 }

@@ -320,7 +320,8 @@ pub async fn claim(
     )))
 }
 
-/// The document to print (device token of the job's service point). `Repr-Digest` carries its
+/// The document to print (device token of the job's terminal, while the call is live or
+/// ended less than [`super::UPLOAD_GRACE_MS`] ago, and the job is not final). `Repr-Digest` carries its
 /// SHA-256, which the terminal checks before printing.
 #[utoipa::path(get, path = "/api/v1/print-jobs/{id}/document", tag = "materials", params(("id" = Uuid, Path)),
     responses((status = 200, description = "The PDF", content_type = "application/pdf"), (status = 403, body = ErrorBody),
@@ -332,7 +333,12 @@ pub async fn document(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let job = load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("打印任务"))?;
-    if !(p.is_terminal() && p.point_id == Some(job.view.point_id)) {
+    // Only the job's own terminal, and only while its call is live (or just ended: a server
+    // restart closes calls; a job sent during the call still prints within the grace).
+    let live = session_info(&state.db, job.view.session_id)
+        .await?
+        .is_some_and(|s| s.finishes_uploads(now_ms()) && !job.view.state.is_final());
+    if !(p.is_terminal() && p.id == job.view.terminal_id && live) {
         return Err(deny(&state, &p, "print_job.download", "print_job", id).await);
     }
     if matches!(job.view.state, PrintJobState::Cancelled | PrintJobState::Expired) {

@@ -1,19 +1,103 @@
-//! Thumbnails: JPEG, at most [`MAX_SIDE`] pixels on the longer side. Images are decoded with the
-//! `image` crate under allocation limits (no decompression bombs); the first page of a PDF is
-//! rendered by poppler's `pdftoppm` when it is installed, otherwise a generic page is shown.
+//! Thumbnails: JPEG, at most [`MAX_SIDE`] pixels on the longer side, made in the background
+//! after an upload completed ([`spawn`]): the material is announced at once with
+//! `has_thumbnail: false`, and a second `material_changed` says `has_thumbnail: true`. Renders
+//! share the store's semaphore with the document checks. Images are decoded with the `image`
+//! crate under allocation limits (and were refused at upload beyond
+//! [`super::check::MAX_IMAGE_PIXELS`]); the first page of a PDF is rendered by poppler's
+//! `pdftoppm` in a limited child ([`super::check::limited`]), or a generic page is stored.
 
 use std::io::Cursor;
-use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use image::{ImageFormat, ImageReader, Limits, Rgb, RgbImage};
+use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use uuid::Uuid;
 
+use super::check::{CHILD_TIMEOUT, limited};
+use super::crypto::random_key;
 use super::sniff::Kind;
+use crate::state::AppState;
 
 pub const MAX_SIDE: u32 = 320;
-const MAX_DIMENSION: u32 = 20_000;
-const MAX_ALLOC: u64 = 512 * 1024 * 1024;
-const PDFTOPPM_TIMEOUT: Duration = Duration::from_secs(20);
+const MAX_DIMENSION: u32 = 16_000;
+const MAX_ALLOC: u64 = 256 * 1024 * 1024;
+
+/// Makes the thumbnail of the new object `name` in the background, stores it and tells the
+/// parties of the material's session (`material_changed`, `has_thumbnail: true`).
+pub(crate) fn spawn(state: AppState, name: String, kind: Kind, key: [u8; 32], size: u64, material: Uuid) {
+    tokio::spawn(async move {
+        if let Err(e) = make(&state, &name, kind, &key, size, material).await {
+            tracing::warn!(error = %e, "thumbnail not made");
+        }
+    });
+}
+
+async fn make(
+    state: &AppState,
+    name: &str,
+    kind: Kind,
+    key: &[u8; 32],
+    size: u64,
+    material: Uuid,
+) -> Result<(), String> {
+    let path = super::object_path(name);
+    let thumb = {
+        let _permit = state.materials.checks.acquire().await.map_err(|e| e.to_string())?;
+        match kind {
+            Kind::Pdf => Some(
+                pdf_thumbnail(state.materials.open_range(&path, key, size, 0, size))
+                    .await
+                    .unwrap_or_else(placeholder),
+            ),
+            _ => {
+                let bytes = state.materials.read_all(&path, key, size).await.map_err(|e| e.to_string())?;
+                tokio::task::spawn_blocking(move || image_thumbnail(kind, &bytes))
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        }
+    };
+    let Some(t) = thumb else { return Ok(()) };
+    let tkey = random_key();
+    let tpath = super::thumb_path(name);
+    state.materials.seal(&tpath, &tkey, &t[..], t.len() as u64).await.map_err(|e| e.to_string())?;
+    let n = sqlx::query(
+        "UPDATE material_objects SET thumb_name = $1, thumb_size = $2, thumb_wrapped_key = $3          WHERE name = $1 AND thumb_name IS NULL",
+    )
+    .bind(name)
+    .bind(i64::try_from(t.len()).unwrap_or(0))
+    .bind(state.pii.wrap_key(&tkey, &format!("object:{tpath}")))
+    .execute(&state.db.pool)
+    .await
+    .map_err(|e| e.to_string())?
+    .rows_affected();
+    if n != 1 {
+        return Ok(());
+    }
+    // Every material on this content hears of it (usually one).
+    let rows = sqlx::query("SELECT id FROM materials WHERE object_name = $1")
+        .bind(name)
+        .fetch_all(&state.db.pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut ids: Vec<Uuid> = Vec::new();
+    for r in &rows {
+        if let Some(id) = r.try_get::<String, _>("id").ok().and_then(|s| Uuid::parse_str(&s).ok()) {
+            ids.push(id);
+        }
+    }
+    if !ids.contains(&material) {
+        ids.push(material);
+    }
+    for id in ids {
+        let Ok(Some(m)) = super::load(&state.db, id).await else { continue };
+        let Ok(Some(session)) = super::session_info(&state.db, m.view.session_id).await else { continue };
+        super::notify_material(state, &session, m.view).await;
+    }
+    Ok(())
+}
 
 fn encode_jpeg(img: &RgbImage) -> Option<Vec<u8>> {
     let mut out = Vec::new();
@@ -40,10 +124,13 @@ pub fn image_thumbnail(kind: Kind, bytes: &[u8]) -> Option<Vec<u8>> {
     encode_jpeg(&img.thumbnail(MAX_SIDE, MAX_SIDE).to_rgb8())
 }
 
-/// First page of a PDF via `pdftoppm` (reading the document from stdin); `None` when poppler is
-/// missing, the document does not render, or it takes too long.
-pub async fn pdf_thumbnail(mut pdf: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Option<Vec<u8>> {
-    let mut child = tokio::process::Command::new("pdftoppm")
+/// First page of a PDF via `pdftoppm` (reading the document from stdin, in a child with memory
+/// and CPU limits); `None` when poppler is missing, the document does not render, or it takes
+/// too long.
+pub async fn pdf_thumbnail(
+    pdf: impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+) -> Option<Vec<u8>> {
+    let mut child = limited("pdftoppm")
         .args(["-jpeg", "-singlefile", "-f", "1", "-l", "1", "-scale-to", &MAX_SIDE.to_string(), "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -56,14 +143,19 @@ pub async fn pdf_thumbnail(mut pdf: impl tokio::io::AsyncRead + Unpin + Send + '
     let mut stdout = child.stdout.take()?;
     let feed = async move {
         // A broken pipe (pdftoppm gave up early) is not an error here.
-        let _ = tokio::io::copy(&mut pdf, &mut stdin).await;
+        let mut pdf = std::pin::pin!(pdf);
+        while let Some(Ok(chunk)) = pdf.next().await {
+            if stdin.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
         let _ = stdin.shutdown().await;
     };
     let read = async move {
         let mut out = Vec::new();
         (&mut stdout).take(4 * 1024 * 1024).read_to_end(&mut out).await.map(|_| out)
     };
-    let (_, out) = tokio::time::timeout(PDFTOPPM_TIMEOUT, async { tokio::join!(feed, read) }).await.ok()?;
+    let (_, out) = tokio::time::timeout(CHILD_TIMEOUT, async { tokio::join!(feed, read) }).await.ok()?;
     let status = child.wait().await.ok()?;
     let out = out.ok()?;
     (status.success() && out.starts_with(&[0xFF, 0xD8, 0xFF])).then_some(out)

@@ -30,9 +30,9 @@ use sqlx::Row;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, ReadBuf};
 use uuid::Uuid;
 
-use super::crypto::{UploadCipher, random_key};
+use super::crypto::{DecryptingFile, UploadCipher, random_key};
 use super::sniff::{self, Kind};
-use super::{SessionInfo, deny, notify_material, object_path, session_info, thumb, thumb_path};
+use super::{SessionInfo, check, deny, notify_material, object_path, session_info, thumb};
 use crate::audit::AuditRecord;
 use crate::auth::Principal;
 use crate::db::{new_id, now_ms, parse_id};
@@ -197,7 +197,6 @@ pub(crate) async fn remove_upload(state: &AppState, id: Uuid) -> ApiResult<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::error!(error = %e, "cannot remove a partial upload"),
     }
-    state.materials.forget_upload_lock(id);
     Ok(())
 }
 
@@ -299,8 +298,10 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
         return Err(deny(state, p, "material.upload", "session", session.id).await);
     }
     if !session.is_live() {
-        return Err(ApiError::conflict("通话已结束 (session is over)"));
+        return Err(session_over());
     }
+    sweep_ended(state).await?;
+    quota(state, p, &session, length).await?;
     if let Some(slot) = slot {
         let ok = sqlx::query("SELECT id FROM item_materials WHERE id = $1 AND item_id = $2")
             .bind(slot.to_string())
@@ -355,6 +356,115 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
     }
     hm.insert("upload-offset", HeaderValue::from_static("0"));
     Ok(resp)
+}
+
+/// Open uploads of one session, and of one uploader (a terminal or an operator).
+pub const MAX_OPEN_PER_SESSION: i64 = 16;
+pub const MAX_OPEN_PER_UPLOADER: i64 = 8;
+/// Bytes of one session (stored materials and open uploads), in files of the largest size.
+pub const SESSION_FILES: u64 = 16;
+/// Bytes one uploader stores in a day (materials and open uploads), in files of the largest size.
+pub const UPLOADER_DAY_FILES: u64 = 32;
+
+fn quota_error(status: StatusCode, msg: String) -> ApiError {
+    ApiError::new(status, "quota_exceeded", msg)
+}
+
+/// Per-session and per-uploader quotas on open uploads and stored bytes. Open uploads are
+/// counted as their declared length. Too many open uploads is `429` (they finish or expire);
+/// too many bytes is `413`.
+async fn quota(state: &AppState, p: &Principal, session: &SessionInfo, length: u64) -> ApiResult<()> {
+    let now = now_ms();
+    let max = state.config.materials.max_upload_bytes;
+    let pool = &state.db.pool;
+    let r = sqlx::query(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(length), 0) AS b FROM uploads \
+         WHERE session_id = $1 AND material_id IS NULL AND expires_at > $2",
+    )
+    .bind(session.id.to_string())
+    .bind(now)
+    .fetch_one(pool)
+    .await?;
+    let (open_n, open_b): (i64, i64) = (r.try_get("n")?, r.try_get("b")?);
+    if open_n >= MAX_OPEN_PER_SESSION {
+        return Err(quota_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "本次通话同时进行的上传已达 {MAX_OPEN_PER_SESSION} 个，请稍后再试 (too many open uploads in this session)"
+            ),
+        ));
+    }
+    let stored: i64 = sqlx::query(
+        "SELECT COALESCE(SUM(size), 0) AS b FROM materials WHERE session_id = $1 AND purged_at IS NULL",
+    )
+    .bind(session.id.to_string())
+    .fetch_one(pool)
+    .await?
+    .try_get("b")?;
+    let session_max = SESSION_FILES.saturating_mul(max);
+    let used = u64::try_from(stored.saturating_add(open_b)).unwrap_or(u64::MAX);
+    if used.saturating_add(length) > session_max {
+        return Err(quota_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "本次通话的材料已达 {} MB 上限 (session storage quota exceeded)",
+                session_max / 1_000_000
+            ),
+        ));
+    }
+    let r = sqlx::query(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(length), 0) AS b FROM uploads \
+         WHERE created_by = $1 AND material_id IS NULL AND expires_at > $2",
+    )
+    .bind(p.id.to_string())
+    .bind(now)
+    .fetch_one(pool)
+    .await?;
+    let (mine_n, mine_b): (i64, i64) = (r.try_get("n")?, r.try_get("b")?);
+    if mine_n >= MAX_OPEN_PER_UPLOADER {
+        return Err(quota_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("同时进行的上传已达 {MAX_OPEN_PER_UPLOADER} 个，请稍后再试 (too many open uploads)"),
+        ));
+    }
+    let day: i64 = sqlx::query(
+        "SELECT COALESCE(SUM(size), 0) AS b FROM materials WHERE uploaded_by = $1 AND created_at > $2",
+    )
+    .bind(p.id.to_string())
+    .bind(now - 86_400_000)
+    .fetch_one(pool)
+    .await?
+    .try_get("b")?;
+    let day_max = UPLOADER_DAY_FILES.saturating_mul(max);
+    let used = u64::try_from(day.saturating_add(mine_b)).unwrap_or(u64::MAX);
+    if used.saturating_add(length) > day_max {
+        return Err(quota_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("今日上传已达 {} MB 上限 (daily storage quota exceeded)", day_max / 1_000_000),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes open uploads whose session ended more than [`super::UPLOAD_GRACE_MS`] ago (at most
+/// 64 per call).
+pub(crate) async fn sweep_ended(state: &AppState) -> ApiResult<u64> {
+    let rows = sqlx::query(
+        "SELECT u.id FROM uploads u JOIN call_sessions s ON s.id = u.session_id \
+         WHERE u.material_id IS NULL AND s.status NOT IN ('active', 'held') \
+         AND COALESCE(s.ended_at, 0) < $1 LIMIT 64",
+    )
+    .bind(now_ms() - super::UPLOAD_GRACE_MS)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut n = 0;
+    for r in &rows {
+        let id = parse_id(&r.try_get::<String, _>("id")?)?;
+        let _guard = state.materials.lock_upload(id).await;
+        remove_upload(state, id).await?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 #[cfg(unix)]
@@ -414,8 +524,7 @@ pub async fn head(
 ) -> Response {
     tus(async {
         require_tus(&headers)?;
-        let lock = state.materials.upload_lock(id);
-        let _guard = lock.lock().await;
+        let _guard = state.materials.lock_upload(id).await;
         let up = load_own(&state, &p, id).await?;
         let mut resp = StatusCode::OK.into_response();
         offset_headers(&mut resp, &up, up.received);
@@ -438,8 +547,7 @@ pub async fn terminate(
 ) -> Response {
     tus(async {
         require_tus(&headers)?;
-        let lock = state.materials.upload_lock(id);
-        let _guard = lock.lock().await;
+        let _guard = state.materials.lock_upload(id).await;
         load_own(&state, &p, id).await?;
         remove_upload(&state, id).await?;
         state.audit(AuditRecord::new("upload.terminate", "upload").by(&p).target(id)).await;
@@ -515,8 +623,7 @@ async fn patch_inner(
     let offset = parse_u64(h, "upload-offset")?;
     let mut checksum = Checksum::parse(h)?;
     // Held until the answer: HEAD and other PATCHes of this upload wait.
-    let lock = state.materials.upload_lock(id);
-    let _guard = lock.lock().await;
+    let _guard = state.materials.lock_upload(id).await;
     let mut up = load_own(state, p, id).await?;
     if offset != up.received {
         return Err(ApiError::conflict(format!(
@@ -528,6 +635,11 @@ async fn patch_inner(
         let mut resp = StatusCode::NO_CONTENT.into_response();
         offset_headers(&mut resp, &up, up.received);
         return Ok(resp);
+    }
+    // An upload outlives its session only until the session's party touches it again.
+    if !session_info(&state.db, up.session_id).await?.is_some_and(|s| s.finishes_uploads(now_ms())) {
+        remove_upload(state, id).await?;
+        return Err(session_over());
     }
     let path = state.materials.upload_path(id);
     let mut file = open_private(&path, false).await.map_err(io_error)?;
@@ -641,48 +753,35 @@ async fn patch_inner(
     Ok(resp)
 }
 
-/// The last byte arrived: verify, seal into the store, create the material.
+/// The last byte arrived: check the document, seal it into the store while hashing it (one
+/// streamed pass), create the material. The thumbnail is made afterwards in the background.
 async fn finish(state: &AppState, p: &Principal, up: &Upload) -> ApiResult<MaterialView> {
     let session = session_info(&state.db, up.session_id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
+    if !session.finishes_uploads(now_ms()) {
+        return Err(session_over());
+    }
     let mut head = Vec::new();
     staged(state, up, sniff::MAGIC_LEN as u64).await?.read_to_end(&mut head).await.map_err(io_error)?;
-    // Images are decoded whole for their thumbnail anyway: read and decrypt them once, into
-    // memory, for the hash, the sealing and the thumbnail. PDFs are streamed.
-    let mut plain: Option<Vec<u8>> = None;
-    let mut hasher = Sha256::new();
-    if matches!(sniff::sniff(&head), Some(k) if k != Kind::Pdf) {
-        let mut all = Vec::with_capacity(usize::try_from(up.length).unwrap_or(0));
-        staged(state, up, up.length).await?.read_to_end(&mut all).await.map_err(io_error)?;
-        hasher.update(&all);
-        plain = Some(all);
-    } else {
-        let mut reader = staged(state, up, up.length).await?;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = reader.read(&mut buf).await.map_err(io_error)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-    }
-    if hex::encode(hasher.finalize()) != up.sha256 {
-        return Err(checksum_mismatch("file sha256"));
-    }
     let kind = sniff::sniff(&head).ok_or_else(unsupported_type)?;
+    // Nothing is stored, and nothing can reach a printer, before the document passed its check.
+    check_document(state, up, kind).await?;
     let name = state.pii.keyed_hash(&format!("material-object:{}", up.sha256));
-    {
+    let new_object = {
         let _commit = state.materials.commit.lock().await;
         let exists = sqlx::query("SELECT name FROM material_objects WHERE name = $1")
             .bind(&name)
             .fetch_optional(&state.db.pool)
             .await?
             .is_some();
-        if !exists {
-            store_object(state, up, kind, &name, plain).await?;
-        }
+        let new_object = if exists {
+            verify_hash(state, up).await?;
+            None
+        } else {
+            Some(store_object(state, up, &name).await?)
+        };
         insert_material(state, p, up, &session, kind).await?;
-    }
+        new_object
+    };
     tokio::fs::remove_file(state.materials.upload_path(up.id)).await.ok();
     let material_id = sqlx::query("SELECT material_id FROM uploads WHERE id = $1")
         .bind(up.id.to_string())
@@ -701,73 +800,116 @@ async fn finish(state: &AppState, p: &Principal, up: &Upload) -> ApiResult<Mater
         })))
         .await;
     notify_material(state, &session, material.clone()).await;
+    if let Some(key) = new_object {
+        thumb::spawn(state.clone(), name, kind, key, up.length, material.id);
+    }
     Ok(material)
 }
 
-async fn store_object(
-    state: &AppState,
-    up: &Upload,
-    kind: Kind,
-    name: &str,
-    plain: Option<Vec<u8>>,
-) -> ApiResult<()> {
+fn session_over() -> ApiError {
+    ApiError::conflict("通话已结束 (session is over)")
+}
+
+/// Removes a file when dropped (the plaintext copy a checker reads).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Checks the staged document ([`check`]): PDFs by `qpdf` in a limited child, images by their
+/// header. At most [`check::CONCURRENT_CHECKS`] at once.
+async fn check_document(state: &AppState, up: &Upload, kind: Kind) -> ApiResult<()> {
+    let _permit = state.materials.checks.acquire().await.map_err(|_| ApiError::internal())?;
+    let format = match kind {
+        Kind::Pdf => {
+            // The checker needs a seekable plaintext file: owner-only, removed right after.
+            let path = state.materials.upload_path(up.id).with_extension("check.pdf");
+            let _ = tokio::fs::remove_file(&path).await;
+            let _remove = RemoveOnDrop(path.clone());
+            let mut out = open_private(&path, true).await.map_err(io_error)?;
+            tokio::io::copy(&mut staged(state, up, up.length).await?, &mut out).await.map_err(io_error)?;
+            out.flush().await.map_err(io_error)?;
+            drop(out);
+            let pages = check::check_pdf(&path).await?;
+            tracing::debug!(upload = %up.id, pages, "PDF checked");
+            return Ok(());
+        }
+        Kind::Jpeg => image::ImageFormat::Jpeg,
+        Kind::Png => image::ImageFormat::Png,
+        Kind::Tiff => image::ImageFormat::Tiff,
+    };
+    let (path, key) = (state.materials.upload_path(up.id), up.key);
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(path).map_err(io_error)?;
+        let reader = std::io::BufReader::new(DecryptingFile::new(file, key));
+        check::check_image(format, reader).map(|_| ()).map_err(ApiError::from)
+    })
+    .await
+    .map_err(|_| ApiError::internal())?
+}
+
+/// Hashes a reader's bytes as they pass.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &r {
+            this.hasher.update(&buf.filled()[before..]);
+        }
+        r
+    }
+}
+
+/// The staged file's SHA-256 is the one announced at creation (content already stored).
+async fn verify_hash(state: &AppState, up: &Upload) -> ApiResult<()> {
+    let mut r = Hashing { inner: staged(state, up, up.length).await?, hasher: Sha256::new() };
+    tokio::io::copy(&mut r, &mut tokio::io::sink()).await.map_err(io_error)?;
+    if hex::encode(r.hasher.finalize()) != up.sha256 {
+        return Err(checksum_mismatch("file sha256"));
+    }
+    Ok(())
+}
+
+/// Seals the staged file into the store, hashing it on the way; a wrong hash removes the
+/// object again. Returns the object's data key (for the thumbnail).
+async fn store_object(state: &AppState, up: &Upload, name: &str) -> ApiResult<[u8; 32]> {
     let store_err = |e: super::StoreError| {
         tracing::error!(error = %e, "cannot store a material");
         ApiError::internal()
     };
     let key = random_key();
     let path = object_path(name);
-    // The thumbnail is made while the content is sealed (two cores: decoding a large scan takes
-    // as long as encrypting and writing it).
-    let (sealed, thumb) = match plain {
-        Some(plain) => {
-            let plain = std::sync::Arc::new(plain);
-            let for_thumb = plain.clone();
-            let thumb = tokio::task::spawn_blocking(move || thumb::image_thumbnail(kind, &for_thumb));
-            let sealed = state.materials.seal(&path, &key, &plain[..], up.length).await;
-            (sealed, thumb.await.ok().flatten())
-        }
-        None => {
-            let content = staged(state, up, up.length).await?;
-            let for_thumb = staged(state, up, up.length).await?;
-            let (sealed, thumb) =
-                tokio::join!(state.materials.seal(&path, &key, content, up.length), async move {
-                    match kind {
-                        Kind::Pdf => thumb::pdf_thumbnail(for_thumb).await,
-                        _ => None,
-                    }
-                });
-            (sealed, thumb)
-        }
-    };
-    sealed.map_err(store_err)?;
-    let mut thumb_cols: (Option<String>, Option<i64>, Option<String>) = (None, None, None);
-    if let Some(t) = thumb {
-        let tkey = random_key();
-        let tpath = thumb_path(name);
-        state.materials.seal(&tpath, &tkey, &t[..], t.len() as u64).await.map_err(store_err)?;
-        thumb_cols = (
-            Some(name.to_owned()),
-            Some(i64::try_from(t.len()).unwrap_or(0)),
-            Some(state.pii.wrap_key(&tkey, &format!("object:{tpath}"))),
-        );
+    let mut reader = Hashing { inner: staged(state, up, up.length).await?, hasher: Sha256::new() };
+    state.materials.seal(&path, &key, &mut reader, up.length).await.map_err(store_err)?;
+    if hex::encode(reader.hasher.finalize()) != up.sha256 {
+        state.materials.delete(&path).await;
+        return Err(checksum_mismatch("file sha256"));
     }
     sqlx::query(
-        "INSERT INTO material_objects (name, sha256, size, segment_size, wrapped_key, thumb_name, thumb_size, \
-         thumb_wrapped_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO material_objects (name, sha256, size, segment_size, wrapped_key, created_at)          VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(name)
     .bind(&up.sha256)
     .bind(i64::try_from(up.length).unwrap_or(i64::MAX))
     .bind(i64::try_from(super::crypto::SEGMENT).unwrap_or(0))
     .bind(state.pii.wrap_key(&key, &format!("object:{path}")))
-    .bind(thumb_cols.0)
-    .bind(thumb_cols.1)
-    .bind(thumb_cols.2)
     .bind(now_ms())
     .execute(&state.db.pool)
     .await?;
-    Ok(())
+    Ok(key)
 }
 
 async fn insert_material(

@@ -1,5 +1,6 @@
 use reqwest::StatusCode;
 use serde_json::json;
+use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::TestApp;
@@ -94,10 +95,29 @@ async fn images_get_small_jpeg_thumbnails_and_fill_their_slot() {
     let resp = create(&app, &c.device, data.len(), &meta).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let location = resp.headers()["location"].to_str().expect("loc").to_owned();
+    let (mut ws, _) = crate::ws_client::WsClient::connect(&app, &c.operator).await;
     let resp = patch(&app, &c.device, &location, 0, &data, None).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let id = resp.headers()["bangban-material-id"].to_str().expect("id").to_owned();
+    // Announced at once without a thumbnail; the thumbnail follows in the background.
+    let first = ws
+        .expect("material_changed", |m| match m {
+            shared::protocol::ServerMsg::MaterialChanged { material, .. } => Some(material.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(first.id.to_string(), id);
+    let later = ws
+        .expect("material_changed with a thumbnail", |m| match m {
+            shared::protocol::ServerMsg::MaterialChanged { material, .. } if material.has_thumbnail => {
+                Some(material.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(later.id.to_string(), id);
     let (s, m) = app.get(&format!("/api/v1/materials/{id}"), Some(&c.operator)).await;
+    assert_eq!(m["has_thumbnail"], true);
     assert_eq!(s, StatusCode::OK, "{m}");
     assert_eq!(m["content_type"], "image/png");
     assert_eq!(m["slot_id"], c.slot_id.as_str());
@@ -534,4 +554,195 @@ async fn both_parties_hear_of_materials_and_print_jobs_over_the_socket() {
     operator
         .expect("print_job_changed", |m| matches!(m, ServerMsg::PrintJobChanged { .. }).then_some(()))
         .await;
+}
+
+/// Uploads `data` in one `PATCH` and returns the final answer.
+async fn upload_once(
+    app: &TestApp,
+    token: &str,
+    session: &str,
+    name: &str,
+    data: &[u8],
+) -> reqwest::Response {
+    let location = start(app, token, session, name, data).await;
+    patch(app, token, &location, 0, data, None).await
+}
+
+#[tokio::test]
+async fn hostile_documents_are_refused_with_their_message_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let c = call(&app).await;
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        ("无交叉引用表.pdf", pdf_without_xref(), "pdf_damaged", "结构损坏"),
+        ("加密.pdf", encrypted_pdf("user-pw"), "pdf_encrypted", "已加密"),
+        ("仅所有者密码.pdf", encrypted_pdf(""), "pdf_encrypted", "已加密"),
+        ("万页.pdf", pdf_with_pages(10_000), "pdf_too_many_pages", "共 10000 页"),
+        ("炸弹.png", png_bomb(20_000), "image_too_large", "20000×20000"),
+    ];
+    for (name, data, code, text) in &cases {
+        for token in [&c.operator, &c.device] {
+            let resp = upload_once(&app, token, &c.session_id, name, data).await;
+            let (status, got_code, message) = error_of(resp).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {message}");
+            assert_eq!(&got_code, code, "{name}");
+            assert!(message.contains(text), "{name}: {message}");
+        }
+    }
+    // Nothing stored: no material, no object, no partial upload, no plaintext copy.
+    let (_, list) = app.get(&format!("/api/v1/sessions/{}/materials", c.session_id), Some(&c.operator)).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+    let pool = &app.state.db.pool;
+    for table in ["materials", "material_objects", "uploads", "print_jobs"] {
+        let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}")))
+            .fetch_one(pool)
+            .await
+            .expect("count")
+            .get("n");
+        assert_eq!(n, 0, "{table}");
+    }
+    for dir in ["materials", "uploads"] {
+        assert!(walk(&app.data_dir.path().join(dir)).is_empty(), "{dir} is empty");
+    }
+    // The same checks pass a good document, which can then be printed.
+    let good = upload(&app, &c.operator, &c.session_id, "表.pdf", &pdf_with_pages(3)).await;
+    let (s, _) = app
+        .post(
+            &format!("/api/v1/sessions/{}/print-jobs", c.session_id),
+            Some(&c.operator),
+            json!({ "material_id": good, "idempotency_key": "good" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn the_upload_lock_map_does_not_grow_for_unknown_or_finished_uploads() {
+    let app = TestApp::spawn().await;
+    let c = call(&app).await;
+    for _ in 0..100 {
+        let at = format!("/api/v1/uploads/{}", uuid::Uuid::new_v4());
+        let (s, _) = offset(&app, &c.device, &at).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let resp = patch(&app, &c.device, &at, 0, b"%PDF-", None).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let resp = app
+            .client
+            .delete(app.url(&at))
+            .bearer_auth(&c.device)
+            .header("Tus-Resumable", "1.0.0")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    }
+    upload(&app, &c.device, &c.session_id, "a.png", &png(20, 20)).await;
+    assert_eq!(app.state.materials.upload_locks_held(), 0);
+}
+
+#[tokio::test]
+async fn open_uploads_and_stored_bytes_have_quotas() {
+    let app = TestApp::spawn_with(|c| c.materials.max_upload_bytes = 4096).await;
+    let c = call(&app).await;
+    let meta = |n: usize| {
+        metadata(&[
+            ("filename", &format!("p{n}.png")),
+            ("session_id", &c.session_id),
+            ("sha256", &"ab".repeat(32)),
+        ])
+    };
+    for n in 0..8 {
+        assert_eq!(create(&app, &c.device, 4096, &meta(n)).await.status(), StatusCode::CREATED, "{n}");
+    }
+    let (status, code, message) = error_of(create(&app, &c.device, 4096, &meta(8)).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{message}");
+    assert!(message.contains("同时进行的上传"), "{message}");
+    // The session's bytes (16 × 4096): 8 open uploads of the terminal, a stored material and 7
+    // open uploads of the operator fit; the next 4096 bytes do not.
+    let small = png(20, 20);
+    assert!(small.len() < 4096);
+    upload(&app, &c.operator, &c.session_id, "s.png", &small).await;
+    for n in 0..7 {
+        assert_eq!(create(&app, &c.operator, 4096, &meta(n)).await.status(), StatusCode::CREATED, "{n}");
+    }
+    let (status, code, message) = error_of(create(&app, &c.operator, 4096, &meta(99)).await).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{message}");
+    assert_eq!(code, "quota_exceeded");
+    assert!(message.contains("上限"), "{message}");
+    // Hostile lengths never pass the per-file limit.
+    for len in ["18446744073709551615", "99999999999999999999999", "-1", "4097"] {
+        let resp = app
+            .client
+            .post(app.url("/api/v1/uploads"))
+            .bearer_auth(&c.device)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Length", len)
+            .header("Upload-Metadata", meta(1))
+            .send()
+            .await
+            .expect("sent");
+        assert!(resp.status().is_client_error(), "{len}: {}", resp.status());
+    }
+}
+
+#[tokio::test]
+async fn uploads_of_an_ended_session_are_cleaned_up_and_its_terminal_reads_nothing() {
+    let app = TestApp::spawn().await;
+    let c = call(&app).await;
+    let data = png(64, 64);
+    let material = upload(&app, &c.device, &c.session_id, "a.png", &data).await;
+    let half = start(&app, &c.device, &c.session_id, "b.png", &pdf("b", 5000)).await;
+    let resp = patch(&app, &c.device, &half, 0, &pdf("b", 5000)[..1000], None).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let form = upload(&app, &c.operator, &c.session_id, "f.pdf", &pdf("f", 800)).await;
+    let (s, job) = app
+        .post(
+            &format!("/api/v1/sessions/{}/print-jobs", c.session_id),
+            Some(&c.operator),
+            json!({ "material_id": form, "idempotency_key": "k1" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let job = job["id"].as_str().expect("job").to_owned();
+    let document = |token: String| {
+        let app = &app;
+        let job = job.clone();
+        async move {
+            app.client
+                .get(app.url(&format!("/api/v1/print-jobs/{job}/document")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("sent")
+                .status()
+        }
+    };
+    assert_eq!(document(c.device.clone()).await, StatusCode::OK, "live: the terminal prints");
+    // Another terminal of the same point never reads this job's document.
+    let (_, other) = app.enroll_terminal(1).await;
+    assert_eq!(document(other.clone()).await, StatusCode::FORBIDDEN);
+
+    let untouched = start(&app, &c.operator, &c.session_id, "c.pdf", &pdf("c", 900)).await;
+    // The call ended 11 minutes ago: past the grace for uploads begun during the call.
+    sqlx::query("UPDATE call_sessions SET status = 'ended', ended_at = $1 WHERE id = $2")
+        .bind(signaling_server::db::now_ms() - 11 * 60 * 1000)
+        .bind(&c.session_id)
+        .execute(&app.state.db.pool)
+        .await
+        .expect("end");
+    // The terminal reads nothing of an ended session; the operator still can.
+    let (s, _) = app.get(&format!("/api/v1/sessions/{}/materials", c.session_id), Some(&c.device)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(content(&app, &c.device, &material).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(content(&app, &c.operator, &material).await.0, StatusCode::OK);
+    assert_eq!(document(c.device.clone()).await, StatusCode::FORBIDDEN);
+    // The open upload is refused and removed at its next touch...
+    let resp = patch(&app, &c.device, &half, 1000, &pdf("b", 5000)[1000..], None).await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert_eq!(offset(&app, &c.device, &half).await.0, StatusCode::NOT_FOUND);
+    // ... and the purge sweeps the untouched ones.
+    let admin = app.login("admin").await;
+    let (s, r) = app.post("/api/v1/admin/materials/purge", Some(&admin), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(offset(&app, &c.operator, &untouched).await.0, StatusCode::NOT_FOUND);
+    assert!(walk(&app.data_dir.path().join("uploads")).is_empty());
 }

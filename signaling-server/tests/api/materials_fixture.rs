@@ -218,3 +218,169 @@ pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A PDF whose cross-reference table and trailer are cut off (it makes a printer's filter
+/// "reconstruct" for minutes).
+pub fn pdf_without_xref() -> Vec<u8> {
+    let mut whole = pdf("broken", 600);
+    let at = whole.windows(4).rposition(|w| w == b"xref").expect("xref");
+    whole.truncate(at);
+    whole.extend_from_slice(b"%%EOF\n");
+    whole
+}
+
+/// A valid PDF of `n` empty pages.
+pub fn pdf_with_pages(n: usize) -> Vec<u8> {
+    let mut objs = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {n} >>",
+            (0..n).map(|i| format!("{} 0 R", i + 3)).collect::<Vec<_>>().join(" ")
+        ),
+    ];
+    objs.extend((0..n).map(|_| "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>".to_owned()));
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes());
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objs.len() + 1).as_bytes(),
+    );
+    out
+}
+
+/// A valid PDF encrypted with AES-256 by `qpdf` (`user` empty: opens without a password).
+pub fn encrypted_pdf(user: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (plain, enc) = (dir.path().join("in.pdf"), dir.path().join("out.pdf"));
+    std::fs::write(&plain, pdf("secret", 600)).expect("write");
+    let st = std::process::Command::new("qpdf")
+        .args(["--encrypt", user, "owner-pw", "256", "--"])
+        .arg(&plain)
+        .arg(&enc)
+        .status()
+        .expect("qpdf runs (scripts/install-system-deps.sh installs it)");
+    assert!(st.success());
+    std::fs::read(enc).expect("encrypted")
+}
+
+fn crc32(parts: &[&[u8]]) -> u32 {
+    let mut table = [0u32; 256];
+    for (i, t) in table.iter_mut().enumerate() {
+        let mut c = i as u32;
+        for _ in 0..8 {
+            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+        *t = c;
+    }
+    let mut c = 0xFFFF_FFFFu32;
+    for p in parts {
+        for &b in *p {
+            c = table[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+        }
+    }
+    !c
+}
+
+/// A decompression bomb: a real, valid PNG of `side`×`side` black grey pixels (for 20,000 px:
+/// 400 MB decoded, ~2.5 MB on disk), compressed by hand (fixed-Huffman deflate: one literal
+/// zero, then runs of 258 copies at distance 1).
+pub fn png_bomb(side: u32) -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        acc: u64,
+        n: u32,
+    }
+    impl Bits {
+        /// `len` bits of `v`, least significant first.
+        fn put(&mut self, v: u64, len: u32) {
+            self.acc |= v << self.n;
+            self.n += len;
+            while self.n >= 8 {
+                self.out.push(self.acc as u8);
+                self.acc >>= 8;
+                self.n -= 8;
+            }
+        }
+        /// A Huffman code, most significant bit first.
+        fn code(&mut self, code: u64, len: u32) {
+            let rev = (0..len).fold(0u64, |r, i| r | (((code >> i) & 1) << (len - 1 - i)));
+            self.put(rev, len);
+        }
+    }
+    let total = u64::from(side) * (u64::from(side) + 1);
+    let mut b = Bits { out: vec![0x78, 0x01], acc: 0, n: 0 };
+    b.put(1, 1); // last block
+    b.put(1, 2); // fixed Huffman
+    b.code(0x30, 8); // literal 0
+    let mut left = total - 1;
+    while left >= 258 {
+        b.code(0b1100_0101, 8); // length 258
+        b.code(0, 5); // distance 1
+        left -= 258;
+    }
+    for _ in 0..left {
+        b.code(0x30, 8);
+    }
+    b.code(0, 7); // end of block
+    if b.n > 0 {
+        b.out.push(b.acc as u8);
+    }
+    let adler = ((total % 65_521) << 16) as u32 | 1;
+    b.out.extend_from_slice(&adler.to_be_bytes());
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        png.extend_from_slice(&crc32(&[kind, data]).to_be_bytes());
+    };
+    let mut ihdr = side.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &b.out);
+    chunk(b"IEND", b"");
+    png
+}
+
+/// The error body of a refused request.
+pub async fn error_of(resp: reqwest::Response) -> (StatusCode, String, String) {
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.expect("json error");
+    (
+        status,
+        v["error"]["code"].as_str().unwrap_or_default().to_owned(),
+        v["error"]["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Uploads `data` like [`upload`] and waits (on the uploader's socket) for the background
+/// thumbnail: the `material_changed` with `has_thumbnail`.
+pub async fn upload_with_thumbnail(
+    app: &TestApp,
+    token: &str,
+    session: &str,
+    name: &str,
+    data: &[u8],
+) -> String {
+    let (mut ws, _) = crate::ws_client::WsClient::connect(app, token).await;
+    let id = upload(app, token, session, name, data).await;
+    ws.expect("material_changed with has_thumbnail", |m| match m {
+        shared::protocol::ServerMsg::MaterialChanged { material, .. }
+            if material.has_thumbnail && material.id.to_string() == id =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    id
+}

@@ -117,7 +117,7 @@ async fn a_scan_round_trips_through_the_s3_store_encrypted() {
     let marker = "MARKER-LISI-110105195001010018";
     // Larger than one 5 MiB multipart part, so the object is stored in two parts.
     let data = pdf(marker, 6 * 1024 * 1024 + 12_345);
-    let id = upload(&app, &c.device, &c.session_id, "身份证复印件.pdf", &data).await;
+    let id = upload_with_thumbnail(&app, &c.device, &c.session_id, "身份证复印件.pdf", &data).await;
 
     let (s, got) = content(&app, &c.operator, &id).await;
     assert_eq!(s, StatusCode::OK);
@@ -160,7 +160,7 @@ async fn retention_purge_deletes_the_s3_object() {
     let s3 = S3Server::start().await;
     let app = spawn_on(&s3).await;
     let c = call(&app).await;
-    let id = upload(&app, &c.device, &c.session_id, "a.png", &png(40, 30)).await;
+    let id = upload_with_thumbnail(&app, &c.device, &c.session_id, "a.png", &png(40, 30)).await;
     assert_eq!(s3.objects().len(), 2, "object and thumbnail");
 
     let long_ago = signaling_server::db::now_ms() - 200 * 86_400_000;

@@ -196,3 +196,127 @@ async fn an_operators_pdf_prints_once_across_terminal_and_server_restarts() -> R
     );
     Ok(())
 }
+
+const HANG_QUEUE: &str = "bangban-hang";
+const HANG_DIR: &str = "/var/spool/cups-pdf/bangban-hang";
+/// The terminal's `printer.fail_after_secs` in the hung-job test.
+const BOUND_SECS: u64 = 5;
+
+/// A small valid one-page PDF whose (uncompressed) body carries `marker`: the `bangban-hang`
+/// backend of scripts/cups-setup.sh hangs on documents containing `BANGBAN-HANG`.
+fn marked_pdf(marker: &str) -> Vec<u8> {
+    let objs = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>",
+    ];
+    let mut out = format!("%PDF-1.4\n% {marker}\n").into_bytes();
+    let mut offsets = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes());
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objs.len() + 1).as_bytes(),
+    );
+    out
+}
+
+/// Jobs CUPS ever had on the hang queue (finished ones included).
+fn hang_queue_jobs() -> Result<usize> {
+    let out = std::process::Command::new("lpstat").args(["-W", "all", "-o", HANG_QUEUE]).output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with(HANG_QUEUE)).count())
+}
+
+fn hang_files(job_id: uuid::Uuid) -> Vec<PathBuf> {
+    let needle = format!("bangban-{job_id}");
+    std::fs::read_dir(HANG_DIR)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains(&needle))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_the_printer_never_finishes_fails_within_the_bound_and_the_next_one_prints() -> Result<()> {
+    init_tracing();
+    let st = std::process::Command::new(scripts_dir().join("cups-setup.sh")).arg(OUT_DIR).output()?;
+    if !st.status.success() {
+        bail!("cups-setup.sh: {}", String::from_utf8_lossy(&st.stderr));
+    }
+    let _ = run("cancel", &["-a", HANG_QUEUE]);
+    let jobs_before = hang_queue_jobs()?;
+
+    let server = Server::start().await?;
+    let (_point, code) = server.enrollment.first().context("demo terminal")?.clone();
+    let op_token = server.login("operator1").await?;
+    // The e2e helper writes `uri = "…"` into the [printer] section: the bound rides along on
+    // the next line.
+    let opts = EndpointOpts {
+        printer_uri: Some(format!(
+            "http://127.0.0.1:631/printers/{HANG_QUEUE}\"\nfail_after_secs = {BOUND_SECS}\n#"
+        )),
+        ..Default::default()
+    };
+    let mut ep = Endpoint::enroll_and_run_with(&server, &code, opts).await?;
+    let (mut op, session, _item) = live_session(&server, &mut ep, &op_token).await?;
+
+    let send = |name: &'static str, pdf: Vec<u8>, key: &'static str| {
+        let (server, op_token) = (&server, &op_token);
+        async move {
+            let material = server.tus_upload(op_token, session.session_id, name, &pdf).await?;
+            let created = server
+                .post(
+                    op_token,
+                    &format!("/api/v1/sessions/{}/print-jobs", session.session_id),
+                    json!({ "material_id": material, "idempotency_key": key }),
+                )
+                .await?;
+            anyhow::Ok(created["id"].as_str().context("job id")?.parse::<uuid::Uuid>()?)
+        }
+    };
+    let stuck = send("卡住的表.pdf", marked_pdf("BANGBAN-HANG"), "e2e-hang-1").await?;
+    let next = send("下一份.pdf", marked_pdf("an ordinary form"), "e2e-hang-2").await?;
+
+    // The first job is at the printer, which never finishes it; the terminal restarts meanwhile.
+    job_reaches(&mut op, stuck, PrintJobState::Printing).await?;
+    ep.kill().await?;
+    ep.restart().await?;
+    let t0 = Instant::now();
+    let failed = job_reaches(&mut op, stuck, PrintJobState::Failed).await?;
+    let failed_after = t0.elapsed();
+    assert_eq!(failed.state, PrintJobState::Failed, "{failed:?}");
+    assert_eq!(failed.reason.as_deref(), Some("job-stalled"), "{failed:?}");
+    assert!(
+        failed_after.as_secs() < 4 * BOUND_SECS,
+        "failed {} ms after the restart (bound {BOUND_SECS} s)",
+        failed_after.as_millis()
+    );
+    // The resident is told at the kiosk.
+    ep.wait_status("kiosk shows the failure", |s| {
+        s["printer"]["jobs"]
+            .as_array()
+            .is_some_and(|j| j.iter().any(|j| j["job_id"] == stuck.to_string() && j["state"] == "failed"))
+    })
+    .await?;
+
+    // The queue moved on: the next job prints, once.
+    let done = job_reaches(&mut op, next, PrintJobState::Completed).await?;
+    assert_eq!(done.state, PrintJobState::Completed, "{done:?}");
+    assert_eq!(hang_files(next).len(), 1, "the next job printed once");
+    assert!(hang_files(stuck).is_empty(), "the stuck job printed nothing");
+    // Each job went to CUPS exactly once, the restart included; none is left there.
+    assert_eq!(hang_queue_jobs()? - jobs_before, 2, "two submissions for two jobs");
+    let out = std::process::Command::new("lpstat").args(["-o", HANG_QUEUE]).output()?;
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty(), "no job left at CUPS");
+    eprintln!("MEASURE print-stall: restart → failed {} ms (bound {BOUND_SECS} s)", failed_after.as_millis());
+    Ok(())
+}
