@@ -55,14 +55,15 @@ pub enum UiCommand {
     StaffSignedOut,
 }
 
+use crate::screen::{Reset, ScreenTimer};
 pub use crate::staff::StaffSession;
 use crate::staff::StaffStep;
 
-/// What the kiosk shows of the signed-in staff member.
+/// What the kiosk shows of the signed-in staff member: the display name only (the username is
+/// half of a login: it is not in the status).
 #[derive(Debug, Clone, Serialize)]
 pub struct StaffView {
     pub name: String,
-    pub username: String,
     /// Times the login was renewed while staff were at the kiosk.
     pub renewals: u32,
 }
@@ -107,6 +108,12 @@ pub struct Status {
     pub scan_request: Option<crate::kiosk::ScanRequest>,
     /// The committee staff member signed in at the kiosk.
     pub staff: Option<StaffView>,
+    /// What calls hold right now (pipelines, peer connections, tasks): back to the idle
+    /// baseline after every call.
+    pub live: crate::live::LiveCounts,
+    /// Seconds after which an untouched screen returns to welcome (`kiosk.screen_idle_secs`);
+    /// the page applies it to its own screens.
+    pub screen_idle_secs: u64,
 }
 
 /// Devices whose state goes into the status besides the kiosk's.
@@ -123,6 +130,7 @@ fn status_of(
     stats: &CallStats,
     dev: &Devices,
     staff: Option<&StaffSession>,
+    screen_idle: Duration,
 ) -> Status {
     use crate::kiosk::Phase;
     let mut s = Status {
@@ -134,11 +142,11 @@ fn status_of(
         uploads: dev.uploader.progress(),
         printer: dev.printer.map(Printer::status).unwrap_or_default(),
         scan_request: kiosk.scan_request().cloned(),
-        staff: staff.filter(|s| s.active(std::time::Instant::now())).map(|s| StaffView {
-            name: s.name.clone(),
-            username: s.username.clone(),
-            renewals: s.renewals,
-        }),
+        live: crate::live::LiveCounts::now(),
+        screen_idle_secs: screen_idle.as_secs(),
+        staff: staff
+            .filter(|s| s.active(std::time::Instant::now()))
+            .map(|s| StaffView { name: s.name.clone(), renewals: s.renewals }),
         ..Default::default()
     };
     match kiosk.phase() {
@@ -192,6 +200,8 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
         crate::ui::serve(cfg.kiosk.listen, ui_tx, status_rx, auth.clone(), cfg.http_base().to_owned())
             .await?;
     print_event(&serde_json::json!({ "event": "ready", "kiosk": ui_addr.to_string() }));
+    let mut watchdog = crate::watchdog::Watchdog::from_env();
+    crate::watchdog::ready(&format!("kiosk page on http://{ui_addr}/"));
     tracing::info!(%ui_addr, "kiosk UI listening");
 
     let settings =
@@ -206,6 +216,8 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     let staff_idle = Duration::from_secs(cfg.kiosk.staff_idle_minutes.max(1) * 60);
     let (staff_tx, mut staff_rx) =
         mpsc::channel::<(String, Result<shared::api::TokenResponse, RestError>)>(4);
+    let mut screens =
+        ScreenTimer::new(Duration::from_secs(cfg.kiosk.screen_idle_secs), std::time::Instant::now());
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.status_interval_ms.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(shutdown);
@@ -240,6 +252,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                     if let Some(s) = staff.as_mut() {
                         s.touch(std::time::Instant::now());
                     }
+                    screens.touch(std::time::Instant::now());
                     let r = match cmd {
                         UiCommand::TakeTicket { item_id, priority, resident } => {
                             let now = std::time::Instant::now();
@@ -371,8 +384,28 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                         }
                     }
                 }
+                if watchdog.due(now) {
+                    // From the loop itself: a loop that hangs stops the pings.
+                    crate::watchdog::alive(&format!(
+                        "{}, {}",
+                        kiosk.phase().name(),
+                        if connected { "connected" } else { "signaling disconnected" }
+                    ));
+                }
+                let reset = screens.step(kiosk.phase().name(), !notices.is_empty(), now);
+                if reset == Some(Reset::RatingNotGiven) {
+                    tracing::info!("rating screen left untouched: not rated, back to welcome");
+                    kiosk.reset_to_idle();
+                }
+                if reset.is_some() {
+                    // Nothing of the last resident stays on screen.
+                    notices.clear();
+                    if scan.state == "idle" {
+                        scan = ScanStatus { state: "idle", ..Default::default() };
+                    }
+                }
                 let dev = Devices { scan: &scan, uploader: &uploader, printer: printer.as_ref() };
-                let s = status_of(&kiosk, connected, &notices, &stats, &dev, staff.as_ref());
+                let s = status_of(&kiosk, connected, &notices, &stats, &dev, staff.as_ref(), screens.bound());
                 if let Some(path) = &cfg.status_file {
                     write_status_file(path, &s);
                 }
@@ -417,8 +450,17 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
             }
         }
         let dev = Devices { scan: &scan, uploader: &uploader, printer: printer.as_ref() };
-        let _ = status_tx.send(status_of(&kiosk, connected, &notices, &stats, &dev, staff.as_ref()));
+        let _ = status_tx.send(status_of(
+            &kiosk,
+            connected,
+            &notices,
+            &stats,
+            &dev,
+            staff.as_ref(),
+            screens.bound(),
+        ));
     }
+    crate::watchdog::stopping();
     if let Some(c) = current.take() {
         let _ = c.tx.send(CallCmd::Close);
     }

@@ -213,13 +213,14 @@ pub fn audio_source_pipeline(cfg: &MediaConfig) -> String {
 /// A running GStreamer pipeline, stopped on drop.
 pub struct Pipeline {
     pipeline: gst::Pipeline,
+    _live: crate::live::Live,
 }
 
 impl Pipeline {
     pub fn launch(desc: &str) -> Result<Self, MediaError> {
         let el = gst::parse::launch(desc)?;
         let pipeline = el.downcast::<gst::Pipeline>().map_err(|_| MediaError::Missing("pipeline"))?;
-        Ok(Self { pipeline })
+        Ok(Self { pipeline, _live: crate::live::Live::new(&crate::live::PIPELINES) })
     }
 
     pub fn by_name(&self, name: &'static str) -> Result<gst::Element, MediaError> {

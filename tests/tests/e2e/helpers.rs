@@ -446,6 +446,11 @@ impl Endpoint {
         Ok(())
     }
 
+    /// The process id of `endpoint-client run`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// `<state dir>` of this terminal (spool, print records).
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
