@@ -19,3 +19,4 @@ mod soak;
 mod staff;
 mod tls;
 mod turn;
+mod watchdog;

@@ -11,8 +11,10 @@ use shared::protocol::{ClientMsg, Outcome, ServerMsg};
 use crate::call::decoded;
 use crate::helpers::{Endpoint, EndpointOpts, OperatorPeer, Server, WAIT, init_tracing, live_session};
 
-/// Calls in the test (the benchmark makes 100).
-const CALLS: usize = 4;
+/// Calls in the test (the benchmark makes 100); `BANGBAN_E2E_SOAK_CALLS` for more (diagnosis).
+fn calls() -> usize {
+    std::env::var("BANGBAN_E2E_SOAK_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(4)
+}
 
 fn live(s: &Value, what: &str) -> i64 {
     s["live"][what].as_i64().unwrap_or(-1)
@@ -32,7 +34,13 @@ async fn calls_give_back_what_they_took() -> Result<()> {
     let (_point, code) = server.enrollment.first().context("demo terminal")?.clone();
     let op_token = server.login("operator1").await?;
     let record_dir = tempfile::tempdir()?;
-    let opts = EndpointOpts { record_dir: Some(record_dir.path().to_path_buf()), ..Default::default() };
+    // `BANGBAN_E2E_SOAK_ENV="K=V,K=V"`: more environment for the terminal (diagnosis).
+    let env = std::env::var("BANGBAN_E2E_SOAK_ENV")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let opts = EndpointOpts { record_dir: Some(record_dir.path().to_path_buf()), env, ..Default::default() };
     let mut ep = Endpoint::enroll_and_run_with(&server, &code, opts).await?;
     let pid = ep.pid().context("endpoint pid")?;
     let idle = ep
@@ -44,7 +52,7 @@ async fn calls_give_back_what_they_took() -> Result<()> {
     // The baseline of runtime tasks is taken after the first call (lazily started parts).
     let mut baseline_tasks: Option<i64> = None;
 
-    for n in 1..=CALLS {
+    for n in 1..=calls() {
         let (op, session, _item) = live_session(&server, &mut ep, &op_token).await?;
         let (peer, op_tx, mut op_rest) = OperatorPeer::call(&session, op).await?;
         let during = ep
