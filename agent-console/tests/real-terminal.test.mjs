@@ -437,12 +437,14 @@ describe('a call with the real terminal', () => {
     await staffForm.fill('#su', 'staff1');
     await staffForm.fill('#sp', 'secret-half-typed');
     await shot(staffForm, '50-kiosk-staff-form-left');
+    const staffLeft = Date.now();
     const itemsPage = await newPage({ width: 1920, height: 1080 }, true);
     await itemsPage.goto(kiosk);
     await itemsPage.click('#start');
     await itemsPage.waitForSelector('#items.on #list button.item');
     await itemsPage.fill('#q', '养老');
     await shot(itemsPage, '51-kiosk-items-left');
+    const itemsLeft = Date.now();
     const privacyPage = await newPage({ width: 1920, height: 1080 }, true);
     await privacyPage.goto(kiosk);
     await privacyPage.click('#start');
@@ -454,10 +456,17 @@ describe('a call with the real terminal', () => {
     const notice = await privacyPage.textContent('#privacy .privacy');
     assert.match(notice || '', /不录音、不录像/);
     assert.doesNotMatch(notice || '', /通话[^。]*加密保存/);
-    const left = Date.now();
-    for (const [page, name] of [[staffForm, 'staff'], [itemsPage, 'items'], [privacyPage, 'privacy']]) {
+    const privacyLeft = Date.now();
+    /** @type {[import('playwright-core').Page, string, number][]} */
+    const left = [[staffForm, 'staff', staffLeft], [itemsPage, 'items', itemsLeft], [privacyPage, 'privacy', privacyLeft]];
+    // Each page stays on its screen until its bound…
+    for (const [page, name, since] of left) {
+      if (Date.now() - since < (IDLE_SECS - 2) * 1000) assert.ok(await page.isVisible(`#${name}`), `${name}: still shown before the bound`);
+    }
+    // …and is back on welcome after it.
+    for (const [page, name, since] of left) {
       await page.waitForSelector('#idle.on', { timeout: (IDLE_SECS + 20) * 1000 });
-      assert.ok(Date.now() - left >= (IDLE_SECS - 1) * 1000, `${name}: not before the bound`);
+      assert.ok(Date.now() - since >= (IDLE_SECS - 1) * 1000, `${name}: not before the bound`);
     }
     await shot(staffForm, '53-kiosk-welcome-after-reset');
     assert.equal(await staffForm.inputValue('#su'), '', 'the staff form is cleared');
