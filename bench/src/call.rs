@@ -706,7 +706,9 @@ pub async fn soak_run(o: &Opts, calls: usize, hold: Duration) -> Result<Vec<Soak
             scene.browser.cmd(json!({ "cmd": "hangup" })).await?;
             ep.finish_call().await?;
             ep.wait("the call's pipelines, peer connection and tasks released", |s| {
-                s["live"]["pipelines"] == 0 && s["live"]["peer_connections"] == 0 && s["live"]["call_tasks"] == 0
+                s["live"]["pipelines"] == 0
+                    && s["live"]["peer_connections"] == 0
+                    && s["live"]["call_tasks"] == 0
             })
             .await?;
             let (pss, rss) = rollup(ep.pid).context("smaps_rollup")?;

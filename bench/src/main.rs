@@ -571,7 +571,11 @@ async fn soak_rows(cli: &Cli, a: &SoakArgs) -> Result<Vec<Row>> {
         goal: "≤ 5 MB".into(),
         result: format!("{:+.1} MB", growth / 1e6),
         runs: format!("PSS after call 5, 10, 20, …: {}", runs_of(&trend, |v| format!("{:.1}", v / 1e6))),
-        reference: format!("PSS after call 5: {:.1} MB; after call {calls}: {:.1} MB", five / 1e6, last / 1e6),
+        reference: format!(
+            "PSS after call 5: {:.1} MB; after call {calls}: {:.1} MB",
+            five / 1e6,
+            last / 1e6
+        ),
         ratio: ratio(last, five),
         command: command("terminal-soak", &args),
         missed: growth > 5e6,

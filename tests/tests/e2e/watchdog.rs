@@ -37,14 +37,23 @@ async fn the_terminal_speaks_the_systemd_notify_protocol() -> Result<()> {
         ("NOTIFY_SOCKET".to_owned(), path.display().to_string()),
         ("WATCHDOG_USEC".to_owned(), "2000000".to_owned()),
     ];
-    let mut ep = Endpoint::enroll_and_run_with(&server, &code, EndpointOpts { env, ..Default::default() }).await?;
+    let mut ep =
+        Endpoint::enroll_and_run_with(&server, &code, EndpointOpts { env, ..Default::default() }).await?;
     let pid = ep.pid().context("pid")?;
 
     let first = next(&sock, WAIT).await?;
     assert!(first.lines().any(|l| l == "READY=1"), "ready first: {first:?}");
     assert!(first.contains("STATUS=kiosk page on http://127.0.0.1:"), "{first:?}");
     ep.wait_status("connected", |s| s["connected"] == true).await?;
-    // Pings keep coming, about one a second, with the phase in the status line.
+    // Pings keep coming, about one a second, with the phase in the status line (those sent
+    // before signaling connected say so; skip them).
+    loop {
+        let m = next(&sock, Duration::from_secs(5)).await?;
+        assert!(m.contains("WATCHDOG=1") && m.contains("STATUS=idle, "), "{m:?}");
+        if m.contains("STATUS=idle, connected") {
+            break;
+        }
+    }
     let t0 = Instant::now();
     let mut pings = 0;
     while pings < 3 {
