@@ -5,116 +5,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use shared::protocol::{ClientMsg, Priority, RatingLevel, ResidentDetails};
-use shared::validate::Comment;
-use tokio::sync::{mpsc, oneshot, watch};
+use shared::protocol::ClientMsg;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::auth::{DeviceAuth, read_credential};
-use crate::call::{self, CallCmd, CallHandle, CallSettings, CallSnapshot, CallStats};
+use crate::call::{self, CallCmd, CallHandle, CallSettings, CallStats};
 use crate::config::Config;
 use crate::kiosk::{ActionError, Effect, Kiosk, Notice};
-use crate::print::{PrintProgress, PrintTrigger, Printer, PrinterStatus};
+use crate::print::{PrintProgress, PrintTrigger, Printer};
 use crate::rest::{RestError, ServerApi};
 use crate::scan::ScanFault;
+use crate::screen::{Reset, ScreenTimer};
 use crate::signaling::{self, ConnEvent};
 use crate::spool::Spool;
-use crate::upload::{UploadEvent, UploadProgress, Uploader};
-
-/// What the kiosk UI asks for.
-#[derive(Debug)]
-pub enum UiCommand {
-    TakeTicket {
-        item_id: Uuid,
-        priority: Priority,
-        resident: Option<ResidentDetails>,
-    },
-    Cancel,
-    Rate {
-        level: RatingLevel,
-        comment: Option<Comment>,
-    },
-    Done,
-    /// Scan `pages` pages for the session (the current call when `None`) into a material slot.
-    Scan {
-        session_id: Option<Uuid>,
-        slot_id: Option<Uuid>,
-        pages: u32,
-    },
-    /// The resident mutes / unmutes the microphone during the call.
-    Mic {
-        muted: bool,
-    },
-    /// Playback volume of the operator's voice, percent.
-    Volume {
-        percent: u32,
-    },
-    /// A committee staff member signed in at the kiosk (checked by the server).
-    StaffSignedIn(StaffSession),
-    StaffSignedOut,
-}
-
-use crate::screen::{Reset, ScreenTimer};
 pub use crate::staff::StaffSession;
 use crate::staff::StaffStep;
-
-/// What the kiosk shows of the signed-in staff member: the display name only (the username is
-/// half of a login: it is not in the status).
-#[derive(Debug, Clone, Serialize)]
-pub struct StaffView {
-    pub name: String,
-    /// Times the login was renewed while staff were at the kiosk.
-    pub renewals: u32,
-}
-
-/// The scanner as the kiosk shows it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ScanStatus {
-    /// `idle`, `scanning`, `fault`, `disabled`.
-    pub state: &'static str,
-    /// `jammed`, `no_docs`, `cover_open`, `busy`, … when `state` is `fault`.
-    pub fault: Option<&'static str>,
-    /// The text for the resident (Chinese).
-    pub message: Option<String>,
-    /// Pages of the current or last scan that are in the spool.
-    pub pages_done: u32,
-    pub pages_wanted: u32,
-}
-
-pub struct UiRequest {
-    pub cmd: UiCommand,
-    pub reply: oneshot::Sender<Result<(), ActionError>>,
-}
-
-/// The status the kiosk UI polls and `status_lines` prints (one JSON line per
-/// `status_interval_ms`, a second by default).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Status {
-    pub connected: bool,
-    pub phase: String,
-    pub ticket_number: Option<String>,
-    pub position: Option<u32>,
-    pub estimated_wait_secs: Option<u32>,
-    pub operator_name: Option<String>,
-    pub held: bool,
-    pub notices: Vec<Notice>,
-    pub call: CallSnapshot,
-    pub scanner: ScanStatus,
-    /// Scanned pages not yet stored by the server (spooled), with upload progress.
-    pub uploads: Vec<UploadProgress>,
-    pub printer: PrinterStatus,
-    /// The operator's open request for a scan during the call.
-    pub scan_request: Option<crate::kiosk::ScanRequest>,
-    /// The committee staff member signed in at the kiosk.
-    pub staff: Option<StaffView>,
-    /// What calls hold right now (pipelines, peer connections, tasks): back to the idle
-    /// baseline after every call.
-    pub live: crate::live::LiveCounts,
-    /// Seconds after which an untouched screen returns to welcome (`kiosk.screen_idle_secs`);
-    /// the page applies it to its own screens.
-    pub screen_idle_secs: u64,
-}
+use crate::upload::{UploadEvent, Uploader};
+pub use crate::view::{ScanStatus, StaffView, Status, UiCommand, UiRequest};
 
 /// Devices whose state goes into the status besides the kiosk's.
 struct Devices<'a> {
@@ -297,7 +205,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                         UiCommand::Scan { session_id, slot_id, pages } => {
                             // Without a slot of its own the scan answers the operator's request.
                             let slot_id = slot_id.or_else(|| kiosk.scan_request().and_then(|r| r.slot_id));
-                            let r = start_scan(&cfg, &spool, &kiosk, &mut scan, &scan_tx, session_id, slot_id, pages);
+                            let r = start_scan(&cfg, (&spool, &uploader), &kiosk, &mut scan, &scan_tx, session_id, slot_id, pages);
                             if r.is_ok() { kiosk.scan_started(); }
                             r
                         }
@@ -309,7 +217,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                 }
             },
             Some(r) = scan_rx.recv() => match r {
-                ScanReport::Page => { scan.pages_done += 1; uploader.kick(); vec![] }
+                ScanReport::Page => { scan.pages_done += 1; vec![] }
                 ScanReport::Finished => {
                     scan.state = "idle";
                     scan.message = Some(format!("扫描完成（{} 页），正在上传给受理员。", scan.pages_done));
@@ -523,11 +431,12 @@ enum ScanReport {
     Fault(ScanFault),
 }
 
-/// Starts a scan in the background; pages go to the spool, then to the uploader.
+/// Starts a scan in the background; each page goes to the spool and the uploader is woken for
+/// it from the scan task itself (the app loop only counts pages for the status).
 #[allow(clippy::too_many_arguments)]
 fn start_scan(
     cfg: &Config,
-    spool: &Spool,
+    (spool, uploader): (&Spool, &Uploader),
     kiosk: &Kiosk,
     scan: &mut ScanStatus,
     tx: &mpsc::Sender<ScanReport>,
@@ -553,7 +462,7 @@ fn start_scan(
         pages_done: 0,
         pages_wanted: pages,
     };
-    let (scfg, spool, tx) = (cfg.scanner.clone(), spool.clone(), tx.clone());
+    let (scfg, spool, uploader, tx) = (cfg.scanner.clone(), spool.clone(), uploader.clone(), tx.clone());
     let stamp =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     tokio::spawn(async move {
@@ -567,6 +476,7 @@ fn start_scan(
             match spool.add(&scratch, current, slot_id, &name, "image/jpeg", "jpg") {
                 Ok(e) => {
                     tracing::info!(page = %e.id, size = e.size, sha256 = %e.sha256, "page scanned and spooled");
+                    uploader.kick();
                     let _ = tx.send(ScanReport::Page).await;
                 }
                 Err(e) => {

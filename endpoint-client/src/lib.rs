@@ -19,6 +19,8 @@
 //! - [`tls`]: rustls (ring) for `https://` / `wss://`: system roots plus the config's CA file.
 //! - [`health`]: the heartbeat (devices, printer, scanner, disk, version) every 30 s.
 //! - [`screen`]: screens that reset when left untouched (sans-IO).
+//! - [`view`]: the status the kiosk shows and the commands its page sends (plain data, so
+//!   `app`, `ui` and `health` do not import each other).
 //! - [`ui`]: the local kiosk UI (Simplified Chinese, large type) and its JSON API;
 //!   [`staff`]: the staff member signed in there (renewed while present, signed out when idle).
 //! - [`watchdog`]: `sd_notify` readiness and watchdog pings from the app loop.
@@ -45,4 +47,5 @@ pub mod staff;
 pub mod tls;
 pub mod ui;
 pub mod upload;
+pub mod view;
 pub mod watchdog;

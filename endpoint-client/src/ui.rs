@@ -1,7 +1,7 @@
 //! The kiosk UI served on loopback: one static page (Simplified Chinese, large type) and a small
 //! JSON API it calls. The API is also what tests and diagnosis drive.
 //!
-//! - `GET /` the page; `GET /api/status` the [`Status`](crate::app::Status);
+//! - `GET /` the page; `GET /api/status` the [`Status`](crate::view::Status);
 //!   `GET /api/events` the same status pushed as server-sent events whenever it changes (the
 //!   page's only channel: an idle kiosk makes no requests);
 //! - `GET /api/items` the remotely available service items (from the server, device token);
@@ -33,8 +33,8 @@ use shared::validate::Comment;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use crate::app::{Status, UiCommand, UiRequest};
 use crate::auth::DeviceAuth;
+use crate::view::{Status, UiCommand, UiRequest};
 
 const PAGE: &str = include_str!("../static/index.html");
 
