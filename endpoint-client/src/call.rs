@@ -1012,6 +1012,14 @@ impl Call {
                                 }
                             }
                             if let Some(dir) = &display.record_dir {
+                                match media::prune_dir(dir, display.record_dir_max_bytes) {
+                                    Ok(0) => {}
+                                    Ok(n) => tracing::info!(
+                                        bytes = n,
+                                        "oldest recordings deleted (record_dir_max_bytes)"
+                                    ),
+                                    Err(e) => tracing::debug!(error = %e, "cannot prune the recordings"),
+                                }
                                 let stem = format!("{session_id}-{}-{track_no}", kind.as_str());
                                 match Recorder::create(
                                     dir,

@@ -87,6 +87,10 @@ pub struct DisplayConfig {
     pub record_max_bytes: u64,
     /// Parts kept per track (older ones are deleted).
     pub record_keep_parts: u32,
+    /// All recordings together: when a track starts, the oldest files of `record_dir` are
+    /// deleted until the directory is below this (default 1 GiB), so months of calls do not
+    /// fill the disk.
+    pub record_dir_max_bytes: u64,
 }
 
 impl Default for DisplayConfig {
@@ -99,6 +103,7 @@ impl Default for DisplayConfig {
             record_dir: None,
             record_max_bytes: 64 * 1024 * 1024,
             record_keep_parts: 2,
+            record_dir_max_bytes: 1 << 30,
         }
     }
 }
