@@ -19,6 +19,7 @@ const shots = join(consoleDir, 'test-results', 'screenshots');
 const PASSWORD = 'bangban-demo';
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const target = process.env.CARGO_TARGET_DIR ?? join(repo, 'target');
+const IDLE_SECS = 10;
 
 /** @type {import('node:child_process').ChildProcess} */ let server;
 /** @type {import('node:child_process').ChildProcess} */ let endpoint;
@@ -158,7 +159,8 @@ before(async () => {
     '[media]', 'video_source = "test"', 'audio_source = "test"', 'width = 640', 'height = 480', 'fps = 15', 'video_bitrate_kbps = 500',
     '[display]', 'mode = "headless"',
     '[webrtc]', 'udp_addrs = ["127.0.0.1:0"]', 'use_server_ice = false',
-    '[kiosk]', 'listen = "127.0.0.1:0"',
+    // Untouched screens return to welcome after 10 s here (90 s by default).
+    '[kiosk]', 'listen = "127.0.0.1:0"', `screen_idle_secs = ${IDLE_SECS}`,
     '[printer]', 'uri = "http://127.0.0.1:631/printers/bangban-pdf"', 'poll_ms = 100',
     '[scanner]', 'device = "test"', 'resolution_dpi = 100',
   ].join('\n'));
@@ -403,6 +405,112 @@ describe('a call with the real terminal', () => {
     await endAndRate(op);
     await op.selectOption('#video-codec', 'vp8');
     await op.context().close();
+  });
+
+  test('the kiosk page is pushed its status and makes no requests while idle; untouched screens return to welcome', async () => {
+    const k = await newPage({ width: 1920, height: 1080 }, true);
+    /** @type {string[]} */ const requests = [];
+    k.on('request', (r) => requests.push(`${r.method()} ${new URL(r.url()).pathname}`));
+    await k.goto(kiosk);
+    await k.waitForSelector('#idle.on #start');
+    await k.waitForSelector('#net:not(.down)');
+    // One page load: the page, its event stream, nothing polled. Watched over two seconds (four
+    // polls of the old page).
+    const t0 = Date.now();
+    await until('a two-second window', async () => Date.now() - t0 >= 2000);
+    assert.deepEqual(requests, ['GET /', 'GET /api/events'], 'an idle kiosk makes no requests');
+
+    // A change reaches the page at once, without a request from it: staff sign in elsewhere
+    // (a local tool), the page shows them.
+    const login = await fetch(`${kiosk}/api/staff/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'staff1', password: PASSWORD }) });
+    assert.ok(login.ok, `staff login: ${login.status}`);
+    await k.waitForSelector('#staffbar:not([hidden]) #staffname:has-text("周社工")');
+    assert.deepEqual(requests, ['GET /', 'GET /api/events'], 'pushed, not polled');
+    const out = await fetch(`${kiosk}/api/staff/logout`, { method: 'POST' });
+    assert.ok(out.ok);
+    await k.waitForSelector('#staffbar[hidden]', { state: 'attached' });
+
+    // Three kiosk pages, each left on one screen with something entered: each returns to
+    // welcome after the bound, its entries cleared.
+    const staffForm = k;
+    await staffForm.click('#staff-in');
+    await staffForm.fill('#su', 'staff1');
+    await staffForm.fill('#sp', 'secret-half-typed');
+    await shot(staffForm, '50-kiosk-staff-form-left');
+    const staffLeft = Date.now();
+    const itemsPage = await newPage({ width: 1920, height: 1080 }, true);
+    await itemsPage.goto(kiosk);
+    await itemsPage.click('#start');
+    await itemsPage.waitForSelector('#items.on #list button.item');
+    await itemsPage.fill('#q', '养老');
+    await shot(itemsPage, '51-kiosk-items-left');
+    const itemsLeft = Date.now();
+    const privacyPage = await newPage({ width: 1920, height: 1080 }, true);
+    await privacyPage.goto(kiosk);
+    await privacyPage.click('#start');
+    await privacyPage.waitForSelector('#items.on #list button.item');
+    await privacyPage.click('#list button.item');
+    await privacyPage.waitForSelector('#privacy.on');
+    await shot(privacyPage, '52-kiosk-privacy-left');
+    // The notice promises only what the system does: calls are not recorded.
+    const notice = await privacyPage.textContent('#privacy .privacy');
+    assert.match(notice || '', /不录音、不录像/);
+    assert.doesNotMatch(notice || '', /通话[^。]*加密保存/);
+    const privacyLeft = Date.now();
+    /** @type {[import('playwright-core').Page, string, number][]} */
+    const left = [[staffForm, 'staff', staffLeft], [itemsPage, 'items', itemsLeft], [privacyPage, 'privacy', privacyLeft]];
+    // Each page stays on its screen until its bound…
+    for (const [page, name, since] of left) {
+      if (Date.now() - since < (IDLE_SECS - 2) * 1000) assert.ok(await page.isVisible(`#${name}`), `${name}: still shown before the bound`);
+    }
+    // …and is back on welcome after it.
+    for (const [page, name, since] of left) {
+      await page.waitForSelector('#idle.on', { timeout: (IDLE_SECS + 20) * 1000 });
+      assert.ok(Date.now() - since >= (IDLE_SECS - 1) * 1000, `${name}: not before the bound`);
+    }
+    await shot(staffForm, '53-kiosk-welcome-after-reset');
+    assert.equal(await staffForm.inputValue('#su'), '', 'the staff form is cleared');
+    assert.equal(await staffForm.inputValue('#sp'), '', 'the password is cleared');
+    assert.equal(await itemsPage.inputValue('#q'), '', 'the search is cleared');
+    assert.equal(await privacyPage.textContent('#chosen-name'), '', 'the chosen item is cleared');
+    await itemsPage.context().close();
+    await privacyPage.context().close();
+
+    // The rating screen left untouched: back to welcome, the rating recorded as not given.
+    const op = await newPage({ width: 1366, height: 768 });
+    await op.goto(`${base}/`);
+    await signIn(op);
+    await op.waitForSelector('#op-state[data-state=away], #op-state[data-state=available]');
+    if (await op.locator('#op-state[data-state=away]').count()) await op.click('#availability');
+    await op.waitForSelector('#op-state[data-state=available]');
+    await kioskTicket();
+    await op.waitForSelector('#ringing #accept');
+    await op.click('#accept');
+    await k.waitForSelector('#in_call.on');
+    const sid = (await until('the call', async () => (await status()).call.session_id));
+    await op.click('#end-call');
+    await op.waitForSelector('#wrap-up');
+    await op.check('input[name=outcome][value=completed]');
+    await op.click('#wrap-submit');
+    await k.waitForSelector('#rating.on');
+    await k.fill('#comment', '上一位的意见');
+    const rating = Date.now();
+    await shot(k, '54-kiosk-rating-left');
+    await k.waitForSelector('#idle.on', { timeout: (IDLE_SECS + 20) * 1000 });
+    assert.ok(Date.now() - rating >= (IDLE_SECS - 3) * 1000, 'the rating screen stays for the bound');
+    await shot(k, '55-kiosk-welcome-after-rating-reset');
+    assert.equal(await k.inputValue('#comment'), '', 'the comment is cleared');
+    assert.equal((await k.textContent('#notices'))?.trim(), '', 'nothing of the last resident on screen');
+    const s = await status();
+    assert.equal(s.phase, 'idle');
+    assert.equal(s.notices.length, 0);
+    const opLogin = await rest('/api/v1/auth/login', { username: 'operator1', password: PASSWORD });
+    const sessions = await rest('/api/v1/sessions', undefined, opLogin.access_token);
+    const rec = sessions.find((/** @type {any} */ r) => r.session_id === sid);
+    assert.ok(rec, 'the session record');
+    assert.equal(rec.rating ?? null, null, 'recorded as not rated');
+    await op.context().close();
+    await k.context().close();
   });
 
   test('the operator reloads the console mid-call: still signed in, the call comes back with video both ways', async () => {

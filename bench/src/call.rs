@@ -8,6 +8,8 @@
 //! shared, a screen track), so "media flowing" is the first decoded video frame.
 //! `terminal-footprint`: CPU (utime + stime over a fixed window) and memory (PSS, RSS) of the
 //! terminal during a two-way call with the operator sharing a screen.
+//! `terminal-soak`: one endpoint-client process carries many calls in a row; its memory (PSS)
+//! once each call has given back what it held (the status's `live` counts at zero).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,8 @@ pub struct Opts {
     pub fps: u32,
     /// The console's video codec setting (`vp8`, `h264`).
     pub codec: String,
+    /// More environment for endpoint-client (`terminal-soak`: the systemd unit's).
+    pub endpoint_env: Vec<(String, String)>,
 }
 
 /// One call's setup, milliseconds after the click on 接听.
@@ -216,6 +220,7 @@ impl Endpoint {
                 std::env::var("BANGBAN_BENCH_ENDPOINT_LOG")
                     .unwrap_or_else(|_| "info,webrtc=warn,rtc=warn".into()),
             )
+            .envs(o.endpoint_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(err))
@@ -662,6 +667,54 @@ pub async fn footprint_run(o: &Opts) -> Result<FootprintOutcome> {
             scene.browser.cmd(json!({ "cmd": "hangup" })).await?;
             out.rust.push(r);
             out.chromium.push(c);
+        }
+        drop(ep);
+        Ok::<_, anyhow::Error>(out)
+    }
+    .await;
+    if r.is_err() {
+        eprintln!("endpoint log:\n{}", util::tail(&log));
+    }
+    scene.stop().await?;
+    r
+}
+
+/// PSS and RSS (bytes) of the terminal after call `n`.
+#[derive(Debug, Clone, Copy)]
+pub struct SoakPoint {
+    pub call: usize,
+    pub pss: f64,
+    pub rss: f64,
+}
+
+/// `calls` calls of `hold` each through one endpoint-client (the console in Chromium accepts
+/// and hangs up, the resident rates); memory after each call once its pipelines, peer
+/// connection and tasks are gone.
+pub async fn soak_run(o: &Opts, calls: usize, hold: Duration) -> Result<Vec<SoakPoint>> {
+    let mut scene = Scene::start(o, "terminal-soak").await?;
+    let log = log_dir(scene.tmp.path()).join("endpoint.log");
+    let r = async {
+        let mut ep =
+            Endpoint::start(o, &format!("http://{}", scene.server.addr), &scene.codes[0], 1000, &log)
+                .await
+                .context("endpoint-client")?;
+        let mut out = Vec::new();
+        for n in 1..=calls {
+            rust_call(&mut scene, &mut ep).await?;
+            ep.wait("decoded camera", |s| decoded(s, "camera") > 0).await?;
+            tokio::time::sleep(hold).await;
+            scene.browser.cmd(json!({ "cmd": "hangup" })).await?;
+            ep.finish_call().await?;
+            ep.wait("the call's pipelines, peer connection and tasks released", |s| {
+                s["live"]["pipelines"] == 0
+                    && s["live"]["peer_connections"] == 0
+                    && s["live"]["call_tasks"] == 0
+            })
+            .await?;
+            let (pss, rss) = rollup(ep.pid).context("smaps_rollup")?;
+            let p = SoakPoint { call: n, pss: pss as f64, rss: rss as f64 };
+            eprintln!("terminal-soak call {n}: PSS {:.1} MB, RSS {:.1} MB", p.pss / 1e6, p.rss / 1e6);
+            out.push(p);
         }
         drop(ep);
         Ok::<_, anyhow::Error>(out)

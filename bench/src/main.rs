@@ -57,6 +57,8 @@ enum Cmd {
     /// The terminal's CPU and memory in a call compared with a Chromium tab in the same call.
     #[command(alias = "footprint")]
     TerminalFootprint(FootprintArgs),
+    /// Many calls through one terminal process: its memory after call 5 and after the last.
+    TerminalSoak(SoakArgs),
     /// Everything, with the default numbers of each benchmark.
     All,
     /// The reference relay (started by `signaling`).
@@ -103,6 +105,19 @@ struct CallArgs {
     /// Measured calls of each kind (endpoint-client, Chromium), interleaved.
     #[arg(long)]
     runs: Option<usize>,
+}
+
+#[derive(Debug, Args, Clone)]
+struct SoakArgs {
+    /// Calls in a row (default 100; 7 with --short).
+    #[arg(long)]
+    calls: Option<usize>,
+    /// Seconds each call lasts after the first decoded frame (default 4).
+    #[arg(long)]
+    hold: Option<u64>,
+    /// Run the terminal without the systemd unit's MALLOC_ARENA_MAX=2 (what it fixes).
+    #[arg(long)]
+    no_arena_cap: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -200,6 +215,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Dispatch(a) => rows.extend(dispatch_rows(&cli, a).await?),
         Cmd::CallSetup(a) => rows.extend(call_setup_rows(&cli, a).await?),
         Cmd::TerminalFootprint(a) => rows.extend(footprint_rows(&cli, a).await?),
+        Cmd::TerminalSoak(a) => rows.extend(soak_rows(&cli, a).await?),
         Cmd::Materials(a) => rows.extend(materials_rows(&cli, a).await?),
         Cmd::All => {
             let none = SignalingArgs { clients: None, rate: None, runs: None, pairs: None, seconds: None };
@@ -521,7 +537,50 @@ fn call_opts(cli: &Cli, runs: usize, warmup: usize) -> Result<call::Opts> {
         height: 480,
         fps: 30,
         codec: "vp8".into(),
+        endpoint_env: vec![],
     })
+}
+
+async fn soak_rows(cli: &Cli, a: &SoakArgs) -> Result<Vec<Row>> {
+    let calls = a.calls.unwrap_or(if cli.short { 7 } else { 100 }).max(6);
+    let hold = a.hold.unwrap_or(4);
+    let mut o = call_opts(cli, 1, 0)?;
+    if !a.no_arena_cap {
+        o.endpoint_env.push(("MALLOC_ARENA_MAX".into(), "2".into()));
+    }
+    let points = call::soak_run(&o, calls, Duration::from_secs(hold)).await?;
+    let at = |n: usize| points.iter().find(|p| p.call == n).map_or(f64::NAN, |p| p.pss);
+    let (five, last) = (at(5), at(calls));
+    let growth = last - five;
+    let mut args = format!("--calls {calls}");
+    if a.hold.is_some() {
+        args.push_str(&format!(" --hold {hold}"));
+    }
+    let env = if a.no_arena_cap {
+        args.push_str(" --no-arena-cap");
+        "without MALLOC_ARENA_MAX"
+    } else {
+        "with the unit's MALLOC_ARENA_MAX=2"
+    };
+    let trend: Vec<f64> = points.iter().filter(|p| p.call % 10 == 0 || p.call == 5).map(|p| p.pss).collect();
+    Ok(vec![Row {
+        id: if a.no_arena_cap { "terminal-soak-no-arena-cap".into() } else { "terminal-soak".into() },
+        what: format!(
+            "terminal memory across calls: one endpoint-client (release, headless, test sources 640×480@30, {env}) carries {calls} calls of {hold} s with the console in Chromium, each rated; PSS once the call's pipelines, peer connection and tasks are released (status `live` at zero): growth from call 5 to call {calls}"
+        ),
+        goal: "≤ 5 MB".into(),
+        result: format!("{:+.1} MB", growth / 1e6),
+        runs: format!("PSS after call 5, 10, 20, …: {}", runs_of(&trend, |v| format!("{:.1}", v / 1e6))),
+        reference: format!(
+            "PSS after call 5: {:.1} MB; after call {calls}: {:.1} MB",
+            five / 1e6,
+            last / 1e6
+        ),
+        ratio: ratio(last, five),
+        command: command("terminal-soak", &args),
+        missed: growth > 5e6,
+        pending: false,
+    }])
 }
 
 async fn call_setup_rows(cli: &Cli, a: &CallArgs) -> Result<Vec<Row>> {

@@ -5,109 +5,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use shared::protocol::{ClientMsg, Priority, RatingLevel, ResidentDetails};
-use shared::validate::Comment;
-use tokio::sync::{mpsc, oneshot, watch};
+use shared::protocol::ClientMsg;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::auth::{DeviceAuth, read_credential};
-use crate::call::{self, CallCmd, CallHandle, CallSettings, CallSnapshot, CallStats};
+use crate::call::{self, CallCmd, CallHandle, CallSettings, CallStats};
 use crate::config::Config;
 use crate::kiosk::{ActionError, Effect, Kiosk, Notice};
-use crate::print::{PrintProgress, PrintTrigger, Printer, PrinterStatus};
+use crate::print::{PrintProgress, PrintTrigger, Printer};
 use crate::rest::{RestError, ServerApi};
 use crate::scan::ScanFault;
+use crate::screen::{Reset, ScreenTimer};
 use crate::signaling::{self, ConnEvent};
 use crate::spool::Spool;
-use crate::upload::{UploadEvent, UploadProgress, Uploader};
-
-/// What the kiosk UI asks for.
-#[derive(Debug)]
-pub enum UiCommand {
-    TakeTicket {
-        item_id: Uuid,
-        priority: Priority,
-        resident: Option<ResidentDetails>,
-    },
-    Cancel,
-    Rate {
-        level: RatingLevel,
-        comment: Option<Comment>,
-    },
-    Done,
-    /// Scan `pages` pages for the session (the current call when `None`) into a material slot.
-    Scan {
-        session_id: Option<Uuid>,
-        slot_id: Option<Uuid>,
-        pages: u32,
-    },
-    /// The resident mutes / unmutes the microphone during the call.
-    Mic {
-        muted: bool,
-    },
-    /// Playback volume of the operator's voice, percent.
-    Volume {
-        percent: u32,
-    },
-    /// A committee staff member signed in at the kiosk (checked by the server).
-    StaffSignedIn(StaffSession),
-    StaffSignedOut,
-}
-
 pub use crate::staff::StaffSession;
 use crate::staff::StaffStep;
-
-/// What the kiosk shows of the signed-in staff member.
-#[derive(Debug, Clone, Serialize)]
-pub struct StaffView {
-    pub name: String,
-    pub username: String,
-    /// Times the login was renewed while staff were at the kiosk.
-    pub renewals: u32,
-}
-
-/// The scanner as the kiosk shows it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ScanStatus {
-    /// `idle`, `scanning`, `fault`, `disabled`.
-    pub state: &'static str,
-    /// `jammed`, `no_docs`, `cover_open`, `busy`, … when `state` is `fault`.
-    pub fault: Option<&'static str>,
-    /// The text for the resident (Chinese).
-    pub message: Option<String>,
-    /// Pages of the current or last scan that are in the spool.
-    pub pages_done: u32,
-    pub pages_wanted: u32,
-}
-
-pub struct UiRequest {
-    pub cmd: UiCommand,
-    pub reply: oneshot::Sender<Result<(), ActionError>>,
-}
-
-/// The status the kiosk UI polls and `status_lines` prints (one JSON line per
-/// `status_interval_ms`, a second by default).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Status {
-    pub connected: bool,
-    pub phase: String,
-    pub ticket_number: Option<String>,
-    pub position: Option<u32>,
-    pub estimated_wait_secs: Option<u32>,
-    pub operator_name: Option<String>,
-    pub held: bool,
-    pub notices: Vec<Notice>,
-    pub call: CallSnapshot,
-    pub scanner: ScanStatus,
-    /// Scanned pages not yet stored by the server (spooled), with upload progress.
-    pub uploads: Vec<UploadProgress>,
-    pub printer: PrinterStatus,
-    /// The operator's open request for a scan during the call.
-    pub scan_request: Option<crate::kiosk::ScanRequest>,
-    /// The committee staff member signed in at the kiosk.
-    pub staff: Option<StaffView>,
-}
+use crate::upload::{UploadEvent, Uploader};
+pub use crate::view::{ScanStatus, StaffView, Status, UiCommand, UiRequest};
 
 /// Devices whose state goes into the status besides the kiosk's.
 struct Devices<'a> {
@@ -123,6 +38,7 @@ fn status_of(
     stats: &CallStats,
     dev: &Devices,
     staff: Option<&StaffSession>,
+    screen_idle: Duration,
 ) -> Status {
     use crate::kiosk::Phase;
     let mut s = Status {
@@ -134,11 +50,11 @@ fn status_of(
         uploads: dev.uploader.progress(),
         printer: dev.printer.map(Printer::status).unwrap_or_default(),
         scan_request: kiosk.scan_request().cloned(),
-        staff: staff.filter(|s| s.active(std::time::Instant::now())).map(|s| StaffView {
-            name: s.name.clone(),
-            username: s.username.clone(),
-            renewals: s.renewals,
-        }),
+        live: crate::live::LiveCounts::now(),
+        screen_idle_secs: screen_idle.as_secs(),
+        staff: staff
+            .filter(|s| s.active(std::time::Instant::now()))
+            .map(|s| StaffView { name: s.name.clone(), renewals: s.renewals }),
         ..Default::default()
     };
     match kiosk.phase() {
@@ -192,6 +108,8 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
         crate::ui::serve(cfg.kiosk.listen, ui_tx, status_rx, auth.clone(), cfg.http_base().to_owned())
             .await?;
     print_event(&serde_json::json!({ "event": "ready", "kiosk": ui_addr.to_string() }));
+    let mut watchdog = crate::watchdog::Watchdog::from_env();
+    crate::watchdog::ready(&format!("kiosk page on http://{ui_addr}/"));
     tracing::info!(%ui_addr, "kiosk UI listening");
 
     let settings =
@@ -206,6 +124,8 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     let staff_idle = Duration::from_secs(cfg.kiosk.staff_idle_minutes.max(1) * 60);
     let (staff_tx, mut staff_rx) =
         mpsc::channel::<(String, Result<shared::api::TokenResponse, RestError>)>(4);
+    let mut screens =
+        ScreenTimer::new(Duration::from_secs(cfg.kiosk.screen_idle_secs), std::time::Instant::now());
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.status_interval_ms.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(shutdown);
@@ -240,6 +160,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                     if let Some(s) = staff.as_mut() {
                         s.touch(std::time::Instant::now());
                     }
+                    screens.touch(std::time::Instant::now());
                     let r = match cmd {
                         UiCommand::TakeTicket { item_id, priority, resident } => {
                             let now = std::time::Instant::now();
@@ -284,7 +205,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                         UiCommand::Scan { session_id, slot_id, pages } => {
                             // Without a slot of its own the scan answers the operator's request.
                             let slot_id = slot_id.or_else(|| kiosk.scan_request().and_then(|r| r.slot_id));
-                            let r = start_scan(&cfg, &spool, &kiosk, &mut scan, &scan_tx, session_id, slot_id, pages);
+                            let r = start_scan(&cfg, (&spool, &uploader), &kiosk, &mut scan, &scan_tx, session_id, slot_id, pages);
                             if r.is_ok() { kiosk.scan_started(); }
                             r
                         }
@@ -296,7 +217,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                 }
             },
             Some(r) = scan_rx.recv() => match r {
-                ScanReport::Page => { scan.pages_done += 1; uploader.kick(); vec![] }
+                ScanReport::Page => { scan.pages_done += 1; vec![] }
                 ScanReport::Finished => {
                     scan.state = "idle";
                     scan.message = Some(format!("扫描完成（{} 页），正在上传给受理员。", scan.pages_done));
@@ -371,8 +292,28 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                         }
                     }
                 }
+                if watchdog.due(now) {
+                    // From the loop itself: a loop that hangs stops the pings.
+                    crate::watchdog::alive(&format!(
+                        "{}, {}",
+                        kiosk.phase().name(),
+                        if connected { "connected" } else { "signaling disconnected" }
+                    ));
+                }
+                let reset = screens.step(kiosk.phase().name(), !notices.is_empty(), now);
+                if reset == Some(Reset::RatingNotGiven) {
+                    tracing::info!("rating screen left untouched: not rated, back to welcome");
+                    kiosk.reset_to_idle();
+                }
+                if reset.is_some() {
+                    // Nothing of the last resident stays on screen.
+                    notices.clear();
+                    if scan.state == "idle" {
+                        scan = ScanStatus { state: "idle", ..Default::default() };
+                    }
+                }
                 let dev = Devices { scan: &scan, uploader: &uploader, printer: printer.as_ref() };
-                let s = status_of(&kiosk, connected, &notices, &stats, &dev, staff.as_ref());
+                let s = status_of(&kiosk, connected, &notices, &stats, &dev, staff.as_ref(), screens.bound());
                 if let Some(path) = &cfg.status_file {
                     write_status_file(path, &s);
                 }
@@ -417,8 +358,17 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
             }
         }
         let dev = Devices { scan: &scan, uploader: &uploader, printer: printer.as_ref() };
-        let _ = status_tx.send(status_of(&kiosk, connected, &notices, &stats, &dev, staff.as_ref()));
+        let _ = status_tx.send(status_of(
+            &kiosk,
+            connected,
+            &notices,
+            &stats,
+            &dev,
+            staff.as_ref(),
+            screens.bound(),
+        ));
     }
+    crate::watchdog::stopping();
     if let Some(c) = current.take() {
         let _ = c.tx.send(CallCmd::Close);
     }
@@ -481,11 +431,12 @@ enum ScanReport {
     Fault(ScanFault),
 }
 
-/// Starts a scan in the background; pages go to the spool, then to the uploader.
+/// Starts a scan in the background; each page goes to the spool and the uploader is woken for
+/// it from the scan task itself (the app loop only counts pages for the status).
 #[allow(clippy::too_many_arguments)]
 fn start_scan(
     cfg: &Config,
-    spool: &Spool,
+    (spool, uploader): (&Spool, &Uploader),
     kiosk: &Kiosk,
     scan: &mut ScanStatus,
     tx: &mpsc::Sender<ScanReport>,
@@ -511,7 +462,7 @@ fn start_scan(
         pages_done: 0,
         pages_wanted: pages,
     };
-    let (scfg, spool, tx) = (cfg.scanner.clone(), spool.clone(), tx.clone());
+    let (scfg, spool, uploader, tx) = (cfg.scanner.clone(), spool.clone(), uploader.clone(), tx.clone());
     let stamp =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     tokio::spawn(async move {
@@ -525,6 +476,7 @@ fn start_scan(
             match spool.add(&scratch, current, slot_id, &name, "image/jpeg", "jpg") {
                 Ok(e) => {
                     tracing::info!(page = %e.id, size = e.size, sha256 = %e.sha256, "page scanned and spooled");
+                    uploader.kick();
                     let _ = tx.send(ScanReport::Page).await;
                 }
                 Err(e) => {

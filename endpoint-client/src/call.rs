@@ -52,6 +52,7 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use crate::config::{DisplayConfig, IceTransportPolicy, MediaConfig, WebRtcConfig};
 use crate::kiosk::CallInput;
+use crate::live::{self, Live};
 use crate::media::{self, Decoder, RateLimit, Recorder, RemoteKind, SendStats, VideoCodec};
 
 /// Everything a call needs from the configuration.
@@ -188,6 +189,8 @@ impl CallStats {
     fn add_volume_element(&self, el: &gst::Element) {
         let mut g = self.volume.lock().unwrap_or_else(|p| p.into_inner());
         el.set_property("volume", f64::from(g.0) / 100.0);
+        // The elements of past calls are gone: keep only the live ones.
+        g.1.retain(|w| w.upgrade().is_some());
         g.1.push(el.downgrade());
     }
 
@@ -588,7 +591,9 @@ pub fn start(
     stats.audio.frames.store(0, Ordering::Relaxed);
     // Every call starts with the microphone on.
     stats.set_mic_muted(false);
+    let task = Live::new(&live::CALL_TASKS);
     tokio::spawn(async move {
+        let _task = task;
         if let Err(e) = Call::run(session, settings, ws_out, rx, stats.clone()).await {
             tracing::error!(error = %e, "call failed");
         }
@@ -605,6 +610,7 @@ struct Peer {
     senders: Vec<(RtpCodecKind, Arc<dyn RtpSender>)>,
     remote_set: bool,
     pending: Vec<RTCIceCandidateInit>,
+    _live: Live,
 }
 
 struct Call {
@@ -693,11 +699,29 @@ impl Call {
                 }
             }
         }
-        for t in call.pumps.drain(..).chain(call.receivers.drain(..)) {
+        // Stop the media first (their pipelines go to NULL as the tasks drop them), then the
+        // peer connection, and wait for each so nothing of this call outlives it.
+        call.stop_tasks(true).await;
+        let _ = peer.pc.close().await;
+        drop(peer);
+        Ok(())
+    }
+
+    /// Aborts the media pumps (and, with `receivers`, the remote tracks' tasks) and waits until
+    /// they are gone. A replaced peer connection's receivers end by themselves when it closes.
+    async fn stop_tasks(&mut self, receivers: bool) {
+        let mut tasks: Vec<_> = self.pumps.drain(..).collect();
+        if receivers {
+            tasks.append(&mut self.receivers);
+        } else {
+            self.receivers.retain(|t| !t.is_finished());
+        }
+        for t in &tasks {
             t.abort();
         }
-        let _ = peer.pc.close().await;
-        Ok(())
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 
     async fn new_peer(&self) -> anyhow::Result<Peer> {
@@ -717,6 +741,7 @@ impl Call {
             senders: vec![],
             remote_set: false,
             pending: vec![],
+            _live: Live::new(&live::PEER_CONNECTIONS),
         })
     }
 
@@ -757,9 +782,7 @@ impl Call {
                     // E.g. the operator's console restarted (new DTLS fingerprint): start afresh.
                     tracing::warn!(error = %e, "offer does not apply to this connection; rebuilding it");
                     let _ = peer.pc.close().await;
-                    for t in self.pumps.drain(..) {
-                        t.abort();
-                    }
+                    self.stop_tasks(false).await;
                     *peer = self.new_peer().await?;
                     peer.pc.set_remote_description(RTCSessionDescription::offer(sdp.clone())?).await?;
                 }
@@ -896,7 +919,9 @@ impl Call {
             };
             let Some(ssrc) = track.ssrcs().await.first().copied() else { continue };
             let muted = self.muted.clone();
+            let task = Live::new(&live::CALL_TASKS);
             self.pumps.push(tokio::spawn(async move {
+                let _task = task;
                 if let Err(e) = media::pump_into_track(
                     desc,
                     media::SampleTarget { track, ssrc, payload_type: pt, clock_rate: clock, fallback },
@@ -916,7 +941,9 @@ impl Call {
         let display = self.settings.display.clone();
         let session_id = self.session.session_id;
         let track_no = self.receivers.len();
+        let task = Live::new(&live::CALL_TASKS);
         self.receivers.push(tokio::spawn(async move {
+            let _task = task;
             let is_audio = track.kind().await == RtpCodecKind::Audio;
             let stream_id = track.stream_id().await.to_string();
             let track_id = track.track_id().await.to_string();
@@ -985,6 +1012,14 @@ impl Call {
                                 }
                             }
                             if let Some(dir) = &display.record_dir {
+                                match media::prune_dir(dir, display.record_dir_max_bytes) {
+                                    Ok(0) => {}
+                                    Ok(n) => tracing::info!(
+                                        bytes = n,
+                                        "oldest recordings deleted (record_dir_max_bytes)"
+                                    ),
+                                    Err(e) => tracing::debug!(error = %e, "cannot prune the recordings"),
+                                }
                                 let stem = format!("{session_id}-{}-{track_no}", kind.as_str());
                                 match Recorder::create(
                                     dir,

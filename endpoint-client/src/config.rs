@@ -87,6 +87,10 @@ pub struct DisplayConfig {
     pub record_max_bytes: u64,
     /// Parts kept per track (older ones are deleted).
     pub record_keep_parts: u32,
+    /// All recordings together: when a track starts, the oldest files of `record_dir` are
+    /// deleted until the directory is below this (default 1 GiB), so months of calls do not
+    /// fill the disk.
+    pub record_dir_max_bytes: u64,
 }
 
 impl Default for DisplayConfig {
@@ -99,6 +103,7 @@ impl Default for DisplayConfig {
             record_dir: None,
             record_max_bytes: 64 * 1024 * 1024,
             record_keep_parts: 2,
+            record_dir_max_bytes: 1 << 30,
         }
     }
 }
@@ -151,11 +156,20 @@ pub struct KioskConfig {
     /// Staff signed in at the kiosk are signed out after this many minutes with nobody at it
     /// (no touch, no ticket or call in progress); while someone is, their login is renewed.
     pub staff_idle_minutes: u64,
+    /// A screen left untouched this long (item choice, privacy notice, staff form, rating, the
+    /// last resident's notices) returns to the welcome screen, clearing what was entered; a
+    /// rating not given by then is recorded as not given (5–3600, default 90;
+    /// `BANGBAN_ENDPOINT_SCREEN_IDLE_SECS`).
+    pub screen_idle_secs: u64,
 }
 
 impl Default for KioskConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8090)), staff_idle_minutes: 10 }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            staff_idle_minutes: 10,
+            screen_idle_secs: 90,
+        }
     }
 }
 
@@ -356,6 +370,10 @@ impl Config {
             self.health.interval_secs =
                 v.parse().map_err(|_| ConfigError::Invalid("BANGBAN_ENDPOINT_HEALTH_INTERVAL_SECS", v))?;
         }
+        if let Some(v) = get("BANGBAN_ENDPOINT_SCREEN_IDLE_SECS") {
+            self.kiosk.screen_idle_secs =
+                v.parse().map_err(|_| ConfigError::Invalid("BANGBAN_ENDPOINT_SCREEN_IDLE_SECS", v))?;
+        }
         if let Some(v) = get("BANGBAN_ENDPOINT_UDP_ADDRS") {
             self.webrtc.udp_addrs =
                 v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
@@ -390,6 +408,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "kiosk.staff_idle_minutes",
                 self.kiosk.staff_idle_minutes.to_string(),
+            ));
+        }
+        if !(5..=3600).contains(&self.kiosk.screen_idle_secs) {
+            return Err(ConfigError::Invalid(
+                "kiosk.screen_idle_secs",
+                self.kiosk.screen_idle_secs.to_string(),
             ));
         }
         if self.webrtc.video_codecs.is_empty() {

@@ -15,10 +15,10 @@ use shared::api::{
 };
 use tokio::sync::watch;
 
-use crate::app::Status;
 use crate::config::{AudioSource, Config, VideoSource};
 use crate::print::Ipp;
 use crate::rest::{RestError, ServerApi};
+use crate::view::Status;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 

@@ -9,6 +9,7 @@
 //! - [`backoff`]: reconnect backoff with jitter.
 //! - [`signaling`]: the WebSocket connection (`bangban.v1, bearer.<JWT>`), heartbeat, reconnect.
 //! - [`kiosk`]: the session state machine, sans-IO (ticket → queue → call → rating).
+//! - [`live`]: counts of what calls hold (pipelines, peer connections, tasks) for the status.
 //! - [`call`]: one WebRTC call (webrtc-rs 0.21, polite peer, trickle ICE, ICE restart).
 //! - [`media`]: GStreamer capture/encode (VP8 or H.264, Opus) and decode/display or headless counting.
 //! - [`scan`]: the scanner (`scanimage` subprocess, JPEG pages, faults);
@@ -17,8 +18,12 @@
 //!   state reports. [`rest`]: the device-token REST calls.
 //! - [`tls`]: rustls (ring) for `https://` / `wss://`: system roots plus the config's CA file.
 //! - [`health`]: the heartbeat (devices, printer, scanner, disk, version) every 30 s.
+//! - [`screen`]: screens that reset when left untouched (sans-IO).
+//! - [`view`]: the status the kiosk shows and the commands its page sends (plain data, so
+//!   `app`, `ui` and `health` do not import each other).
 //! - [`ui`]: the local kiosk UI (Simplified Chinese, large type) and its JSON API;
 //!   [`staff`]: the staff member signed in there (renewed while present, signed out when idle).
+//! - [`watchdog`]: `sd_notify` readiness and watchdog pings from the app loop.
 //! - [`app`]: `run`, wiring the above together; status output.
 //!
 //! The binary (`main.rs`) is a thin CLI: `endpoint-client enroll --code CODE`, `endpoint-client run`.
@@ -30,13 +35,17 @@ pub mod call;
 pub mod config;
 pub mod health;
 pub mod kiosk;
+pub mod live;
 pub mod media;
 pub mod print;
 pub mod rest;
 pub mod scan;
+pub mod screen;
 pub mod signaling;
 pub mod spool;
 pub mod staff;
 pub mod tls;
 pub mod ui;
 pub mod upload;
+pub mod view;
+pub mod watchdog;

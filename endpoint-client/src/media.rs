@@ -213,13 +213,14 @@ pub fn audio_source_pipeline(cfg: &MediaConfig) -> String {
 /// A running GStreamer pipeline, stopped on drop.
 pub struct Pipeline {
     pipeline: gst::Pipeline,
+    _live: crate::live::Live,
 }
 
 impl Pipeline {
     pub fn launch(desc: &str) -> Result<Self, MediaError> {
         let el = gst::parse::launch(desc)?;
         let pipeline = el.downcast::<gst::Pipeline>().map_err(|_| MediaError::Missing("pipeline"))?;
-        Ok(Self { pipeline })
+        Ok(Self { pipeline, _live: crate::live::Live::new(&crate::live::PIPELINES) })
     }
 
     pub fn by_name(&self, name: &'static str) -> Result<gst::Element, MediaError> {
@@ -656,6 +657,31 @@ impl Drop for Recorder {
     }
 }
 
+/// Deletes the oldest files (by modification time) of `dir` until what stays is at most
+/// `max_bytes`; returns the bytes deleted. Only plain files directly in `dir` count.
+pub fn prune_dir(dir: &Path, max_bytes: u64) -> std::io::Result<u64> {
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let m = e.metadata().ok().filter(|m| m.is_file())?;
+            Some((m.modified().ok()?, m.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort();
+    let mut freed = 0;
+    for (_, len, path) in files {
+        if total <= max_bytes {
+            break;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            total -= len;
+            freed += len;
+        }
+    }
+    Ok(freed)
+}
+
 /// NAL unit types of an H.264 Annex B byte stream (a recording, an encoded frame), in order:
 /// 7 SPS, 8 PPS, 5 IDR slice, 1 other slice, 6 SEI.
 pub fn nal_unit_types(data: &[u8]) -> Vec<u8> {
@@ -773,6 +799,23 @@ mod tests {
             assert_eq!(header, present, "{p}: the header counts the frames");
             assert!(data.len() as u64 <= 64 * 1024 + 1100, "{p}: {} bytes", data.len());
         }
+    }
+
+    #[test]
+    fn the_oldest_recordings_go_first_when_the_directory_is_full() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
+            let p = dir.path().join(name);
+            std::fs::write(&p, vec![0u8; 1000]).expect("write");
+            let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + i as u64);
+            std::fs::File::options().write(true).open(&p).expect("open").set_modified(t).expect("mtime");
+        }
+        assert_eq!(prune_dir(dir.path(), 5000).expect("prune"), 0, "under the bound: nothing goes");
+        assert_eq!(prune_dir(dir.path(), 2500).expect("prune"), 2000);
+        let mut left: Vec<_> =
+            std::fs::read_dir(dir.path()).expect("dir").map(|e| e.expect("e").file_name()).collect();
+        left.sort();
+        assert_eq!(left, ["c", "d"], "the two newest stay");
     }
 
     #[test]

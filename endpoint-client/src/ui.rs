@@ -1,7 +1,9 @@
 //! The kiosk UI served on loopback: one static page (Simplified Chinese, large type) and a small
 //! JSON API it calls. The API is also what tests and diagnosis drive.
 //!
-//! - `GET /` the page; `GET /api/status` the [`Status`](crate::app::Status);
+//! - `GET /` the page; `GET /api/status` the [`Status`](crate::view::Status);
+//!   `GET /api/events` the same status pushed as server-sent events whenever it changes (the
+//!   page's only channel: an idle kiosk makes no requests);
 //! - `GET /api/items` the remotely available service items (from the server, device token);
 //! - `POST /api/ticket {item_id, priority?, resident?}`, `POST /api/cancel`,
 //!   `POST /api/rate {level, comment?}`, `POST /api/done`;
@@ -10,6 +12,11 @@
 //!   (`scanner`, `uploads`).
 //! - `POST /api/mic {muted}`, `POST /api/volume {percent}` the resident's in-call controls;
 //! - `POST /api/staff/login {username, password}`, `POST /api/staff/logout` committee staff.
+//!
+//! Every request must name the kiosk itself: `Host` a loopback name with the bound port
+//! (`127.0.0.1`, `localhost`, `[::1]`; a DNS-rebinding page's host name is refused) and, when a
+//! browser sends one, `Origin` the kiosk page's own origin (another page in the kiosk browser
+//! cannot post a form to end a call, sign staff out or read the status). [`request_allowed`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,8 +33,8 @@ use shared::validate::Comment;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use crate::app::{Status, UiCommand, UiRequest};
 use crate::auth::DeviceAuth;
+use crate::view::{Status, UiCommand, UiRequest};
 
 const PAGE: &str = include_str!("../static/index.html");
 
@@ -55,9 +62,13 @@ pub async fn serve(
         anyhow::bail!("the kiosk UI listens on loopback only, not {listen}");
     }
     let ui = Ui { tx, status, auth, http: crate::tls::http(Duration::from_secs(30)).build()?, server };
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let port = addr.port();
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/api/status", get(status_handler))
+        .route("/api/events", get(events))
         .route("/api/items", get(items))
         .route("/api/ticket", post(ticket))
         .route("/api/cancel", post(|s: State<Ui>| command(s, UiCommand::Cancel)))
@@ -69,9 +80,18 @@ pub async fn serve(
         .route("/api/volume", post(volume))
         .route("/api/staff/logout", post(|s: State<Ui>| command(s, UiCommand::StaffSignedOut)))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                match request_allowed(req.headers(), port) {
+                    Ok(()) => next.run(req).await,
+                    Err(why) => {
+                        tracing::warn!(why, "kiosk API request refused");
+                        error(StatusCode::FORBIDDEN, format!("拒绝访问 (forbidden: {why})"))
+                    }
+                }
+            },
+        ))
         .with_state(ui);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "kiosk UI server failed");
@@ -82,6 +102,76 @@ pub async fn serve(
 
 async fn status_handler(State(ui): State<Ui>) -> Json<Status> {
     Json(ui.status.borrow().clone())
+}
+
+/// Whether `host` (a `Host` header or an origin's authority) names this kiosk: a loopback
+/// name and the port it listens on.
+fn is_kiosk_authority(host: &str, port: u16) -> bool {
+    let (name, p) = match host.rsplit_once(':') {
+        Some((n, p)) if !p.contains(']') => (n, p.parse::<u16>().ok()),
+        _ => (host, None),
+    };
+    let loopback = match name.to_ascii_lowercase().as_str() {
+        "localhost" | "[::1]" => true,
+        n => n.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback()),
+    };
+    // Browsers omit the default port; the kiosk never listens on 80.
+    loopback && p == Some(port)
+}
+
+/// The kiosk API answers only its own page (and local tools): `Host` must be a loopback name
+/// with the bound port (DNS rebinding), `Origin`, when present, the page's own origin
+/// (cross-site form posts and fetches from another page), and `Sec-Fetch-Site`, when present,
+/// not `cross-site`/`same-site`.
+pub fn request_allowed(headers: &axum::http::HeaderMap, port: u16) -> Result<(), &'static str> {
+    use axum::http::header;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).ok_or("no Host")?;
+    if !is_kiosk_authority(host, port) {
+        return Err("Host is not this kiosk");
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().map_err(|_| "bad Origin")?;
+        let ok = origin.strip_prefix("http://").is_some_and(|a| is_kiosk_authority(a, port));
+        if !ok {
+            return Err("Origin is not the kiosk page");
+        }
+    }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.to_str(), Ok("same-origin" | "none"))
+    {
+        return Err("not the kiosk page (Sec-Fetch-Site)");
+    }
+    Ok(())
+}
+
+/// The status as server-sent events: the current one at once, then each change (at most five a
+/// second; an unchanged status is not sent again).
+async fn events(
+    State(ui): State<Ui>,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let mut rx = ui.status.clone();
+    rx.mark_changed();
+    let stream =
+        futures_util::stream::unfold((rx, String::new(), true), |(mut rx, last, first)| async move {
+            loop {
+                if !first {
+                    // Coalesce bursts (frame counters move many times a second during a call).
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+                let json = serde_json::to_string(&*rx.borrow_and_update()).unwrap_or_default();
+                if json != last {
+                    let ev = Event::default().event("status").data(json.clone());
+                    return Some((Ok(ev), (rx, json, false)));
+                }
+            }
+        });
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 /// A body the API cannot take, with the status axum chose (413 too large, 400 not JSON, 415
@@ -294,5 +384,53 @@ async fn volume(
             error(StatusCode::UNPROCESSABLE_ENTITY, format!("音量应在 0–{} 之间", crate::call::MAX_VOLUME))
         }
         Err(e) => rejected(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).expect("header"));
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_kiosk_page_and_local_tools_are_answered() {
+        for ok in [
+            vec![("host", "127.0.0.1:8088")],
+            vec![("host", "localhost:8088"), ("origin", "http://localhost:8088")],
+            vec![
+                ("host", "127.0.0.1:8088"),
+                ("origin", "http://127.0.0.1:8088"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            vec![("host", "[::1]:8088"), ("origin", "http://[::1]:8088")],
+            vec![("host", "LOCALHOST:8088"), ("sec-fetch-site", "none")],
+        ] {
+            assert_eq!(request_allowed(&headers(&ok), 8088), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            vec![],
+            vec![("host", "evil.example:8088")],
+            vec![("host", "127.0.0.1.evil.example:8088")],
+            vec![("host", "localhost")],
+            vec![("host", "localhost:80")],
+            vec![("host", "10.0.0.5:8088")],
+            vec![("host", "localhost:8088"), ("origin", "http://evil.example")],
+            vec![("host", "localhost:8088"), ("origin", "null")],
+            vec![("host", "localhost:8088"), ("origin", "http://localhost:9999")],
+            vec![("host", "localhost:8088"), ("origin", "https://localhost:8088")],
+            vec![("host", "localhost:8088"), ("origin", "http://localhost:8088.evil.example")],
+            vec![("host", "localhost:8088"), ("sec-fetch-site", "cross-site")],
+            vec![("host", "localhost:8088"), ("sec-fetch-site", "same-site")],
+        ] {
+            assert!(request_allowed(&headers(&bad), 8088).is_err(), "{bad:?}");
+        }
     }
 }

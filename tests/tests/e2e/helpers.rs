@@ -299,6 +299,8 @@ pub struct EndpointOpts {
     pub health_interval_secs: Option<u64>,
     /// The `[display]` section's body (default: headless, with `record_dir` if set).
     pub display: Option<String>,
+    /// More environment for `endpoint-client run` (e.g. systemd's `NOTIFY_SOCKET`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The endpoint-client process (headless, test sources, loopback), killed on drop.
@@ -371,6 +373,7 @@ impl Endpoint {
         if let Some((_, sane)) = &opts.scanner {
             cmd.env("SANE_CONFIG_DIR", sane);
         }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         Ok(cmd)
     }
 
@@ -444,6 +447,11 @@ impl Endpoint {
         self.kiosk = kiosk;
         self.status = status;
         Ok(())
+    }
+
+    /// The process id of `endpoint-client run`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// `<state dir>` of this terminal (spool, print records).

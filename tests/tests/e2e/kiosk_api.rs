@@ -60,3 +60,62 @@ async fn hostile_kiosk_requests_are_refused_and_change_nothing() -> Result<()> {
     assert_eq!(s["ticket_number"], Value::Null, "{s}");
     Ok(())
 }
+
+/// Another page in the kiosk browser (a cross-site form post, a DNS-rebinding host name)
+/// cannot end a call, sign staff out or read the status: the kiosk API refuses requests whose
+/// `Host` is not a loopback name of the kiosk or whose `Origin` is not its own page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_pages_cannot_use_the_kiosk_api() -> Result<()> {
+    init_tracing();
+    let server = Server::start().await?;
+    let (_point, code) = server.enrollment.first().context("demo terminal")?.clone();
+    let mut ep = Endpoint::enroll_and_run(&server, &code).await?;
+    ep.wait_status("connected", |s| s["connected"] == true && s["phase"] == "idle").await?;
+    ep.post("/api/staff/login", json!({ "username": "staff1", "password": "bangban-demo" })).await?;
+    ep.wait_status("staff signed in", |s| s["staff"].is_object()).await?;
+    let port = ep.kiosk.rsplit(':').next().context("port")?.to_owned();
+    let http = reqwest::Client::new();
+    let own = format!("http://127.0.0.1:{port}");
+    let hostile: Vec<(&str, Vec<(&str, String)>)> = vec![
+        // DNS rebinding: the attacker's name resolves to 127.0.0.1.
+        ("rebinding host", vec![("host", format!("evil.example:{port}"))]),
+        (
+            "rebinding host with own origin",
+            vec![("host", format!("evil.example:{port}")), ("origin", format!("http://evil.example:{port}"))],
+        ),
+        ("cross-site form post", vec![("origin", "http://evil.example".into())]),
+        ("opaque origin", vec![("origin", "null".into())]),
+        ("another local page", vec![("origin", "http://127.0.0.1:9".into())]),
+        ("fetch metadata", vec![("sec-fetch-site", "cross-site".into())]),
+    ];
+    for (what, hs) in &hostile {
+        for (method, path) in [
+            ("POST", "/api/staff/logout"),
+            ("POST", "/api/cancel"),
+            ("GET", "/api/status"),
+            ("GET", "/api/events"),
+        ] {
+            let mut rq = if method == "POST" {
+                http.post(format!("{own}{path}"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body("x=1")
+            } else {
+                http.get(format!("{own}{path}"))
+            };
+            for (k, v) in hs {
+                rq = rq.header(*k, v);
+            }
+            let r = rq.send().await?;
+            assert_eq!(r.status().as_u16(), 403, "{what}: {method} {path}");
+            let body = r.text().await?;
+            assert!(!body.contains("phase"), "{what}: {path} leaks the status: {body}");
+        }
+    }
+    // Nothing changed: staff are still signed in; the kiosk's own page is answered.
+    let s = http.get(format!("{own}/api/status")).header("origin", &own).send().await?;
+    assert_eq!(s.status().as_u16(), 200);
+    let s: Value = s.json().await?;
+    assert!(s["staff"].is_object(), "staff still signed in: {s}");
+    assert!(s["staff"].get("username").is_none(), "no username in the status: {s}");
+    Ok(())
+}

@@ -15,6 +15,8 @@ mod netproxy;
 mod print;
 mod scan;
 mod screens;
+mod soak;
 mod staff;
 mod tls;
 mod turn;
+mod watchdog;

@@ -24,7 +24,8 @@ async fn a_staff_login_outlives_its_first_access_token() -> Result<()> {
         .wait_status("the staff login renewed three times", |s| s["staff"]["renewals"].as_u64() >= Some(3))
         .await?;
     assert!(signed_in.elapsed().as_secs() >= 8, "the first token has expired at the server");
-    assert_eq!(s["staff"]["username"], "staff1");
+    assert!(s["staff"]["name"].as_str().is_some_and(|n| !n.is_empty()), "{s}");
+    assert!(s["staff"].get("username").is_none(), "the status shows no username: {s}");
 
     // A ticket staff help take now is accepted with their name on it.
     let op_token = server.login("operator1").await?;
