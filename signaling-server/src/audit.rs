@@ -96,6 +96,54 @@ fn entry_hash(
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
+/// Inserts entry `seq` after `prev_hash`; returns its hash.
+async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    exec: E,
+    rec: &AuditRecord,
+    seq: i64,
+    prev_hash: &str,
+) -> Result<String, sqlx::Error> {
+    let detail = rec.detail.to_string();
+    let actor_id = rec.actor_id.map(|u| u.to_string());
+    let id = new_id().to_string();
+    let at = now_ms();
+    let hash = entry_hash(
+        prev_hash,
+        seq,
+        &id,
+        at,
+        actor_id.as_deref(),
+        &rec.actor_name,
+        rec.source_ip.as_deref(),
+        rec.action,
+        rec.target_type,
+        rec.target_id.as_deref(),
+        rec.outcome,
+        &detail,
+    );
+    sqlx::query(
+        "INSERT INTO audit_log (seq, id, at, actor_id, actor_name, source_ip, action, \
+         target_type, target_id, outcome, detail, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(seq)
+    .bind(&id)
+    .bind(at)
+    .bind(actor_id.as_deref())
+    .bind(&rec.actor_name)
+    .bind(rec.source_ip.as_deref())
+    .bind(rec.action)
+    .bind(rec.target_type)
+    .bind(rec.target_id.as_deref())
+    .bind(rec.outcome)
+    .bind(&detail)
+    .bind(prev_hash)
+    .bind(&hash)
+    .execute(exec)
+    .await?;
+    Ok(hash)
+}
+
 impl Default for Audit {
     fn default() -> Self {
         Self::new()
@@ -120,52 +168,15 @@ impl Audit {
     /// Appends one entry. Retries when another server node appended first.
     pub async fn append(&self, db: &Db, rec: AuditRecord) -> Result<(), sqlx::Error> {
         let mut head = self.head.lock().await;
-        let detail = rec.detail.to_string();
-        let actor_id = rec.actor_id.map(|u| u.to_string());
         for attempt in 0..5 {
             let (last_seq, last_hash) = match head.as_ref() {
                 Some(h) if attempt == 0 => h.clone(),
                 _ => Self::load_head(db).await?,
             };
             let seq = last_seq + 1;
-            let id = new_id().to_string();
-            let at = now_ms();
-            let hash = entry_hash(
-                &last_hash,
-                seq,
-                &id,
-                at,
-                actor_id.as_deref(),
-                &rec.actor_name,
-                rec.source_ip.as_deref(),
-                rec.action,
-                rec.target_type,
-                rec.target_id.as_deref(),
-                rec.outcome,
-                &detail,
-            );
-            let res = sqlx::query(
-                "INSERT INTO audit_log (seq, id, at, actor_id, actor_name, source_ip, action, \
-                 target_type, target_id, outcome, detail, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(seq)
-            .bind(&id)
-            .bind(at)
-            .bind(actor_id.as_deref())
-            .bind(&rec.actor_name)
-            .bind(rec.source_ip.as_deref())
-            .bind(rec.action)
-            .bind(rec.target_type)
-            .bind(rec.target_id.as_deref())
-            .bind(rec.outcome)
-            .bind(&detail)
-            .bind(&last_hash)
-            .bind(&hash)
-            .execute(&db.pool)
-            .await;
+            let res = insert(&db.pool, &rec, seq, &last_hash).await;
             match res {
-                Ok(_) => {
+                Ok(hash) => {
                     *head = Some((seq, hash));
                     return Ok(());
                 }
@@ -179,6 +190,28 @@ impl Audit {
             }
         }
         Err(sqlx::Error::Protocol("audit chain contention".into()))
+    }
+
+    /// Appends one entry inside the caller's transaction, so the change and its audit row
+    /// commit together or not at all. A concurrent append makes the transaction fail (the
+    /// caller's change is rolled back) rather than fork the chain.
+    pub async fn append_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        rec: AuditRecord,
+    ) -> Result<(), sqlx::Error> {
+        let mut head = self.head.lock().await;
+        // The cached head may be ahead of a rolled-back transaction: read it in this one.
+        *head = None;
+        let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+        let (last_seq, last_hash) = match row {
+            Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
+            None => (0, GENESIS.to_owned()),
+        };
+        insert(&mut **tx, &rec, last_seq + 1, &last_hash).await?;
+        Ok(())
     }
 
     /// Walks the whole chain; returns (entries checked, first broken seq).

@@ -66,6 +66,8 @@ struct FileConfig {
     console_dir: Option<PathBuf>,
     terminal_offline_after_secs: Option<u64>,
     health_check_interval_secs: Option<u64>,
+    trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    refresh_family_max_secs: Option<u64>,
 }
 
 /// Materials store and remote printing.
@@ -151,6 +153,12 @@ pub struct Config {
     /// How often the alarm monitor looks (`health_check_interval_secs` /
     /// `BANGBAN_HEALTH_CHECK_INTERVAL_SECS`, default 15 s).
     pub health_check_interval_ms: u64,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` is believed (`trusted_proxies` /
+    /// `BANGBAN_TRUSTED_PROXIES`, comma-separated addresses; default none).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Absolute lifetime of a sign-in's refresh-token family (`refresh_family_max_secs` /
+    /// `BANGBAN_REFRESH_FAMILY_MAX_SECS`, default 24 h).
+    pub refresh_family_max_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +201,8 @@ impl Config {
             console_dir: default_console_dir(),
             terminal_offline_after_ms: 120_000,
             health_check_interval_ms: 15_000,
+            trusted_proxies: Vec::new(),
+            refresh_family_max_secs: 24 * 3600,
         }
     }
 
@@ -236,6 +246,23 @@ impl Config {
         }
         if let Some(v) = file.device_ttl_secs {
             cfg.device_ttl_secs = v;
+        }
+        let proxies = std::env::var("BANGBAN_TRUSTED_PROXIES").ok().map(|v| {
+            v.split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().parse())
+                .collect::<Result<Vec<_>, _>>()
+        });
+        match proxies {
+            Some(Ok(p)) => cfg.trusted_proxies = p,
+            Some(Err(_)) => {
+                return Err(ConfigError::Invalid("BANGBAN_TRUSTED_PROXIES: not an IP address list".into()));
+            }
+            None => cfg.trusted_proxies = file.trusted_proxies.unwrap_or_default(),
+        }
+        let family = std::env::var("BANGBAN_REFRESH_FAMILY_MAX_SECS").ok().and_then(|v| v.parse().ok());
+        if let Some(v) = family.or(file.refresh_family_max_secs) {
+            cfg.refresh_family_max_secs = v;
         }
         let _ = file.public_url;
         let list = |v: String| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();

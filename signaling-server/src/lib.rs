@@ -45,7 +45,7 @@ use std::sync::Mutex;
 use tokio::net::TcpListener;
 
 use crate::auth::keys::KeyRing;
-use crate::auth::throttle::{Throttle, ThrottleConfig};
+use crate::auth::throttle::Throttle;
 use crate::auth::tokens::TokenService;
 use crate::config::Config;
 use crate::db::Db;
@@ -128,7 +128,7 @@ impl Application {
             config,
             db,
             tokens,
-            throttle: Mutex::new(Throttle::new(ThrottleConfig::default())),
+            throttle: Mutex::new(Throttle::new()),
             audit: audit::Audit::new(),
         });
         // Retention: archive and purge what is due, drop abandoned uploads, expire print jobs.

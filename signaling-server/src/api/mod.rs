@@ -85,6 +85,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::me))
         .routes(routes!(auth::change_password))
         .routes(routes!(auth::rotate_keys))
+        .routes(routes!(auth::retire_key))
         .routes(routes!(accounts::list, accounts::create))
         .routes(routes!(accounts::update))
         .routes(routes!(accounts::reset_password))
