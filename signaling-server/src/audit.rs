@@ -1,6 +1,9 @@
 //! Append-only audit log with a SHA-256 hash chain: each entry's hash covers the previous
 //! entry's hash and its own fields, so editing or deleting a row breaks the chain, which
-//! [`Audit::verify`] detects.
+//! [`Audit::verify`] detects. The chain's head is anchored outside the database: periodic
+//! [`checkpoint`]s, signed with the server's Ed25519 key, go to `<data-dir>/audit-checkpoints.jsonl`
+//! and to the log, so deleting the newest rows, or rewriting rows and re-hashing the chain after
+//! them, no longer matches a checkpoint. Verification streams the rows (constant memory).
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -214,17 +217,24 @@ impl Audit {
         Ok(())
     }
 
-    /// Walks the whole chain; returns (entries checked, first broken seq).
-    pub async fn verify(db: &Db) -> Result<(u64, Option<i64>), sqlx::Error> {
-        let rows = sqlx::query(
+    /// Walks the whole chain, streaming; checks it against the signed checkpoints in
+    /// `checkpoints` (seq → hash). Returns (entries checked, first broken seq, newest
+    /// checkpoint matched).
+    pub async fn verify(
+        db: &Db,
+        checkpoints: &std::collections::BTreeMap<i64, String>,
+    ) -> Result<(u64, Option<i64>, Option<i64>), sqlx::Error> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(
             "SELECT seq, id, at, actor_id, actor_name, source_ip, action, target_type, target_id, \
              outcome, detail, prev_hash, hash FROM audit_log ORDER BY seq",
         )
-        .fetch_all(&db.pool)
-        .await?;
+        .fetch(&db.pool);
         let mut prev = GENESIS.to_owned();
         let mut checked = 0;
-        for (expected_seq, r) in (1_i64..).zip(rows) {
+        let mut anchored = None;
+        let mut expected_seq = 1_i64;
+        while let Some(r) = rows.try_next().await? {
             let seq: i64 = r.try_get("seq")?;
             let stored_prev: String = r.try_get("prev_hash")?;
             let hash: String = r.try_get("hash")?;
@@ -246,13 +256,122 @@ impl Audit {
                 &r.try_get::<String, _>("detail")?,
             );
             checked += 1;
-            if seq != expected_seq || stored_prev != prev || computed != hash {
-                return Ok((checked, Some(seq)));
+            let checkpoint_ok = checkpoints.get(&seq).is_none_or(|h| *h == hash);
+            if seq != expected_seq || stored_prev != prev || computed != hash || !checkpoint_ok {
+                return Ok((checked, Some(seq), anchored));
+            }
+            if checkpoints.contains_key(&seq) {
+                anchored = Some(seq);
             }
             prev = hash;
+            expected_seq += 1;
         }
-        Ok((checked, None))
+        // A checkpoint beyond the last row: the newest rows were deleted.
+        if let Some((&seq, _)) = checkpoints.range(expected_seq..).next() {
+            return Ok((checked, Some(expected_seq.min(seq)), anchored));
+        }
+        Ok((checked, None, anchored))
     }
+}
+
+/// One signed checkpoint of the chain's head, one JSON line in the checkpoint file.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub at: i64,
+    pub kid: String,
+    /// Base64url Ed25519 public key that made `sig` (kept: the key may be retired later).
+    pub public_key: String,
+    /// Base64url signature over [`Checkpoint::message`].
+    pub sig: String,
+}
+
+impl Checkpoint {
+    pub fn message(seq: i64, hash: &str, at: i64) -> String {
+        format!("bangban-audit-checkpoint\n{seq}\n{hash}\n{at}")
+    }
+
+    fn verifies(&self) -> bool {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use ed25519_dalek::Verifier;
+        let (Ok(pk), Ok(sig)) = (URL_SAFE_NO_PAD.decode(&self.public_key), URL_SAFE_NO_PAD.decode(&self.sig))
+        else {
+            return false;
+        };
+        let (Ok(pk), Ok(sig)) =
+            (<[u8; 32]>::try_from(pk.as_slice()), ed25519_dalek::Signature::from_slice(&sig))
+        else {
+            return false;
+        };
+        ed25519_dalek::VerifyingKey::from_bytes(&pk)
+            .is_ok_and(|k| k.verify(Self::message(self.seq, &self.hash, self.at).as_bytes(), &sig).is_ok())
+    }
+}
+
+/// Where checkpoints are written.
+pub fn checkpoint_file(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("audit-checkpoints.jsonl")
+}
+
+/// Checkpoints with a valid signature, seq → hash (lines that do not verify are ignored and
+/// logged: they cannot vouch for anything).
+pub fn read_checkpoints(path: &std::path::Path) -> std::collections::BTreeMap<i64, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<Checkpoint>(line) {
+            Ok(c) if c.verifies() => {
+                out.insert(c.seq, c.hash);
+            }
+            _ => tracing::warn!("audit checkpoint line without a valid signature ignored"),
+        }
+    }
+    out
+}
+
+/// Signs the chain's current head and appends it to the checkpoint file (fsynced) and the log,
+/// unless the head is already the last checkpoint. Returns the checkpointed seq.
+pub async fn checkpoint(
+    db: &Db,
+    keys: &crate::auth::keys::KeyRing,
+    data_dir: &std::path::Path,
+    last: Option<i64>,
+) -> Result<Option<i64>, sqlx::Error> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (seq, hash) = Audit::load_head(db).await?;
+    if seq == 0 || last == Some(seq) {
+        return Ok(last);
+    }
+    let at = now_ms();
+    let (kid, sig, public) = keys.sign_with_public(Checkpoint::message(seq, &hash, at).as_bytes());
+    let c = Checkpoint {
+        seq,
+        hash,
+        at,
+        kid,
+        public_key: URL_SAFE_NO_PAD.encode(public),
+        sig: URL_SAFE_NO_PAD.encode(sig),
+    };
+    let line = serde_json::to_string(&c).unwrap_or_default();
+    let path = checkpoint_file(data_dir);
+    let write = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        f.write_all(line.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    })
+    .await
+    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    if let Err(e) = write {
+        tracing::error!(error = %e, "audit checkpoint not written");
+        return Ok(last);
+    }
+    tracing::info!(seq = c.seq, hash = %c.hash, kid = %c.kid, sig = %c.sig, "audit checkpoint");
+    Ok(Some(seq))
 }
 
 /// Reads one page of entries, newest first.

@@ -153,6 +153,7 @@ impl Application {
         let app = api::router(self.state.clone());
         let retention = tokio::spawn(retention_task(self.state.clone()));
         let health = tokio::spawn(terminal_health::monitor_task(self.state.clone()));
+        let checkpoints = tokio::spawn(checkpoint_task(self.state.clone()));
         let sb = self.state.switchboard.clone();
         // Signaling frames are small and latency-sensitive: no Nagle delay.
         let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
@@ -169,8 +170,28 @@ impl Application {
             .await?;
         retention.abort();
         health.abort();
+        checkpoints.abort();
+        // The last word of this run: anchor the chain's head.
+        let _ = audit::checkpoint(&self.state.db, &self.state.tokens.keys, &self.state.config.data_dir, None)
+            .await;
         self.state.db.pool.close().await;
         Ok(())
+    }
+}
+
+/// How often the audit chain's head is signed and written outside the database.
+pub const AUDIT_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Anchors the audit chain's head every [`AUDIT_CHECKPOINT_INTERVAL`] (when it moved).
+async fn checkpoint_task(state: AppState) {
+    let mut every = tokio::time::interval(AUDIT_CHECKPOINT_INTERVAL);
+    let mut last = None;
+    loop {
+        every.tick().await;
+        match audit::checkpoint(&state.db, &state.tokens.keys, &state.config.data_dir, last).await {
+            Ok(seq) => last = seq,
+            Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
+        }
     }
 }
 

@@ -174,20 +174,13 @@ impl KeyRing {
         Ok(Some(ring.active.clone()))
     }
 
-    /// Signs `msg` with the active key (Ed25519): `(kid, signature)`. Used for the audit log's
-    /// checkpoints.
-    pub fn sign(&self, msg: &[u8]) -> (String, [u8; 64]) {
+    /// Signs `msg` with the active key (Ed25519): `(kid, signature, public key)`. Used for the
+    /// audit log's checkpoints.
+    pub fn sign_with_public(&self, msg: &[u8]) -> (String, [u8; 64], [u8; 32]) {
         use ed25519_dalek::Signer;
         let ring = self.read();
         let key = &ring.keys[&ring.active];
-        (key.meta.kid.clone(), key.signing.sign(msg).to_bytes())
-    }
-
-    /// Checks a signature made by [`KeyRing::sign`] with a key still in the ring.
-    pub fn verify_signature(&self, kid: &str, msg: &[u8], sig: &[u8]) -> bool {
-        use ed25519_dalek::Verifier;
-        let Ok(sig) = ed25519_dalek::Signature::from_slice(sig) else { return false };
-        self.read().keys.get(kid).is_some_and(|k| k.signing.verifying_key().verify(msg, &sig).is_ok())
+        (key.meta.kid.clone(), key.signing.sign(msg).to_bytes(), key.signing.verifying_key().to_bytes())
     }
 
     /// The active key's `kid` and encoding key.
