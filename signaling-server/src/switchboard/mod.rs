@@ -716,7 +716,9 @@ impl Core {
                     session_id,
                     s.ticket,
                     rating_str(level),
-                    comment.as_ref().map(|c| c.as_str()),
+                    self.pii
+                        .seal(comment.as_ref().map(|c| c.as_str()), &Pii::comment_context(session_id))
+                        .as_deref(),
                     due,
                     now,
                 )
@@ -1115,8 +1117,10 @@ impl Core {
             x.state = SessState::Closed;
         }
         self.sessions.remove(&session_id);
-        self.persist(store::end_session(&self.db, session_id, "transferred", now, note.as_deref()).await);
-        self.persist(store::wrap_up(&self.db, session_id, None, note.as_deref(), now).await);
+        let sealed = self.pii.seal(note.as_deref(), &Pii::transfer_note_context(session_id));
+        self.persist(store::end_session(&self.db, session_id, "transferred", now, sealed.as_deref()).await);
+        let sealed = self.pii.seal(note.as_deref(), &Pii::notes_context(session_id));
+        self.persist(store::wrap_up(&self.db, session_id, None, sealed.as_deref(), now).await);
         self.persist(store::set_ticket_status(&self.db, s.ticket, "waiting", None, now).await);
         self.log_event(
             s.ticket,
@@ -1334,7 +1338,8 @@ impl Core {
         let Some(s) = self.sessions.get_mut(&session) else { return };
         s.state = SessState::Closed;
         let s = s.clone();
-        self.persist(store::wrap_up(&self.db, session, outcome, notes, now).await);
+        let sealed = self.pii.seal(notes, &Pii::notes_context(session));
+        self.persist(store::wrap_up(&self.db, session, outcome, sealed.as_deref(), now).await);
         self.log_event(s.ticket, Some(session), "wrapped_up", json!({ "outcome": outcome }), now).await;
         if let Some(p) = self.parties.get(&s.operator)
             && p.dispatched
