@@ -225,7 +225,7 @@ mod tests {
         Pii::load_or_create(&path).expect("created 0600");
         for mode in [0o640, 0o604, 0o644] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-            let e = Pii::load_or_create(&path).err().expect("refused");
+            let Err(e) = Pii::load_or_create(&path) else { panic!("mode {mode:o} accepted") };
             assert!(matches!(e, PiiError::KeyPermissions(_, m) if m == mode), "{e}");
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
