@@ -14,10 +14,13 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Entries with `seq` below this (for paging back).
+    #[param(minimum = 1)]
     pub before: Option<i64>,
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// Only this action, e.g. `auth.login`.
+    #[param(max_length = 64, pattern = "^[a-z._]+$")]
     pub action: Option<String>,
 }
 
