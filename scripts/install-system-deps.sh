@@ -62,6 +62,13 @@ install_s3s_fs() {
   cargo install --locked s3s-fs --version "$S3S_FS_VERSION" --features binary
 }
 
+# cargo-fuzz for the fuzz targets in fuzz/ (see fuzz/README.md); a no-op once present.
+install_cargo_fuzz() {
+  if cargo fuzz --version >/dev/null 2>&1; then return 0; fi
+  echo "install-system-deps: cargo install cargo-fuzz"
+  cargo install --locked cargo-fuzz
+}
+
 missing=()
 for p in "${pkgs[@]}"; do
   # Captured first: `dpkg -s | grep -q` under pipefail fails at random on SIGPIPE.
@@ -70,7 +77,7 @@ for p in "${pkgs[@]}"; do
 done
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-system-deps: all ${#pkgs[@]} packages present"
-  if [ "$want_test" = 1 ]; then install_s3s_fs; fi
+  if [ "$want_test" = 1 ]; then install_s3s_fs; install_cargo_fuzz; fi
   exit 0
 fi
 
@@ -99,5 +106,5 @@ echo "install-system-deps: installing ${missing[*]}"
 apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
 "${apt[@]}" update
 "${apt[@]}" install -y --no-install-recommends "${missing[@]}"
-if [ "$want_test" = 1 ]; then install_s3s_fs; fi
+if [ "$want_test" = 1 ]; then install_s3s_fs; install_cargo_fuzz; fi
 echo "install-system-deps: done"

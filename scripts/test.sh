@@ -35,6 +35,23 @@ BANGBAN_TEST_DB=postgres cargo test --locked -p bangban-e2e
 echo "== console tests in Chromium =="
 (cd agent-console && npm ci --no-audit --no-fund && npm test)
 
+echo "== fuzz targets: crashers found before, then a few seconds each on the stored corpus =="
+# cargo-fuzz on stable: no AddressSanitizer (-Zsanitizer is nightly-only), hence --sanitizer none
+# and RUSTC_BOOTSTRAP for the -Z flags cargo-fuzz passes. Long runs: BENCHMARKS.md.
+(
+  cd fuzz
+  for target in ws_decode sdp tus_headers; do
+    features=(); [ "$target" = tus_headers ] && features=(--features server)
+    mkdir -p "corpus/$target" "regressions/$target"
+    seeds=(); for f in "regressions/$target"/*; do [ -f "$f" ] && seeds+=("$f"); done
+    if [ "${#seeds[@]}" -gt 0 ]; then
+      RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "${features[@]}" "$target" -- -runs=0 "${seeds[@]}"
+    fi
+    RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "${features[@]}" "$target" "corpus/$target" \
+      -- -max_total_time=10 -rss_limit_mb=1024
+  done
+)
+
 echo "== benchmark harness, short mode (fails on errors, never on timings) =="
 cargo run --locked --release -p bangban-bench -- all --short
 

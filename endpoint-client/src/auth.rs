@@ -1,7 +1,9 @@
 //! Enrollment and device tokens. `enroll` trades the one-time code for the long-lived device
 //! credential (`POST /api/v1/terminals/enroll`) and stores it in a file only the service user
 //! can read (0600); [`DeviceAuth`] trades the credential for short device JWTs
-//! (`POST /api/v1/terminals/token`) and refreshes them before they expire.
+//! (`POST /api/v1/terminals/token`) and refreshes them before they expire. Once the server
+//! refuses the credential for good (revoked, or a new enrolment code issued) the terminal asks
+//! no more: every later call returns that refusal until it is enrolled again.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -110,6 +112,8 @@ pub struct DeviceAuth {
     url: String,
     credential: String,
     cached: Mutex<Option<Cached>>,
+    /// The permanent refusal, once seen (`status`, body).
+    refused: std::sync::OnceLock<(u16, String)>,
 }
 
 impl DeviceAuth {
@@ -120,18 +124,34 @@ impl DeviceAuth {
             url: format!("{http_base}/api/v1/terminals/token"),
             credential,
             cached: Mutex::new(None),
+            refused: std::sync::OnceLock::new(),
         })
     }
 
     /// A device JWT valid for a while yet.
     pub async fn token(&self) -> Result<String, AuthError> {
+        if let Some((status, body)) = self.refused.get() {
+            return Err(AuthError::Refused { status: *status, body: body.clone() });
+        }
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
             return Ok(c.token.clone());
         }
-        let resp: DeviceTokenResponse =
-            post_json(&self.client, &self.url, &DeviceTokenRequest { credential: self.credential.clone() })
-                .await?;
+        let resp: DeviceTokenResponse = match post_json(
+            &self.client,
+            &self.url,
+            &DeviceTokenRequest { credential: self.credential.clone() },
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(AuthError::Refused { status, body }) if matches!(status, 401 | 403) => {
+                tracing::error!(status, "device credential refused for good: enroll this terminal again");
+                let _ = self.refused.set((status, body.clone()));
+                return Err(AuthError::Refused { status, body });
+            }
+            Err(e) => return Err(e),
+        };
         let refresh_at = Instant::now() + refresh_after(Duration::from_secs(resp.expires_in));
         *cached = Some(Cached { token: resp.access_token.clone(), refresh_at });
         Ok(resp.access_token)
@@ -142,10 +162,17 @@ impl DeviceAuth {
         *self.cached.lock().await = None;
     }
 
-    /// Keeps a fresh token cached, so that a reconnect never waits for one.
+    /// The credential was refused for good (no more requests are made).
+    pub fn is_refused(&self) -> bool {
+        self.refused.get().is_some()
+    }
+
+    /// Keeps a fresh token cached, so that a reconnect never waits for one. Returns after a
+    /// permanent refusal.
     pub async fn refresh_loop(&self) {
         loop {
             let wait = match self.token().await {
+                Err(e) if e.is_permanent() => return,
                 Ok(_) => self.cached.lock().await.as_ref().map_or(Duration::from_secs(30), |c| {
                     c.refresh_at.saturating_duration_since(Instant::now())
                 }),
@@ -177,6 +204,34 @@ mod tests {
         }
         write_credential(&path, "bbd_other").expect("replace");
         assert_eq!(read_credential(&path).expect("read"), "bbd_other");
+    }
+
+    /// A revoked terminal asks once, then never again (a counting HTTP server stands in for
+    /// the signaling server: 401 to every token request).
+    #[tokio::test]
+    async fn stops_asking_after_a_permanent_refusal() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().route(
+            "/api/v1/terminals/token",
+            axum::routing::post(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { (axum::http::StatusCode::UNAUTHORIZED, "{\"error\":{\"code\":\"invalid_token\"}}") }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let auth = DeviceAuth::new(&format!("http://{addr}"), "bbd_revoked".into()).expect("client");
+        for _ in 0..5 {
+            let e = auth.token().await.expect_err("refused");
+            assert!(e.is_permanent(), "{e}");
+        }
+        auth.refresh_loop().await; // returns at once
+        assert!(auth.is_refused());
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "asked the server once");
     }
 
     #[test]

@@ -804,8 +804,12 @@ pub struct AuditPage {
 pub struct AuditVerifyResponse {
     pub intact: bool,
     pub checked: u64,
-    /// The first entry whose hash does not match, if any.
+    /// The first entry whose hash does not match, if any (or, when newest entries were
+    /// deleted, the first one a signed checkpoint says existed).
     pub first_broken_seq: Option<i64>,
+    /// The newest signed checkpoint (kept outside the database) that the chain matched.
+    #[serde(default)]
+    pub anchored_seq: Option<i64>,
 }
 
 /// Serde helper: distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).

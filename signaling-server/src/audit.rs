@@ -1,6 +1,9 @@
 //! Append-only audit log with a SHA-256 hash chain: each entry's hash covers the previous
 //! entry's hash and its own fields, so editing or deleting a row breaks the chain, which
-//! [`Audit::verify`] detects.
+//! [`Audit::verify`] detects. The chain's head is anchored outside the database: periodic
+//! [`checkpoint`]s, signed with the server's Ed25519 key, go to `<data-dir>/audit-checkpoints.jsonl`
+//! and to the log, so deleting the newest rows, or rewriting rows and re-hashing the chain after
+//! them, no longer matches a checkpoint. Verification streams the rows (constant memory).
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -96,6 +99,54 @@ fn entry_hash(
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
+/// Inserts entry `seq` after `prev_hash`; returns its hash.
+async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    exec: E,
+    rec: &AuditRecord,
+    seq: i64,
+    prev_hash: &str,
+) -> Result<String, sqlx::Error> {
+    let detail = rec.detail.to_string();
+    let actor_id = rec.actor_id.map(|u| u.to_string());
+    let id = new_id().to_string();
+    let at = now_ms();
+    let hash = entry_hash(
+        prev_hash,
+        seq,
+        &id,
+        at,
+        actor_id.as_deref(),
+        &rec.actor_name,
+        rec.source_ip.as_deref(),
+        rec.action,
+        rec.target_type,
+        rec.target_id.as_deref(),
+        rec.outcome,
+        &detail,
+    );
+    sqlx::query(
+        "INSERT INTO audit_log (seq, id, at, actor_id, actor_name, source_ip, action, \
+         target_type, target_id, outcome, detail, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(seq)
+    .bind(&id)
+    .bind(at)
+    .bind(actor_id.as_deref())
+    .bind(&rec.actor_name)
+    .bind(rec.source_ip.as_deref())
+    .bind(rec.action)
+    .bind(rec.target_type)
+    .bind(rec.target_id.as_deref())
+    .bind(rec.outcome)
+    .bind(&detail)
+    .bind(prev_hash)
+    .bind(&hash)
+    .execute(exec)
+    .await?;
+    Ok(hash)
+}
+
 impl Default for Audit {
     fn default() -> Self {
         Self::new()
@@ -120,52 +171,15 @@ impl Audit {
     /// Appends one entry. Retries when another server node appended first.
     pub async fn append(&self, db: &Db, rec: AuditRecord) -> Result<(), sqlx::Error> {
         let mut head = self.head.lock().await;
-        let detail = rec.detail.to_string();
-        let actor_id = rec.actor_id.map(|u| u.to_string());
         for attempt in 0..5 {
             let (last_seq, last_hash) = match head.as_ref() {
                 Some(h) if attempt == 0 => h.clone(),
                 _ => Self::load_head(db).await?,
             };
             let seq = last_seq + 1;
-            let id = new_id().to_string();
-            let at = now_ms();
-            let hash = entry_hash(
-                &last_hash,
-                seq,
-                &id,
-                at,
-                actor_id.as_deref(),
-                &rec.actor_name,
-                rec.source_ip.as_deref(),
-                rec.action,
-                rec.target_type,
-                rec.target_id.as_deref(),
-                rec.outcome,
-                &detail,
-            );
-            let res = sqlx::query(
-                "INSERT INTO audit_log (seq, id, at, actor_id, actor_name, source_ip, action, \
-                 target_type, target_id, outcome, detail, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(seq)
-            .bind(&id)
-            .bind(at)
-            .bind(actor_id.as_deref())
-            .bind(&rec.actor_name)
-            .bind(rec.source_ip.as_deref())
-            .bind(rec.action)
-            .bind(rec.target_type)
-            .bind(rec.target_id.as_deref())
-            .bind(rec.outcome)
-            .bind(&detail)
-            .bind(&last_hash)
-            .bind(&hash)
-            .execute(&db.pool)
-            .await;
+            let res = insert(&db.pool, &rec, seq, &last_hash).await;
             match res {
-                Ok(_) => {
+                Ok(hash) => {
                     *head = Some((seq, hash));
                     return Ok(());
                 }
@@ -181,17 +195,46 @@ impl Audit {
         Err(sqlx::Error::Protocol("audit chain contention".into()))
     }
 
-    /// Walks the whole chain; returns (entries checked, first broken seq).
-    pub async fn verify(db: &Db) -> Result<(u64, Option<i64>), sqlx::Error> {
-        let rows = sqlx::query(
+    /// Appends one entry inside the caller's transaction, so the change and its audit row
+    /// commit together or not at all. A concurrent append makes the transaction fail (the
+    /// caller's change is rolled back) rather than fork the chain.
+    pub async fn append_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        rec: AuditRecord,
+    ) -> Result<(), sqlx::Error> {
+        let mut head = self.head.lock().await;
+        // The cached head may be ahead of a rolled-back transaction: read it in this one.
+        *head = None;
+        let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+        let (last_seq, last_hash) = match row {
+            Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
+            None => (0, GENESIS.to_owned()),
+        };
+        insert(&mut **tx, &rec, last_seq + 1, &last_hash).await?;
+        Ok(())
+    }
+
+    /// Walks the whole chain, streaming; checks it against the signed checkpoints in
+    /// `checkpoints` (seq → hash). Returns (entries checked, first broken seq, newest
+    /// checkpoint matched).
+    pub async fn verify(
+        db: &Db,
+        checkpoints: &std::collections::BTreeMap<i64, String>,
+    ) -> Result<(u64, Option<i64>, Option<i64>), sqlx::Error> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(
             "SELECT seq, id, at, actor_id, actor_name, source_ip, action, target_type, target_id, \
              outcome, detail, prev_hash, hash FROM audit_log ORDER BY seq",
         )
-        .fetch_all(&db.pool)
-        .await?;
+        .fetch(&db.pool);
         let mut prev = GENESIS.to_owned();
         let mut checked = 0;
-        for (expected_seq, r) in (1_i64..).zip(rows) {
+        let mut anchored = None;
+        let mut expected_seq = 1_i64;
+        while let Some(r) = rows.try_next().await? {
             let seq: i64 = r.try_get("seq")?;
             let stored_prev: String = r.try_get("prev_hash")?;
             let hash: String = r.try_get("hash")?;
@@ -213,13 +256,122 @@ impl Audit {
                 &r.try_get::<String, _>("detail")?,
             );
             checked += 1;
-            if seq != expected_seq || stored_prev != prev || computed != hash {
-                return Ok((checked, Some(seq)));
+            let checkpoint_ok = checkpoints.get(&seq).is_none_or(|h| *h == hash);
+            if seq != expected_seq || stored_prev != prev || computed != hash || !checkpoint_ok {
+                return Ok((checked, Some(seq), anchored));
+            }
+            if checkpoints.contains_key(&seq) {
+                anchored = Some(seq);
             }
             prev = hash;
+            expected_seq += 1;
         }
-        Ok((checked, None))
+        // A checkpoint beyond the last row: the newest rows were deleted.
+        if let Some((&seq, _)) = checkpoints.range(expected_seq..).next() {
+            return Ok((checked, Some(expected_seq.min(seq)), anchored));
+        }
+        Ok((checked, None, anchored))
     }
+}
+
+/// One signed checkpoint of the chain's head, one JSON line in the checkpoint file.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub at: i64,
+    pub kid: String,
+    /// Base64url Ed25519 public key that made `sig` (kept: the key may be retired later).
+    pub public_key: String,
+    /// Base64url signature over [`Checkpoint::message`].
+    pub sig: String,
+}
+
+impl Checkpoint {
+    pub fn message(seq: i64, hash: &str, at: i64) -> String {
+        format!("bangban-audit-checkpoint\n{seq}\n{hash}\n{at}")
+    }
+
+    fn verifies(&self) -> bool {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use ed25519_dalek::Verifier;
+        let (Ok(pk), Ok(sig)) = (URL_SAFE_NO_PAD.decode(&self.public_key), URL_SAFE_NO_PAD.decode(&self.sig))
+        else {
+            return false;
+        };
+        let (Ok(pk), Ok(sig)) =
+            (<[u8; 32]>::try_from(pk.as_slice()), ed25519_dalek::Signature::from_slice(&sig))
+        else {
+            return false;
+        };
+        ed25519_dalek::VerifyingKey::from_bytes(&pk)
+            .is_ok_and(|k| k.verify(Self::message(self.seq, &self.hash, self.at).as_bytes(), &sig).is_ok())
+    }
+}
+
+/// Where checkpoints are written.
+pub fn checkpoint_file(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("audit-checkpoints.jsonl")
+}
+
+/// Checkpoints with a valid signature, seq → hash (lines that do not verify are ignored and
+/// logged: they cannot vouch for anything).
+pub fn read_checkpoints(path: &std::path::Path) -> std::collections::BTreeMap<i64, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<Checkpoint>(line) {
+            Ok(c) if c.verifies() => {
+                out.insert(c.seq, c.hash);
+            }
+            _ => tracing::warn!("audit checkpoint line without a valid signature ignored"),
+        }
+    }
+    out
+}
+
+/// Signs the chain's current head and appends it to the checkpoint file (fsynced) and the log,
+/// unless the head is already the last checkpoint. Returns the checkpointed seq.
+pub async fn checkpoint(
+    db: &Db,
+    keys: &crate::auth::keys::KeyRing,
+    data_dir: &std::path::Path,
+    last: Option<i64>,
+) -> Result<Option<i64>, sqlx::Error> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (seq, hash) = Audit::load_head(db).await?;
+    if seq == 0 || last == Some(seq) {
+        return Ok(last);
+    }
+    let at = now_ms();
+    let (kid, sig, public) = keys.sign_with_public(Checkpoint::message(seq, &hash, at).as_bytes());
+    let c = Checkpoint {
+        seq,
+        hash,
+        at,
+        kid,
+        public_key: URL_SAFE_NO_PAD.encode(public),
+        sig: URL_SAFE_NO_PAD.encode(sig),
+    };
+    let line = serde_json::to_string(&c).unwrap_or_default();
+    let path = checkpoint_file(data_dir);
+    let write = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        f.write_all(line.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    })
+    .await
+    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    if let Err(e) = write {
+        tracing::error!(error = %e, "audit checkpoint not written");
+        return Ok(last);
+    }
+    tracing::info!(seq = c.seq, hash = %c.hash, kid = %c.kid, sig = %c.sig, "audit checkpoint");
+    Ok(Some(seq))
 }
 
 /// Reads one page of entries, newest first.

@@ -102,6 +102,13 @@ pub struct Cli {
     /// How often the alarm monitor looks, 1–600 s.
     #[arg(long, env = "BANGBAN_HEALTH_CHECK_INTERVAL_SECS")]
     pub health_check_interval_secs: Option<u64>,
+    /// Proxies (IP addresses, comma-separated) whose `X-Forwarded-For` / `Forwarded` names the
+    /// client; none by default.
+    #[arg(long, env = "BANGBAN_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    /// Absolute lifetime of a sign-in's refresh-token family, 300 s – 90 days.
+    #[arg(long, env = "BANGBAN_REFRESH_FAMILY_MAX_SECS")]
+    pub refresh_family_max_secs: Option<u64>,
     /// S3-compatible endpoint for materials (with `--s3-bucket`).
     #[arg(long, env = "BANGBAN_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
@@ -164,6 +171,8 @@ struct FileConfig {
     console_dir: Option<PathBuf>,
     terminal_offline_after_secs: Option<u64>,
     health_check_interval_secs: Option<u64>,
+    trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    refresh_family_max_secs: Option<u64>,
 }
 
 /// Materials store and remote printing.
@@ -252,6 +261,12 @@ pub struct Config {
     /// How often the alarm monitor looks (`health_check_interval_secs` /
     /// `BANGBAN_HEALTH_CHECK_INTERVAL_SECS`, default 15 s).
     pub health_check_interval_ms: u64,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` is believed (`trusted_proxies` /
+    /// `BANGBAN_TRUSTED_PROXIES`, comma-separated addresses; default none).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Absolute lifetime of a sign-in's refresh-token family (`refresh_family_max_secs` /
+    /// `BANGBAN_REFRESH_FAMILY_MAX_SECS`, default 24 h).
+    pub refresh_family_max_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -295,6 +310,8 @@ impl Config {
             console_dir: default_console_dir(),
             terminal_offline_after_ms: 120_000,
             health_check_interval_ms: 15_000,
+            trusted_proxies: Vec::new(),
+            refresh_family_max_secs: 24 * 3600,
         }
     }
 
@@ -335,6 +352,12 @@ impl Config {
         }
         if let Some(v) = cli.device_ttl_secs.or(file.device_ttl_secs) {
             cfg.device_ttl_secs = ranged("device_ttl_secs", v, 60..=900)?;
+        }
+        if let Some(p) = cli.trusted_proxies.or(file.trusted_proxies) {
+            cfg.trusted_proxies = p;
+        }
+        if let Some(v) = cli.refresh_family_max_secs.or(file.refresh_family_max_secs) {
+            cfg.refresh_family_max_secs = ranged("refresh_family_max_secs", v, 300..=90 * 86_400)?;
         }
         let list = |v: Vec<String>| -> Vec<String> {
             v.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()

@@ -49,7 +49,7 @@ use std::sync::Mutex;
 use tokio::net::TcpListener;
 
 use crate::auth::keys::KeyRing;
-use crate::auth::throttle::{Throttle, ThrottleConfig};
+use crate::auth::throttle::Throttle;
 use crate::auth::tokens::TokenService;
 use crate::config::Config;
 use crate::db::Db;
@@ -133,7 +133,7 @@ impl Application {
             config,
             db,
             tokens,
-            throttle: Mutex::new(Throttle::new(ThrottleConfig::default())),
+            throttle: Mutex::new(Throttle::new()),
             audit: audit::Audit::new(),
         });
         // Retention: archive and purge what is due, drop abandoned uploads, expire print jobs.
@@ -160,6 +160,7 @@ impl Application {
         let health = tokio::spawn(terminal_health::monitor_task(self.state.clone()));
         let cases = tokio::spawn(cases::orders::worker(self.state.clone()));
         let outbox = tokio::spawn(cases::outbox::worker(self.state.clone()));
+        let checkpoints = tokio::spawn(checkpoint_task(self.state.clone()));
         let sb = self.state.switchboard.clone();
         // Signaling frames are small and latency-sensitive: no Nagle delay.
         let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
@@ -178,8 +179,28 @@ impl Application {
         health.abort();
         cases.abort();
         outbox.abort();
+        checkpoints.abort();
+        // The last word of this run: anchor the chain's head.
+        let _ = audit::checkpoint(&self.state.db, &self.state.tokens.keys, &self.state.config.data_dir, None)
+            .await;
         self.state.db.pool.close().await;
         Ok(())
+    }
+}
+
+/// How often the audit chain's head is signed and written outside the database.
+pub const AUDIT_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Anchors the audit chain's head every [`AUDIT_CHECKPOINT_INTERVAL`] (when it moved).
+async fn checkpoint_task(state: AppState) {
+    let mut every = tokio::time::interval(AUDIT_CHECKPOINT_INTERVAL);
+    let mut last = None;
+    loop {
+        every.tick().await;
+        match audit::checkpoint(&state.db, &state.tokens.keys, &state.config.data_dir, last).await {
+            Ok(seq) => last = seq,
+            Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
+        }
     }
 }
 

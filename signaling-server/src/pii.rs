@@ -22,6 +22,8 @@ pub enum PiiError {
     KeyLength(usize),
     #[error("ciphertext is corrupt or was encrypted under another key")]
     Decrypt,
+    #[error("master key file {0} is readable by group or others (mode {1:o}): chmod 600 it")]
+    KeyPermissions(String, u32),
 }
 
 /// Field encryption and keyed hashing. Cheap to clone.
@@ -58,12 +60,21 @@ impl Pii {
     }
 
     /// Loads the master key from `path`, creating a random one (mode 0600) if it is missing.
+    /// Refuses a key file that group or others may read.
     pub fn load_or_create(path: &Path) -> Result<Self, PiiError> {
         let err = |e| PiiError::KeyFile(path.display().to_string(), e);
         if !path.exists() {
             let mut key = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut key);
             write_private(path, B64.encode(key).as_bytes()).map_err(err)?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).map_err(err)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(PiiError::KeyPermissions(path.display().to_string(), mode));
+            }
         }
         let bytes = std::fs::read(path).map_err(err)?;
         let trimmed = String::from_utf8_lossy(&bytes).trim().to_owned();
@@ -84,6 +95,35 @@ impl Pii {
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
         format!("v1:{}", B64.encode(out))
+    }
+
+    /// Free text that may name or identify a resident (wrap-up and transfer notes, rating
+    /// comments), encrypted like names: `None` stays `None`.
+    pub fn seal(&self, plain: Option<&str>, context: &str) -> Option<String> {
+        plain.map(|p| self.encrypt(p, context))
+    }
+
+    /// Reads what [`Pii::seal`] stored. Rows written before notes were encrypted hold plain
+    /// text and are returned as they are; a ciphertext that does not decrypt reads as `None`.
+    pub fn open(&self, stored: Option<String>, context: &str) -> Option<String> {
+        let stored = stored?;
+        if !stored.starts_with("v1:") {
+            return Some(stored);
+        }
+        self.decrypt(&stored, context)
+            .map_err(|_| tracing::error!(context, "stored note does not decrypt"))
+            .ok()
+    }
+
+    /// Binding contexts of the encrypted free-text fields.
+    pub fn notes_context(session: uuid::Uuid) -> String {
+        format!("session:{session}:notes")
+    }
+    pub fn transfer_note_context(session: uuid::Uuid) -> String {
+        format!("session:{session}:transfer_note")
+    }
+    pub fn comment_context(session: uuid::Uuid) -> String {
+        format!("rating:{session}:comment")
     }
 
     pub fn decrypt(&self, stored: &str, context: &str) -> Result<String, PiiError> {
@@ -160,6 +200,37 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notes_are_sealed_bound_to_their_row_and_old_plain_rows_still_read() {
+        let p = Pii::from_master(&[7u8; 32]);
+        let s = uuid::Uuid::new_v4();
+        let sealed = p.seal(Some("居民王小明说身份证丢了"), &Pii::notes_context(s)).expect("sealed");
+        assert!(sealed.starts_with("v1:") && !sealed.contains("王小明"));
+        assert_eq!(
+            p.open(Some(sealed.clone()), &Pii::notes_context(s)).as_deref(),
+            Some("居民王小明说身份证丢了")
+        );
+        assert_eq!(p.open(Some(sealed), &Pii::notes_context(uuid::Uuid::new_v4())), None, "other row");
+        assert_eq!(p.open(Some("旧记录".into()), &Pii::notes_context(s)).as_deref(), Some("旧记录"));
+        assert_eq!(p.seal(None, "x"), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_group_or_world_readable_master_key_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("master.key");
+        Pii::load_or_create(&path).expect("created 0600");
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let Err(e) = Pii::load_or_create(&path) else { panic!("mode {mode:o} accepted") };
+            assert!(matches!(e, PiiError::KeyPermissions(_, m) if m == mode), "{e}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+        Pii::load_or_create(&path).expect("owner-only is fine");
+    }
 
     #[test]
     fn round_trip_bound_to_context_and_keyed_hash() {

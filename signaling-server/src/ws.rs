@@ -30,7 +30,13 @@ use crate::switchboard::{Event, PartyInfo};
 /// How long an unauthenticated connection may take to send `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn authenticate(state: &AppState, token: &str, ip: Option<String>) -> Result<PartyInfo, ApiError> {
+/// The party and its token's expiry (unix seconds): the connection ends with `bye`
+/// `auth_expired` then.
+async fn authenticate(
+    state: &AppState,
+    token: &str,
+    ip: Option<String>,
+) -> Result<(PartyInfo, i64), ApiError> {
     let kind = match jsonwebtoken::decode_header(token).ok().and_then(|h| h.typ) {
         Some(t) if t == TokenKind::Device.typ() => TokenKind::Device,
         Some(t) if t == TokenKind::Access.typ() => TokenKind::Access,
@@ -38,7 +44,7 @@ async fn authenticate(state: &AppState, token: &str, ip: Option<String>) -> Resu
     };
     let claims = state.tokens.verify(token, kind).map_err(|_| ApiError::invalid_token())?;
     let p = crate::auth::authenticate_claims(state, &claims, kind, ip).await?;
-    Ok(PartyInfo { id: p.id, role: p.role, point_id: p.point_id, name: p.name })
+    Ok((PartyInfo { id: p.id, role: p.role, point_id: p.point_id, name: p.name }, claims.exp))
 }
 
 pub async fn handler(
@@ -96,9 +102,9 @@ async fn bye(socket: &mut WebSocket, reason: ByeReason) {
 async fn hello(
     state: &AppState,
     socket: &mut WebSocket,
-    pre: Option<PartyInfo>,
+    pre: Option<(PartyInfo, i64)>,
     addr: SocketAddr,
-) -> Option<PartyInfo> {
+) -> Option<(PartyInfo, i64)> {
     if pre.is_some() {
         return pre;
     }
@@ -142,8 +148,11 @@ async fn hello(
     }
 }
 
-async fn connection(state: AppState, mut socket: WebSocket, pre: Option<PartyInfo>, addr: SocketAddr) {
-    let Some(party) = hello(&state, &mut socket, pre, addr).await else { return };
+async fn connection(state: AppState, mut socket: WebSocket, pre: Option<(PartyInfo, i64)>, addr: SocketAddr) {
+    let Some((party, exp)) = hello(&state, &mut socket, pre, addr).await else { return };
+    let until_exp = Duration::from_secs(u64::try_from(exp - crate::db::now_ms() / 1000).unwrap_or(0));
+    let expiry = tokio::time::sleep(until_exp);
+    tokio::pin!(expiry);
     let conn = Uuid::new_v4();
     let (out, OutboxRx { mut rx, mut close }) = outbox::outbox(conn, state.config.outbound_queue);
     let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
@@ -184,6 +193,10 @@ async fn connection(state: AppState, mut socket: WebSocket, pre: Option<PartyInf
         let next = tokio::select! {
             next = tokio::time::timeout(idle, stream.next()) => next,
             _ = writer_closed(&out) => break,
+            _ = &mut expiry => {
+                out.close(ByeReason::AuthExpired);
+                break;
+            }
         };
         let msg = match next {
             Err(_) => {

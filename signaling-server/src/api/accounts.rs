@@ -213,6 +213,7 @@ pub async fn update(
     if id == p.id && (!active || role != Role::Admin) {
         return Err(ApiError::conflict("不能停用或降级自己的账户 (cannot disable or demote yourself)"));
     }
+    let mut tx = state.db.pool.begin().await?;
     sqlx::query(
         "UPDATE users SET display_name = $1, role = $2, point_id = $3, active = $4, updated_at = $5 WHERE id = $6",
     )
@@ -222,18 +223,23 @@ pub async fn update(
     .bind(flag(active))
     .bind(now_ms())
     .bind(id.to_string())
-    .execute(&state.db.pool)
+    .execute(&mut *tx)
     .await?;
-    if !active {
-        super::auth::revoke_user_sessions(&state, id).await?;
+    // Disabling, or a new role or point, ends the account's sessions: tokens issued before
+    // carry what no longer holds.
+    let end_sessions = !active || role != cur.role || point != cur.point_id;
+    if end_sessions {
+        super::auth::end_sessions_in(&mut tx, id).await?;
+    }
+    let rec = AuditRecord::new("user.update", "user").by(&p).target(id).detail(json!({
+        "display_name": req.display_name, "role": req.role.map(role_str),
+        "point_id": req.point_id, "active": req.active, "sessions_ended": end_sessions,
+    }));
+    state.audit.append_in(&mut tx, rec).await?;
+    tx.commit().await?;
+    if end_sessions {
         state.switchboard.kick(id, shared::protocol::ByeReason::Revoked).await;
     }
-    state
-        .audit(AuditRecord::new("user.update", "user").by(&p).target(id).detail(json!({
-            "display_name": req.display_name, "role": req.role.map(role_str),
-            "point_id": req.point_id, "active": req.active,
-        })))
-        .await;
     load_user_view(&state.db, id).await?.map(Json).ok_or_else(ApiError::internal)
 }
 
@@ -250,8 +256,8 @@ pub async fn reset_password(
     p.require(&[Role::Admin])?;
     load_user_view(&state.db, id).await?.ok_or_else(|| ApiError::not_found("账户"))?;
     password::check_policy(&req.new_password)?;
-    super::auth::set_password(&state, id, &req.new_password).await?;
-    state.audit(AuditRecord::new("user.password_reset", "user").by(&p).target(id)).await;
+    let rec = AuditRecord::new("user.password_reset", "user").by(&p).target(id);
+    super::auth::set_password(&state, id, &req.new_password, rec).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

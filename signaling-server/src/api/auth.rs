@@ -9,10 +9,11 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::audit::AuditRecord;
+use crate::auth::throttle::{Limit, Refused, login_keys};
 use crate::auth::tokens::{TokenKind, opaque_secret, secret_hash};
 use crate::auth::{Principal, SourceIp, password};
 use crate::db::{new_id, now_ms, parse_id};
-use crate::error::{ApiError, ApiResult, Json};
+use crate::error::{ApiError, ApiResult, Json, Path};
 use crate::state::AppState;
 
 use super::accounts::load_user_view;
@@ -25,32 +26,67 @@ fn bad_credentials() -> ApiError {
     )
 }
 
-/// Verifies a password off the async runtime (Argon2 takes tens of milliseconds of CPU).
+/// Verifies a password off the async runtime (Argon2 takes tens of milliseconds of CPU and
+/// 19 MiB; bounded in number).
 async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || password::verify(&password, &hash)).await.unwrap_or(false)
+    password::verify_bounded(password, hash).await
 }
 
-async fn issue_tokens(state: &AppState, user: UserView, family: Option<String>) -> ApiResult<TokenResponse> {
+/// A refused attempt: audited once per delay (the first refusal), counted otherwise, so
+/// unauthenticated requests cannot grow the audit log without bound.
+pub fn throttled_error(r: Refused) -> ApiError {
+    ApiError::too_many(r.retry_after_secs)
+}
+
+/// The account's current token generation (see `Claims::gen`).
+async fn user_gen(state: &AppState, user: Uuid) -> ApiResult<i64> {
+    Ok(sqlx::query("SELECT token_gen FROM users WHERE id = $1")
+        .bind(user.to_string())
+        .fetch_one(&state.db.pool)
+        .await?
+        .try_get("token_gen")?)
+}
+
+/// `family` is `(id, its absolute end)` when refreshing; a new sign-in starts a family that
+/// ends `refresh_family_max_secs` from now, whatever the rotations.
+async fn issue_tokens(
+    state: &AppState,
+    user: UserView,
+    family: Option<(String, i64)>,
+) -> ApiResult<TokenResponse> {
     let now = now_ms();
+    let generation = user_gen(state, user.id).await?;
     let access = state
         .tokens
-        .issue(TokenKind::Access, user.id, user.role, user.point_id, state.config.access_ttl_secs, now / 1000)
+        .issue(
+            TokenKind::Access,
+            user.id,
+            user.role,
+            user.point_id,
+            generation,
+            state.config.access_ttl_secs,
+            now / 1000,
+        )
         .map_err(|e| {
             tracing::error!(error = %e, "signing failed");
             ApiError::internal()
         })?;
     let refresh = opaque_secret("bbr_");
     let ttl_ms = i64::try_from(state.config.refresh_ttl_secs).unwrap_or(i64::MAX / 2_000) * 1000;
+    let family_max_ms =
+        i64::try_from(state.config.refresh_family_max_secs).unwrap_or(i64::MAX / 2_000) * 1000;
+    let (family, family_end) = family.unwrap_or_else(|| (new_id().to_string(), now + family_max_ms));
+    let expires_at = (now + ttl_ms).min(family_end);
     sqlx::query(
         "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, issued_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(new_id().to_string())
-    .bind(family.unwrap_or_else(|| new_id().to_string()))
+    .bind(family)
     .bind(user.id.to_string())
     .bind(secret_hash(&refresh))
     .bind(now)
-    .bind(now + ttl_ms)
+    .bind(expires_at)
     .execute(&state.db.pool)
     .await?;
     Ok(TokenResponse {
@@ -58,7 +94,7 @@ async fn issue_tokens(state: &AppState, user: UserView, family: Option<String>) 
         token_type: "Bearer".into(),
         expires_in: state.config.access_ttl_secs,
         refresh_token: refresh,
-        refresh_expires_in: state.config.refresh_ttl_secs,
+        refresh_expires_in: u64::try_from((expires_at - now) / 1000).unwrap_or(0),
         user,
     })
 }
@@ -73,9 +109,11 @@ pub async fn login(
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
     let addr = ip.clone().unwrap_or_default();
-    let username: String = req.username.trim().chars().take(64).collect();
+    let username: String = req.username.trim().chars().take(64).collect::<String>().to_lowercase();
     let now = now_ms();
-    let wait = state.throttle.lock().unwrap_or_else(|p| p.into_inner()).check(&username, &addr, now);
+    let keys = login_keys(&username, &addr);
+    // Checked and recorded as a failure in one step: concurrent guesses cannot all pass.
+    let attempt = state.throttle.lock().unwrap_or_else(|p| p.into_inner()).attempt(&keys, now);
     let audit = |outcome: &'static str, reason: &str, actor: Option<Uuid>| {
         let mut rec =
             AuditRecord::new("auth.login", "user").outcome(outcome).detail(json!({ "reason": reason }));
@@ -85,9 +123,11 @@ pub async fn login(
         rec.target_id = actor.map(|a| a.to_string());
         rec
     };
-    if let Some(secs) = wait {
-        state.audit(audit("denied", "throttled", None)).await;
-        return Err(ApiError::too_many(secs));
+    if let Err(refused) = attempt {
+        if refused.first {
+            state.audit(audit("denied", "throttled", None)).await;
+        }
+        return Err(throttled_error(refused));
     }
     let row = if req.username.len() <= 64 && req.password.len() <= 1024 {
         sqlx::query("SELECT id, password_hash, active FROM users WHERE username = $1")
@@ -107,7 +147,6 @@ pub async fn login(
     };
     let password_ok = verify_password(req.password.chars().take(1024).collect(), hash).await;
     let Some(user_id) = user_id.filter(|_| password_ok && active) else {
-        state.throttle.lock().unwrap_or_else(|p| p.into_inner()).failure(&username, &addr, now);
         let reason = if user_id.is_none() {
             "unknown_user"
         } else if !password_ok {
@@ -118,7 +157,9 @@ pub async fn login(
         state.audit(audit("failure", reason, user_id)).await;
         return Err(bad_credentials());
     };
-    state.throttle.lock().unwrap_or_else(|p| p.into_inner()).success(&username);
+    let pair = keys[0].0.clone();
+    let account = keys[1].0.clone();
+    state.throttle.lock().unwrap_or_else(|p| p.into_inner()).success(&keys, &[&pair, &account]);
     let user = load_user_view(&state.db, user_id).await?.ok_or_else(bad_credentials)?;
     if user.role == shared::protocol::Role::Terminal {
         return Err(bad_credentials());
@@ -150,8 +191,9 @@ pub async fn refresh(
         return Err(ApiError::invalid_token());
     }
     let row = sqlx::query(
-        "SELECT id, family_id, user_id, expires_at, used_at, revoked_at FROM refresh_tokens \
-         WHERE token_hash = $1",
+        "SELECT id, family_id, user_id, expires_at, used_at, revoked_at, \
+         (SELECT MIN(f.issued_at) FROM refresh_tokens f WHERE f.family_id = refresh_tokens.family_id) AS family_start \
+         FROM refresh_tokens WHERE token_hash = $1",
     )
     .bind(secret_hash(&req.refresh_token))
     .fetch_optional(&state.db.pool)
@@ -161,7 +203,14 @@ pub async fn refresh(
     let family: String = row.try_get("family_id")?;
     let user_id = parse_id(&row.try_get::<String, _>("user_id")?)?;
     let now = now_ms();
-    if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() || row.try_get::<i64, _>("expires_at")? < now {
+    let family_max_ms =
+        i64::try_from(state.config.refresh_family_max_secs).unwrap_or(i64::MAX / 2_000) * 1000;
+    let family_end =
+        row.try_get::<Option<i64>, _>("family_start")?.unwrap_or(0).saturating_add(family_max_ms);
+    if row.try_get::<Option<i64>, _>("revoked_at")?.is_some()
+        || row.try_get::<i64, _>("expires_at")? < now
+        || family_end <= now
+    {
         return Err(ApiError::invalid_token());
     }
     let spent = row.try_get::<Option<i64>, _>("used_at")?.is_some()
@@ -188,7 +237,7 @@ pub async fn refresh(
         revoke_family(&state, &family).await?;
         return Err(ApiError::invalid_token());
     }
-    Ok(Json(issue_tokens(&state, user, Some(family)).await?))
+    Ok(Json(issue_tokens(&state, user, Some((family, family_end))).await?))
 }
 
 /// Sign out: revokes the refresh token's whole family.
@@ -238,6 +287,16 @@ pub async fn change_password(
     if p.is_terminal() {
         return Err(ApiError::forbidden());
     }
+    let keys = [(format!("password:{}", p.id), Limit::PASSWORD_CHANGE)];
+    let attempt = state.throttle.lock().unwrap_or_else(|e| e.into_inner()).attempt(&keys, now_ms());
+    if let Err(refused) = attempt {
+        if refused.first {
+            state
+                .audit(AuditRecord::new("auth.password_change", "user").by(&p).target(p.id).outcome("denied"))
+                .await;
+        }
+        return Err(throttled_error(refused));
+    }
     let hash: String = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
         .bind(p.id.to_string())
         .fetch_one(&state.db.pool)
@@ -249,36 +308,53 @@ pub async fn change_password(
             .await;
         return Err(bad_credentials());
     }
+    state.throttle.lock().unwrap_or_else(|e| e.into_inner()).success(&keys, &[&keys[0].0]);
     password::check_policy(&req.new_password)?;
-    set_password(&state, p.id, &req.new_password).await?;
-    state.audit(AuditRecord::new("auth.password_change", "user").by(&p).target(p.id)).await;
+    set_password(
+        &state,
+        p.id,
+        &req.new_password,
+        AuditRecord::new("auth.password_change", "user").by(&p).target(p.id),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Stores a new password hash and revokes every refresh token of the account.
-pub async fn set_password(state: &AppState, user: Uuid, new_password: &str) -> ApiResult<()> {
-    let pw = new_password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
-        .await
-        .map_err(|_| ApiError::internal())??;
+/// Stores a new password hash, ends every session of the account (refresh tokens revoked,
+/// earlier access tokens refused, open sockets closed) and writes `audit`, in one transaction.
+pub async fn set_password(
+    state: &AppState,
+    user: Uuid,
+    new_password: &str,
+    audit: AuditRecord,
+) -> ApiResult<()> {
+    let hash = password::hash_bounded(new_password.to_owned()).await?;
     let now = now_ms();
+    let mut tx = state.db.pool.begin().await?;
     sqlx::query(
         "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 WHERE id = $3",
     )
     .bind(hash)
     .bind(now)
     .bind(user.to_string())
-    .execute(&state.db.pool)
+    .execute(&mut *tx)
     .await?;
-    revoke_user_sessions(state, user).await
+    end_sessions_in(&mut tx, user).await?;
+    state.audit.append_in(&mut tx, audit).await?;
+    tx.commit().await?;
+    state.switchboard.kick(user, shared::protocol::ByeReason::Revoked).await;
+    Ok(())
 }
 
-pub async fn revoke_user_sessions(state: &AppState, user: Uuid) -> ApiResult<()> {
+/// Inside a transaction: revokes every refresh token of the account and refuses every access
+/// token issued so far. The caller kicks the account's sockets after the commit.
+pub async fn end_sessions_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, user: Uuid) -> ApiResult<()> {
     sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
         .bind(now_ms())
         .bind(user.to_string())
-        .execute(&state.db.pool)
+        .execute(&mut **tx)
         .await?;
+    crate::auth::bump_user_gen(tx, user).await?;
     Ok(())
 }
 
@@ -303,4 +379,39 @@ pub async fn rotate_keys(
     })?;
     state.audit(AuditRecord::new("auth.key_rotate", "signing_key").by(&p).target(&kid)).await;
     Ok(axum::Json(json!({ "kid": kid })))
+}
+
+/// Retire a signing key at once (admin), e.g. after a compromise: every token it signed is
+/// refused from now on and it leaves the JWKS. Retiring the active key makes a new one first.
+#[utoipa::path(post, path = "/api/v1/admin/keys/{kid}/retire", tag = "auth",
+    params(("kid" = String, Path, description = "key id from the JWKS", max_length = 64)),
+    responses((status = 200, description = "active key id afterwards"), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn retire_key(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(kid): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    p.require(&[shared::protocol::Role::Admin])?;
+    if kid.len() > 64 || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(ApiError::not_found("密钥"));
+    }
+    let active = state
+        .tokens
+        .keys
+        .retire_now(&kid, now_ms())
+        .map_err(|e| {
+            tracing::error!(error = %e, "key retirement failed");
+            ApiError::internal()
+        })?
+        .ok_or_else(|| ApiError::not_found("密钥"))?;
+    state
+        .audit(
+            AuditRecord::new("auth.key_retire", "signing_key")
+                .by(&p)
+                .target(&kid)
+                .detail(json!({ "active": active })),
+        )
+        .await;
+    Ok(axum::Json(json!({ "kid": active })))
 }

@@ -42,6 +42,88 @@ struct ApiDoc;
 
 struct BearerAuth;
 
+/// Operations anyone may call: marked as needing no authentication in the document.
+pub const PUBLIC_OPERATIONS: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/.well-known/jwks.json",
+    "/api/v1/points.geojson",
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+    "/api/v1/auth/logout",
+    "/api/v1/terminals/enroll",
+    "/api/v1/terminals/token",
+];
+
+/// Documents what every operation can answer besides its own responses: the error statuses
+/// that come from the shared extractors and layers (a malformed or oversized body, a wrong
+/// content type, a missing or refused token, a throttled client, an internal failure), each with
+/// the `{"error":{"code","message"}}` body. Public operations need no token. Applied to the
+/// assembled document (the routes' paths exist only after `split_for_parts`).
+struct ErrorResponses;
+
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        let common: &[(&str, &str, bool)] = &[
+            ("400", "malformed request", false),
+            ("401", "missing, expired or revoked token", true),
+            ("403", "the caller's role may not do this", true),
+            ("413", "body too large", false),
+            ("414", "request target too long", false),
+            ("415", "wrong content type", false),
+            ("422", "body does not match the schema", false),
+            ("429", "too many attempts: retry after `Retry-After` seconds", false),
+            ("500", "internal error (details are logged, never sent)", false),
+        ];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let public = PUBLIC_OPERATIONS.contains(&path.as_str());
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if public {
+                    op.security = Some(vec![SecurityRequirement::default()]);
+                }
+                // An id in the path that names nothing (or is not an id at all).
+                if path.contains('{') && !op.responses.responses.contains_key("404") {
+                    op.responses.responses.insert("404".to_owned(), error("no such resource").into());
+                }
+                // tus: a request without `Tus-Resumable: 1.0.0`.
+                if path.starts_with("/api/v1/uploads") && !op.responses.responses.contains_key("412") {
+                    op.responses
+                        .responses
+                        .insert("412".to_owned(), error("Tus-Resumable: 1.0.0 required").into());
+                }
+                for (code, what, needs_auth) in common {
+                    if (*needs_auth && public) || op.responses.responses.contains_key(*code) {
+                        continue;
+                    }
+                    op.responses.responses.insert((*code).to_owned(), error(what).into());
+                }
+            }
+        }
+    }
+}
+
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -85,6 +167,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::me))
         .routes(routes!(auth::change_password))
         .routes(routes!(auth::rotate_keys))
+        .routes(routes!(auth::retire_key))
         .routes(routes!(accounts::list, accounts::create))
         .routes(routes!(accounts::update))
         .routes(routes!(accounts::reset_password))
@@ -175,7 +258,9 @@ fn materials_router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, as served at `/api/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    let mut doc = api_router().split_for_parts().1;
+    utoipa::Modify::modify(&ErrorResponses, &mut doc);
+    doc
 }
 
 /// Refuses over-long request targets before any handler parses them.
@@ -236,7 +321,8 @@ async fn console(dir: std::path::PathBuf, req: Request) -> Response {
 }
 
 pub fn router(state: AppState) -> Router {
-    let (router, doc) = api_router().split_for_parts();
+    let (router, mut doc) = api_router().split_for_parts();
+    utoipa::Modify::modify(&ErrorResponses, &mut doc);
     let doc_json = doc.to_pretty_json().unwrap_or_default();
     let console_dir = state.config.console_dir.clone();
     let mut app = router

@@ -226,7 +226,12 @@ pub async fn sessions(
         query = query.bind(id.to_string());
     }
     let rows = query.bind(limit).fetch_all(&state.db.pool).await?;
-    Ok(Json(rows.iter().map(session_from_row).collect::<ApiResult<_>>()?))
+    let mut out: Vec<SessionRecord> = rows.iter().map(session_from_row).collect::<ApiResult<_>>()?;
+    for rec in &mut out {
+        rec.rating_comment =
+            state.pii.open(rec.rating_comment.take(), &crate::pii::Pii::comment_context(rec.session_id));
+    }
+    Ok(Json(out))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -509,7 +514,12 @@ pub async fn list_rectifications(
         .fetch_all(&state.db.pool)
         .await?;
     let now = now_ms();
-    Ok(Json(rows.iter().map(|r| rect_from_row(r, now)).collect::<ApiResult<_>>()?))
+    let mut out: Vec<RectificationView> =
+        rows.iter().map(|r| rect_from_row(r, now)).collect::<ApiResult<_>>()?;
+    for v in &mut out {
+        v.comment = state.pii.open(v.comment.take(), &crate::pii::Pii::comment_context(v.session_id));
+    }
+    Ok(Json(out))
 }
 
 /// Record the call-back (回访) result and the measures taken, and close the rectification
@@ -553,7 +563,8 @@ pub async fn callback(
     if done != 1 {
         return Err(closed());
     }
-    let view = load_rectification(&state.db, id).await?.ok_or_else(ApiError::internal)?;
+    let mut view = load_rectification(&state.db, id).await?.ok_or_else(ApiError::internal)?;
+    view.comment = state.pii.open(view.comment.take(), &crate::pii::Pii::comment_context(view.session_id));
     state
         .audit(AuditRecord::new("rectification.close", "rectification").by(&p).target(id).detail(json!({
             "session_id": view.session_id,

@@ -16,6 +16,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use crate::audit::AuditRecord;
+use crate::auth::throttle::{Limit, Refused};
 use crate::auth::tokens::{TokenKind, opaque_secret, secret_hash};
 use crate::auth::{Principal, SourceIp};
 use crate::db::{Db, new_id, now_ms, parse_id};
@@ -98,12 +99,26 @@ pub async fn register(db: &Db, point: Uuid, name: &str) -> ApiResult<(Uuid, Stri
     Ok((id, code, expires))
 }
 
-/// Issues a new enrollment code for a terminal that has not been revoked; any existing device
-/// credential stops working.
+/// Issues a new enrollment code for a terminal that has not been revoked (see
+/// [`reissue_code_in`]).
 pub async fn reissue_code(db: &Db, id: Uuid) -> ApiResult<(String, i64)> {
+    let mut tx = db.pool.begin().await?;
+    let r = reissue_code_in(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(r)
+}
+
+/// Issues a new enrollment code for a terminal that has not been revoked; any existing device
+/// credential and every device token issued before stop working. Runs in the caller's
+/// transaction.
+pub async fn reissue_code_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: Uuid,
+) -> ApiResult<(String, i64)> {
     let code = new_enrollment_code();
     let now = now_ms();
     let expires = now + ENROLLMENT_TTL_MS;
+    crate::auth::bump_terminal_gen(tx, id).await?;
     let n = sqlx::query(
         "UPDATE terminals SET status = 'pending', enrollment_code_hash = $1, enrollment_expires_at = $2, \
          credential_hash = NULL, updated_at = $3 WHERE id = $4 AND status <> 'revoked'",
@@ -112,7 +127,7 @@ pub async fn reissue_code(db: &Db, id: Uuid) -> ApiResult<(String, i64)> {
     .bind(expires)
     .bind(now)
     .bind(id.to_string())
-    .execute(&db.pool)
+    .execute(&mut **tx)
     .await?
     .rows_affected();
     if n == 1 { Ok((code, expires)) } else { Err(ApiError::conflict("终端已吊销 (terminal revoked)")) }
@@ -168,8 +183,12 @@ pub async fn new_code(
 ) -> ApiResult<Json<EnrollmentCodeResponse>> {
     p.require(&[Role::Admin])?;
     load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("终端"))?;
-    let (code, expires_at) = reissue_code(&state.db, id).await?;
-    state.audit(AuditRecord::new("terminal.enrollment_code", "terminal").by(&p).target(id)).await;
+    let mut tx = state.db.pool.begin().await?;
+    let (code, expires_at) = reissue_code_in(&mut tx, id).await?;
+    let rec = AuditRecord::new("terminal.enrollment_code", "terminal").by(&p).target(id);
+    state.audit.append_in(&mut tx, rec).await?;
+    tx.commit().await?;
+    state.switchboard.kick(id, shared::protocol::ByeReason::Revoked).await;
     let terminal = load(&state.db, id).await?.ok_or_else(ApiError::internal)?;
     Ok(Json(EnrollmentCodeResponse { terminal, enrollment_code: code, expires_at }))
 }
@@ -188,6 +207,8 @@ pub async fn revoke(
     let reason = check_text("reason", &req.reason, 200, false)?;
     load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("终端"))?;
     let now = now_ms();
+    let mut tx = state.db.pool.begin().await?;
+    crate::auth::bump_terminal_gen(&mut tx, id).await?;
     let n = sqlx::query(
         "UPDATE terminals SET status = 'revoked', revoked_at = $1, revoked_reason = $2, credential_hash = NULL, \
          enrollment_code_hash = NULL, updated_at = $1 WHERE id = $3 AND status <> 'revoked'",
@@ -195,33 +216,32 @@ pub async fn revoke(
     .bind(now)
     .bind(&reason)
     .bind(id.to_string())
-    .execute(&state.db.pool)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if n != 1 {
         return Err(ApiError::conflict("终端已吊销 (already revoked)"));
     }
+    let rec =
+        AuditRecord::new("terminal.revoke", "terminal").by(&p).target(id).detail(json!({ "reason": reason }));
+    state.audit.append_in(&mut tx, rec).await?;
+    tx.commit().await?;
     state.switchboard.kick(id, shared::protocol::ByeReason::Revoked).await;
-    state
-        .audit(
-            AuditRecord::new("terminal.revoke", "terminal")
-                .by(&p)
-                .target(id)
-                .detail(json!({ "reason": reason })),
-        )
-        .await;
     Ok(Json(load(&state.db, id).await?.ok_or_else(ApiError::internal)?))
 }
 
-fn throttled(state: &AppState, key: &str, addr: &str) -> ApiResult<()> {
-    match state.throttle.lock().unwrap_or_else(|p| p.into_inner()).check(key, addr, now_ms()) {
-        Some(secs) => Err(ApiError::too_many(secs)),
-        None => Ok(()),
-    }
+/// Enrolment codes and device credentials are throttled per client address (never one key
+/// for everyone: a stranger's junk must not lock out the district's terminals).
+fn device_keys(kind: &str, addr: &str) -> [(String, Limit); 1] {
+    [(format!("{kind}:{addr}"), Limit::DEVICE_ADDRESS)]
 }
 
-fn note_failure(state: &AppState, key: &str, addr: &str) {
-    state.throttle.lock().unwrap_or_else(|p| p.into_inner()).failure(key, addr, now_ms());
+fn attempt(state: &AppState, keys: &[(String, Limit)]) -> Result<(), Refused> {
+    state.throttle.lock().unwrap_or_else(|p| p.into_inner()).attempt(keys, now_ms())
+}
+
+fn succeeded(state: &AppState, keys: &[(String, Limit)]) {
+    state.throttle.lock().unwrap_or_else(|p| p.into_inner()).success(keys, &[]);
 }
 
 /// Enrollment: a terminal trades its one-time code for a long-lived device credential.
@@ -233,7 +253,16 @@ pub async fn enroll(
     Json(req): Json<EnrollRequest>,
 ) -> ApiResult<Json<EnrollResponse>> {
     let addr = ip.clone().unwrap_or_default();
-    throttled(&state, "enroll:*", &addr)?;
+    let keys = device_keys("enroll", &addr);
+    if let Err(r) = attempt(&state, &keys) {
+        if r.first {
+            let mut rec = AuditRecord::new("terminal.enroll", "terminal").outcome("denied");
+            rec.source_ip = ip;
+            rec.detail = json!({ "reason": "throttled" });
+            state.audit(rec).await;
+        }
+        return Err(super::auth::throttled_error(r));
+    }
     let bad = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -242,7 +271,6 @@ pub async fn enroll(
         )
     };
     let Some(hash) = code_hash(&req.code) else {
-        note_failure(&state, "enroll:*", &addr);
         return Err(bad());
     };
     let now = now_ms();
@@ -255,7 +283,6 @@ pub async fn enroll(
     .fetch_optional(&state.db.pool)
     .await?;
     let Some(row) = row else {
-        note_failure(&state, "enroll:*", &addr);
         let mut rec = AuditRecord::new("terminal.enroll", "terminal").outcome("failure");
         rec.source_ip = ip;
         state.audit(rec).await;
@@ -277,6 +304,7 @@ pub async fn enroll(
     if n != 1 {
         return Err(bad());
     }
+    succeeded(&state, &keys);
     let mut rec = AuditRecord::new("terminal.enroll", "terminal").target(&id);
     rec.source_ip = ip;
     rec.actor_id = parse_id(&id).ok();
@@ -297,21 +325,31 @@ pub async fn device_token(
     SourceIp(ip): SourceIp,
     Json(req): Json<DeviceTokenRequest>,
 ) -> ApiResult<Json<DeviceTokenResponse>> {
-    let addr = ip.unwrap_or_default();
-    throttled(&state, "device:*", &addr)?;
+    let addr = ip.clone().unwrap_or_default();
+    let keys = device_keys("device", &addr);
+    if let Err(r) = attempt(&state, &keys) {
+        if r.first {
+            let mut rec = AuditRecord::new("terminal.token", "terminal").outcome("denied");
+            rec.source_ip = ip;
+            rec.detail = json!({ "reason": "throttled" });
+            state.audit(rec).await;
+        }
+        return Err(super::auth::throttled_error(r));
+    }
     if req.credential.len() > 128 || !req.credential.starts_with("bbd_") {
-        note_failure(&state, "device:*", &addr);
         return Err(ApiError::invalid_token());
     }
-    let row =
-        sqlx::query("SELECT id, point_id FROM terminals WHERE credential_hash = $1 AND status = 'active'")
-            .bind(secret_hash(&req.credential))
-            .fetch_optional(&state.db.pool)
-            .await?;
+    let row = sqlx::query(
+        "SELECT id, point_id, token_gen FROM terminals WHERE credential_hash = $1 AND status = 'active'",
+    )
+    .bind(secret_hash(&req.credential))
+    .fetch_optional(&state.db.pool)
+    .await?;
     let Some(row) = row else {
-        note_failure(&state, "device:*", &addr);
         return Err(ApiError::invalid_token());
     };
+    succeeded(&state, &keys);
+    let generation: i64 = row.try_get("token_gen")?;
     let id = parse_id(&row.try_get::<String, _>("id")?)?;
     let point = parse_id(&row.try_get::<String, _>("point_id")?)?;
     let now = now_ms();
@@ -323,7 +361,7 @@ pub async fn device_token(
     let ttl = state.config.device_ttl_secs;
     let token = state
         .tokens
-        .issue(TokenKind::Device, id, Role::Terminal, Some(point), ttl, now / 1000)
+        .issue(TokenKind::Device, id, Role::Terminal, Some(point), generation, ttl, now / 1000)
         .map_err(|_| ApiError::internal())?;
     Ok(Json(DeviceTokenResponse {
         access_token: token,

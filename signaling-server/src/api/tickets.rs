@@ -71,6 +71,21 @@ pub async fn reveal(
 /// Erases the encrypted personal data of tickets closed before `now - days`; returns how many.
 pub async fn purge_personal_data(db: &Db, days: u32) -> Result<u64, sqlx::Error> {
     let cutoff = now_ms() - i64::from(days) * 86_400_000;
+    // Free text about the resident goes with their name and ID number.
+    let closed_before = "SELECT id FROM tickets WHERE closed_at IS NOT NULL AND closed_at < $1";
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE call_sessions SET notes = NULL, transfer_note = NULL WHERE ticket_id IN ({closed_before}) \
+         AND (notes IS NOT NULL OR transfer_note IS NOT NULL)"
+    )))
+    .bind(cutoff)
+    .execute(&db.pool)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE ratings SET comment = NULL WHERE ticket_id IN ({closed_before}) AND comment IS NOT NULL"
+    )))
+    .bind(cutoff)
+    .execute(&db.pool)
+    .await?;
     Ok(sqlx::query(
         "UPDATE tickets SET resident_name_enc = NULL, id_number_enc = NULL, id_number_hash = NULL \
          WHERE closed_at IS NOT NULL AND closed_at < $1 \

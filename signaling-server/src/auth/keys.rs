@@ -1,8 +1,9 @@
 //! Ed25519 signing keys for JWTs, persisted in `<data-dir>/keys/`.
 //!
 //! One key signs; retired keys stay in the ring (and in `/.well-known/jwks.json`) until every
-//! token they signed has expired, then they are removed. Private keys are PKCS#8 DER files with
-//! mode 0600.
+//! token they signed has expired, then they are removed. After a compromise an admin retires a
+//! key at once ([`KeyRing::retire_now`]): it leaves the ring and the JWKS, and every token it
+//! signed is refused. Private keys are PKCS#8 DER files with mode 0600.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ struct RingFile {
 
 struct Key {
     meta: KeyMeta,
+    signing: SigningKey,
     encoding: EncodingKey,
     decoding: DecodingKey,
     public_x: String,
@@ -147,6 +149,40 @@ impl KeyRing {
         std::fs::rename(&tmp, &path).map_err(io(&path))
     }
 
+    /// Removes `kid` from the ring at once (after a compromise): tokens it signed are refused
+    /// from now on. Retiring the active key first makes a new one. `Ok(None)` when no such
+    /// key; otherwise the active key's `kid` afterwards.
+    pub fn retire_now(&self, kid: &str, now: i64) -> Result<Option<String>, KeyError> {
+        if !self.read().keys.contains_key(kid) {
+            return Ok(None);
+        }
+        if self.read().active == kid {
+            self.rotate(now)?;
+        }
+        let mut ring = self.ring.write().unwrap_or_else(|p| p.into_inner());
+        if ring.active == kid {
+            return Err(KeyError::Corrupt("cannot retire the only key".into()));
+        }
+        ring.keys.remove(kid);
+        self.save(&ring)?;
+        let path = self.dir.join(format!("{kid}.pk8"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(KeyError::Io { path, source: e }),
+        }
+        Ok(Some(ring.active.clone()))
+    }
+
+    /// Signs `msg` with the active key (Ed25519): `(kid, signature, public key)`. Used for the
+    /// audit log's checkpoints.
+    pub fn sign_with_public(&self, msg: &[u8]) -> (String, [u8; 64], [u8; 32]) {
+        use ed25519_dalek::Signer;
+        let ring = self.read();
+        let key = &ring.keys[&ring.active];
+        (key.meta.kid.clone(), key.signing.sign(msg).to_bytes(), key.signing.verifying_key().to_bytes())
+    }
+
     /// The active key's `kid` and encoding key.
     pub fn signing(&self) -> (String, EncodingKey) {
         let ring = self.read();
@@ -179,6 +215,7 @@ fn make_key(meta: KeyMeta, sk: &SigningKey, der: Vec<u8>) -> Key {
     let public = sk.verifying_key().to_bytes();
     Key {
         meta,
+        signing: sk.clone(),
         encoding: EncodingKey::from_ed_der(&der),
         decoding: DecodingKey::from_ed_der(&public),
         public_x: URL_SAFE_NO_PAD.encode(public),

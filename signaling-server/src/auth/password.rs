@@ -1,4 +1,6 @@
-//! Argon2id password hashing (RustCrypto `argon2`, OWASP default parameters).
+//! Argon2id password hashing (RustCrypto `argon2`, OWASP default parameters: 19 MiB per
+//! hash). At most [`MAX_CONCURRENT`] hashes run at once, off the async runtime, so a burst of
+//! sign-ins costs bounded memory; the others wait their turn.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -43,4 +45,24 @@ pub fn check_policy(password: &str) -> ApiResult<()> {
         ));
     }
     Ok(())
+}
+
+/// Argon2 computations allowed at once (each takes 19 MiB for tens of milliseconds).
+pub const MAX_CONCURRENT: usize = 4;
+
+fn permits() -> &'static tokio::sync::Semaphore {
+    static SEM: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT);
+    &SEM
+}
+
+/// [`verify`] on the blocking pool, at most [`MAX_CONCURRENT`] at once.
+pub async fn verify_bounded(password: String, stored: String) -> bool {
+    let Ok(_permit) = permits().acquire().await else { return false };
+    tokio::task::spawn_blocking(move || verify(&password, &stored)).await.unwrap_or(false)
+}
+
+/// [`hash`] on the blocking pool, at most [`MAX_CONCURRENT`] at once.
+pub async fn hash_bounded(password: String) -> ApiResult<String> {
+    let _permit = permits().acquire().await.map_err(|_| ApiError::internal())?;
+    tokio::task::spawn_blocking(move || hash(&password)).await.map_err(|_| ApiError::internal())?
 }

@@ -1,121 +1,220 @@
-//! Login throttling as a plain state machine with an explicit `now` (unix ms): after
-//! `max_failures` failures within `window_ms` for one username or one source address, further
-//! attempts are refused until `lockout_ms` after the last failure.
+//! Throttling of guessable secrets (passwords, enrolment codes, device credentials) as a plain
+//! state machine with an explicit `now` (unix ms).
+//!
+//! Every attempt names the keys it counts against — e.g. the account at this address, the
+//! account anywhere, the address — each with its own [`Limit`]. An attempt is checked and
+//! recorded as a failure in one step ([`Throttle::attempt`], under the caller's lock), so
+//! concurrent attempts cannot all pass the check before any of them is recorded; a success
+//! takes its failure back ([`Throttle::success`]). Past a key's free failures each further one
+//! makes the key wait a growing delay (doubling up to a cap) instead of locking it: the right
+//! password always gets in once the (short) delay has passed, and the account-wide key is loose
+//! enough that one attacker's address cannot shut out the owner at another. There is never a
+//! single global key.
 
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Copy)]
-pub struct ThrottleConfig {
-    pub max_failures: u32,
+/// How failures on one key turn into delays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Failures allowed without any delay.
+    pub free: u32,
+    /// Delay after the first failure beyond `free`; doubled for each further one.
+    pub base_ms: i64,
+    /// Longest delay.
+    pub max_ms: i64,
+    /// A key without failures for this long starts over.
     pub window_ms: i64,
-    pub lockout_ms: i64,
-    /// Per-address limit is looser: one office may share an address.
-    pub max_failures_per_addr: u32,
 }
 
-impl Default for ThrottleConfig {
-    fn default() -> Self {
-        Self { max_failures: 5, window_ms: 15 * 60_000, lockout_ms: 15 * 60_000, max_failures_per_addr: 50 }
+impl Limit {
+    const fn new(free: u32, max_ms: i64) -> Self {
+        Self { free, base_ms: 1000, max_ms, window_ms: 15 * 60_000 }
+    }
+    /// Password sign-in: one account from one address.
+    pub const LOGIN_PAIR: Limit = Limit::new(5, 5 * 60_000);
+    /// Password sign-in: one account from any address (distributed guessing); loose and
+    /// capped at a minute so that nobody can keep the owner out for long.
+    pub const LOGIN_ACCOUNT: Limit = Limit::new(20, 60_000);
+    /// Everything guessable from one address (an office may share one: generous).
+    pub const ADDRESS: Limit = Limit::new(50, 5 * 60_000);
+    /// Enrolment codes and device credentials from one address.
+    pub const DEVICE_ADDRESS: Limit = Limit::new(20, 5 * 60_000);
+    /// Changing one's own password (the current password is guessable too).
+    pub const PASSWORD_CHANGE: Limit = Limit::new(5, 5 * 60_000);
+
+    fn delay_ms(&self, failures: u32) -> i64 {
+        if failures < self.free {
+            return 0;
+        }
+        let doublings = (failures - self.free).min(30);
+        self.base_ms.saturating_mul(1_i64 << doublings).min(self.max_ms)
     }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Entry {
     failures: u32,
-    first_at: i64,
     last_at: i64,
+    /// No attempt on this key before this time.
+    next_at: i64,
+    /// Refusals since the last attempt that got through (for aggregated auditing).
+    refused: u32,
 }
+
+/// A refused attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// Seconds until the key accepts an attempt again (for `Retry-After`).
+    pub retry_after_secs: u64,
+    /// The first refusal since the delay began: audit this one, count the rest.
+    pub first: bool,
+}
+
+/// Keys beyond which expired entries are pruned.
+const PRUNE_AT: usize = 100_000;
 
 #[derive(Debug, Default)]
 pub struct Throttle {
-    config: ThrottleConfig,
-    by_user: HashMap<String, Entry>,
-    by_addr: HashMap<String, Entry>,
+    entries: HashMap<String, (Limit, Entry)>,
 }
 
 impl Throttle {
-    pub fn new(config: ThrottleConfig) -> Self {
-        Self { config, ..Default::default() }
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// `Some(seconds)` to wait when the attempt must be refused.
-    pub fn check(&mut self, user: &str, addr: &str, now: i64) -> Option<u64> {
-        let c = self.config;
-        let u = locked(self.by_user.get(&user.to_lowercase()), c.max_failures, c, now);
-        let a = locked(self.by_addr.get(addr), c.max_failures_per_addr, c, now);
-        u.max(a)
-    }
-
-    pub fn failure(&mut self, user: &str, addr: &str, now: i64) {
-        let window = self.config.window_ms;
-        // Bound memory under a flood of distinct usernames.
-        if self.by_user.len() > 100_000 {
-            self.by_user.retain(|_, e| now - e.last_at < window);
+    /// Checks every key and, if none is waiting, records the attempt as a failure on each
+    /// (taken back by [`Throttle::success`]). Keys are compared case-insensitively.
+    pub fn attempt(&mut self, keys: &[(String, Limit)], now: i64) -> Result<(), Refused> {
+        if self.entries.len() > PRUNE_AT {
+            self.entries.retain(|_, (l, e)| now - e.last_at < l.window_ms || e.next_at > now);
         }
-        for (map, key) in [(&mut self.by_user, user.to_lowercase()), (&mut self.by_addr, addr.to_owned())] {
-            let e = map.entry(key).or_default();
-            if now - e.first_at > window {
-                *e = Entry { failures: 0, first_at: now, last_at: now };
+        let mut wait = 0;
+        for (key, _) in keys {
+            if let Some((_, e)) = self.entries.get(&key.to_lowercase()) {
+                wait = wait.max(e.next_at - now);
+            }
+        }
+        if wait > 0 {
+            let mut first = true;
+            for (key, _) in keys {
+                if let Some((_, e)) = self.entries.get_mut(&key.to_lowercase())
+                    && e.next_at > now
+                {
+                    e.refused += 1;
+                    first &= e.refused == 1;
+                }
+            }
+            let secs = u64::try_from((wait + 999) / 1000).unwrap_or(1);
+            return Err(Refused { retry_after_secs: secs, first });
+        }
+        for (key, limit) in keys {
+            let (l, e) = self.entries.entry(key.to_lowercase()).or_insert((*limit, Entry::default()));
+            *l = *limit;
+            if now - e.last_at > l.window_ms {
+                *e = Entry::default();
             }
             e.failures += 1;
             e.last_at = now;
+            e.refused = 0;
+            let delay = l.delay_ms(e.failures);
+            if delay > 0 {
+                e.next_at = now + delay;
+            }
         }
+        Ok(())
     }
 
-    pub fn success(&mut self, user: &str) {
-        self.by_user.remove(&user.to_lowercase());
+    /// The attempt recorded by [`Throttle::attempt`] succeeded: keys in `clear` start over,
+    /// the others have that one failure taken back.
+    pub fn success(&mut self, keys: &[(String, Limit)], clear: &[&str]) {
+        for (key, _) in keys {
+            let key = key.to_lowercase();
+            if clear.iter().any(|c| c.to_lowercase() == key) {
+                self.entries.remove(&key);
+            } else if let Some((l, e)) = self.entries.get_mut(&key) {
+                e.failures = e.failures.saturating_sub(1);
+                if l.delay_ms(e.failures) == 0 {
+                    e.next_at = 0;
+                }
+            }
+        }
     }
 }
 
-fn locked(e: Option<&Entry>, max: u32, c: ThrottleConfig, now: i64) -> Option<u64> {
-    let e = e?;
-    if e.failures >= max && now - e.last_at < c.lockout_ms {
-        let ms = c.lockout_ms - (now - e.last_at);
-        Some(u64::try_from((ms + 999) / 1000).unwrap_or(1))
-    } else {
-        None
-    }
+/// Keys of a password sign-in for `username` from `addr`.
+pub fn login_keys(username: &str, addr: &str) -> Vec<(String, Limit)> {
+    vec![
+        (format!("login:{username}@{addr}"), Limit::LOGIN_PAIR),
+        (format!("login:{username}"), Limit::LOGIN_ACCOUNT),
+        (format!("addr:{addr}"), Limit::ADDRESS),
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn keys(user: &str, addr: &str) -> Vec<(String, Limit)> {
+        login_keys(user, addr)
+    }
+
     #[test]
-    fn locks_after_five_failures_and_unlocks_after_lockout() {
-        let mut t = Throttle::new(ThrottleConfig::default());
+    fn five_free_failures_then_growing_delays_not_a_lockout() {
+        let mut t = Throttle::new();
         for i in 0..5 {
-            assert_eq!(t.check("Operator1", "1.2.3.4", i), None);
-            t.failure("Operator1", "1.2.3.4", i);
+            assert!(t.attempt(&keys("Op", "a"), i).is_ok(), "attempt {i}");
         }
-        assert_eq!(t.check("operator1", "9.9.9.9", 10), Some(900));
-        assert_eq!(t.check("operator2", "1.2.3.4", 10), None, "other users from the address still fine");
-        assert_eq!(t.check("operator1", "9.9.9.9", 4 + 15 * 60_000), None);
+        let r = t.attempt(&keys("op", "a"), 10).expect_err("refused");
+        assert_eq!(r, Refused { retry_after_secs: 1, first: true });
+        assert!(!t.attempt(&keys("op", "a"), 11).expect_err("refused").first, "later refusals aggregated");
+        assert!(t.attempt(&keys("op", "a"), 4 + 1000).is_ok(), "one second later: allowed");
+        let r = t.attempt(&keys("op", "a"), 1010).expect_err("refused");
+        assert_eq!(r.retry_after_secs, 2, "doubling");
+        assert!(t.attempt(&keys("op", "b"), 1010).is_ok(), "same account from elsewhere not delayed");
     }
 
     #[test]
-    fn success_resets_and_old_failures_expire() {
-        let mut t = Throttle::new(ThrottleConfig::default());
-        for i in 0..4 {
-            t.failure("a", "x", i);
-        }
-        t.success("a");
-        t.failure("a", "x", 10);
-        assert_eq!(t.check("a", "x", 11), None);
-        let mut t = Throttle::new(ThrottleConfig::default());
-        for i in 0..4 {
-            t.failure("b", "x", i);
-        }
-        t.failure("b", "x", 16 * 60_000);
-        assert_eq!(t.check("b", "x", 16 * 60_000 + 1), None, "window restarted");
+    fn concurrent_attempts_cannot_exceed_the_free_failures() {
+        let mut t = Throttle::new();
+        let passed = (0..60).filter(|_| t.attempt(&keys("x", "a"), 0).is_ok()).count();
+        assert_eq!(passed, 5);
     }
 
     #[test]
-    fn per_address_limit() {
-        let mut t = Throttle::new(ThrottleConfig::default());
+    fn success_takes_the_failure_back_and_clears_the_account() {
+        let mut t = Throttle::new();
+        for i in 0..4 {
+            t.attempt(&keys("a", "x"), i).expect("allowed");
+        }
+        t.attempt(&keys("a", "x"), 5).expect("allowed");
+        t.success(&keys("a", "x"), &["login:a@x", "login:a"]);
+        for i in 0..5 {
+            assert!(t.attempt(&keys("a", "x"), 10 + i).is_ok());
+        }
+    }
+
+    #[test]
+    fn delays_are_capped_and_windows_expire() {
+        let l = Limit::LOGIN_ACCOUNT;
+        assert_eq!(l.delay_ms(19), 0);
+        assert_eq!(l.delay_ms(20), 1000);
+        assert_eq!(l.delay_ms(25), 32_000);
+        assert_eq!(l.delay_ms(u32::MAX), 60_000);
+        let mut t = Throttle::new();
+        for i in 0..5 {
+            t.attempt(&keys("b", "x"), i).expect("allowed");
+        }
+        assert!(t.attempt(&keys("b", "x"), 20 * 60_000).is_ok(), "window restarted");
+    }
+
+    #[test]
+    fn address_key_counts_every_username() {
+        let mut t = Throttle::new();
         for i in 0..50 {
-            t.failure(&format!("user{i}"), "5.5.5.5", i64::from(i));
+            t.attempt(&keys(&format!("user{i}"), "5.5.5.5"), i64::from(i)).expect("allowed");
         }
-        assert!(t.check("fresh", "5.5.5.5", 100).is_some());
+        assert!(t.attempt(&keys("fresh", "5.5.5.5"), 100).is_err());
+        assert!(t.attempt(&keys("fresh", "6.6.6.6"), 100).is_ok());
     }
 }

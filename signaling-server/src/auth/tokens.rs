@@ -49,6 +49,12 @@ pub struct Claims {
     /// The staff member's or terminal's service point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub point: Option<Uuid>,
+    /// The account's or terminal's token generation when this token was issued: a password
+    /// change, role change, disable, revocation or new enrolment code bumps the stored
+    /// generation, and every token carrying an older one is refused.
+    #[serde(default)]
+    #[serde(rename = "gen")]
+    pub generation: i64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -74,12 +80,14 @@ pub struct TokenService {
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
 impl TokenService {
+    #[allow(clippy::too_many_arguments)]
     pub fn issue(
         &self,
         kind: TokenKind,
         sub: Uuid,
         role: Role,
         point: Option<Uuid>,
+        generation: i64,
         ttl_secs: u64,
         now_secs: i64,
     ) -> Result<String, TokenError> {
@@ -96,6 +104,7 @@ impl TokenService {
             jti: Uuid::new_v4(),
             role,
             point,
+            generation,
         };
         jsonwebtoken::encode(&header, &claims, &key).map_err(|e| TokenError::Invalid(e.to_string()))
     }

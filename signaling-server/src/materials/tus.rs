@@ -951,6 +951,18 @@ async fn insert_material(
     Ok(())
 }
 
+/// Runs every tus request-header parser on `h` (for the `tus_headers` fuzz target in `fuzz/`).
+#[doc(hidden)]
+pub fn fuzz_parse_headers(h: &HeaderMap) {
+    let _ = require_tus(h);
+    let _ = parse_u64(h, "upload-length");
+    let _ = parse_u64(h, "upload-offset");
+    if let Some(raw) = header_str(h, "upload-metadata") {
+        let _ = parse_metadata(raw);
+    }
+    let _ = Checksum::parse(h).map(|c| c.map(Checksum::matches));
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

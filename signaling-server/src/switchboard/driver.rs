@@ -117,6 +117,7 @@ impl Driver {
         match store::open_tickets(&self.db).await {
             Ok(open) => {
                 let outs = self.core.recover(open, &service_day(now), now);
+                let outs: Vec<Output> = outs.into_iter().map(|o| self.seal(o)).collect();
                 self.pending.extend(outs);
                 self.flush().await;
             }
@@ -218,9 +219,28 @@ impl Driver {
                         }),
                     }
                 }
-                other => self.pending.push(other),
+                other => self.pending.push(self.seal(other)),
             }
         }
+    }
+
+    /// Personal free text (wrap-up and transfer notes, rating comments) leaves the driver only
+    /// sealed, bound to its session row.
+    fn seal(&self, o: Output) -> Output {
+        let Output::Persist { mut write, tell } = o else { return o };
+        match &mut write {
+            Write::EndSession { session, transfer_note, .. } => {
+                *transfer_note = self.pii.seal(transfer_note.as_deref(), &Pii::transfer_note_context(*session));
+            }
+            Write::WrapUp { session, notes, .. } => {
+                *notes = self.pii.seal(notes.as_deref(), &Pii::notes_context(*session));
+            }
+            Write::Rate { session, comment, .. } => {
+                *comment = self.pii.seal(comment.as_deref(), &Pii::comment_context(*session));
+            }
+            _ => {}
+        }
+        Output::Persist { write, tell }
     }
 
     /// Commits this turn's writes in one transaction, then delivers its messages in order.

@@ -214,7 +214,10 @@ async fn ticket_ring_accept_signal_transfer_wrap_up_and_rate() {
         .expect("sessions");
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions[0].get::<String, _>("end_reason"), "transferred");
-    assert_eq!(sessions[0].get::<Option<String>, _>("transfer_note").as_deref(), Some(note.as_str()));
+    let stored_note = sessions[0].get::<Option<String>, _>("transfer_note").expect("transfer note");
+    assert!(!stored_note.contains(note.as_str()), "transfer note encrypted at rest");
+    let context = signaling_server::pii::Pii::transfer_note_context(session);
+    assert_eq!(app.state.pii.open(Some(stored_note), &context).as_deref(), Some(note.as_str()));
     assert_eq!(sessions[1].get::<String, _>("operator_id"), op2_id.to_string());
     assert_eq!(sessions[1].get::<Option<String>, _>("outcome").as_deref(), Some("completed"));
     assert_eq!(
