@@ -216,3 +216,28 @@ CREATE TABLE callback_settings (
     good_share_pct BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
+
+-- Home-visit requests (上门办): requested | approved | refused | scheduled | done | rated.
+CREATE TABLE home_visits (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,                    -- staff | hotline_12345 | referral
+    point_id TEXT NOT NULL REFERENCES service_points(id),
+    item_id TEXT REFERENCES service_items(id),
+    situation TEXT NOT NULL,
+    address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    decision_reason TEXT,
+    decided_by TEXT REFERENCES users(id),
+    decided_at BIGINT,
+    scheduled_at BIGINT,
+    assignees TEXT NOT NULL,                 -- JSON array of names
+    materials TEXT NOT NULL,                 -- JSON array: what to bring
+    outcome TEXT,
+    rating TEXT,
+    rating_comment TEXT,
+    created_by TEXT NOT NULL REFERENCES users(id),
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    version BIGINT NOT NULL
+);
+CREATE INDEX home_visits_point ON home_visits(point_id, created_at);

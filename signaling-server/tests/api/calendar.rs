@@ -202,6 +202,9 @@ async fn every_cases_endpoint_is_in_the_openapi_document() {
         ("/api/v1/callbacks", "get"),
         ("/api/v1/callbacks/{id}/result", "post"),
         ("/api/v1/callbacks/settings", "put"),
+        ("/api/v1/home-visits", "get"),
+        ("/api/v1/home-visits", "post"),
+        ("/api/v1/home-visits/{id}/steps", "post"),
     ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} in openapi.json");
     }

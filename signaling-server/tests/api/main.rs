@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod calendar;
 mod cases_callbacks;
+mod cases_home_visits;
 mod cases_orders;
 mod cases_outbox;
 mod catalog;

@@ -151,6 +151,19 @@ async fn every_endpoint_checks_authentication_and_role() {
             &[Admin, Supervisor, Operator],
         ),
         (Method::PUT, "/api/v1/callbacks/settings".into(), Some(json!({ "good_share_pct": 200 })), &[Admin]),
+        (Method::GET, "/api/v1/home-visits".into(), None, &[Admin, Supervisor, Staff]),
+        (
+            Method::POST,
+            "/api/v1/home-visits".into(),
+            Some(json!({ "source": "referral", "situation": "x", "address": "x" })),
+            &[Admin, Supervisor],
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/home-visits/{r}/steps"),
+            Some(json!({ "step": { "action": "complete", "outcome": "x" } })),
+            &[Admin, Supervisor, Staff],
+        ),
     ];
     for (method, path, body, allowed) in &cases {
         let (s, b) = app.call(method.clone(), path, None, body.clone()).await;
