@@ -761,3 +761,64 @@ pub struct HomeVisitView {
 pub struct HomeVisitStepRequest {
     pub step: HomeVisitAction,
 }
+
+// ---------------------------------------------------------------------------------------------
+// The two lists (两张清单)
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemSource {
+    BadRating,
+    OverdueOrder,
+    /// 巡查
+    Inspection,
+    /// 抽查
+    SpotCheck,
+}
+
+/// Records a problem found by an inspection or a spot check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateProblemRequest {
+    /// `inspection` or `spot_check`.
+    pub source: ProblemSource,
+    /// 1–1000 characters.
+    pub description: String,
+    /// The responsible person or unit, 1–64 characters.
+    pub owner: String,
+    /// Days to rectify: 1–7 (default 7); up to 92 for a complex problem, with `complex_reason`.
+    #[serde(default)]
+    pub days: Option<i64>,
+    #[serde(default)]
+    pub complex_reason: Option<String>,
+}
+
+/// A step on a problem: the measures (整改), then the evidence (销号). 1–1000 characters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProblemStepRequest {
+    Rectify { measures: String },
+    Close { evidence: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProblemView {
+    pub id: Uuid,
+    pub source: ProblemSource,
+    pub description: String,
+    pub owner: String,
+    pub due_at: i64,
+    pub complex_reason: Option<String>,
+    /// `open` (问题清单), `rectifying` (整改清单) or `closed` (销号).
+    pub status: String,
+    pub status_zh: String,
+    pub measures: Option<String>,
+    pub evidence: Option<String>,
+    pub overdue: bool,
+    pub created_at: i64,
+    pub closed_at: Option<i64>,
+}

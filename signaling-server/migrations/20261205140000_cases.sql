@@ -241,3 +241,22 @@ CREATE TABLE home_visits (
     version BIGINT NOT NULL
 );
 CREATE INDEX home_visits_point ON home_visits(point_id, created_at);
+
+-- The two lists (两张清单): status open (问题清单) | rectifying (整改清单) | closed (销号).
+CREATE TABLE problems (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,                    -- bad_rating | overdue_order | inspection | spot_check
+    source_ref TEXT UNIQUE,                  -- rectification:<id> | order:<id>
+    description TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    due_at BIGINT NOT NULL,
+    complex_reason TEXT,
+    status TEXT NOT NULL,
+    measures TEXT,
+    evidence TEXT,
+    created_by TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    closed_at BIGINT
+);
+CREATE INDEX problems_status ON problems(status, due_at);

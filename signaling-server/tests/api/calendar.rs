@@ -205,6 +205,9 @@ async fn every_cases_endpoint_is_in_the_openapi_document() {
         ("/api/v1/home-visits", "get"),
         ("/api/v1/home-visits", "post"),
         ("/api/v1/home-visits/{id}/steps", "post"),
+        ("/api/v1/problems", "get"),
+        ("/api/v1/problems", "post"),
+        ("/api/v1/problems/{id}/steps", "post"),
     ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} in openapi.json");
     }

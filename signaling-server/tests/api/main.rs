@@ -10,6 +10,7 @@ mod cases_callbacks;
 mod cases_home_visits;
 mod cases_orders;
 mod cases_outbox;
+mod cases_problems;
 mod catalog;
 mod health;
 mod hostile;
