@@ -918,7 +918,7 @@ pub async fn worker(state: AppState) {
         if let Err(e) = super::callbacks::sync(&state.db, now_ms()).await {
             tracing::error!(error = %e, "call-back tasks not created");
         }
-        if let Err(e) = calendar::reconcile_deadlines(&state.db).await {
+        if let Err(e) = calendar::reconcile_deadlines(&state.db, &[]).await {
             tracing::error!(error = %e, "rectification deadlines not reconciled");
         }
     }
