@@ -603,6 +603,8 @@ pub enum CallbackKind {
     Order,
     /// A sampled good rating.
     GoodRating,
+    /// A completed home visit (上门办).
+    HomeVisit,
 }
 
 /// A call-back task.
@@ -653,4 +655,170 @@ pub struct CallbackResultRequest {
 pub struct CallbackSettings {
     /// 0–100 (default 10).
     pub good_share_pct: i64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Home visits (上门办): 发现 → 审核 → 帮办 → 评价
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HomeVisitSource {
+    /// Found by committee staff (发现).
+    Staff,
+    /// From the 12345 hotline.
+    #[serde(rename = "hotline_12345")]
+    Hotline12345,
+    /// Referred by another department or a volunteer.
+    Referral,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HomeVisitState {
+    /// 发现: waiting for a supervisor.
+    Requested,
+    /// 审核 passed: to be scheduled.
+    Approved,
+    /// 审核 refused, with a reason (final).
+    Refused,
+    /// 帮办: scheduled and assigned.
+    Scheduled,
+    /// The visit took place; outcome recorded.
+    Done,
+    /// 评价: the resident's rating recorded (final).
+    Rated,
+}
+
+/// Opens a home-visit request. Staff: at their own point (`source` = `staff`). Supervisors:
+/// `hotline_12345` or `referral`, with `point_id`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateHomeVisitRequest {
+    pub source: HomeVisitSource,
+    #[serde(default)]
+    pub point_id: Option<Uuid>,
+    #[serde(default)]
+    pub item_id: Option<Uuid>,
+    /// The resident's situation (e.g. bedridden, lives alone); 1–1000 characters. No ID
+    /// numbers.
+    pub situation: String,
+    /// The resident's address or a landmark, up to 200 characters.
+    pub address: String,
+}
+
+/// A step on a home visit. Texts: 1–500 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HomeVisitAction {
+    /// 审核: approve (supervisor).
+    Approve { reason: String },
+    /// 审核: refuse (supervisor).
+    Refuse { reason: String },
+    /// 帮办: schedule (supervisor): when, who (1–10 names, up to 32 characters each), and the
+    /// materials to bring (up to 30, 64 characters each).
+    Schedule { at: i64, assignees: Vec<String>, materials: Vec<String> },
+    /// The visit happened (staff of the point, supervisor).
+    Complete { outcome: String },
+    /// 评价: the resident's rating (staff of the point, supervisor).
+    Rate { level: crate::protocol::RatingLevel, comment: Option<String> },
+}
+
+/// A home-visit request as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HomeVisitView {
+    pub id: Uuid,
+    pub source: HomeVisitSource,
+    pub point_id: Uuid,
+    pub point_name: String,
+    pub item_id: Option<Uuid>,
+    pub situation: String,
+    pub address: String,
+    pub state: HomeVisitState,
+    pub state_zh: String,
+    pub decision_reason: Option<String>,
+    pub decided_by: Option<Uuid>,
+    pub scheduled_at: Option<i64>,
+    pub assignees: Vec<String>,
+    pub materials: Vec<String>,
+    pub outcome: Option<String>,
+    pub rating: Option<crate::protocol::RatingLevel>,
+    pub rating_comment: Option<String>,
+    pub created_by: Uuid,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+/// A step on a home visit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HomeVisitStepRequest {
+    pub step: HomeVisitAction,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The two lists (两张清单)
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemSource {
+    BadRating,
+    OverdueOrder,
+    /// 巡查
+    Inspection,
+    /// 抽查
+    SpotCheck,
+}
+
+/// Records a problem found by an inspection or a spot check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateProblemRequest {
+    /// `inspection` or `spot_check`.
+    pub source: ProblemSource,
+    /// 1–1000 characters.
+    pub description: String,
+    /// The responsible person or unit, 1–64 characters.
+    pub owner: String,
+    /// Days to rectify: 1–7 (default 7); up to 92 for a complex problem, with `complex_reason`.
+    #[serde(default)]
+    pub days: Option<i64>,
+    #[serde(default)]
+    pub complex_reason: Option<String>,
+}
+
+/// A step on a problem: the measures (整改), then the evidence (销号). 1–1000 characters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProblemStepRequest {
+    Rectify { measures: String },
+    Close { evidence: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProblemView {
+    pub id: Uuid,
+    pub source: ProblemSource,
+    pub description: String,
+    pub owner: String,
+    pub due_at: i64,
+    pub complex_reason: Option<String>,
+    /// `open` (问题清单), `rectifying` (整改清单) or `closed` (销号).
+    pub status: String,
+    pub status_zh: String,
+    pub measures: Option<String>,
+    pub evidence: Option<String>,
+    pub overdue: bool,
+    pub created_at: i64,
+    pub closed_at: Option<i64>,
 }

@@ -216,3 +216,47 @@ CREATE TABLE callback_settings (
     good_share_pct BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
+
+-- Home-visit requests (上门办): requested | approved | refused | scheduled | done | rated.
+CREATE TABLE home_visits (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,                    -- staff | hotline_12345 | referral
+    point_id TEXT NOT NULL REFERENCES service_points(id),
+    item_id TEXT REFERENCES service_items(id),
+    situation TEXT NOT NULL,
+    address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    decision_reason TEXT,
+    decided_by TEXT REFERENCES users(id),
+    decided_at BIGINT,
+    scheduled_at BIGINT,
+    assignees TEXT NOT NULL,                 -- JSON array of names
+    materials TEXT NOT NULL,                 -- JSON array: what to bring
+    outcome TEXT,
+    rating TEXT,
+    rating_comment TEXT,
+    created_by TEXT NOT NULL REFERENCES users(id),
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    version BIGINT NOT NULL
+);
+CREATE INDEX home_visits_point ON home_visits(point_id, created_at);
+
+-- The two lists (两张清单): status open (问题清单) | rectifying (整改清单) | closed (销号).
+CREATE TABLE problems (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,                    -- bad_rating | overdue_order | inspection | spot_check
+    source_ref TEXT UNIQUE,                  -- rectification:<id> | order:<id>
+    description TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    due_at BIGINT NOT NULL,
+    complex_reason TEXT,
+    status TEXT NOT NULL,
+    measures TEXT,
+    evidence TEXT,
+    created_by TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    closed_at BIGINT
+);
+CREATE INDEX problems_status ON problems(status, due_at);

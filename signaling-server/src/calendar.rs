@@ -457,9 +457,12 @@ async fn replace_years(db: &Db, years: &[i32], days: &[CalendarDay], actor: &str
 }
 
 /// Re-applies the stored calendar to the deadlines of open rectifications (15 working days
-/// after the rating). Returns how many changed.
-pub async fn reconcile_deadlines(db: &Db) -> Result<u64, sqlx::Error> {
+/// after the rating) that were computed with the seeded calendar (by the switchboard) or with
+/// one of `previous` (the stored calendar before an edit); a deadline set otherwise is left
+/// alone. Returns how many changed.
+pub async fn reconcile_deadlines(db: &Db, previous: &[&Calendar]) -> Result<u64, sqlx::Error> {
     let cal = load(db).await?;
+    let days = crate::api::stats::RECTIFICATION_WORKING_DAYS;
     let rows = sqlx::query("SELECT id, created_at, due_at FROM rectifications WHERE status = 'open'")
         .fetch_all(&db.pool)
         .await?;
@@ -468,8 +471,11 @@ pub async fn reconcile_deadlines(db: &Db) -> Result<u64, sqlx::Error> {
         let id: String = r.try_get("id")?;
         let created: i64 = r.try_get("created_at")?;
         let due: i64 = r.try_get("due_at")?;
-        let want = cal.due_after_working_days(created, crate::api::stats::RECTIFICATION_WORKING_DAYS);
-        if want != due {
+        let want = cal.due_after_working_days(created, days);
+        let stamped = std::iter::once(Calendar::builtin())
+            .chain(previous.iter().copied())
+            .any(|c| c.due_after_working_days(created, days) == due);
+        if want != due && stamped {
             changed += sqlx::query("UPDATE rectifications SET due_at = $1 WHERE id = $2 AND status = 'open'")
                 .bind(want)
                 .bind(id)
@@ -560,8 +566,9 @@ pub async fn put_year(
         check_text("festival_zh", &d.festival_zh, 32, true)?;
         check_text("festival", &d.festival, 64, true)?;
     }
+    let before = load(&state.db).await?;
     replace_years(&state.db, &[year], &req.days, &p.id.to_string()).await?;
-    let changed = reconcile_deadlines(&state.db).await?;
+    let changed = reconcile_deadlines(&state.db, &[&before]).await?;
     let view = year_view(&state.db, year).await?;
     state
         .audit(AuditRecord::new("calendar.update", "calendar").by(&p).target(year).detail(json!({
@@ -597,8 +604,9 @@ pub async fn import(
             return Err(ApiError::validation(format!("{y} 年超过 {MAX_DAYS_PER_YEAR} 天 (too many days)")));
         }
     }
+    let before = load(&state.db).await?;
     replace_years(&state.db, &years, &days, &p.id.to_string()).await?;
-    let changed = reconcile_deadlines(&state.db).await?;
+    let changed = reconcile_deadlines(&state.db, &[&before]).await?;
     let report = ImportCalendarReport { years, days: u32::try_from(days.len()).unwrap_or(u32::MAX) };
     state
         .audit(AuditRecord::new("calendar.import", "calendar").by(&p).detail(json!({

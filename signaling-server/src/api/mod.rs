@@ -223,6 +223,10 @@ fn cases_router() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::cases::callbacks::list))
         .routes(routes!(crate::cases::callbacks::record))
         .routes(routes!(crate::cases::callbacks::put_settings))
+        .routes(routes!(crate::cases::home_visits::list, crate::cases::home_visits::create))
+        .routes(routes!(crate::cases::home_visits::step))
+        .routes(routes!(crate::cases::problems::list, crate::cases::problems::create))
+        .routes(routes!(crate::cases::problems::step))
 }
 
 /// The terminals' heartbeat takes at most `HEALTH_MAX_BODY` (16 KiB), not the JSON limit.

@@ -32,11 +32,12 @@ fn kind_str(k: CallbackKind) -> &'static str {
         CallbackKind::Rectification => "rectification",
         CallbackKind::Order => "order",
         CallbackKind::GoodRating => "good_rating",
+        CallbackKind::HomeVisit => "home_visit",
     }
 }
 
 fn kind_parse(s: &str) -> Option<CallbackKind> {
-    [CallbackKind::Rectification, CallbackKind::Order, CallbackKind::GoodRating]
+    [CallbackKind::Rectification, CallbackKind::Order, CallbackKind::GoodRating, CallbackKind::HomeVisit]
         .into_iter()
         .find(|k| kind_str(*k) == s)
 }
@@ -83,6 +84,15 @@ async fn insert(
         Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// A call-back for a home visit just rated (评价).
+pub async fn for_home_visit(db: &Db, visit_id: Uuid, now: i64) -> Result<(), sqlx::Error> {
+    let cal = calendar::load(db).await?;
+    let due = cal.due_after_working_days(now, CALLBACK_WORKING_DAYS);
+    insert(db, CallbackKind::HomeVisit, &format!("home_visit:{visit_id}"), None, None, due, now)
+        .await
+        .map(|_| ())
 }
 
 /// A call-back for an order just completed (办结).
@@ -185,6 +195,7 @@ fn view_of(r: &AnyRow, now: i64) -> ApiResult<CallbackView> {
             CallbackKind::Rectification => "差评回访",
             CallbackKind::Order => "工单回访",
             CallbackKind::GoodRating => "好评抽访",
+            CallbackKind::HomeVisit => "上门回访",
         }
         .to_owned(),
         order_id: id_of("order_id")?,
@@ -332,7 +343,7 @@ pub async fn record(
                 super::orders::apply_step(&state, &p, order, &step).await?;
             }
         }
-        CallbackKind::GoodRating => {}
+        CallbackKind::GoodRating | CallbackKind::HomeVisit => {}
     }
     state
         .audit(AuditRecord::new("callback.record", "callback").by(&p).target(id).detail(json!({

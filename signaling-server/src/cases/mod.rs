@@ -4,8 +4,12 @@
 //! - [`outbox`]: the durable notification outbox (signed webhook, console task list).
 //! - [`callbacks`]: call-back (回访) tasks from rectifications, completed orders and sampled
 //!   good ratings; their outcome closes the rectification or closes / reopens the order.
+//! - [`problems`]: the problem list and the rectification list (两张清单).
+//! - [`home_visits`]: home-visit requests (上门办) 发现 → 审核 → 帮办 → 评价.
 
 pub mod callbacks;
+pub mod home_visits;
 pub mod machine;
 pub mod orders;
 pub mod outbox;
+pub mod problems;

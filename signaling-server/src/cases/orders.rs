@@ -912,10 +912,13 @@ pub async fn worker(state: AppState) {
             }
             Err(e) => tracing::error!(error = %e, "work order contacts not purged"),
         }
+        if let Err(e) = super::problems::sync(&state.db, now_ms()).await {
+            tracing::error!(error = %e, "problem list not updated");
+        }
         if let Err(e) = super::callbacks::sync(&state.db, now_ms()).await {
             tracing::error!(error = %e, "call-back tasks not created");
         }
-        if let Err(e) = calendar::reconcile_deadlines(&state.db).await {
+        if let Err(e) = calendar::reconcile_deadlines(&state.db, &[]).await {
             tracing::error!(error = %e, "rectification deadlines not reconciled");
         }
     }

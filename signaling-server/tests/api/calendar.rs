@@ -176,3 +176,50 @@ async fn a_point_has_structured_opening_hours_beside_its_text() {
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_eq!(app.audit("point.opening_hours").await.len(), 2);
 }
+
+#[tokio::test]
+async fn every_cases_endpoint_is_in_the_openapi_document() {
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.get("/api/openapi.json", None).await;
+    for (path, method) in [
+        ("/api/v1/calendar/{year}", "get"),
+        ("/api/v1/calendar/{year}", "put"),
+        ("/api/v1/calendar/import", "post"),
+        ("/api/v1/calendar/deadline", "get"),
+        ("/api/v1/points/{id}/opening-hours", "get"),
+        ("/api/v1/points/{id}/opening-hours", "put"),
+        ("/api/v1/orders", "get"),
+        ("/api/v1/orders", "post"),
+        ("/api/v1/orders/{id}", "get"),
+        ("/api/v1/orders/{id}/steps", "post"),
+        ("/api/v1/orders/{id}/contact", "put"),
+        ("/api/v1/orders/{id}/contact/reveal", "post"),
+        ("/api/v1/notifications/webhook", "put"),
+        ("/api/v1/notifications", "get"),
+        ("/api/v1/notifications/{id}/retry", "post"),
+        ("/api/v1/tasks", "get"),
+        ("/api/v1/tasks/{id}/done", "post"),
+        ("/api/v1/callbacks", "get"),
+        ("/api/v1/callbacks/{id}/result", "post"),
+        ("/api/v1/callbacks/settings", "put"),
+        ("/api/v1/home-visits", "get"),
+        ("/api/v1/home-visits", "post"),
+        ("/api/v1/home-visits/{id}/steps", "post"),
+        ("/api/v1/problems", "get"),
+        ("/api/v1/problems", "post"),
+        ("/api/v1/problems/{id}/steps", "post"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} in openapi.json");
+    }
+    for schema in [
+        "OrderView",
+        "OrderAction",
+        "DeadlineClass",
+        "CalendarYear",
+        "OpeningHours",
+        "NotificationView",
+        "CallbackView",
+    ] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+}

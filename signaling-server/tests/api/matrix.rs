@@ -152,6 +152,32 @@ async fn every_endpoint_checks_authentication_and_role() {
             &[Admin, Supervisor, Operator],
         ),
         (Method::PUT, "/api/v1/callbacks/settings".into(), Some(json!({ "good_share_pct": 200 })), &[Admin]),
+        (Method::GET, "/api/v1/home-visits".into(), None, &[Admin, Supervisor, Staff]),
+        (Method::GET, "/api/v1/problems".into(), None, &[Admin, Supervisor]),
+        (
+            Method::POST,
+            "/api/v1/problems".into(),
+            Some(json!({ "source": "inspection", "description": "", "owner": "" })),
+            &[Admin, Supervisor],
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/problems/{r}/steps"),
+            Some(json!({ "action": "rectify", "measures": "x" })),
+            &[Admin, Supervisor],
+        ),
+        (
+            Method::POST,
+            "/api/v1/home-visits".into(),
+            Some(json!({ "source": "referral", "situation": "x", "address": "x" })),
+            &[Admin, Supervisor],
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/home-visits/{r}/steps"),
+            Some(json!({ "step": { "action": "complete", "outcome": "x" } })),
+            &[Admin, Supervisor, Staff],
+        ),
     ];
     for (method, path, body, allowed) in &cases {
         let (s, b) = app.call(method.clone(), path, None, body.clone()).await;
