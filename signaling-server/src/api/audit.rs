@@ -20,7 +20,7 @@ pub struct AuditQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// Only this action, e.g. `auth.login`.
-    #[param(max_length = 64, pattern = "^[a-z._]+$")]
+    #[param(max_length = 64, pattern = "^[a-z._]*$")]
     pub action: Option<String>,
 }
 
@@ -33,6 +33,9 @@ pub async fn page(
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
     p.require(&[Role::Admin])?;
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::bad_request("before 须为正整数 (before must be positive)"));
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("limit 须在 1 到 500 之间 (limit out of range)"));
