@@ -392,14 +392,15 @@ impl Driver {
         if claims.point != Some(point) {
             return Err(refuse(ErrorCode::Forbidden, "该工作人员不属于本服务点 (staff of another point)"));
         }
-        let (name, role, active) = store::user_name(&self.db, claims.sub)
+        let (name, role, active, generation) = store::user_account(&self.db, claims.sub)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "staff lookup failed");
                 refuse(ErrorCode::Internal, "取号失败，请重试 (retry)")
             })?
             .ok_or_else(invalid)?;
-        if !active || role != "staff" {
+        // A password change, reset, role change or disabling ends the staff sign-in at once.
+        if !active || role != "staff" || generation != claims.generation {
             return Err(invalid());
         }
         Ok((claims.sub, name))

@@ -312,12 +312,25 @@ pub async fn line_names(db: &Db) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
 }
 
 pub async fn user_name(db: &Db, user: Uuid) -> Result<Option<(String, String, bool)>, sqlx::Error> {
-    let row = sqlx::query("SELECT display_name, role, active FROM users WHERE id = $1")
+    Ok(user_account(db, user).await?.map(|(name, role, active, _)| (name, role, active)))
+}
+
+/// An account's display name, role, whether it is active, and its token generation (tokens
+/// issued before the last password, role or status change carry an older one).
+pub async fn user_account(db: &Db, user: Uuid) -> Result<Option<(String, String, bool, i64)>, sqlx::Error> {
+    let row = sqlx::query("SELECT display_name, role, active, token_gen FROM users WHERE id = $1")
         .bind(user.to_string())
         .fetch_optional(&db.pool)
         .await?;
-    row.map(|r| Ok((r.try_get("display_name")?, r.try_get("role")?, crate::db::get_flag(&r, "active")?)))
-        .transpose()
+    row.map(|r| {
+        Ok((
+            r.try_get("display_name")?,
+            r.try_get("role")?,
+            crate::db::get_flag(&r, "active")?,
+            r.try_get::<i64, _>("token_gen")?,
+        ))
+    })
+    .transpose()
 }
 
 /// A ticket that was waiting or in a call when the server stopped.

@@ -115,3 +115,36 @@ async fn the_operator_sees_which_staff_member_helped_and_foreign_tokens_are_refu
     })
     .await;
 }
+
+/// A staff sign-in ends with a password reset: its token no longer admits a resident's ticket
+/// at the kiosk, though it has not expired (issue #13 item 2 with item 5).
+#[tokio::test]
+async fn a_staff_token_from_before_a_password_reset_admits_no_ticket() {
+    let app = TestApp::spawn().await;
+    let (_, device) = app.enroll_terminal(0).await;
+    let admin = app.login("admin").await;
+    let staff = app.login("staff1").await;
+    let (s, me) = app.get("/api/v1/me", Some(&staff)).await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{me}");
+    let id = me["id"].as_str().expect("id").to_owned();
+    let (mut term, _) = WsClient::connect(&app, &device).await;
+    let item = item_id(&app, &device, "MZ-001").await;
+    let (s, body) = app
+        .post(
+            &format!("/api/v1/users/{id}/password"),
+            Some(&admin),
+            serde_json::json!({ "new_password": "Fresh-pass-42" }),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::NO_CONTENT, "{body}");
+    term.send(&take(item, Some(&staff))).await;
+    let m = term
+        .expect("refusal", |m| match m {
+            ServerMsg::Error { code, message, .. } => Some((*code, message.clone())),
+            ServerMsg::TicketIssued { .. } => Some((ErrorCode::Unknown, "issued".into())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(m.0, ErrorCode::Forbidden, "{m:?}");
+    assert!(m.1.contains("工作人员"), "the kiosk shows why: {}", m.1);
+}
