@@ -118,10 +118,12 @@ impl Core {
             _ => {}
         }
         if is_watcher(info.role) {
-            // A newcomer (or a name that changed) shows on the board at once, not at the next
-            // throttled update.
+            // A newcomer gets the board at once; the others see it (and the newcomer) at the
+            // next throttled update: 500 operators connecting in one turn must not queue 500
+            // boards for each of them.
+            let board = self.board(now);
+            self.send(id, board);
             self.board_dirty = true;
-            self.board_sent_at = 0;
         }
     }
 
