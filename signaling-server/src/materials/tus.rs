@@ -359,12 +359,12 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
 }
 
 /// Open uploads of one session, and of one uploader (a terminal or an operator).
-pub const MAX_OPEN_PER_SESSION: i64 = 16;
-pub const MAX_OPEN_PER_UPLOADER: i64 = 8;
+pub const MAX_OPEN_PER_SESSION: i64 = 24;
+pub const MAX_OPEN_PER_UPLOADER: i64 = 20;
 /// Bytes of one session (stored materials and open uploads), in files of the largest size.
-pub const SESSION_FILES: u64 = 16;
+pub const SESSION_FILES: u64 = 32;
 /// Bytes one uploader stores in a day (materials and open uploads), in files of the largest size.
-pub const UPLOADER_DAY_FILES: u64 = 32;
+pub const UPLOADER_DAY_FILES: u64 = 64;
 
 fn quota_error(status: StatusCode, msg: String) -> ApiError {
     ApiError::new(status, "quota_exceeded", msg)

@@ -650,21 +650,22 @@ async fn open_uploads_and_stored_bytes_have_quotas() {
             ("sha256", &"ab".repeat(32)),
         ])
     };
-    for n in 0..8 {
+    for n in 0..20 {
         assert_eq!(create(&app, &c.device, 4096, &meta(n)).await.status(), StatusCode::CREATED, "{n}");
     }
-    let (status, code, message) = error_of(create(&app, &c.device, 4096, &meta(8)).await).await;
+    let (status, code, message) = error_of(create(&app, &c.device, 4096, &meta(20)).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{message}");
     assert!(message.contains("同时进行的上传"), "{message}");
-    // The session's bytes (16 × 4096): 8 open uploads of the terminal, a stored material and 7
-    // open uploads of the operator fit; the next 4096 bytes do not.
+    // The session's bytes (32 × 4096): the terminal's 20 open uploads and what the operator
+    // stores; the first upload past the quota is refused.
     let small = png(20, 20);
-    assert!(small.len() < 4096);
-    upload(&app, &c.operator, &c.session_id, "s.png", &small).await;
-    for n in 0..7 {
-        assert_eq!(create(&app, &c.operator, 4096, &meta(n)).await.status(), StatusCode::CREATED, "{n}");
+    let room = 32 * 4096 - 20 * 4096;
+    let fits = room / small.len();
+    for n in 0..fits {
+        let resp = upload_once(&app, &c.operator, &c.session_id, &format!("s{n}.png"), &small).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT, "{n}");
     }
-    let (status, code, message) = error_of(create(&app, &c.operator, 4096, &meta(99)).await).await;
+    let (status, code, message) = error_of(create(&app, &c.operator, small.len(), &meta(99)).await).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{message}");
     assert_eq!(code, "quota_exceeded");
     assert!(message.contains("上限"), "{message}");
