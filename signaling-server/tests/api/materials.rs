@@ -747,3 +747,45 @@ async fn uploads_of_an_ended_session_are_cleaned_up_and_its_terminal_reads_nothi
     assert_eq!(offset(&app, &c.operator, &untouched).await.0, StatusCode::NOT_FOUND);
     assert!(walk(&app.data_dir.path().join("uploads")).is_empty());
 }
+
+#[tokio::test]
+async fn upload_file_names_are_encrypted_at_rest() {
+    let app = TestApp::spawn().await;
+    let c = call(&app).await;
+    let name = "张三-110105195001010018-身份证.pdf";
+    let id = upload(&app, &c.operator, &c.session_id, &format!("../../{name}\u{202E}"), &pdf("n", 700)).await;
+    let half = start(&app, &c.device, &c.session_id, "李四-13800138000.png", &png(30, 30)).await;
+    let pool = &app.state.db.pool;
+    for table in ["materials", "uploads"] {
+        for r in sqlx::query(sqlx::AssertSqlSafe(format!("SELECT filename FROM {table}")))
+            .fetch_all(pool)
+            .await
+            .expect("rows")
+        {
+            let stored: String = r.get("filename");
+            assert!(stored.starts_with("v1:"), "{table}: {stored}");
+            for secret in ["110105195001010018", "张三", "13800138000", "李四"] {
+                assert!(!stored.contains(secret), "{table}: {stored}");
+            }
+        }
+    }
+    // Parties read the display name; the print job carries it too.
+    let (_, m) = app.get(&format!("/api/v1/materials/{id}"), Some(&c.operator)).await;
+    assert_eq!(m["filename"], name);
+    let (s, job) = app
+        .post(
+            &format!("/api/v1/sessions/{}/print-jobs", c.session_id),
+            Some(&c.operator),
+            json!({ "material_id": id, "idempotency_key": "name" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{job}");
+    assert_eq!(job["filename"], name);
+    // A ciphertext copied to another row does not open there.
+    sqlx::query("UPDATE uploads SET filename = (SELECT filename FROM materials LIMIT 1)")
+        .execute(pool)
+        .await
+        .expect("copy");
+    let (s, _) = offset(&app, &c.device, &half).await;
+    assert_eq!(s, StatusCode::OK, "the upload goes on; its name reads as undecryptable");
+}
