@@ -430,7 +430,7 @@ async fn report(
         }
         None => None,
     };
-    let job = load(&state, id).await?.ok_or_else(|| ApiError::not_found("打印任务"))?;
+    let job = load(state, id).await?.ok_or_else(|| ApiError::not_found("打印任务"))?;
     let mut rec = AuditRecord::new("print_job.state", "print_job").target(id);
     rec.actor_id = Some(who.id);
     rec.actor_name = who.name.clone();
@@ -468,7 +468,7 @@ async fn report(
         return Err(ApiError::conflict("打印任务已变化 (job changed concurrently)"));
     }
     state.audit(rec.detail(json!({ "state": new_state.as_str(), "reason": reason }))).await;
-    let view = load(&state, id).await?.ok_or_else(ApiError::internal)?.view;
+    let view = load(state, id).await?.ok_or_else(ApiError::internal)?.view;
     notify(state, &view).await;
     Ok(view)
 }
