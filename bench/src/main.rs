@@ -383,6 +383,23 @@ async fn materials_rows(cli: &Cli, a: &MaterialsArgs) -> Result<Vec<Row>> {
     let each = |v: &[f64]| v.iter().map(|s| format!("{s:.2} s")).collect::<Vec<_>>().join(", ");
     let goal = 0.8;
     let mut rows = Vec::new();
+    if let Some((peak, before)) = out.concurrent_peak_rss {
+        rows.push(Row {
+            id: "materials-upload-memory".into(),
+            what: format!(
+                "the server's peak resident memory (VmHWM) while {} uploads of the {mbytes:.1} MB scan run at once from one terminal",
+                materials::CONCURRENT
+            ),
+            goal: "bounded: not proportional to the uploads' size".into(),
+            result: format!("{:.0} MB", peak as f64 / 1e6),
+            runs: format!("all {} done in {:.2} s", materials::CONCURRENT, out.concurrent_secs),
+            reference: format!("{:.0} MB resident before them", before as f64 / 1e6),
+            ratio: format!("{:.2}× the data uploaded", peak as f64 / (out.file_bytes * materials::CONCURRENT) as f64),
+            command: cmd.clone(),
+            missed: false,
+            pending: false,
+        });
+    }
     for (id, link, ours, nginx) in [
         ("materials-upload", "loopback", &out.ours, &out.nginx),
         (
@@ -401,7 +418,7 @@ async fn materials_rows(cli: &Cli, a: &MaterialsArgs) -> Result<Vec<Row>> {
         rows.push(Row {
             id: id.into(),
             what: format!(
-                "a {mbytes:.1} MB JPEG scan uploaded as the terminal does (tus, 256 KiB `PATCH`es with sha256) until the server has it fsynced, checksummed and encrypted, over {link}; throughput ratio = nginx time ÷ ours"
+                "a {mbytes:.1} MB JPEG scan uploaded as the terminal does (tus, `PATCH`es of a quarter of the file with sha256) until the server has it fsynced, checksummed and encrypted, over {link}; throughput ratio = nginx time ÷ ours"
             ),
             goal: format!("≥ {goal}× nginx's throughput"),
             result: secs(t),

@@ -1,5 +1,5 @@
 //! `materials`: a scan uploaded the way the terminal uploads it (tus: `POST`, `HEAD`, then
-//! 256 KiB `PATCH`es with `Upload-Checksum: sha256`) until the server answers the last `PATCH`,
+//! `PATCH`es sized by the file with `Upload-Checksum: sha256`) until the server answers the last `PATCH`,
 //! i.e. has stored it fsynced, checksummed and encrypted; against `curl --data-binary @file`
 //! PUT to nginx-light (WebDAV `PUT`, body written to disk) on the same machine, in the same
 //! run. Both again through [`proxy`], a userspace TCP proxy emulating a 20 ms round trip and
@@ -20,9 +20,15 @@ use crate::proxy::{self, Impairment};
 use crate::signaling::{accept_one, server_env, take_and_wait};
 use crate::util::{self, Api, DEMO_PASSWORD, OPERATOR_PASSWORD, Proc, Ws};
 
-/// The terminal's chunk (`endpoint_client::upload::CHUNK`; the bench does not link the terminal
-/// and its WebRTC/GStreamer stack, so the same requests are made here).
-pub const CHUNK: usize = 256 * 1024;
+/// The terminal's chunk for a file of `size` bytes (`endpoint_client::upload::chunk_for`; the
+/// bench does not link the terminal and its WebRTC/GStreamer stack, so the same requests are
+/// made here): a quarter of the file, 256 KiB to 8 MiB.
+pub fn chunk_for(size: usize) -> usize {
+    size.div_ceil(4).clamp(256 * 1024, 8 * 1024 * 1024)
+}
+
+/// Uploads at once for the server's peak memory.
+pub const CONCURRENT: usize = 20;
 const TUS: &str = "1.0.0";
 
 #[derive(Debug, Clone)]
@@ -42,6 +48,16 @@ pub struct Outcome {
     pub nginx: Vec<f64>,
     pub ours_impaired: Vec<f64>,
     pub nginx_impaired: Vec<f64>,
+    /// The server's peak resident memory (VmHWM, bytes) after [`CONCURRENT`] uploads at once,
+    /// and its resident memory before them.
+    pub concurrent_peak_rss: Option<(u64, u64)>,
+    /// Seconds for all of them.
+    pub concurrent_secs: f64,
+}
+
+fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix(key)?.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 pub async fn run(o: &Opts) -> Result<Outcome> {
@@ -90,7 +106,27 @@ pub async fn run(o: &Opts) -> Result<Outcome> {
         out.ours_impaired.push(t);
         out.nginx_impaired.push(r);
     }
-    server.check_stored(o.runs + o.impaired_runs).await?;
+    // Many at once: the server's peak memory (hashing, sealing and checks stream; thumbnails are
+    // bounded in concurrency).
+    let before = proc_status_kb(server.proc.pid, "VmRSS:").unwrap_or(0) * 1024;
+    let datas: Vec<Vec<u8>> = (0..CONCURRENT).map(|_| variant(&scan)).collect();
+    let started = Instant::now();
+    let done = futures_util::future::try_join_all(datas.iter().map(|d| server.upload_ref(server.addr, d)))
+        .await
+        .context("concurrent uploads")?;
+    out.concurrent_secs = started.elapsed().as_secs_f64();
+    for (_, m) in done {
+        server.materials.push(m);
+    }
+    let peak = proc_status_kb(server.proc.pid, "VmHWM:").unwrap_or(0) * 1024;
+    out.concurrent_peak_rss = Some((peak, before));
+    eprintln!(
+        "materials: {CONCURRENT} uploads at once in {:.2} s; server VmHWM {} MB (VmRSS before {} MB)",
+        out.concurrent_secs,
+        peak / 1_000_000,
+        before / 1_000_000
+    );
+    server.check_stored(o.runs + o.impaired_runs + CONCURRENT).await?;
     server.proc.stop().await?;
     nginx.proc.stop().await?;
     Ok(out)
@@ -200,6 +236,12 @@ impl Server {
     /// One scan through tus at `via` (the server or a proxy in front of it); seconds from the
     /// `POST` to the last `PATCH`'s answer.
     async fn upload(&mut self, via: SocketAddr, data: &[u8]) -> Result<f64> {
+        let (secs, material) = self.upload_ref(via, data).await?;
+        self.materials.push(material);
+        Ok(secs)
+    }
+
+    async fn upload_ref(&self, via: SocketAddr, data: &[u8]) -> Result<(f64, Uuid)> {
         let base = format!("http://{via}");
         let started = Instant::now();
         let sha = hex::encode(Sha256::digest(data));
@@ -244,7 +286,7 @@ impl Server {
         let mut last = Duration::ZERO;
         while offset < data.len() {
             let sent = Instant::now();
-            let chunk = &data[offset..(offset + CHUNK).min(data.len())];
+            let chunk = &data[offset..(offset + chunk_for(data.len())).min(data.len())];
             let digest = B64.encode(Sha256::digest(chunk));
             let r = self
                 .http
@@ -272,12 +314,11 @@ impl Server {
         }
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
-            "  tus {secs:.3} s, of which the last PATCH (hash, seal, thumbnail) {:.3} s",
+            "  tus {secs:.3} s, of which the last PATCH (check, hash, seal) {:.3} s",
             last.as_secs_f64()
         );
         let material = material.context("the last PATCH names the material")?;
-        self.materials.push(Uuid::parse_str(&material)?);
-        Ok(secs)
+        Ok((secs, Uuid::parse_str(&material)?))
     }
 
     /// Every uploaded scan is listed in the session and reads back with its checksum.

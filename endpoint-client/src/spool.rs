@@ -3,8 +3,10 @@
 //! A page is two files: `<id>.<ext>` (the content) and `<id>.json` (an [`Entry`]: the session,
 //! the material slot, the SHA-256, the tus upload URL once created). Both are written to a
 //! temporary name, fsynced and renamed, then the directory is fsynced, so a crash or power cut
-//! leaves either the whole page or nothing. Pages the server refused for good are moved to
-//! `spool/rejected/` for a technician, never deleted silently.
+//! leaves either the whole page or nothing. Pages the server refused for good are kept for a
+//! technician in `spool/rejected/`, never in clear: the content is sealed with AES-256-GCM under
+//! the spool's own key (`spool/rejected.key`, mode 0600) and the page is deleted after
+//! [`REJECTED_KEEP`] (at each open of the spool).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+/// How long a refused page is kept (sealed) for a technician.
+pub const REJECTED_KEEP: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry {
@@ -80,6 +85,7 @@ impl Spool {
         let dir = dir.into();
         std::fs::create_dir_all(dir.join("rejected"))?;
         let spool = Self { dir };
+        spool.prune_rejected(std::time::SystemTime::now(), REJECTED_KEEP);
         let known: std::collections::HashSet<String> = spool.list().into_iter().map(|e| e.file).collect();
         for ent in std::fs::read_dir(&spool.dir)?.flatten() {
             let name = ent.file_name().to_string_lossy().into_owned();
@@ -173,17 +179,110 @@ impl Spool {
         Ok(())
     }
 
-    /// The server refused the page for good: keep it aside with the reason.
+    /// The server refused the page for good: keep it aside with the reason, sealed
+    /// (`rejected/<id>.sealed`: nonce ‖ AES-256-GCM ciphertext, the page id as associated data);
+    /// the clear content is removed.
     pub fn reject(&self, e: &Entry, reason: &str) -> std::io::Result<()> {
         let dead = self.dir.join("rejected");
         let mut e2 = e.clone();
         e2.last_error = Some(reason.to_owned());
+        e2.file = format!("{}.sealed", e.id.simple());
+        let plain = std::fs::read(self.content_path(e))?;
+        let sealed = self.seal(e.id, &plain)?;
+        write_atomic(&dead.join(&e2.file), &sealed)?;
         let bytes = serde_json::to_vec_pretty(&e2).map_err(std::io::Error::other)?;
-        std::fs::rename(self.content_path(e), dead.join(&e.file))?;
         write_atomic(&dead.join(format!("{}.json", e.id.simple())), &bytes)?;
         std::fs::remove_file(self.meta_path(e.id))?;
+        std::fs::remove_file(self.content_path(e))?;
         sync_dir(Some(&self.dir));
         Ok(())
+    }
+
+    /// Refused pages kept, oldest first.
+    pub fn rejected(&self) -> Vec<Entry> {
+        let Ok(rd) = std::fs::read_dir(self.dir.join("rejected")) else { return vec![] };
+        let mut out: Vec<Entry> = rd
+            .flatten()
+            .filter(|d| d.file_name().to_string_lossy().ends_with(".json"))
+            .filter_map(|d| std::fs::read(d.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<Entry>(&b).ok())
+            .collect();
+        out.sort_by_key(|e| (e.created_at_ms, e.id));
+        out
+    }
+
+    /// The content of a refused page (for a technician).
+    pub fn open_rejected(&self, e: &Entry) -> std::io::Result<Vec<u8>> {
+        use aes_gcm::aead::{Aead, Payload};
+        let sealed = std::fs::read(self.dir.join("rejected").join(&e.file))?;
+        if sealed.len() < 12 + 16 {
+            return Err(std::io::Error::other("sealed page too short"));
+        }
+        let (nonce, ct) = sealed.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().map_err(std::io::Error::other)?;
+        self.cipher()?
+            .decrypt(&aes_gcm::Nonce::from(nonce), Payload { msg: ct, aad: e.id.as_bytes() })
+            .map_err(|_| std::io::Error::other("sealed page does not open (tampered, or another key)"))
+    }
+
+    /// Deletes refused pages older than `keep` at `now` (by their sealed file's time).
+    pub fn prune_rejected(&self, now: std::time::SystemTime, keep: std::time::Duration) -> usize {
+        let dead = self.dir.join("rejected");
+        let Ok(rd) = std::fs::read_dir(&dead) else { return 0 };
+        let mut n = 0;
+        for d in rd.flatten() {
+            let old = d
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > keep);
+            if old && d.file_name().to_string_lossy().ends_with(".json") {
+                let _ = std::fs::remove_file(d.path());
+                n += 1;
+            } else if old {
+                let _ = std::fs::remove_file(d.path());
+            }
+        }
+        sync_dir(Some(&dead));
+        n
+    }
+
+    fn cipher(&self) -> std::io::Result<aes_gcm::Aes256Gcm> {
+        use aes_gcm::KeyInit;
+        let path = self.dir.join("rejected.key");
+        let key = match std::fs::read(&path) {
+            Ok(k) if k.len() == 32 => k,
+            _ => {
+                use rand::RngCore;
+                let mut k = vec![0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut k);
+                let mut o = std::fs::OpenOptions::new();
+                o.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+                let mut f = o.open(&path)?;
+                f.write_all(&k)?;
+                f.sync_all()?;
+                sync_dir(Some(&self.dir));
+                k
+            }
+        };
+        aes_gcm::Aes256Gcm::new_from_slice(&key).map_err(std::io::Error::other)
+    }
+
+    fn seal(&self, id: Uuid, plain: &[u8]) -> std::io::Result<Vec<u8>> {
+        use aes_gcm::aead::{Aead, Payload};
+        use rand::RngCore;
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ct = self
+            .cipher()?
+            .encrypt(&aes_gcm::Nonce::from(nonce), Payload { msg: plain, aad: id.as_bytes() })
+            .map_err(|_| std::io::Error::other("cannot seal a refused page"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        Ok(out)
     }
 }
 
@@ -213,10 +312,58 @@ mod tests {
         assert!(!spool.content_path(&e).exists());
 
         let scratch = spool.scratch_path("jpg");
-        std::fs::write(&scratch, b"\xff\xd8bad").expect("write");
+        let page = b"\xff\xd8ID 110105195001010018 ZHANG-SAN".to_vec();
+        std::fs::write(&scratch, &page).expect("write");
         let e = spool.add(&scratch, session, None, "x.jpg", "image/jpeg", "jpg").expect("add");
         spool.reject(&e, "session is over").expect("reject");
         assert!(spool.list().is_empty());
-        assert!(spool.dir().join("rejected").join(&e.file).exists());
+        let kept = spool.rejected();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].last_error.as_deref(), Some("session is over"));
+        assert_eq!(spool.open_rejected(&kept[0]).expect("opens"), page);
+    }
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).expect("dir").flatten() {
+            if e.path().is_dir() {
+                out.extend(files(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn refused_pages_are_never_in_clear_and_go_after_the_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path().join("spool")).expect("open");
+        let marker = b"110105195001010018";
+        let scratch = spool.scratch_path("png");
+        std::fs::write(&scratch, [&b"\x89PNG"[..], marker].concat()).expect("write");
+        let e = spool.add(&scratch, Uuid::new_v4(), None, "p.png", "image/png", "png").expect("add");
+        spool.reject(&e, "415: unsupported").expect("reject");
+        for f in files(spool.dir()) {
+            let bytes = std::fs::read(&f).expect("read");
+            assert!(!bytes.windows(marker.len()).any(|w| w == marker), "clear page in {}", f.display());
+        }
+        // Hostile: a tampered sealed page, or one moved under another id, does not open.
+        let kept = spool.rejected().remove(0);
+        let sealed = spool.dir().join("rejected").join(&kept.file);
+        let mut bytes = std::fs::read(&sealed).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&sealed, &bytes).expect("write");
+        assert!(spool.open_rejected(&kept).is_err());
+        let mut moved = kept.clone();
+        moved.id = Uuid::new_v4();
+        assert!(spool.open_rejected(&moved).is_err());
+        // Within the bound it stays; past it, it is gone.
+        let now = std::time::SystemTime::now();
+        assert_eq!(spool.prune_rejected(now, REJECTED_KEEP), 0);
+        assert_eq!(spool.prune_rejected(now + REJECTED_KEEP * 2, REJECTED_KEEP), 1);
+        assert!(spool.rejected().is_empty());
+        assert!(std::fs::read_dir(spool.dir().join("rejected")).expect("dir").next().is_none());
     }
 }

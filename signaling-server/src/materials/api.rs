@@ -27,7 +27,7 @@ async fn authorised(
     id: Uuid,
     action: &'static str,
 ) -> ApiResult<(MaterialRow, SessionInfo)> {
-    let m = super::load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("材料"))?;
+    let m = super::load(state, id).await?.ok_or_else(|| ApiError::not_found("材料"))?;
     let session = session_info(&state.db, m.view.session_id).await?.ok_or_else(ApiError::internal)?;
     if !session.may_access(p) {
         return Err(deny(state, p, action, "material", id).await);
@@ -81,7 +81,8 @@ pub async fn list(
     .bind(id.to_string())
     .fetch_all(&state.db.pool)
     .await?;
-    let list = rows.iter().map(|r| super::from_row(r).map(|m| m.view)).collect::<ApiResult<Vec<_>>>()?;
+    let list =
+        rows.iter().map(|r| super::from_row(r, &state.pii).map(|m| m.view)).collect::<ApiResult<Vec<_>>>()?;
     state
         .audit(
             AuditRecord::new("material.list", "session")
@@ -298,7 +299,7 @@ pub async fn review(
     Path(id): Path<Uuid>,
     Json(req): Json<ReviewMaterialRequest>,
 ) -> ApiResult<Json<MaterialView>> {
-    let m = super::load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("材料"))?;
+    let m = super::load(&state, id).await?.ok_or_else(|| ApiError::not_found("材料"))?;
     let session = session_info(&state.db, m.view.session_id).await?.ok_or_else(ApiError::internal)?;
     if !session.is_operator(&p) {
         return Err(deny(&state, &p, "material.review", "material", id).await);
@@ -333,7 +334,7 @@ pub async fn review(
                 .detail(json!({ "decision": status_str(status), "reason": reason })),
         )
         .await;
-    let view = super::load(&state.db, id).await?.ok_or_else(ApiError::internal)?.view;
+    let view = super::load(&state, id).await?.ok_or_else(ApiError::internal)?.view;
     notify_material(&state, &session, view.clone()).await;
     Ok(Json(view))
 }

@@ -401,7 +401,28 @@ pub(crate) fn status_str(s: MaterialStatus) -> &'static str {
     }
 }
 
-pub(crate) fn from_row(r: &AnyRow) -> ApiResult<MaterialRow> {
+/// Upload file names are personal data (they often carry a name or an ID number): stored
+/// encrypted like names, bound to their row. Rows from before that are read as they are.
+pub(crate) fn seal_name(pii: &crate::pii::Pii, name: &str, context: &str) -> String {
+    pii.encrypt(name, context)
+}
+
+pub(crate) fn open_name(pii: &crate::pii::Pii, stored: &str, context: &str) -> String {
+    if stored.starts_with("v1:") {
+        pii.decrypt(stored, context).unwrap_or_else(|_| {
+            tracing::error!("a stored file name does not decrypt");
+            "（文件名无法解密）".to_owned()
+        })
+    } else {
+        stored.to_owned()
+    }
+}
+
+pub(crate) fn material_name_context(id: Uuid) -> String {
+    format!("material:{id}:filename")
+}
+
+pub(crate) fn from_row(r: &AnyRow, pii: &crate::pii::Pii) -> ApiResult<MaterialRow> {
     let object_name: Option<String> = r.try_get("object_name")?;
     let thumb_name: Option<String> = r.try_get("thumb_name")?;
     let thumb_size: Option<i64> = r.try_get("thumb_size")?;
@@ -424,7 +445,11 @@ pub(crate) fn from_row(r: &AnyRow) -> ApiResult<MaterialRow> {
         } else {
             MaterialSource::Scan
         },
-        filename: r.try_get("filename")?,
+        filename: open_name(
+            pii,
+            &r.try_get::<String, _>("filename")?,
+            &material_name_context(parse_id(&r.try_get::<String, _>("id")?)?),
+        ),
         has_thumbnail: !purged && thumb.is_some(),
         content_type,
         size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
@@ -441,12 +466,12 @@ pub(crate) fn from_row(r: &AnyRow) -> ApiResult<MaterialRow> {
     Ok(MaterialRow { view, object_name, wrapped_key: r.try_get("wrapped_key")?, thumb })
 }
 
-pub(crate) async fn load(db: &Db, id: Uuid) -> ApiResult<Option<MaterialRow>> {
+pub(crate) async fn load(state: &AppState, id: Uuid) -> ApiResult<Option<MaterialRow>> {
     let r = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE m.id = $1")))
         .bind(id.to_string())
-        .fetch_optional(&db.pool)
+        .fetch_optional(&state.db.pool)
         .await?;
-    r.as_ref().map(from_row).transpose()
+    r.as_ref().map(|r| from_row(r, &state.pii)).transpose()
 }
 
 /// Tells both parties of the session that a material changed.

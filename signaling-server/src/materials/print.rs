@@ -26,7 +26,7 @@ use super::{deny, session_info};
 use crate::audit::AuditRecord;
 use crate::auth::Principal;
 use crate::auth::tokens::secret_hash;
-use crate::db::{Db, new_id, now_ms, parse_id};
+use crate::db::{new_id, now_ms, parse_id};
 use crate::error::{ApiError, ApiResult, Json, Path, Query, check_text};
 use crate::state::AppState;
 
@@ -51,7 +51,7 @@ struct JobRow {
     wrapped_key: Option<String>,
 }
 
-fn from_row(r: &AnyRow) -> ApiResult<JobRow> {
+fn from_row(r: &AnyRow, pii: &crate::pii::Pii) -> ApiResult<JobRow> {
     Ok(JobRow {
         view: PrintJobView {
             id: parse_id(&r.try_get::<String, _>("id")?)?,
@@ -60,7 +60,11 @@ fn from_row(r: &AnyRow) -> ApiResult<JobRow> {
             terminal_id: parse_id(&r.try_get::<String, _>("terminal_id")?)?,
             operator_id: parse_id(&r.try_get::<String, _>("operator_id")?)?,
             material_id: parse_id(&r.try_get::<String, _>("material_id")?)?,
-            filename: r.try_get("filename")?,
+            filename: super::open_name(
+                pii,
+                &r.try_get::<String, _>("filename")?,
+                &super::material_name_context(parse_id(&r.try_get::<String, _>("material_id")?)?),
+            ),
             sha256: r.try_get("sha256")?,
             size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
             copies: u32::try_from(r.try_get::<i64, _>("copies")?).unwrap_or(1),
@@ -76,12 +80,12 @@ fn from_row(r: &AnyRow) -> ApiResult<JobRow> {
     })
 }
 
-async fn load(db: &Db, id: Uuid) -> ApiResult<Option<JobRow>> {
+async fn load(state: &AppState, id: Uuid) -> ApiResult<Option<JobRow>> {
     let r = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE j.id = $1")))
         .bind(id.to_string())
-        .fetch_optional(&db.pool)
+        .fetch_optional(&state.db.pool)
         .await?;
-    r.as_ref().map(from_row).transpose()
+    r.as_ref().map(|r| from_row(r, &state.pii)).transpose()
 }
 
 async fn notify(state: &AppState, job: &PrintJobView) {
@@ -101,7 +105,7 @@ pub(crate) async fn expire_jobs(state: &AppState, now: i64) -> ApiResult<u64> {
     .await?;
     let mut count = 0;
     for r in &rows {
-        let job = from_row(r)?;
+        let job = from_row(r, &state.pii)?;
         let n = sqlx::query(
             "UPDATE print_jobs SET state = 'expired', updated_at = $1 WHERE id = $2 AND state IN ('pending', 'claimed')",
         )
@@ -150,7 +154,7 @@ pub async fn create(
         .bind(&key)
         .fetch_optional(&state.db.pool)
         .await?;
-        r.as_ref().map(from_row).transpose()
+        r.as_ref().map(|r| from_row(r, &state.pii)).transpose()
     };
     let same = |job: &JobRow| job.view.material_id == req.material_id && job.view.session_id == id;
     if let Some(job) = existing().await? {
@@ -164,7 +168,7 @@ pub async fn create(
     if !session.is_live() {
         return Err(ApiError::conflict("通话已结束 (session is over)"));
     }
-    let m = super::load(&state.db, req.material_id)
+    let m = super::load(&state, req.material_id)
         .await?
         .ok_or_else(|| ApiError::validation("材料不存在 (no such material)"))?;
     if m.view.session_id != id {
@@ -205,7 +209,7 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     }
-    let job = load(&state.db, job_id).await?.ok_or_else(ApiError::internal)?.view;
+    let job = load(&state, job_id).await?.ok_or_else(ApiError::internal)?.view;
     state
         .audit(AuditRecord::new("print_job.create", "print_job").by(&p).target(job_id).detail(json!({
             "session_id": id, "material_id": req.material_id, "point_id": session.point_id, "copies": copies,
@@ -234,7 +238,7 @@ pub async fn list_session(
     .bind(id.to_string())
     .fetch_all(&state.db.pool)
     .await?;
-    Ok(Json(rows.iter().map(|r| from_row(r).map(|j| j.view)).collect::<ApiResult<_>>()?))
+    Ok(Json(rows.iter().map(|r| from_row(r, &state.pii).map(|j| j.view)).collect::<ApiResult<_>>()?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -267,7 +271,7 @@ pub async fn list_mine(
     .bind(filter.map_or("", PrintJobState::as_str))
     .fetch_all(&state.db.pool)
     .await?;
-    Ok(Json(rows.iter().map(|r| from_row(r).map(|j| j.view)).collect::<ApiResult<_>>()?))
+    Ok(Json(rows.iter().map(|r| from_row(r, &state.pii).map(|j| j.view)).collect::<ApiResult<_>>()?))
 }
 
 /// The terminal takes the job for printing. Presenting the same claim token again (e.g. after
@@ -287,7 +291,7 @@ pub async fn claim(
             "claim_token 须为 16–128 个可见 ASCII 字符 (claim_token: 16–128 printable ASCII)",
         ));
     }
-    let job = load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("打印任务"))?;
+    let job = load(&state, id).await?.ok_or_else(|| ApiError::not_found("打印任务"))?;
     if !(p.is_terminal() && p.id == job.view.terminal_id) {
         return Err(deny(&state, &p, "print_job.claim", "print_job", id).await);
     }
@@ -304,7 +308,7 @@ pub async fn claim(
     .execute(&state.db.pool)
     .await?
     .rows_affected();
-    let job = load(&state.db, id).await?.ok_or_else(ApiError::internal)?;
+    let job = load(&state, id).await?.ok_or_else(ApiError::internal)?;
     if n == 1 {
         state.audit(AuditRecord::new("print_job.claim", "print_job").by(&p).target(id)).await;
         notify(&state, &job.view).await;
@@ -332,7 +336,7 @@ pub async fn document(
     Path(id): Path<Uuid>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let job = load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("打印任务"))?;
+    let job = load(&state, id).await?.ok_or_else(|| ApiError::not_found("打印任务"))?;
     // Only the job's own terminal, and only while its call is live (or just ended: a server
     // restart closes calls; a job sent during the call still prints within the grace).
     let live = session_info(&state.db, job.view.session_id)
@@ -426,7 +430,7 @@ async fn report(
         }
         None => None,
     };
-    let job = load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("打印任务"))?;
+    let job = load(state, id).await?.ok_or_else(|| ApiError::not_found("打印任务"))?;
     let mut rec = AuditRecord::new("print_job.state", "print_job").target(id);
     rec.actor_id = Some(who.id);
     rec.actor_name = who.name.clone();
@@ -464,7 +468,7 @@ async fn report(
         return Err(ApiError::conflict("打印任务已变化 (job changed concurrently)"));
     }
     state.audit(rec.detail(json!({ "state": new_state.as_str(), "reason": reason }))).await;
-    let view = load(&state.db, id).await?.ok_or_else(ApiError::internal)?.view;
+    let view = load(state, id).await?.ok_or_else(ApiError::internal)?.view;
     notify(state, &view).await;
     Ok(view)
 }
@@ -494,7 +498,7 @@ pub async fn cancel(
     p: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<PrintJobView>> {
-    let job = load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("打印任务"))?;
+    let job = load(&state, id).await?.ok_or_else(|| ApiError::not_found("打印任务"))?;
     if p.is_terminal() || p.id != job.view.operator_id {
         return Err(deny(&state, &p, "print_job.cancel", "print_job", id).await);
     }
@@ -512,7 +516,7 @@ pub async fn cancel(
         return Err(ApiError::conflict(format!("打印任务已结束 (job already {})", job.view.state.as_str())));
     }
     state.audit(AuditRecord::new("print_job.cancel", "print_job").by(&p).target(id)).await;
-    let view = load(&state.db, id).await?.ok_or_else(ApiError::internal)?.view;
+    let view = load(&state, id).await?.ok_or_else(ApiError::internal)?.view;
     notify(&state, &view).await;
     Ok(Json(view))
 }

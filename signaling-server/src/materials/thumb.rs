@@ -92,7 +92,7 @@ async fn make(
         ids.push(material);
     }
     for id in ids {
-        let Ok(Some(m)) = super::load(&state.db, id).await else { continue };
+        let Ok(Some(m)) = super::load(state, id).await else { continue };
         let Ok(Some(session)) = super::session_info(&state.db, m.view.session_id).await else { continue };
         super::notify_material(state, &session, m.view).await;
     }

@@ -171,7 +171,11 @@ async fn load(state: &AppState, id: Uuid) -> ApiResult<Option<Upload>> {
         created_by: parse_id(&r.try_get::<String, _>("created_by")?)?,
         session_id: parse_id(&r.try_get::<String, _>("session_id")?)?,
         slot_id: r.try_get::<Option<String>, _>("slot_id")?.map(|s| parse_id(&s)).transpose()?,
-        filename: r.try_get("filename")?,
+        filename: super::open_name(
+            &state.pii,
+            &r.try_get::<String, _>("filename")?,
+            &format!("upload:{id}:filename"),
+        ),
         length: u64::try_from(r.try_get::<i64, _>("length")?).unwrap_or(0),
         received: u64::try_from(r.try_get::<i64, _>("received")?).unwrap_or(0),
         sha256: r.try_get("sha256")?,
@@ -330,7 +334,7 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
     .bind(p.id.to_string())
     .bind(session.id.to_string())
     .bind(slot.map(|s| s.to_string()))
-    .bind(&filename)
+    .bind(super::seal_name(&state.pii, &filename, &format!("upload:{id}:filename")))
     .bind(i64::try_from(length).unwrap_or(i64::MAX))
     .bind(&sha256)
     .bind(state.pii.wrap_key(&key, &format!("upload:{id}")))
@@ -359,12 +363,12 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
 }
 
 /// Open uploads of one session, and of one uploader (a terminal or an operator).
-pub const MAX_OPEN_PER_SESSION: i64 = 16;
-pub const MAX_OPEN_PER_UPLOADER: i64 = 8;
+pub const MAX_OPEN_PER_SESSION: i64 = 24;
+pub const MAX_OPEN_PER_UPLOADER: i64 = 20;
 /// Bytes of one session (stored materials and open uploads), in files of the largest size.
-pub const SESSION_FILES: u64 = 16;
+pub const SESSION_FILES: u64 = 32;
 /// Bytes one uploader stores in a day (materials and open uploads), in files of the largest size.
-pub const UPLOADER_DAY_FILES: u64 = 32;
+pub const UPLOADER_DAY_FILES: u64 = 64;
 
 fn quota_error(status: StatusCode, msg: String) -> ApiError {
     ApiError::new(status, "quota_exceeded", msg)
@@ -789,8 +793,7 @@ async fn finish(state: &AppState, p: &Principal, up: &Upload) -> ApiResult<Mater
         .await?
         .try_get::<Option<String>, _>("material_id")?
         .ok_or_else(ApiError::internal)?;
-    let material =
-        super::load(&state.db, parse_id(&material_id)?).await?.ok_or_else(ApiError::internal)?.view;
+    let material = super::load(state, parse_id(&material_id)?).await?.ok_or_else(ApiError::internal)?.view;
     state
         .audit(AuditRecord::new("material.upload", "material").by(p).target(material.id).detail(json!({
             "session_id": session.id,
@@ -934,7 +937,7 @@ async fn insert_material(
     .bind(session.item_id.to_string())
     .bind(up.slot_id.map(|s| s.to_string()))
     .bind(if source == MaterialSource::Form { "form" } else { "scan" })
-    .bind(&up.filename)
+    .bind(super::seal_name(&state.pii, &up.filename, &super::material_name_context(id)))
     .bind(kind.mime())
     .bind(i64::try_from(up.length).unwrap_or(i64::MAX))
     .bind(&up.sha256)

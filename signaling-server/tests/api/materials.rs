@@ -650,21 +650,22 @@ async fn open_uploads_and_stored_bytes_have_quotas() {
             ("sha256", &"ab".repeat(32)),
         ])
     };
-    for n in 0..8 {
+    for n in 0..20 {
         assert_eq!(create(&app, &c.device, 4096, &meta(n)).await.status(), StatusCode::CREATED, "{n}");
     }
-    let (status, code, message) = error_of(create(&app, &c.device, 4096, &meta(8)).await).await;
+    let (status, code, message) = error_of(create(&app, &c.device, 4096, &meta(20)).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{message}");
     assert!(message.contains("同时进行的上传"), "{message}");
-    // The session's bytes (16 × 4096): 8 open uploads of the terminal, a stored material and 7
-    // open uploads of the operator fit; the next 4096 bytes do not.
+    // The session's bytes (32 × 4096): the terminal's 20 open uploads and what the operator
+    // stores; the first upload past the quota is refused.
     let small = png(20, 20);
-    assert!(small.len() < 4096);
-    upload(&app, &c.operator, &c.session_id, "s.png", &small).await;
-    for n in 0..7 {
-        assert_eq!(create(&app, &c.operator, 4096, &meta(n)).await.status(), StatusCode::CREATED, "{n}");
+    let room = 32 * 4096 - 20 * 4096;
+    let fits = room / small.len();
+    for n in 0..fits {
+        let resp = upload_once(&app, &c.operator, &c.session_id, &format!("s{n}.png"), &small).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT, "{n}");
     }
-    let (status, code, message) = error_of(create(&app, &c.operator, 4096, &meta(99)).await).await;
+    let (status, code, message) = error_of(create(&app, &c.operator, small.len(), &meta(99)).await).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{message}");
     assert_eq!(code, "quota_exceeded");
     assert!(message.contains("上限"), "{message}");
@@ -745,4 +746,46 @@ async fn uploads_of_an_ended_session_are_cleaned_up_and_its_terminal_reads_nothi
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(offset(&app, &c.operator, &untouched).await.0, StatusCode::NOT_FOUND);
     assert!(walk(&app.data_dir.path().join("uploads")).is_empty());
+}
+
+#[tokio::test]
+async fn upload_file_names_are_encrypted_at_rest() {
+    let app = TestApp::spawn().await;
+    let c = call(&app).await;
+    let name = "张三-110105195001010018-身份证.pdf";
+    let id = upload(&app, &c.operator, &c.session_id, &format!("../../{name}\u{202E}"), &pdf("n", 700)).await;
+    let half = start(&app, &c.device, &c.session_id, "李四-13800138000.png", &png(30, 30)).await;
+    let pool = &app.state.db.pool;
+    for table in ["materials", "uploads"] {
+        for r in sqlx::query(sqlx::AssertSqlSafe(format!("SELECT filename FROM {table}")))
+            .fetch_all(pool)
+            .await
+            .expect("rows")
+        {
+            let stored: String = r.get("filename");
+            assert!(stored.starts_with("v1:"), "{table}: {stored}");
+            for secret in ["110105195001010018", "张三", "13800138000", "李四"] {
+                assert!(!stored.contains(secret), "{table}: {stored}");
+            }
+        }
+    }
+    // Parties read the display name; the print job carries it too.
+    let (_, m) = app.get(&format!("/api/v1/materials/{id}"), Some(&c.operator)).await;
+    assert_eq!(m["filename"], name);
+    let (s, job) = app
+        .post(
+            &format!("/api/v1/sessions/{}/print-jobs", c.session_id),
+            Some(&c.operator),
+            json!({ "material_id": id, "idempotency_key": "name" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{job}");
+    assert_eq!(job["filename"], name);
+    // A ciphertext copied to another row does not open there.
+    sqlx::query("UPDATE uploads SET filename = (SELECT filename FROM materials LIMIT 1)")
+        .execute(pool)
+        .await
+        .expect("copy");
+    let (s, _) = offset(&app, &c.device, &half).await;
+    assert_eq!(s, StatusCode::OK, "the upload goes on; its name reads as undecryptable");
 }

@@ -362,8 +362,9 @@ pub async fn error_of(resp: reqwest::Response) -> (StatusCode, String, String) {
     )
 }
 
-/// Uploads `data` like [`upload`] and waits (on the uploader's socket) for the background
-/// thumbnail: the `material_changed` with `has_thumbnail`.
+/// Uploads `data` like [`upload`] and waits for the background thumbnail: the socket is opened
+/// after the upload (a long upload would leave it silent past the server's idle limit), then
+/// the material is read; if it has no thumbnail yet, the `material_changed` that says so comes.
 pub async fn upload_with_thumbnail(
     app: &TestApp,
     token: &str,
@@ -371,16 +372,19 @@ pub async fn upload_with_thumbnail(
     name: &str,
     data: &[u8],
 ) -> String {
-    let (mut ws, _) = crate::ws_client::WsClient::connect(app, token).await;
     let id = upload(app, token, session, name, data).await;
-    ws.expect("material_changed with has_thumbnail", |m| match m {
-        shared::protocol::ServerMsg::MaterialChanged { material, .. }
-            if material.has_thumbnail && material.id.to_string() == id =>
-        {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
+    let (mut ws, _) = crate::ws_client::WsClient::connect(app, token).await;
+    let (_, m) = app.get(&format!("/api/v1/materials/{id}"), Some(token)).await;
+    if m["has_thumbnail"] != true {
+        ws.expect("material_changed with has_thumbnail", |m| match m {
+            shared::protocol::ServerMsg::MaterialChanged { material, .. }
+                if material.has_thumbnail && material.id.to_string() == id =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    }
     id
 }
