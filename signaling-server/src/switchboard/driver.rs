@@ -230,7 +230,8 @@ impl Driver {
         let Output::Persist { mut write, tell } = o else { return o };
         match &mut write {
             Write::EndSession { session, transfer_note, .. } => {
-                *transfer_note = self.pii.seal(transfer_note.as_deref(), &Pii::transfer_note_context(*session));
+                *transfer_note =
+                    self.pii.seal(transfer_note.as_deref(), &Pii::transfer_note_context(*session));
             }
             Write::WrapUp { session, notes, .. } => {
                 *notes = self.pii.seal(notes.as_deref(), &Pii::notes_context(*session));
