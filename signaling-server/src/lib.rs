@@ -124,7 +124,8 @@ impl Application {
                 tokens: tokens.clone(),
                 max_open_tickets_per_terminal: config.max_open_tickets_per_terminal,
             },
-        );
+        )
+        .await;
         let materials = materials::Store::open(&config)?;
         let state = AppState::new(Inner {
             materials,

@@ -60,8 +60,9 @@ impl Driver {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Event>, recovered: oneshot::Sender<()>) {
         self.recover().await;
+        let _ = recovered.send(());
         loop {
             let now = now_ms();
             let sleep =

@@ -91,12 +91,15 @@ pub struct Switchboard {
 }
 
 impl Switchboard {
-    /// Starts the switchboard task.
-    pub fn start(db: Db, pii: Pii, settings: Settings) -> Self {
+    /// Starts the switchboard task and returns once it has recovered what a restart left
+    /// (interrupted calls closed, today's tickets waiting again): nothing is served before.
+    pub async fn start(db: Db, pii: Pii, settings: Settings) -> Self {
         let (tx, rx) = mpsc::channel(4096);
         let stats = Arc::new(DeliveryStats::default());
         let driver = driver::Driver::new(db, pii, settings, stats.clone());
-        tokio::spawn(driver.run(rx));
+        let (ready, recovered) = oneshot::channel();
+        tokio::spawn(driver.run(rx, ready));
+        let _ = recovered.await;
         Self { tx, stats }
     }
 
