@@ -382,7 +382,7 @@ async fn quota(state: &AppState, p: &Principal, session: &SessionInfo, length: u
     let max = state.config.materials.max_upload_bytes;
     let pool = &state.db.pool;
     let r = sqlx::query(
-        "SELECT COUNT(*) AS n, COALESCE(SUM(length), 0) AS b FROM uploads \
+        "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(length), 0) AS BIGINT) AS b FROM uploads \
          WHERE session_id = $1 AND material_id IS NULL AND expires_at > $2",
     )
     .bind(session.id.to_string())
@@ -399,7 +399,7 @@ async fn quota(state: &AppState, p: &Principal, session: &SessionInfo, length: u
         ));
     }
     let stored: i64 = sqlx::query(
-        "SELECT COALESCE(SUM(size), 0) AS b FROM materials WHERE session_id = $1 AND purged_at IS NULL",
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS b FROM materials WHERE session_id = $1 AND purged_at IS NULL",
     )
     .bind(session.id.to_string())
     .fetch_one(pool)
@@ -417,7 +417,7 @@ async fn quota(state: &AppState, p: &Principal, session: &SessionInfo, length: u
         ));
     }
     let r = sqlx::query(
-        "SELECT COUNT(*) AS n, COALESCE(SUM(length), 0) AS b FROM uploads \
+        "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(length), 0) AS BIGINT) AS b FROM uploads \
          WHERE created_by = $1 AND material_id IS NULL AND expires_at > $2",
     )
     .bind(p.id.to_string())
@@ -432,7 +432,7 @@ async fn quota(state: &AppState, p: &Principal, session: &SessionInfo, length: u
         ));
     }
     let day: i64 = sqlx::query(
-        "SELECT COALESCE(SUM(size), 0) AS b FROM materials WHERE uploaded_by = $1 AND created_at > $2",
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS b FROM materials WHERE uploaded_by = $1 AND created_at > $2",
     )
     .bind(p.id.to_string())
     .bind(now - 86_400_000)
