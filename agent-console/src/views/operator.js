@@ -6,6 +6,7 @@ import * as fmt from '../fmt.js';
 import { MATERIAL_STATUS, OP_STATE, OUTCOME, PRINT_STATE, PRIORITY, RATING, TRANSFER, t } from '../i18n.js';
 import { Ringer } from '../ringer.js';
 import { Call, setVideoCodec, videoCodec } from '../rtc.js';
+import { FOLLOW_UP, offerOrder } from './cases.js';
 
 /** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main */
 export function operatorView(ctx, main) {
@@ -23,6 +24,8 @@ export function operatorView(ctx, main) {
     held: false,
     peerDown: false,
     /** @type {any} */ wrap: null,
+    /** A wrap-up with a follow-up outcome, sent and not yet acknowledged: offer its work order. */
+    /** @type {any} */ followUp: null,
     /** @type {any} */ item: null,
     /** @type {Map<string, any>} */ materials: new Map(),
     /** @type {Map<string, any>} */ prints: new Map(),
@@ -384,6 +387,7 @@ export function operatorView(ctx, main) {
         const outcome = /** @type {HTMLInputElement | null} */ (form.querySelector('input[name=outcome]:checked'))?.value;
         if (!outcome) return;
         socket.send({ type: 'wrap_up', session_id: w.session_id, outcome, notes: notes.value });
+        st.followUp = FOLLOW_UP.includes(outcome) ? { session_id: w.session_id, ticket: w.ticket, outcome, notes: notes.value.trim() } : null;
         form.querySelector('button[type=submit]')?.setAttribute('disabled', '');
       },
     },
@@ -558,7 +562,14 @@ export function operatorView(ctx, main) {
       case 'operator_status':
         st.opState = msg.state;
         if (msg.state !== 'ringing' && st.ringing) { st.ringing = null; ringer.stop(); }
-        if ((msg.state === 'available' || msg.state === 'away') && st.wrap) { st.wrap = null; loadHistory(); }
+        if ((msg.state === 'available' || msg.state === 'away') && st.wrap) {
+          st.wrap = null;
+          loadHistory();
+          // The wrap-up is recorded: a follow-up outcome offers its work order (工单).
+          const f = st.followUp;
+          st.followUp = null;
+          if (f) offerOrder(api, f).catch((e) => toast(`${t('创建工单失败')}：${e.message}`, 'error'));
+        }
         renderStatus(); renderStage(); renderDetail();
         break;
       case 'board':
@@ -646,6 +657,7 @@ export function operatorView(ctx, main) {
         break;
       case 'error':
         toast(msg.message || msg.code, 'error');
+        if (msg.request === 'wrap_up') st.followUp = null;
         if (msg.request === 'wrap_up') stage.querySelector('#wrap-submit')?.removeAttribute('disabled');
         if (msg.request === 'accept') stage.querySelector('#accept')?.removeAttribute('disabled');
         break;
