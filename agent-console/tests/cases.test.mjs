@@ -270,11 +270,14 @@ describe('supervisor', () => {
     await d.locator('button[type=submit]').click();
     await row.locator('button.schedule').click();
     d = page.locator('dialog[open]');
-    await d.locator('input[name=at]').fill('2030-03-04T10:00');
+    // A week from now at 10:00, China time.
+    const day = new Date(Date.now() + 8 * 3600e3 + 7 * 86400e3).toISOString().slice(0, 10);
+    await d.locator('input[name=at]').fill(`${day}T10:00`);
     await d.locator('input[name=assignees]').fill('周社工、志愿者李四');
     await d.locator('input[name=materials]').fill('身份证、户口簿');
     await d.locator('button[type=submit]').click();
-    await row.locator('td:has-text("2030/03/04 10:00")').waitFor();
+    await row.locator(`td:has-text("${day.replaceAll('-', '/')} 10:00")`).waitFor();
+    await shot(page, '08-supervisor-home-visit-scheduled');
     assert.match(await row.textContent() || '', /志愿者李四/);
     assert.match(await row.textContent() || '', /携带：身份证、户口簿/);
 
@@ -282,7 +285,7 @@ describe('supervisor', () => {
     await page.waitForSelector('.tiles .tile >> nth=2');
     const tiles = await page.locator('.tiles').textContent() || '';
     assert.match(tiles, /超期工单\d+/);
-    await shot(page, '08-supervisor-overdue');
+    await shot(page, '09-supervisor-overdue');
 
     await page.click('a.nav-link[href="/cases/lists"]');
     await page.click('#new-problem');
@@ -293,12 +296,13 @@ describe('supervisor', () => {
     await d.locator('button[type=submit]').click();
     const p = page.locator('#problems tr:has-text("打印机缺纸")');
     await p.locator('td:has-text("待整改")').waitFor();
-    await shot(page, '09-supervisor-problems');
+    await shot(page, '10-supervisor-problems');
     await p.locator('button.rectify').click();
     d = page.locator('dialog[open]');
     await d.locator('textarea[name=measures]').fill('建立每日开门前检查纸张制度。');
     await d.locator('button[type=submit]').click();
-    await p.waitFor({ state: 'detached' });
+    // Still on the problem list (open until closed), now 整改中; and on the rectification list.
+    await p.locator('td:has-text("整改中")').waitFor();
     await page.click('button[data-tab=rectifications]');
     await p.locator('td:has-text("整改中")').waitFor();
     await p.locator('button.close-problem').click();
@@ -308,7 +312,30 @@ describe('supervisor', () => {
     await p.waitFor({ state: 'detached' });
     await page.click('button[data-tab=closed]');
     await p.waitFor();
-    await shot(page, '10-supervisor-closed-problems');
+    await shot(page, '11-supervisor-closed-problems');
+    await page.context().close();
+  });
+});
+
+describe('staff after the visit', () => {
+  test('records the home visit\'s outcome and the resident\'s rating (评价)', async () => {
+    const page = await newPage();
+    await login(page, 'staff1');
+    await page.click('a.nav-link[href="/cases/home-visits"]');
+    const row = page.locator('#home-visits tr:has-text("高龄津贴")');
+    await row.locator('button.complete').click();
+    let d = page.locator('dialog[open]');
+    await d.locator('textarea[name=outcome]').fill('已上门采集材料，高龄津贴申请已受理。');
+    await d.locator('button[type=submit]').click();
+    await row.locator('button.rate').click();
+    d = page.locator('dialog[open]');
+    await d.locator('select[name=level]').selectOption('very_satisfied');
+    await d.locator('input[name=comment]').fill('不用跑腿，很方便');
+    await d.locator('button[type=submit]').click();
+    await row.locator('span.tag.rt-very_satisfied:has-text("非常满意")').waitFor();
+    assert.match(await row.textContent() || '', /已上门采集材料/);
+    assert.equal(await row.locator('button').count(), 0, 'nothing left to do');
+    await shot(page, '12-staff-home-visit-rated');
     await page.context().close();
   });
 });

@@ -296,7 +296,7 @@ export function casesView(ctx, main, page) {
     if (v.state === 'requested' && supervising) {
       return [btn('primary.approve', t('同意'), () => visitStep(v, 'approve')), btn('refuse', t('不同意'), () => visitStep(v, 'refuse'))];
     }
-    if (v.state === 'approved') return btn('primary.schedule', t('安排上门'), () => visitStep(v, 'schedule'));
+    if (v.state === 'approved' && supervising) return btn('primary.schedule', t('安排上门'), () => visitStep(v, 'schedule'));
     if (v.state === 'scheduled') return btn('primary.complete', t('登记结果'), () => visitStep(v, 'complete'));
     if (v.state === 'done') return btn('rate', t('登记评价'), () => visitStep(v, 'rate'));
     return null;
