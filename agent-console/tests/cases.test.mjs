@@ -339,3 +339,39 @@ describe('staff after the visit', () => {
     await page.context().close();
   });
 });
+
+describe('reports', () => {
+  test('the supervisor sees the weekly report with its charts and downloads the XLSX', async () => {
+    const page = await newPage({ width: 1366, height: 900 });
+    await login(page, 'supervisor');
+    await page.click('a.nav-link[href="/cases/reports"]');
+    await page.waitForSelector('#report-table tbody tr.total');
+    // This test run's call and orders are this week's, at staff1's point.
+    const title = await page.textContent('.report-title') || '';
+    assert.match(title, /^周通报（\d{4}-\d{2}-\d{2} 至 \d{4}-\d{2}-\d{2}，按服务点）$/);
+    const row = page.locator(`#report-table tbody tr:has-text("${place.point.name}")`);
+    const cells = await row.locator('td').allTextContents();
+    assert.equal(Number(cells[1]), 1, `one ticket: ${cells}`);
+    assert.equal(Number(cells[2]), 1, 'served');
+    assert.equal(Number(cells[7]), 2, 'orders opened: the wrap-up one and the staff one');
+    assert.equal(Number(cells[8]), 1, 'orders closed');
+    assert.equal(Number(cells[10]), 1, 'call-backs done');
+    await page.waitForSelector('#chart-tickets .bar-fill');
+    await page.waitForSelector('#chart-first-response .bar-fill');
+    await shot(page, '13-supervisor-weekly-report');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#report-download')]);
+    assert.match(download.suggestedFilename(), /^bangban-weekly-point-\d{4}-\d{2}-\d{2}\.xlsx$/);
+    const file = join(shots, '..', download.suggestedFilename());
+    await download.saveAs(file);
+    const bytes = readFileSync(file);
+    assert.equal(bytes.subarray(0, 2).toString(), 'PK', 'an XLSX (zip) file');
+    // By line, monthly.
+    await page.click('button[data-tab=monthly]');
+    await page.waitForSelector('.report-title:has-text("月汇总")');
+    await page.click('button[data-tab=line]');
+    await page.waitForSelector('.report-title:has-text("按条线")');
+    await page.waitForSelector('#report-table thead th:has-text("条线")');
+    await shot(page, '14-supervisor-monthly-by-line');
+    await page.context().close();
+  });
+});

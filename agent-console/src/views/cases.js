@@ -1,6 +1,7 @@
 // Cases that outlive the call: 工单 (work orders), 回访 (call-back tasks), 超期督办 (the
 // overdue board), 两张清单 (problem and rectification lists), 上门办 (home visits), and the
-// offer to open a work order after a wrap-up with a follow-up outcome.
+// offer to open a work order after a wrap-up with a follow-up outcome; 报表 (reports with bar
+// charts in CSS and the XLSX download).
 import { dialog, field, h, mount, toast } from '../dom.js';
 import * as fmt from '../fmt.js';
 import { OUTCOME, RATING, t } from '../i18n.js';
@@ -62,7 +63,7 @@ export async function offerOrder(api, w) {
 
 /**
  * @param {import('../main.js').Ctx} ctx @param {HTMLElement} main
- * @param {'orders'|'callbacks'|'overdue'|'lists'|'home-visits'} page
+ * @param {'orders'|'callbacks'|'overdue'|'lists'|'home-visits'|'reports'} page
  */
 export function casesView(ctx, main, page) {
   const { api } = ctx;
@@ -347,7 +348,81 @@ export function casesView(ctx, main, page) {
     if (done) { toast(t('已保存'), 'ok'); homeVisits().catch(fail); }
   }
 
-  const PAGES = { orders, callbacks, overdue, lists, 'home-visits': homeVisits };
+
+  // ------------------------------------------------------------------ reports (日报告、周通报、月汇总)
+  const rep = { period: 'weekly', group: 'point', date: new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10) };
+  const query = () => `period=${rep.period}&group=${rep.group}&date=${rep.date}`;
+  async function reports() {
+    const r = await api.get(`/api/v1/reports?${query()}`);
+    if (!alive) return;
+    const pickP = (/** @type {string} */ v) => { rep.period = v; reports().catch(fail); };
+    const pickG = (/** @type {string} */ v) => { rep.group = v; reports().catch(fail); };
+    const date = h('input#report-date', { type: 'date', value: rep.date, onchange: (/** @type {Event} */ e) => {
+      const v = /** @type {HTMLInputElement} */ (e.target).value;
+      if (v) { rep.date = v; reports().catch(fail); }
+    } });
+    const tot = r.total;
+    /** @param {string} label @param {string} value @param {string} [sub] */
+    const tile = (label, value, sub) => h('div.tile', null, h('div.tile-label', null, label), h('div.tile-value', null, value), sub ? h('div.tile-sub', null, sub) : null);
+    const max = Math.max(1, ...r.rows.map((/** @type {any} */ x) => x.tickets));
+    /** @param {number} v @param {number} of @param {string} cls */
+    const bar = (v, of, cls) => {
+      const fill = h(`span.bar-fill${cls}`);
+      fill.style.width = `${Math.min(100, (v / Math.max(1, of)) * 100)}%`;
+      return h('span.bar', null, fill);
+    };
+    mount(body,
+      head(t('报表'),
+        h('span.seg', null, tab('daily', t('日报告'), rep.period, pickP), tab('weekly', t('周通报'), rep.period, pickP), tab('monthly', t('月汇总'), rep.period, pickP)),
+        h('span.seg', null, tab('point', t('按服务点'), rep.group, pickG), tab('street', t('按街道'), rep.group, pickG), tab('line', t('按条线'), rep.group, pickG)),
+        date,
+        h('button.btn.primary#report-download', { type: 'button', onclick: download }, t('下载 Excel'))),
+      h('p.muted.report-title', null, r.title),
+      h('section.tiles#report-tiles', null,
+        tile(t('取号'), String(tot.tickets), `${t('已服务')} ${tot.served}`),
+        tile(t('60秒内首次响应'), fmt.pct(tot.first_response_within_60s_pct), `${tot.first_response_within_60s} ${t('件')}`),
+        tile(t('解决率'), fmt.pct(tot.resolution_rate_pct), `${tot.resolved} / ${tot.wrapped_up}`),
+        tile(t('满意率'), fmt.pct(tot.satisfaction_pct), `${t('差评')} ${tot.ratings.dissatisfied + tot.ratings.very_dissatisfied}`),
+        tile(t('工单'), `${tot.orders_opened} / ${tot.orders_closed}`, `${t('新增 / 办结')} · ${t('超期')} ${tot.orders_overdue}`),
+        tile(t('完成回访'), String(tot.callbacks_done))),
+      r.rows.length ? h('div.sup-grid.report-charts', null,
+        h('section.card#chart-tickets', null, h('h2.card-title', null, t('取号与服务'), h('span.legend', null, h('i.lg.lg-tickets'), t('取号'), h('i.lg.lg-served'), t('已服务'))),
+          h('ul.bars.report-bars', null, r.rows.map((/** @type {any} */ x) => h('li', null, h('span.bar-label.ellipsis', { title: x.name }, x.name),
+            h('span.bar-pair', null, bar(x.tickets, max, ''), bar(x.served, max, '.served')), h('span.bar-num', null, `${x.tickets} / ${x.served}`))))),
+        h('section.card#chart-first-response', null, h('h2.card-title', null, t('60秒内首次响应率')),
+          h('ul.bars.report-bars', null, r.rows.map((/** @type {any} */ x) => h('li', null, h('span.bar-label.ellipsis', { title: x.name }, x.name),
+            bar(x.first_response_within_60s_pct ?? 0, 100, (x.first_response_within_60s_pct ?? 100) >= 90 ? '.good' : '.poor'), h('span.bar-num', null, fmt.pct(x.first_response_within_60s_pct)))))),
+        h('section.card#chart-orders', null, h('h2.card-title', null, t('工单与回访')),
+          h('ul.bars.report-bars', null, r.rows.map((/** @type {any} */ x) => h('li', null, h('span.bar-label.ellipsis', { title: x.name }, x.name),
+            bar(x.orders_overdue, Math.max(1, x.orders_opened, x.orders_overdue), '.poor'),
+            h('span.bar-num', null, `${x.orders_opened} / ${x.orders_closed} / ${x.orders_overdue}`))))))
+        : null,
+      h('div.card.table-wrap', null, r.rows.length ? h('table.table.compact#report-table', null,
+        h('thead', null, h('tr', null, [t(r.group_zh), t('取号'), t('已服务'), t('60秒内首次响应'), t('解决率'), t('满意率'), t('差评'), t('新增工单'), t('办结工单'), t('超期工单'), t('完成回访')].map((c) => h('th', null, c)))),
+        h('tbody', null, [...r.rows, tot].map((/** @type {any} */ x, /** @type {number} */ i) => h('tr', { class: i === r.rows.length ? 'total' : undefined },
+          h('td', null, x.name), h('td.num', null, String(x.tickets)), h('td.num', null, String(x.served)),
+          h('td.num', null, fmt.pct(x.first_response_within_60s_pct)), h('td.num', null, fmt.pct(x.resolution_rate_pct)), h('td.num', null, fmt.pct(x.satisfaction_pct)),
+          h('td.num', null, String(x.ratings.dissatisfied + x.ratings.very_dissatisfied)),
+          h('td.num', null, String(x.orders_opened)), h('td.num', null, String(x.orders_closed)),
+          h('td.num', { class: x.orders_overdue ? 'bad-text' : undefined }, String(x.orders_overdue)), h('td.num', null, String(x.callbacks_done))))))
+        : h('p.muted', null, t('本期暂无数据'))));
+  }
+
+  async function download() {
+    try {
+      const res = await api.request('GET', `/api/v1/reports/export?${query()}`, undefined, { raw: true });
+      const blob = await res.blob();
+      const name = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') || '')?.[1] || 'report.xlsx';
+      const url = URL.createObjectURL(blob);
+      const a = h('a', { href: url, download: name });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (e) { fail(e); }
+  }
+
+  const PAGES = { orders, callbacks, overdue, lists, 'home-visits': homeVisits, reports };
   function render() {
     (PAGES[page] || orders)().catch((e) => mount(body, h('p.form-error', null, `${t('加载失败')}：${e.message}`)));
   }
