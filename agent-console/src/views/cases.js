@@ -365,6 +365,7 @@ export function casesView(ctx, main, page) {
     /** @param {string} label @param {string} value @param {string} [sub] */
     const tile = (label, value, sub) => h('div.tile', null, h('div.tile-label', null, label), h('div.tile-value', null, value), sub ? h('div.tile-sub', null, sub) : null);
     const max = Math.max(1, ...r.rows.map((/** @type {any} */ x) => x.tickets));
+    const omax = Math.max(1, ...r.rows.map((/** @type {any} */ x) => Math.max(x.orders_opened, x.orders_closed, x.orders_overdue)));
     /** @param {number} v @param {number} of @param {string} cls */
     const bar = (v, of, cls) => {
       const fill = h(`span.bar-fill${cls}`);
@@ -392,9 +393,10 @@ export function casesView(ctx, main, page) {
         h('section.card#chart-first-response', null, h('h2.card-title', null, t('60秒内首次响应率')),
           h('ul.bars.report-bars', null, r.rows.map((/** @type {any} */ x) => h('li', null, h('span.bar-label.ellipsis', { title: x.name }, x.name),
             bar(x.first_response_within_60s_pct ?? 0, 100, (x.first_response_within_60s_pct ?? 100) >= 90 ? '.good' : '.poor'), h('span.bar-num', null, fmt.pct(x.first_response_within_60s_pct)))))),
-        h('section.card#chart-orders', null, h('h2.card-title', null, t('工单与回访')),
+        h('section.card#chart-orders', null, h('h2.card-title', null, t('工单'),
+          h('span.legend', null, h('i.lg.lg-tickets'), t('新增'), h('i.lg.lg-good'), t('办结'), h('i.lg.lg-poor'), t('超期'))),
           h('ul.bars.report-bars', null, r.rows.map((/** @type {any} */ x) => h('li', null, h('span.bar-label.ellipsis', { title: x.name }, x.name),
-            bar(x.orders_overdue, Math.max(1, x.orders_opened, x.orders_overdue), '.poor'),
+            h('span.bar-pair', null, bar(x.orders_opened, omax, ''), bar(x.orders_closed, omax, '.good'), bar(x.orders_overdue, omax, '.poor')),
             h('span.bar-num', null, `${x.orders_opened} / ${x.orders_closed} / ${x.orders_overdue}`))))))
         : null,
       h('div.card.table-wrap', null, r.rows.length ? h('table.table.compact#report-table', null,

@@ -245,3 +245,46 @@ async fn reports_are_for_supervisors_and_refuse_bad_queries() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "export {bad}");
     }
 }
+
+#[tokio::test]
+async fn reports_are_documented_in_the_openapi_document() {
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.get("/api/openapi.json", None).await;
+    for path in ["/api/v1/reports", "/api/v1/reports/export"] {
+        let op = &doc["paths"][path]["get"];
+        assert!(op.is_object(), "GET {path}");
+        let params: Vec<&str> =
+            op["parameters"].as_array().expect("params").iter().filter_map(|p| p["name"].as_str()).collect();
+        assert_eq!(params, vec!["period", "date", "group"], "{path}");
+        for status in ["200", "400", "401", "403"] {
+            assert!(op["responses"][status].is_object(), "{path} {status}");
+        }
+    }
+    assert!(
+        doc["paths"]["/api/v1/reports/export"]["get"]["responses"]["200"]["content"]
+            ["application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"]
+            .is_object()
+    );
+    let schemas = &doc["components"]["schemas"];
+    for field in
+        ["period", "period_zh", "group", "first_day", "last_day", "from", "to", "title", "rows", "total"]
+    {
+        assert!(schemas["Report"]["properties"][field].is_object(), "Report.{field}");
+    }
+    for field in [
+        "tickets",
+        "served",
+        "first_response_within_60s",
+        "first_response_within_60s_pct",
+        "resolution_rate_pct",
+        "ratings",
+        "satisfaction_pct",
+        "orders_opened",
+        "orders_closed",
+        "orders_overdue",
+        "callbacks_done",
+    ] {
+        assert!(schemas["ReportRow"]["properties"][field].is_object(), "ReportRow.{field}");
+    }
+    assert_eq!(schemas["ReportPeriod"]["enum"], json!(["daily", "weekly", "monthly"]));
+}
