@@ -93,7 +93,7 @@ export function casesView(ctx, main, page) {
       h('tbody', null, list.map((o) => h('tr', { class: o.overdue || o.escalation === 'overdue' ? 'warn' : undefined, dataset: { order: o.number } },
         h('td.mono', null, o.number), h('td', null, o.item_name, h('div.muted.small-text.ellipsis', { title: o.summary }, o.summary)),
         h('td', null, o.point_name, h('div.muted.small-text', null, o.street)), h('td', null, t(o.source_zh)),
-        h('td', null, h(`span.tag.os-${o.state}`, null, t(o.state_zh)), o.outstanding_materials.length ? h('span.tag.oc-needs_materials', null, t('需补材料')) : null),
+        h('td', null, h(`span.tag.os-${o.state}`, null, t(o.state_zh)), o.outstanding_materials.length && o.state !== 'completed' && o.state !== 'closed' ? h('span.tag.oc-needs_materials', null, t('需补材料')) : null),
         h('td', null, o.department || '—', o.assignee_name ? h('div.muted.small-text', null, o.assignee_name) : null),
         h('td', null, o.due_at_cst, ' ', dueTag(o)),
         h('td.row-actions', null, h('button.btn.small.open-order', { type: 'button', onclick: () => orderDetail(o.id) }, t('查看'))))))));

@@ -466,13 +466,13 @@ mod tests {
 
     #[test]
     fn periods_are_china_days_iso_weeks_and_months() {
-        let d = parse_date("2026-12-05").unwrap(); // a Saturday
+        let d = parse_date("2026-12-05").expect("date"); // a Saturday
         assert_eq!(period_days(ReportPeriod::Daily, d), (d, d + 1));
         let (a, b) = period_days(ReportPeriod::Weekly, d);
         assert_eq!((date_of(a).as_str(), date_of(b - 1).as_str()), ("2026-11-30", "2026-12-06"));
-        let (a, b) = period_days(ReportPeriod::Monthly, parse_date("2026-12-31").unwrap());
+        let (a, b) = period_days(ReportPeriod::Monthly, parse_date("2026-12-31").expect("date"));
         assert_eq!((date_of(a).as_str(), date_of(b - 1).as_str()), ("2026-12-01", "2026-12-31"));
-        let (a, b) = period_days(ReportPeriod::Monthly, parse_date("2026-02-10").unwrap());
+        let (a, b) = period_days(ReportPeriod::Monthly, parse_date("2026-02-10").expect("date"));
         assert_eq!(b - a, 28);
     }
 
