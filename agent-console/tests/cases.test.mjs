@@ -281,10 +281,24 @@ describe('supervisor', () => {
     assert.match(await row.textContent() || '', /志愿者李四/);
     assert.match(await row.textContent() || '', /携带：身份证、户口簿/);
 
+    // A 12345 case entered with a deadline that passes at once lands on the overdue board.
+    const sup = await rest('/api/v1/auth/login', { username: 'supervisor', password: PASSWORD });
+    const items = await rest('/api/v1/items', undefined, sup.access_token);
+    const overdueOrder = await rest('/api/v1/orders', {
+      source: 'hotline_12345', point_id: place.point.id, item_id: items.find((/** @type {any} */ i) => i.active).id,
+      summary: '12345 热线反映低保复核无人答复', source_ref: '12345-20261205-0088', deadline: { class: 'set', due_at: Date.now() + 500 },
+    }, sup.access_token);
     await page.click('a.nav-link[href="/cases/overdue"]');
-    await page.waitForSelector('.tiles .tile >> nth=2');
+    const late = page.locator(`#overdue-orders tr[data-order="${overdueOrder.number}"]`);
+    for (let i = 0; !(await late.count()); i++) {
+      assert.ok(i < 50, 'the order reaches the overdue board');
+      await page.click('.page-head .actions button');
+      await page.waitForTimeout(200);
+    }
+    assert.match(await late.textContent() || '', /超期/);
+    assert.match(await late.textContent() || '', /12345 热线/);
     const tiles = await page.locator('.tiles').textContent() || '';
-    assert.match(tiles, /超期工单\d+/);
+    assert.match(tiles, /超期工单[1-9]/);
     await shot(page, '09-supervisor-overdue');
 
     await page.click('a.nav-link[href="/cases/lists"]');
@@ -353,8 +367,9 @@ describe('reports', () => {
     const cells = await row.locator('td').allTextContents();
     assert.equal(Number(cells[1]), 1, `one ticket: ${cells}`);
     assert.equal(Number(cells[2]), 1, 'served');
-    assert.equal(Number(cells[7]), 2, 'orders opened: the wrap-up one and the staff one');
+    assert.equal(Number(cells[7]), 3, 'orders opened: from the wrap-up, by staff, from 12345');
     assert.equal(Number(cells[8]), 1, 'orders closed');
+    assert.equal(Number(cells[9]), 1, 'orders overdue: the 12345 one');
     assert.equal(Number(cells[10]), 1, 'call-backs done');
     await page.waitForSelector('#chart-tickets .bar-fill');
     await page.waitForSelector('#chart-first-response .bar-fill');
