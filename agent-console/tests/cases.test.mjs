@@ -198,6 +198,29 @@ describe('operator', () => {
       await d.locator('button[type=submit]').click();
       await d.waitFor({ state: 'detached' });
     }
+    // The resident agrees to be called: the number is stored masked and shown in full only on an audited reveal.
+    await row.locator('button.open-order').click();
+    await page.click('dialog[open] #add-phone');
+    const ph = page.locator('dialog[open]:has(input[name=phone])');
+    await ph.locator('input[name=phone]').fill('13912345678');
+    // Without the consent box ticked the form does not submit.
+    await ph.locator('button[type=submit]').click();
+    assert.equal(await ph.locator('input[name=consent]').evaluate((el) => /** @type {HTMLInputElement} */ (el).validity.valueMissing), true);
+    await ph.locator('input[name=consent]').check();
+    await ph.locator('button[type=submit]').click();
+    await ph.waitFor({ state: 'detached' });
+    await row.locator('button.open-order').click();
+    const det = page.locator('dialog[open]');
+    await det.locator('dd:has-text("139****5678")').waitFor();
+    page.once('dialog', (d) => d.accept());
+    await det.locator('#reveal-phone').click();
+    await det.locator('#phone-full:has-text("13912345678")').waitFor();
+    await shot(page, '02b-operator-phone-revealed');
+    await det.locator('.dialog-actions .btn:not(.primary)').click();
+    const admin = await rest('/api/v1/auth/login', { username: 'admin', password: PASSWORD });
+    const audit = await rest('/api/v1/audit?action=order.contact.reveal', undefined, admin.access_token);
+    assert.match(JSON.stringify(audit), /order\.contact\.reveal/, 'the reveal is audited');
+
     await step('classify', '户籍');
     await row.locator('td:has-text("分类")').waitFor();
     await step('transfer', '户籍条线');

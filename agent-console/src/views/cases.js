@@ -142,7 +142,10 @@ export function casesView(ctx, main, page) {
         h('dl.facts.order-facts', null,
           h('dt', null, t('事项')), h('dd', null, `${o.item_name} · ${o.line_name}`),
           h('dt', null, t('服务点')), h('dd', null, `${o.point_name}（${o.street}）`),
-          h('dt', null, t('居民')), h('dd', null, o.resident_masked || '—', o.phone_masked ? ` · ${o.phone_masked}` : ''),
+          h('dt', null, t('居民')), h('dd', null, o.resident_masked || '—', o.phone_masked ? ` · ${o.phone_masked}` : '',
+            !open ? null : o.phone_masked
+              ? (role === 'staff' ? null : h('button.btn.small.ghost#reveal-phone', { type: 'button', onclick: (/** @type {Event} */ e) => revealPhone(o, /** @type {HTMLElement} */ (e.currentTarget)) }, t('查看完整号码')))
+              : h('button.btn.small.ghost#add-phone', { type: 'button', onclick: () => { /** @type {HTMLElement | null} */ (form.querySelector('.dialog-actions .btn:not(.primary)'))?.click(); addPhone(o); } }, t('登记电话'))),
           h('dt', null, t('事由')), h('dd', null, o.summary),
           h('dt', null, t('环节')), h('dd', null, t(o.state_zh), o.suspended ? h('span.tag', null, `${t('已挂起')}：${o.suspended_reason || ''}`) : null),
           h('dt', null, t('到期')), h('dd', null, o.due_at_cst, ' ', dueTag(o)),
@@ -167,6 +170,30 @@ export function casesView(ctx, main, page) {
       },
     });
     if (done && steps.length) { toast(t('已保存'), 'ok'); render(); }
+  }
+
+  const CONSENT = '居民同意帮办通过此电话告知办理进度和回访，办结后按规定期限删除。';
+
+  /** Records the resident's phone number with their consent. @param {any} o */
+  async function addPhone(o) {
+    const done = await dialog(`${t('登记电话')} · ${o.number}`, () => [
+      field(t('手机号码'), h('input', { name: 'phone', required: true, inputmode: 'tel', autocomplete: 'off', pattern: '1[3-9][0-9]{9}|0[0-9]{2,3}-?[0-9]{7,8}', maxlength: 16 })),
+      h('p.notice', null, t(CONSENT)),
+      h('label.consent-line', null, h('input', { type: 'checkbox', name: 'consent', required: true }), ' ', t('已向居民宣读上述内容，居民同意')),
+    ], {
+      submit: t('保存'), cancel: t('取消'),
+      onSubmit: (d) => api.put(`/api/v1/orders/${o.id}/contact`, { phone: String(d.get('phone')).trim(), consent_text: CONSENT, consent: d.get('consent') === 'on' }),
+    });
+    if (done) { toast(t('已保存'), 'ok'); render(); }
+  }
+
+  /** Shows the full number after a confirmation (audited). @param {any} o @param {HTMLElement} btn */
+  async function revealPhone(o, btn) {
+    if (!window.confirm(t('查看完整号码将记入审计日志，确定查看吗？'))) return;
+    try {
+      const r = await api.post(`/api/v1/orders/${o.id}/contact/reveal`);
+      btn.replaceWith(h('span.mono.revealed#phone-full', null, r.phone));
+    } catch (e) { fail(e); }
   }
 
   // ------------------------------------------------------------------ call-backs (回访)
