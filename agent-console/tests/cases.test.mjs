@@ -324,6 +324,21 @@ describe('supervisor', () => {
     assert.match(tiles, /超期工单[1-9]/);
     await shot(page, '09-supervisor-overdue');
 
+    // 工单: a case from the suggestion box, entered by the supervisor for a point.
+    await page.click('a.nav-link[href="/cases/orders"]');
+    await page.click('#new-order');
+    d = page.locator('dialog[open]');
+    await d.locator('select[name=source]').selectOption('suggestion_box');
+    await d.locator('input[name=source_ref]').fill('YJX-2026-031');
+    await d.locator('select[name=point_id]').selectOption(place.point.id);
+    await d.locator('textarea[name=summary]').fill('意见箱：建议服务点周六上午开放');
+    await d.locator('button[type=submit]').click();
+    const sb = page.locator('#orders tr:has-text("建议服务点周六上午开放")');
+    await sb.waitFor();
+    assert.match(await sb.textContent() || '', /意见箱/);
+    assert.ok(await page.locator(`#orders tr[data-order="${overdueOrder.number}"]`).count(), 'supervisors see every open order');
+    await shot(page, '09b-supervisor-orders');
+
     await page.click('a.nav-link[href="/cases/lists"]');
     await page.click('#new-problem');
     d = page.locator('dialog[open]');
@@ -390,7 +405,7 @@ describe('reports', () => {
     const cells = await row.locator('td').allTextContents();
     assert.equal(Number(cells[1]), 1, `one ticket: ${cells}`);
     assert.equal(Number(cells[2]), 1, 'served');
-    assert.equal(Number(cells[7]), 3, 'orders opened: from the wrap-up, by staff, from 12345');
+    assert.equal(Number(cells[7]), 4, 'orders opened: from the wrap-up, by staff, from 12345 and 意见箱');
     assert.equal(Number(cells[8]), 1, 'orders closed');
     assert.equal(Number(cells[9]), 1, 'orders overdue: the 12345 one');
     assert.equal(Number(cells[10]), 1, 'call-backs done');

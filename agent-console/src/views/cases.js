@@ -79,10 +79,29 @@ export function casesView(ctx, main, page) {
     const list = await api.get(`/api/v1/orders?status=${orderStatus}`);
     if (!alive) return;
     const pick = (/** @type {string} */ v) => { orderStatus = v; orders().catch(fail); };
-    mount(body, head(role === 'staff' ? t('本服务点工单') : t('我的工单'),
+    const title = role === 'staff' ? t('本服务点工单') : supervising ? t('全部工单') : t('我的工单');
+    mount(body, head(title,
       tab('open', t('办理中'), orderStatus, pick), tab('closed', t('已办结'), orderStatus, pick), tab('all', t('全部'), orderStatus, pick),
-      role === 'staff' ? h('button.btn.primary#new-order', { type: 'button', onclick: newPointOrder }, t('登记工单')) : null),
+      role !== 'operator' ? h('button.btn.primary#new-order', { type: 'button', onclick: newOrder }, t('登记工单')) : null),
+    tasksCard(),
     orderTable(list, 'orders'));
+  }
+
+  /** The console's task list (待办提醒: progress, escalations) from the notification outbox. */
+  function tasksCard() {
+    const card = h('section.card.tasks-card#tasks');
+    const load = async () => {
+      const list = (await api.get('/api/v1/tasks').catch(() => [])).filter((/** @type {any} */ x) => !x.done_at);
+      if (!alive) return;
+      card.hidden = !list.length;
+      mount(card, h('h2.card-title', null, t('待办提醒'), h('span.count-badge', null, String(list.length))),
+        h('ul.task-list', null, list.slice(0, 8).map((/** @type {any} */ x) => h('li', null,
+          h('span.muted', null, fmt.dateTime(x.created_at)), ' ', x.order_number ? h('strong.mono', null, x.order_number) : null, ' ', x.text,
+          h('button.btn.small.ghost', { type: 'button', onclick: () => api.post(`/api/v1/tasks/${x.id}/done`).then(load).catch(fail) }, t('已处理'))))));
+    };
+    card.hidden = true;
+    load();
+    return card;
   }
 
   /** @param {any[]} list @param {string} id */
@@ -99,15 +118,24 @@ export function casesView(ctx, main, page) {
         h('td.row-actions', null, h('button.btn.small.open-order', { type: 'button', onclick: () => orderDetail(o.id) }, t('查看'))))))));
   }
 
-  async function newPointOrder() {
-    const items = await api.get('/api/v1/items').catch(() => []);
+  /** Staff open an order at their point; supervisors enter one from 12345, 意见箱 or 好差评. */
+  async function newOrder() {
+    const [items, points] = await Promise.all([api.get('/api/v1/items').catch(() => []), supervising ? api.get('/api/v1/points').catch(() => []) : []]);
     const done = await dialog(t('登记工单'), () => [
+      supervising ? h('div.grid2', null,
+        field(t('来源'), h('select', { name: 'source' }, h('option', { value: 'hotline_12345' }, t('12345 热线')), h('option', { value: 'suggestion_box' }, t('意见箱')), h('option', { value: 'good_bad_review' }, t('好差评')))),
+        field(t('来源编号'), h('input', { name: 'source_ref', maxlength: 64 })),
+        field(t('服务点'), h('select', { name: 'point_id', required: true }, points.filter((/** @type {any} */ p) => p.status === 'open').map((/** @type {any} */ p) => h('option', { value: p.id }, p.name))))) : null,
       field(t('事项'), h('select', { name: 'item_id', required: true }, items.filter((/** @type {any} */ i) => i.active).map((/** @type {any} */ i) => h('option', { value: i.id }, i.name)))),
       field(t('事由'), h('textarea', { name: 'summary', required: true, maxlength: 1000, rows: 3 })),
       field(t('办理时限'), h('select', { name: 'deadline' }, Object.entries(DEADLINE).map(([k, zh]) => h('option', { value: k, selected: k === 'five_days' }, t(zh))))),
     ], {
       submit: t('保存'), cancel: t('取消'),
-      onSubmit: (d) => api.post('/api/v1/orders', { source: 'point', item_id: String(d.get('item_id')), summary: String(d.get('summary')).trim(), deadline: { class: String(d.get('deadline')) } }),
+      onSubmit: (d) => api.post('/api/v1/orders', {
+        source: supervising ? String(d.get('source')) : 'point', item_id: String(d.get('item_id')), summary: String(d.get('summary')).trim(),
+        deadline: { class: String(d.get('deadline')) },
+        ...(supervising ? { point_id: String(d.get('point_id')), source_ref: String(d.get('source_ref') || '').trim() || undefined } : {}),
+      }),
     });
     if (done) { toast(`${t('已创建工单')} ${done.number}`, 'ok'); orders().catch(fail); }
   }
@@ -242,6 +270,7 @@ export function casesView(ctx, main, page) {
     const tile = (label, value, bad) => h(`div.tile${bad ? '.bad' : '.ok'}`, null, h('div.tile-label', null, label), h('div.tile-value', null, value));
     mount(body, head(t('超期督办'), h('button.btn.small.ghost', { type: 'button', onclick: () => overdue().catch(fail) }, t('刷新'))),
       h('section.tiles.tiles-3', null, tile(t('超期工单'), String(over), over > 0), tile(t('临期工单'), String(list.length - over), false), tile(t('超期回访'), String(cbOver), cbOver > 0)),
+      tasksCard(),
       orderTable(list, 'overdue-orders'));
   }
 
