@@ -171,9 +171,12 @@ describe('operator', () => {
     assert.equal(await dlg.locator('select[name=deadline]').inputValue(), 'five_days');
     const ticked = await dlg.locator('#outstanding input:checked').count();
     assert.ok(ticked >= 1, 'required materials are ticked as outstanding');
+    // Still in wrap-up while the dialog is open: no call can ring behind it.
+    await page.waitForSelector('#op-state[data-state=wrap_up]', { state: 'attached' });
     await shot(page, '01-operator-offer-order');
     await dlg.locator('button[type=submit]').click();
     await page.waitForSelector('.toast.ok:has-text("已创建工单")');
+    await page.waitForSelector('#op-state[data-state=available]');
     orderNumber = (/已创建工单 (\S+)，/.exec(await page.locator('.toast.ok:has-text("已创建工单")').textContent() || '') || [])[1] || '';
     assert.ok(orderNumber, 'the toast names the order');
 

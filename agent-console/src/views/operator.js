@@ -24,8 +24,6 @@ export function operatorView(ctx, main) {
     held: false,
     peerDown: false,
     /** @type {any} */ wrap: null,
-    /** A wrap-up with a follow-up outcome, sent and not yet acknowledged: offer its work order. */
-    /** @type {any} */ followUp: null,
     /** @type {any} */ item: null,
     /** @type {Map<string, any>} */ materials: new Map(),
     /** @type {Map<string, any>} */ prints: new Map(),
@@ -382,13 +380,18 @@ export function operatorView(ctx, main) {
     const options = Object.entries(OUTCOME).map(([k, zh]) => h('label.outcome', null,
       h('input', { type: 'radio', name: 'outcome', value: k, required: true }), h('span', null, t(zh))));
     const form = h('form.wrap-card#wrap-up', {
-      onsubmit: (/** @type {Event} */ e) => {
+      onsubmit: async (/** @type {Event} */ e) => {
         e.preventDefault();
         const outcome = /** @type {HTMLInputElement | null} */ (form.querySelector('input[name=outcome]:checked'))?.value;
         if (!outcome) return;
-        socket.send({ type: 'wrap_up', session_id: w.session_id, outcome, notes: notes.value });
-        st.followUp = FOLLOW_UP.includes(outcome) ? { session_id: w.session_id, ticket: w.ticket, outcome, notes: notes.value.trim() } : null;
         form.querySelector('button[type=submit]')?.setAttribute('disabled', '');
+        // A follow-up outcome offers its work order (工单) first, while still in wrap-up, so no
+        // call rings behind the dialog; the wrap-up goes once the order is made or declined.
+        if (FOLLOW_UP.includes(outcome)) {
+          await offerOrder(api, { session_id: w.session_id, ticket: w.ticket, outcome, notes: notes.value.trim() })
+            .catch((ex) => toast(`${t('创建工单失败')}：${ex.message}`, 'error'));
+        }
+        socket.send({ type: 'wrap_up', session_id: w.session_id, outcome, notes: notes.value });
       },
     },
       h('h2', null, t('通话已结束'), ' · ', w.ticket.number, h('span.muted', null, ` ${fmt.duration(w.secs)}`)),
@@ -562,14 +565,7 @@ export function operatorView(ctx, main) {
       case 'operator_status':
         st.opState = msg.state;
         if (msg.state !== 'ringing' && st.ringing) { st.ringing = null; ringer.stop(); }
-        if ((msg.state === 'available' || msg.state === 'away') && st.wrap) {
-          st.wrap = null;
-          loadHistory();
-          // The wrap-up is recorded: a follow-up outcome offers its work order (工单).
-          const f = st.followUp;
-          st.followUp = null;
-          if (f) offerOrder(api, f).catch((e) => toast(`${t('创建工单失败')}：${e.message}`, 'error'));
-        }
+        if ((msg.state === 'available' || msg.state === 'away') && st.wrap) { st.wrap = null; loadHistory(); }
         renderStatus(); renderStage(); renderDetail();
         break;
       case 'board':
@@ -657,7 +653,6 @@ export function operatorView(ctx, main) {
         break;
       case 'error':
         toast(msg.message || msg.code, 'error');
-        if (msg.request === 'wrap_up') st.followUp = null;
         if (msg.request === 'wrap_up') stage.querySelector('#wrap-submit')?.removeAttribute('disabled');
         if (msg.request === 'accept') stage.querySelector('#accept')?.removeAttribute('disabled');
         break;
