@@ -68,6 +68,22 @@ const EN = {
   '响铃超时，已设为暂离': 'Ring timed out; you are now away',
   '视频编码': 'Video codec', 'VP8（默认）': 'VP8 (default)', 'H.264（本机硬件解码时选用）': 'H.264 (where this PC decodes it in hardware)',
   '视频编码已设置，下次通话起生效': 'Video codec saved; it applies from the next call', '当前': 'Now', '人': '', '分钟': 'min',
+  // Cases (工单、回访、两张清单、上门办、报表)
+  '工单': 'Orders', '超期督办': 'Overdue', '两张清单': 'Two lists', '上门办审核': 'Home visits', '上门办': 'Home visits', '报表': 'Reports',
+  '我的工单': 'My work orders', '本服务点工单': "This point's work orders", '办理中': 'Open', '已办结': 'Closed', '全部': 'All', '登记工单': 'New order',
+  '工单号': 'Order', '环节': 'Stage', '承办': 'Handled by', '到期（北京时间）': 'Due (China time)', '暂无工单': 'No work orders',
+  '转为工单': 'Open a work order', '事由': 'Matter', '办理时限': 'Time limit', '办件编号': 'Case number', '待补材料': 'Outstanding materials',
+  '创建工单': 'Create order', '暂不创建': 'Not now', '已创建工单': 'Work order created', '创建工单失败': 'Could not create the work order',
+  '当日办结': 'Same day', '5个工作日': '5 working days', '10个工作日': '10 working days', '剩': '', '个工作日': 'working days left',
+  '超期': 'Overdue', '临期': 'Due soon', '已挂起': 'Suspended', '办理记录': 'History', '下一步': 'Next step', '提交': 'Submit', '系统': 'system',
+  '回访任务': 'Call-backs', '待回访': 'To do', '已回访': 'Done', '记录回访': 'Record', '居民是否满意': 'Was the resident satisfied?',
+  '暂无待回访任务': 'No call-backs to make', '暂无记录': 'Nothing yet', '超期工单': 'Overdue orders', '临期工单': 'Orders due soon', '超期回访': 'Overdue call-backs',
+  '问题清单': 'Problems', '整改清单': 'Rectifications', '已销号': 'Closed', '登记问题': 'New problem', '责任人': 'Owner', '整改期限': 'Deadline',
+  '录入措施': 'Measures', '销号': 'Close', '清单为空': 'The list is empty', '巡查': 'Inspection', '抽查': 'Spot check',
+  '上门办申请': 'Home-visit requests', '申请上门办': 'Request a home visit', '居民情况': 'Situation', '安排': 'Schedule', '同意': 'Approve', '不同意': 'Refuse',
+  '安排上门': 'Schedule', '登记结果': 'Outcome', '登记评价': 'Rating', '暂无上门办申请': 'No home-visit requests',
+  '日报告': 'Daily', '周通报': 'Weekly', '月汇总': 'Monthly', '按服务点': 'By point', '按街道': 'By street', '按条线': 'By line', '下载 Excel': 'Download Excel',
+  '满意率': 'Satisfaction', '完成回访': 'Call-backs done', '新增工单': 'Orders opened', '办结工单': 'Orders closed', '取号与服务': 'Tickets and served', '本期暂无数据': 'No data for this period',
 };
 
 let current = (typeof localStorage !== 'undefined' && localStorage.getItem('bangban.lang')) === 'en' ? 'en' : 'zh';

@@ -822,3 +822,107 @@ pub struct ProblemView {
     pub created_at: i64,
     pub closed_at: Option<i64>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reports (日报告、周通报、月汇总)
+
+/// The span of a report: a China-time day, the ISO week (Monday to Sunday) or the month that
+/// holds the given date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReportPeriod {
+    /// 日报告
+    Daily,
+    /// 周通报
+    Weekly,
+    /// 月汇总
+    Monthly,
+}
+
+impl ReportPeriod {
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            ReportPeriod::Daily => "日报告",
+            ReportPeriod::Weekly => "周通报",
+            ReportPeriod::Monthly => "月汇总",
+        }
+    }
+}
+
+/// How a report's rows are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReportGroup {
+    /// 按服务点
+    Point,
+    /// 按街道
+    Street,
+    /// 按条线
+    Line,
+}
+
+impl ReportGroup {
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            ReportGroup::Point => "服务点",
+            ReportGroup::Street => "街道",
+            ReportGroup::Line => "条线",
+        }
+    }
+}
+
+/// The figures of one group (or of all, in `Report::total`). Tickets count by the time they
+/// were taken; served, first response, resolution and ratings by the call's start; orders
+/// opened by creation, closed by 办结, overdue when their deadline fell in the period and they
+/// were not 办结 by then; call-backs by the time they were done.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportRow {
+    /// The point's or line's id, or the street's name; empty for the total.
+    pub key: String,
+    pub name: String,
+    /// 取号
+    pub tickets: u64,
+    /// 已服务 (calls answered)
+    pub served: u64,
+    /// Tickets answered for the first time within 60 s.
+    pub first_response_within_60s: u64,
+    /// Of the answered tickets, in percent (one decimal); null when none were answered.
+    pub first_response_within_60s_pct: Option<f64>,
+    /// Calls wrapped up with an outcome.
+    pub wrapped_up: u64,
+    /// Of those, 办结 or 已受理待审批.
+    pub resolved: u64,
+    /// `resolved / wrapped_up` in percent (one decimal); null when none.
+    pub resolution_rate_pct: Option<f64>,
+    pub ratings: crate::api::RatingCounts,
+    /// 非常满意 + 满意 + 基本满意 over all ratings, in percent (one decimal); null when none.
+    pub satisfaction_pct: Option<f64>,
+    pub orders_opened: u64,
+    pub orders_closed: u64,
+    pub orders_overdue: u64,
+    pub callbacks_done: u64,
+}
+
+/// A report over a period, one row per group with any activity, most tickets first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Report {
+    pub period: ReportPeriod,
+    /// 日报告, 周通报 or 月汇总.
+    pub period_zh: String,
+    pub group: ReportGroup,
+    pub group_zh: String,
+    /// First and last day of the period (China time, YYYY-MM-DD, both included).
+    pub first_day: String,
+    pub last_day: String,
+    /// The period as unix ms, `[from, to)`.
+    pub from: i64,
+    pub to: i64,
+    /// e.g. "周通报（2026-11-30 至 2026-12-06）".
+    pub title: String,
+    pub rows: Vec<ReportRow>,
+    pub total: ReportRow,
+}

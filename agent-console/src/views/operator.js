@@ -6,6 +6,7 @@ import * as fmt from '../fmt.js';
 import { MATERIAL_STATUS, OP_STATE, OUTCOME, PRINT_STATE, PRIORITY, RATING, TRANSFER, t } from '../i18n.js';
 import { Ringer } from '../ringer.js';
 import { Call, setVideoCodec, videoCodec } from '../rtc.js';
+import { FOLLOW_UP, offerOrder } from './cases.js';
 
 /** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main */
 export function operatorView(ctx, main) {
@@ -379,12 +380,18 @@ export function operatorView(ctx, main) {
     const options = Object.entries(OUTCOME).map(([k, zh]) => h('label.outcome', null,
       h('input', { type: 'radio', name: 'outcome', value: k, required: true }), h('span', null, t(zh))));
     const form = h('form.wrap-card#wrap-up', {
-      onsubmit: (/** @type {Event} */ e) => {
+      onsubmit: async (/** @type {Event} */ e) => {
         e.preventDefault();
         const outcome = /** @type {HTMLInputElement | null} */ (form.querySelector('input[name=outcome]:checked'))?.value;
         if (!outcome) return;
-        socket.send({ type: 'wrap_up', session_id: w.session_id, outcome, notes: notes.value });
         form.querySelector('button[type=submit]')?.setAttribute('disabled', '');
+        // A follow-up outcome offers its work order (工单) first, while still in wrap-up, so no
+        // call rings behind the dialog; the wrap-up goes once the order is made or declined.
+        if (FOLLOW_UP.includes(outcome)) {
+          await offerOrder(api, { session_id: w.session_id, ticket: w.ticket, outcome, notes: notes.value.trim() })
+            .catch((ex) => toast(`${t('创建工单失败')}：${ex.message}`, 'error'));
+        }
+        socket.send({ type: 'wrap_up', session_id: w.session_id, outcome, notes: notes.value });
       },
     },
       h('h2', null, t('通话已结束'), ' · ', w.ticket.number, h('span.muted', null, ` ${fmt.duration(w.secs)}`)),

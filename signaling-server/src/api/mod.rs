@@ -227,6 +227,8 @@ fn cases_router() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::cases::home_visits::step))
         .routes(routes!(crate::cases::problems::list, crate::cases::problems::create))
         .routes(routes!(crate::cases::problems::step))
+        .routes(routes!(crate::cases::reports::get))
+        .routes(routes!(crate::cases::reports::export))
 }
 
 /// The terminals' heartbeat takes at most `HEALTH_MAX_BODY` (16 KiB), not the JSON limit.

@@ -6,6 +6,7 @@
 //!   good ratings; their outcome closes the rectification or closes / reopens the order.
 //! - [`problems`]: the problem list and the rectification list (两张清单).
 //! - [`home_visits`]: home-visit requests (上门办) 发现 → 审核 → 帮办 → 评价.
+//! - [`reports`]: 日报告、周通报、月汇总 per point, street or line, as JSON and XLSX.
 
 pub mod callbacks;
 pub mod home_visits;
@@ -13,3 +14,4 @@ pub mod machine;
 pub mod orders;
 pub mod outbox;
 pub mod problems;
+pub mod reports;

@@ -11,6 +11,7 @@ mod cases_home_visits;
 mod cases_orders;
 mod cases_outbox;
 mod cases_problems;
+mod cases_reports;
 mod catalog;
 mod health;
 mod hostile;

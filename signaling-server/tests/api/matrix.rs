@@ -178,6 +178,8 @@ async fn every_endpoint_checks_authentication_and_role() {
             Some(json!({ "step": { "action": "complete", "outcome": "x" } })),
             &[Admin, Supervisor, Staff],
         ),
+        (Method::GET, "/api/v1/reports?period=weekly&group=street".into(), None, &[Admin, Supervisor]),
+        (Method::GET, "/api/v1/reports/export?period=monthly".into(), None, &[Admin, Supervisor]),
     ];
     for (method, path, body, allowed) in &cases {
         let (s, b) = app.call(method.clone(), path, None, body.clone()).await;
