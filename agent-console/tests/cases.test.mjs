@@ -114,9 +114,14 @@ before(async () => {
   });
 });
 
+
+/** Resolves when a child process has exited (it may still be writing its data directory until then). @param {import('node:child_process').ChildProcess | undefined} p */
+const exited = (p) => (p && p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : Promise.resolve());
+
 after(async () => {
   await browser?.close();
   server?.kill('SIGTERM');
+  await exited(server);
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -152,7 +157,7 @@ describe('operator', () => {
     assert.ok(item, 'an item operator1 serves, with required materials');
     const termPage = await newPage({ width: 800, height: 600 });
     await termPage.goto(`${base}/healthz`);
-    await termPage.evaluate(terminal, { token: place.device.access_token, itemId: item.id, resident: { name: '王五', id_number: '11010519491231002X' } });
+    await termPage.evaluate(terminal, { token: place.device.access_token, itemId: item.id, resident: { name: '王五', id_number: '11010519491231002X' }, staffToken: place.staff.access_token });
 
     await page.waitForSelector('#ringing #accept');
     await page.click('#accept');

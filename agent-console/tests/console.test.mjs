@@ -111,9 +111,14 @@ before(async () => {
   });
 });
 
+
+/** Resolves when a child process has exited (it may still be writing its data directory until then). @param {import('node:child_process').ChildProcess | undefined} p */
+const exited = (p) => (p && p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : Promise.resolve());
+
 after(async () => {
   await browser?.close();
   server?.kill('SIGTERM');
+  await exited(server);
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -152,8 +157,12 @@ describe('operator call', () => {
 
     // The scripted terminal: enroll a demo code, get a device token, take a ticket.
     const codes = readFileSync(join(dataDir, 'demo-enrollment.txt'), 'utf8').trim().split('\n').map((l) => l.split(' '));
-    const enrolled = await rest('/api/v1/terminals/enroll', { code: codes[0][1] });
+    // A terminal at staff1's point (华山, JA-HS01): the resident's details come with staff1's sign-in.
+    const code = codes.find(([pc]) => pc === 'JA-HS01');
+    assert.ok(code, 'a demo terminal at JA-HS01');
+    const enrolled = await rest('/api/v1/terminals/enroll', { code: code[1] });
     const device = await rest('/api/v1/terminals/token', { credential: enrolled.credential });
+    const staff = await rest('/api/v1/auth/login', { username: 'staff1', password: PASSWORD });
     const op = await rest('/api/v1/auth/login', { username: 'operator1', password: PASSWORD });
     const items = await rest('/api/v1/items', undefined, device.access_token);
     const item = items.find((/** @type {any} */ i) => i.remote_allowed && i.active && op.user.skills.includes(i.line_id));
@@ -162,7 +171,8 @@ describe('operator call', () => {
     await termPage.goto(`${base}/healthz`);
     await termPage.evaluate(terminal, {
       token: device.access_token, itemId: item.id, priority: 'elderly',
-      resident: { name: '张三', id_number: '11010519491231002X' }, rating: { level: 'very_satisfied', comment: '受理员很耐心' },
+      resident: { name: '张三', id_number: '11010519491231002X' }, staffToken: staff.access_token,
+      rating: { level: 'very_satisfied', comment: '受理员很耐心' },
     });
 
     await page.waitForSelector('#ringing #accept');

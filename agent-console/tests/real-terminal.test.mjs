@@ -192,10 +192,15 @@ before(async () => {
   });
 });
 
+
+/** Resolves when a child process has exited (it may still be writing its data directory until then). @param {import('node:child_process').ChildProcess | undefined} p */
+const exited = (p) => (p && p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : Promise.resolve());
+
 after(async () => {
   await browser?.close();
   endpoint?.kill('SIGTERM');
   server?.kill('SIGTERM');
+  await Promise.all([exited(endpoint), exited(server)]);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -2,9 +2,10 @@
 // in for the Rust endpoint-client: device token, WS protocol, fake camera and microphone, rating.
 // Evaluated with page.evaluate(terminal, options); state is kept in window.term. Used by the
 // console tests and, as the reference terminal, by the call-setup benchmark (bench/driver.mjs).
-//   options: { token, itemId, width?, height?, fps?, show?, priority?, resident?, rating? }
+//   options: { token, itemId, width?, height?, fps?, show?, priority?, resident?, staffToken?, rating? }
+//   resident details are accepted only with a signed-in staff member's access token (staffToken).
 //   show: play the remote tracks in <video> elements (as a real terminal screen would).
-export async function terminal({ token, itemId, width = 640, height = 360, fps, show = false, priority = 'normal', resident, rating = { level: 'satisfied' } }) {
+export async function terminal({ token, itemId, width = 640, height = 360, fps, show = false, priority = 'normal', resident, staffToken, rating = { level: 'satisfied' } }) {
   const T = (window.term = { msgs: [], videoTracks: [], streamIds: [], ticket: null, rated: false, ended: false, errors: [] });
   const video = fps ? { width, height, frameRate: fps } : { width, height };
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video });
@@ -25,7 +26,7 @@ export async function terminal({ token, itemId, width = 640, height = 360, fps, 
     T.msgs.push(m.type);
     if (m.type === 'error') T.errors.push(m.message);
     if (m.type === 'welcome') {
-      send({ type: 'take_ticket', item_id: itemId, priority, ...(resident ? { resident } : {}), request_id: crypto.randomUUID() });
+      send({ type: 'take_ticket', item_id: itemId, priority, ...(resident ? { resident } : {}), ...(staffToken ? { staff_token: staffToken } : {}), request_id: crypto.randomUUID() });
     } else if (m.type === 'ticket_issued') {
       T.ticket = m.ticket;
     } else if (m.type === 'session_started') {
