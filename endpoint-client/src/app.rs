@@ -420,6 +420,8 @@ pub fn printer_reason_zh(reason: &str) -> String {
         "toner-empty" | "marker-supply-empty" => "墨粉用尽".into(),
         "printer-not-accepting" | "printer-refused" => "暂停服务".into(),
         "checksum-mismatch" => "文件校验失败".into(),
+        "job-stalled" => "长时间没有进展，已自动取消".into(),
+        "printer-stopped" => "已停止工作".into(),
         "" => "出现故障".into(),
         other => format!("出现故障（{other}）"),
     }
@@ -511,3 +513,16 @@ pub fn print_event(v: &serde_json::Value) {
 }
 
 pub type UiAddr = SocketAddr;
+
+#[cfg(test)]
+mod tests {
+    use super::printer_reason_zh;
+
+    #[test]
+    fn the_resident_reads_every_reason_the_terminal_reports_in_chinese() {
+        assert_eq!(printer_reason_zh("job-stalled"), "长时间没有进展，已自动取消");
+        assert_eq!(printer_reason_zh("printer-stopped"), "已停止工作");
+        assert_eq!(printer_reason_zh("media-jam"), "卡纸");
+        assert_eq!(printer_reason_zh("something-new"), "出现故障（something-new）");
+    }
+}
