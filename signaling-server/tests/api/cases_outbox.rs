@@ -27,6 +27,8 @@ struct Receiver {
     got: Mutex<Vec<Value>>,
     /// Requests whose signature did not verify.
     bad_signatures: AtomicU32,
+    /// Woken at every verified message.
+    arrived: tokio::sync::Notify,
 }
 
 async fn receiver() -> (String, Arc<Receiver>) {
@@ -54,6 +56,7 @@ async fn receiver() -> (String, Arc<Receiver>) {
                 let mut v: Value = serde_json::from_slice(&body).expect("json");
                 v["delivery"] = json!(h("x-bangban-delivery"));
                 rx.got.lock().expect("lock").push(v);
+                rx.arrived.notify_waiters();
                 AxStatus::OK
             }
         }),
@@ -64,13 +67,21 @@ async fn receiver() -> (String, Arc<Receiver>) {
     (url, rx)
 }
 
-/// Waits (up to 30 s) until `f` holds.
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Waits (up to 30 s) until the receiver's messages satisfy `f`, woken by each arrival.
+async fn until(rx: &Receiver, what: &str, f: impl Fn(&[Value]) -> bool) {
+    let wait = async {
+        loop {
+            // Registered before the check, so an arrival in between is not missed.
+            let arrival = rx.arrived.notified();
+            if f(&rx.got.lock().expect("lock")) {
+                return;
+            }
+            arrival.await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
 async fn notifications(app: &TestApp, token: &str, order: &str) -> Vec<Value> {
@@ -128,7 +139,7 @@ async fn progress_reaches_the_webhook_signed_retried_dead_lettered_and_survives_
     let (s, v) = app.call(Method::PUT, "/api/v1/notifications/webhook", Some(&admin), Some(hook)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(!v.to_string().contains(SECRET), "the secret is never shown");
-    until("the accepted message", || !rx.got.lock().expect("lock").is_empty()).await;
+    until(&rx, "the accepted message", |got| !got.is_empty()).await;
     let first = rx.got.lock().expect("lock")[0].clone();
     assert_eq!(first["topic"], "order.accepted");
     assert_eq!(first["phone"], PHONE, "the resident's consented phone receives it");
