@@ -2,47 +2,16 @@
 // temporary data directory and --demo) serving dist/, driven by Chromium through playwright-core.
 // Every page is screenshotted into test-results/screenshots/.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { PASSWORD, shots, startConsole, stopConsole } from './harness.mjs';
 import { terminal } from './terminal.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const consoleDir = resolve(here, '..');
-const repo = resolve(consoleDir, '..');
-const shots = join(consoleDir, 'test-results', 'screenshots');
-const PASSWORD = 'bangban-demo';
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-
-/** @type {import('node:child_process').ChildProcess} */ let server;
-/** @type {import('playwright-core').Browser} */ let browser;
+/** @type {Awaited<ReturnType<typeof startConsole>>} */ let run;
 let base = '';
 let dataDir = '';
-let serverLog = '';
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = /** @type {any} */ (s.address()); s.close(() => ok(port)); });
-    s.on('error', fail);
-  });
-}
-
-async function waitReady(url, ms = 60_000) {
-  const until = Date.now() + ms;
-  // Polls the readiness probe; the server answers as soon as the database is migrated.
-  for (;;) {
-    if (server.exitCode != null) throw new Error(`server exited:\n${serverLog}`);
-    try { if ((await fetch(url)).ok) return; } catch { /* not listening yet */ }
-    if (Date.now() > until) throw new Error(`server not ready:\n${serverLog}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** @type {import('playwright-core').Browser} */ let browser;
 
 /** @param {string} path @param {any} [body] @param {string} [token] */
 async function rest(path, body, token) {
@@ -78,49 +47,11 @@ async function login(page, user) {
 }
 
 before(async () => {
-  mkdirSync(shots, { recursive: true });
-  // Always (re)build: a stale binary would test old server code. A no-op when up to date.
-  const r = spawnSync('cargo', ['build', '-p', 'signaling-server'], { cwd: repo, stdio: 'inherit' });
-  assert.equal(r.status, 0, 'cargo build failed');
-  const bin = join(process.env.CARGO_TARGET_DIR ?? join(repo, 'target'), 'debug', 'signaling-server');
-  assert.ok(existsSync(bin), `no server binary at ${bin}`);
-  dataDir = mkdtempSync(join(tmpdir(), 'bangban-console-'));
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  server = spawn(bin, ['--demo', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
-    cwd: dataDir,
-    env: {
-      ...process.env, BANGBAN_CONSOLE_DIR: join(consoleDir, 'dist'), BANGBAN_LOG_FORMAT: 'json', RUST_LOG: 'warn',
-      // A terminal silent for 5 s gets its offline alarm (the supervisor test waits for one).
-      BANGBAN_TERMINAL_OFFLINE_AFTER_SECS: '5', BANGBAN_HEALTH_CHECK_INTERVAL_SECS: '1',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  server.stdout?.on('data', (d) => { serverLog += d; });
-  server.stderr?.on('data', (d) => { serverLog += d; });
-  await waitReady(`${base}/readyz`);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--disable-features=WebRtcHideLocalIpsWithMdns', '--auto-accept-this-tab-capture', '--autoplay-policy=no-user-gesture-required',
-    ],
-    // playwright-core launches with a fresh temporary profile (its own --user-data-dir).
-    ignoreDefaultArgs: ['--headless'],
-  });
+  run = await startConsole();
+  ({ base, dataDir, browser } = run);
 });
 
-
-/** Resolves when a child process has exited (it may still be writing its data directory until then). @param {import('node:child_process').ChildProcess | undefined} p */
-const exited = (p) => (p && p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : Promise.resolve());
-
-after(async () => {
-  await browser?.close();
-  server?.kill('SIGTERM');
-  await exited(server);
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-});
+after(() => stopConsole(run));
 
 describe('serving', () => {
   test('console is served with a strict CSP; unknown /api paths keep the JSON 404', async () => {

@@ -5,12 +5,12 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS, exited, freePort } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const consoleDir = resolve(here, '..');
@@ -28,14 +28,6 @@ let base = '';
 let kiosk = '';
 let dir = '';
 let log = '';
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = /** @type {any} */ (s.address()); s.close(() => ok(port)); });
-    s.on('error', fail);
-  });
-}
 
 /** Polls `check` until it returns a truthy value (a condition, not a fixed sleep). */
 async function until(what, check, ms = 30_000) {
@@ -183,18 +175,12 @@ before(async () => {
 
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: [
-      '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--disable-features=WebRtcHideLocalIpsWithMdns', '--auto-accept-this-tab-capture', '--autoplay-policy=no-user-gesture-required',
-    ],
+    args: CHROMIUM_ARGS,
     ignoreDefaultArgs: ['--headless'],
   });
 });
 
 
-/** Resolves when a child process has exited (it may still be writing its data directory until then). @param {import('node:child_process').ChildProcess | undefined} p */
-const exited = (p) => (p && p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : Promise.resolve());
 
 after(async () => {
   await browser?.close();
