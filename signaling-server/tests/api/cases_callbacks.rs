@@ -4,34 +4,16 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use shared::protocol::{ClientMsg, Outcome, RatingLevel, ServerMsg};
+use shared::protocol::{ClientMsg, RatingLevel, ServerMsg};
 use signaling_server::cases::callbacks::sync;
 use signaling_server::db::now_ms;
 
 use crate::helpers::TestApp;
-use crate::ws_client::{WsClient, available_operator, item_id, take_ticket};
+use crate::ws_client::wrapped_up_call;
 
 /// A call at the first point, wrapped up and rated `level`; returns the session.
 async fn rated_call(app: &TestApp, level: RatingLevel) -> uuid::Uuid {
-    let (_, device) = app.enroll_terminal(0).await;
-    let (mut op, _) = available_operator(app, "operator1").await;
-    let (mut term, _) = WsClient::connect(app, &device).await;
-    term.send(&take_ticket(item_id(app, &device, "SB-003").await)).await;
-    let ticket = op
-        .expect("ringing", |m| match m {
-            ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
-            _ => None,
-        })
-        .await;
-    op.send(&ClientMsg::Accept { ticket_id: ticket }).await;
-    let session = op
-        .expect("started", |m| match m {
-            ServerMsg::SessionStarted { session } => Some(session.session_id),
-            _ => None,
-        })
-        .await;
-    op.send(&ClientMsg::WrapUp { session_id: session, outcome: Outcome::NeedsMaterials, notes: None }).await;
-    term.expect("rate_request", |m| matches!(m, ServerMsg::RateRequest { .. }).then_some(())).await;
+    let (mut term, session) = wrapped_up_call(app).await;
     term.send(&ClientMsg::Rate { session_id: session, level, comment: None }).await;
     term.expect("recorded", |m| matches!(m, ServerMsg::RatingRecorded { .. }).then_some(())).await;
     session

@@ -5,36 +5,11 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shared::protocol::{ClientMsg, Outcome, ServerMsg};
 use signaling_server::calendar::{Calendar, cst_day, day_start};
 use signaling_server::cases::orders::escalate_due;
 
 use crate::helpers::TestApp;
-use crate::ws_client::{WsClient, available_operator, item_id, take_ticket};
-
-/// Runs a call at the first point and wraps it up as `needs_materials`; returns its session.
-async fn wrapped_up_call(app: &TestApp) -> uuid::Uuid {
-    let (_, device) = app.enroll_terminal(0).await;
-    let (mut op, _) = available_operator(app, "operator1").await;
-    let (mut term, _) = WsClient::connect(app, &device).await;
-    term.send(&take_ticket(item_id(app, &device, "SB-003").await)).await;
-    let ticket = op
-        .expect("ringing", |m| match m {
-            ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
-            _ => None,
-        })
-        .await;
-    op.send(&ClientMsg::Accept { ticket_id: ticket }).await;
-    let session = op
-        .expect("started", |m| match m {
-            ServerMsg::SessionStarted { session } => Some(session.session_id),
-            _ => None,
-        })
-        .await;
-    op.send(&ClientMsg::WrapUp { session_id: session, outcome: Outcome::NeedsMaterials, notes: None }).await;
-    term.expect("rate_request", |m| matches!(m, ServerMsg::RateRequest { .. }).then_some(())).await;
-    session
-}
+use crate::ws_client::{item_id, wrapped_up_call};
 
 async fn step(app: &TestApp, token: &str, id: &str, step: Value) -> (StatusCode, Value) {
     app.post(&format!("/api/v1/orders/{id}/steps"), Some(token), json!({ "step": step })).await
@@ -43,7 +18,7 @@ async fn step(app: &TestApp, token: &str, id: &str, step: Value) -> (StatusCode,
 #[tokio::test]
 async fn a_wrap_up_becomes_an_order_that_goes_through_every_step() {
     let app = TestApp::spawn().await;
-    let session = wrapped_up_call(&app).await;
+    let (_, session) = wrapped_up_call(&app).await;
     let op1 = app.login("operator1").await;
     let op2 = app.login("operator2").await;
     let body = json!({

@@ -130,3 +130,33 @@ pub fn take_ticket(item_id: uuid::Uuid) -> ClientMsg {
         staff_token: None,
     }
 }
+
+/// A call at the first point for SB-003, answered by operator1 and wrapped up as `needs_materials`
+/// until the terminal is asked to rate; returns the terminal's client and the session.
+pub async fn wrapped_up_call(app: &TestApp) -> (WsClient, uuid::Uuid) {
+    let (_, device) = app.enroll_terminal(0).await;
+    let (mut op, _) = available_operator(app, "operator1").await;
+    let (mut term, _) = WsClient::connect(app, &device).await;
+    term.send(&take_ticket(item_id(app, &device, "SB-003").await)).await;
+    let ticket = op
+        .expect("ringing", |m| match m {
+            ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
+            _ => None,
+        })
+        .await;
+    op.send(&ClientMsg::Accept { ticket_id: ticket }).await;
+    let session = op
+        .expect("started", |m| match m {
+            ServerMsg::SessionStarted { session } => Some(session.session_id),
+            _ => None,
+        })
+        .await;
+    op.send(&ClientMsg::WrapUp {
+        session_id: session,
+        outcome: shared::protocol::Outcome::NeedsMaterials,
+        notes: None,
+    })
+    .await;
+    term.expect("rate_request", |m| matches!(m, ServerMsg::RateRequest { .. }).then_some(())).await;
+    (term, session)
+}
