@@ -393,8 +393,8 @@ pub struct CreateOrderRequest {
     /// The reference in the source system (12345 work order number …); up to 64 characters.
     #[serde(default)]
     pub source_ref: Option<String>,
-    /// Materials still outstanding (names from the item's checklist); at most 30, each up to
-    /// 64 characters.
+    /// Materials still outstanding: names from the item's checklist (申请材料; any name when the
+    /// item has none); at most 30, each up to 64 characters.
     #[serde(default)]
     pub outstanding_materials: Vec<String>,
 }
@@ -460,6 +460,10 @@ pub struct OrderView {
     pub overdue: bool,
     pub escalation: EscalationLevel,
     pub outstanding_materials: Vec<String>,
+    /// The item's checklist (申请材料) with what is still outstanding and what the call's stored
+    /// materials already cover; only in the single-order view.
+    #[serde(default)]
+    pub materials: Vec<OrderMaterial>,
     pub created_by: Option<Uuid>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -468,6 +472,20 @@ pub struct OrderView {
     /// Oldest first; only in the single-order view.
     #[serde(default)]
     pub history: Vec<OrderEvent>,
+}
+
+/// One entry of the item's checklist as it stands for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderMaterial {
+    /// The checklist entry (`item_materials` slot).
+    pub slot_id: Uuid,
+    pub name: String,
+    pub required: bool,
+    /// Named in the order's outstanding materials (待补).
+    pub outstanding: bool,
+    /// Materials of the order's call stored for this entry and not rejected (已存).
+    pub stored: u32,
 }
 
 /// A step on an order, with the version the caller saw (409 if it changed).
@@ -491,6 +509,82 @@ pub struct OrderContactRequest {
     pub consent_text: String,
     /// Must be `true`: the resident agreed.
     pub consent: bool,
+}
+
+/// Schema of a flag that must be `true` (the resident's consent).
+#[cfg(feature = "openapi")]
+fn must_be_true() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Boolean)
+        .enum_values(Some([true]))
+        .description(Some("Must be `true`: the resident agreed."))
+        .build()
+}
+
+/// Pattern of the phone numbers the server accepts: a mainland mobile (`1` + 10 digits) or a
+/// landline of 7–16 digits, optionally with one dash after the area code, not starting with `1`.
+pub const PHONE_PATTERN: &str = "^(1[0-9]{10}|[02-9][0-9]{6,15}|[02-9][0-9]{1,4}-[0-9]{5,10})$";
+
+/// The consent wording the kiosk shows and the resident confirms before staff record their
+/// phone number (the console reads the same text to them).
+pub const CONSENT_TEXT_ZH: &str = "居民同意帮办通过此电话告知办理进度和回访，办结后按规定期限删除。";
+
+/// Records, at the kiosk, the resident's phone number for the terminal's ticket after they
+/// agreed to be contacted about it. Sent with the terminal's device token; the committee staff
+/// member signed in at the kiosk (role `staff`, the terminal's point) vouches with their own
+/// access token, as with `take_ticket`. The number goes to the work order opened from the
+/// ticket's call (now or later).
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct KioskContactRequest {
+    /// Mainland mobile (11 digits starting with 1) or landline (digits, one optional `-`).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 7,
+            max_length = 16,
+            pattern = "^(1[0-9]{10}|[02-9][0-9]{6,15}|[02-9][0-9]{1,4}-[0-9]{5,10})$"
+        )
+    )]
+    pub phone: String,
+    /// The consent wording shown to the resident; 1–500 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 500,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
+    pub consent_text: String,
+    /// Must be `true`: the resident confirmed on the kiosk screen.
+    #[cfg_attr(feature = "openapi", schema(schema_with = must_be_true))]
+    pub consent: bool,
+    /// The access token of the staff member signed in at the kiosk.
+    pub staff_token: crate::validate::Token,
+}
+
+impl std::fmt::Debug for KioskContactRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KioskContactRequest").field("consent", &self.consent).finish_non_exhaustive()
+    }
+}
+
+/// The number as recorded for a ticket (masked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KioskContactView {
+    pub ticket_id: Uuid,
+    pub ticket_number: String,
+    /// `138****5678`.
+    pub phone_masked: String,
+    pub consent_at: i64,
+    pub consent_text: String,
+    /// The staff member who recorded it (display name).
+    pub recorded_by: String,
+    /// Work orders of the ticket's calls that received the number.
+    pub orders: Vec<Uuid>,
 }
 
 /// The full phone number, after an audited reveal.

@@ -102,6 +102,9 @@ pub struct Cli {
     /// How often the alarm monitor looks, 1–600 s.
     #[arg(long, env = "BANGBAN_HEALTH_CHECK_INTERVAL_SECS")]
     pub health_check_interval_secs: Option<u64>,
+    /// How often the cases worker runs (escalations, call-backs, lists, contact purge), 1–600 s.
+    #[arg(long, env = "BANGBAN_CASES_INTERVAL_SECS")]
+    pub cases_interval_secs: Option<u64>,
     /// Proxies (IP addresses, comma-separated) whose `X-Forwarded-For` / `Forwarded` names the
     /// client; none by default.
     #[arg(long, env = "BANGBAN_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -171,6 +174,7 @@ struct FileConfig {
     console_dir: Option<PathBuf>,
     terminal_offline_after_secs: Option<u64>,
     health_check_interval_secs: Option<u64>,
+    cases_interval_secs: Option<u64>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
     refresh_family_max_secs: Option<u64>,
 }
@@ -261,6 +265,9 @@ pub struct Config {
     /// How often the alarm monitor looks (`health_check_interval_secs` /
     /// `BANGBAN_HEALTH_CHECK_INTERVAL_SECS`, default 15 s).
     pub health_check_interval_ms: u64,
+    /// How often the cases worker runs (`cases_interval_secs` / `BANGBAN_CASES_INTERVAL_SECS`,
+    /// default 60 s): escalations (提级), call-back tasks, the two lists, contact purge.
+    pub cases_interval_ms: u64,
     /// Peers whose `X-Forwarded-For` / `Forwarded` is believed (`trusted_proxies` /
     /// `BANGBAN_TRUSTED_PROXIES`, comma-separated addresses; default none).
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -310,6 +317,7 @@ impl Config {
             console_dir: default_console_dir(),
             terminal_offline_after_ms: 120_000,
             health_check_interval_ms: 15_000,
+            cases_interval_ms: 60_000,
             trusted_proxies: Vec::new(),
             refresh_family_max_secs: 24 * 3600,
         }
@@ -432,6 +440,9 @@ impl Config {
         }
         if let Some(v) = cli.health_check_interval_secs.or(file.health_check_interval_secs) {
             cfg.health_check_interval_ms = ranged("health_check_interval_secs", v, 1..=600)? * 1000;
+        }
+        if let Some(v) = cli.cases_interval_secs.or(file.cases_interval_secs) {
+            cfg.cases_interval_ms = ranged("cases_interval_secs", v, 1..=600)? * 1000;
         }
         cfg.validate()?;
         Ok(cfg)

@@ -215,6 +215,7 @@ fn cases_router() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::cases::orders::step))
         .routes(routes!(crate::cases::orders::set_contact))
         .routes(routes!(crate::cases::orders::reveal_contact))
+        .routes(routes!(crate::cases::orders::kiosk_contact))
         .routes(routes!(crate::cases::outbox::put_webhook))
         .routes(routes!(crate::cases::outbox::list))
         .routes(routes!(crate::cases::outbox::retry))

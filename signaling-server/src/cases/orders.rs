@@ -11,8 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 use shared::api::ErrorBody;
 use shared::cases::{
-    CreateOrderRequest, DeadlineClass, EscalationLevel, OrderAction, OrderActionRequest, OrderContactRequest,
-    OrderContactReveal, OrderEvent, OrderSource, OrderState, OrderView,
+    CreateOrderRequest, DeadlineClass, EscalationLevel, KioskContactRequest, KioskContactView, OrderAction,
+    OrderActionRequest, OrderContactRequest, OrderContactReveal, OrderEvent, OrderMaterial, OrderSource,
+    OrderState, OrderView,
 };
 use shared::protocol::Role;
 use sqlx::Row;
@@ -120,6 +121,7 @@ fn view_of(r: &AnyRow, cal: &Calendar, now: i64) -> ApiResult<OrderView> {
         overdue: closed_at.unwrap_or(now) > due_at,
         escalation: m.escalated,
         outstanding_materials: json_col(r, "outstanding_materials")?,
+        materials: Vec::new(),
         created_by: opt_id("created_by")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
@@ -217,8 +219,57 @@ pub async fn load_view(state: &AppState, id: Uuid, with_history: bool) -> ApiRes
     let mut v = view_of(&row, &cal, now_ms())?;
     if with_history {
         v.history = history(&state.db, id).await?;
+        v.materials = checklist(&state.db, &v).await?;
     }
     Ok(Some(v))
+}
+
+/// The item's checklist entries (申请材料), in order: `(slot id, name, required)`.
+async fn item_checklist(db: &Db, item: Uuid) -> ApiResult<Vec<(Uuid, String, bool)>> {
+    let rows =
+        sqlx::query("SELECT id, name, required FROM item_materials WHERE item_id = $1 ORDER BY position, id")
+            .bind(item.to_string())
+            .fetch_all(&db.pool)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                parse_id(&r.try_get::<String, _>("id")?)?,
+                r.try_get("name")?,
+                crate::db::get_flag(r, "required")?,
+            ))
+        })
+        .collect()
+}
+
+/// The order's item checklist: what is outstanding, and how many of the call's stored materials
+/// (any session of its ticket, not rejected, not purged) cover each entry.
+async fn checklist(db: &Db, o: &OrderView) -> ApiResult<Vec<OrderMaterial>> {
+    let mut stored = std::collections::HashMap::<String, i64>::new();
+    if let Some(session) = o.session_id {
+        let rows = sqlx::query(
+            "SELECT m.slot_id, COUNT(*) AS n FROM materials m \
+             WHERE m.ticket_id = (SELECT s.ticket_id FROM call_sessions s WHERE s.id = $1) \
+             AND m.slot_id IS NOT NULL AND m.status <> 'rejected' AND m.purged_at IS NULL GROUP BY m.slot_id",
+        )
+        .bind(session.to_string())
+        .fetch_all(&db.pool)
+        .await?;
+        for r in &rows {
+            stored.insert(r.try_get("slot_id")?, r.try_get("n")?);
+        }
+    }
+    Ok(item_checklist(db, o.item_id)
+        .await?
+        .into_iter()
+        .map(|(slot_id, name, required)| OrderMaterial {
+            outstanding: o.outstanding_materials.contains(&name),
+            stored: u32::try_from(stored.get(&slot_id.to_string()).copied().unwrap_or(0)).unwrap_or(0),
+            slot_id,
+            name,
+            required,
+        })
+        .collect())
 }
 
 fn check_deadline(d: DeadlineClass, now: i64) -> ApiResult<()> {
@@ -329,6 +380,15 @@ pub async fn create(
         .await?
         .ok_or_else(|| ApiError::not_found("事项"))?;
     let line: String = item_row.try_get("line_id")?;
+    let names: Vec<String> = item_checklist(&state.db, item).await?.into_iter().map(|(_, n, _)| n).collect();
+    if !names.is_empty()
+        && let Some(bad) = materials.iter().find(|m| !names.contains(m))
+    {
+        return Err(ApiError::validation(format!(
+            "待补材料「{bad}」不在该事项的材料清单中 (not on the item's checklist: {})",
+            names.join("、")
+        )));
+    }
     if sqlx::query("SELECT 1 AS x FROM service_points WHERE id = $1")
         .bind(point.to_string())
         .fetch_optional(&state.db.pool)
@@ -396,6 +456,9 @@ pub async fn create(
             }
             Err(e) => return Err(e.into()),
         }
+    }
+    if let Some(sid) = session {
+        copy_ticket_contact(&state, id, sid).await?;
     }
     let view = load_view(&state, id, true).await?.ok_or_else(ApiError::internal)?;
     let text = format!(
@@ -706,19 +769,26 @@ async fn apply(
 // ---------------------------------------------------------------------------------------------
 // The resident's phone number, with consent
 
-/// A mainland mobile (`1` + 10 digits) or a landline (7–16 digits and dashes, not starting
-/// with `1`).
+/// A mainland mobile (`1` + 10 digits) or a landline: 7–16 digits, or an area code of 2–5
+/// digits, one dash and 5–10 digits; a landline does not start with `1`. Exactly
+/// [`shared::cases::PHONE_PATTERN`].
 pub fn check_phone(p: &str) -> ApiResult<String> {
     let p = p.trim();
-    let digits = p.bytes().filter(u8::is_ascii_digit).count();
-    let mobile = p.len() == 11 && p.starts_with('1') && digits == 11;
-    let landline = !p.starts_with('1')
-        && (7..=16).contains(&p.len())
-        && p.bytes().all(|b| b.is_ascii_digit() || b == b'-')
-        && !p.starts_with('-')
-        && !p.ends_with('-')
-        && digits >= 7;
-    if mobile || landline {
+    let b = p.as_bytes();
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    let ok = match p.split_once('-') {
+        None => {
+            digits(b) && ((b.len() == 11 && b[0] == b'1') || ((7..=16).contains(&b.len()) && b[0] != b'1'))
+        }
+        Some((area, num)) => {
+            (2..=5).contains(&area.len())
+                && (5..=10).contains(&num.len())
+                && digits(area.as_bytes())
+                && digits(num.as_bytes())
+                && !area.starts_with('1')
+        }
+    };
+    if ok {
         Ok(p.to_owned())
     } else {
         Err(ApiError::validation("电话号码格式不正确 (invalid phone number)"))
@@ -738,6 +808,194 @@ pub fn mask_phone(p: &str) -> String {
 
 fn phone_context(id: Uuid) -> String {
     format!("work_order:{id}:phone")
+}
+
+fn ticket_phone_context(id: Uuid) -> String {
+    format!("ticket:{id}:phone")
+}
+
+/// Stores a consented phone number on an order: encrypted bound to the order, masked for
+/// display, with the consent's wording, time and who recorded it. The one write of every path
+/// (console, kiosk, an order opened after the kiosk recorded it).
+async fn store_contact(
+    state: &AppState,
+    id: Uuid,
+    phone: &str,
+    consent_text: &str,
+    at: i64,
+    by: Uuid,
+) -> ApiResult<()> {
+    sqlx::query(
+        "UPDATE work_orders SET phone_enc = $1, phone_masked = $2, consent_text = $3, consent_at = $4, \
+         consent_by = $5, updated_at = $6, version = version + 1 WHERE id = $7",
+    )
+    .bind(state.pii.encrypt(phone, &phone_context(id)))
+    .bind(mask_phone(phone))
+    .bind(consent_text)
+    .bind(at)
+    .bind(by.to_string())
+    .bind(now_ms())
+    .bind(id.to_string())
+    .execute(&state.db.pool)
+    .await?;
+    Ok(())
+}
+
+/// An order opened from a call whose ticket has a number recorded at the kiosk gets it.
+async fn copy_ticket_contact(state: &AppState, order: Uuid, session: Uuid) -> ApiResult<()> {
+    let Some(r) = sqlx::query(
+        "SELECT c.ticket_id, c.phone_enc, c.consent_text, c.consent_at, c.consent_by FROM ticket_contacts c \
+         JOIN call_sessions s ON s.ticket_id = c.ticket_id WHERE s.id = $1",
+    )
+    .bind(session.to_string())
+    .fetch_optional(&state.db.pool)
+    .await?
+    else {
+        return Ok(());
+    };
+    let ticket = parse_id(&r.try_get::<String, _>("ticket_id")?)?;
+    let phone = state
+        .pii
+        .decrypt(&r.try_get::<String, _>("phone_enc")?, &ticket_phone_context(ticket))
+        .map_err(|_| ApiError::internal())?;
+    let by = parse_id(&r.try_get::<String, _>("consent_by")?)?;
+    let text: String = r.try_get("consent_text")?;
+    store_contact(state, order, &phone, &text, r.try_get("consent_at")?, by).await?;
+    state
+        .audit(AuditRecord::new("order.contact", "work_order").target(order).detail(json!({
+            "consent": true, "from_ticket": ticket,
+        })))
+        .await;
+    Ok(())
+}
+
+/// The committee staff member vouching at the kiosk, from their access token: role `staff`,
+/// active, of the terminal's point, and the token of their current generation (a password
+/// change or disabling ends it at once). Returns `(user id, display name)`.
+async fn kiosk_staff(state: &AppState, token: &str, point: Uuid) -> ApiResult<(Uuid, String)> {
+    let invalid = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "工作人员登录已失效，请重新登录 (staff sign-in invalid or expired)",
+        )
+    };
+    let claims = state.tokens.verify(token, crate::auth::tokens::TokenKind::Access).map_err(|_| invalid())?;
+    if claims.role != Role::Staff {
+        return Err(invalid());
+    }
+    if claims.point != Some(point) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "该工作人员不属于本服务点 (staff of another point)",
+        ));
+    }
+    let (name, role, active, generation) =
+        crate::switchboard::store::user_account(&state.db, claims.sub).await?.ok_or_else(invalid)?;
+    if !active || role != "staff" || generation != claims.generation {
+        return Err(invalid());
+    }
+    Ok((claims.sub, name))
+}
+
+/// How long after a ticket was taken its resident's number may still be recorded at the kiosk.
+const KIOSK_CONTACT_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// The kiosk records the resident's phone number for its ticket, after the resident confirmed
+/// the consent text on screen (device token; the signed-in staff member's access token in the
+/// body, checked like `take_ticket`'s). Stored encrypted and shown masked; the work orders of
+/// the ticket's calls get it now, one opened later gets it when opened. Audited, refusals too.
+#[utoipa::path(put, path = "/api/v1/terminals/me/tickets/{id}/contact", tag = "cases",
+    params(("id" = Uuid, Path, description = "The ticket taken at this terminal")),
+    request_body = KioskContactRequest,
+    responses((status = 200, body = KioskContactView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not a terminal, or the staff sign-in is invalid or of another point"),
+        (status = 404, body = ErrorBody, description = "no such ticket at this terminal"),
+        (status = 409, body = ErrorBody, description = "the ticket was taken more than 24 hours ago"),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn kiosk_contact(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(ticket): Path<Uuid>,
+    Json(req): Json<KioskContactRequest>,
+) -> ApiResult<Json<KioskContactView>> {
+    if !p.is_terminal() {
+        return Err(ApiError::forbidden());
+    }
+    let refused = |why: &'static str| {
+        AuditRecord::new("ticket.contact", "ticket")
+            .by(&p)
+            .target(ticket)
+            .outcome("denied")
+            .detail(json!({ "why": why }))
+    };
+    let row = sqlx::query("SELECT terminal_id, point_id, number, created_at FROM tickets WHERE id = $1")
+        .bind(ticket.to_string())
+        .fetch_optional(&state.db.pool)
+        .await?
+        .filter(|r| r.try_get::<Option<String>, _>("terminal_id").ok().flatten() == Some(p.id.to_string()))
+        .ok_or_else(|| ApiError::not_found("号票"))?;
+    if !req.consent {
+        return Err(ApiError::validation("须经居民同意方可记录电话 (the resident's consent is required)"));
+    }
+    let consent_text = check_text("consent_text", &req.consent_text, 500, false)?;
+    let phone = check_phone(&req.phone)?;
+    let point = parse_id(&row.try_get::<String, _>("point_id")?)?;
+    let (staff, staff_name) = match kiosk_staff(&state, req.staff_token.as_str(), point).await {
+        Ok(s) => s,
+        Err(e) => {
+            state.audit(refused("staff")).await;
+            return Err(e);
+        }
+    };
+    let now = now_ms();
+    if now - row.try_get::<i64, _>("created_at")? > KIOSK_CONTACT_WINDOW_MS {
+        return Err(ApiError::conflict("该号票已超过 24 小时，请在工单中登记电话 (ticket too old)"));
+    }
+    sqlx::query(
+        "INSERT INTO ticket_contacts (ticket_id, phone_enc, phone_masked, consent_text, consent_at, consent_by, \
+         terminal_id) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (ticket_id) DO UPDATE SET \
+         phone_enc = excluded.phone_enc, phone_masked = excluded.phone_masked, consent_text = excluded.consent_text, \
+         consent_at = excluded.consent_at, consent_by = excluded.consent_by, terminal_id = excluded.terminal_id",
+    )
+    .bind(ticket.to_string())
+    .bind(state.pii.encrypt(&phone, &ticket_phone_context(ticket)))
+    .bind(mask_phone(&phone))
+    .bind(&consent_text)
+    .bind(now)
+    .bind(staff.to_string())
+    .bind(p.id.to_string())
+    .execute(&state.db.pool)
+    .await?;
+    let orders = sqlx::query(
+        "SELECT o.id FROM work_orders o JOIN call_sessions s ON s.id = o.session_id WHERE s.ticket_id = $1 \
+         AND o.state NOT IN ('completed', 'closed') ORDER BY o.created_at",
+    )
+    .bind(ticket.to_string())
+    .fetch_all(&state.db.pool)
+    .await?
+    .iter()
+    .map(|r| Ok(parse_id(&r.try_get::<String, _>("id")?)?))
+    .collect::<ApiResult<Vec<Uuid>>>()?;
+    for o in &orders {
+        store_contact(&state, *o, &phone, &consent_text, now, staff).await?;
+    }
+    let mut rec = AuditRecord::new("ticket.contact", "ticket").by(&p).target(ticket).detail(json!({
+        "consent": true, "staff_id": staff, "terminal_id": p.id, "orders": orders,
+    }));
+    rec.actor_id = Some(staff);
+    rec.actor_name = staff_name.clone();
+    state.audit(rec).await;
+    Ok(Json(KioskContactView {
+        ticket_id: ticket,
+        ticket_number: row.try_get("number")?,
+        phone_masked: mask_phone(&phone),
+        consent_at: now,
+        consent_text,
+        recorded_by: staff_name,
+        orders,
+    }))
 }
 
 /// Record the resident's phone number after they agreed (operators on their orders,
@@ -762,19 +1020,7 @@ pub async fn set_contact(
     }
     let consent_text = check_text("consent_text", &req.consent_text, 500, false)?;
     let phone = check_phone(&req.phone)?;
-    let now = now_ms();
-    sqlx::query(
-        "UPDATE work_orders SET phone_enc = $1, phone_masked = $2, consent_text = $3, consent_at = $4, \
-         consent_by = $5, updated_at = $4, version = version + 1 WHERE id = $6",
-    )
-    .bind(state.pii.encrypt(&phone, &phone_context(id)))
-    .bind(mask_phone(&phone))
-    .bind(&consent_text)
-    .bind(now)
-    .bind(p.id.to_string())
-    .bind(id.to_string())
-    .execute(&state.db.pool)
-    .await?;
+    store_contact(&state, id, &phone, &consent_text, now_ms(), p.id).await?;
     state
         .audit(
             AuditRecord::new("order.contact", "work_order")
@@ -827,14 +1073,20 @@ pub async fn reveal_contact(
 /// Erases phone numbers of orders closed more than `days` ago (the personal-data retention).
 pub async fn purge_contacts(db: &Db, days: u32, now: i64) -> Result<u64, sqlx::Error> {
     let cutoff = now - i64::from(days) * calendar::DAY_MS;
-    Ok(sqlx::query(
-        "UPDATE work_orders SET phone_enc = NULL, phone_masked = NULL WHERE phone_enc IS NOT NULL \
+    let tickets = sqlx::query("DELETE FROM ticket_contacts WHERE consent_at < $1")
+        .bind(cutoff)
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
+    Ok(tickets
+        + sqlx::query(
+            "UPDATE work_orders SET phone_enc = NULL, phone_masked = NULL WHERE phone_enc IS NOT NULL \
          AND closed_at IS NOT NULL AND closed_at < $1 AND state IN ('completed', 'closed')",
-    )
-    .bind(cutoff)
-    .execute(&db.pool)
-    .await?
-    .rows_affected())
+        )
+        .bind(cutoff)
+        .execute(&db.pool)
+        .await?
+        .rows_affected())
 }
 
 /// Raises every open order whose escalation is due at `now` (临期 / 超期提级), recording a
@@ -893,10 +1145,11 @@ pub async fn escalate_due(state: &AppState, now: i64) -> ApiResult<Vec<(Uuid, Es
     Ok(raised)
 }
 
-/// The cases worker: escalations every minute, and the stored calendar applied to deadlines
+/// The cases worker: escalations every `cases_interval` (a minute by default), and the stored calendar applied to deadlines
 /// the switchboard stamped with the seeded one.
 pub async fn worker(state: AppState) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    let mut every =
+        tokio::time::interval(std::time::Duration::from_millis(state.config.cases_interval_ms.max(1000)));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
@@ -921,5 +1174,37 @@ pub async fn worker(state: AppState) {
         if let Err(e) = calendar::reconcile_deadlines(&state.db, &[]).await {
             tracing::error!(error = %e, "rectification deadlines not reconciled");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_phone, mask_phone};
+
+    #[test]
+    fn phone_numbers_are_what_the_schema_pattern_says() {
+        for ok in ["13912345678", "02164381234", "021-64381234", "0571-88886666", "88886666", " 13912345678 "]
+        {
+            assert!(check_phone(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "1391234567",
+            "139123456789",
+            "1391234567x",
+            "021--64381234",
+            "0571-8888-6666",
+            "-02164381234",
+            "02164381234-",
+            "12-345678",
+            "1234567",
+            "+8613912345678",
+            "０２１６４３８１２３４",
+            "021 64381234",
+            "01234567890123456",
+        ] {
+            assert!(check_phone(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(mask_phone("13912345678"), "139****5678");
     }
 }

@@ -24,7 +24,7 @@ async fn a_wrap_up_becomes_an_order_that_goes_through_every_step() {
     let body = json!({
         "source": "wrap_up", "session_id": session, "summary": "居民需补交户口簿复印件后继续办理",
         "deadline": { "class": "five_days" }, "case_number": "SB-2026-000123",
-        "outstanding_materials": ["户口簿复印件"]
+        "outstanding_materials": ["身份证"]
     });
     let (s, _) = app.post("/api/v1/orders", Some(&op2), body.clone()).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "only the call's operator opens its order");
@@ -35,7 +35,7 @@ async fn a_wrap_up_becomes_an_order_that_goes_through_every_step() {
     assert_eq!(order["state_zh"], "受理");
     assert_eq!(order["source_zh"], "通话转工单");
     assert!(order["number"].as_str().expect("number").starts_with("GD2"), "{order}");
-    assert_eq!(order["outstanding_materials"], json!(["户口簿复印件"]));
+    assert_eq!(order["outstanding_materials"], json!(["身份证"]));
     assert_eq!(order["working_days_left"], 5, "five working days from today");
     let due = order["due_at"].as_i64().expect("due");
     let cal = Calendar::builtin();

@@ -16,22 +16,23 @@ use sha2::Sha256;
 use crate::helpers::TestApp;
 use crate::ws_client::item_id;
 
-const SECRET: &str = "a-shared-secret-of-the-platform";
+pub(crate) const SECRET: &str = "a-shared-secret-of-the-platform";
 const PHONE: &str = "13912345678";
 
 #[derive(Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     /// Requests still to refuse with 500.
-    fail: AtomicU32,
+    pub(crate) fail: AtomicU32,
     /// Verified messages received, in order.
-    got: Mutex<Vec<Value>>,
+    pub(crate) got: Mutex<Vec<Value>>,
     /// Requests whose signature did not verify.
-    bad_signatures: AtomicU32,
+    pub(crate) bad_signatures: AtomicU32,
     /// Woken at every verified message.
     arrived: tokio::sync::Notify,
 }
 
-async fn receiver() -> (String, Arc<Receiver>) {
+/// A local webhook receiver that checks the HMAC signature; returns its URL.
+pub(crate) async fn receiver() -> (String, Arc<Receiver>) {
     let rx = Arc::new(Receiver::default());
     let state = rx.clone();
     let app = axum::Router::new().route(
@@ -68,7 +69,7 @@ async fn receiver() -> (String, Arc<Receiver>) {
 }
 
 /// Waits (up to 30 s) until the receiver's messages satisfy `f`, woken by each arrival.
-async fn until(rx: &Receiver, what: &str, f: impl Fn(&[Value]) -> bool) {
+pub(crate) async fn until(rx: &Receiver, what: &str, f: impl Fn(&[Value]) -> bool) {
     let wait = async {
         loop {
             // Registered before the check, so an arrival in between is not missed.
