@@ -72,6 +72,8 @@ const EN = {
   '工单': 'Orders', '超期督办': 'Overdue', '两张清单': 'Two lists', '上门办审核': 'Home visits', '上门办': 'Home visits', '报表': 'Reports',
   '我的工单': 'My work orders', '本服务点工单': "This point's work orders", '办理中': 'Open', '已办结': 'Closed', '全部': 'All', '登记工单': 'New order',
   '工单号': 'Order', '环节': 'Stage', '承办': 'Handled by', '到期（北京时间）': 'Due (China time)', '暂无工单': 'No work orders',
+  '超期提级': 'Escalated: overdue', '临期提级': 'Escalated: due today', '已提级督办': 'Escalated', '已提级至值班主管': 'Raised to the supervisors',
+  '要求': 'Requirement', '本次通话已存': 'Stored in the call', '份': 'file(s)', '待补': 'Outstanding', '待补（已有扫描件待核）': 'Outstanding (a scan awaits review)', '已提交': 'Submitted',
   '转为工单': 'Open a work order', '事由': 'Matter', '办理时限': 'Time limit', '办件编号': 'Case number', '待补材料': 'Outstanding materials',
   '创建工单': 'Create order', '暂不创建': 'Not now', '已创建工单': 'Work order created', '创建工单失败': 'Could not create the work order',
   '当日办结': 'Same day', '5个工作日': '5 working days', '10个工作日': '10 working days', '剩': '', '个工作日': 'working days left',

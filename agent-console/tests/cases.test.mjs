@@ -28,6 +28,20 @@ async function rest(path, body, token) {
   return text ? JSON.parse(text) : null;
 }
 
+/** @param {string} path @param {any} body @param {string} token */
+async function put(path, body, token) {
+  const res = await fetch(base + path, { method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** Today in China time, `YYYY-MM-DD`, and whether it is past 09:00 there (escalations wait for it). */
+function chinaNow() {
+  const d = new Date(Date.now() + 8 * 3600e3);
+  return { date: d.toISOString().slice(0, 10), weekend: d.getUTCDay() === 0 || d.getUTCDay() === 6, afterNine: d.getUTCHours() >= 9 };
+}
+
 /** @param {import('playwright-core').Page} page @param {string} name */
 const shot = (page, name) => page.screenshot({ path: join(shots, `cases-${name}.png`), fullPage: true });
 
@@ -126,6 +140,21 @@ describe('operator', () => {
     assert.match(text, /\d{4}-\d{2}-\d{2}/, 'deadline shown');
     assert.match(text, /剩 \d+ 个工作日/);
     await shot(page, '02-operator-orders');
+    // The detail lists the item's checklist (申请材料): what is outstanding and what the call stored.
+    await row.locator('button.open-order').click();
+    const md = page.locator('dialog[open]');
+    const mats = md.locator('#order-materials tbody tr');
+    await mats.first().waitFor();
+    assert.equal(await mats.count(), item.materials.length, 'every checklist entry');
+    for (const m of item.materials) {
+      const r = md.locator(`#order-materials tr[data-material="${m.name}"]`);
+      assert.equal(await r.getAttribute('data-outstanding'), String(m.required), `${m.name}: required ones ticked as outstanding`);
+      assert.equal(await r.getAttribute('data-stored'), '0', 'nothing was scanned in this call');
+      assert.match(await r.textContent() || '', m.required ? /必需.*待补/ : /可选/);
+    }
+    await shot(page, '02a-operator-order-materials');
+    await md.locator('.dialog-actions .btn:not(.primary)').click();
+    await md.waitFor({ state: 'detached' });
     /** @param {string} action @param {string | null} text */
     async function step(action, text) {
       await row.locator('button.open-order').click();
@@ -160,6 +189,26 @@ describe('operator', () => {
     const audit = await rest('/api/v1/audit?action=order.contact.reveal', undefined, admin.access_token);
     assert.match(JSON.stringify(audit), /order\.contact\.reveal/, 'the reveal is audited');
 
+    await step('classify', '户籍');
+    await row.locator('td:has-text("分类")').waitFor();
+    // 退回 needs a reason: without one the dialog does not submit; with one the order is back at
+    // 受理 and the reason is in its history.
+    await row.locator('button.open-order').click();
+    let rd = page.locator('dialog[open]');
+    await rd.locator('#step-action').selectOption('return');
+    await rd.locator('button[type=submit]').click();
+    assert.equal(await rd.locator('textarea[name=text]').evaluate((el) => /** @type {HTMLTextAreaElement} */ (el).validity.valueMissing), true, 'a reason is required');
+    assert.equal(await rd.count(), 1, 'the dialog stays open');
+    await rd.locator('textarea[name=text]').fill('类别有误：应由社保条线办理，退回重新分类。');
+    await shot(page, '03a-operator-return-reason');
+    await rd.locator('button[type=submit]').click();
+    await rd.waitFor({ state: 'detached' });
+    await row.locator('td:has-text("受理")').waitFor();
+    await row.locator('button.open-order').click();
+    rd = page.locator('dialog[open]');
+    await rd.locator('.order-history li:has-text("退回"):has-text("类别有误")').waitFor();
+    await rd.locator('.dialog-actions .btn:not(.primary)').click();
+    await rd.waitFor({ state: 'detached' });
     await step('classify', '户籍');
     await row.locator('td:has-text("分类")').waitFor();
     await step('transfer', '户籍条线');
@@ -213,6 +262,12 @@ describe('staff', () => {
     const row = page.locator('#home-visits tr:has-text("高龄津贴")');
     await row.locator('td:has-text("待审核")').waitFor();
     assert.equal(await row.locator('button.approve').count(), 0, 'staff do not approve');
+    await page.click('#new-visit');
+    const v2 = page.locator('dialog[open]');
+    await v2.locator('textarea[name=situation]').fill('居民腿脚不便，申请上门代办居住证签注。');
+    await v2.locator('input[name=address]').fill('静安区康定路 200 弄 8 号');
+    await v2.locator('button[type=submit]').click();
+    await page.locator('#home-visits tr:has-text("居住证签注") td:has-text("待审核")').waitFor();
     await shot(page, '06-staff-home-visits');
     await page.context().close();
   });
@@ -226,8 +281,23 @@ describe('supervisor', () => {
     const row = page.locator('#home-visits tr:has-text("高龄津贴")');
     await row.waitFor();
     await shot(page, '07-supervisor-home-visit-approval');
-    await row.locator('button.approve').click();
+    // 不同意 needs a reason: without one the dialog does not submit; the reason is shown on the row.
+    const refused = page.locator('#home-visits tr:has-text("居住证签注")');
+    await refused.locator('button.refuse').click();
     let d = page.locator('dialog[open]');
+    assert.match(await d.locator('h2').textContent() || '', /不同意上门/);
+    await d.locator('button[type=submit]').click();
+    assert.equal(await d.locator('textarea[name=reason]').evaluate((el) => /** @type {HTMLTextAreaElement} */ (el).validity.valueMissing), true, 'a reason is required');
+    await d.locator('textarea[name=reason]').fill('居住证签注可由家属持材料到服务点代办，不需上门。');
+    await shot(page, '07a-supervisor-home-visit-refuse');
+    await d.locator('button[type=submit]').click();
+    await d.waitFor({ state: 'detached' });
+    await refused.locator('td:has-text("未批准")').waitFor();
+    assert.match(await refused.textContent() || '', /家属持材料到服务点代办/);
+    assert.equal(await refused.locator('button').count(), 0, 'a refused request is final');
+
+    await row.locator('button.approve').click();
+    d = page.locator('dialog[open]');
     await d.locator('textarea[name=reason]').fill('符合上门条件。');
     await d.locator('button[type=submit]').click();
     await row.locator('button.schedule').click();
@@ -261,6 +331,38 @@ describe('supervisor', () => {
     assert.match(await late.textContent() || '', /12345 热线/);
     const tiles = await page.locator('.tiles').textContent() || '';
     assert.match(tiles, /超期工单[1-9]/);
+
+    // 提级响应: the cases worker raises the overdue order to the supervisors (on working days from
+    // 09:00 China time); the board tags it and the task list carries the notification. Today is
+    // made a working day (调休) through the calendar when it is not one.
+    const now = chinaNow();
+    if (now.afterNine) {
+      const admin = await rest('/api/v1/auth/login', { username: 'admin', password: PASSWORD });
+      const year = await rest(`/api/v1/calendar/${now.date.slice(0, 4)}`, undefined, admin.access_token);
+      const today = year.days.find((/** @type {any} */ x) => x.date === now.date);
+      if ((now.weekend && today?.kind !== 'workday') || today?.kind === 'holiday') {
+        const days = year.days.filter((/** @type {any} */ x) => x.date !== now.date)
+          .concat([{ date: now.date, kind: 'workday', festival: 'Test make-up day', festival_zh: '测试调休' }]);
+        await put(`/api/v1/calendar/${now.date.slice(0, 4)}`, { days }, admin.access_token);
+      }
+      for (let i = 0; !(await late.locator('span.tag.escalated:has-text("超期提级")').count()); i++) {
+        assert.ok(i < 100, 'the overdue order is raised to the supervisors');
+        await page.click('.page-head .actions button');
+        await page.waitForTimeout(200);
+      }
+      const note = page.locator(`#tasks li[data-topic="order.overdue"]:has-text("${overdueOrder.number}")`);
+      await note.waitFor();
+      assert.match(await note.textContent() || '', /超期提级.*已超过办理时限/);
+      assert.match(await page.locator('.tiles').textContent() || '', /已提级督办[1-9]/);
+      await late.locator('button.open-order').click();
+      const hist = page.locator('dialog[open]');
+      await hist.locator('.order-history li:has-text("超期提级")').waitFor();
+      await shot(page, '09a-supervisor-escalated-order');
+      await hist.locator('.dialog-actions .btn:not(.primary)').click();
+    } else {
+      // Before 09:00 nothing is raised yet: the board shows the order without the tag.
+      assert.equal(await late.locator('span.tag.escalated').count(), 0, 'no escalation before 09:00');
+    }
     await shot(page, '09-supervisor-overdue');
 
     // 工单: a case from the suggestion box, entered by the supervisor for a point.

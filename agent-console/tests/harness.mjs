@@ -56,6 +56,8 @@ export async function startConsole() {
       ...process.env, BANGBAN_CONSOLE_DIR: join(consoleDir, 'dist'), BANGBAN_LOG_FORMAT: 'json', RUST_LOG: 'warn',
       // A terminal silent for 5 s gets its offline alarm (the supervisor test waits for one).
       BANGBAN_TERMINAL_OFFLINE_AFTER_SECS: '5', BANGBAN_HEALTH_CHECK_INTERVAL_SECS: '1',
+      // The cases worker (escalations 提级, call-backs) every second: the cases test waits for one.
+      BANGBAN_CASES_INTERVAL_SECS: '1',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -239,6 +239,28 @@ describe('a call with the real terminal', () => {
     const number = (await k.textContent('#number'))?.trim();
     assert.match(number || '', /^[A-Z]-\d{4}$/);
 
+    // Staff record the resident's phone number for the ticket: the consent text in large type,
+    // confirmed on screen before it is saved; the number is stored at the server, shown masked.
+    await k.click('#contact-in');
+    await k.waitForSelector(`#contact.on #contact-number:has-text("${number}")`);
+    await k.fill('#cphone', '1391234');
+    await k.click('#contact-save');
+    await k.waitForSelector('#contact-error:has-text("请输入正确的手机号码")');
+    await k.fill('#cphone', '13912345678');
+    await k.click('#contact-save');
+    await k.waitForSelector('#contact-error:has-text("同意")');
+    await k.click('#consent-yes');
+    await shot(k, '34a-kiosk-contact-consent');
+    await k.click('#contact-save');
+    await k.waitForSelector('#waiting.on');
+    await k.waitForSelector('#staffbar #contact-done:not([hidden]):has-text("139****5678")');
+    assert.equal(await k.isVisible('#contact-in'), false, 'recorded once per ticket');
+    await shot(k, '34b-kiosk-contact-recorded');
+    const contactAdmin = await rest('/api/v1/auth/login', { username: 'admin', password: PASSWORD });
+    const contactAudit = await rest('/api/v1/audit?action=ticket.contact', undefined, contactAdmin.access_token);
+    assert.match(JSON.stringify(contactAudit), /周社工/, 'recorded by the staff member, audited');
+    assert.doesNotMatch(JSON.stringify(contactAudit), /13912345678/, 'no number in the audit log');
+
     // The operator's console rings; one click accepts.
     await op.waitForSelector('#ringing #accept');
     await shot(k, '34-kiosk-waiting');
@@ -341,6 +363,7 @@ describe('a call with the real terminal', () => {
     await touch(`#list button[data-id="${item.id}"]`);
     await k.waitForSelector('#privacy.on');
     assert.equal(await k.isVisible('#resident'), false, 'no personal-data form without staff');
+    assert.equal(await k.isVisible('#contact-in'), false, 'no phone number without staff');
     await touch('#agree');
     await k.waitForSelector('#waiting.on #number:not(:empty)');
     assert.ok(touches <= 3, `idle → waiting in ${touches} touches`);

@@ -38,9 +38,12 @@ fn status_of(
     stats: &CallStats,
     dev: &Devices,
     staff: Option<&StaffSession>,
+    contact: Option<&(Uuid, String)>,
     screen_idle: Duration,
 ) -> Status {
     use crate::kiosk::Phase;
+    let staff_here = staff.filter(|s| s.active(std::time::Instant::now()));
+    let ticket = kiosk.resident_ticket().filter(|_| staff_here.is_some());
     let mut s = Status {
         connected,
         phase: kiosk.phase().name().to_owned(),
@@ -52,9 +55,11 @@ fn status_of(
         scan_request: kiosk.scan_request().cloned(),
         live: crate::live::LiveCounts::now(),
         screen_idle_secs: screen_idle.as_secs(),
-        staff: staff
-            .filter(|s| s.active(std::time::Instant::now()))
-            .map(|s| StaffView { name: s.name.clone(), renewals: s.renewals }),
+        staff: staff_here.map(|s| StaffView { name: s.name.clone(), renewals: s.renewals }),
+        contact_ticket: ticket.map(|(_, number)| number.to_owned()),
+        contact_masked: ticket
+            .and_then(|(id, _)| contact.filter(|(t, _)| *t == id))
+            .map(|(_, masked)| masked.clone()),
         ..Default::default()
     };
     match kiosk.phase() {
@@ -121,6 +126,9 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     let mut notices: Vec<Notice> = Vec::new();
     let mut current: Option<CallHandle> = None;
     let mut staff: Option<StaffSession> = None;
+    // The phone number recorded at the kiosk for a ticket: (ticket, masked number).
+    let mut contact: Option<(Uuid, String)> = None;
+    let (contact_tx, mut contact_rx) = mpsc::channel::<(Uuid, String)>(4);
     let staff_idle = Duration::from_secs(cfg.kiosk.staff_idle_minutes.max(1) * 60);
     let (staff_tx, mut staff_rx) =
         mpsc::channel::<(String, Result<shared::api::TokenResponse, RestError>)>(4);
@@ -187,6 +195,34 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                             tracing::info!(volume = v, "playback volume");
                             Ok(vec![])
                         }
+                        UiCommand::RecordContact { phone, consent_text } => {
+                            let now = std::time::Instant::now();
+                            let token = staff.as_ref().filter(|s| s.active(now)).map(|s| s.token.clone());
+                            match (token, kiosk.resident_ticket()) {
+                                (None, _) => Err(ActionError::Refused("请工作人员先登录".into())),
+                                (_, None) => Err(ActionError::WrongPhase(kiosk.phase().name())),
+                                (Some(staff_token), Some((ticket, _))) => {
+                                    let body = shared::cases::KioskContactRequest { phone, consent_text, consent: true, staff_token };
+                                    let (api, tx) = (api.clone(), contact_tx.clone());
+                                    // Answered from the task once the server has stored it.
+                                    tokio::spawn(async move {
+                                        let r = match api.record_contact(ticket, &body).await {
+                                            Ok(v) => {
+                                                tracing::info!(ticket = %ticket, "resident's phone number recorded with consent");
+                                                let _ = tx.send((ticket, v.phone_masked)).await;
+                                                Ok(())
+                                            }
+                                            Err(e) => {
+                                                tracing::warn!(error = %e, "phone number not recorded");
+                                                Err(ActionError::Refused(e.server_message().unwrap_or_else(|| "无法连接服务器，请稍后再试".into())))
+                                            }
+                                        };
+                                        let _ = reply.send(r);
+                                    });
+                                    continue;
+                                }
+                            }
+                        }
                         UiCommand::StaffSignedIn(s) => {
                             tracing::info!(staff = %s.username, "staff signed in at the kiosk");
                             staff = Some(s);
@@ -238,6 +274,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                 }
             },
             Some(p) = pr_rx.recv() => print_notice(&p).into_iter().collect(),
+            Some(c) = contact_rx.recv() => { contact = Some(c); vec![] }
             Some((old, r)) = staff_rx.recv() => {
                 let now = std::time::Instant::now();
                 match (staff.as_mut(), r) {
@@ -313,7 +350,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                     }
                 }
                 let dev = Devices { scan: &scan, uploader: &uploader, printer: printer.as_ref() };
-                let s = status_of(&kiosk, connected, &notices, &stats, &dev, staff.as_ref(), screens.bound());
+                let s = status_of(&kiosk, connected, &notices, &stats, &dev, staff.as_ref(), contact.as_ref(), screens.bound());
                 if let Some(path) = &cfg.status_file {
                     write_status_file(path, &s);
                 }
@@ -365,6 +402,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
             &stats,
             &dev,
             staff.as_ref(),
+            contact.as_ref(),
             screens.bound(),
         ));
     }

@@ -122,6 +122,9 @@ pub enum Effect {
 pub enum ActionError {
     #[error("当前状态不能进行此操作 (not possible now: {0})")]
     WrongPhase(&'static str),
+    /// The server refused or could not be reached; the text is for the kiosk page.
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn notice(kind: &'static str, text: impl Into<String>) -> Effect {
@@ -143,11 +146,15 @@ pub struct ScanRequest {
 pub struct Kiosk {
     phase: Phase,
     scan_request: Option<ScanRequest>,
+    /// The current resident's ticket `(id, number)`, kept through the end of the call and the
+    /// rating screen (staff may record the resident's phone number until the kiosk is back at
+    /// welcome).
+    resident_ticket: Option<(Uuid, String)>,
 }
 
 impl Default for Kiosk {
     fn default() -> Self {
-        Self { phase: Phase::Idle, scan_request: None }
+        Self { phase: Phase::Idle, scan_request: None, resident_ticket: None }
     }
 }
 
@@ -179,6 +186,15 @@ impl Kiosk {
     /// The live call's session, if any.
     pub fn session_id(&self) -> Option<Uuid> {
         self.phase.session_id()
+    }
+
+    /// The current resident's ticket `(id, number)` from the time it was issued until the
+    /// kiosk is back at welcome (queue, call, transfer, end of call, rating).
+    pub fn resident_ticket(&self) -> Option<(Uuid, &str)> {
+        match self.phase {
+            Phase::Idle | Phase::Requesting { .. } | Phase::Disabled { .. } => None,
+            _ => self.resident_ticket.as_ref().map(|(id, n)| (*id, n.as_str())),
+        }
     }
 
     // ---- the resident's actions -------------------------------------------------------------
@@ -268,6 +284,14 @@ impl Kiosk {
     // ---- server messages --------------------------------------------------------------------
 
     pub fn on_server(&mut self, msg: ServerMsg) -> Vec<Effect> {
+        let effects = self.on_server_inner(msg);
+        if let Some(t) = self.phase.ticket() {
+            self.resident_ticket = Some((t.ticket_id, t.number.clone()));
+        }
+        effects
+    }
+
+    fn on_server_inner(&mut self, msg: ServerMsg) -> Vec<Effect> {
         match msg {
             ServerMsg::TicketIssued { ticket, request_id } => match &self.phase {
                 Phase::Requesting { request_id: r, .. } if *r == request_id => {
@@ -478,7 +502,13 @@ mod tests {
             [Effect::Send(ClientMsg::TakeTicket { priority: Priority::Elderly, .. })]
         ));
         assert!(k.take_ticket(t.item_id, Priority::Normal, None, None).is_err(), "one ticket at a time");
+        assert_eq!(k.resident_ticket(), None, "no ticket before it is issued");
         issued(&mut k, &t);
+        assert_eq!(
+            k.resident_ticket(),
+            Some((t.ticket_id, "J-0001")),
+            "staff may record a phone number from now"
+        );
         k.on_server(ServerMsg::QueuePosition {
             ticket_id: t.ticket_id,
             position: 2,
@@ -537,6 +567,7 @@ mod tests {
         );
         k.on_server(ServerMsg::RateRequest { session_id: s.session_id });
         assert_eq!(k.phase().name(), "rating");
+        assert_eq!(k.resident_ticket(), Some((t.ticket_id, "J-0001")), "and still on the rating screen");
         let out = k.rate(RatingLevel::VerySatisfied, None).expect("rating");
         assert!(matches!(
             &out[..],
@@ -545,6 +576,7 @@ mod tests {
         assert!(k.rate(RatingLevel::Basic, None).is_err(), "rated once");
         k.on_server(ServerMsg::RatingRecorded { session_id: s.session_id });
         assert_eq!(k.phase(), &Phase::Idle);
+        assert_eq!(k.resident_ticket(), None, "back at welcome: nothing of the last resident");
     }
 
     #[test]

@@ -27,6 +27,18 @@ impl RestError {
             RestError::Transient(_) => None,
         }
     }
+
+    /// The server's own message of a refusal (`{"error":{"message"}}`), for the kiosk page.
+    pub fn server_message(&self) -> Option<String> {
+        match self {
+            RestError::Refused { body, .. } => serde_json::from_str::<serde_json::Value>(body)
+                .ok()?
+                .pointer("/error/message")?
+                .as_str()
+                .map(str::to_owned),
+            RestError::Transient(_) => None,
+        }
+    }
 }
 
 impl From<reqwest::Error> for RestError {
@@ -123,6 +135,18 @@ impl ServerApi {
     /// Ends a staff member's login (their refresh-token family) when they sign out.
     pub async fn logout(&self, refresh_token: &str) {
         logout(&self.http, &self.base, refresh_token).await;
+    }
+
+    /// Records the resident's consented phone number for this terminal's ticket
+    /// (`PUT /api/v1/terminals/me/tickets/{id}/contact`; the staff member's token in the body).
+    pub async fn record_contact(
+        &self,
+        ticket: Uuid,
+        body: &shared::cases::KioskContactRequest,
+    ) -> Result<shared::cases::KioskContactView, RestError> {
+        let path = format!("/api/v1/terminals/me/tickets/{ticket}/contact");
+        let r = self.send_ok(Method::PUT, &path, |b| b.json(body)).await?;
+        Ok(r.json().await?)
     }
 
     pub async fn pending_print_jobs(&self) -> Result<Vec<PrintJobView>, RestError> {

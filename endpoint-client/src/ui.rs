@@ -11,7 +11,11 @@
 //!   scan button, or the operator's request relayed by the UI); progress in the status
 //!   (`scanner`, `uploads`).
 //! - `POST /api/mic {muted}`, `POST /api/volume {percent}` the resident's in-call controls;
-//! - `POST /api/staff/login {username, password}`, `POST /api/staff/logout` committee staff.
+//! - `POST /api/staff/login {username, password}`, `POST /api/staff/logout` committee staff;
+//! - `POST /api/contact {phone, consent_text, consent}` signed-in staff record the resident's
+//!   phone number for the current ticket after the resident confirmed the consent text shown
+//!   (the page's text must be [`shared::cases::CONSENT_TEXT_ZH`]); answered once the server
+//!   stored it.
 //!
 //! Every request must name the kiosk itself: `Host` a loopback name with the bound port
 //! (`127.0.0.1`, `localhost`, `[::1]`; a DNS-rebinding page's host name is refused) and, when a
@@ -76,6 +80,7 @@ pub async fn serve(
         .route("/api/rate", post(rate))
         .route("/api/scan", post(scan))
         .route("/api/staff/login", post(staff_login))
+        .route("/api/contact", post(contact))
         .route("/api/mic", post(mic))
         .route("/api/volume", post(volume))
         .route("/api/staff/logout", post(|s: State<Ui>| command(s, UiCommand::StaffSignedOut)))
@@ -355,6 +360,37 @@ async fn staff_login(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ContactBody {
+    phone: String,
+    consent_text: String,
+    consent: bool,
+}
+
+/// Signed-in staff record the resident's phone number (the server checks the number, the staff
+/// sign-in and the ticket; its message is shown as is).
+async fn contact(
+    s: State<Ui>,
+    body: Result<Json<ContactBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let b = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return rejected(&e),
+    };
+    if !b.consent {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "请居民阅读后确认同意");
+    }
+    if b.consent_text != shared::cases::CONSENT_TEXT_ZH {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "同意书内容有误，请刷新页面");
+    }
+    let phone = b.phone.trim();
+    if phone.is_empty() || phone.len() > 20 {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "请输入正确的电话号码");
+    }
+    command(s, UiCommand::RecordContact { phone: phone.to_owned(), consent_text: b.consent_text }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MicBody {
     muted: bool,
 }
@@ -398,6 +434,14 @@ mod tests {
             h.insert(*k, HeaderValue::from_str(v).expect("header"));
         }
         h
+    }
+
+    #[test]
+    fn the_page_shows_the_consent_text_the_server_stores() {
+        assert!(
+            PAGE.contains(shared::cases::CONSENT_TEXT_ZH),
+            "the kiosk page shows the consent text verbatim"
+        );
     }
 
     #[test]

@@ -42,6 +42,12 @@ pub enum UiCommand {
     Volume {
         percent: u32,
     },
+    /// Signed-in staff record the resident's phone number for the current ticket, after the
+    /// resident confirmed `consent_text` on screen. Answered when the server has stored it.
+    RecordContact {
+        phone: String,
+        consent_text: String,
+    },
     /// A committee staff member signed in at the kiosk (checked by the server).
     StaffSignedIn(StaffSession),
     StaffSignedOut,
@@ -97,6 +103,11 @@ pub struct Status {
     pub scan_request: Option<crate::kiosk::ScanRequest>,
     /// The committee staff member signed in at the kiosk.
     pub staff: Option<StaffView>,
+    /// The ticket number for which signed-in staff may record the resident's phone number now
+    /// (from the ticket until the kiosk is back at welcome; only while staff are signed in).
+    pub contact_ticket: Option<String>,
+    /// The phone number recorded for that ticket, masked (`139****5678`).
+    pub contact_masked: Option<String>,
     /// What calls hold right now (pipelines, peer connections, tasks): back to the idle
     /// baseline after every call.
     pub live: crate::live::LiveCounts,

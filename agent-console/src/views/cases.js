@@ -21,6 +21,15 @@ const head = (title, ...actions) => h('div.page-head', null, h('h1', null, title
 /** @param {string} v @param {string} label @param {string} current @param {(v: string) => void} pick */
 const tab = (v, label, current, pick) => h('button.btn.small', { type: 'button', class: v === current ? 'primary' : 'ghost', 'aria-pressed': String(v === current), dataset: { tab: v }, onclick: () => pick(v) }, label);
 
+/** The 提级响应 tag: the order was raised to the supervisors (near due or overdue). @param {any} o */
+function escalationTag(o) {
+  if (o.state === 'completed' || o.state === 'closed' || !o.escalation || o.escalation === 'none') return null;
+  return h(`span.tag.escalated.esc-${o.escalation}`, { title: t('已提级至值班主管') }, o.escalation === 'overdue' ? t('超期提级') : t('临期提级'));
+}
+
+/** Escalation topics in the task list. */
+const TASK_TAG = { 'order.overdue': '超期提级', 'order.near_due': '临期提级' };
+
 /** The tag for an order's deadline state. @param {any} o */
 function dueTag(o) {
   if (o.state === 'completed' || o.state === 'closed') return null;
@@ -95,8 +104,9 @@ export function casesView(ctx, main, page) {
       if (!alive) return;
       card.hidden = !list.length;
       mount(card, h('h2.card-title', null, t('待办提醒'), h('span.count-badge', null, String(list.length))),
-        h('ul.task-list', null, list.slice(0, 8).map((/** @type {any} */ x) => h('li', null,
-          h('span.muted', null, fmt.dateTime(x.created_at)), ' ', x.order_number ? h('strong.mono', null, x.order_number) : null, ' ', x.text,
+        h('ul.task-list', null, list.slice(0, 8).map((/** @type {any} */ x) => h('li', { dataset: { topic: x.topic } },
+          h('span.muted', null, fmt.dateTime(x.created_at)), ' ',
+          TASK_TAG[/** @type {keyof typeof TASK_TAG} */ (x.topic)] ? [h('span.tag.escalated', null, t(TASK_TAG[/** @type {keyof typeof TASK_TAG} */ (x.topic)])), ' '] : null, x.order_number ? h('strong.mono', null, x.order_number) : null, ' ', x.text,
           h('button.btn.small.ghost', { type: 'button', onclick: () => api.post(`/api/v1/tasks/${x.id}/done`).then(load).catch(fail) }, t('已处理'))))));
     };
     card.hidden = true;
@@ -114,7 +124,7 @@ export function casesView(ctx, main, page) {
         h('td', null, o.point_name, h('div.muted.small-text', null, o.street)), h('td', null, t(o.source_zh)),
         h('td', null, h(`span.tag.os-${o.state}`, null, t(o.state_zh)), o.outstanding_materials.length && o.state !== 'completed' && o.state !== 'closed' ? h('span.tag.oc-needs_materials', null, t('需补材料')) : null),
         h('td', null, o.department || '—', o.assignee_name ? h('div.muted.small-text', null, o.assignee_name) : null),
-        h('td', null, o.due_at_cst, ' ', dueTag(o)),
+        h('td', null, o.due_at_cst, ' ', dueTag(o), escalationTag(o)),
         h('td.row-actions', null, h('button.btn.small.open-order', { type: 'button', onclick: () => orderDetail(o.id) }, t('查看'))))))));
   }
 
@@ -176,9 +186,18 @@ export function casesView(ctx, main, page) {
               : h('button.btn.small.ghost#add-phone', { type: 'button', onclick: () => { /** @type {HTMLElement | null} */ (form.querySelector('.dialog-actions .btn:not(.primary)'))?.click(); addPhone(o); } }, t('登记电话'))),
           h('dt', null, t('事由')), h('dd', null, o.summary),
           h('dt', null, t('环节')), h('dd', null, t(o.state_zh), o.suspended ? h('span.tag', null, `${t('已挂起')}：${o.suspended_reason || ''}`) : null),
-          h('dt', null, t('到期')), h('dd', null, o.due_at_cst, ' ', dueTag(o)),
+          h('dt', null, t('到期')), h('dd', null, o.due_at_cst, ' ', dueTag(o), escalationTag(o)),
           o.case_number ? [h('dt', null, t('办件编号')), h('dd.mono', null, o.case_number)] : null,
-          o.outstanding_materials.length ? [h('dt', null, t('待补材料')), h('dd', null, o.outstanding_materials.join('、'))] : null),
+          !o.materials?.length && o.outstanding_materials.length ? [h('dt', null, t('待补材料')), h('dd', null, o.outstanding_materials.join('、'))] : null),
+        o.materials?.length ? [h('h3.sub-title', null, t('材料清单')),
+          h('table.table.compact#order-materials', null,
+            h('thead', null, h('tr', null, [t('材料'), t('要求'), o.session_id ? t('本次通话已存') : null, t('状态')].filter(Boolean).map((c) => h('th', null, c)))),
+            h('tbody', null, o.materials.map((/** @type {any} */ m) => h('tr', { dataset: { material: m.name, outstanding: String(m.outstanding), stored: String(m.stored) } },
+              h('td', null, m.name), h('td', null, m.required ? t('必需') : t('可选')),
+              o.session_id ? h('td.stored', null, m.stored ? `${m.stored} ${t('份')}` : '—') : null,
+              h('td', null, m.outstanding
+                ? h('span.tag.oc-needs_materials', null, m.stored ? t('待补（已有扫描件待核）') : t('待补'))
+                : m.stored ? h('span.tag.ok', null, t('已提交')) : h('span.muted', null, '—'))))))] : null,
         h('h3.sub-title', null, t('办理记录')),
         h('ol.order-history', null, o.history.map((/** @type {any} */ e) => h('li', null,
           h('span.muted', null, fmt.dateTime(e.at)), ' ', h('strong', null, t(e.action_zh)), ' ', e.actor_name || t('系统'),
@@ -266,10 +285,12 @@ export function casesView(ctx, main, page) {
     if (!alive) return;
     const over = list.filter((/** @type {any} */ o) => o.overdue || o.escalation === 'overdue').length;
     const cbOver = cbs.filter((/** @type {any} */ c) => c.overdue).length;
+    const raised = list.filter((/** @type {any} */ o) => o.escalation && o.escalation !== 'none').length;
     /** @param {string} label @param {string} value @param {boolean} bad */
     const tile = (label, value, bad) => h(`div.tile${bad ? '.bad' : '.ok'}`, null, h('div.tile-label', null, label), h('div.tile-value', null, value));
     mount(body, head(t('超期督办'), h('button.btn.small.ghost', { type: 'button', onclick: () => overdue().catch(fail) }, t('刷新'))),
-      h('section.tiles.tiles-3', null, tile(t('超期工单'), String(over), over > 0), tile(t('临期工单'), String(list.length - over), false), tile(t('超期回访'), String(cbOver), cbOver > 0)),
+      h('section.tiles.tiles-4', null, tile(t('超期工单'), String(over), over > 0), tile(t('临期工单'), String(list.length - over), false),
+        tile(t('已提级督办'), String(raised), raised > 0), tile(t('超期回访'), String(cbOver), cbOver > 0)),
       tasksCard(),
       orderTable(list, 'overdue-orders'));
   }
