@@ -31,6 +31,7 @@ struct Devices<'a> {
     printer: Option<&'a Printer>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn status_of(
     kiosk: &Kiosk,
     connected: bool,
