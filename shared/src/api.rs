@@ -471,6 +471,40 @@ pub enum TerminalStatus {
     Revoked,
 }
 
+/// What a terminal's resident is told before taking a ticket
+/// (`GET /api/v1/terminals/me/availability`): whether the point takes tickets now, and for each
+/// line with remotely available items who serves it and how long a new ticket would wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TerminalAvailability {
+    /// The point takes tickets now (its opening hours by the working-day calendar; a point
+    /// without structured hours is always open).
+    pub open: bool,
+    /// When closed: when it opens next (Unix ms), if within 60 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_open_at: Option<i64>,
+    /// When closed: the sentence for the resident, e.g.
+    /// `本服务点现在不开放，下次开放：12月7日（周一）09:00`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_message: Option<String>,
+    pub lines: Vec<LineAvailability>,
+}
+
+/// Who serves a line now and how long a ticket taken now would wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LineAvailability {
+    pub line_id: Uuid,
+    /// Operators serving the line now (signed in, available or in a call, with its skill);
+    /// `0`: 当前无人值守.
+    pub serving: u32,
+    /// Tickets waiting on the line.
+    pub waiting: u32,
+    /// The wait of a ticket taken now, as a range; absent when nobody serves the line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<crate::protocol::WaitRange>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TerminalView {

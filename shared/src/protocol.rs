@@ -267,6 +267,10 @@ pub enum ErrorCode {
     Conflict,
     /// The service point or line is closed, or no operator can serve the item.
     Unavailable,
+    /// `take_ticket` outside the point's opening hours (its weekly hours by the working-day
+    /// calendar: statutory holidays closed, make-up working days open). The message says when it
+    /// opens next. Older clients read it as `unknown` and show the message.
+    OutsideHours,
     /// Too many messages; slow down.
     RateLimited,
     /// Frame larger than `MAX_FRAME_BYTES`.
@@ -276,6 +280,14 @@ pub enum ErrorCode {
     /// A code this client version does not know (never sent by the server).
     #[serde(other)]
     Unknown,
+}
+
+/// An estimated wait, as a range in seconds (`min_secs` ≤ `max_secs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WaitRange {
+    pub min_secs: u32,
+    pub max_secs: u32,
 }
 
 /// Why the server is closing the connection (sent in `bye` just before the close frame).
@@ -780,12 +792,22 @@ pub enum ServerMsg {
         #[schemars(with = "UuidSchema")]
         request_id: Uuid,
     },
-    /// The ticket's place in the queue changed (1 = next).
+    /// The ticket's place in the queue, or who serves its line, changed (1 = next).
     QueuePosition {
         #[schemars(with = "UuidSchema")]
         ticket_id: Uuid,
         position: u32,
+        /// Kept for older terminals: a point estimate that assumes at least one operator. New
+        /// clients show `wait` and `serving` instead.
         estimated_wait_secs: u32,
+        /// Operators serving the ticket's line now (signed in, available or in a call, with the
+        /// line's skill). `0`: nobody is on duty for it (当前无人值守).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        serving: Option<u32>,
+        /// The wait as a range, from the operators serving the line and their recent handle
+        /// times. Absent when there is no basis for one (nobody serving).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait: Option<WaitRange>,
     },
     /// The ticket is finished; no more messages about it follow.
     TicketClosed {

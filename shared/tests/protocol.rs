@@ -195,7 +195,32 @@ fn server_examples() -> Vec<ServerMsg> {
         ServerMsg::error(ErrorCode::Internal, "内部错误 (internal error)", None),
         ServerMsg::Bye { reason: ByeReason::AuthExpired },
         ServerMsg::TicketIssued { ticket: ticket(), request_id: id(99) },
-        ServerMsg::QueuePosition { ticket_id: id(1), position: 1, estimated_wait_secs: 0 },
+        ServerMsg::QueuePosition {
+            ticket_id: id(1),
+            position: 1,
+            estimated_wait_secs: 0,
+            serving: None,
+            wait: None,
+        },
+        ServerMsg::QueuePosition {
+            ticket_id: id(1),
+            position: 2,
+            estimated_wait_secs: 600,
+            serving: Some(1),
+            wait: Some(shared::protocol::WaitRange { min_secs: 300, max_secs: 600 }),
+        },
+        ServerMsg::QueuePosition {
+            ticket_id: id(1),
+            position: 2,
+            estimated_wait_secs: 600,
+            serving: Some(0),
+            wait: None,
+        },
+        ServerMsg::error(
+            ErrorCode::OutsideHours,
+            "本服务点现在不开放，下次开放：12月7日（周一）09:00",
+            Some("take_ticket"),
+        ),
         ServerMsg::TicketClosed { ticket_id: id(1), reason: TicketCloseReason::Abandoned },
         ServerMsg::Ringing { ticket: ticket(), expires_in_ms: 20_000, transfer: None },
         ServerMsg::Ringing {

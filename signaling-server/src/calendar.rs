@@ -383,6 +383,30 @@ pub fn is_open(h: &OpeningHours, cal: &Calendar, ms: i64) -> bool {
     opening_on(h, cal, day).0.iter().any(|&(o, c)| o <= minute && minute < c)
 }
 
+/// When a point opens next after `now_ms` (the start of its next opening range, within 60
+/// days); `None` when it has no opening in that time. `now_ms` itself if it is open then.
+pub fn next_open_at(h: &OpeningHours, cal: &Calendar, now_ms: i64) -> Option<i64> {
+    let today = cst_day(now_ms);
+    (today..today + 60).find_map(|day| {
+        let mut ranges = opening_on(h, cal, day).0;
+        ranges.sort_unstable();
+        ranges.into_iter().find_map(|(o, c)| {
+            let (from, to) = (day_start(day) + i64::from(o) * 60_000, day_start(day) + i64::from(c) * 60_000);
+            (now_ms < to).then_some(from.max(now_ms))
+        })
+    })
+}
+
+/// A moment as the kiosk says it: `12月7日（周一）09:00` (China time).
+pub fn cst_when(ms: i64) -> String {
+    const WEEKDAYS: [&str; 7] = ["一", "二", "三", "四", "五", "六", "日"];
+    let day = cst_day(ms);
+    let (_, m, d) = civil(day);
+    let minute = (ms - day_start(day)) / 60_000;
+    let wd = WEEKDAYS[usize::from(iso_weekday(day).clamp(1, 7)) - 1];
+    format!("{m}月{d}日（周{wd}）{:02}:{:02}", minute / 60, minute % 60)
+}
+
 /// The next seven days' hours from `now_ms`'s day.
 pub fn week_from(h: &OpeningHours, cal: &Calendar, now_ms: i64) -> Vec<OpeningDay> {
     let today = cst_day(now_ms);

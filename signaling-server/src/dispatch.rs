@@ -310,6 +310,9 @@ struct Line {
     available: BTreeMap<u64, OperatorId>,
     /// Online (not Offline) skilled operators.
     online: u32,
+    /// Skilled operators serving now: online and not Away (available, ringing, in a call or
+    /// wrapping one up). What a resident's wait depends on.
+    serving: u32,
     handle_ewma_ms: i64,
 }
 
@@ -321,6 +324,7 @@ fn line_entry(lines: &mut BTreeMap<LineId, Line>, id: LineId, handle_ms: i64) ->
         offerable: BTreeMap::new(),
         available: BTreeMap::new(),
         online: 0,
+        serving: 0,
         handle_ewma_ms: handle_ms,
     })
 }
@@ -671,6 +675,16 @@ impl Dispatcher {
     /// Unassigned, non-directed tickets of `line` in service order.
     pub fn waiting_on_line(&self, line: LineId) -> Vec<TicketId> {
         self.lines.get(&line).map(|l| l.queue.values().copied().collect()).unwrap_or_default()
+    }
+
+    /// Skilled operators serving `line` now (online, not Away): 0 when nobody is on duty.
+    pub fn serving(&self, line: LineId) -> u32 {
+        self.lines.get(&line).map_or(0, |l| l.serving)
+    }
+
+    /// Tickets in `line`'s queue (waiting or ringing, not directed).
+    pub fn queue_len(&self, line: LineId) -> u32 {
+        self.lines.get(&line).map_or(0, |l| u32::try_from(l.queue.len()).unwrap_or(u32::MAX))
     }
 
     /// Current handle-time estimate of a line in ms.
@@ -1066,6 +1080,9 @@ impl Dispatcher {
             if o.state != OperatorState::Offline {
                 line.online = if insert { line.online + 1 } else { line.online.saturating_sub(1) };
             }
+            if !matches!(o.state, OperatorState::Offline | OperatorState::Away) {
+                line.serving = if insert { line.serving + 1 } else { line.serving.saturating_sub(1) };
+            }
             if o.state == OperatorState::Available {
                 _ = if insert {
                     line.available.insert(o.idle_seq, op)
@@ -1312,6 +1329,10 @@ mod tests {
                 .map(|(&id, op)| (op.idle_seq, id))
                 .collect();
             assert_eq!(line.available, avail);
+            let serving = skilled
+                .clone()
+                .filter(|(_, op)| !matches!(op.state, OperatorState::Offline | OperatorState::Away));
+            assert_eq!(line.serving as usize, serving.count(), "serving on {lid:?}");
             let online = skilled.filter(|(_, op)| op.state != OperatorState::Offline);
             assert_eq!(line.online as usize, online.count());
         }

@@ -189,6 +189,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(terminals::revoke))
         .routes(routes!(terminals::enroll))
         .routes(routes!(terminals::device_token))
+        .routes(routes!(terminals::availability))
         .routes(routes!(tickets::reveal))
         .routes(routes!(audit::page))
         .routes(routes!(audit::verify))

@@ -382,17 +382,23 @@ pub async fn geojson(State(state): State<AppState>) -> ApiResult<impl IntoRespon
 // ---------------------------------------------------------------------------------------------
 // Structured opening hours (per point; the free text above stays what is shown)
 
-async fn opening_view(state: &AppState, id: Uuid) -> ApiResult<OpeningHoursView> {
-    let point = load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("服务点"))?;
+/// A point's structured opening hours, `None` until an admin sets them (then it is always
+/// open: the free text is only shown). A stored schedule that no longer parses counts as none
+/// (logged).
+pub async fn schedule(db: &Db, id: Uuid) -> Result<Option<OpeningHours>, sqlx::Error> {
     let row = sqlx::query("SELECT schedule FROM point_opening_hours WHERE point_id = $1")
         .bind(id.to_string())
-        .fetch_optional(&state.db.pool)
+        .fetch_optional(&db.pool)
         .await?;
-    let schedule: Option<OpeningHours> = row
-        .map(|r| r.try_get::<String, _>("schedule"))
-        .transpose()?
-        .map(|s| serde_json::from_str(&s).map_err(|_| ApiError::internal()))
-        .transpose()?;
+    let Some(text) = row.map(|r| r.try_get::<String, _>("schedule")).transpose()? else { return Ok(None) };
+    Ok(serde_json::from_str(&text)
+        .inspect_err(|e| tracing::error!(error = %e, "stored opening hours do not parse"))
+        .ok())
+}
+
+async fn opening_view(state: &AppState, id: Uuid) -> ApiResult<OpeningHoursView> {
+    let point = load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("服务点"))?;
+    let schedule = schedule(&state.db, id).await?;
     let cal = calendar::load(&state.db).await?;
     let now = now_ms();
     Ok(OpeningHoursView {

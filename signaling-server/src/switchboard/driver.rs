@@ -16,6 +16,7 @@ use shared::protocol::{ByeReason, ClientMsg, ErrorCode, Role, ServerMsg, TicketV
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::core::availability::Opening;
 use super::core::{Core, CoreSettings, Input, Lookup, Output, Refusal, TicketRequest, refuse};
 use super::outbox::{Delivery, DeliveryStats, LocalDelivery};
 use super::store::{self, Write};
@@ -158,6 +159,9 @@ impl Driver {
             }
             Event::SessionsOf { party, reply } => {
                 let _ = reply.send(self.core.sessions_of(party));
+            }
+            Event::Availability { opening, lines, reply } => {
+                let _ = reply.send(self.core.availability(opening, &lines));
             }
             Event::Shutdown => {}
         }
@@ -325,6 +329,13 @@ impl Driver {
             .ok_or_else(|| refuse(ErrorCode::NotFound, "服务点不存在 (no such point)"))?;
         if !open {
             return Err(refuse(ErrorCode::Unavailable, "服务点已关闭 (point closed)"));
+        }
+        // Opening hours: only a point with structured hours is ever outside them.
+        if let Some(hours) = crate::api::points::schedule(&self.db, point).await.map_err(internal)? {
+            let cal = crate::calendar::load(&self.db).await.map_err(internal)?;
+            if let Some(message) = Opening::at(Some(&hours), &cal, now).closed_message() {
+                return Err(refuse(ErrorCode::OutsideHours, format!("{message} (outside opening hours)")));
+            }
         }
         let staff = match &req.staff_token {
             Some(t) => Some(self.assisting_staff(t.as_str(), point).await?),

@@ -68,6 +68,13 @@ pub enum Event {
         party: Uuid,
         reply: oneshot::Sender<Vec<SessionInfo>>,
     },
+    /// What a terminal shows before a ticket is taken: the point's opening (looked up by the
+    /// caller) with who serves `lines` and their waits.
+    Availability {
+        opening: self::core::availability::Opening,
+        lines: Vec<Uuid>,
+        reply: oneshot::Sender<shared::api::TerminalAvailability>,
+    },
     Shutdown,
 }
 
@@ -132,6 +139,19 @@ impl Switchboard {
         let (reply, rx) = oneshot::channel();
         self.send(Event::SessionsOf { party, reply }).await;
         rx.await.unwrap_or_default()
+    }
+}
+
+impl Switchboard {
+    /// The point's `opening` with who serves `lines` now and how long a new ticket would wait.
+    pub async fn availability(
+        &self,
+        opening: self::core::availability::Opening,
+        lines: Vec<Uuid>,
+    ) -> Option<shared::api::TerminalAvailability> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Availability { opening, lines, reply }).await;
+        rx.await.ok()
     }
 }
 

@@ -9,6 +9,7 @@
 //! transfer, end, wrap-up, rating), [`board`] (the supervisors' and operators' board).
 //! A session is addressed by its parties; outputs are addressed to parties, never to sockets.
 
+pub mod availability;
 mod board;
 mod parties;
 mod sessions;
@@ -175,7 +176,7 @@ pub(crate) struct TicketRt {
     pub(crate) previous_session: Option<Uuid>,
     pub(crate) transfer: Option<TransferContext>,
     /// The last `(position, estimated wait)` sent, so unchanged positions are not re-sent.
-    pub(crate) last_position: Option<(u32, u32)>,
+    pub(crate) last_position: Option<(u32, u32, u32, Option<shared::protocol::WaitRange>)>,
 }
 
 /// The state of a session.
@@ -513,6 +514,7 @@ impl Core {
                 return;
             }
         };
+        let mut refresh: Vec<Uuid> = Vec::new();
         for a in actions {
             match a {
                 Action::Offer { ticket, operator, expires_at, .. } => {
@@ -533,6 +535,10 @@ impl Core {
                 Action::OperatorStateChanged { operator, state } => {
                     self.send(operator.0, ServerMsg::OperatorStatus { state: op_view(state) });
                     self.board_dirty = true;
+                    // Who serves these lines may have changed: their residents' waits with it.
+                    if let Some(p) = self.parties.get(&operator.0) {
+                        refresh.extend(p.skills.iter().copied());
+                    }
                 }
                 Action::Assigned { ticket, operator, line } => {
                     self.start_session(ticket.0, operator.0, line.0, now);
@@ -564,6 +570,9 @@ impl Core {
                     self.board_dirty = true;
                 }
             }
+        }
+        if !refresh.is_empty() {
+            self.refresh_lines(refresh);
         }
     }
 }

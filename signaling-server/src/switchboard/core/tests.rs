@@ -890,3 +890,160 @@ proptest! {
         }
     }
 }
+
+// ---- availability: what the resident is told before and after taking a ticket ---------------
+
+mod availability {
+    use shared::cases::{HolidayRule, OpeningHours, WeekdayHours};
+    use shared::protocol::WaitRange;
+
+    use super::*;
+    use crate::calendar::{self, Calendar};
+    use crate::switchboard::core::availability::Opening;
+
+    /// Unix ms of a China-time moment.
+    fn cst(y: i64, m: i64, d: i64, hh: i64, mm: i64) -> i64 {
+        calendar::day_start(calendar::days_from_civil(y, m, d)) + (hh * 60 + mm) * 60_000
+    }
+
+    /// Monday to Friday 09:00–17:00, the calendar followed (holidays closed, 调休 open).
+    fn office_hours() -> OpeningHours {
+        OpeningHours {
+            weekly: vec![WeekdayHours {
+                weekdays: vec![1, 2, 3, 4, 5],
+                open: "09:00".into(),
+                close: "17:00".into(),
+            }],
+            holiday_rule: HolidayRule::FollowCalendar,
+            closures: Vec::new(),
+        }
+    }
+
+    /// The last `queue_position` the terminal got: (position, serving, wait).
+    fn last_position(outs: &[Output], terminal: Uuid) -> Option<(u32, Option<u32>, Option<WaitRange>)> {
+        outs.iter().rev().find_map(|o| match o {
+            Output::Send { to, msg: ServerMsg::QueuePosition { position, serving, wait, .. } }
+                if *to == terminal =>
+            {
+                Some((*position, *serving, *wait))
+            }
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn no_operator_means_no_number() {
+        let mut h = H::new();
+        let term = id(1);
+        h.connect(term, Role::Terminal);
+        let before = h.core.availability(Opening::Open, &[id(LINE)]);
+        assert!(before.open && before.closed_message.is_none());
+        assert_eq!((before.lines[0].serving, before.lines[0].wait), (0, None), "当前无人值守, no estimate");
+
+        let outs = h.take(term, Priority::Normal);
+        assert_eq!(
+            last_position(&outs, term),
+            Some((1, Some(0), None)),
+            "first in line, nobody serving, no wait"
+        );
+    }
+
+    #[test]
+    fn an_operator_who_is_away_does_not_count() {
+        let mut h = H::new();
+        let (term, busy, op) = (id(1), id(2), id(3));
+        h.connect(term, Role::Terminal);
+        // Connected but never made available: away.
+        h.connect(op, Role::Operator);
+        assert_eq!(h.core.line_availability(id(LINE)).serving, 0);
+
+        // One operator, busy with someone else's ticket, serves the line: the next resident has
+        // one call ahead, between one and two handle times (the line's estimate, 5 minutes by
+        // default until calls complete).
+        h.available(busy);
+        let other = id(4);
+        h.connect(other, Role::Terminal);
+        h.take(other, Priority::Normal);
+        let outs = h.take(term, Priority::Normal);
+        let wait = WaitRange { min_secs: 300, max_secs: 600 };
+        assert_eq!(last_position(&outs, term), Some((2, Some(1), Some(wait))), "one ahead, one operator");
+
+        // The only serving operator steps away: the resident is told at once, without a number.
+        let outs = h.msg(busy, ClientMsg::SetAvailability { available: false });
+        assert_eq!(last_position(&outs, term), Some((2, Some(0), None)), "当前无人值守 once they are away");
+        assert_eq!(h.core.line_availability(id(LINE)).wait, None);
+
+        // The other operator becomes available: a basis again.
+        h.msg(op, ClientMsg::SetAvailability { available: true });
+        let a = h.core.line_availability(id(LINE));
+        assert_eq!(a.serving, 1);
+        assert!(a.wait.is_some());
+    }
+
+    #[test]
+    fn two_operators_halve_the_range() {
+        let mut h = H::new();
+        h.available(id(2));
+        h.available(id(3));
+        for t in 10..13 {
+            h.connect(id(t), Role::Terminal);
+            h.take(id(t), Priority::Normal);
+        }
+        // Two ring at once; the third is first in the queue behind them: 2 calls ahead shared by 2.
+        let a = h.core.line_availability(id(LINE));
+        assert_eq!((a.serving, a.waiting), (2, 3));
+        assert_eq!(a.wait, Some(WaitRange { min_secs: 450, max_secs: 600 }));
+    }
+
+    #[test]
+    fn out_of_hours_says_when_it_opens() {
+        let cal = Calendar::builtin();
+        let h = office_hours();
+        // Saturday 5 December 2026, 21:33 China time.
+        let now = cst(2026, 12, 5, 21, 33);
+        let opening = Opening::at(Some(&h), cal, now);
+        assert_eq!(opening, Opening::Closed { next_open_at: Some(cst(2026, 12, 7, 9, 0)) });
+        let a = H::new().core.availability(opening, &[id(LINE)]);
+        assert!(!a.open);
+        assert_eq!(a.closed_message.as_deref(), Some("本服务点现在不开放，下次开放：12月7日（周一）09:00"));
+        // Before opening on a working day it opens the same day; during the hours it is open.
+        let early = Opening::at(Some(&h), cal, cst(2026, 12, 7, 8, 15));
+        assert_eq!(
+            early.closed_message().as_deref(),
+            Some("本服务点现在不开放，下次开放：12月7日（周一）09:00")
+        );
+        assert_eq!(Opening::at(Some(&h), cal, cst(2026, 12, 7, 9, 0)), Opening::Open);
+        assert!(matches!(Opening::at(Some(&h), cal, cst(2026, 12, 7, 17, 0)), Opening::Closed { .. }));
+        // A point without structured hours is open around the clock.
+        assert_eq!(Opening::at(None, cal, now), Opening::Open);
+    }
+
+    #[test]
+    fn closed_on_a_2026_holiday() {
+        let cal = Calendar::builtin();
+        // 1 October 2026 (Thursday), 国庆节: closed all week; it opens again on the 8th.
+        let opening = Opening::at(Some(&office_hours()), cal, cst(2026, 10, 1, 10, 0));
+        assert_eq!(
+            opening.closed_message().as_deref(),
+            Some("本服务点现在不开放，下次开放：10月8日（周四）09:00")
+        );
+    }
+
+    #[test]
+    fn open_on_a_make_up_working_day() {
+        let cal = Calendar::builtin();
+        // Saturday 10 October 2026 is a 调休 working day: open with Monday's hours.
+        assert_eq!(Opening::at(Some(&office_hours()), cal, cst(2026, 10, 10, 10, 0)), Opening::Open);
+        // The Saturday before it is inside the holiday week: closed.
+        assert!(matches!(
+            Opening::at(Some(&office_hours()), cal, cst(2026, 10, 3, 10, 0)),
+            Opening::Closed { .. }
+        ));
+        // And the next Saturday is closed again.
+        let next = Opening::at(Some(&office_hours()), cal, cst(2026, 10, 17, 10, 0));
+        assert_eq!(
+            next.closed_message().as_deref(),
+            Some("本服务点现在不开放，下次开放：10月19日（周一）09:00")
+        );
+    }
+}

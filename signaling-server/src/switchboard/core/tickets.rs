@@ -129,12 +129,18 @@ impl Core {
         }
     }
 
-    /// Sends a position only when it differs from the last one sent: a queue of thousands does
-    /// not cost a message per ticket on every change.
+    /// Sends a position only when it (or who serves the line, or the wait) differs from the
+    /// last one sent: a queue of thousands does not cost a message per ticket on every change.
     pub(crate) fn deliver_position(&mut self, ticket: Uuid, p: dispatch::Position) {
+        let Some(t) = self.tickets.get(&ticket) else { return };
+        if t.session.is_some() {
+            return;
+        }
+        let line = t.view.line_id;
+        let (serving, wait) = self.ticket_wait(ticket, line, p.position);
         let Some(t) = self.tickets.get_mut(&ticket) else { return };
-        let now = (p.position, p.estimated_wait_secs);
-        if t.session.is_some() || t.last_position == Some(now) {
+        let now = (p.position, p.estimated_wait_secs, serving, wait);
+        if t.last_position == Some(now) {
             return;
         }
         t.last_position = Some(now);
@@ -143,8 +149,21 @@ impl Core {
             ticket_id: ticket,
             position: p.position,
             estimated_wait_secs: p.estimated_wait_secs,
+            serving: Some(serving),
+            wait,
         };
         self.send(terminal, msg);
+    }
+
+    /// Re-sends the positions of `lines` whose serving operators changed (dedup'd per ticket).
+    pub(crate) fn refresh_lines(&mut self, mut lines: Vec<Uuid>) {
+        lines.sort();
+        lines.dedup();
+        for line in lines {
+            for (t, p) in self.dispatcher.line_positions(LineId(line)) {
+                self.deliver_position(t.0, p);
+            }
+        }
     }
 }
 
