@@ -64,10 +64,12 @@ fn status_of(
         ..Default::default()
     };
     match kiosk.phase() {
-        Phase::Waiting { ticket, position, estimated_wait_secs } => {
+        Phase::Waiting { ticket, position, estimated_wait_secs, serving, wait } => {
             s.ticket_number = Some(ticket.number.clone());
             s.position = *position;
             s.estimated_wait_secs = *estimated_wait_secs;
+            s.serving = *serving;
+            s.wait = *wait;
         }
         Phase::InCall { ticket, session, held, .. } => {
             s.ticket_number = Some(ticket.number.clone());

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use shared::protocol::{
     ByeReason, ClientMsg, ErrorCode, Priority, RatingLevel, ResidentDetails, ServerMsg, SessionEndReason,
-    SessionView, Signal, TicketCloseReason, TicketView,
+    SessionView, Signal, TicketCloseReason, TicketView, WaitRange,
 };
 use shared::validate::{Comment, Token};
 use uuid::Uuid;
@@ -30,6 +30,11 @@ pub enum Phase {
         ticket: TicketView,
         position: Option<u32>,
         estimated_wait_secs: Option<u32>,
+        /// Operators serving the ticket's line now (`Some(0)`: 当前无人值守); `None` from a
+        /// server that does not say.
+        serving: Option<u32>,
+        /// The wait as a range; `None` without a basis (nobody serving) or from an older server.
+        wait: Option<WaitRange>,
     },
     InCall {
         ticket: TicketView,
@@ -295,7 +300,13 @@ impl Kiosk {
         match msg {
             ServerMsg::TicketIssued { ticket, request_id } => match &self.phase {
                 Phase::Requesting { request_id: r, .. } if *r == request_id => {
-                    self.phase = Phase::Waiting { ticket, position: None, estimated_wait_secs: None };
+                    self.phase = Phase::Waiting {
+                        ticket,
+                        position: None,
+                        estimated_wait_secs: None,
+                        serving: None,
+                        wait: None,
+                    };
                     vec![]
                 }
                 Phase::Waiting { ticket: t, .. } if t.ticket_id == ticket.ticket_id => vec![],
@@ -304,12 +315,21 @@ impl Kiosk {
                     vec![Effect::Send(ClientMsg::CancelTicket { ticket_id: ticket.ticket_id })]
                 }
             },
-            ServerMsg::QueuePosition { ticket_id, position: p, estimated_wait_secs: e } => {
-                if let Phase::Waiting { ticket, position, estimated_wait_secs } = &mut self.phase
+            ServerMsg::QueuePosition {
+                ticket_id,
+                position: p,
+                estimated_wait_secs: e,
+                serving: n,
+                wait: w,
+            } => {
+                if let Phase::Waiting { ticket, position, estimated_wait_secs, serving, wait } =
+                    &mut self.phase
                     && ticket.ticket_id == ticket_id
                 {
                     *position = Some(p);
                     *estimated_wait_secs = Some(e);
+                    *serving = n;
+                    *wait = w;
                 }
                 vec![]
             }
@@ -513,11 +533,22 @@ mod tests {
             ticket_id: t.ticket_id,
             position: 2,
             estimated_wait_secs: 120,
+            serving: None,
+            wait: None,
         });
         assert!(matches!(
             k.phase(),
-            Phase::Waiting { position: Some(2), estimated_wait_secs: Some(120), .. }
+            Phase::Waiting { position: Some(2), estimated_wait_secs: Some(120), serving: None, .. }
         ));
+        // Nobody serves the line any more: the kiosk is told so, without a number.
+        k.on_server(ServerMsg::QueuePosition {
+            ticket_id: t.ticket_id,
+            position: 2,
+            estimated_wait_secs: 120,
+            serving: Some(0),
+            wait: None,
+        });
+        assert!(matches!(k.phase(), Phase::Waiting { serving: Some(0), wait: None, .. }));
 
         let s = session(9, t.clone());
         let out = k.on_server(ServerMsg::SessionStarted { session: s.clone() });

@@ -5,6 +5,8 @@
 //!   `GET /api/events` the same status pushed as server-sent events whenever it changes (the
 //!   page's only channel: an idle kiosk makes no requests);
 //! - `GET /api/items` the remotely available service items (from the server, device token);
+//! - `GET /api/availability` whether the point is open now (and when it opens next) and who
+//!   serves each line, with the wait of a ticket taken now (from the server, device token);
 //! - `POST /api/ticket {item_id, priority?, resident?}`, `POST /api/cancel`,
 //!   `POST /api/rate {level, comment?}`, `POST /api/done`;
 //! - `POST /api/scan {session_id?, slot_id?, pages?}` scans for the current call (the kiosk's
@@ -74,6 +76,7 @@ pub async fn serve(
         .route("/api/status", get(status_handler))
         .route("/api/events", get(events))
         .route("/api/items", get(items))
+        .route("/api/availability", get(availability))
         .route("/api/ticket", post(ticket))
         .route("/api/cancel", post(|s: State<Ui>| command(s, UiCommand::Cancel)))
         .route("/api/done", post(|s: State<Ui>| command(s, UiCommand::Done)))
@@ -253,11 +256,23 @@ async fn rate(
 }
 
 async fn items(State(ui): State<Ui>) -> Response {
+    server_get(&ui, "/api/v1/items?remote=true").await
+}
+
+/// Whether the point takes tickets now and who serves each line (the server's
+/// `GET /api/v1/terminals/me/availability`), asked when the resident starts: an older server
+/// without it answers 502 here and the page carries on as before.
+async fn availability(State(ui): State<Ui>) -> Response {
+    server_get(&ui, "/api/v1/terminals/me/availability").await
+}
+
+/// A GET on the server with the device token, its JSON passed through.
+async fn server_get(ui: &Ui, path: &str) -> Response {
     let token = match ui.auth.token().await {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_GATEWAY, format!("无法连接服务器：{e}")),
     };
-    let resp = ui.http.get(format!("{}/api/v1/items?remote=true", ui.server)).bearer_auth(token).send().await;
+    let resp = ui.http.get(format!("{}{path}", ui.server)).bearer_auth(token).send().await;
     match resp {
         Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
             Ok(v) => Json(v).into_response(),

@@ -90,7 +90,12 @@ pub struct Status {
     pub phase: String,
     pub ticket_number: Option<String>,
     pub position: Option<u32>,
+    /// Kept for an older server that sends neither `serving` nor `wait`.
     pub estimated_wait_secs: Option<u32>,
+    /// Operators serving the ticket's line now: `Some(0)` is 当前无人值守 (no number shown).
+    pub serving: Option<u32>,
+    /// The wait as a range, when there is a basis for one.
+    pub wait: Option<shared::protocol::WaitRange>,
     pub operator_name: Option<String>,
     pub held: bool,
     pub notices: Vec<Notice>,
