@@ -30,6 +30,7 @@ mod stats;
 mod terminal_health;
 mod terminals;
 mod throttle;
+mod ws_availability;
 mod ws_board_pick;
 mod ws_client;
 mod ws_flow;
