@@ -460,6 +460,15 @@ mod tests {
     }
 
     #[test]
+    fn the_page_says_when_nobody_is_on_duty_and_when_the_point_is_closed() {
+        // Before and after the ticket; the closed screen takes the server's sentence.
+        assert!(PAGE.contains(r#"id="take-unstaffed""#) && PAGE.contains(r#"id="unstaffed""#));
+        assert_eq!(PAGE.matches("<b class=\"head\">当前无人值守</b>").count(), 2);
+        assert!(PAGE.contains(r#"<section id="closed">"#) && PAGE.contains("本服务点现在不开放"));
+        assert!(PAGE.contains(r#"fetch("/api/availability")"#), "asked when the resident starts");
+    }
+
+    #[test]
     fn only_the_kiosk_page_and_local_tools_are_answered() {
         for ok in [
             vec![("host", "127.0.0.1:8088")],
