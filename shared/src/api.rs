@@ -503,6 +503,21 @@ pub struct LineAvailability {
     /// The wait of a ticket taken now, as a range; absent when nobody serves the line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<crate::protocol::WaitRange>,
+    /// When nobody serves the line: when its duty roster next brings someone on (Unix ms), if
+    /// the line has a roster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_staffed_at: Option<i64>,
+}
+
+/// A line's duty roster (`/api/v1/lines/{id}/roster`): when operators are on duty for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LineRosterView {
+    pub line_id: Uuid,
+    /// `None` until an admin sets it.
+    pub schedule: Option<crate::cases::OpeningHours>,
+    /// The next seven days from today (China time), with the hours on duty.
+    pub week: Vec<crate::cases::OpeningDay>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -397,6 +397,18 @@ pub fn next_open_at(h: &OpeningHours, cal: &Calendar, now_ms: i64) -> Option<i64
     })
 }
 
+/// The start of the next range that begins after `now_ms` (within 60 days): when a roster next
+/// brings someone on duty, a range already under way not counting.
+pub fn next_start_after(h: &OpeningHours, cal: &Calendar, now_ms: i64) -> Option<i64> {
+    let today = cst_day(now_ms);
+    (today..today + 60).find_map(|day| {
+        let mut starts: Vec<i64> =
+            opening_on(h, cal, day).0.iter().map(|&(o, _)| day_start(day) + i64::from(o) * 60_000).collect();
+        starts.sort_unstable();
+        starts.into_iter().find(|&from| from > now_ms)
+    })
+}
+
 /// A moment as the kiosk says it: `12月7日（周一）09:00` (China time).
 pub fn cst_when(ms: i64) -> String {
     const WEEKDAYS: [&str; 7] = ["一", "二", "三", "四", "五", "六", "日"];

@@ -40,7 +40,7 @@ fn line_from_row(r: &AnyRow) -> ApiResult<LineView> {
     })
 }
 
-async fn load_line(db: &Db, id: Uuid) -> ApiResult<Option<LineView>> {
+pub(crate) async fn load_line(db: &Db, id: Uuid) -> ApiResult<Option<LineView>> {
     let r = sqlx::query("SELECT id, code, name, sort_order, active FROM business_lines WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(&db.pool)

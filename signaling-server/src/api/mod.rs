@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod points;
+pub mod rosters;
 pub mod stats;
 pub mod terminal_health;
 pub mod terminals;
@@ -211,6 +212,7 @@ fn cases_router() -> OpenApiRouter<AppState> {
         .routes(routes!(cal::import))
         .routes(routes!(cal::deadline))
         .routes(routes!(points::get_opening_hours, points::put_opening_hours))
+        .routes(routes!(rosters::get, rosters::put))
         .routes(routes!(crate::cases::orders::list, crate::cases::orders::create))
         .routes(routes!(crate::cases::orders::get))
         .routes(routes!(crate::cases::orders::step))

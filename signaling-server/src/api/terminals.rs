@@ -376,7 +376,8 @@ pub async fn device_token(
 /// now (structured opening hours by the working-day calendar; holidays closed, make-up working
 /// days open) and when it opens next, and for every line with remotely available items how many
 /// operators serve it now and how long a ticket taken now would wait (a range; none when nobody
-/// serves the line). Device token.
+/// serves the line; then when the line's duty roster next brings someone on, if it has one).
+/// Device token.
 #[utoipa::path(get, path = "/api/v1/terminals/me/availability", tag = "terminals",
     responses((status = 200, body = shared::api::TerminalAvailability), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -389,16 +390,19 @@ pub async fn availability(
     let point =
         crate::api::points::load(&state.db, point_id).await?.ok_or_else(|| ApiError::not_found("服务点"))?;
     let now = now_ms();
+    let hours = crate::api::points::schedule(&state.db, point_id).await?;
+    let rosters = crate::api::rosters::all(&state.db).await?;
+    let cal = if hours.is_some() || !rosters.is_empty() {
+        crate::calendar::load(&state.db).await?
+    } else {
+        crate::calendar::Calendar::new([])
+    };
     let opening = if point.status != shared::api::PointStatus::Open {
         Opening::Closed { next_open_at: None }
     } else {
-        let hours = crate::api::points::schedule(&state.db, point_id).await?;
-        let cal = match hours {
-            Some(_) => crate::calendar::load(&state.db).await?,
-            None => crate::calendar::Calendar::new([]),
-        };
         Opening::at(hours.as_ref(), &cal, now)
     };
+    let next_on_duty = crate::api::rosters::next_on_duty(&rosters, &cal, now);
     let rows = sqlx::query(
         "SELECT DISTINCT line_id FROM service_items WHERE active = 1 AND remote_allowed = 1 ORDER BY line_id",
     )
@@ -406,6 +410,7 @@ pub async fn availability(
     .await?;
     let lines =
         rows.iter().map(|r| parse_id(r.try_get("line_id")?)).collect::<Result<Vec<Uuid>, sqlx::Error>>()?;
-    let a = state.switchboard.availability(opening, lines).await.ok_or_else(ApiError::internal)?;
+    let a =
+        state.switchboard.availability(opening, lines, next_on_duty).await.ok_or_else(ApiError::internal)?;
     Ok(Json(a))
 }

@@ -160,8 +160,8 @@ impl Driver {
             Event::SessionsOf { party, reply } => {
                 let _ = reply.send(self.core.sessions_of(party));
             }
-            Event::Availability { opening, lines, reply } => {
-                let _ = reply.send(self.core.availability(opening, &lines));
+            Event::Availability { opening, lines, next_on_duty, reply } => {
+                let _ = reply.send(self.core.availability(opening, &lines, &next_on_duty));
             }
             Event::Shutdown => {}
         }

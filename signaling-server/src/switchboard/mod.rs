@@ -73,6 +73,8 @@ pub enum Event {
     Availability {
         opening: self::core::availability::Opening,
         lines: Vec<Uuid>,
+        /// When each rostered line next has someone on duty.
+        next_on_duty: std::collections::HashMap<Uuid, i64>,
         reply: oneshot::Sender<shared::api::TerminalAvailability>,
     },
     Shutdown,
@@ -143,14 +145,16 @@ impl Switchboard {
 }
 
 impl Switchboard {
-    /// The point's `opening` with who serves `lines` now and how long a new ticket would wait.
+    /// The point's `opening` with who serves `lines` now, how long a new ticket would wait and,
+    /// for a line nobody serves, when its roster next brings someone on.
     pub async fn availability(
         &self,
         opening: self::core::availability::Opening,
         lines: Vec<Uuid>,
+        next_on_duty: std::collections::HashMap<Uuid, i64>,
     ) -> Option<shared::api::TerminalAvailability> {
         let (reply, rx) = oneshot::channel();
-        self.send(Event::Availability { opening, lines, reply }).await;
+        self.send(Event::Availability { opening, lines, next_on_duty, reply }).await;
         rx.await.ok()
     }
 }

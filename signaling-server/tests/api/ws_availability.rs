@@ -119,3 +119,41 @@ async fn only_terminals_ask_for_availability() {
     let (s, _) = app.get(AVAILABILITY, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_line_nobody_serves_says_when_its_duty_roster_brings_someone_on() {
+    let app = TestApp::spawn().await;
+    let admin = app.login("admin").await;
+    let (_, device) = app.enroll_terminal(0).await;
+    let line = line_of(&app, &device, "SB-001").await;
+    assert!(line.get("next_staffed_at").is_none(), "no roster, no time: {line}");
+    let path = format!("/api/v1/lines/{}/roster", line["line_id"].as_str().expect("line id"));
+    // On duty every day around the clock except today (China time).
+    let today = calendar::cst_day(signaling_server::db::now_ms());
+    let roster = json!({
+        "weekly": [{ "weekdays": [1, 2, 3, 4, 5, 6, 7], "open": "00:00", "close": "24:00" }],
+        "holiday_rule": "ignore_calendar",
+        "closures": [{ "from": calendar::date_of(today), "to": calendar::date_of(today), "reason": "集中培训" }]
+    });
+    let operator = app.login("operator1").await;
+    let (s, _) = app.call(Method::PUT, &path, Some(&operator), Some(roster.clone())).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "admins set rosters");
+    let (s, v) = app.call(Method::PUT, &path, Some(&admin), Some(roster.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["schedule"], roster);
+    assert_eq!(v["week"][0]["note"], "暂停开放：集中培训");
+    let supervisor = app.login("supervisor").await;
+    let (s, v) = app.get(&path, Some(&supervisor)).await;
+    assert_eq!((s, v["schedule"].clone()), (StatusCode::OK, roster));
+
+    let line = line_of(&app, &device, "SB-001").await;
+    assert_eq!(
+        (line["serving"].clone(), line["next_staffed_at"].clone()),
+        (json!(0), json!(calendar::day_start(today + 1)))
+    );
+    // Someone on duty after all: a wait, no "next" time.
+    let (_op, _) = available_operator(&app, "operator1").await;
+    let line = line_of(&app, &device, "SB-001").await;
+    assert_eq!(line["serving"], 1);
+    assert!(line.get("next_staffed_at").is_none() && line.get("wait").is_some(), "{line}");
+}

@@ -4,6 +4,8 @@
 //! line's skill; an operator who is away does not count), and the wait as a range from those
 //! operators and the line's recent handle times. No operator, no number.
 
+use std::collections::HashMap;
+
 use shared::api::{LineAvailability, TerminalAvailability};
 use shared::cases::OpeningHours;
 use shared::protocol::WaitRange;
@@ -64,7 +66,7 @@ pub fn wait_range(position: u32, serving: u32, handle_ms: i64, ringing: bool) ->
 }
 
 impl Core {
-    /// Who serves `line` now and how long a ticket taken now would wait.
+    /// Who serves `line` now and how long a ticket taken now would wait (no roster known).
     pub fn line_availability(&self, line: Uuid) -> LineAvailability {
         let id = LineId(line);
         let serving = self.dispatcher.serving(id);
@@ -79,12 +81,19 @@ impl Core {
                 self.dispatcher.handle_estimate_ms(id),
                 false,
             ),
+            next_staffed_at: None,
         }
     }
 
     /// What a terminal shows before a ticket is taken: the point's opening (looked up at the
-    /// edge) and each of `lines`.
-    pub fn availability(&self, opening: Opening, lines: &[Uuid]) -> TerminalAvailability {
+    /// edge) and each of `lines`; for a line nobody serves, when its duty roster next brings
+    /// someone on (`next_on_duty`, from the rosters looked up at the edge).
+    pub fn availability(
+        &self,
+        opening: Opening,
+        lines: &[Uuid],
+        next_on_duty: &HashMap<Uuid, i64>,
+    ) -> TerminalAvailability {
         TerminalAvailability {
             open: opening == Opening::Open,
             next_open_at: match opening {
@@ -92,7 +101,16 @@ impl Core {
                 Opening::Open => None,
             },
             closed_message: opening.closed_message(),
-            lines: lines.iter().map(|&l| self.line_availability(l)).collect(),
+            lines: lines
+                .iter()
+                .map(|&l| {
+                    let mut a = self.line_availability(l);
+                    if a.serving == 0 {
+                        a.next_staffed_at = next_on_duty.get(&l).copied();
+                    }
+                    a
+                })
+                .collect(),
         }
     }
 

@@ -936,7 +936,7 @@ mod availability {
         let mut h = H::new();
         let term = id(1);
         h.connect(term, Role::Terminal);
-        let before = h.core.availability(Opening::Open, &[id(LINE)]);
+        let before = h.core.availability(Opening::Open, &[id(LINE)], &HashMap::new());
         assert!(before.open && before.closed_message.is_none());
         assert_eq!((before.lines[0].serving, before.lines[0].wait), (0, None), "当前无人值守, no estimate");
 
@@ -1003,7 +1003,7 @@ mod availability {
         let now = cst(2026, 12, 5, 21, 33);
         let opening = Opening::at(Some(&h), cal, now);
         assert_eq!(opening, Opening::Closed { next_open_at: Some(cst(2026, 12, 7, 9, 0)) });
-        let a = H::new().core.availability(opening, &[id(LINE)]);
+        let a = H::new().core.availability(opening, &[id(LINE)], &HashMap::new());
         assert!(!a.open);
         assert_eq!(a.closed_message.as_deref(), Some("本服务点现在不开放，下次开放：12月7日（周一）09:00"));
         // Before opening on a working day it opens the same day; during the hours it is open.
@@ -1045,5 +1045,30 @@ mod availability {
             next.closed_message().as_deref(),
             Some("本服务点现在不开放，下次开放：10月19日（周一）09:00")
         );
+    }
+
+    #[test]
+    fn a_line_nobody_serves_says_when_its_roster_brings_someone_on() {
+        let cal = Calendar::builtin();
+        let rosters = HashMap::from([(id(LINE), office_hours())]);
+        let mut h = H::new();
+        // Saturday evening, nobody on duty: next on duty Monday 09:00 (the 社保 line has no roster).
+        let now = cst(2026, 12, 5, 21, 33);
+        let next = crate::api::rosters::next_on_duty(&rosters, cal, now);
+        let a = h.core.availability(Opening::Open, &[id(LINE), id(LINE + 1)], &next);
+        assert_eq!(a.lines[0].next_staffed_at, Some(cst(2026, 12, 7, 9, 0)));
+        assert_eq!((a.lines[1].serving, a.lines[1].next_staffed_at), (0, None), "no roster, no time");
+        // During a rostered range with nobody signed in, the next one is the following day's.
+        let next = crate::api::rosters::next_on_duty(&rosters, cal, cst(2026, 12, 7, 10, 0));
+        assert_eq!(next.get(&id(LINE)), Some(&cst(2026, 12, 8, 9, 0)));
+        // Over the National Day holiday the roster follows the calendar.
+        let next = crate::api::rosters::next_on_duty(&rosters, cal, cst(2026, 10, 1, 10, 0));
+        assert_eq!(next.get(&id(LINE)), Some(&cst(2026, 10, 8, 9, 0)));
+        // Someone serving: no "next" time, a wait instead.
+        h.available(id(2));
+        let next = crate::api::rosters::next_on_duty(&rosters, cal, now);
+        let a = h.core.availability(Opening::Open, &[id(LINE)], &next);
+        assert_eq!((a.lines[0].serving, a.lines[0].next_staffed_at), (1, None));
+        assert!(a.lines[0].wait.is_some());
     }
 }
