@@ -426,6 +426,10 @@ impl Kiosk {
                         self.phase = Phase::Idle;
                         let text = match code {
                             ErrorCode::Unavailable => "该事项暂时无人受理，请稍后再试。".to_owned(),
+                            // The server's sentence says when the point opens next.
+                            ErrorCode::OutsideHours => {
+                                message.split(" (").next().unwrap_or_default().to_owned()
+                            }
                             _ => format!("取号失败：{message}"),
                         };
                         out.push(notice("error", text));
@@ -706,6 +710,17 @@ mod tests {
             request: Some("take_ticket".into()),
         });
         assert!(matches!(&out[..], [Effect::Notice(n)] if n.kind == "error"));
+        assert_eq!(k.phase(), &Phase::Idle);
+        // Outside opening hours the resident reads when the point opens next.
+        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
+        let out = k.on_server(ServerMsg::Error {
+            code: ErrorCode::OutsideHours,
+            message: "本服务点现在不开放，下次开放：12月7日（周一）09:00 (outside opening hours)".into(),
+            request: Some("take_ticket".into()),
+        });
+        assert!(
+            matches!(&out[..], [Effect::Notice(n)] if n.text == "本服务点现在不开放，下次开放：12月7日（周一）09:00")
+        );
         assert_eq!(k.phase(), &Phase::Idle);
 
         k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
