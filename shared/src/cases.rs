@@ -316,27 +316,28 @@ impl EscalationLevel {
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OrderAction {
     /// 分类: set the category (up to 32 characters).
-    Classify { category: String },
+    Classify { #[cfg_attr(feature = "openapi", schema(max_length = 32, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"))] category: String },
     /// 转办: hand to the owner department (up to 64 characters) and optionally an assignee.
     Transfer {
+        #[cfg_attr(feature = "openapi", schema(max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"))] 
         department: String,
         #[serde(default)]
         assignee_id: Option<Uuid>,
     },
     /// 退回: back to 受理 for re-classification.
-    Return { reason: String },
+    Return { #[cfg_attr(feature = "openapi", schema(max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"))] reason: String },
     /// 挂起: stop the clock.
-    Suspend { reason: String },
+    Suspend { #[cfg_attr(feature = "openapi", schema(max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"))] reason: String },
     /// 恢复: restart the clock.
     Resume,
     /// 需补材料: tell the resident what is still missing.
-    RequestMaterials { note: String },
+    RequestMaterials { #[cfg_attr(feature = "openapi", schema(max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"))] note: String },
     /// 办结
-    Complete { result: String },
+    Complete { #[cfg_attr(feature = "openapi", schema(max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"))] result: String },
     /// 反馈: the resident's feedback; closes the order.
-    Feedback { feedback: String },
+    Feedback { #[cfg_attr(feature = "openapi", schema(max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"))] feedback: String },
     /// Reopen after an unsatisfied call-back.
-    Reopen { reason: String },
+    Reopen { #[cfg_attr(feature = "openapi", schema(max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"))] reason: String },
     /// Change the deadline class.
     SetDeadline { deadline: DeadlineClass },
 }
@@ -730,14 +731,14 @@ pub struct CreateHomeVisitRequest {
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HomeVisitAction {
     /// 审核: approve (supervisor).
-    Approve { reason: String },
+    Approve { #[cfg_attr(feature = "openapi", schema(max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"))] reason: String },
     /// 审核: refuse (supervisor).
-    Refuse { reason: String },
+    Refuse { #[cfg_attr(feature = "openapi", schema(max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"))] reason: String },
     /// 帮办: schedule (supervisor): when, who (1–10 names, up to 32 characters each), and the
     /// materials to bring (up to 30, 64 characters each).
     Schedule { at: i64, assignees: Vec<String>, materials: Vec<String> },
     /// The visit happened (staff of the point, supervisor).
-    Complete { outcome: String },
+    Complete { #[cfg_attr(feature = "openapi", schema(max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"))] outcome: String },
     /// 评价: the resident's rating (staff of the point, supervisor).
     Rate { level: crate::protocol::RatingLevel, comment: Option<String> },
 }
@@ -818,8 +819,8 @@ pub struct CreateProblemRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ProblemStepRequest {
-    Rectify { measures: String },
-    Close { evidence: String },
+    Rectify { #[cfg_attr(feature = "openapi", schema(max_length = 1000, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"))] measures: String },
+    Close { #[cfg_attr(feature = "openapi", schema(max_length = 1000, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"))] evidence: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
