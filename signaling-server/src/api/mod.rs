@@ -277,7 +277,8 @@ fn finish(doc: &mut utoipa::openapi::OpenApi) {
     if let Some(schemas) = v.pointer_mut("/components/schemas").and_then(|s| s.as_object_mut()) {
         // Steps are internally tagged enums with `deny_unknown_fields`: no variant takes more.
         for name in ["OrderAction", "HomeVisitAction", "ProblemStepRequest"] {
-            if let Some(variants) = schemas.get_mut(name).and_then(|s| s.get_mut("oneOf")).and_then(|o| o.as_array_mut())
+            if let Some(variants) =
+                schemas.get_mut(name).and_then(|s| s.get_mut("oneOf")).and_then(|o| o.as_array_mut())
             {
                 for variant in variants.iter_mut().filter_map(|v| v.as_object_mut()) {
                     variant.insert("additionalProperties".into(), false.into());
@@ -285,7 +286,8 @@ fn finish(doc: &mut utoipa::openapi::OpenApi) {
             }
         }
         // Opening hours (`calendar::check_opening_hours`).
-        let hhmm = serde_json::json!({ "type": "string", "pattern": "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$" });
+        let hhmm =
+            serde_json::json!({ "type": "string", "pattern": "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$" });
         if let Some(props) = schemas.get_mut("WeekdayHours").and_then(|s| s.get_mut("properties")) {
             props["weekdays"] = serde_json::json!({ "type": "array", "minItems": 1, "maxItems": 7,
                 "items": { "type": "integer", "minimum": 1, "maximum": 7 },

@@ -18,7 +18,8 @@ async fn an_array_is_not_an_object() {
     let line = &lines[0];
     let id = line["id"].as_str().expect("line id");
     for body in [json!([null, null]), json!([]), json!(["改名", 1, false]), json!("name"), json!(null)] {
-        let (s, err) = app.call(Method::PATCH, &format!("/api/v1/lines/{id}"), Some(&admin), Some(body.clone())).await;
+        let (s, err) =
+            app.call(Method::PATCH, &format!("/api/v1/lines/{id}"), Some(&admin), Some(body.clone())).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {err}");
         assert_eq!(err["error"]["code"], "validation_failed", "{err}");
     }
@@ -34,7 +35,12 @@ async fn an_integral_number_is_an_integer() {
     let app = TestApp::spawn().await;
     let admin = app.login("admin").await;
     let put = |v: serde_json::Value| {
-        app.call(Method::PUT, "/api/v1/callbacks/settings", Some(&admin), Some(json!({ "good_share_pct": v })))
+        app.call(
+            Method::PUT,
+            "/api/v1/callbacks/settings",
+            Some(&admin),
+            Some(json!({ "good_share_pct": v })),
+        )
     };
     let (s, body) = put(json!(10.0)).await;
     assert!(s.is_success(), "{body}");
@@ -70,7 +76,9 @@ async fn query_parameters_are_exact() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {body}");
         assert_eq!(body["error"]["code"], "bad_request", "{path}: {body}");
     }
-    for path in ["/api/v1/stats/daily?days=3", "/api/v1/orders?status=all&limit=5", "/api/v1/problems?list=all"] {
+    for path in
+        ["/api/v1/stats/daily?days=3", "/api/v1/orders?status=all&limit=5", "/api/v1/problems?list=all"]
+    {
         let (s, body) = app.get(path, Some(&admin)).await;
         assert_eq!(s, StatusCode::OK, "{path}: {body}");
     }
@@ -84,8 +92,13 @@ async fn an_admin_cannot_reset_their_own_password() {
     let admin = app.login("admin").await;
     let (_, me) = app.get("/api/v1/me", Some(&admin)).await;
     let id = me["id"].as_str().expect("id");
-    let (s, body) =
-        app.post(&format!("/api/v1/users/{id}/password"), Some(&admin), json!({ "new_password": "Taken-over-1" })).await;
+    let (s, body) = app
+        .post(
+            &format!("/api/v1/users/{id}/password"),
+            Some(&admin),
+            json!({ "new_password": "Taken-over-1" }),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
     let (s, _) = app.get("/api/v1/me", Some(&admin)).await;
     assert_eq!(s, StatusCode::OK, "the token still works");
