@@ -59,8 +59,10 @@ fn parse_time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
         .transpose()
 }
 
+/// A UUID filter; empty means no filter.
 fn parse_uuid(field: &str, v: &Option<String>) -> ApiResult<Option<Uuid>> {
     opt(v)
+        .filter(|s| !s.is_empty())
         .map(|s| {
             if s.len() != 36 {
                 return Err(ApiError::bad_request(format!("{field} 须为 UUID (must be a UUID)")));
@@ -125,11 +127,11 @@ pub struct SessionsQuery {
     /// after `from`.
     #[param(value_type = Option<i64>, minimum = 0, maximum = 7_258_118_400_000_i64)]
     pub to: Option<String>,
-    /// Only this operator's sessions (operators always see only their own).
-    #[param(value_type = Option<String>, format = Uuid)]
+    /// Only this operator's sessions (operators always see only their own); empty: all.
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub operator_id: Option<String>,
-    /// Only sessions of this business line.
-    #[param(value_type = Option<String>, format = Uuid)]
+    /// Only sessions of this business line; empty: all.
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub line_id: Option<String>,
     /// 1–1000 (default 200).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
@@ -366,8 +368,8 @@ pub struct SummaryQuery {
     /// End, exclusive (unix ms); default: end of `from`'s day. At most 366 days after `from`.
     #[param(value_type = Option<i64>, minimum = 0, maximum = 7_258_118_400_000_i64)]
     pub to: Option<String>,
-    /// Only this business line.
-    #[param(value_type = Option<String>, format = Uuid)]
+    /// Only this business line; empty: all.
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub line_id: Option<String>,
 }
 
@@ -393,8 +395,8 @@ pub struct DailyQuery {
     /// How many CST days up to and including today, 1–90 (default 7).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 90)]
     pub days: Option<String>,
-    /// Only this business line.
-    #[param(value_type = Option<String>, format = Uuid)]
+    /// Only this business line; empty: all.
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub line_id: Option<String>,
 }
 

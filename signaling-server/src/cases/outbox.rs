@@ -385,8 +385,8 @@ pub struct NotificationsQuery {
     /// `pending`, `delivered`, `dead`, `skipped` or `all` (default).
     #[param(pattern = "^(pending|delivered|dead|skipped|all)$")]
     pub status: Option<String>,
-    /// Only this order's messages.
-    #[param(value_type = Option<String>, format = Uuid)]
+    /// Only this order's messages (empty: all).
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub order_id: Option<String>,
 }
 
@@ -405,7 +405,7 @@ pub async fn list(
     if !["pending", "delivered", "dead", "skipped", "all"].contains(&status) {
         return Err(ApiError::bad_request("status 无效 (invalid status)"));
     }
-    let order = match q.order_id.as_deref() {
+    let order = match q.order_id.as_deref().filter(|s| !s.is_empty()) {
         Some(s) if s.len() == 36 => Some(
             Uuid::parse_str(s).map_err(|_| ApiError::bad_request("order_id 须为 UUID (must be a UUID)"))?,
         ),
