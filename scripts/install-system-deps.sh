@@ -42,7 +42,8 @@ terminal_pkgs=(
   cups cups-client cups-bsd printer-driver-cups-pdf
   poppler-utils ghostscript
 )
-test_pkgs=(chromium fonts-noto-cjk coturn nginx-light postgresql-client xvfb)
+# python3-venv: scripts/openapi-check.sh installs the pinned schemathesis into a virtualenv.
+test_pkgs=(chromium fonts-noto-cjk coturn nginx-light postgresql-client xvfb python3 python3-venv)
 # Node.js: the machine's own (e.g. NodeSource) build wins; Debian's only where there is none.
 if ! command -v node >/dev/null 2>&1; then test_pkgs+=(nodejs); fi
 if ! command -v npm >/dev/null 2>&1; then test_pkgs+=(npm); fi

@@ -35,6 +35,10 @@ BANGBAN_TEST_DB=postgres cargo test --locked -p bangban-e2e
 echo "== console tests in Chromium =="
 (cd agent-console && npm ci --no-audit --no-fund && npm test)
 
+echo "== the OpenAPI document against the server: schemathesis, all checks, fixed seed =="
+# The debug server that `cargo test --workspace` built; fails on any failure or server error.
+scripts/openapi-check.sh "${CARGO_TARGET_DIR:-target}/debug/signaling-server"
+
 echo "== fuzz targets: crashers found before, then a few seconds each on the stored corpus =="
 # cargo-fuzz on stable: no AddressSanitizer (-Zsanitizer is nightly-only), hence --sanitizer none
 # and RUSTC_BOOTSTRAP for the -Z flags cargo-fuzz passes. Long runs: BENCHMARKS.md.

@@ -73,6 +73,14 @@ pub struct RefreshRequest {
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 8,
+            max_length = 128,
+            pattern = "[a-z][\\s\\S]*[^a-z]|[^a-z][\\s\\S]*[a-z]|[A-Z][\\s\\S]*[^A-Z]|[^A-Z][\\s\\S]*[A-Z]|[0-9][\\s\\S]*[^0-9]|[^0-9][\\s\\S]*[0-9]"
+        )
+    )]
     pub new_password: String,
 }
 
@@ -122,6 +130,14 @@ pub struct CreateUserRequest {
     pub role: Role,
     #[serde(default)]
     pub point_id: Option<Uuid>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 8,
+            max_length = 128,
+            pattern = "[a-z][\\s\\S]*[^a-z]|[^a-z][\\s\\S]*[a-z]|[A-Z][\\s\\S]*[^A-Z]|[^A-Z][\\s\\S]*[A-Z]|[0-9][\\s\\S]*[^0-9]|[^0-9][\\s\\S]*[0-9]"
+        )
+    )]
     pub password: String,
     #[serde(default)]
     pub skills: Vec<Uuid>,
@@ -141,6 +157,13 @@ impl std::fmt::Debug for CreateUserRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 32,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub display_name: Option<String>,
     #[serde(default)]
     pub role: Option<Role>,
@@ -163,6 +186,14 @@ pub struct SetSkillsRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ResetPasswordRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 8,
+            max_length = 128,
+            pattern = "[a-z][\\s\\S]*[^a-z]|[^a-z][\\s\\S]*[a-z]|[A-Z][\\s\\S]*[^A-Z]|[^A-Z][\\s\\S]*[A-Z]|[0-9][\\s\\S]*[^0-9]|[^0-9][\\s\\S]*[0-9]"
+        )
+    )]
     pub new_password: String,
 }
 
@@ -257,16 +288,62 @@ pub struct PointView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreatePointRequest {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Z0-9-]{2,16}$"))]
     pub code: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 64,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub name: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 32,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub street: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 32,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub committee: String,
     pub kind: PointKind,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 128,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub address: String,
+    #[cfg_attr(feature = "openapi", schema(minimum = 73.0, maximum = 136.0))]
     pub longitude: f64,
+    #[cfg_attr(feature = "openapi", schema(minimum = 3.0, maximum = 54.0))]
     pub latitude: f64,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 128,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub opening_hours: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 32,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub inspector_name: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^\\s*[0-9-]{5,20}\\s*$"))]
     pub inspector_phone: String,
 }
 
@@ -278,24 +355,69 @@ pub struct UpdatePointRequest {
     #[serde(default)]
     pub expected_version: Option<i64>,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 64,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub name: Option<String>,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 32,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub street: Option<String>,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 32,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub committee: Option<String>,
     #[serde(default)]
     pub kind: Option<PointKind>,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 128,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub address: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 73.0, maximum = 136.0))]
     pub longitude: Option<f64>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 3.0, maximum = 54.0))]
     pub latitude: Option<f64>,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 128,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub opening_hours: Option<String>,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 32,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub inspector_name: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^\\s*[0-9-]{5,20}\\s*$"))]
     pub inspector_phone: Option<String>,
 }
 
@@ -303,6 +425,13 @@ pub struct UpdatePointRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClosePointRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 200,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub reason: String,
 }
 
@@ -335,7 +464,15 @@ pub struct LineView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateLineRequest {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{2,32}$"))]
     pub code: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 32,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub name: String,
     #[serde(default)]
     pub sort_order: i64,
@@ -346,6 +483,13 @@ pub struct CreateLineRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateLineRequest {
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 32,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub name: Option<String>,
     #[serde(default)]
     pub sort_order: Option<i64>,
@@ -398,11 +542,22 @@ pub struct MaterialRequirement {
     /// Server-assigned; ignored on input.
     #[serde(default)]
     pub id: Option<Uuid>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 64,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub name: String,
     pub transfer: MaterialTransfer,
     #[serde(default = "yes")]
     pub required: bool,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$")
+    )]
     pub note: String,
 }
 
@@ -429,11 +584,23 @@ pub struct ItemView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateItemRequest {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{2,32}$"))]
     pub code: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 64,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub name: String,
     pub line_id: Uuid,
     pub remote_allowed: bool,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1000, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$")
+    )]
     pub description: String,
     #[serde(default)]
     pub materials: Vec<MaterialRequirement>,
@@ -444,12 +611,23 @@ pub struct CreateItemRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateItemRequest {
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 64,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub name: Option<String>,
     #[serde(default)]
     pub line_id: Option<Uuid>,
     #[serde(default)]
     pub remote_allowed: Option<bool>,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1000, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$")
+    )]
     pub description: Option<String>,
     #[serde(default)]
     pub active: Option<bool>,
@@ -1043,9 +1221,20 @@ pub struct RectificationView {
 #[serde(deny_unknown_fields)]
 pub struct RectificationCallbackRequest {
     /// What the resident said on the call-back; 1–500 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 500,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub callback_result: String,
     /// The measures taken (整改措施); up to 1000 characters.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1000, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$")
+    )]
     pub rectification: Option<String>,
 }
 
@@ -1246,6 +1435,7 @@ pub struct CreatePrintJobRequest {
 #[serde(deny_unknown_fields)]
 pub struct ClaimPrintJobRequest {
     /// 16–128 printable ASCII characters.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^\\s*[!-~]{16,128}\\s*$"))]
     pub claim_token: String,
 }
 

@@ -27,11 +27,20 @@ pub enum CalendarDayKind {
 #[serde(deny_unknown_fields)]
 pub struct CalendarDay {
     /// `YYYY-MM-DD`, China Standard Time.
+    #[cfg_attr(feature = "openapi", schema(format = Date, pattern = "^(20[0-9]{2}|2100)-"))]
     pub date: String,
     pub kind: CalendarDayKind,
     /// The festival's English name, e.g. `Spring Festival`; up to 64 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$")
+    )]
     pub festival: String,
     /// The festival's Chinese name, e.g. `春节`; up to 32 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 32, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$")
+    )]
     pub festival_zh: String,
 }
 
@@ -313,27 +322,97 @@ impl EscalationLevel {
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OrderAction {
     /// 分类: set the category (up to 32 characters).
-    Classify { category: String },
+    Classify {
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 32,
+                pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+            )
+        )]
+        category: String,
+    },
     /// 转办: hand to the owner department (up to 64 characters) and optionally an assignee.
     Transfer {
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 64,
+                pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+            )
+        )]
         department: String,
         #[serde(default)]
         assignee_id: Option<Uuid>,
     },
     /// 退回: back to 受理 for re-classification.
-    Return { reason: String },
+    Return {
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 500,
+                pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+            )
+        )]
+        reason: String,
+    },
     /// 挂起: stop the clock.
-    Suspend { reason: String },
+    Suspend {
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 500,
+                pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+            )
+        )]
+        reason: String,
+    },
     /// 恢复: restart the clock.
     Resume,
     /// 需补材料: tell the resident what is still missing.
-    RequestMaterials { note: String },
+    RequestMaterials {
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 500,
+                pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+            )
+        )]
+        note: String,
+    },
     /// 办结
-    Complete { result: String },
+    Complete {
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 500,
+                pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+            )
+        )]
+        result: String,
+    },
     /// 反馈: the resident's feedback; closes the order.
-    Feedback { feedback: String },
+    Feedback {
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 500,
+                pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+            )
+        )]
+        feedback: String,
+    },
     /// Reopen after an unsatisfied call-back.
-    Reopen { reason: String },
+    Reopen {
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 500,
+                pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+            )
+        )]
+        reason: String,
+    },
     /// Change the deadline class.
     SetDeadline { deadline: DeadlineClass },
 }
@@ -385,13 +464,28 @@ pub struct CreateOrderRequest {
     #[serde(default)]
     pub item_id: Option<Uuid>,
     /// What the case is about; 1–1000 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 1000,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub summary: String,
     pub deadline: DeadlineClass,
     /// 办件编号 in the processing system; up to 64 characters.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$")
+    )]
     pub case_number: Option<String>,
     /// The reference in the source system (12345 work order number …); up to 64 characters.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$")
+    )]
     pub source_ref: Option<String>,
     /// Materials still outstanding: names from the item's checklist (申请材料; any name when the
     /// item has none); at most 30, each up to 64 characters.
@@ -605,13 +699,20 @@ pub struct OrderContactReveal {
 #[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
     /// `http://` or `https://`, up to 512 characters.
+    #[cfg_attr(feature = "openapi", schema(max_length = 512, pattern = "^\\s*https?://[!-~]+\\s*$"))]
     pub url: String,
     /// The HMAC-SHA256 key, 16–256 characters; stored encrypted, never shown again.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 16, max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")
+    )]
     pub secret: String,
     pub enabled: bool,
     /// Attempts before a message is dead-lettered, 1–20.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 20))]
     pub max_attempts: u32,
     /// First retry delay in ms (100–3 600 000), doubling each attempt, capped at an hour.
+    #[cfg_attr(feature = "openapi", schema(minimum = 100, maximum = 3_600_000))]
     pub retry_base_ms: i64,
 }
 
@@ -736,9 +837,20 @@ pub struct CallbackResultRequest {
     /// Whether the resident is satisfied; an unsatisfied order call-back reopens the order.
     pub satisfied: bool,
     /// What the resident said; 1–500 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 500,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub result: String,
     /// For a rectification: the measures taken (整改措施); up to 1000 characters.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1000, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$")
+    )]
     pub rectification: Option<String>,
 }
 
@@ -748,6 +860,7 @@ pub struct CallbackResultRequest {
 #[serde(deny_unknown_fields)]
 pub struct CallbackSettings {
     /// 0–100 (default 10).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub good_share_pct: i64,
 }
 
@@ -798,8 +911,22 @@ pub struct CreateHomeVisitRequest {
     pub item_id: Option<Uuid>,
     /// The resident's situation (e.g. bedridden, lives alone); 1–1000 characters. No ID
     /// numbers.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 1000,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub situation: String,
     /// The resident's address or a landmark, up to 200 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 200,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub address: String,
 }
 
@@ -809,14 +936,41 @@ pub struct CreateHomeVisitRequest {
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HomeVisitAction {
     /// 审核: approve (supervisor).
-    Approve { reason: String },
+    Approve {
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 500,
+                pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+            )
+        )]
+        reason: String,
+    },
     /// 审核: refuse (supervisor).
-    Refuse { reason: String },
+    Refuse {
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 500,
+                pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+            )
+        )]
+        reason: String,
+    },
     /// 帮办: schedule (supervisor): when, who (1–10 names, up to 32 characters each), and the
     /// materials to bring (up to 30, 64 characters each).
     Schedule { at: i64, assignees: Vec<String>, materials: Vec<String> },
     /// The visit happened (staff of the point, supervisor).
-    Complete { outcome: String },
+    Complete {
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 500,
+                pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+            )
+        )]
+        outcome: String,
+    },
     /// 评价: the resident's rating (staff of the point, supervisor).
     Rate { level: crate::protocol::RatingLevel, comment: Option<String> },
 }
@@ -879,13 +1033,34 @@ pub struct CreateProblemRequest {
     /// `inspection` or `spot_check`.
     pub source: ProblemSource,
     /// 1–1000 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 1000,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub description: String,
     /// The responsible person or unit, 1–64 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 64,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub owner: String,
     /// Days to rectify: 1–7 (default 7); up to 92 for a complex problem, with `complex_reason`.
     #[serde(default)]
     pub days: Option<i64>,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 500,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub complex_reason: Option<String>,
 }
 
@@ -894,8 +1069,26 @@ pub struct CreateProblemRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ProblemStepRequest {
-    Rectify { measures: String },
-    Close { evidence: String },
+    Rectify {
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 1000,
+                pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+            )
+        )]
+        measures: String,
+    },
+    Close {
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 1000,
+                pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+            )
+        )]
+        evidence: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

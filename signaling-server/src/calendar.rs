@@ -560,7 +560,7 @@ async fn year_view(db: &Db, year: i32) -> ApiResult<CalendarYear> {
 }
 
 /// A year's holidays and make-up working days (any signed-in person).
-#[utoipa::path(get, path = "/api/v1/calendar/{year}", tag = "calendar", params(("year" = i32, Path)),
+#[utoipa::path(get, path = "/api/v1/calendar/{year}", tag = "calendar", params(("year" = i32, Path, minimum = 2000, maximum = 2100)),
     responses((status = 200, body = CalendarYear), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
 pub async fn get_year(
@@ -575,7 +575,7 @@ pub async fn get_year(
 
 /// Replace a year's holidays and make-up working days (admin). Open rectifications' deadlines
 /// follow at once.
-#[utoipa::path(put, path = "/api/v1/calendar/{year}", tag = "calendar", params(("year" = i32, Path)),
+#[utoipa::path(put, path = "/api/v1/calendar/{year}", tag = "calendar", params(("year" = i32, Path, minimum = 2000, maximum = 2100)),
     request_body = PutCalendarYearRequest,
     responses((status = 200, body = CalendarYear), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
@@ -655,11 +655,11 @@ pub async fn import(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct DeadlineQuery {
-    /// Start (unix ms); default now.
-    #[param(value_type = Option<i64>)]
+    /// Start (unix ms, in the years 2000–2099); default now.
+    #[param(value_type = Option<i64>, minimum = 946_656_000_000_i64, maximum = 4_102_415_999_999_i64)]
     pub from: Option<String>,
     /// Working days, 0–250.
-    #[param(value_type = i64)]
+    #[param(value_type = i64, minimum = 0, maximum = 250)]
     pub days: String,
 }
 
@@ -673,11 +673,11 @@ pub async fn deadline(
     Query(q): Query<DeadlineQuery>,
 ) -> ApiResult<Json<WorkingDeadline>> {
     p.require(&[Role::Admin, Role::Supervisor, Role::Operator, Role::Staff])?;
-    let days = match q.days.trim().parse::<u32>() {
+    let days = match q.days.parse::<u32>() {
         Ok(d) if d <= 250 => d,
         _ => return Err(ApiError::bad_request("days 须为 0 到 250 的整数 (out of range)")),
     };
-    let from = match q.from.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let from = match q.from.as_deref() {
         None => now_ms(),
         Some(s) => match s.parse::<i64>() {
             Ok(ms)

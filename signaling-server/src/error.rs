@@ -118,10 +118,84 @@ impl From<PathRejection> for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// JSON extractor whose rejections are [`ApiError`]s.
-#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// JSON extractor whose rejections are [`ApiError`]s. It reads the body as JSON Schema reads
+/// it, so the OpenAPI document describes exactly what is accepted: an integral number written
+/// with a fraction (`3.0`) is an integer, and an object is never taken from an array (serde
+/// would otherwise fill a struct from `[…]` by position).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(mut value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        integral_numbers(&mut value);
+        serde_path_to_error::deserialize(StrictTop(value)).map(Json).map_err(|e| {
+            ApiError::validation(format!(
+                "请求内容无效 (invalid request body): Failed to deserialize the JSON body into the target type: {e}"
+            ))
+        })
+    }
+}
+
+/// Rewrites numbers like `3.0` as integers (JSON Schema's reading of them).
+fn integral_numbers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64()
+                && !n.is_i64()
+                && !n.is_u64()
+                && f.fract() == 0.0
+                && f.abs() < 9_007_199_254_740_992.0
+            {
+                *n = serde_json::Number::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
+/// The body as a deserializer whose top-level struct must be a JSON object.
+struct StrictTop(serde_json::Value);
+
+macro_rules! forward_to_value {
+    ($($method:ident ( $($arg:ident : $ty:ty),* ))*) => {
+        $(fn $method<V: serde::de::Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Self::Error> {
+            self.0.$method($($arg,)* visitor)
+        })*
+    };
+}
+
+impl<'de> serde::Deserializer<'de> for StrictTop {
+    type Error = serde_json::Error;
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_map(visitor)
+    }
+
+    forward_to_value! {
+        deserialize_any() deserialize_bool() deserialize_i8() deserialize_i16() deserialize_i32()
+        deserialize_i64() deserialize_i128() deserialize_u8() deserialize_u16() deserialize_u32()
+        deserialize_u64() deserialize_u128() deserialize_f32() deserialize_f64() deserialize_char()
+        deserialize_str() deserialize_string() deserialize_bytes() deserialize_byte_buf()
+        deserialize_option() deserialize_unit() deserialize_seq() deserialize_map()
+        deserialize_identifier() deserialize_ignored_any()
+        deserialize_unit_struct(name: &'static str)
+        deserialize_newtype_struct(name: &'static str)
+        deserialize_tuple(len: usize)
+        deserialize_tuple_struct(name: &'static str, len: usize)
+        deserialize_enum(name: &'static str, variants: &'static [&'static str])
+    }
+}
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {

@@ -243,10 +243,13 @@ pub async fn update(
     load_user_view(&state.db, id).await?.map(Json).ok_or_else(ApiError::internal)
 }
 
-/// Set a new password for an account (admin); the account is signed out everywhere.
+/// Set a new password for another account (admin); the account is signed out everywhere. An
+/// admin's own password changes only at `/api/v1/me/password`, with the current one (409 here):
+/// a stolen admin token must not be enough to take the account over.
 #[utoipa::path(post, path = "/api/v1/users/{id}/password", tag = "accounts", request_body = ResetPasswordRequest,
     params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn reset_password(
     State(state): State<AppState>,
     p: Principal,
@@ -255,6 +258,11 @@ pub async fn reset_password(
 ) -> ApiResult<StatusCode> {
     p.require(&[Role::Admin])?;
     load_user_view(&state.db, id).await?.ok_or_else(|| ApiError::not_found("账户"))?;
+    if id == p.id {
+        return Err(ApiError::conflict(
+            "请在“修改密码”中使用当前密码修改自己的密码 (change your own password with the current one at /api/v1/me/password)",
+        ));
+    }
     password::check_policy(&req.new_password)?;
     let rec = AuditRecord::new("user.password_reset", "user").by(&p).target(id);
     super::auth::set_password(&state, id, &req.new_password, rec).await?;

@@ -269,8 +269,48 @@ fn materials_router() -> OpenApiRouter<AppState> {
 /// The OpenAPI document, as served at `/api/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api_router().split_for_parts().1;
-    utoipa::Modify::modify(&ErrorResponses, &mut doc);
+    finish(&mut doc);
     doc
+}
+
+/// What the derives cannot say, added to the assembled document: the shared error responses and
+/// the constraints below, which the server checks and the document must therefore state.
+fn finish(doc: &mut utoipa::openapi::OpenApi) {
+    utoipa::Modify::modify(&ErrorResponses, doc);
+    let Ok(mut v) = serde_json::to_value(&*doc) else { return };
+    if let Some(schemas) = v.pointer_mut("/components/schemas").and_then(|s| s.as_object_mut()) {
+        // Steps are internally tagged enums with `deny_unknown_fields`: no variant takes more.
+        for name in ["OrderAction", "HomeVisitAction", "ProblemStepRequest"] {
+            if let Some(variants) =
+                schemas.get_mut(name).and_then(|s| s.get_mut("oneOf")).and_then(|o| o.as_array_mut())
+            {
+                for variant in variants.iter_mut().filter_map(|v| v.as_object_mut()) {
+                    variant.insert("additionalProperties".into(), false.into());
+                }
+            }
+        }
+        // Opening hours (`calendar::check_opening_hours`).
+        let hhmm =
+            serde_json::json!({ "type": "string", "pattern": "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$" });
+        if let Some(props) = schemas.get_mut("WeekdayHours").and_then(|s| s.get_mut("properties")) {
+            props["weekdays"] = serde_json::json!({ "type": "array", "minItems": 1, "maxItems": 7,
+                "items": { "type": "integer", "minimum": 1, "maximum": 7 },
+                "description": "ISO weekdays, 1 = Monday … 7 = Sunday." });
+            props["open"] = hhmm.clone();
+            props["close"] = hhmm;
+        }
+        if let Some(props) = schemas.get_mut("OpeningHours").and_then(|s| s.get_mut("properties")) {
+            if let Some(w) = props.get_mut("weekly").and_then(|w| w.as_object_mut()) {
+                w.insert("maxItems".into(), 14.into());
+            }
+            if let Some(c) = props.get_mut("closures").and_then(|c| c.as_object_mut()) {
+                c.insert("maxItems".into(), 50.into());
+            }
+        }
+    }
+    if let Ok(exact) = serde_json::from_value(v) {
+        *doc = exact;
+    }
 }
 
 /// Refuses over-long request targets before any handler parses them.
@@ -332,7 +372,7 @@ async fn console(dir: std::path::PathBuf, req: Request) -> Response {
 
 pub fn router(state: AppState) -> Router {
     let (router, mut doc) = api_router().split_for_parts();
-    utoipa::Modify::modify(&ErrorResponses, &mut doc);
+    finish(&mut doc);
     let doc_json = doc.to_pretty_json().unwrap_or_default();
     let console_dir = state.config.console_dir.clone();
     let mut app = router

@@ -45,7 +45,7 @@ pub use crate::calendar::due_after_working_days;
 // "not given" and a hostile one gets a clear 400 without being echoed back.
 
 fn opt(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    v.as_deref()
 }
 
 fn parse_time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
@@ -59,10 +59,12 @@ fn parse_time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
         .transpose()
 }
 
+/// A UUID filter; empty means no filter.
 fn parse_uuid(field: &str, v: &Option<String>) -> ApiResult<Option<Uuid>> {
     opt(v)
+        .filter(|s| !s.is_empty())
         .map(|s| {
-            if s.len() > 36 {
+            if s.len() != 36 {
                 return Err(ApiError::bad_request(format!("{field} 须为 UUID (must be a UUID)")));
             }
             Uuid::parse_str(s)
@@ -119,20 +121,20 @@ fn pct(part: u64, whole: u64) -> Option<f64> {
 #[serde(deny_unknown_fields)]
 pub struct SessionsQuery {
     /// Sessions started at or after this (unix ms); default: start of today, CST.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 7_258_118_400_000_i64)]
     pub from: Option<String>,
     /// Sessions started before this (unix ms); default: end of `from`'s day. At most 366 days
     /// after `from`.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 7_258_118_400_000_i64)]
     pub to: Option<String>,
-    /// Only this operator's sessions (operators always see only their own).
-    #[param(value_type = Option<Uuid>)]
+    /// Only this operator's sessions (operators always see only their own); empty: all.
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub operator_id: Option<String>,
-    /// Only sessions of this business line.
-    #[param(value_type = Option<Uuid>)]
+    /// Only sessions of this business line; empty: all.
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub line_id: Option<String>,
     /// 1–1000 (default 200).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
 }
 
@@ -361,13 +363,13 @@ fn summarize(from: i64, to: i64, tickets: &[TicketFact], sessions: &[SessionFact
 #[serde(deny_unknown_fields)]
 pub struct SummaryQuery {
     /// Start (unix ms); default: start of today, CST.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 7_258_118_400_000_i64)]
     pub from: Option<String>,
     /// End, exclusive (unix ms); default: end of `from`'s day. At most 366 days after `from`.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 7_258_118_400_000_i64)]
     pub to: Option<String>,
-    /// Only this business line.
-    #[param(value_type = Option<Uuid>)]
+    /// Only this business line; empty: all.
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub line_id: Option<String>,
 }
 
@@ -391,10 +393,10 @@ pub async fn summary(
 #[serde(deny_unknown_fields)]
 pub struct DailyQuery {
     /// How many CST days up to and including today, 1–90 (default 7).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 90)]
     pub days: Option<String>,
-    /// Only this business line.
-    #[param(value_type = Option<Uuid>)]
+    /// Only this business line; empty: all.
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub line_id: Option<String>,
 }
 
@@ -487,9 +489,10 @@ async fn load_rectification(db: &Db, id: Uuid) -> ApiResult<Option<Rectification
 #[serde(deny_unknown_fields)]
 pub struct RectificationsQuery {
     /// `open` (default; most urgent first), `closed` or `all` (newest first).
+    #[param(pattern = "^(open|closed|all)$")]
     pub status: Option<String>,
     /// 1–1000 (default 200).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
 }
 

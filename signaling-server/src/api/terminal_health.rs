@@ -129,10 +129,13 @@ pub async fn board(State(state): State<AppState>, p: Principal) -> ApiResult<Jso
 #[serde(deny_unknown_fields)]
 pub struct AlarmQuery {
     /// `open` (default) or `all`.
+    #[param(pattern = "^(open|all)$")]
     pub state: Option<String>,
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// Alarms to skip, 0–100000 (default 0).
+    #[param(minimum = 0, maximum = 100_000)]
     pub offset: Option<i64>,
 }
 

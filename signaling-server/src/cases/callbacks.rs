@@ -221,6 +221,7 @@ fn view_of(r: &AnyRow, now: i64) -> ApiResult<CallbackView> {
 #[serde(deny_unknown_fields)]
 pub struct CallbacksQuery {
     /// `open` (default, most urgent first), `done` or `all`.
+    #[param(pattern = "^(open|done|all)$")]
     pub status: Option<String>,
 }
 
@@ -235,8 +236,7 @@ pub async fn list(
     Query(q): Query<CallbacksQuery>,
 ) -> ApiResult<Json<Vec<CallbackView>>> {
     p.require(&[Role::Admin, Role::Supervisor, Role::Operator])?;
-    let (filter, order) = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or("open")
-    {
+    let (filter, order) = match q.status.as_deref().unwrap_or("open") {
         "open" => (" AND c.status = 'open'", "c.due_at, c.id"),
         "done" => (" AND c.status = 'done'", "c.done_at DESC, c.id"),
         "all" => ("", "c.created_at DESC, c.id"),

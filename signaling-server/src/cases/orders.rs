@@ -512,9 +512,10 @@ async fn insert_event(
 pub struct OrdersQuery {
     /// `open` (default: not yet 办结), `overdue` (open and past the deadline or raised),
     /// `closed` (办结 or 反馈) or `all`.
+    #[param(pattern = "^(open|overdue|closed|all)$")]
     pub status: Option<String>,
     /// 1–500 (default 200).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
 }
 
@@ -529,14 +530,14 @@ pub async fn list(
     Query(q): Query<OrdersQuery>,
 ) -> ApiResult<Json<Vec<OrderView>>> {
     p.require(&[Role::Admin, Role::Supervisor, Role::Operator, Role::Staff])?;
-    let status = q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or("open");
+    let status = q.status.as_deref().unwrap_or("open");
     let (filter, order) = match status {
         "open" | "overdue" => (" AND o.state NOT IN ('completed', 'closed')", "o.due_at, o.id"),
         "closed" => (" AND o.state IN ('completed', 'closed')", "o.updated_at DESC, o.id"),
         "all" => ("", "o.created_at DESC, o.id"),
         _ => return Err(ApiError::bad_request("status 须为 open、overdue、closed 或 all (invalid status)")),
     };
-    let limit = match q.limit.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let limit = match q.limit.as_deref() {
         None => 200,
         Some(s) => match s.parse::<i64>() {
             Ok(n) if (1..=500).contains(&n) => n,

@@ -383,9 +383,10 @@ fn status_of(s: &str) -> NotificationStatus {
 #[serde(deny_unknown_fields)]
 pub struct NotificationsQuery {
     /// `pending`, `delivered`, `dead`, `skipped` or `all` (default).
+    #[param(pattern = "^(pending|delivered|dead|skipped|all)$")]
     pub status: Option<String>,
-    /// Only this order's messages.
-    #[param(value_type = Option<Uuid>)]
+    /// Only this order's messages (empty: all).
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub order_id: Option<String>,
 }
 
@@ -400,12 +401,12 @@ pub async fn list(
     Query(q): Query<NotificationsQuery>,
 ) -> ApiResult<Json<Vec<NotificationView>>> {
     p.require(&[Role::Admin, Role::Supervisor])?;
-    let status = q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or("all");
+    let status = q.status.as_deref().unwrap_or("all");
     if !["pending", "delivered", "dead", "skipped", "all"].contains(&status) {
         return Err(ApiError::bad_request("status 无效 (invalid status)"));
     }
-    let order = match q.order_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        Some(s) if s.len() <= 36 => Some(
+    let order = match q.order_id.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) if s.len() == 36 => Some(
             Uuid::parse_str(s).map_err(|_| ApiError::bad_request("order_id 须为 UUID (must be a UUID)"))?,
         ),
         Some(_) => return Err(ApiError::bad_request("order_id 须为 UUID (must be a UUID)")),

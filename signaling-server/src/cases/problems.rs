@@ -165,6 +165,7 @@ fn view_of(r: &AnyRow, now: i64) -> ApiResult<ProblemView> {
 pub struct ProblemsQuery {
     /// `problems` (问题清单: every open problem, default), `rectifications` (整改清单: measures
     /// recorded, not yet closed), `closed` or `all`.
+    #[param(pattern = "^(problems|rectifications|closed|all)$")]
     pub list: Option<String>,
 }
 
@@ -178,7 +179,7 @@ pub async fn list(
     Query(q): Query<ProblemsQuery>,
 ) -> ApiResult<Json<Vec<ProblemView>>> {
     p.require(&[Role::Admin, Role::Supervisor])?;
-    let filter = match q.list.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or("problems") {
+    let filter = match q.list.as_deref().unwrap_or("problems") {
         "problems" => "WHERE status IN ('open', 'rectifying')",
         "rectifications" => "WHERE status = 'rectifying'",
         "closed" => "WHERE status = 'closed'",

@@ -30,10 +30,13 @@ const PROMPT_MS: i64 = 60_000;
 pub struct ReportQuery {
     /// `daily` (日报告, default), `weekly` (周通报: the Monday-to-Sunday week) or `monthly`
     /// (月汇总: the calendar month).
+    #[param(pattern = "^(daily|weekly|monthly)$")]
     pub period: Option<String>,
-    /// A day in the period, `YYYY-MM-DD` in China time; default today.
+    /// A day in the period, `YYYY-MM-DD` in China time, years 2000–2100; default today.
+    #[param(format = Date, pattern = "^(20[0-9]{2}|2100)-")]
     pub date: Option<String>,
     /// `point` (default), `street` or `line`.
+    #[param(pattern = "^(point|street|line)$")]
     pub group: Option<String>,
 }
 
@@ -54,7 +57,7 @@ pub fn period_days(period: ReportPeriod, day: i64) -> (i64, i64) {
 }
 
 fn parse_query(q: &ReportQuery, now: i64) -> ApiResult<(ReportPeriod, ReportGroup, i64)> {
-    let opt = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let opt = |v: &Option<String>| v.as_deref().map(str::to_owned);
     let period = match opt(&q.period).as_deref() {
         None | Some("daily") => ReportPeriod::Daily,
         Some("weekly") => ReportPeriod::Weekly,

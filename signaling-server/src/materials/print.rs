@@ -245,6 +245,7 @@ pub async fn list_session(
 #[serde(deny_unknown_fields)]
 pub struct JobsQuery {
     /// Only jobs in this state, e.g. `pending`.
+    #[param(pattern = "^(pending|claimed|queued|printing|completed|failed|cancelled|expired)$")]
     pub state: Option<String>,
 }
 

@@ -44,6 +44,24 @@ pub const TUS_EXTENSIONS: &str = "creation,expiration,checksum,termination";
 pub const TUS_CHECKSUMS: &str = "sha1,sha256";
 /// Longest `Upload-Metadata` header accepted.
 const MAX_METADATA_BYTES: usize = 4096;
+
+/// The tus headers as the OpenAPI document states them, shared by the tus operations.
+/// `Tus-Resumable` is required on every request but `OPTIONS`; without it, or with another
+/// version, the answer is 412 (tus 1.0.0).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct TusResumable {
+    /// The protocol version: `1.0.0`.
+    #[param(rename = "Tus-Resumable", pattern = "^1\\.0\\.0$")]
+    tus_resumable: String,
+}
+
+/// A chunk of the upload's bytes (`application/offset+octet-stream`).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct TusChunk(Vec<u8>);
 /// Response header naming the material created by the final `PATCH`.
 pub const MATERIAL_ID_HEADER: &str = "bangban-material-id";
 
@@ -260,9 +278,13 @@ pub async fn options(State(state): State<AppState>) -> Response {
 /// optional `material_slot`). Only the two parties of a live session may upload: the terminal
 /// (scans) and the operator (forms to print).
 #[utoipa::path(post, path = "/api/v1/uploads", tag = "materials",
-    params(("Upload-Length" = u64, Header), ("Upload-Metadata" = String, Header), ("Tus-Resumable" = String, Header)),
+    params(TusResumable,
+        ("Upload-Length" = u64, Header, minimum = 1, description = "Bytes of the file, at most the configured `Tus-Max-Size`"),
+        ("Upload-Metadata" = String, Header, max_length = 4096,
+            pattern = "^ *[A-Za-z0-9_-]+( +([A-Za-z0-9+/]{4})*([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?)? *(, *[A-Za-z0-9_-]+( +([A-Za-z0-9+/]{4})*([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?)? *)*$",
+            description = "Comma-separated `key base64value` pairs: `session_id` (a live call), `sha256` (64 hex digits), optional `filename` and `material_slot`")),
     responses((status = 201, description = "Location of the upload"), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn create(State(state): State<AppState>, p: Principal, headers: HeaderMap) -> Response {
     tus(create_inner(&state, &p, &headers).await)
 }
@@ -518,7 +540,7 @@ fn offset_headers(resp: &mut Response, up: &Upload, offset: u64) {
 }
 
 /// tus: the stored offset. Waits for a `PATCH` in progress on the same upload to finish.
-#[utoipa::path(head, path = "/api/v1/uploads/{id}", tag = "materials", params(("id" = Uuid, Path)),
+#[utoipa::path(head, path = "/api/v1/uploads/{id}", tag = "materials", params(("id" = Uuid, Path), TusResumable),
     responses((status = 200, description = "Upload-Offset, Upload-Length, Upload-Expires"), (status = 404, body = ErrorBody)))]
 pub async fn head(
     State(state): State<AppState>,
@@ -541,7 +563,7 @@ pub async fn head(
 }
 
 /// tus termination: abandons an upload (a finished upload's material stays).
-#[utoipa::path(delete, path = "/api/v1/uploads/{id}", tag = "materials", params(("id" = Uuid, Path)),
+#[utoipa::path(delete, path = "/api/v1/uploads/{id}", tag = "materials", params(("id" = Uuid, Path), TusResumable),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn terminate(
     State(state): State<AppState>,
@@ -593,9 +615,10 @@ impl Checksum {
 }
 
 /// tus: appends the body at `Upload-Offset` (`Content-Type: application/offset+octet-stream`).
-#[utoipa::path(patch, path = "/api/v1/uploads/{id}", tag = "materials", params(("id" = Uuid, Path),
-        ("Upload-Offset" = u64, Header), ("Upload-Checksum" = Option<String>, Header)),
-    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+#[utoipa::path(patch, path = "/api/v1/uploads/{id}", tag = "materials", params(("id" = Uuid, Path), TusResumable,
+        ("Upload-Offset" = u64, Header),
+        ("Upload-Checksum" = Option<String>, Header, pattern = "^ *(sha1|sha256) +([A-Za-z0-9+/]{4})*([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)? *$")),
+    request_body(content = TusChunk, content_type = "application/offset+octet-stream"),
     responses((status = 204, description = "Upload-Offset; Bangban-Material-Id once complete"),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 460, body = ErrorBody)))]

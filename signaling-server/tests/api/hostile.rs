@@ -67,7 +67,8 @@ async fn malformed_bodies_get_clear_errors() {
             "deep nesting",
             Some("application/json"),
             format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            // Beyond the parser's nesting limit the body is not JSON it reads: malformed.
+            StatusCode::BAD_REQUEST,
         ),
     ];
     for (what, ct, body, expected) in cases {
