@@ -22,6 +22,7 @@ mod materials;
 mod materials_fixture;
 mod materials_s3;
 mod matrix;
+mod point_today;
 mod points;
 mod print_jobs;
 mod rectifications;
