@@ -67,12 +67,12 @@ export function staffView(ctx, main) {
 
     mount(tickets, h('h2.card-title', null, t('今日取号'), h('span.count-badge', null, String(d.tickets.length))),
       d.tickets.length ? h('div.table-wrap', null, h('table.table.compact#point-ticket-list', null,
-        h('thead', null, h('tr', null, h('th', null, t('号码')), h('th', null, t('事项')), h('th', null, t('状态')), h('th.num', null, t('取号时间')), h('th', null, t('协助人员')))),
+        h('thead', null, h('tr', null, h('th', null, t('号码')), h('th', null, t('事项')), h('th', null, t('状态')), h('th', null, t('取号时间')), h('th', null, t('协助人员')))),
         h('tbody', null, d.tickets.map((/** @type {any} */ x) => h('tr', { class: x.helped_by_me ? 'mine' : undefined, 'data-ticket': x.id },
           h('td', null, h('strong', null, x.number)),
           h('td', null, x.item_name),
           h('td', null, h(`span.tag.tk-${x.status}`, null, t(TICKET_STATUS[/** @type {keyof typeof TICKET_STATUS} */ (x.status)] || x.status))),
-          h('td.num', null, fmt.time(x.created_at)),
+          h('td', null, fmt.time(x.created_at)),
           h('td', null, x.helped_by_me ? h('span.tag.ok.helped', null, t('我协助')) : x.assisted_by_name || '—'))))))
         : empty(t('今日暂无取号')));
 
