@@ -170,7 +170,7 @@ function render() {
   Object.defineProperty(ctx, 'board', { get: () => board });
   if (path.startsWith('/operator')) cleanup = operatorView(ctx, main);
   else if (path.startsWith('/staff')) cleanup = staffView(ctx, main);
-  else if (path.startsWith('/supervisor')) cleanup = supervisorView(ctx, main, false);
+  else if (path.startsWith('/supervisor')) cleanup = supervisorView(ctx, main);
   else if (path.startsWith('/cases/')) cleanup = casesView(ctx, main, /** @type {any} */ (path.split('/')[2]));
   else if (path.startsWith('/admin')) cleanup = adminView(ctx, main, path.split('/')[2] || 'points');
   document.title = `${t(ROLE[/** @type {keyof typeof ROLE} */ (u.role)])} · ${t('帮办 · 坐席端')}`;

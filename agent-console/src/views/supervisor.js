@@ -3,8 +3,8 @@ import { dialog, field, h, mount, toast } from '../dom.js';
 import * as fmt from '../fmt.js';
 import { DEVICE_STATE, OP_STATE, PRINTER_REASON, PRINTER_STATE, RATING, TERMINAL_STATUS, t } from '../i18n.js';
 
-/** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main @param {boolean} staffOnly */
-export function supervisorView(ctx, main, staffOnly) {
+/** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main */
+export function supervisorView(ctx, main) {
   const { api, socket } = ctx;
   const tiles = h('section.tiles#tiles');
   const ratings = h('section.card#ratings');
@@ -15,15 +15,11 @@ export function supervisorView(ctx, main, staffOnly) {
   const terms = h('section.card#terminals');
   let boardAt = Date.now();
 
-  if (staffOnly) {
-    mount(main, h('div.sup-grid.staff', null, h('p.notice', null, t('居委会工作人员请使用服务点终端。')), lines));
-  } else {
-    mount(main, h('div.sup-page', null,
-      h('div.page-head', null, h('h1', null, t('今日服务概况')), h('span.muted', null, fmt.dateWeekday(Date.now())),
-        h('button.btn.small.ghost', { type: 'button', onclick: () => load() }, t('刷新'))),
-      tiles,
-      h('div.sup-grid', null, lines, ops, ratings, daily, rects, terms)));
-  }
+  mount(main, h('div.sup-page', null,
+    h('div.page-head', null, h('h1', null, t('今日服务概况')), h('span.muted', null, fmt.dateWeekday(Date.now())),
+      h('button.btn.small.ghost', { type: 'button', onclick: () => load() }, t('刷新'))),
+    tiles,
+    h('div.sup-grid', null, lines, ops, ratings, daily, rects, terms)));
 
   function renderBoard() {
     const b = ctx.board;
@@ -35,7 +31,6 @@ export function supervisorView(ctx, main, staffOnly) {
           h('td', null, l.line_name), h('td.num', null, String(l.waiting)), h('td.num', null, l.priority_waiting ? h('span.prio', null, String(l.priority_waiting)) : '0'),
           h('td.num', null, l.waiting ? fmt.duration(l.longest_wait_secs + elapsed) : '—')))))
         : h('p.muted', null, '…'));
-    if (staffOnly) return;
     const order = ['in_call', 'ringing', 'wrap_up', 'available', 'away', 'offline'];
     const list = [...(b?.operators || [])].sort((x, y) => order.indexOf(x.state) - order.indexOf(y.state));
     mount(ops, h('h2.card-title', null, t('受理员状态')),
@@ -127,13 +122,13 @@ export function supervisorView(ctx, main, staffOnly) {
   const onMessage = (e) => {
     if (/** @type {CustomEvent} */ (e).detail.type === 'board') { boardAt = Date.now(); renderBoard(); }
     // An alarm opened or cleared: reload the terminals' health at once.
-    if (/** @type {CustomEvent} */ (e).detail.type === 'terminal_alarm' && !staffOnly) loadTerminals();
+    if (/** @type {CustomEvent} */ (e).detail.type === 'terminal_alarm') loadTerminals();
   };
   socket.addEventListener('message', onMessage);
   const tick = window.setInterval(renderBoard, 1000);
-  const refresh = window.setInterval(() => { if (!staffOnly) load(); }, 30_000);
+  const refresh = window.setInterval(load, 30_000);
   renderBoard();
-  if (!staffOnly) load();
+  load();
   return () => { socket.removeEventListener('message', onMessage); clearInterval(tick); clearInterval(refresh); };
 }
 
