@@ -85,6 +85,12 @@ const EN = {
   '上门办申请': 'Home-visit requests', '申请上门办': 'Request a home visit', '居民情况': 'Situation', '安排': 'Schedule', '同意': 'Approve', '不同意': 'Refuse',
   '安排上门': 'Schedule', '登记结果': 'Outcome', '登记评价': 'Rating', '暂无上门办申请': 'No home-visit requests',
   '日报告': 'Daily', '周通报': 'Weekly', '月汇总': 'Monthly', '按服务点': 'By point', '按街道': 'By street', '按条线': 'By line', '下载 Excel': 'Download Excel',
+  // 本服务点 (committee staff's home page)
+  '本服务点': 'My point', '开放中': 'Open now', '未开放': 'Closed now', '无告警': 'No alarms', '今日取号': "Today's tickets",
+  '我协助的': 'Helped by me', '今日打印': "Today's printing", '办理中工单': 'Open orders', '终端与打印机': 'Terminal and printer',
+  '本服务点暂无终端': 'No terminal at this point', '取号时间': 'Taken at', '我协助': 'Helped by me', '今日暂无取号': 'No tickets today',
+  '今日暂无打印任务': 'No print jobs today', '本账号未绑定服务点，请联系系统管理员。': 'This account has no point; ask the administrator.',
+  '等待中': 'Waiting', '已离开': 'Left', '差评整改': 'Rectification', '好评抽样': 'Sampled rating', '受理': 'Accepted', '分类': 'Classified',
   '满意率': 'Satisfaction', '完成回访': 'Call-backs done', '新增工单': 'Orders opened', '办结工单': 'Orders closed', '取号与服务': 'Tickets and served', '本期暂无数据': 'No data for this period',
 };
 
@@ -127,3 +133,6 @@ export const PRINTER_REASON = {
   'toner-empty': '墨粉用尽', 'toner-low': '墨粉不足', 'marker-supply-empty': '耗材用尽', 'marker-supply-low': '耗材不足',
   paused: '已暂停', offline: '脱机', 'input-tray-missing': '纸盒缺失', 'printer-not-accepting': '暂停接收任务',
 };
+export const TICKET_STATUS = { waiting: '等待中', in_call: '通话中', served: '已服务', cancelled: '已取消', abandoned: '已离开' };
+export const ORDER_STATE = { accepted: '受理', classified: '分类', transferred: '转办', completed: '办结', closed: '已关闭' };
+export const CALLBACK_KIND = { rectification: '差评整改', order: '工单', good_rating: '好评抽样', home_visit: '上门办' };

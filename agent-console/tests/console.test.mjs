@@ -199,6 +199,37 @@ describe('supervisor', () => {
   });
 });
 
+describe('staff', () => {
+  test('本服务点: staff see their own point — its terminal, the tickets they helped with — and no other point', async () => {
+    const sup = await rest('/api/v1/auth/login', { username: 'supervisor', password: PASSWORD });
+    const staff = await rest('/api/v1/auth/login', { username: 'staff1', password: PASSWORD });
+    const board = await rest('/api/v1/terminals/health', undefined, sup.access_token);
+    const own = board.filter((/** @type {any} */ x) => x.point_id === staff.user.point_id).map((/** @type {any} */ x) => x.terminal_id);
+    const others = board.filter((/** @type {any} */ x) => x.point_id !== staff.user.point_id).map((/** @type {any} */ x) => x.terminal_id);
+    assert.ok(own.length && others.length, 'terminals at both points');
+    for (const [w, hgt] of [[1366, 768], [1920, 1080]]) {
+      const page = await newPage({ width: w, height: hgt });
+      await login(page, 'staff1');
+      await page.waitForURL(/\/staff$/);
+      await page.waitForSelector('#terminal-health tbody tr');
+      const shown = await page.locator('#terminal-health tr[data-terminal]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-terminal')));
+      assert.ok(shown.length > 0 && shown.every((id) => own.includes(/** @type {string} */ (id))), `only its own point's terminals: ${shown}`);
+      assert.ok(!shown.some((id) => others.includes(/** @type {string} */ (id))), 'no other point\'s terminal');
+      const heading = await page.textContent('.page-head h1') || '';
+      assert.match(heading, /本服务点 · /);
+      assert.equal(await page.locator('.nav-link.active').textContent(), '本服务点');
+      // The call of the operator test was taken here with staff1's help: marked as theirs.
+      await page.waitForSelector('#point-ticket-list tr.mine .helped');
+      assert.match(await page.textContent('#staff-tiles .tile:nth-child(3) .tile-value') || '', /^[1-9]/);
+      await page.waitForSelector('#point-orders .card-title');
+      await page.waitForSelector('#point-callbacks .card-title');
+      await page.waitForSelector('#point-prints .card-title');
+      await shot(page, `10-staff-home-${w}`);
+      await page.context().close();
+    }
+  });
+});
+
 describe('admin', () => {
   test('adds, changes and closes a point; registers a terminal and sees its code', async () => {
     const page = await newPage();

@@ -1020,6 +1020,82 @@ pub struct TerminalHealthView {
     pub alarms: Vec<TerminalAlarmView>,
 }
 
+/// `GET /api/v1/points/{id}/today`: one service point's day as its committee staff see it —
+/// its terminals' health, today's tickets, print jobs, open work orders and call-backs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PointToday {
+    pub point_id: Uuid,
+    pub point_name: String,
+    /// The service day, `YYYY-MM-DD` (China time).
+    pub date: String,
+    /// Open now by its structured hours; `None` without them (always open).
+    pub open_now: Option<bool>,
+    /// Its terminals that are not revoked, with their last heartbeat and open alarms.
+    pub terminals: Vec<TerminalHealthView>,
+    /// Today's tickets at the point, oldest first (at most 500); no personal data.
+    pub tickets: Vec<PointTicket>,
+    /// Today's print jobs at the point, newest first (at most 200).
+    pub print_jobs: Vec<PointPrintJob>,
+    /// Work orders of the point not yet completed, soonest due first (at most 200).
+    pub orders: Vec<PointOrder>,
+    /// Open call-backs (回访) of the point's orders and calls, soonest due first (at most 200).
+    pub callbacks: Vec<PointCallback>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PointTicket {
+    pub id: Uuid,
+    pub number: String,
+    pub item_name: String,
+    /// `waiting`, `in_call`, `served`, `cancelled` or `abandoned`.
+    pub status: String,
+    pub created_at: i64,
+    pub closed_at: Option<i64>,
+    /// The staff member who helped the resident at the kiosk, if any.
+    pub assisted_by_name: Option<String>,
+    /// Helped by the caller.
+    pub helped_by_me: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PointPrintJob {
+    pub id: Uuid,
+    pub terminal_name: String,
+    /// `pending`, `claimed`, `queued`, `printing`, `completed`, `failed`, `cancelled` or `expired`.
+    pub state: String,
+    /// The printer's reason on failure.
+    pub reason: Option<String>,
+    pub copies: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PointOrder {
+    pub id: Uuid,
+    pub number: String,
+    pub summary: String,
+    /// `accepted`, `classified` or `transferred`.
+    pub state: String,
+    pub due_at: i64,
+    pub overdue: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PointCallback {
+    pub id: Uuid,
+    /// What it follows up: `rectification`, `order`, `good_rating` or `home_visit`.
+    pub kind: String,
+    /// The order's number when it follows up an order.
+    pub order_number: Option<String>,
+    pub due_at: i64,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Audit log
 

@@ -6,13 +6,25 @@
 //! partial unique index keeps at most one open alarm per terminal and kind, so the task and a
 //! heartbeat racing each other cannot open two. Connected supervisors and admins get a
 //! `terminal_alarm` message for each change.
+//!
+//! Device alarms follow the point's opening hours ([`alarms_due`]): while the point is closed
+//! by its structured hours and the working-day calendar no alarm is raised (terminals are
+//! switched off at night and on holidays); an alarm already open stays open and listed, is
+//! not raised again and still clears when the terminal reports; once the point opens, a
+//! terminal still offline or faulty raises its alarm then. A point without structured hours
+//! is open around the clock.
 
 use serde_json::json;
 use shared::api::{AlarmKind, TerminalHealthReport};
 use sqlx::Row;
 use uuid::Uuid;
 
+use std::collections::HashMap;
+
+use shared::cases::OpeningHours;
+
 use crate::audit::AuditRecord;
+use crate::calendar::{self, Calendar};
 use crate::db::{new_id, now_ms, parse_id};
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -25,6 +37,8 @@ pub struct Observed {
     pub last_contact: Option<i64>,
     /// The printer fault of its last heartbeat, if any (see `PrinterHealth::fault`).
     pub printer_fault: Option<String>,
+    /// Whether its point is open now ([`alarms_due`]): no alarm is raised while it is closed.
+    pub point_open: bool,
 }
 
 /// An alarm that is open now.
@@ -46,15 +60,23 @@ pub fn is_online(last_contact: Option<i64>, now: i64, offline_after_ms: i64) -> 
     last_contact.is_some_and(|t| now - t <= offline_after_ms)
 }
 
+/// Whether a point's device alarms may be raised at `now`: by its structured opening hours and
+/// the working-day calendar (holidays closed, make-up working days open, per its holiday
+/// rule); a point without structured hours is open around the clock.
+pub fn alarms_due(hours: Option<&OpeningHours>, cal: &Calendar, now: i64) -> bool {
+    hours.is_none_or(|h| calendar::is_open(h, cal, now))
+}
+
 /// The alarms to open and close, given the active terminals, the open alarms and the time.
-/// Open alarms of terminals not in `active` (revoked, re-enrolling) are cleared.
+/// Nothing is raised for a terminal whose point is closed (`point_open`); its open alarms stay
+/// and still clear. Open alarms of terminals not in `active` (revoked, re-enrolling) are cleared.
 pub fn decide(active: &[Observed], open: &[OpenAlarm], now: i64, offline_after_ms: i64) -> Vec<Decision> {
     let mut out = Vec::new();
     let open_of = |t: Uuid, k: AlarmKind| open.iter().find(|a| a.terminal_id == t && a.kind == k);
     for t in active {
         let offline = t.last_contact.is_some() && !is_online(t.last_contact, now, offline_after_ms);
         match (offline, open_of(t.terminal_id, AlarmKind::Offline)) {
-            (true, None) => out.push(Decision::Raise {
+            (true, None) if t.point_open => out.push(Decision::Raise {
                 terminal_id: t.terminal_id,
                 kind: AlarmKind::Offline,
                 detail: format!(
@@ -72,7 +94,7 @@ pub fn decide(active: &[Observed], open: &[OpenAlarm], now: i64, offline_after_m
             _ => {}
         }
         match (&t.printer_fault, open_of(t.terminal_id, AlarmKind::PrinterFault)) {
-            (Some(f), None) => out.push(Decision::Raise {
+            (Some(f), None) if t.point_open => out.push(Decision::Raise {
                 terminal_id: t.terminal_id,
                 kind: AlarmKind::PrinterFault,
                 detail: f.clone(),
@@ -103,15 +125,31 @@ pub fn decide(active: &[Observed], open: &[OpenAlarm], now: i64, offline_after_m
 pub async fn sweep(state: &AppState, only: Option<Uuid>, now: i64) -> ApiResult<()> {
     let filter = only.map(|u| u.to_string()).unwrap_or_default();
     let rows = sqlx::query(
-        "SELECT t.id, COALESCE(t.last_seen_at, t.enrolled_at) AS last_contact, h.report \
-         FROM terminals t LEFT JOIN terminal_health h ON h.terminal_id = t.id \
+        "SELECT t.id, t.point_id, COALESCE(t.last_seen_at, t.enrolled_at) AS last_contact, h.report, \
+         o.schedule FROM terminals t LEFT JOIN terminal_health h ON h.terminal_id = t.id \
+         LEFT JOIN point_opening_hours o ON o.point_id = t.point_id \
          WHERE t.status = 'active' AND ($1 = '' OR t.id = $1)",
     )
     .bind(&filter)
     .fetch_all(&state.db.pool)
     .await?;
+    let cal = calendar::load(&state.db).await?;
+    // Per point: its schedule parsed once (a stored schedule that no longer parses counts as
+    // none, as everywhere else).
+    let mut open_at: HashMap<String, bool> = HashMap::new();
     let mut active = Vec::with_capacity(rows.len());
     for r in &rows {
+        let point: String = r.try_get("point_id")?;
+        let point_open = match open_at.get(&point) {
+            Some(&o) => o,
+            None => {
+                let schedule: Option<String> = r.try_get("schedule")?;
+                let hours = schedule.and_then(|s| serde_json::from_str::<OpeningHours>(&s).ok());
+                let o = alarms_due(hours.as_ref(), &cal, now);
+                open_at.insert(point, o);
+                o
+            }
+        };
         let report: Option<String> = r.try_get("report")?;
         let printer_fault = report
             .and_then(|j| serde_json::from_str::<TerminalHealthReport>(&j).ok())
@@ -120,6 +158,7 @@ pub async fn sweep(state: &AppState, only: Option<Uuid>, now: i64) -> ApiResult<
             terminal_id: parse_id(&r.try_get::<String, _>("id")?)?,
             last_contact: r.try_get("last_contact")?,
             printer_fault,
+            point_open,
         });
     }
     let open = open_alarms(state, &filter).await?;
@@ -237,7 +276,12 @@ mod tests {
     const AFTER: i64 = 2 * MIN;
 
     fn t(n: u128, last: Option<i64>, fault: Option<&str>) -> Observed {
-        Observed { terminal_id: Uuid::from_u128(n), last_contact: last, printer_fault: fault.map(Into::into) }
+        Observed {
+            terminal_id: Uuid::from_u128(n),
+            last_contact: last,
+            printer_fault: fault.map(Into::into),
+            point_open: true,
+        }
     }
 
     fn alarm(id: u128, terminal: u128, kind: AlarmKind) -> OpenAlarm {
@@ -320,5 +364,81 @@ mod tests {
         let d = decide(&active, &[], now, AFTER);
         assert_eq!(d.len(), 39);
         assert!(kinds(&d).iter().all(|(a, n, k)| *a == "raise" && *n > 60 && *k == AlarmKind::Offline));
+    }
+
+    // --- Opening hours (China time; the seeded 2025–2026 working-day calendar).
+
+    fn weekdays_9_to_17() -> OpeningHours {
+        OpeningHours {
+            weekly: vec![shared::cases::WeekdayHours {
+                weekdays: vec![1, 2, 3, 4, 5],
+                open: "09:00".into(),
+                close: "17:00".into(),
+            }],
+            holiday_rule: shared::cases::HolidayRule::FollowCalendar,
+            closures: vec![],
+        }
+    }
+
+    /// `y-m-d hh:mm` China time as epoch ms.
+    fn cst(y: i64, m: i64, d: i64, hh: i64, mm: i64) -> i64 {
+        calendar::day_start(calendar::days_from_civil(y, m, d)) + (hh * 60 + mm) * MIN
+    }
+
+    /// The decision for one terminal silent for 10 min at `now`, at a point open or not then.
+    fn silent_at(hours: Option<&OpeningHours>, now: i64, open: &[OpenAlarm]) -> Vec<Decision> {
+        let mut t = t(1, Some(now - 10 * MIN), Some("media-empty-error"));
+        t.point_open = alarms_due(hours, Calendar::builtin(), now);
+        decide(&[t], open, now, AFTER)
+    }
+
+    #[test]
+    fn no_alarm_at_night_one_at_opening_time() {
+        let h = weekdays_9_to_17();
+        // Tuesday 2026-12-08.
+        assert!(silent_at(Some(&h), cst(2026, 12, 8, 2, 30), &[]).is_empty(), "02:30: closed");
+        assert!(silent_at(Some(&h), cst(2026, 12, 8, 8, 59), &[]).is_empty(), "08:59: not yet open");
+        assert!(silent_at(Some(&h), cst(2026, 12, 8, 17, 0), &[]).is_empty(), "17:00: closed");
+        let d = silent_at(Some(&h), cst(2026, 12, 8, 9, 0), &[]);
+        assert_eq!(kinds(&d), vec![("raise", 1, AlarmKind::Offline), ("raise", 1, AlarmKind::PrinterFault)]);
+        // A weekend day.
+        assert!(silent_at(Some(&h), cst(2026, 12, 12, 10, 0), &[]).is_empty(), "Saturday");
+    }
+
+    #[test]
+    fn no_alarm_on_a_holiday_and_one_on_a_make_up_working_day() {
+        let h = weekdays_9_to_17();
+        // 2026-10-01 (Thursday) is 国庆节.
+        assert!(silent_at(Some(&h), cst(2026, 10, 1, 10, 0), &[]).is_empty());
+        // 2026-10-10 (Saturday) is a make-up working day: Monday's hours.
+        assert!(silent_at(Some(&h), cst(2026, 10, 10, 8, 0), &[]).is_empty());
+        let d = silent_at(Some(&h), cst(2026, 10, 10, 10, 0), &[]);
+        assert_eq!(kinds(&d), vec![("raise", 1, AlarmKind::Offline), ("raise", 1, AlarmKind::PrinterFault)]);
+        // A point that ignores the calendar opens on the holiday and not on the Saturday.
+        let park = OpeningHours { holiday_rule: shared::cases::HolidayRule::IgnoreCalendar, ..h };
+        assert_eq!(silent_at(Some(&park), cst(2026, 10, 1, 10, 0), &[]).len(), 2);
+        assert!(silent_at(Some(&park), cst(2026, 10, 10, 10, 0), &[]).is_empty());
+    }
+
+    #[test]
+    fn without_structured_hours_a_point_is_open_around_the_clock() {
+        for now in [cst(2026, 12, 8, 2, 30), cst(2026, 10, 1, 10, 0)] {
+            assert!(alarms_due(None, Calendar::builtin(), now));
+            assert_eq!(silent_at(None, now, &[]).len(), 2);
+        }
+    }
+
+    #[test]
+    fn an_alarm_open_at_closing_stays_open_is_not_raised_again_and_still_clears() {
+        let h = weekdays_9_to_17();
+        let night = cst(2026, 12, 8, 22, 0);
+        let open = [alarm(9, 1, AlarmKind::Offline), alarm(10, 1, AlarmKind::PrinterFault)];
+        assert!(silent_at(Some(&h), night, &open).is_empty(), "neither cleared nor raised again");
+        // It reports at night with the printer fixed: both clear.
+        let mut back = t(1, Some(night), None);
+        back.point_open = alarms_due(Some(&h), Calendar::builtin(), night);
+        assert!(!back.point_open);
+        let d = decide(&[back], &open, night, AFTER);
+        assert_eq!(kinds(&d), vec![("clear", 1, AlarmKind::Offline), ("clear", 1, AlarmKind::PrinterFault)]);
     }
 }

@@ -3,8 +3,8 @@ import { dialog, field, h, mount, toast } from '../dom.js';
 import * as fmt from '../fmt.js';
 import { DEVICE_STATE, OP_STATE, PRINTER_REASON, PRINTER_STATE, RATING, TERMINAL_STATUS, t } from '../i18n.js';
 
-/** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main @param {boolean} staffOnly */
-export function supervisorView(ctx, main, staffOnly) {
+/** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main */
+export function supervisorView(ctx, main) {
   const { api, socket } = ctx;
   const tiles = h('section.tiles#tiles');
   const ratings = h('section.card#ratings');
@@ -15,15 +15,11 @@ export function supervisorView(ctx, main, staffOnly) {
   const terms = h('section.card#terminals');
   let boardAt = Date.now();
 
-  if (staffOnly) {
-    mount(main, h('div.sup-grid.staff', null, h('p.notice', null, t('居委会工作人员请使用服务点终端。')), lines));
-  } else {
-    mount(main, h('div.sup-page', null,
-      h('div.page-head', null, h('h1', null, t('今日服务概况')), h('span.muted', null, fmt.dateWeekday(Date.now())),
-        h('button.btn.small.ghost', { type: 'button', onclick: () => load() }, t('刷新'))),
-      tiles,
-      h('div.sup-grid', null, lines, ops, ratings, daily, rects, terms)));
-  }
+  mount(main, h('div.sup-page', null,
+    h('div.page-head', null, h('h1', null, t('今日服务概况')), h('span.muted', null, fmt.dateWeekday(Date.now())),
+      h('button.btn.small.ghost', { type: 'button', onclick: () => load() }, t('刷新'))),
+    tiles,
+    h('div.sup-grid', null, lines, ops, ratings, daily, rects, terms)));
 
   function renderBoard() {
     const b = ctx.board;
@@ -35,7 +31,6 @@ export function supervisorView(ctx, main, staffOnly) {
           h('td', null, l.line_name), h('td.num', null, String(l.waiting)), h('td.num', null, l.priority_waiting ? h('span.prio', null, String(l.priority_waiting)) : '0'),
           h('td.num', null, l.waiting ? fmt.duration(l.longest_wait_secs + elapsed) : '—')))))
         : h('p.muted', null, '…'));
-    if (staffOnly) return;
     const order = ['in_call', 'ringing', 'wrap_up', 'available', 'away', 'offline'];
     const list = [...(b?.operators || [])].sort((x, y) => order.indexOf(x.state) - order.indexOf(y.state));
     mount(ops, h('h2.card-title', null, t('受理员状态')),
@@ -123,54 +118,55 @@ export function supervisorView(ctx, main, staffOnly) {
     }
   }
 
-  /** @param {any} x one TerminalHealthView */
-  function terminalRow(x) {
-    const r = x.report;
-    const offline = x.alarms.find((/** @type {any} */ a) => a.kind === 'offline');
-    const printerFault = x.alarms.find((/** @type {any} */ a) => a.kind === 'printer_fault');
-    const status = x.status !== 'active'
-      ? h('span.tag.ts-pending', null, t(TERMINAL_STATUS[/** @type {keyof typeof TERMINAL_STATUS} */ (x.status)] || x.status))
-      : offline
-        ? h('div.alarm-text', null, h('span.tag.bad.alarm-tag', null, t('离线告警')),
-          h('div.small-text', null, `${t('自')} ${fmt.dateTime(x.last_seen_at ?? offline.opened_at)} ${t('起')}`))
-        : x.online ? h('span.tag.ok', null, t('在线')) : h('span.tag.bad', null, t('离线'));
-    const printer = !r ? '—' : h('div', null,
-      h(`span.tag${r.printer.state === 'idle' || r.printer.state === 'processing' ? '.ok' : r.printer.state === 'disabled' ? '' : '.bad'}`, null,
-        t(PRINTER_STATE[/** @type {keyof typeof PRINTER_STATE} */ (r.printer.state)] || r.printer.state)),
-      printerFault ? h('span.tag.bad.alarm-tag', null, t('打印机故障')) : null,
-      r.printer.reasons.length ? h('div.small-text.printer-reasons', null, [...new Set(r.printer.reasons.map(reasonZh))].join('、')) : null);
-    /** @param {any} d */
-    const device = (d) => !r ? '—' : h('div', null, h(`span.tag${d.state === 'ok' ? '.ok' : d.state === 'fault' ? '.bad' : ''}`, null,
-      t(DEVICE_STATE[/** @type {keyof typeof DEVICE_STATE} */ (d.state)] || d.state)), d.state === 'fault' && d.detail ? h('div.small-text.muted', null, d.detail) : null);
-    const disk = r?.disk;
-    const low = disk && disk.total_bytes && disk.free_bytes / disk.total_bytes < 0.1;
-    return h('tr', { class: x.alarms.length ? 'alarm' : undefined, 'data-terminal': x.terminal_id },
-      h('td', null, x.name, h('div.muted.small-text', null, x.point_name)),
-      h('td', null, status),
-      h('td', null, printer),
-      h('td', null, device(r?.scanner)),
-      h('td', { class: low ? 'bad-text' : undefined }, disk ? `${t('剩余')} ${fmt.bytes(disk.free_bytes)} / ${fmt.bytes(disk.total_bytes)}` : r ? t('未上报') : '—'),
-      h('td', null, r ? r.version : '—'),
-      h('td', null, x.last_seen_at ? fmt.dateTime(x.last_seen_at) : t('从未在线')));
-  }
-
-  /** Chinese for an IPP printer-state-reason (`media-empty-error` → 缺纸); others as they are. @param {string} reason */
-  function reasonZh(reason) {
-    const base = reason.replace(/-(error|warning|report)$/, '');
-    const zh = PRINTER_REASON[/** @type {keyof typeof PRINTER_REASON} */ (base)];
-    return zh ? t(zh) : reason;
-  }
-
   /** @param {Event} e */
   const onMessage = (e) => {
     if (/** @type {CustomEvent} */ (e).detail.type === 'board') { boardAt = Date.now(); renderBoard(); }
     // An alarm opened or cleared: reload the terminals' health at once.
-    if (/** @type {CustomEvent} */ (e).detail.type === 'terminal_alarm' && !staffOnly) loadTerminals();
+    if (/** @type {CustomEvent} */ (e).detail.type === 'terminal_alarm') loadTerminals();
   };
   socket.addEventListener('message', onMessage);
   const tick = window.setInterval(renderBoard, 1000);
-  const refresh = window.setInterval(() => { if (!staffOnly) load(); }, 30_000);
+  const refresh = window.setInterval(load, 30_000);
   renderBoard();
-  if (!staffOnly) load();
+  load();
   return () => { socket.removeEventListener('message', onMessage); clearInterval(tick); clearInterval(refresh); };
+}
+
+// The health board's row of one terminal, shared with the staff's page (staff.js).
+/** @param {any} x one TerminalHealthView */
+export function terminalRow(x) {
+  const r = x.report;
+  const offline = x.alarms.find((/** @type {any} */ a) => a.kind === 'offline');
+  const printerFault = x.alarms.find((/** @type {any} */ a) => a.kind === 'printer_fault');
+  const status = x.status !== 'active'
+    ? h('span.tag.ts-pending', null, t(TERMINAL_STATUS[/** @type {keyof typeof TERMINAL_STATUS} */ (x.status)] || x.status))
+    : offline
+      ? h('div.alarm-text', null, h('span.tag.bad.alarm-tag', null, t('离线告警')),
+        h('div.small-text', null, `${t('自')} ${fmt.dateTime(x.last_seen_at ?? offline.opened_at)} ${t('起')}`))
+      : x.online ? h('span.tag.ok', null, t('在线')) : h('span.tag.bad', null, t('离线'));
+  const printer = !r ? '—' : h('div', null,
+    h(`span.tag${r.printer.state === 'idle' || r.printer.state === 'processing' ? '.ok' : r.printer.state === 'disabled' ? '' : '.bad'}`, null,
+      t(PRINTER_STATE[/** @type {keyof typeof PRINTER_STATE} */ (r.printer.state)] || r.printer.state)),
+    printerFault ? h('span.tag.bad.alarm-tag', null, t('打印机故障')) : null,
+    r.printer.reasons.length ? h('div.small-text.printer-reasons', null, [...new Set(r.printer.reasons.map(reasonZh))].join('、')) : null);
+  /** @param {any} d */
+  const device = (d) => !r ? '—' : h('div', null, h(`span.tag${d.state === 'ok' ? '.ok' : d.state === 'fault' ? '.bad' : ''}`, null,
+    t(DEVICE_STATE[/** @type {keyof typeof DEVICE_STATE} */ (d.state)] || d.state)), d.state === 'fault' && d.detail ? h('div.small-text.muted', null, d.detail) : null);
+  const disk = r?.disk;
+  const low = disk && disk.total_bytes && disk.free_bytes / disk.total_bytes < 0.1;
+  return h('tr', { class: x.alarms.length ? 'alarm' : undefined, 'data-terminal': x.terminal_id },
+    h('td', null, x.name, h('div.muted.small-text', null, x.point_name)),
+    h('td', null, status),
+    h('td', null, printer),
+    h('td', null, device(r?.scanner)),
+    h('td', { class: low ? 'bad-text' : undefined }, disk ? `${t('剩余')} ${fmt.bytes(disk.free_bytes)} / ${fmt.bytes(disk.total_bytes)}` : r ? t('未上报') : '—'),
+    h('td', null, r ? r.version : '—'),
+    h('td', null, x.last_seen_at ? fmt.dateTime(x.last_seen_at) : t('从未在线')));
+}
+
+/** Chinese for an IPP printer-state-reason (`media-empty-error` → 缺纸); others as they are. @param {string} reason */
+export function reasonZh(reason) {
+  const base = reason.replace(/-(error|warning|report)$/, '');
+  const zh = PRINTER_REASON[/** @type {keyof typeof PRINTER_REASON} */ (base)];
+  return zh ? t(zh) : reason;
 }

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod point_today;
 pub mod points;
 pub mod rosters;
 pub mod stats;
@@ -178,6 +179,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(points::close))
         .routes(routes!(points::reopen))
         .routes(routes!(points::history))
+        .routes(routes!(point_today::today))
         .routes(routes!(points::geojson))
         .routes(routes!(catalog::list_lines, catalog::create_line))
         .routes(routes!(catalog::update_line))

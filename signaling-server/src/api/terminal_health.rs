@@ -80,17 +80,26 @@ pub fn alarm_from_row(r: &AnyRow) -> ApiResult<TerminalAlarmView> {
     responses((status = 200, body = [TerminalHealthView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn board(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<TerminalHealthView>>> {
     p.require(&[Role::Admin, Role::Supervisor])?;
+    Ok(Json(health_rows(&state, None).await?))
+}
+
+/// The board's rows: every point's terminals, or only those of `point`.
+pub async fn health_rows(state: &AppState, point: Option<Uuid>) -> ApiResult<Vec<TerminalHealthView>> {
+    let point = point.map(|u| u.to_string()).unwrap_or_default();
     let now = now_ms();
     let rows = sqlx::query(
         "SELECT t.id, t.name, t.point_id, p.name AS point_name, t.status, t.last_seen_at, t.enrolled_at, \
          h.reported_at, h.report FROM terminals t JOIN service_points p ON p.id = t.point_id \
-         LEFT JOIN terminal_health h ON h.terminal_id = t.id WHERE t.status <> 'revoked' ORDER BY p.code, t.name",
+         LEFT JOIN terminal_health h ON h.terminal_id = t.id WHERE t.status <> 'revoked' \
+         AND ($1 = '' OR t.point_id = $1) ORDER BY p.code, t.name",
     )
+    .bind(&point)
     .fetch_all(&state.db.pool)
     .await?;
     let open = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{ALARM_SELECT} WHERE a.cleared_at IS NULL ORDER BY a.opened_at, a.id"
+        "{ALARM_SELECT} WHERE a.cleared_at IS NULL AND ($1 = '' OR t.point_id = $1) ORDER BY a.opened_at, a.id"
     )))
+    .bind(&point)
     .fetch_all(&state.db.pool)
     .await?;
     let mut alarms: HashMap<Uuid, Vec<TerminalAlarmView>> = HashMap::new();
@@ -122,7 +131,7 @@ pub async fn board(State(state): State<AppState>, p: Principal) -> ApiResult<Jso
             alarms: alarms.remove(&id).unwrap_or_default(),
         });
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

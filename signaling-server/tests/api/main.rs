@@ -23,6 +23,7 @@ mod materials_fixture;
 mod materials_s3;
 mod matrix;
 mod openapi_contract;
+mod point_today;
 mod points;
 mod print_jobs;
 mod rectifications;

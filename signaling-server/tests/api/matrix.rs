@@ -68,6 +68,8 @@ async fn every_endpoint_checks_authentication_and_role() {
         (Method::POST, format!("/api/v1/points/{r}/close"), Some(json!({ "reason": "x" })), &[Admin]),
         (Method::POST, format!("/api/v1/points/{r}/reopen"), None, &[Admin]),
         (Method::GET, format!("/api/v1/points/{r}/history"), None, &[Admin, Supervisor]),
+        // Staff pass the role check only for their own point (point_today.rs).
+        (Method::GET, format!("/api/v1/points/{r}/today"), None, &[Admin, Supervisor]),
         (Method::GET, "/api/v1/lines".into(), None, ALL),
         (Method::POST, "/api/v1/lines".into(), Some(json!({ "code": "MX", "name": "矩阵" })), &[Admin]),
         (Method::PATCH, format!("/api/v1/lines/{r}"), Some(json!({})), &[Admin]),

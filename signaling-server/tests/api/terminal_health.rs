@@ -344,3 +344,113 @@ async fn a_silent_terminal_raises_an_offline_alarm_that_clears_when_it_reports()
         assert!(p1["next_offset"].is_null());
     }
 }
+
+/// A point's ID by its code.
+async fn point_id(app: &TestApp, token: &str, code: &str) -> String {
+    let (_, points) = app.get("/api/v1/points", Some(token)).await;
+    let list = points.as_array().cloned().unwrap_or_default();
+    let p = list.iter().find(|p| p["code"] == code).expect("point");
+    p["id"].as_str().expect("id").to_owned()
+}
+
+/// Sets a point's hours: open around the clock, or closed today (China time) by a closure.
+async fn set_hours(app: &TestApp, admin: &str, point: &str, closed_today: bool) {
+    let today = signaling_server::calendar::cst_day(signaling_server::db::now_ms());
+    let date = signaling_server::calendar::date_of(today);
+    let closures = if closed_today {
+        json!([{ "from": date, "to": date, "reason": "夜间关机" }])
+    } else {
+        json!([])
+    };
+    let body = json!({
+        "weekly": [{ "weekdays": [1, 2, 3, 4, 5, 6, 7], "open": "00:00", "close": "24:00" }],
+        "holiday_rule": "ignore_calendar", "closures": closures
+    });
+    let path = format!("/api/v1/points/{point}/opening-hours");
+    let (s, v) = app.call(reqwest::Method::PUT, &path, Some(admin), Some(body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["open_now"], !closed_today);
+}
+
+/// Device alarms follow the point's opening hours: a terminal at a closed point raises neither
+/// its offline nor its printer alarm (while one at an open point does, in the same sweep), and
+/// raises both once the point opens; an alarm open when the point closes stays open, is not
+/// raised again and still clears.
+#[tokio::test]
+async fn a_closed_point_raises_no_device_alarms_until_it_opens() {
+    let app = TestApp::spawn_with(|c| {
+        c.terminal_offline_after_ms = 1_500;
+        c.health_check_interval_ms = 100;
+    })
+    .await;
+    let admin = app.login("admin").await;
+    let supervisor = app.login("supervisor").await;
+    let closed = point_id(&app, &admin, &app.enrollment[0].0).await;
+    assert_ne!(app.enrollment[0].0, app.enrollment[1].0, "two points");
+    set_hours(&app, &admin, &closed, true).await;
+    let (mut ws, _welcome) = WsClient::connect(&app, &supervisor).await;
+
+    // Terminal A at the closed point reports a jammed printer: the heartbeat runs the rule at
+    // once, and nothing is raised.
+    let (_, dev_a) = app.enroll_terminal(0).await;
+    let a = terminal_id(&dev_a);
+    let mut jammed = report("0.1.0");
+    jammed["printer"] = json!({ "state": "stopped", "reasons": ["media-empty-error"] });
+    let (s, _) = app.post(HEALTH, Some(&dev_a), jammed.clone()).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(row(&board(&app, &supervisor).await, &a)["alarms"], json!([]), "closed: no printer alarm");
+
+    // Terminal B at the other point (no structured hours: always open) is last in contact
+    // after A, so the sweep that finds B offline finds A offline too.
+    let (_, dev_b) = app.enroll_terminal(1).await;
+    let b = terminal_id(&dev_b);
+    let b_alarm = ws
+        .expect("B's offline alarm", |m| match m {
+            ServerMsg::TerminalAlarm { alarm } if alarm.terminal_id.to_string() == b => Some(alarm.clone()),
+            ServerMsg::TerminalAlarm { alarm } if alarm.terminal_id.to_string() == a => {
+                panic!("an alarm for a terminal at a closed point: {alarm:?}")
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(b_alarm.kind, AlarmKind::Offline);
+    let list = board(&app, &supervisor).await;
+    assert_eq!(row(&list, &a)["online"], false, "A is offline, shown as such");
+    assert_eq!(row(&list, &a)["alarms"], json!([]), "but raises nothing while its point is closed");
+
+    // The point opens with A still silent and jammed: both alarms are raised then.
+    let opened_at = signaling_server::db::now_ms();
+    set_hours(&app, &admin, &closed, false).await;
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let alarm = ws
+            .expect("A's alarms", |m| match m {
+                ServerMsg::TerminalAlarm { alarm }
+                    if alarm.terminal_id.to_string() == a && alarm.cleared_at.is_none() =>
+                {
+                    Some(alarm.clone())
+                }
+                _ => None,
+            })
+            .await;
+        assert!(alarm.opened_at >= opened_at, "raised after the point opened, not before: {alarm:?}");
+        kinds.push(alarm.kind);
+    }
+    assert!(kinds.contains(&AlarmKind::Offline) && kinds.contains(&AlarmKind::PrinterFault), "{kinds:?}");
+
+    // It closes again: the open printer alarm stays listed and is not raised again when A
+    // reports the same fault; the offline one clears as A is back.
+    set_hours(&app, &admin, &closed, true).await;
+    let (s, _) = app.post(HEALTH, Some(&dev_a), jammed).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let alarms = row(&board(&app, &supervisor).await, &a)["alarms"].as_array().cloned().unwrap_or_default();
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0]["kind"], "printer_fault");
+    let raised = app.audit("terminal.alarm_raise").await;
+    let raised_for_a = raised.iter().filter(|e| e["target_id"] == a.as_str()).count();
+    assert_eq!(raised_for_a, 2, "offline and printer once each: {raised:?}");
+    // Fixed at night: it clears.
+    let (s, _) = app.post(HEALTH, Some(&dev_a), report("0.1.0")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(row(&board(&app, &supervisor).await, &a)["alarms"], json!([]));
+}
