@@ -74,6 +74,17 @@ async fn make(
     .map_err(|e| e.to_string())?
     .rows_affected();
     if n != 1 {
+        // No row took it: the content was purged while the thumbnail was being made (or another
+        // render stored one first). A purged object's thumbnail must not outlive it.
+        let gone = sqlx::query("SELECT 1 AS x FROM material_objects WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&state.db.pool)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_none();
+        if gone {
+            state.materials.delete(&tpath).await;
+        }
         return Ok(());
     }
     // Every material on this content hears of it (usually one).

@@ -447,7 +447,8 @@ async fn only_the_parties_supervisors_and_admins_see_materials_and_refusals_are_
 async fn review_then_archive_and_purge_after_retention() {
     let app = TestApp::spawn().await;
     let c = call(&app).await;
-    let id = upload(&app, &c.device, &c.session_id, "a.png", &png(20, 20)).await;
+    // With its thumbnail made, so the purge below has content and thumbnail to remove.
+    let id = upload_with_thumbnail(&app, &c.device, &c.session_id, "a.png", &png(20, 20)).await;
     let (s, _) = app
         .post(&format!("/api/v1/materials/{id}/review"), Some(&c.operator), json!({ "decision": "reject" }))
         .await;
