@@ -182,7 +182,105 @@ async fn every_endpoint_checks_authentication_and_role() {
         ),
         (Method::GET, "/api/v1/reports?period=weekly&group=street".into(), None, &[Admin, Supervisor]),
         (Method::GET, "/api/v1/reports/export?period=monthly".into(), None, &[Admin, Supervisor]),
+        // Keys, retention, the working-day calendar (a far year, so nothing real changes),
+        // duty rosters, terminal health.
+        (Method::POST, "/api/v1/admin/keys/no-such-key/retire".into(), None, &[Admin]),
+        (Method::POST, "/api/v1/admin/materials/purge".into(), Some(json!({})), &[Admin]),
+        (Method::GET, "/api/v1/calendar/2099".into(), None, PERSONS),
+        (Method::PUT, "/api/v1/calendar/2099".into(), Some(json!({ "days": [] })), &[Admin]),
+        (Method::GET, format!("/api/v1/lines/{r}/roster"), None, &[Admin, Supervisor]),
+        (
+            Method::PUT,
+            format!("/api/v1/lines/{r}/roster"),
+            Some(json!({ "weekly": [], "closures": [], "holiday_rule": "follow_calendar" })),
+            &[Admin],
+        ),
+        (Method::GET, "/api/v1/terminals/health".into(), None, &[Admin, Supervisor]),
+        (Method::GET, "/api/v1/terminal-alarms".into(), None, &[Admin, Supervisor]),
+        // The terminal's own endpoints (device token only).
+        (Method::GET, "/api/v1/terminals/me/availability".into(), None, &[Terminal]),
+        (Method::GET, "/api/v1/terminals/me/print-jobs".into(), None, &[Terminal]),
+        (
+            Method::POST,
+            "/api/v1/terminals/me/health".into(),
+            Some(json!({
+                "camera": { "state": "ok", "detail": null },
+                "microphone": { "state": "ok", "detail": null },
+                "printer": { "state": "idle", "reasons": [], "detail": null },
+                "scanner": { "state": "ok", "detail": null },
+                "version": "0.1.0", "uptime_secs": 1, "in_call": false
+            })),
+            &[Terminal],
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/terminals/me/tickets/{r}/contact"),
+            Some(json!({
+                "phone": "13900000000", "consent_text": "同意", "consent": true, "staff_token": "x"
+            })),
+            &[Terminal],
+        ),
     ];
+    // The matrix is complete: every operation of the OpenAPI document is in it, or public, or
+    // scoped by the resource it names (a party of that call, the terminal that owns the job:
+    // refused with 403/404 by what it is, tested in materials.rs, print_jobs.rs, auth.rs).
+    let scoped_by_resource = [
+        "POST /api/v1/auth/login",
+        "POST /api/v1/auth/logout",
+        "POST /api/v1/auth/refresh",
+        "POST /api/v1/terminals/enroll",
+        "POST /api/v1/terminals/token",
+        "GET /api/v1/materials/{}",
+        "GET /api/v1/materials/{}/content",
+        "GET /api/v1/materials/{}/thumbnail",
+        "POST /api/v1/materials/{}/review",
+        "GET /api/v1/sessions/{}/materials",
+        "GET /api/v1/sessions/{}/print-jobs",
+        "POST /api/v1/sessions/{}/print-jobs",
+        "POST /api/v1/print-jobs/{}/cancel",
+        "POST /api/v1/print-jobs/{}/claim",
+        "GET /api/v1/print-jobs/{}/document",
+        "POST /api/v1/print-jobs/{}/state",
+        "POST /api/v1/uploads",
+        "HEAD /api/v1/uploads/{}",
+        "PATCH /api/v1/uploads/{}",
+        "DELETE /api/v1/uploads/{}",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /.well-known/jwks.json",
+        "GET /api/v1/points.geojson",
+        "GET /api/openapi.json",
+    ];
+    let template = |path: &str| -> String {
+        let path = path.split('?').next().unwrap_or(path);
+        path.split('/')
+            .map(|seg| {
+                let var = seg.starts_with('{')
+                    || uuid::Uuid::parse_str(seg).is_ok()
+                    || (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()))
+                    || seg == "no-such-key";
+                if var { "{}" } else { seg }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let covered: std::collections::HashSet<String> =
+        cases.iter().map(|(m, p, _, _)| format!("{m} {}", template(p))).collect();
+    let (_, doc) = app.get("/api/openapi.json", None).await;
+    let mut missing = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let methods = item.as_object().expect("path item").keys();
+        for method in
+            methods.filter(|k| matches!(k.as_str(), "get" | "post" | "put" | "patch" | "delete" | "head"))
+        {
+            let op = format!("{} {}", method.to_uppercase(), template(path));
+            if !covered.contains(&op) && !scoped_by_resource.contains(&op.as_str()) {
+                missing.push(op);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "operations missing from the role matrix: {missing:#?}");
+
     for (method, path, body, allowed) in &cases {
         let (s, b) = app.call(method.clone(), path, None, body.clone()).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "anonymous {method} {path}: {b}");
