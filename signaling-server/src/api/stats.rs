@@ -614,10 +614,11 @@ mod tests {
             parse_range(&None, &None, now).ok(),
             Some((cst(2026, 11, 22, 0, 0), cst(2026, 11, 23, 0, 0)))
         );
-        assert_eq!(
-            parse_range(&s(""), &s(" "), now).ok(),
-            Some((cst(2026, 11, 22, 0, 0), cst(2026, 11, 23, 0, 0)))
-        );
+        // An empty or blank value is not an absent one: query parameters are taken as written,
+        // as the OpenAPI document states them (digits only).
+        assert!(parse_range(&s(""), &None, now).is_err());
+        assert!(parse_range(&None, &s(" "), now).is_err());
+        assert!(parse_range(&s(" 5"), &None, now).is_err());
         for (from, to) in
             [("5", "5"), ("9", "1"), ("-1", ""), ("abc", ""), ("1e3", ""), ("0", "99999999999999")]
         {
