@@ -155,11 +155,17 @@ impl Core {
         self.send(terminal, msg);
     }
 
-    /// Re-sends the positions of `lines` whose serving operators changed (dedup'd per ticket).
+    /// Re-sends the positions of those of `lines` whose number of serving operators changed
+    /// since their residents were last told (dedup'd per ticket). A line is walked only then: with
+    /// thousands waiting, walking it at every operator state change slowed dispatch itself.
     pub(crate) fn refresh_lines(&mut self, mut lines: Vec<Uuid>) {
         lines.sort();
         lines.dedup();
         for line in lines {
+            let serving = self.dispatcher.serving(LineId(line));
+            if self.told_serving.insert(line, serving) == Some(serving) {
+                continue;
+            }
             for (t, p) in self.dispatcher.line_positions(LineId(line)) {
                 self.deliver_position(t.0, p);
             }
