@@ -241,9 +241,8 @@ pub struct Core {
     pub(crate) board_dirty: bool,
     /// When the board was last sent: it goes out at most once per second.
     pub(crate) board_sent_at: i64,
-    /// How many operators served each line when its residents were last told: an operator's
-    /// state change re-sends a line's positions only when that number moved (most changes,
-    /// available → ringing → in call → wrap-up, leave it as it was).
+    /// Whether each line was staffed (1) or not (0) when its residents were last told: an
+    /// operator's state change re-sends a line's positions only when that flipped.
     pub(crate) told_serving: HashMap<Uuid, u32>,
     pub(crate) out: Vec<Output>,
 }

@@ -981,6 +981,24 @@ mod availability {
     }
 
     #[test]
+    fn operators_coming_on_duty_one_by_one_do_not_each_message_every_resident() {
+        let mut h = H::new();
+        let (term, first, second) = (id(1), id(2), id(3));
+        h.connect(term, Role::Terminal);
+        h.take(term, Priority::Normal);
+        h.connect(first, Role::Operator);
+        h.connect(second, Role::Operator);
+        // The line goes from unstaffed to staffed: the resident hears it at once (no more
+        // 当前无人值守)...
+        let outs = h.msg(first, ClientMsg::SetAvailability { available: true });
+        assert!(last_position(&outs, term).is_some(), "told the line is staffed again");
+        // ...a second operator on a staffed line is not worth a message to every resident; it
+        // reaches them with the queue's next move.
+        let outs = h.msg(second, ClientMsg::SetAvailability { available: true });
+        assert_eq!(last_position(&outs, term), None, "no message for each operator coming on duty");
+    }
+
+    #[test]
     fn two_operators_halve_the_range() {
         let mut h = H::new();
         h.available(id(2));

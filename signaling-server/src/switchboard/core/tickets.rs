@@ -162,8 +162,12 @@ impl Core {
         lines.sort();
         lines.dedup();
         for line in lines {
-            let serving = self.dispatcher.serving(LineId(line));
-            if self.told_serving.insert(line, serving) == Some(serving) {
+            // Only a line going unstaffed or staffed again is walked at once (当前无人值守 is
+            // shown or lifted); other changes in the number serving reach the residents with
+            // the next move of the queue, so operators coming on duty one by one do not each
+            // send every waiting resident a message.
+            let staffed = u32::from(self.dispatcher.serving(LineId(line)) > 0);
+            if self.told_serving.insert(line, staffed) == Some(staffed) {
                 continue;
             }
             for (t, p) in self.dispatcher.line_positions(LineId(line)) {
