@@ -8,15 +8,14 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use shared::protocol::{ClientMsg, Priority, RatingLevel, ServerMsg};
-use shared::validate::Token;
+use shared::protocol::{ClientMsg, RatingLevel, ServerMsg};
 use signaling_server::calendar::{cst_date, day_end, day_start, days_from_civil};
 use signaling_server::cases::orders::escalate_due;
 use signaling_server::db::now_ms;
 
 use crate::cases_outbox::{SECRET, receiver, until};
 use crate::helpers::TestApp;
-use crate::ws_client::{WsClient, available_operator, item_id};
+use crate::ws_client::{WsClient, available_operator, item_id, take_assisted_ticket};
 
 const PHONE: &str = "13912345678";
 
@@ -46,20 +45,7 @@ async fn a_case_from_the_kiosk_to_the_weekly_report() {
     let (mut op, _) = available_operator(&app, "operator1").await;
     let (mut term, _) = WsClient::connect(&app, &device).await;
     let item = item_id(&app, &device, "SB-003").await;
-    term.send(&ClientMsg::TakeTicket {
-        item_id: item,
-        priority: Priority::Elderly,
-        resident: None,
-        request_id: uuid::Uuid::new_v4(),
-        staff_token: Some(Token::try_from(staff.clone()).expect("token")),
-    })
-    .await;
-    let ticket = term
-        .expect("ticket", |m| match m {
-            ServerMsg::TicketIssued { ticket, .. } => Some(ticket.ticket_id),
-            _ => None,
-        })
-        .await;
+    let ticket = take_assisted_ticket(&mut term, item, &staff).await;
     let (s, v) = app
         .call(
             Method::PUT,

@@ -8,11 +8,10 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use shared::protocol::{ClientMsg, Priority, ServerMsg};
-use shared::validate::Token;
+use shared::protocol::{ClientMsg, ServerMsg};
 
 use crate::helpers::TestApp;
-use crate::ws_client::{WsClient, available_operator, item_id};
+use crate::ws_client::{WsClient, available_operator, item_id, take_assisted_ticket};
 
 const CONSENT: &str = "居民同意帮办通过此电话告知办理进度和回访，办结后按规定期限删除。";
 
@@ -33,21 +32,7 @@ async fn staff_at_the_kiosk_record_a_consented_phone_that_reaches_the_work_order
     let (mut op, _) = available_operator(&app, "operator1").await;
     let (mut term, _) = WsClient::connect(&app, &device).await;
     let item = item_id(&app, &device, "SB-003").await;
-    term.send(&ClientMsg::TakeTicket {
-        item_id: item,
-        priority: Priority::Elderly,
-        resident: None,
-        request_id: uuid::Uuid::new_v4(),
-        staff_token: Some(Token::try_from(staff.clone()).expect("token")),
-    })
-    .await;
-    let ticket = term
-        .expect("ticket", |m| match m {
-            ServerMsg::TicketIssued { ticket, .. } => Some(ticket.ticket_id),
-            _ => None,
-        })
-        .await
-        .to_string();
+    let ticket = take_assisted_ticket(&mut term, item, &staff).await.to_string();
     let good =
         json!({ "phone": "13912345678", "consent_text": CONSENT, "consent": true, "staff_token": staff });
 

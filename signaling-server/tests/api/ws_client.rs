@@ -131,6 +131,24 @@ pub fn take_ticket(item_id: uuid::Uuid) -> ClientMsg {
     }
 }
 
+/// Takes a ticket for an elderly resident with committee staff signed in at the kiosk (their
+/// access token vouches for it) and returns the issued ticket's id.
+pub async fn take_assisted_ticket(term: &mut WsClient, item_id: uuid::Uuid, staff: &str) -> uuid::Uuid {
+    term.send(&ClientMsg::TakeTicket {
+        item_id,
+        priority: shared::protocol::Priority::Elderly,
+        resident: None,
+        request_id: uuid::Uuid::new_v4(),
+        staff_token: Some(shared::validate::Token::try_from(staff.to_owned()).expect("token")),
+    })
+    .await;
+    term.expect("ticket", |m| match m {
+        ServerMsg::TicketIssued { ticket, .. } => Some(ticket.ticket_id),
+        _ => None,
+    })
+    .await
+}
+
 /// A call at the first point for SB-003, answered by operator1 and wrapped up as `needs_materials`
 /// until the terminal is asked to rate; returns the terminal's client and the session.
 pub async fn wrapped_up_call(app: &TestApp) -> (WsClient, uuid::Uuid) {
