@@ -241,9 +241,9 @@ pub struct Core {
     pub(crate) board_dirty: bool,
     /// When the board was last sent: it goes out at most once per second.
     pub(crate) board_sent_at: i64,
-    /// Whether each line was staffed (1) or not (0) when its residents were last told: an
-    /// operator's state change re-sends a line's positions only when that flipped.
-    pub(crate) told_serving: HashMap<Uuid, u32>,
+    /// Whether each line was staffed when its residents were last told: an operator's state
+    /// change re-sends a line's positions only when that flipped.
+    pub(crate) told_staffed: HashMap<Uuid, bool>,
     pub(crate) out: Vec<Output>,
 }
 
@@ -261,7 +261,7 @@ impl Core {
             line_names,
             operator_names: HashMap::new(),
             board_dirty: false,
-            told_serving: HashMap::new(),
+            told_staffed: HashMap::new(),
             board_sent_at: 0,
             out: Vec::new(),
         }

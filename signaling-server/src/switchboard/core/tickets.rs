@@ -155,9 +155,9 @@ impl Core {
         self.send(terminal, msg);
     }
 
-    /// Re-sends the positions of those of `lines` whose number of serving operators changed
-    /// since their residents were last told (dedup'd per ticket). A line is walked only then: with
-    /// thousands waiting, walking it at every operator state change slowed dispatch itself.
+    /// Re-sends the positions of those of `lines` that went unstaffed or staffed again since
+    /// their residents were last told (dedup'd per ticket). A line is walked only then: with
+    /// thousands waiting, walking it at every operator state change flooded the terminals.
     pub(crate) fn refresh_lines(&mut self, mut lines: Vec<Uuid>) {
         lines.sort();
         lines.dedup();
@@ -166,8 +166,8 @@ impl Core {
             // shown or lifted); other changes in the number serving reach the residents with
             // the next move of the queue, so operators coming on duty one by one do not each
             // send every waiting resident a message.
-            let staffed = u32::from(self.dispatcher.serving(LineId(line)) > 0);
-            if self.told_serving.insert(line, staffed) == Some(staffed) {
+            let staffed = self.dispatcher.serving(LineId(line)) > 0;
+            if self.told_staffed.insert(line, staffed) == Some(staffed) {
                 continue;
             }
             for (t, p) in self.dispatcher.line_positions(LineId(line)) {
