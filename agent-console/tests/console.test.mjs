@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { PASSWORD, shots, startConsole, stopConsole } from './harness.mjs';
+import { PASSWORD, openPage, shots, signIn, startConsole, stopConsole } from './harness.mjs';
 import { terminal } from './terminal.js';
 
 /** @type {Awaited<ReturnType<typeof startConsole>>} */ let run;
@@ -29,22 +29,9 @@ async function rest(path, body, token) {
 const shot = (page, name) => page.screenshot({ path: join(shots, `${name}.png`) });
 
 /** @param {{ width: number, height: number }} [viewport] */
-async function newPage(viewport = { width: 1366, height: 768 }) {
-  const ctx = await browser.newContext({ viewport, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
-  await ctx.grantPermissions(['camera', 'microphone'], { origin: base });
-  const page = await ctx.newPage();
-  page.on('pageerror', (e) => console.error('pageerror:', e.message));
-  return page;
-}
-
+const newPage = (viewport) => openPage(browser, base, viewport);
 /** @param {import('playwright-core').Page} page @param {string} user */
-async function login(page, user) {
-  await page.goto(`${base}/`);
-  await page.fill('input[name=username]', user);
-  await page.fill('input[name=password]', PASSWORD);
-  await page.click('button[type=submit]');
-  await page.waitForSelector('#logout');
-}
+const login = (page, user) => signIn(page, base, user);
 
 before(async () => {
   run = await startConsole();

@@ -83,3 +83,26 @@ export async function stopConsole(c) {
   await exited(c?.server);
   if (c?.dataDir) rmSync(c.dataDir, { recursive: true, force: true });
 }
+
+/**
+ * A page in a fresh context as an operator's browser has it (Chinese locale, China time,
+ * camera and microphone granted); page errors go to the test log.
+ * @param {import('playwright-core').Browser} browser @param {string} base
+ * @param {{ width: number, height: number }} [viewport]
+ */
+export async function openPage(browser, base, viewport = { width: 1366, height: 768 }) {
+  const ctx = await browser.newContext({ viewport, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
+  await ctx.grantPermissions(['camera', 'microphone'], { origin: base });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => console.error('pageerror:', e.message));
+  return page;
+}
+
+/** Signs `user` in with the demo password. @param {import('playwright-core').Page} page @param {string} base @param {string} user */
+export async function signIn(page, base, user) {
+  await page.goto(`${base}/`);
+  await page.fill('input[name=username]', user);
+  await page.fill('input[name=password]', PASSWORD);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#logout');
+}
