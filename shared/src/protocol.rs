@@ -247,6 +247,79 @@ pub enum Party {
     Operator,
 }
 
+/// How a supervisor takes part in a live call (监听 / 耳语 / 插话). What each mode lets be heard
+/// ([`SuperviseMode::operator_hears`], [`SuperviseMode::resident_hears`]) is what the
+/// supervisor's client sends and what the terminal and the operator's console play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SuperviseMode {
+    /// 监听: sees and hears both sides; nobody sees or hears the supervisor.
+    Monitor,
+    /// 耳语: as `monitor`, and the operator (only) hears the supervisor.
+    Whisper,
+    /// 插话: everyone in the call hears the supervisor.
+    Barge,
+}
+
+impl SuperviseMode {
+    pub const ALL: [SuperviseMode; 3] =
+        [SuperviseMode::Monitor, SuperviseMode::Whisper, SuperviseMode::Barge];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuperviseMode::Monitor => "monitor",
+            SuperviseMode::Whisper => "whisper",
+            SuperviseMode::Barge => "barge",
+        }
+    }
+
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            SuperviseMode::Monitor => "监听",
+            SuperviseMode::Whisper => "耳语",
+            SuperviseMode::Barge => "插话",
+        }
+    }
+
+    /// Whether the operator hears the supervisor in this mode.
+    pub fn operator_hears(self) -> bool {
+        matches!(self, SuperviseMode::Whisper | SuperviseMode::Barge)
+    }
+
+    /// Whether the resident (the terminal) hears the supervisor in this mode.
+    pub fn resident_hears(self) -> bool {
+        self == SuperviseMode::Barge
+    }
+}
+
+/// A participant's part in a session with more than two parties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantRole {
+    /// The service point's terminal (the resident's side).
+    Terminal,
+    /// The operator serving the call.
+    Operator,
+    /// A supervisor monitoring, whispering or barged in (`mode` says which).
+    Supervisor,
+    /// A role this client version does not know (never sent by the server).
+    #[serde(other)]
+    Unknown,
+}
+
+/// One participant of a session, as `participants` lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ParticipantView {
+    #[schemars(with = "UuidSchema")]
+    pub participant_id: Uuid,
+    pub role: ParticipantRole,
+    pub name: String,
+    /// A supervisor's mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<SuperviseMode>,
+}
+
 /// Machine-readable code of an `error` message. Clients map codes they don't know to `unknown`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -551,6 +624,10 @@ pub struct OperatorBoardEntry {
     pub operator_id: Uuid,
     pub name: String,
     pub state: OperatorStateView,
+    /// The operator's live call, which a supervisor may `supervise`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<UuidSchema>")]
+    pub session_id: Option<Uuid>,
 }
 
 // =============================================================================================
@@ -674,6 +751,28 @@ pub enum ClientMsg {
         session_id: Uuid,
         signal: Signal,
     },
+
+    // ---- sessions with more than two parties
+    /// Supervisor: join a live call in `mode`, or change the mode of a call one supervises.
+    Supervise {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+        mode: SuperviseMode,
+    },
+    /// Supervisor: leave a call one supervises (the call goes on).
+    LeaveSession {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+    },
+    /// Signaling to one named participant (`peer`) of the session: every pair of participants
+    /// other than the terminal and the operator is its own peer connection.
+    PeerSignal {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+        #[schemars(with = "UuidSchema")]
+        peer: Uuid,
+        signal: Signal,
+    },
 }
 
 impl ClientMsg {
@@ -695,6 +794,9 @@ impl ClientMsg {
         "end_call",
         "wrap_up",
         "signal",
+        "supervise",
+        "leave_session",
+        "peer_signal",
     ];
 
     /// The message's `type`, for logs and metrics without the payload.
@@ -716,6 +818,9 @@ impl ClientMsg {
             ClientMsg::EndCall { .. } => "end_call",
             ClientMsg::WrapUp { .. } => "wrap_up",
             ClientMsg::Signal { .. } => "signal",
+            ClientMsg::Supervise { .. } => "supervise",
+            ClientMsg::LeaveSession { .. } => "leave_session",
+            ClientMsg::PeerSignal { .. } => "peer_signal",
         }
     }
 
@@ -728,7 +833,10 @@ impl ClientMsg {
             | ClientMsg::Transfer { session_id, .. }
             | ClientMsg::EndCall { session_id }
             | ClientMsg::WrapUp { session_id, .. }
-            | ClientMsg::Signal { session_id, .. } => Some(*session_id),
+            | ClientMsg::Signal { session_id, .. }
+            | ClientMsg::Supervise { session_id, .. }
+            | ClientMsg::LeaveSession { session_id }
+            | ClientMsg::PeerSignal { session_id, .. } => Some(*session_id),
             _ => None,
         }
     }
@@ -921,6 +1029,34 @@ pub enum ServerMsg {
     /// `pending` jobs it missed with `GET /api/v1/terminals/me/print-jobs?state=pending`.
     PrintJobChanged { job: crate::api::PrintJobView },
 
+    // ---- sessions with more than two parties
+    /// To a supervisor: `supervise` was accepted. The supervisor offers a peer connection to each
+    /// of the other participants (`peer_signal`), receive-only but for its audio where `mode`
+    /// lets someone hear it.
+    Supervising {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+        ticket: TicketView,
+        mode: SuperviseMode,
+        ice_servers: Vec<IceServer>,
+    },
+    /// To every participant: who takes part in the session now (sent when it changes). The
+    /// terminal and the operator answer a supervisor's offers; the operator's console shows the
+    /// supervisor, the kiosk only one who barged in.
+    Participants {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+        participants: Vec<ParticipantView>,
+    },
+    /// Signaling relayed from the participant `peer`.
+    PeerSignal {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+        #[schemars(with = "UuidSchema")]
+        peer: Uuid,
+        signal: Signal,
+    },
+
     // ---- supervisors and admins
     /// A terminal alarm opened (`cleared_at` null) or cleared: `offline` after the threshold
     /// without a heartbeat, `printer_fault` from the last heartbeat. The full list is at
@@ -955,6 +1091,9 @@ impl ServerMsg {
         "material_changed",
         "scan_requested",
         "print_job_changed",
+        "supervising",
+        "participants",
+        "peer_signal",
         "terminal_alarm",
     ];
 
@@ -985,6 +1124,9 @@ impl ServerMsg {
             ServerMsg::MaterialChanged { .. } => "material_changed",
             ServerMsg::ScanRequested { .. } => "scan_requested",
             ServerMsg::PrintJobChanged { .. } => "print_job_changed",
+            ServerMsg::Supervising { .. } => "supervising",
+            ServerMsg::Participants { .. } => "participants",
+            ServerMsg::PeerSignal { .. } => "peer_signal",
             ServerMsg::TerminalAlarm { .. } => "terminal_alarm",
         }
     }

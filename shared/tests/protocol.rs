@@ -115,6 +115,15 @@ fn client_examples() -> Vec<ClientMsg> {
         },
     ];
     v.extend(signals().into_iter().map(|signal| ClientMsg::Signal { session_id: s, signal }));
+    v.extend(signals().into_iter().map(|signal| ClientMsg::PeerSignal {
+        session_id: s,
+        peer: id(9),
+        signal,
+    }));
+    for mode in SuperviseMode::ALL {
+        v.push(ClientMsg::Supervise { session_id: s, mode });
+    }
+    v.push(ClientMsg::LeaveSession { session_id: s });
     v
 }
 
@@ -261,7 +270,8 @@ fn server_examples() -> Vec<ServerMsg> {
             operators: vec![OperatorBoardEntry {
                 operator_id: id(5),
                 name: "李受理".into(),
-                state: OperatorStateView::Away,
+                state: OperatorStateView::InCall,
+                session_id: Some(s),
             }],
         },
         ServerMsg::Board { lines: vec![], operators: vec![] },
@@ -292,6 +302,31 @@ fn server_examples() -> Vec<ServerMsg> {
         from: Party::Operator,
         signal,
     }));
+    v.extend(signals().into_iter().map(|signal| ServerMsg::PeerSignal {
+        session_id: s,
+        peer: id(8),
+        signal,
+    }));
+    v.push(ServerMsg::Participants {
+        session_id: s,
+        participants: vec![
+            ParticipantView {
+                participant_id: id(9),
+                role: ParticipantRole::Terminal,
+                name: "华山".into(),
+                mode: None,
+            },
+            ParticipantView {
+                participant_id: id(8),
+                role: ParticipantRole::Supervisor,
+                name: "张主管".into(),
+                mode: Some(SuperviseMode::Whisper),
+            },
+        ],
+    });
+    for mode in SuperviseMode::ALL {
+        v.push(ServerMsg::Supervising { session_id: s, ticket: ticket(), mode, ice_servers: vec![] });
+    }
     v
 }
 

@@ -100,6 +100,22 @@ fn entry_hash(
 }
 
 /// Inserts entry `seq` after `prev_hash`; returns its hash.
+/// Appends one entry on `conn`, inside the caller's transaction (the switchboard's group
+/// commit): the change and its audit row commit together or not at all. A concurrent append
+/// makes the transaction fail (and the caller retries or reports it) rather than fork the chain;
+/// an [`Audit`]'s cached head notices the new entry by its unique-sequence retry.
+pub async fn append_on(conn: &mut sqlx::AnyConnection, rec: &AuditRecord) -> Result<(), sqlx::Error> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (last_seq, last_hash): (i64, String) = match row {
+        Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
+        None => (0, GENESIS.to_owned()),
+    };
+    insert(&mut *conn, rec, last_seq + 1, &last_hash).await?;
+    Ok(())
+}
+
 async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     exec: E,
     rec: &AuditRecord,

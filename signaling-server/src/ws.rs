@@ -217,7 +217,7 @@ async fn connection(state: AppState, mut socket: WebSocket, pre: Option<(PartyIn
             Message::Ping(_) | Message::Pong(_) => continue,
         };
         let decoded = ClientMsg::decode(bytes);
-        let signal = matches!(decoded, Ok(ClientMsg::Signal { .. }));
+        let signal = matches!(decoded, Ok(ClientMsg::Signal { .. } | ClientMsg::PeerSignal { .. }));
         let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match limit.admit(signal, now_ms) {
             Admit::Yes => {}

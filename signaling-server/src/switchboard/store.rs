@@ -125,6 +125,15 @@ pub enum Write {
         rectification_due: Option<i64>,
         at: i64,
     },
+    /// An audit-log entry about a session (a supervisor joining, changing mode, leaving or
+    /// ending the call), chained in the same transaction as the turn's other changes.
+    Audit {
+        actor: Uuid,
+        actor_name: String,
+        action: &'static str,
+        session: Uuid,
+        detail: Value,
+    },
 }
 
 /// Writes `writes` in one transaction.
@@ -218,6 +227,13 @@ pub async fn apply(conn: &mut AnyConnection, w: &Write) -> Result<(), sqlx::Erro
             .bind(detail.to_string())
             .execute(&mut *conn)
             .await?;
+        }
+        Write::Audit { actor, actor_name, action, session, detail } => {
+            let mut rec =
+                crate::audit::AuditRecord::new(action, "session").target(session).detail(detail.clone());
+            rec.actor_id = Some(*actor);
+            rec.actor_name = actor_name.clone();
+            crate::audit::append_on(conn, &rec).await?;
         }
         Write::Rate { session, ticket, level, comment, rectification_due, at } => {
             sqlx::query(

@@ -45,3 +45,4 @@ mod ws_rules;
 mod ws_scan_request;
 mod ws_slow;
 mod ws_staff;
+mod ws_supervise;

@@ -64,12 +64,20 @@ impl Core {
         );
         ids.sort();
         ids.dedup();
+        // Each operator's live call, which a supervisor may join from the board.
+        let mut live: std::collections::HashMap<Uuid, Uuid> = std::collections::HashMap::new();
+        for (sid, s) in &self.sessions {
+            if s.state.is_live() {
+                live.entry(s.operator).and_modify(|x| *x = (*x).min(*sid)).or_insert(*sid);
+            }
+        }
         let operators = ids
             .into_iter()
             .map(|id| OperatorBoardEntry {
                 operator_id: id,
                 name: self.operator_names.get(&id).cloned().unwrap_or_default(),
                 state: self.operator_view(id),
+                session_id: live.get(&id).copied(),
             })
             .collect();
         ServerMsg::Board { lines, operators }

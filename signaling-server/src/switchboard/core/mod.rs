@@ -6,13 +6,16 @@
 //!
 //! Split by concern: [`parties`] (connections, reconnect windows, availability), [`tickets`]
 //! (taking, cancelling, closing, queue positions), [`sessions`] (calls: start, relay, hold,
-//! transfer, end, wrap-up, rating), [`board`] (the supervisors' and operators' board).
+//! transfer, end, wrap-up, rating), [`supervision`] (supervisors joining a call: monitor,
+//! whisper, barge in, leave, end; signaling between any two participants), [`board`] (the
+//! supervisors' and operators' board).
 //! A session is addressed by its parties; outputs are addressed to parties, never to sockets.
 
 pub mod availability;
 mod board;
 mod parties;
 mod sessions;
+mod supervision;
 #[cfg(test)]
 mod tests;
 pub(crate) mod tickets;
@@ -203,12 +206,29 @@ pub(crate) struct SessionRt {
     pub(crate) operator_name: String,
     pub(crate) terminal: Uuid,
     pub(crate) state: SessState,
+    /// Supervisors taking part, in the order they joined.
+    pub(crate) supervisors: Vec<SupervisorRt>,
+}
+
+/// A supervisor in a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SupervisorRt {
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
+    pub(crate) mode: shared::protocol::SuperviseMode,
 }
 
 impl SessionRt {
-    /// The parties of the session (a later multi-party session extends this set).
+    /// The two parties of the call: the operator and the terminal.
     pub(crate) fn parties(&self) -> [Uuid; 2] {
         [self.operator, self.terminal]
+    }
+
+    /// Everyone taking part: the two parties, then the supervisors.
+    pub(crate) fn participants(&self) -> Vec<Uuid> {
+        let mut v = self.parties().to_vec();
+        v.extend(self.supervisors.iter().map(|x| x.id));
+        v
     }
 }
 
@@ -487,12 +507,29 @@ impl Core {
                     now,
                 )
             }
-            ClientMsg::EndCall { session_id } => self.end_call(from, session_id, now),
+            ClientMsg::EndCall { session_id } => {
+                if self.party(from)?.info.role == Role::Supervisor {
+                    self.supervisor_end(from, session_id, now)
+                } else {
+                    self.end_call(from, session_id, now)
+                }
+            }
             ClientMsg::WrapUp { session_id, outcome, notes } => {
                 self.require(from, Role::Operator)?;
                 self.wrap_up(from, session_id, outcome, notes.map(|n| n.as_str().to_owned()), now)
             }
             ClientMsg::Signal { session_id, signal } => self.relay(from, session_id, signal, now),
+            ClientMsg::Supervise { session_id, mode } => {
+                self.require(from, Role::Supervisor)?;
+                self.supervise(from, session_id, mode, now)
+            }
+            ClientMsg::LeaveSession { session_id } => {
+                self.require(from, Role::Supervisor)?;
+                self.leave_session(from, session_id, "left", now)
+            }
+            ClientMsg::PeerSignal { session_id, peer, signal } => {
+                self.relay_to_peer(from, session_id, peer, signal)
+            }
         }
     }
 

@@ -140,6 +140,7 @@ impl Core {
                     if s.state.is_live() {
                         self.send_session_started(session, Party::Terminal, now);
                         self.send(s.operator, ServerMsg::PeerReconnected { session_id: session });
+                        self.resend_participants(session, terminal);
                     }
                 }
             }
@@ -162,8 +163,23 @@ impl Core {
             if state.is_live() {
                 self.send_session_started(session, Party::Operator, now);
                 self.send(terminal, ServerMsg::PeerReconnected { session_id: session });
+                self.resend_participants(session, op);
             }
         }
+    }
+
+    /// After a reconnect: the participant list again, when supervisors are in the call, and the
+    /// supervisors told the party is back (they restart ICE towards it).
+    fn resend_participants(&mut self, session: Uuid, to: Uuid) {
+        let Some(s) = self.sessions.get(&session) else { return };
+        if s.supervisors.is_empty() {
+            return;
+        }
+        let sups: Vec<Uuid> = s.supervisors.iter().map(|x| x.id).collect();
+        if let Some(msg) = self.participants_msg(session) {
+            self.send(to, msg);
+        }
+        self.send_many(sups, ServerMsg::PeerReconnected { session_id: session });
     }
 
     /// The operator's state as they and the board see it: outside the dispatcher an operator
@@ -224,6 +240,9 @@ impl Core {
                 self.board_dirty = true;
             }
             _ => {
+                if role == Role::Supervisor {
+                    self.supervisor_gone(party, now);
+                }
                 self.parties.remove(&party);
             }
         }
@@ -297,6 +316,10 @@ impl Core {
                     self.wrap_up_record(s, None, None, now);
                 }
                 self.operator_gone(party, now);
+                self.parties.remove(&party);
+            }
+            Role::Supervisor => {
+                self.supervisor_gone(party, now);
                 self.parties.remove(&party);
             }
             _ => {

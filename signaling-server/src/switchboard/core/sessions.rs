@@ -31,7 +31,14 @@ impl Core {
         self.persist(Write::InsertSession(new), vec![operator, t.terminal]);
         self.sessions.insert(
             id,
-            SessionRt { ticket, operator, operator_name, terminal: t.terminal, state: SessState::Active },
+            SessionRt {
+                ticket,
+                operator,
+                operator_name,
+                terminal: t.terminal,
+                state: SessState::Active,
+                supervisors: Vec::new(),
+            },
         );
         if let Some(x) = self.tickets.get_mut(&ticket) {
             x.session = Some(id);
@@ -92,7 +99,8 @@ impl Core {
         self.log_event(s.ticket, Some(session), "session_ended", json!({ "reason": reason_str }), now);
         let msg = ServerMsg::SessionEnded { session_id: session, reason };
         self.send(s.terminal, msg.clone());
-        self.send(s.operator, msg);
+        self.send(s.operator, msg.clone());
+        self.drop_supervisors(session, msg);
         if requeue {
             self.sessions.remove(&session);
             self.persist(Write::WrapUp { session, outcome: None, notes: None, at: now }, Vec::new());
@@ -357,7 +365,11 @@ impl Core {
         self.send(s.terminal, ServerMsg::Transferring { session_id, target_line });
         let ended = ServerMsg::SessionEnded { session_id, reason: SessionEndReason::Transferred };
         self.send(s.terminal, ended.clone());
-        self.send(s.operator, ended);
+        self.send(s.operator, ended.clone());
+        let sups: Vec<Uuid> = s.supervisors.iter().map(|x| x.id).collect();
+        if !sups.is_empty() {
+            self.send_many(sups, ended);
+        }
         let r = match to_op {
             Some(op) => self.dispatcher.enqueue_for_operator(
                 TicketId(s.ticket),

@@ -1090,3 +1090,176 @@ mod availability {
         assert!(a.lines[0].wait.is_some());
     }
 }
+
+// ---- supervisors in a call: monitor, whisper, barge in, leave, end -----------------------------
+
+mod supervision {
+    use shared::protocol::{ParticipantRole, SuperviseMode};
+
+    use super::*;
+
+    fn participants(msgs: &[ServerMsg]) -> Option<Vec<(Uuid, ParticipantRole, Option<SuperviseMode>)>> {
+        msgs.iter().rev().find_map(|m| match m {
+            ServerMsg::Participants { participants, .. } => {
+                Some(participants.iter().map(|p| (p.participant_id, p.role, p.mode)).collect())
+            }
+            _ => None,
+        })
+    }
+
+    fn audits(outs: &[Output]) -> Vec<(&'static str, Uuid)> {
+        writes(outs)
+            .into_iter()
+            .filter_map(|w| match w {
+                Write::Audit { action, actor, .. } => Some((action, actor)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_supervisor_monitors_whispers_barges_in_and_leaves_every_step_audited() {
+        let mut h = H::new();
+        let (t, o, sup) = (id(1), id(2), id(3));
+        let (_, session) = in_call(&mut h, t, o);
+        h.connect(sup, Role::Supervisor);
+
+        let outs = h.msg(sup, ClientMsg::Supervise { session_id: session, mode: SuperviseMode::Monitor });
+        assert!(
+            to(&outs, sup).iter().any(|m| matches!(m,
+                ServerMsg::Supervising { session_id, mode: SuperviseMode::Monitor, .. } if *session_id == session)),
+            "{outs:?}"
+        );
+        let everyone = vec![
+            (t, ParticipantRole::Terminal, None),
+            (o, ParticipantRole::Operator, None),
+            (sup, ParticipantRole::Supervisor, Some(SuperviseMode::Monitor)),
+        ];
+        for p in [t, o, sup] {
+            assert_eq!(participants(&to(&outs, p)), Some(everyone.clone()), "the operator is always told");
+        }
+        assert_eq!(audits(&outs), vec![("session.supervise", sup)]);
+
+        // The supervisor offers to the terminal; the terminal answers it, named as the peer.
+        let offer = Signal::Offer { sdp: sdp("offer"), ice_restart: false };
+        let outs = h.msg(sup, ClientMsg::PeerSignal { session_id: session, peer: t, signal: offer.clone() });
+        assert_eq!(
+            to(&outs, t),
+            vec![ServerMsg::PeerSignal { session_id: session, peer: sup, signal: offer }]
+        );
+        assert!(to(&outs, o).is_empty());
+        let answer = Signal::Answer { sdp: sdp("answer") };
+        let outs = h.msg(t, ClientMsg::PeerSignal { session_id: session, peer: sup, signal: answer.clone() });
+        assert_eq!(
+            to(&outs, sup),
+            vec![ServerMsg::PeerSignal { session_id: session, peer: t, signal: answer }]
+        );
+        // The two parties keep `signal` between them; `peer_signal` always involves a supervisor.
+        let c = Signal::Answer { sdp: sdp("x") };
+        let outs = h.msg(t, ClientMsg::PeerSignal { session_id: session, peer: o, signal: c.clone() });
+        assert_eq!(error_code(&to(&outs, t)), Some(ErrorCode::NotFound));
+        assert!(to(&outs, o).is_empty());
+        let outs = h.msg(sup, ClientMsg::PeerSignal { session_id: session, peer: sup, signal: c.clone() });
+        assert_eq!(error_code(&to(&outs, sup)), Some(ErrorCode::NotFound));
+
+        // Mode changes: whisper, then barge in; the same mode again changes nothing.
+        let outs = h.msg(sup, ClientMsg::Supervise { session_id: session, mode: SuperviseMode::Whisper });
+        assert_eq!(audits(&outs), vec![("session.supervise_mode", sup)]);
+        assert_eq!(participants(&to(&outs, o)).expect("told")[2].2, Some(SuperviseMode::Whisper));
+        let outs = h.msg(sup, ClientMsg::Supervise { session_id: session, mode: SuperviseMode::Whisper });
+        assert!(audits(&outs).is_empty());
+        let outs = h.msg(sup, ClientMsg::Supervise { session_id: session, mode: SuperviseMode::Barge });
+        assert_eq!(participants(&to(&outs, t)).expect("told")[2].2, Some(SuperviseMode::Barge));
+
+        // Leaving: everyone gets the list without the supervisor, the leaver too.
+        let outs = h.msg(sup, ClientMsg::LeaveSession { session_id: session });
+        assert_eq!(audits(&outs), vec![("session.supervise_leave", sup)]);
+        for p in [t, o, sup] {
+            assert_eq!(participants(&to(&outs, p)).map(|v| v.len()), Some(2));
+        }
+        // Once gone, no more signaling towards the call.
+        let outs = h.msg(sup, ClientMsg::PeerSignal { session_id: session, peer: t, signal: c });
+        assert_eq!(error_code(&to(&outs, sup)), Some(ErrorCode::Forbidden));
+        assert!(to(&outs, t).is_empty());
+    }
+
+    #[test]
+    fn only_supervisors_supervise_and_only_live_calls() {
+        let mut h = H::new();
+        let (t, o, other, sup, admin) = (id(1), id(2), id(4), id(3), id(5));
+        let (_, session) = in_call(&mut h, t, o);
+        h.connect(other, Role::Operator);
+        h.connect(admin, Role::Admin);
+        h.connect(sup, Role::Supervisor);
+        for who in [other, o, t, admin] {
+            let outs = h.msg(who, ClientMsg::Supervise { session_id: session, mode: SuperviseMode::Monitor });
+            assert_eq!(error_code(&to(&outs, who)), Some(ErrorCode::Forbidden), "{who}");
+            assert!(audits(&outs).is_empty());
+        }
+        let outs = h.msg(sup, ClientMsg::Supervise { session_id: id(77), mode: SuperviseMode::Monitor });
+        assert_eq!(error_code(&to(&outs, sup)), Some(ErrorCode::NotFound));
+        // A supervisor who has not joined can neither end the call nor signal into it.
+        let outs = h.msg(sup, ClientMsg::EndCall { session_id: session });
+        assert_eq!(error_code(&to(&outs, sup)), Some(ErrorCode::Forbidden));
+        let outs = h.msg(sup, ClientMsg::LeaveSession { session_id: session });
+        assert_eq!(error_code(&to(&outs, sup)), Some(ErrorCode::Conflict));
+        // After the call ends, it cannot be joined.
+        h.msg(o, ClientMsg::EndCall { session_id: session });
+        let outs = h.msg(sup, ClientMsg::Supervise { session_id: session, mode: SuperviseMode::Monitor });
+        assert_eq!(error_code(&to(&outs, sup)), Some(ErrorCode::NotFound));
+    }
+
+    #[test]
+    fn a_supervisor_ends_the_call_and_everyone_is_told_supervisor_ended() {
+        let mut h = H::new();
+        let (t, o, sup) = (id(1), id(2), id(3));
+        let (_, session) = in_call(&mut h, t, o);
+        h.connect(sup, Role::Supervisor);
+        h.msg(sup, ClientMsg::Supervise { session_id: session, mode: SuperviseMode::Barge });
+        let outs = h.msg(sup, ClientMsg::EndCall { session_id: session });
+        let ended =
+            ServerMsg::SessionEnded { session_id: session, reason: SessionEndReason::SupervisorEnded };
+        for p in [t, o, sup] {
+            assert!(to(&outs, p).contains(&ended), "{p}: {outs:?}");
+        }
+        assert_eq!(audits(&outs), vec![("session.supervisor_end", sup)]);
+        assert!(to(&outs, o).contains(&ServerMsg::OperatorStatus { state: OperatorStateView::WrapUp }));
+        assert!(h.core.sessions[&session].supervisors.is_empty(), "the supervisors left with the call");
+    }
+
+    #[test]
+    fn a_supervisor_who_drops_leaves_and_the_board_names_live_calls() {
+        let mut h = H::new();
+        let (t, o, sup) = (id(1), id(2), id(3));
+        let (_, session) = in_call(&mut h, t, o);
+        h.connect(sup, Role::Supervisor);
+        let ServerMsg::Board { operators, .. } = h.core.board(h.now) else { panic!("board") };
+        assert_eq!(operators.iter().find(|x| x.operator_id == o).and_then(|x| x.session_id), Some(session));
+        h.msg(sup, ClientMsg::Supervise { session_id: session, mode: SuperviseMode::Monitor });
+        let outs = h.drop_conn(sup);
+        assert_eq!(audits(&outs), vec![("session.supervise_leave", sup)]);
+        assert_eq!(participants(&to(&outs, o)).map(|v| v.len()), Some(2));
+        // The operator's reconnect re-sends the list only while a supervisor is in the call.
+        h.msg(sup, ClientMsg::Ping { seq: 1 });
+        h.connect(sup, Role::Supervisor);
+        h.msg(sup, ClientMsg::Supervise { session_id: session, mode: SuperviseMode::Monitor });
+        h.drop_conn(o);
+        let outs = h.connect(o, Role::Operator);
+        assert_eq!(participants(&to(&outs, o)).map(|v| v.len()), Some(3));
+        assert!(to(&outs, sup).contains(&ServerMsg::PeerReconnected { session_id: session }));
+        // A transfer ends the call for its supervisors.
+        let outs = h.msg(
+            o,
+            ClientMsg::Transfer {
+                session_id: session,
+                target: TransferTarget::Line { line_id: id(LINE + 1) },
+                note: None,
+            },
+        );
+        assert!(
+            to(&outs, sup)
+                .iter()
+                .any(|m| matches!(m, ServerMsg::SessionEnded { reason: SessionEndReason::Transferred, .. }))
+        );
+    }
+}
