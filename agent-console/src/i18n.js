@@ -4,6 +4,11 @@
 /** @type {Record<string, string>} */
 const EN = {
   '帮办 · 坐席端': 'Bangban · Console',
+  '监听': 'Monitor', '耳语': 'Whisper', '插话': 'Barge in', '退出监听': 'Stop monitoring', '正在监听': 'Monitoring',
+  '您能看到、听到双方，双方听不到您': 'You see and hear both sides; neither hears you',
+  '只有受理员能听到您': 'Only the operator hears you', '居民和受理员都能听到您': 'The resident and the operator hear you',
+  '确定结束该通话？': 'End this call?', '已结束该通话': 'You ended the call', '未获得麦克风权限': 'No microphone permission',
+  '正在耳语（只有您能听到）': 'is whispering (only you hear)', '已插话（居民也能听到）': 'has barged in (the resident hears too)',
   '社区事务受理服务中心': 'Community Affairs Acceptance Center',
   '登录': 'Sign in', '用户名': 'Username', '密码': 'Password', '退出': 'Sign out', '正在登录…': 'Signing in…',
   '用户名或密码错误': 'Wrong username or password',

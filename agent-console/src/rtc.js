@@ -242,3 +242,118 @@ export class Call extends EventTarget {
     return n;
   }
 }
+
+/**
+ * One extra pair of a call: a supervisor and one of the two parties (docs/protocol.md §5.8),
+ * signaled with `peer_signal`. The supervisor's side offers (`offerer`): receive-only video and
+ * an audio transceiver that carries no track, so sends nothing, until `setSpeaking(mic)` puts
+ * the microphone on it (no renegotiation: the terminal's webrtc-rs does not start receiving on a
+ * transceiver a later offer turns to sendrecv). The other side answers and sends `local`, the
+ * call's own camera and microphone tracks (the same tracks, encoded per connection by the
+ * browser); what it receives plays only while `audible`.
+ */
+export class PeerLink extends EventTarget {
+  /**
+   * @param {{ peer: string, iceServers: RTCIceServer[], send: (signal: any) => boolean, offerer: boolean, local?: MediaStream | null }} o
+   */
+  constructor(o) {
+    super();
+    this.peer = o.peer;
+    this.offerer = o.offerer;
+    this.sendSignal = o.send;
+    this.local = o.local || null;
+    this.pc = new RTCPeerConnection({ iceServers: o.iceServers || [] });
+    this.remote = new MediaStream();
+    this.makingOffer = false;
+    this.added = false;
+    /** @type {RTCIceCandidateInit[]} */ this.pending = [];
+    /** @type {RTCRtpTransceiver | null} */ this.audio = null;
+    this.pc.onicecandidate = ({ candidate }) => {
+      const c = candidate
+        ? { kind: 'candidate', candidate: candidate.candidate, sdp_mid: candidate.sdpMid ?? undefined, sdp_m_line_index: candidate.sdpMLineIndex ?? undefined }
+        : { kind: 'candidate', candidate: '' };
+      if (c.sdp_mid === undefined) delete c.sdp_mid;
+      if (c.sdp_m_line_index === undefined) delete c.sdp_m_line_index;
+      this.sendSignal(c);
+    };
+    this.pc.ontrack = ({ track }) => {
+      if (!this.remote.getTracks().includes(track)) this.remote.addTrack(track);
+      track.onended = () => this.remote.removeTrack(track);
+      this.dispatchEvent(new Event('remote'));
+    };
+    this.pc.onconnectionstatechange = () => this.dispatchEvent(new Event('state'));
+    if (this.offerer) {
+      this.pc.onnegotiationneeded = () => this.offer();
+      this.audio = this.pc.addTransceiver('audio', { direction: 'sendrecv' });
+      this.pc.addTransceiver('video', { direction: 'recvonly' });
+    }
+  }
+
+  async offer() {
+    try {
+      this.makingOffer = true;
+      await this.pc.setLocalDescription();
+      const desc = this.pc.localDescription;
+      if (desc?.type === 'offer') this.sendSignal({ kind: 'offer', sdp: desc.sdp, ice_restart: false });
+    } catch (e) {
+      console.warn('offer failed', e);
+    } finally {
+      this.makingOffer = false;
+    }
+  }
+
+  /** The supervisor's microphone towards this peer, or `null`: nothing is sent. @param {MediaStreamTrack | null} mic */
+  async setSpeaking(mic) {
+    if (!this.audio || this.audio.sender.track === mic) return;
+    await this.audio.sender.replaceTrack(mic);
+  }
+
+  /** @param {any} signal from the peer */
+  async handle(signal) {
+    try {
+      if (signal.kind === 'offer' || signal.kind === 'answer') {
+        // The supervisor is the impolite side and ignores a colliding offer; the parties never
+        // offer on these links.
+        if (signal.kind === 'offer' && this.offerer) return;
+        await this.pc.setRemoteDescription({ type: signal.kind, sdp: signal.sdp });
+        for (const c of this.pending.splice(0)) await this.pc.addIceCandidate(c).catch(() => {});
+        if (signal.kind === 'offer') {
+          if (!this.added && this.local) {
+            // Reuses the offered transceivers: the answer sends our camera and microphone.
+            for (const t of this.local.getTracks()) this.pc.addTrack(t, this.local);
+            this.added = true;
+          }
+          await this.pc.setLocalDescription();
+          const desc = this.pc.localDescription;
+          if (desc) this.sendSignal({ kind: 'answer', sdp: desc.sdp });
+        }
+      } else if (signal.kind === 'candidate') {
+        if (!signal.candidate) return;
+        /** @type {RTCIceCandidateInit} */
+        const c = { candidate: signal.candidate, sdpMid: signal.sdp_mid ?? null, sdpMLineIndex: signal.sdp_m_line_index ?? null };
+        if (c.sdpMid == null && c.sdpMLineIndex == null) c.sdpMLineIndex = 0;
+        if (!this.pc.remoteDescription) this.pending.push(c);
+        else await this.pc.addIceCandidate(c).catch((e) => console.warn('candidate', e));
+      }
+    } catch (e) {
+      console.warn('peer signal failed', e);
+    }
+  }
+
+  /** After the peer reconnected: a fresh ICE negotiation (offerer only). */
+  restartIce() { if (this.offerer) this.pc.restartIce(); }
+
+  close() { this.pc.close(); }
+
+  /** Inbound media so far: decoded video frames and received audio samples (support and tests). */
+  async inbound() {
+    let frames = 0, audioSamples = 0, audioBytes = 0;
+    const stats = await this.pc.getStats();
+    stats.forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      if (r.kind === 'video') frames += r.framesDecoded || 0;
+      if (r.kind === 'audio') { audioSamples += r.totalSamplesReceived || 0; audioBytes += r.bytesReceived || 0; }
+    });
+    return { frames, audioSamples, audioBytes };
+  }
+}

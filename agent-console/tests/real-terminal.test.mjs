@@ -379,6 +379,79 @@ describe('a call with the real terminal', () => {
     await k.context().close();
   });
 
+  test('a supervisor monitors a call from the board, whispers, barges in and ends it; each side gets only what the mode allows', async () => {
+    const op = await newPage({ width: 1366, height: 768 });
+    await op.goto(`${base}/`);
+    await signIn(op);
+    await op.waitForSelector('#op-state[data-state=away]');
+    await op.click('#availability');
+    await op.waitForSelector('#op-state[data-state=available]');
+    await kioskTicket();
+    await op.waitForSelector('#ringing #accept');
+    await op.click('#accept');
+    await op.waitForSelector('#call-stage');
+    await op.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 10, null, { timeout: 30_000 });
+
+    // The supervisor finds the call on the board and clicks 监听.
+    const sup = await newPage({ width: 1366, height: 900 });
+    await sup.goto(`${base}/`);
+    await sup.fill('input[name=username]', 'supervisor');
+    await sup.fill('input[name=password]', PASSWORD);
+    await sup.click('button[type=submit]');
+    await sup.waitForSelector('#board-operators .monitor-btn');
+    const clicked = Date.now();
+    await sup.click('#board-operators .monitor-btn');
+    await sup.waitForSelector('#monitor .mode-monitor[aria-pressed=true]');
+    /** @returns {Promise<any>} */
+    const seen = () => sup.evaluate(async () => /** @type {any} */ (window).bangban.monitorInbound());
+    await until('the supervisor sees and hears both sides', async () => {
+      const m = await seen();
+      return m.terminal?.frames > 0 && m.operator?.frames > 0 ? m : null;
+    });
+    console.log(`supervisor click → first decoded frames of both sides: ${Date.now() - clicked} ms`);
+    await until('both sides decoded and audible', async () => {
+      const m = await seen();
+      return m.terminal.frames > 10 && m.operator.frames > 10 && m.terminal.audioSamples > 0 && m.operator.audioSamples > 0;
+    });
+    // The operator is told; nobody receives anything from the supervisor.
+    await op.waitForFunction(() => document.querySelector('#supervisor-badge')?.textContent?.includes('正在监听'));
+    /** @returns {Promise<any>} */
+    const opHears = () => op.evaluate(async () => /** @type {any} */ (window).bangban.supervisorInbound());
+    assert.equal((await opHears()).audioBytes, 0, 'monitoring: the operator receives nothing from the supervisor');
+    const fromSup = async () => (await status()).call.remote.filter((/** @type {any} */ r) => r.from_supervisor);
+    assert.ok((await status()).call.extra_peers >= 1, 'the terminal has a connection to the supervisor');
+    assert.equal((await fromSup()).reduce((/** @type {number} */ n, /** @type {any} */ r) => n + r.decoded, 0), 0, 'monitoring: the terminal decodes nothing of the supervisor');
+    await shot(sup, '44-supervisor-monitor');
+    await shot(op, '45-operator-told-of-monitor');
+
+    // Whisper: the operator hears the supervisor, the resident does not.
+    await sup.click('#monitor .mode-whisper');
+    await until('the operator hears the whisper', async () => (await opHears()).audioSamples > 0);
+    await op.waitForFunction(() => document.querySelector('#supervisor-badge')?.textContent?.includes('耳语'));
+    assert.equal((await fromSup()).reduce((/** @type {number} */ n, /** @type {any} */ r) => n + r.decoded, 0), 0, 'whisper: the terminal decodes nothing of the supervisor');
+
+    // Barge in: the terminal decodes the supervisor's voice too.
+    await sup.click('#monitor .mode-barge');
+    await until('the resident hears the supervisor', async () => (await fromSup()).some((/** @type {any} */ r) => r.kind === 'audio' && r.decoded > 0));
+    await op.waitForFunction(() => document.querySelector('#supervisor-badge')?.textContent?.includes('插话'));
+    await shot(sup, '46-supervisor-barge');
+
+    // The supervisor ends the call: the operator goes to wrap-up, told who ended it.
+    await sup.click('#monitor-end');
+    await op.waitForSelector('#wrap-up');
+    assert.match(await op.textContent('#wrap-up') ?? '', /主管结束通话/);
+    await sup.waitForSelector('#monitor', { state: 'hidden' });
+    await until('the terminal left the call', async () => (await status()).call.extra_peers === 0 || (await status()).phase !== 'in_call');
+    await op.check('input[name=outcome][value=completed]');
+    await op.click('#wrap-submit');
+    await until('rating screen', async () => (await status()).phase === 'rating');
+    const rated = await fetch(`${kiosk}/api/rate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ level: 'satisfied' }) });
+    assert.ok(rated.ok, `rate: ${rated.status}`);
+    await until('kiosk idle', async () => (await status()).phase === 'idle');
+    await sup.context().close();
+    await op.context().close();
+  });
+
   test('an operator workstation set to H.264: the terminal answers in H.264 and both directions decode it', async () => {
     const op = await newPage({ width: 1366, height: 768 });
     await op.goto(`${base}/`);

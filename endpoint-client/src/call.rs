@@ -36,11 +36,11 @@ use rtc::rtp_transceiver::rtp_sender::{
     RtpCodecKind,
 };
 use serde::Serialize;
-use shared::protocol::{ClientMsg, SessionView, Signal};
+use shared::protocol::{ClientMsg, ParticipantRole, ParticipantView, SessionView, Signal};
 use tokio::sync::mpsc;
 use webrtc::media_stream::Track;
-use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
@@ -53,7 +53,7 @@ use webrtc::rtp_transceiver::RtpSender;
 use crate::config::{DisplayConfig, IceTransportPolicy, MediaConfig, WebRtcConfig};
 use crate::kiosk::CallInput;
 use crate::live::{self, Live};
-use crate::media::{self, Decoder, RateLimit, Recorder, RemoteKind, SendStats, VideoCodec};
+use crate::media::{self, Decoder, FanOut, RateLimit, Recorder, RemoteKind, SendStats, VideoCodec};
 
 /// Everything a call needs from the configuration.
 #[derive(Debug, Clone)]
@@ -75,6 +75,8 @@ pub struct RemoteTrackStats {
     pub decoded: u64,
     /// Keyframe requests (PLI) we sent for this track.
     pub pli_sent: u64,
+    /// Received from a supervisor in the call (played only once they barge in).
+    pub from_supervisor: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -98,6 +100,8 @@ pub struct CallSnapshot {
     /// Playback volume, percent.
     pub volume: u32,
     pub remote: Vec<RemoteTrackStats>,
+    /// Further peer connections open (supervisors in the call).
+    pub extra_peers: usize,
 }
 
 impl CallSnapshot {
@@ -115,6 +119,7 @@ struct RemoteCounters {
     packets: Arc<AtomicU64>,
     decoded: Arc<AtomicU64>,
     pli_sent: Arc<AtomicU64>,
+    from_supervisor: bool,
 }
 
 /// Live counters of the current call, shared with the status output; also the resident's
@@ -150,6 +155,7 @@ struct StatsInner {
     connected_after_ms: Option<u64>,
     video_codec: Option<VideoCodec>,
     remote: BTreeMap<String, RemoteCounters>,
+    extra_peers: usize,
 }
 
 impl CallStats {
@@ -208,6 +214,7 @@ impl CallStats {
             keyframe_requests: self.video.keyframe_requests.load(Ordering::Relaxed),
             forced_keyframes: self.video.forced_keyframes.load(Ordering::Relaxed),
             mic_muted: self.mic_muted(),
+            extra_peers: g.extra_peers,
             volume: self.volume(),
             remote: g
                 .remote
@@ -220,6 +227,7 @@ impl CallStats {
                     packets: r.packets.load(Ordering::Relaxed),
                     decoded: r.decoded.load(Ordering::Relaxed),
                     pli_sent: r.pli_sent.load(Ordering::Relaxed),
+                    from_supervisor: r.from_supervisor,
                 })
                 .collect(),
         }
@@ -271,6 +279,27 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         // Never block here: it runs in the driver loop.
         let _ = self.tx.send(PcEvent::Track(track));
+    }
+}
+
+/// Events of a further peer connection (a supervisor's), tagged with the participant.
+struct ExtraHandler {
+    peer: uuid::Uuid,
+    tx: mpsc::UnboundedSender<(uuid::Uuid, PcEvent)>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for ExtraHandler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.tx.send((self.peer, PcEvent::Candidate(init)));
+        }
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.tx.send((self.peer, PcEvent::Conn(state)));
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.tx.send((self.peer, PcEvent::Track(track)));
     }
 }
 
@@ -613,6 +642,24 @@ struct Peer {
     _live: Live,
 }
 
+/// A further peer connection of the call: a supervisor's (docs/protocol.md §5.8). It answers
+/// the supervisor's offers with our camera and microphone, fed from the call's own encoders
+/// ([`FanOut`]); what it receives plays only while the supervisor may be heard by the resident.
+struct Extra {
+    pc: Arc<dyn PeerConnection>,
+    video: Option<Arc<TrackLocalStaticSample>>,
+    audio: Arc<TrackLocalStaticSample>,
+    senders: Vec<(RtpCodecKind, Arc<dyn RtpSender>)>,
+    remote_set: bool,
+    pending: Vec<RTCIceCandidateInit>,
+    /// Its targets in the fan-outs, once connected.
+    fed: Vec<(RtpCodecKind, u64)>,
+    /// Whether the resident hears this participant (a supervisor who barged in).
+    audible: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _live: Live,
+}
+
 struct Call {
     session: SessionView,
     settings: CallSettings,
@@ -625,6 +672,13 @@ struct Call {
     started: Instant,
     /// When our last ICE-restart offer went out.
     offer_sent: Option<Instant>,
+    /// Our encoded microphone and camera also go to these (the supervisors' connections).
+    fan_audio: FanOut,
+    fan_video: FanOut,
+    extras: std::collections::HashMap<uuid::Uuid, Extra>,
+    xev_tx: mpsc::UnboundedSender<(uuid::Uuid, PcEvent)>,
+    /// The call's participants as last told (`participants`).
+    participants: Vec<ParticipantView>,
 }
 
 impl Call {
@@ -636,6 +690,7 @@ impl Call {
         stats: Arc<CallStats>,
     ) -> anyhow::Result<()> {
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let (xev_tx, mut xev_rx) = mpsc::unbounded_channel();
         let mut call = Call {
             session,
             settings,
@@ -647,6 +702,11 @@ impl Call {
             receivers: vec![],
             started: Instant::now(),
             offer_sent: None,
+            fan_audio: FanOut::default(),
+            fan_video: FanOut::default(),
+            extras: std::collections::HashMap::new(),
+            xev_tx,
+            participants: Vec::new(),
         };
         let mut peer = call.new_peer().await?;
         let mut restart_at: Option<tokio::time::Instant> = None;
@@ -664,7 +724,14 @@ impl Call {
                         tracing::info!("operator reconnected; expecting an ICE-restart offer");
                     }
                     Some(CallCmd::Input(CallInput::Hold(h))) => call.muted.store(h, Ordering::Relaxed),
+                    Some(CallCmd::Input(CallInput::Participants(list))) => call.on_participants(list).await,
+                    Some(CallCmd::Input(CallInput::PeerSignal(from, sig))) => {
+                        if let Err(e) = call.on_extra_signal(&peer, from, sig).await {
+                            tracing::warn!(error = %e, "applying a supervisor's signal failed");
+                        }
+                    }
                 },
+                Some((from, ev)) = xev_rx.recv() => call.on_extra_event(from, ev).await,
                 ev = ev_rx.recv() => match ev {
                     None => break,
                     Some(PcEvent::Candidate(init)) => {
@@ -701,6 +768,10 @@ impl Call {
         }
         // Stop the media first (their pipelines go to NULL as the tasks drop them), then the
         // peer connection, and wait for each so nothing of this call outlives it.
+        let extras: Vec<uuid::Uuid> = call.extras.keys().copied().collect();
+        for x in extras {
+            call.close_extra(x).await;
+        }
         call.stop_tasks(true).await;
         let _ = peer.pc.close().await;
         drop(peer);
@@ -919,12 +990,15 @@ impl Call {
             };
             let Some(ssrc) = track.ssrcs().await.first().copied() else { continue };
             let muted = self.muted.clone();
+            let fan =
+                if *kind == RtpCodecKind::Audio { self.fan_audio.clone() } else { self.fan_video.clone() };
             let task = Live::new(&live::CALL_TASKS);
             self.pumps.push(tokio::spawn(async move {
                 let _task = task;
                 if let Err(e) = media::pump_into_track(
                     desc,
                     media::SampleTarget { track, ssrc, payload_type: pt, clock_rate: clock, fallback },
+                    fan,
                     muted,
                     stats,
                 )
@@ -936,14 +1010,231 @@ impl Call {
         }
     }
 
+    // ---- further peer connections (supervisors) ------------------------------------------
+
+    /// Who takes part now: connections of supervisors who left close; a supervisor's voice
+    /// plays only while the resident may hear them (`barge`).
+    async fn on_participants(&mut self, list: Vec<ParticipantView>) {
+        self.participants = list;
+        let gone: Vec<uuid::Uuid> =
+            self.extras.keys().filter(|p| self.supervisor(**p).is_none()).copied().collect();
+        for p in gone {
+            self.close_extra(p).await;
+        }
+        for (p, x) in &self.extras {
+            let audible = self.supervisor(*p).is_some_and(|v| v.mode.is_some_and(|m| m.resident_hears()));
+            x.audible.store(audible, Ordering::Relaxed);
+        }
+    }
+
+    fn supervisor(&self, peer: uuid::Uuid) -> Option<&ParticipantView> {
+        self.participants.iter().find(|p| p.participant_id == peer && p.role == ParticipantRole::Supervisor)
+    }
+
+    async fn send_to(&self, peer: uuid::Uuid, signal: Signal) {
+        let _ = self
+            .ws_out
+            .send(ClientMsg::PeerSignal { session_id: self.session.session_id, peer, signal })
+            .await;
+    }
+
+    async fn new_extra(&self, peer: uuid::Uuid) -> anyhow::Result<Extra> {
+        let handler = Arc::new(ExtraHandler { peer, tx: self.xev_tx.clone() });
+        let pc = build_peer_with_policy(
+            ice_servers(&self.session, &self.settings),
+            self.settings.webrtc.ice_transport_policy,
+            self.settings.webrtc.udp_addrs.clone(),
+            &self.settings.webrtc.video_codecs,
+            handler,
+        )
+        .await?;
+        let audible = self.supervisor(peer).is_some_and(|v| v.mode.is_some_and(|m| m.resident_hears()));
+        Ok(Extra {
+            pc,
+            video: None,
+            audio: sample_track(RtpCodecKind::Audio, VideoCodec::Vp8, "terminal", "terminal-mic")?,
+            senders: vec![],
+            remote_set: false,
+            pending: vec![],
+            fed: vec![],
+            audible: Arc::new(AtomicBool::new(audible)),
+            tasks: vec![],
+            _live: Live::new(&live::PEER_CONNECTIONS),
+        })
+    }
+
+    /// Signaling from a supervisor: we answer their offers (they are the impolite side and
+    /// never answer ours; we make none).
+    async fn on_extra_signal(&mut self, main: &Peer, from: uuid::Uuid, sig: Signal) -> anyhow::Result<()> {
+        if self.supervisor(from).is_none() {
+            tracing::warn!("signal from someone not in the call; ignored");
+            return Ok(());
+        }
+        match sig {
+            Signal::Offer { sdp, .. } => {
+                let sdp = sdp.into_inner();
+                // A reloaded supervisor page is a new peer (new DTLS certificate): start afresh.
+                if let Some(x) = self.extras.get(&from)
+                    && let Some(current) = x.pc.remote_description().await
+                    && dtls_fingerprints(&current.sdp) != dtls_fingerprints(&sdp)
+                {
+                    self.close_extra(from).await;
+                }
+                if !self.extras.contains_key(&from) {
+                    let x = self.new_extra(from).await?;
+                    self.extras.insert(from, x);
+                    self.stats.lock().extra_peers = self.extras.len();
+                }
+                let Some(x) = self.extras.get_mut(&from) else { return Ok(()) };
+                x.pc.set_remote_description(RTCSessionDescription::offer(sdp)?).await?;
+                x.remote_set = true;
+                if x.senders.is_empty() {
+                    // The camera goes out as encoded for the call, so in the call's codec.
+                    let mut senders = vec![];
+                    if let Some((codec, _)) = &main.video {
+                        let video = sample_track(RtpCodecKind::Video, *codec, "terminal", "terminal-camera")?;
+                        x.video = Some(video.clone());
+                        senders
+                            .push((RtpCodecKind::Video, x.pc.add_track(video as Arc<dyn TrackLocal>).await?));
+                    }
+                    let a = x.pc.add_track(x.audio.clone() as Arc<dyn TrackLocal>).await?;
+                    senders.push((RtpCodecKind::Audio, a));
+                    x.senders = senders;
+                }
+                let answer = x.pc.create_answer(None).await?;
+                x.pc.set_local_description(answer).await?;
+                let local =
+                    x.pc.local_description().await.ok_or_else(|| anyhow::anyhow!("no local description"))?;
+                for c in std::mem::take(&mut x.pending) {
+                    x.pc.add_ice_candidate(c).await?;
+                }
+                self.send_to(from, Signal::Answer { sdp: local.sdp.try_into()? }).await;
+            }
+            Signal::Answer { .. } => {
+                tracing::debug!("an answer from a supervisor to no offer of ours; ignored")
+            }
+            Signal::Candidate { candidate, sdp_mid, sdp_m_line_index } => {
+                let Some(x) = self.extras.get_mut(&from) else { return Ok(()) };
+                if candidate.as_str().is_empty() {
+                    return Ok(());
+                }
+                let init = candidate_init(
+                    candidate.as_str(),
+                    sdp_mid.as_ref().map(|m| m.as_str()),
+                    sdp_m_line_index,
+                );
+                if x.remote_set {
+                    x.pc.add_ice_candidate(init).await?;
+                } else {
+                    x.pending.push(init);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_extra_event(&mut self, from: uuid::Uuid, ev: PcEvent) {
+        match ev {
+            PcEvent::Candidate(init) => {
+                if self.extras.contains_key(&from)
+                    && let Some(signal) = candidate_signal(&init)
+                {
+                    self.send_to(from, signal).await;
+                }
+            }
+            PcEvent::Conn(state) => {
+                tracing::info!(%state, "supervisor connection state");
+                if state == RTCPeerConnectionState::Connected {
+                    self.feed_extra(from).await;
+                }
+            }
+            PcEvent::Track(track) => {
+                let Some(gate) = self.extras.get(&from).map(|x| x.audible.clone()) else { return };
+                let task = self.track_task(track, Some(gate));
+                if let Some(x) = self.extras.get_mut(&from) {
+                    x.tasks.push(task);
+                }
+            }
+            PcEvent::Ice(_) => {}
+        }
+    }
+
+    /// A supervisor's connection is up: our encoded camera and microphone go to it too, and
+    /// its keyframe requests reach our encoder.
+    async fn feed_extra(&mut self, from: uuid::Uuid) {
+        let Some(x) = self.extras.get_mut(&from) else { return };
+        if !x.fed.is_empty() {
+            return;
+        }
+        for (kind, sender) in &x.senders {
+            let (track, fan, mime) = match kind {
+                RtpCodecKind::Audio => (x.audio.clone(), self.fan_audio.clone(), MIME_TYPE_OPUS),
+                _ => match (&x.video, self.stats.lock().video_codec) {
+                    (Some(v), Some(codec)) => (v.clone(), self.fan_video.clone(), codec.mime_type()),
+                    _ => continue,
+                },
+            };
+            let Ok(params) = sender.get_parameters().await else { continue };
+            let Some(pt) = payload_type_for(&params.rtp_parameters.codecs, mime) else {
+                tracing::warn!(mime, "the supervisor's answer left out our codec; not sending it");
+                continue;
+            };
+            let Some(ssrc) = track.ssrcs().await.first().copied() else { continue };
+            x.fed.push((*kind, fan.add(track.clone(), ssrc, pt)));
+            // RTCP about what we send: keyframe requests go to the encoder.
+            let task = Live::new(&live::CALL_TASKS);
+            x.tasks.push(tokio::spawn(async move {
+                let _task = task;
+                while let Some(ev) = track.poll().await {
+                    if let TrackLocalEvent::OnRtcpPacket(packets) = ev
+                        && packets.iter().any(|p| media::is_keyframe_request(p.as_ref()))
+                    {
+                        fan.request_keyframe();
+                    }
+                }
+            }));
+        }
+    }
+
+    async fn close_extra(&mut self, peer: uuid::Uuid) {
+        let Some(x) = self.extras.remove(&peer) else { return };
+        for (kind, key) in &x.fed {
+            if *kind == RtpCodecKind::Audio {
+                self.fan_audio.remove(*key)
+            } else {
+                self.fan_video.remove(*key)
+            }
+        }
+        for t in &x.tasks {
+            t.abort();
+        }
+        let _ = x.pc.close().await;
+        for t in x.tasks {
+            let _ = t.await;
+        }
+        self.stats.lock().extra_peers = self.extras.len();
+    }
+
     fn on_track(&mut self, track: Arc<dyn TrackRemote>) {
+        let task = self.track_task(track, None);
+        self.receivers.push(task);
+    }
+
+    /// Decodes a remote track; `gate` (a supervisor's track) lets packets through to the
+    /// decoder only while set.
+    fn track_task(
+        &self,
+        track: Arc<dyn TrackRemote>,
+        gate: Option<Arc<AtomicBool>>,
+    ) -> tokio::task::JoinHandle<()> {
         let stats = self.stats.clone();
         let display = self.settings.display.clone();
         let session_id = self.session.session_id;
         let track_no = self.receivers.len();
         let task = Live::new(&live::CALL_TASKS);
-        self.receivers.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             let _task = task;
+            let from_supervisor = gate.is_some();
             let is_audio = track.kind().await == RtpCodecKind::Audio;
             let stream_id = track.stream_id().await.to_string();
             let track_id = track.track_id().await.to_string();
@@ -991,8 +1282,9 @@ impl Call {
                                     if let Some(v) = &d.volume {
                                         stats.add_volume_element(v);
                                     }
+                                    let prefix = if from_supervisor { "supervisor:" } else { "" };
                                     stats.lock().remote.insert(
-                                        format!("{stream_id}/{track_id}"),
+                                        format!("{prefix}{stream_id}/{track_id}"),
                                         RemoteCounters {
                                             kind,
                                             codec,
@@ -1001,6 +1293,7 @@ impl Call {
                                             packets: d.packets.clone(),
                                             decoded: d.decoded.clone(),
                                             pli_sent: pli_sent.clone(),
+                                            from_supervisor,
                                         },
                                     );
                                     decoder = Some(d);
@@ -1035,7 +1328,8 @@ impl Call {
                             }
                         }
                         media_ssrc = Some(p.header.ssrc);
-                        if let Some(d) = &decoder {
+                        let open = gate.as_ref().is_none_or(|g| g.load(Ordering::Relaxed));
+                        if let Some(d) = decoder.as_ref().filter(|_| open) {
                             d.push_rtp(&p);
                         }
                         if let Some(r) = recorder.as_mut() {
@@ -1059,7 +1353,7 @@ impl Call {
                     }
                 }
             }
-        }));
+        })
     }
 }
 

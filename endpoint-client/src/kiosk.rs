@@ -7,8 +7,9 @@
 
 use serde::Serialize;
 use shared::protocol::{
-    ByeReason, ClientMsg, ErrorCode, Priority, RatingLevel, ResidentDetails, ServerMsg, SessionEndReason,
-    SessionView, Signal, TicketCloseReason, TicketView, WaitRange,
+    ByeReason, ClientMsg, ErrorCode, ParticipantRole, ParticipantView, Priority, RatingLevel,
+    ResidentDetails, ServerMsg, SessionEndReason, SessionView, Signal, TicketCloseReason, TicketView,
+    WaitRange,
 };
 use shared::validate::{Comment, Token};
 use uuid::Uuid;
@@ -101,6 +102,11 @@ pub enum CallInput {
     PeerReconnected,
     /// `session_held` (true) / `session_resumed` (false): mute or unmute outgoing media.
     Hold(bool),
+    /// Who takes part in the call now: a supervisor's offers are answered (our camera and
+    /// microphone go to them), their voice plays only once they barge in.
+    Participants(Vec<ParticipantView>),
+    /// Signaling from a participant other than the operator (a supervisor).
+    PeerSignal(Uuid, Signal),
 }
 
 /// A notice for the resident (large-type banner), Chinese.
@@ -155,11 +161,13 @@ pub struct Kiosk {
     /// rating screen (staff may record the resident's phone number until the kiosk is back at
     /// welcome).
     resident_ticket: Option<(Uuid, String)>,
+    /// A supervisor has barged into the current call (the resident was told).
+    barged: bool,
 }
 
 impl Default for Kiosk {
     fn default() -> Self {
-        Self { phase: Phase::Idle, scan_request: None, resident_ticket: None }
+        Self { phase: Phase::Idle, scan_request: None, resident_ticket: None, barged: false }
     }
 }
 
@@ -344,6 +352,7 @@ impl Kiosk {
                 }
                 let ticket = session.ticket.clone();
                 let session = Box::new(session);
+                self.barged = false;
                 out.push(Effect::StartCall(session.clone()));
                 self.phase = Phase::InCall { ticket, session, held: false, peer_away: false };
                 out
@@ -352,6 +361,26 @@ impl Kiosk {
                 Some(sid) if sid == session_id => vec![Effect::ToCall(sid, CallInput::Signal(signal))],
                 _ => vec![],
             },
+            ServerMsg::PeerSignal { session_id, peer, signal } => match self.phase.session_id() {
+                Some(sid) if sid == session_id => {
+                    vec![Effect::ToCall(sid, CallInput::PeerSignal(peer, signal))]
+                }
+                _ => vec![],
+            },
+            ServerMsg::Participants { session_id, participants }
+                if self.phase.session_id() == Some(session_id) =>
+            {
+                // The resident hears, and is told of, a supervisor only once they barge in.
+                let barged = participants.iter().any(|p| {
+                    p.role == ParticipantRole::Supervisor && p.mode.is_some_and(|m| m.resident_hears())
+                });
+                let mut out = vec![Effect::ToCall(session_id, CallInput::Participants(participants))];
+                if barged && !self.barged {
+                    out.push(notice("supervisor", "值班主管已加入通话，和受理员一起为您办理。"));
+                }
+                self.barged = barged;
+                out
+            }
             ServerMsg::SessionHeld { session_id } | ServerMsg::SessionResumed { session_id }
                 if self.phase.session_id() == Some(session_id) =>
             {
@@ -575,6 +604,44 @@ mod tests {
             signal: offer,
         });
         assert_eq!(out, vec![]);
+
+        // A supervisor joins: the call answers them; the resident is told only once they barge in.
+        let sup = Uuid::from_u128(77);
+        let list = |mode| {
+            vec![shared::protocol::ParticipantView {
+                participant_id: sup,
+                role: ParticipantRole::Supervisor,
+                name: "张主管".into(),
+                mode: Some(mode),
+            }]
+        };
+        let out = k.on_server(ServerMsg::Participants {
+            session_id: s.session_id,
+            participants: list(shared::protocol::SuperviseMode::Monitor),
+        });
+        assert_eq!(
+            out,
+            vec![Effect::ToCall(
+                s.session_id,
+                CallInput::Participants(list(shared::protocol::SuperviseMode::Monitor))
+            )]
+        );
+        let offer = Signal::Offer { sdp: "v=0\r\n".to_owned().try_into().expect("sdp"), ice_restart: false };
+        let out =
+            k.on_server(ServerMsg::PeerSignal { session_id: s.session_id, peer: sup, signal: offer.clone() });
+        assert_eq!(out, vec![Effect::ToCall(s.session_id, CallInput::PeerSignal(sup, offer.clone()))]);
+        let out =
+            k.on_server(ServerMsg::PeerSignal { session_id: Uuid::from_u128(8), peer: sup, signal: offer });
+        assert_eq!(out, vec![], "another session's signaling is dropped");
+        for expected in [1, 0] {
+            let out = k.on_server(ServerMsg::Participants {
+                session_id: s.session_id,
+                participants: list(shared::protocol::SuperviseMode::Barge),
+            });
+            let told =
+                out.iter().filter(|e| matches!(e, Effect::Notice(n) if n.kind == "supervisor")).count();
+            assert_eq!(told, expected, "the resident is told once that a supervisor barged in");
+        }
 
         let out = k.on_server(ServerMsg::SessionHeld { session_id: s.session_id });
         assert_eq!(out[0], Effect::ToCall(s.session_id, CallInput::Hold(true)));

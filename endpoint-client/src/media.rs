@@ -311,11 +311,61 @@ pub struct SampleTarget {
     pub fallback: Duration,
 }
 
-/// Runs an encoded source into a webrtc track until the pipeline ends or the task is dropped.
-/// `muted` (hold) skips samples.
+/// One further connection of a [`FanOut`]: its key, track, SSRC and payload type.
+type FanTarget = (u64, Arc<TrackLocalStaticSample>, u32, PayloadType);
+
+/// Further peer connections an encoded source also goes to (a supervisor's, in a call with more
+/// than two parties): each sample is encoded once and written to every target, each with its own
+/// SSRC and payload type. Adding a target, or a keyframe request from one, forces a keyframe.
+#[derive(Clone, Default)]
+pub struct FanOut {
+    targets: Arc<std::sync::Mutex<Vec<FanTarget>>>,
+    keyframe: Arc<tokio::sync::Notify>,
+    next: Arc<AtomicU64>,
+}
+
+impl FanOut {
+    /// Adds a target; returns its key for [`FanOut::remove`].
+    pub fn add(&self, track: Arc<TrackLocalStaticSample>, ssrc: u32, payload_type: PayloadType) -> u64 {
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().push((key, track, ssrc, payload_type));
+        self.keyframe.notify_one();
+        key
+    }
+
+    pub fn remove(&self, key: u64) {
+        self.lock().retain(|t| t.0 != key);
+    }
+
+    /// A receiver on a further connection lost a picture.
+    pub fn request_keyframe(&self) {
+        self.keyframe.notify_one();
+    }
+
+    /// How many further connections are fed.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<FanTarget>> {
+        self.targets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn snapshot(&self) -> Vec<(Arc<TrackLocalStaticSample>, u32, PayloadType)> {
+        self.lock().iter().map(|(_, t, s, p)| (t.clone(), *s, *p)).collect()
+    }
+}
+
+/// Runs an encoded source into a webrtc track (and the further connections of `fan`) until the
+/// pipeline ends or the task is dropped. `muted` (hold) skips samples.
 pub async fn pump_into_track(
     desc: String,
     target: SampleTarget,
+    fan: FanOut,
     muted: Arc<AtomicBool>,
     stats: Arc<SendStats>,
 ) -> Result<(), MediaError> {
@@ -347,6 +397,11 @@ pub async fn pump_into_track(
                     duration: tick_exact(nanos, clock_rate),
                     ..Sample::new(Instant::now())
                 };
+                for (t, ssrc, pt) in fan.snapshot() {
+                    if let Err(e) = t.sample_writer(ssrc, pt).write_sample(&s).await {
+                        tracing::debug!(error = %e, "write_sample to a further connection failed");
+                    }
+                }
                 if let Err(e) = track.sample_writer(ssrc, payload_type).write_sample(&s).await {
                     tracing::debug!(error = %e, "write_sample failed");
                     continue;
@@ -354,6 +409,14 @@ pub async fn pump_into_track(
                 stats.frames.fetch_add(1, Ordering::Relaxed);
                 if encoder_src.is_some() && !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
                     stats.keyframes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            () = fan.keyframe.notified() => {
+                if let Some(pad) = &encoder_src
+                    && limit.allow(Instant::now())
+                    && force_keyframe(pad)
+                {
+                    stats.forced_keyframes.fetch_add(1, Ordering::Relaxed);
                 }
             }
             ev = track.poll(), if rtcp_open => match ev {

@@ -5,7 +5,7 @@ import { dialog, field, h, mount, toast } from '../dom.js';
 import * as fmt from '../fmt.js';
 import { MATERIAL_STATUS, OP_STATE, OUTCOME, PRINT_STATE, PRIORITY, RATING, TRANSFER, t } from '../i18n.js';
 import { Ringer } from '../ringer.js';
-import { Call, setVideoCodec, videoCodec } from '../rtc.js';
+import { Call, PeerLink, setVideoCodec, videoCodec } from '../rtc.js';
 import { FOLLOW_UP, offerOrder } from './cases.js';
 
 /** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main */
@@ -30,6 +30,8 @@ export function operatorView(ctx, main) {
     /** @type {any[]} */ history: [],
     boardAt: Date.now(),
     /** @type {MediaDeviceInfo[]} */ cameras: [],
+    /** Supervisors in the current call (participants with role supervisor). @type {any[]} */ supervisors: [],
+    /** Peer connections with them, by participant id. @type {Map<string, { link: PeerLink, audio: HTMLAudioElement }>} */ links: new Map(),
   };
 
   const side = h('aside.op-side');
@@ -208,6 +210,7 @@ export function operatorView(ctx, main) {
       h('div.video-wrap', null,
         remoteVideo,
         h('div.video-overlay#call-banner'),
+        h('div.sup-badge#supervisor-badge', { role: 'status', 'aria-live': 'polite' }),
         h('div.pip', null, localVideo, h('span.pip-label', null, t('本人画面'))),
         h('div.call-clock#call-clock')),
       h('div.controls', null,
@@ -247,6 +250,14 @@ export function operatorView(ctx, main) {
       banner.textContent = msg;
       banner.classList.toggle('show', !!msg);
       banner.classList.toggle('sharing', !!call.screen && !st.held && conn === 'connected' && !st.peerDown);
+    }
+    const badge = stage.querySelector('#supervisor-badge');
+    if (badge) {
+      // Policy (docs/protocol.md §5.8): the operator always sees who supervises the call, and how.
+      const doing = { monitor: '正在监听', whisper: '正在耳语（只有您能听到）', barge: '已插话（居民也能听到）' };
+      const text = st.supervisors.map((x) => `${t('值班主管')} ${x.name} ${t(doing[/** @type {keyof typeof doing} */ (x.mode)] || x.mode)}`).join('；');
+      badge.textContent = text;
+      badge.classList.toggle('show', !!text);
     }
     const clock = stage.querySelector('#call-clock');
     if (clock) clock.textContent = fmt.clock((Date.now() - st.callStart) / 1000);
@@ -540,7 +551,39 @@ export function operatorView(ctx, main) {
     updateCallStage();
   }
 
+  /** The link with supervisor `peer`, made when its first offer arrives. @param {string} peer */
+  function linkWith(peer) {
+    let l = st.links.get(peer);
+    if (l || !st.call || !st.session) return l;
+    const sessionId = st.session.session_id;
+    const link = new PeerLink({
+      peer,
+      iceServers: st.session.ice_servers || [],
+      offerer: false,
+      local: st.call.local,
+      send: (signal) => socket.send({ type: 'peer_signal', session_id: sessionId, peer, signal }),
+    });
+    const audio = /** @type {HTMLAudioElement} */ (h('audio.sup-audio', { autoplay: true }));
+    link.addEventListener('remote', () => { audio.srcObject = link.remote; audio.play().catch(() => {}); });
+    layout.append(audio);
+    l = { link, audio };
+    st.links.set(peer, l);
+    applySupervisors();
+    return l;
+  }
+
+  /** Plays a supervisor only in whisper and barge; closes links of supervisors who left. */
+  function applySupervisors() {
+    for (const [peer, l] of st.links) {
+      const sup = st.supervisors.find((x) => x.participant_id === peer);
+      if (!sup) { l.link.close(); l.audio.remove(); st.links.delete(peer); continue; }
+      l.audio.muted = !(sup.mode === 'whisper' || sup.mode === 'barge');
+    }
+  }
+
   function endCall() {
+    st.supervisors = [];
+    applySupervisors();
     st.call?.close();
     st.call = null;
     remoteVideo.srcObject = null;
@@ -606,6 +649,17 @@ export function operatorView(ctx, main) {
       case 'signal':
         if (st.call && msg.session_id === st.call.sessionId) st.call.handle(msg.signal);
         break;
+      case 'participants':
+        if (st.session?.session_id !== msg.session_id) break;
+        st.supervisors = msg.participants.filter((/** @type {any} */ p) => p.role === 'supervisor');
+        applySupervisors();
+        updateCallStage();
+        break;
+      case 'peer_signal':
+        if (st.call && msg.session_id === st.call.sessionId && st.supervisors.some((x) => x.participant_id === msg.peer)) {
+          linkWith(msg.peer)?.link.handle(msg.signal);
+        }
+        break;
       case 'session_held':
       case 'session_resumed':
         if (st.session?.session_id !== msg.session_id) break;
@@ -670,6 +724,11 @@ export function operatorView(ctx, main) {
   // Support hook (also used by the tests): inbound video frames decoded in the current call.
   const hook = /** @type {any} */ (window).bangban;
   if (hook) hook.framesDecoded = () => (st.call ? st.call.framesDecoded() : Promise.resolve(0));
+  // What this console received from supervisors (audio samples; tests check whisper reaches only the operator).
+  if (hook) hook.supervisorInbound = async () => {
+    const all = await Promise.all([...st.links.values()].map((l) => l.link.inbound()));
+    return all.reduce((a, b) => ({ frames: a.frames + b.frames, audioSamples: a.audioSamples + b.audioSamples, audioBytes: a.audioBytes + b.audioBytes }), { frames: 0, audioSamples: 0, audioBytes: 0 });
+  };
   if (hook) hook.videoCodecs = () => (st.call ? st.call.videoCodecs() : Promise.resolve({ inbound: [], outbound: [] }));
   // Keyboard: Enter accepts a ringing call (one key, like the one click).
   const onKey = (/** @type {KeyboardEvent} */ e) => { if (e.key === 'Enter' && st.ringing && !(e.target instanceof HTMLTextAreaElement)) accept(); };

@@ -2,6 +2,7 @@
 import { dialog, field, h, mount, toast } from '../dom.js';
 import * as fmt from '../fmt.js';
 import { DEVICE_STATE, OP_STATE, PRINTER_REASON, PRINTER_STATE, RATING, TERMINAL_STATUS, t } from '../i18n.js';
+import { PeerLink } from '../rtc.js';
 
 /** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main */
 export function supervisorView(ctx, main) {
@@ -13,13 +14,23 @@ export function supervisorView(ctx, main) {
   const ops = h('section.card#operators');
   const rects = h('section.card#rectifications');
   const terms = h('section.card#terminals');
+  const monitor = h('section.card.monitor-card#monitor');
+  monitor.hidden = true;
   let boardAt = Date.now();
+  // Only supervisors join calls (docs/protocol.md §5.8); admins see the board without the buttons.
+  const canSupervise = api.user?.role === 'supervisor';
+  /**
+   * The call this supervisor is in: its peers (the terminal and the operator) and the links to them.
+   * @type {{ sessionId: string, ticket: any, mode: string, iceServers: RTCIceServer[], participants: any[],
+   *   links: Map<string, PeerLink>, mic: MediaStream | null, videos: Map<string, HTMLVideoElement> } | null}
+   */
+  let sup = null;
 
   mount(main, h('div.sup-page', null,
     h('div.page-head', null, h('h1', null, t('今日服务概况')), h('span.muted', null, fmt.dateWeekday(Date.now())),
       h('button.btn.small.ghost', { type: 'button', onclick: () => load() }, t('刷新'))),
     tiles,
-    h('div.sup-grid', null, lines, ops, ratings, daily, rects, terms)));
+    h('div.sup-grid', null, monitor, lines, ops, ratings, daily, rects, terms)));
 
   function renderBoard() {
     const b = ctx.board;
@@ -35,8 +46,113 @@ export function supervisorView(ctx, main) {
     const list = [...(b?.operators || [])].sort((x, y) => order.indexOf(x.state) - order.indexOf(y.state));
     mount(ops, h('h2.card-title', null, t('受理员状态')),
       list.length ? h('ul.op-list#board-operators', null, list.map((o) => h('li', null, h('span', null, o.name),
-        h(`span.state-badge.st-${o.state}`, null, t(OP_STATE[/** @type {keyof typeof OP_STATE} */ (o.state)] || o.state))))) : h('p.muted', null, '—'));
+        h('span', null,
+          h(`span.state-badge.st-${o.state}`, null, t(OP_STATE[/** @type {keyof typeof OP_STATE} */ (o.state)] || o.state)),
+          canSupervise && o.session_id && sup?.sessionId !== o.session_id
+            ? h('button.btn.small.secondary.monitor-btn', { type: 'button', dataset: { session: o.session_id }, onclick: () => supervise(o.session_id, 'monitor') }, t('监听'))
+            : null)))) : h('p.muted', null, '—'));
   }
+
+  // ---- monitoring a call ------------------------------------------------------------------
+
+  /** @param {string} sessionId @param {string} mode */
+  function supervise(sessionId, mode) {
+    if (sup && sup.sessionId !== sessionId) leave();
+    socket.send({ type: 'supervise', session_id: sessionId, mode });
+  }
+
+  function leave() {
+    if (!sup) return;
+    socket.send({ type: 'leave_session', session_id: sup.sessionId });
+    closeMonitor();
+  }
+
+  function closeMonitor() {
+    if (!sup) return;
+    for (const l of sup.links.values()) l.close();
+    for (const tr of sup.mic?.getTracks() || []) tr.stop();
+    sup = null;
+    monitor.hidden = true;
+    mount(monitor);
+    renderBoard();
+  }
+
+  /** Who hears the supervisor in each mode (docs/protocol.md §5.8). @param {string} mode @param {string} role */
+  const hears = (mode, role) => role === 'operator' ? mode === 'whisper' || mode === 'barge' : mode === 'barge';
+
+  /** Opens (once) a link to each other participant and sets the microphone by the mode. */
+  async function applyMode() {
+    if (!sup) return;
+    const cur = sup;
+    const peers = cur.participants.filter((p) => p.role === 'terminal' || p.role === 'operator');
+    if (peers.some((p) => hears(cur.mode, p.role)) && !cur.mic) {
+      try {
+        cur.mic = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } });
+      } catch {
+        toast(t('未获得麦克风权限'), 'error');
+      }
+    }
+    if (sup !== cur) return;
+    for (const p of peers) {
+      let link = cur.links.get(p.participant_id);
+      if (!link) {
+        const peer = p.participant_id;
+        link = new PeerLink({
+          peer,
+          iceServers: cur.iceServers,
+          offerer: true,
+          send: (signal) => socket.send({ type: 'peer_signal', session_id: cur.sessionId, peer, signal }),
+        });
+        const l = link;
+        l.addEventListener('remote', () => {
+          const v = cur.videos.get(p.role);
+          if (v && v.srcObject !== l.remote) { v.srcObject = l.remote; v.play().catch(() => {}); }
+        });
+        cur.links.set(peer, link);
+      }
+      await link.setSpeaking(hears(cur.mode, p.role) ? cur.mic?.getAudioTracks()[0] || null : null);
+    }
+    renderMonitor();
+  }
+
+  function renderMonitor() {
+    if (!sup) return;
+    const cur = sup;
+    monitor.hidden = false;
+    const video = (/** @type {string} */ role, /** @type {string} */ label) => {
+      let v = cur.videos.get(role);
+      if (!v) {
+        v = /** @type {HTMLVideoElement} */ (h(`video#monitor-${role}`, { autoplay: true, playsInline: true }));
+        cur.videos.set(role, v);
+      }
+      return h('figure', null, v, h('figcaption', null, label));
+    };
+    const op = cur.participants.find((p) => p.role === 'operator');
+    const tk = cur.ticket;
+    const modes = [['monitor', '监听', '您能看到、听到双方，双方听不到您'], ['whisper', '耳语', '只有受理员能听到您'], ['barge', '插话', '居民和受理员都能听到您']];
+    mount(monitor,
+      h('h2.card-title', null, `${t('正在监听')} · ${tk.number} · ${tk.item_name}`),
+      h('div.monitor-videos', null,
+        video('terminal', `${t('居民')} · ${tk.point_name}`),
+        video('operator', `${t('受理员')} · ${op?.name || ''}`)),
+      h('div.monitor-modes', null,
+        modes.map(([m, zh]) => h(`button.btn.secondary.mode-${m}`, { type: 'button', 'aria-pressed': String(cur.mode === m), onclick: () => supervise(cur.sessionId, m) }, t(zh))),
+        h('button.btn.ghost#monitor-leave', { type: 'button', onclick: leave }, t('退出监听')),
+        h('button.btn.danger#monitor-end', { type: 'button', onclick: () => { if (confirm(t('确定结束该通话？'))) socket.send({ type: 'end_call', session_id: cur.sessionId }); } }, t('结束通话'))),
+      h('p.muted.monitor-hint', null, t(modes.find(([m]) => m === cur.mode)?.[2] || '')));
+  }
+
+  /** Support hook and tests: what the supervisor receives from each side. */
+  const hook = /** @type {any} */ (window).bangban;
+  if (hook) hook.monitorInbound = async () => {
+    /** @type {Record<string, any>} */
+    const out = {};
+    for (const p of sup?.participants || []) {
+      const l = sup?.links.get(p.participant_id);
+      if (l) out[p.role] = await l.inbound();
+    }
+    return out;
+  };
 
   /** @param {string} label @param {string} value @param {string} [sub] @param {'ok'|'bad'|''} [tone] */
   const tile = (label, value, sub, tone = '') => h(`div.tile${tone ? '.' + tone : ''}`, null, h('div.tile-label', null, label), h('div.tile-value', null, value), sub ? h('div.tile-sub', null, sub) : null);
@@ -123,13 +239,46 @@ export function supervisorView(ctx, main) {
     if (/** @type {CustomEvent} */ (e).detail.type === 'board') { boardAt = Date.now(); renderBoard(); }
     // An alarm opened or cleared: reload the terminals' health at once.
     if (/** @type {CustomEvent} */ (e).detail.type === 'terminal_alarm') loadTerminals();
+    const msg = /** @type {CustomEvent} */ (e).detail;
+    switch (msg.type) {
+      case 'supervising':
+        if (sup && sup.sessionId === msg.session_id) { sup.mode = msg.mode; sup.ticket = msg.ticket; }
+        else {
+          closeMonitor();
+          sup = { sessionId: msg.session_id, ticket: msg.ticket, mode: msg.mode, iceServers: msg.ice_servers || [], participants: [], links: new Map(), mic: null, videos: new Map() };
+        }
+        renderMonitor();
+        renderBoard();
+        break;
+      case 'participants':
+        if (!sup || sup.sessionId !== msg.session_id) break;
+        if (!msg.participants.some((/** @type {any} */ p) => p.participant_id === api.user?.id)) { closeMonitor(); break; }
+        sup.participants = msg.participants;
+        applyMode();
+        break;
+      case 'peer_signal':
+        if (sup && sup.sessionId === msg.session_id) sup.links.get(msg.peer)?.handle(msg.signal);
+        break;
+      case 'peer_reconnected':
+        if (sup && sup.sessionId === msg.session_id) for (const l of sup.links.values()) l.restartIce();
+        break;
+      case 'session_ended':
+        if (sup && sup.sessionId === msg.session_id) {
+          toast(msg.reason === 'supervisor_ended' ? t('已结束该通话') : t('通话已结束'), 'ok');
+          closeMonitor();
+        }
+        break;
+      case 'error':
+        if (['supervise', 'leave_session', 'end_call', 'peer_signal'].includes(msg.request)) toast(msg.message || msg.code, 'error');
+        break;
+    }
   };
   socket.addEventListener('message', onMessage);
   const tick = window.setInterval(renderBoard, 1000);
   const refresh = window.setInterval(load, 30_000);
   renderBoard();
   load();
-  return () => { socket.removeEventListener('message', onMessage); clearInterval(tick); clearInterval(refresh); };
+  return () => { leave(); socket.removeEventListener('message', onMessage); clearInterval(tick); clearInterval(refresh); };
 }
 
 // The health board's row of one terminal, shared with the staff's page (staff.js).

@@ -804,7 +804,7 @@ impl OperatorPeer {
                                 let fps = *fps;
                                 let (track, stats) = (track.clone(), sent2[i].clone());
                                 tokio::spawn(async move {
-                                    let _ = media::pump_into_track(desc, SampleTarget { track, ssrc, payload_type: pt, clock_rate: 90_000, fallback: Duration::from_secs(1) / fps }, Default::default(), stats).await;
+                                    let _ = media::pump_into_track(desc, SampleTarget { track, ssrc, payload_type: pt, clock_rate: 90_000, fallback: Duration::from_secs(1) / fps }, media::FanOut::default(), Default::default(), stats).await;
                                 });
                             }
                             let params = mic_sender2.get_parameters().await.expect("params");
@@ -813,7 +813,7 @@ impl OperatorPeer {
                             let cfg = MediaConfig { audio_source: AudioSource::Test, ..MediaConfig::default() };
                             let (track, stats) = (mic.clone(), sent2[2].clone());
                             tokio::spawn(async move {
-                                let _ = media::pump_into_track(media::audio_source_pipeline(&cfg), SampleTarget { track, ssrc, payload_type: pt, clock_rate: 48_000, fallback: Duration::from_millis(20) }, Default::default(), stats).await;
+                                let _ = media::pump_into_track(media::audio_source_pipeline(&cfg), SampleTarget { track, ssrc, payload_type: pt, clock_rate: 48_000, fallback: Duration::from_millis(20) }, media::FanOut::default(), Default::default(), stats).await;
                             });
                         }
                     },
