@@ -4,6 +4,10 @@
 /** @type {Record<string, string>} */
 const EN = {
   '帮办 · 坐席端': 'Bangban · Console',
+  '邀请协办': 'Invite', '邀请协办（三方通话）': 'Invite a colleague (three-way call)', '条线中空闲的受理员': 'A free operator of a line',
+  '发出邀请': 'Send invitation', '已发出邀请': 'Invitation sent', '邀请您协助办理': 'invites you to help',
+  '加入通话': 'Join the call', '协办中': 'Helping in a call', '离开通话': 'Leave the call', '协办': 'Colleague',
+  '已加入通话': 'joined the call', '未接受邀请': 'did not accept the invitation',
   '监听': 'Monitor', '耳语': 'Whisper', '插话': 'Barge in', '退出监听': 'Stop monitoring', '正在监听': 'Monitoring',
   '您能看到、听到双方，双方听不到您': 'You see and hear both sides; neither hears you',
   '只有受理员能听到您': 'Only the operator hears you', '居民和受理员都能听到您': 'The resident and the operator hear you',

@@ -284,8 +284,13 @@ export class PeerLink extends EventTarget {
     this.pc.onconnectionstatechange = () => this.dispatchEvent(new Event('state'));
     if (this.offerer) {
       this.pc.onnegotiationneeded = () => this.offer();
-      this.audio = this.pc.addTransceiver('audio', { direction: 'sendrecv' });
-      this.pc.addTransceiver('video', { direction: 'recvonly' });
+      // A specialist (`local` given) sends camera and microphone from the start; a supervisor
+      // sends nothing until `setSpeaking`.
+      const mic = this.local?.getAudioTracks()[0];
+      const cam = this.local?.getVideoTracks()[0];
+      const streams = this.local ? [this.local] : [];
+      this.audio = this.pc.addTransceiver(mic || 'audio', { direction: 'sendrecv', streams });
+      this.pc.addTransceiver(cam || 'video', { direction: cam ? 'sendrecv' : 'recvonly', streams });
     }
   }
 

@@ -418,7 +418,7 @@ describe('a call with the real terminal', () => {
     /** @returns {Promise<any>} */
     const opHears = () => op.evaluate(async () => /** @type {any} */ (window).bangban.supervisorInbound());
     assert.equal((await opHears()).audioBytes, 0, 'monitoring: the operator receives nothing from the supervisor');
-    const fromSup = async () => (await status()).call.remote.filter((/** @type {any} */ r) => r.from_supervisor);
+    const fromSup = async () => (await status()).call.remote.filter((/** @type {any} */ r) => r.from_guest);
     assert.ok((await status()).call.extra_peers >= 1, 'the terminal has a connection to the supervisor');
     assert.equal((await fromSup()).reduce((/** @type {number} */ n, /** @type {any} */ r) => n + r.decoded, 0), 0, 'monitoring: the terminal decodes nothing of the supervisor');
     await shot(sup, '44-supervisor-monitor');
@@ -449,6 +449,70 @@ describe('a call with the real terminal', () => {
     assert.ok(rated.ok, `rate: ${rated.status}`);
     await until('kiosk idle', async () => (await status()).phase === 'idle');
     await sup.context().close();
+    await op.context().close();
+  });
+
+  test('three-way call: the operator invites a colleague, who joins; the terminal decodes both operators; the colleague leaves', async () => {
+    const op = await newPage({ width: 1366, height: 768 });
+    await op.goto(`${base}/`);
+    await signIn(op);
+    await op.waitForSelector('#op-state[data-state=away]');
+    // The colleague is signed in (away: no calls ring for them).
+    const spec = await newPage({ width: 1366, height: 768 });
+    await spec.goto(`${base}/`);
+    await spec.fill('input[name=username]', 'operator2');
+    await spec.fill('input[name=password]', PASSWORD);
+    await spec.click('button[type=submit]');
+    await spec.waitForSelector('#op-state[data-state=away]');
+
+    await op.click('#availability');
+    await op.waitForSelector('#op-state[data-state=available]');
+    await kioskTicket();
+    await op.waitForSelector('#ringing #accept');
+    await op.click('#accept');
+    await op.waitForSelector('#call-stage');
+    await op.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 10, null, { timeout: 30_000 });
+
+    await op.click('#invite');
+    await op.waitForSelector('dialog select[name=operator_id] option', { state: 'attached' });
+    await op.fill('dialog textarea[name=note]', '请协助核对材料');
+    await op.click('dialog button[type=submit]');
+    await spec.waitForSelector('dialog #invite-text');
+    await shot(spec, '47-specialist-invited');
+    await spec.click('dialog button[type=submit]');
+    await spec.waitForSelector('#consult');
+
+    // The colleague sees and hears both sides; the operator and the terminal decode the colleague.
+    await until('the colleague decodes both sides', async () => {
+      const m = await spec.evaluate(async () => /** @type {any} */ (window).bangban.consultInbound());
+      return m.terminal?.frames > 10 && m.operator?.frames > 10 && m.terminal.audioSamples > 0 && m.operator.audioSamples > 0;
+    });
+    await until('the operator decodes the colleague', async () => {
+      const m = await op.evaluate(async () => /** @type {any} */ (window).bangban.supervisorInbound());
+      return m.frames > 10 && m.audioSamples > 0;
+    });
+    const s = await until('the terminal decodes both operators', async () => {
+      const st = await status();
+      const guest = st.call.remote.filter((/** @type {any} */ r) => r.from_guest);
+      const main = st.call.remote.filter((/** @type {any} */ r) => !r.from_guest);
+      const ok = guest.some((/** @type {any} */ r) => r.kind === 'camera' && r.decoded > 10) && guest.some((/** @type {any} */ r) => r.kind === 'audio' && r.decoded > 0)
+        && main.some((/** @type {any} */ r) => r.kind === 'camera' && r.decoded > 10);
+      return ok ? st : null;
+    });
+    assert.equal(s.call.extra_peers, 1);
+    await op.waitForFunction(() => document.querySelector('#supervisor-badge')?.textContent?.includes('已加入通话'));
+    await op.waitForSelector('#specialist-tile:not([hidden])');
+    await shot(op, '48-operator-three-way');
+    await shot(spec, '49-specialist-in-call');
+
+    // The colleague leaves; the call goes on between the two parties.
+    await spec.click('#consult-leave');
+    await spec.waitForSelector('#idle');
+    await until('the terminal closed the colleague\'s connection', async () => (await status()).call.extra_peers === 0);
+    await op.waitForSelector('#specialist-tile[hidden]', { state: 'attached' });
+    assert.equal((await status()).phase, 'in_call');
+    await endAndRate(op);
+    await spec.context().close();
     await op.context().close();
   });
 

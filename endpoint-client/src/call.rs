@@ -75,8 +75,9 @@ pub struct RemoteTrackStats {
     pub decoded: u64,
     /// Keyframe requests (PLI) we sent for this track.
     pub pli_sent: u64,
-    /// Received from a supervisor in the call (played only once they barge in).
-    pub from_supervisor: bool,
+    /// Received from a guest of the call: a supervisor (played only once they barge in) or a
+    /// specialist.
+    pub from_guest: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -119,7 +120,7 @@ struct RemoteCounters {
     packets: Arc<AtomicU64>,
     decoded: Arc<AtomicU64>,
     pli_sent: Arc<AtomicU64>,
-    from_supervisor: bool,
+    from_guest: bool,
 }
 
 /// Live counters of the current call, shared with the status output; also the resident's
@@ -227,7 +228,7 @@ impl CallStats {
                     packets: r.packets.load(Ordering::Relaxed),
                     decoded: r.decoded.load(Ordering::Relaxed),
                     pli_sent: r.pli_sent.load(Ordering::Relaxed),
-                    from_supervisor: r.from_supervisor,
+                    from_guest: r.from_guest,
                 })
                 .collect(),
         }
@@ -1022,13 +1023,23 @@ impl Call {
             self.close_extra(p).await;
         }
         for (p, x) in &self.extras {
-            let audible = self.supervisor(*p).is_some_and(|v| v.mode.is_some_and(|m| m.resident_hears()));
-            x.audible.store(audible, Ordering::Relaxed);
+            x.audible.store(self.audible(*p), Ordering::Relaxed);
         }
     }
 
+    /// A guest of the call: a supervisor or a specialist.
     fn supervisor(&self, peer: uuid::Uuid) -> Option<&ParticipantView> {
-        self.participants.iter().find(|p| p.participant_id == peer && p.role == ParticipantRole::Supervisor)
+        self.participants.iter().find(|p| {
+            p.participant_id == peer
+                && matches!(p.role, ParticipantRole::Supervisor | ParticipantRole::Specialist)
+        })
+    }
+
+    /// Whether the resident hears `peer`: a specialist always, a supervisor once they barge in.
+    fn audible(&self, peer: uuid::Uuid) -> bool {
+        self.supervisor(peer).is_some_and(|v| {
+            v.role == ParticipantRole::Specialist || v.mode.is_some_and(|m| m.resident_hears())
+        })
     }
 
     async fn send_to(&self, peer: uuid::Uuid, signal: Signal) {
@@ -1048,7 +1059,7 @@ impl Call {
             handler,
         )
         .await?;
-        let audible = self.supervisor(peer).is_some_and(|v| v.mode.is_some_and(|m| m.resident_hears()));
+        let audible = self.audible(peer);
         Ok(Extra {
             pc,
             video: None,
@@ -1234,7 +1245,7 @@ impl Call {
         let task = Live::new(&live::CALL_TASKS);
         tokio::spawn(async move {
             let _task = task;
-            let from_supervisor = gate.is_some();
+            let from_guest = gate.is_some();
             let is_audio = track.kind().await == RtpCodecKind::Audio;
             let stream_id = track.stream_id().await.to_string();
             let track_id = track.track_id().await.to_string();
@@ -1282,7 +1293,7 @@ impl Call {
                                     if let Some(v) = &d.volume {
                                         stats.add_volume_element(v);
                                     }
-                                    let prefix = if from_supervisor { "supervisor:" } else { "" };
+                                    let prefix = if from_guest { "guest:" } else { "" };
                                     stats.lock().remote.insert(
                                         format!("{prefix}{stream_id}/{track_id}"),
                                         RemoteCounters {
@@ -1293,7 +1304,7 @@ impl Call {
                                             packets: d.packets.clone(),
                                             decoded: d.decoded.clone(),
                                             pli_sent: pli_sent.clone(),
-                                            from_supervisor,
+                                            from_guest,
                                         },
                                     );
                                     decoder = Some(d);

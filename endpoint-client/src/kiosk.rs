@@ -163,11 +163,19 @@ pub struct Kiosk {
     resident_ticket: Option<(Uuid, String)>,
     /// A supervisor has barged into the current call (the resident was told).
     barged: bool,
+    /// A specialist takes part in the current call (the resident was told).
+    specialist: bool,
 }
 
 impl Default for Kiosk {
     fn default() -> Self {
-        Self { phase: Phase::Idle, scan_request: None, resident_ticket: None, barged: false }
+        Self {
+            phase: Phase::Idle,
+            scan_request: None,
+            resident_ticket: None,
+            barged: false,
+            specialist: false,
+        }
     }
 }
 
@@ -353,6 +361,7 @@ impl Kiosk {
                 let ticket = session.ticket.clone();
                 let session = Box::new(session);
                 self.barged = false;
+                self.specialist = false;
                 out.push(Effect::StartCall(session.clone()));
                 self.phase = Phase::InCall { ticket, session, held: false, peer_away: false };
                 out
@@ -374,11 +383,16 @@ impl Kiosk {
                 let barged = participants.iter().any(|p| {
                     p.role == ParticipantRole::Supervisor && p.mode.is_some_and(|m| m.resident_hears())
                 });
+                let specialist = participants.iter().any(|p| p.role == ParticipantRole::Specialist);
                 let mut out = vec![Effect::ToCall(session_id, CallInput::Participants(participants))];
                 if barged && !self.barged {
                     out.push(notice("supervisor", "值班主管已加入通话，和受理员一起为您办理。"));
                 }
+                if specialist && !self.specialist {
+                    out.push(notice("specialist", "另一位工作人员已加入通话，协助为您办理。"));
+                }
                 self.barged = barged;
+                self.specialist = specialist;
                 out
             }
             ServerMsg::SessionHeld { session_id } | ServerMsg::SessionResumed { session_id }

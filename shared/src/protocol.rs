@@ -303,6 +303,8 @@ pub enum ParticipantRole {
     Operator,
     /// A supervisor monitoring, whispering or barged in (`mode` says which).
     Supervisor,
+    /// Another operator or a specialist invited by the operator (三方通话): seen and heard by all.
+    Specialist,
     /// A role this client version does not know (never sent by the server).
     #[serde(other)]
     Unknown,
@@ -773,6 +775,21 @@ pub enum ClientMsg {
         peer: Uuid,
         signal: Signal,
     },
+    /// Operator: invite another operator (by account, or any free operator of a line) into the
+    /// call as a specialist (三方通话).
+    Invite {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+        target: TransferTarget,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<Notes>,
+    },
+    /// The invited operator accepts (`accept: true`) or declines an `invited`.
+    AnswerInvite {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+        accept: bool,
+    },
 }
 
 impl ClientMsg {
@@ -797,6 +814,8 @@ impl ClientMsg {
         "supervise",
         "leave_session",
         "peer_signal",
+        "invite",
+        "answer_invite",
     ];
 
     /// The message's `type`, for logs and metrics without the payload.
@@ -821,6 +840,8 @@ impl ClientMsg {
             ClientMsg::Supervise { .. } => "supervise",
             ClientMsg::LeaveSession { .. } => "leave_session",
             ClientMsg::PeerSignal { .. } => "peer_signal",
+            ClientMsg::Invite { .. } => "invite",
+            ClientMsg::AnswerInvite { .. } => "answer_invite",
         }
     }
 
@@ -836,7 +857,9 @@ impl ClientMsg {
             | ClientMsg::Signal { session_id, .. }
             | ClientMsg::Supervise { session_id, .. }
             | ClientMsg::LeaveSession { session_id }
-            | ClientMsg::PeerSignal { session_id, .. } => Some(*session_id),
+            | ClientMsg::PeerSignal { session_id, .. }
+            | ClientMsg::Invite { session_id, .. }
+            | ClientMsg::AnswerInvite { session_id, .. } => Some(*session_id),
             _ => None,
         }
     }
@@ -1056,6 +1079,24 @@ pub enum ServerMsg {
         peer: Uuid,
         signal: Signal,
     },
+    /// To an operator: `from_operator` invites them into a call as a specialist; answer with
+    /// `answer_invite`. The invitation lapses when the call ends.
+    Invited {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+        ticket: TicketView,
+        from_operator: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        ice_servers: Vec<IceServer>,
+    },
+    /// To the inviting operator: the invited operator declined (or could not be reached).
+    InviteDeclined {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+        #[schemars(with = "UuidSchema")]
+        operator_id: Uuid,
+    },
 
     // ---- supervisors and admins
     /// A terminal alarm opened (`cleared_at` null) or cleared: `offline` after the threshold
@@ -1094,6 +1135,8 @@ impl ServerMsg {
         "supervising",
         "participants",
         "peer_signal",
+        "invited",
+        "invite_declined",
         "terminal_alarm",
     ];
 
@@ -1127,6 +1170,8 @@ impl ServerMsg {
             ServerMsg::Supervising { .. } => "supervising",
             ServerMsg::Participants { .. } => "participants",
             ServerMsg::PeerSignal { .. } => "peer_signal",
+            ServerMsg::Invited { .. } => "invited",
+            ServerMsg::InviteDeclined { .. } => "invite_declined",
             ServerMsg::TerminalAlarm { .. } => "terminal_alarm",
         }
     }

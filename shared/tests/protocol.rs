@@ -124,6 +124,17 @@ fn client_examples() -> Vec<ClientMsg> {
         v.push(ClientMsg::Supervise { session_id: s, mode });
     }
     v.push(ClientMsg::LeaveSession { session_id: s });
+    v.push(ClientMsg::Invite {
+        session_id: s,
+        target: TransferTarget::Operator { operator_id: id(5) },
+        note: None,
+    });
+    v.push(ClientMsg::Invite {
+        session_id: s,
+        target: TransferTarget::Line { line_id: id(3) },
+        note: Some(Notes::try_from("请协助".to_owned()).expect("note")),
+    });
+    v.push(ClientMsg::AnswerInvite { session_id: s, accept: false });
     v
 }
 
@@ -324,6 +335,14 @@ fn server_examples() -> Vec<ServerMsg> {
             },
         ],
     });
+    v.push(ServerMsg::Invited {
+        session_id: s,
+        ticket: ticket(),
+        from_operator: "李受理".into(),
+        note: None,
+        ice_servers: vec![],
+    });
+    v.push(ServerMsg::InviteDeclined { session_id: s, operator_id: id(5) });
     for mode in SuperviseMode::ALL {
         v.push(ServerMsg::Supervising { session_id: s, ticket: ticket(), mode, ice_servers: vec![] });
     }

@@ -30,7 +30,13 @@ export function operatorView(ctx, main) {
     /** @type {any[]} */ history: [],
     boardAt: Date.now(),
     /** @type {MediaDeviceInfo[]} */ cameras: [],
-    /** Supervisors in the current call (participants with role supervisor). @type {any[]} */ supervisors: [],
+    /** Guests of the current call: supervisors and specialists (participants). @type {any[]} */ supervisors: [],
+    /**
+     * A call this operator joined as a specialist (三方通话).
+     * @type {{ sessionId: string, ticket: any, iceServers: RTCIceServer[], participants: any[], links: Map<string, PeerLink>, local: MediaStream | null, videos: Map<string, HTMLVideoElement> } | null}
+     */
+    consult: null,
+    /** Invitation shown, by session. @type {any} */ invited: null,
     /** Peer connections with them, by participant id. @type {Map<string, { link: PeerLink, audio: HTMLAudioElement }>} */ links: new Map(),
   };
 
@@ -177,6 +183,11 @@ export function operatorView(ctx, main) {
     if (st.session && st.call) {
       if (!stage.querySelector('#call-stage')) mount(stage, callStage());
       updateCallStage();
+      applySupervisors();
+      return;
+    }
+    if (st.consult) {
+      if (!stage.querySelector('#consult')) mount(stage, consultStage());
       return;
     }
     const away = st.opState !== 'available';
@@ -211,6 +222,7 @@ export function operatorView(ctx, main) {
         remoteVideo,
         h('div.video-overlay#call-banner'),
         h('div.sup-badge#supervisor-badge', { role: 'status', 'aria-live': 'polite' }),
+        h('div.guest-tile#specialist-tile', { hidden: true }, h('video#specialist-video', { autoplay: true, playsInline: true }), h('span.pip-label#specialist-name')),
         h('div.pip', null, localVideo, h('span.pip-label', null, t('本人画面'))),
         h('div.call-clock#call-clock')),
       h('div.controls', null,
@@ -220,6 +232,7 @@ export function operatorView(ctx, main) {
         h('button.ctl#share', { type: 'button', onclick: toggleShare }),
         h('button.ctl#hold', { type: 'button', onclick: () => socket.send({ type: st.held ? 'resume' : 'hold', session_id: st.session.session_id }) }),
         h('button.ctl#transfer', { type: 'button', onclick: transferDialog }, t('转办')),
+        h('button.ctl#invite', { type: 'button', onclick: inviteDialog }, t('邀请协办')),
         h('button.ctl.danger#end-call', { type: 'button', onclick: () => socket.send({ type: 'end_call', session_id: st.session.session_id }) }, t('结束通话'))));
   }
 
@@ -255,7 +268,8 @@ export function operatorView(ctx, main) {
     if (badge) {
       // Policy (docs/protocol.md §5.8): the operator always sees who supervises the call, and how.
       const doing = { monitor: '正在监听', whisper: '正在耳语（只有您能听到）', barge: '已插话（居民也能听到）' };
-      const text = st.supervisors.map((x) => `${t('值班主管')} ${x.name} ${t(doing[/** @type {keyof typeof doing} */ (x.mode)] || x.mode)}`).join('；');
+      const text = st.supervisors.map((x) => x.role === 'specialist' ? `${t('协办')} ${x.name} ${t('已加入通话')}`
+        : `${t('值班主管')} ${x.name} ${t(doing[/** @type {keyof typeof doing} */ (x.mode)] || x.mode)}`).join('；');
       badge.textContent = text;
       badge.classList.toggle('show', !!text);
     }
@@ -564,7 +578,13 @@ export function operatorView(ctx, main) {
       send: (signal) => socket.send({ type: 'peer_signal', session_id: sessionId, peer, signal }),
     });
     const audio = /** @type {HTMLAudioElement} */ (h('audio.sup-audio', { autoplay: true }));
-    link.addEventListener('remote', () => { audio.srcObject = link.remote; audio.play().catch(() => {}); });
+    link.addEventListener('remote', () => {
+      audio.srcObject = link.remote;
+      audio.play().catch(() => {});
+      // A specialist's camera shows beside the resident.
+      const v = /** @type {HTMLVideoElement | null} */ (stage.querySelector('#specialist-video'));
+      if (v && link.remote.getVideoTracks().length && v.srcObject !== link.remote) { v.srcObject = link.remote; v.muted = true; v.play().catch(() => {}); }
+    });
     layout.append(audio);
     l = { link, audio };
     st.links.set(peer, l);
@@ -577,8 +597,118 @@ export function operatorView(ctx, main) {
     for (const [peer, l] of st.links) {
       const sup = st.supervisors.find((x) => x.participant_id === peer);
       if (!sup) { l.link.close(); l.audio.remove(); st.links.delete(peer); continue; }
-      l.audio.muted = !(sup.mode === 'whisper' || sup.mode === 'barge');
+      l.audio.muted = !(sup.role === 'specialist' || sup.mode === 'whisper' || sup.mode === 'barge');
     }
+    const spec = st.supervisors.find((x) => x.role === 'specialist');
+    const tile = /** @type {HTMLElement | null} */ (stage.querySelector('#specialist-tile'));
+    if (tile) {
+      tile.hidden = !spec;
+      const name = stage.querySelector('#specialist-name');
+      if (name) name.textContent = spec ? `${t('协办')} · ${spec.name}` : '';
+    }
+  }
+
+  /** Invites another operator (by name or line) into the call as a specialist. */
+  async function inviteDialog() {
+    if (!st.session) return;
+    const lines = await api.get('/api/v1/lines').catch(() => []);
+    const me = /** @type {any} */ (api.user).id;
+    const ops = (ctx.board?.operators || []).filter((/** @type {any} */ o) => o.operator_id !== me && (o.state === 'available' || o.state === 'away'));
+    const data = await dialog(t('邀请协办（三方通话）'), () => [
+      h('fieldset.radio-row', null,
+        h('label', null, h('input', { type: 'radio', name: 'kind', value: 'operator', checked: !!ops.length, disabled: !ops.length }), t('指定受理员')),
+        h('label', null, h('input', { type: 'radio', name: 'kind', value: 'line', checked: !ops.length }), t('条线中空闲的受理员'))),
+      field(t('指定受理员'), h('select', { name: 'operator_id', disabled: !ops.length }, ops.map((/** @type {any} */ o) => h('option', { value: o.operator_id }, `${o.name}（${t(OP_STATE[/** @type {keyof typeof OP_STATE} */ (o.state)])}）`)))),
+      field(t('条线'), h('select', { name: 'line_id' }, lines.filter((/** @type {any} */ l) => l.active).map((/** @type {any} */ l) => h('option', { value: l.id }, l.name)))),
+      field(t('说明'), h('textarea', { name: 'note', rows: 2, maxlength: 2000 })),
+    ], { submit: t('发出邀请'), cancel: t('取消') });
+    if (!data || !st.session) return;
+    const kind = String(data.get('kind'));
+    const target = kind === 'operator' ? { kind, operator_id: String(data.get('operator_id')) } : { kind: 'line', line_id: String(data.get('line_id')) };
+    /** @type {any} */
+    const msg = { type: 'invite', session_id: st.session.session_id, target };
+    const note = String(data.get('note') || '').trim();
+    if (note) msg.note = note;
+    socket.send(msg);
+    toast(t('已发出邀请'), 'ok');
+  }
+
+  // ---- joining someone else's call as a specialist ---------------------------------------
+
+  /** @param {any} inv the `invited` message */
+  async function answerInvite(inv) {
+    st.invited = inv;
+    const ok = await dialog(`${inv.from_operator} ${t('邀请您协助办理')}`, () => [
+      h('p#invite-text', null, `${inv.ticket.number} · ${inv.ticket.item_name} · ${inv.ticket.point_name}`),
+      inv.note ? h('p.quote', null, `“${inv.note}”`) : null,
+    ].filter(Boolean), { submit: t('加入通话'), cancel: t('拒绝') });
+    st.invited = null;
+    if (!ok) { socket.send({ type: 'answer_invite', session_id: inv.session_id, accept: false }); return; }
+    // Camera and microphone first: the links open as soon as `participants` names us.
+    let local = null;
+    try {
+      local = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true }, video: { width: { ideal: 1280 }, height: { ideal: 720 } } });
+    } catch { toast(t('未获得摄像头或麦克风权限'), 'error'); }
+    st.consult = { sessionId: inv.session_id, ticket: inv.ticket, iceServers: inv.ice_servers || [], participants: [], links: new Map(), local, videos: new Map() };
+    socket.send({ type: 'answer_invite', session_id: inv.session_id, accept: true });
+    renderStage();
+  }
+
+  function consultStage() {
+    const c = /** @type {NonNullable<typeof st.consult>} */ (st.consult);
+    const video = (/** @type {string} */ role) => {
+      let v = c.videos.get(role);
+      if (!v) { v = /** @type {HTMLVideoElement} */ (h(`video#consult-${role}`, { autoplay: true, playsInline: true })); c.videos.set(role, v); }
+      return v;
+    };
+    const op = c.participants.find((p) => p.role === 'operator');
+    const self = /** @type {HTMLVideoElement} */ (h('video', { autoplay: true, playsInline: true, muted: true }));
+    self.muted = true;
+    self.srcObject = c.local;
+    return h('div.consult#consult', null,
+      h('h2', null, `${t('协办中')} · ${c.ticket.number} · ${c.ticket.item_name}`),
+      h('div.monitor-videos', null,
+        h('figure', null, video('terminal'), h('figcaption', null, `${t('居民')} · ${c.ticket.point_name}`)),
+        h('figure', null, video('operator'), h('figcaption#consult-operator', null, `${t('受理员')} · ${op?.name || ''}`))),
+      h('div.monitor-modes', null,
+        h('figure.consult-self', null, self),
+        h('button.btn.secondary#consult-leave', { type: 'button', onclick: leaveConsult }, t('离开通话'))));
+  }
+
+  function leaveConsult() {
+    if (!st.consult) return;
+    socket.send({ type: 'leave_session', session_id: st.consult.sessionId });
+    closeConsult();
+  }
+
+  function closeConsult() {
+    const c = st.consult;
+    if (!c) return;
+    for (const l of c.links.values()) l.close();
+    for (const tr of c.local?.getTracks() || []) tr.stop();
+    st.consult = null;
+    renderStage();
+  }
+
+  /** Opens a link to the terminal and to the operator (once each), sending our camera and microphone. */
+  function consultLinks() {
+    const c = st.consult;
+    if (!c) return;
+    for (const p of c.participants.filter((x) => x.role === 'terminal' || x.role === 'operator')) {
+      if (c.links.has(p.participant_id)) continue;
+      const peer = p.participant_id;
+      const link = new PeerLink({ peer, iceServers: c.iceServers, offerer: true, local: c.local,
+        send: (signal) => socket.send({ type: 'peer_signal', session_id: c.sessionId, peer, signal }) });
+      link.addEventListener('remote', () => {
+        const v = c.videos.get(p.role);
+        if (v && v.srcObject !== link.remote) { v.srcObject = link.remote; v.play().catch(() => {}); }
+      });
+      c.links.set(peer, link);
+    }
+    if (!stage.querySelector('#consult')) renderStage();
+    const op = c.participants.find((p) => p.role === 'operator');
+    const cap = stage.querySelector('#consult-operator');
+    if (cap) cap.textContent = `${t('受理员')} · ${op?.name || ''}`;
   }
 
   function endCall() {
@@ -649,13 +779,28 @@ export function operatorView(ctx, main) {
       case 'signal':
         if (st.call && msg.session_id === st.call.sessionId) st.call.handle(msg.signal);
         break;
+      case 'invited':
+        answerInvite(msg);
+        break;
+      case 'invite_declined': {
+        const who = (ctx.board?.operators || []).find((/** @type {any} */ o) => o.operator_id === msg.operator_id);
+        toast(`${who?.name || t('受理员')} ${t('未接受邀请')}`);
+        break;
+      }
       case 'participants':
+        if (st.consult?.sessionId === msg.session_id) {
+          if (!msg.participants.some((/** @type {any} */ p) => p.participant_id === api.user?.id)) { closeConsult(); break; }
+          st.consult.participants = msg.participants;
+          consultLinks();
+          break;
+        }
         if (st.session?.session_id !== msg.session_id) break;
-        st.supervisors = msg.participants.filter((/** @type {any} */ p) => p.role === 'supervisor');
+        st.supervisors = msg.participants.filter((/** @type {any} */ p) => p.role === 'supervisor' || p.role === 'specialist');
         applySupervisors();
         updateCallStage();
         break;
       case 'peer_signal':
+        if (st.consult?.sessionId === msg.session_id) { st.consult.links.get(msg.peer)?.handle(msg.signal); break; }
         if (st.call && msg.session_id === st.call.sessionId && st.supervisors.some((x) => x.participant_id === msg.peer)) {
           linkWith(msg.peer)?.link.handle(msg.signal);
         }
@@ -677,6 +822,7 @@ export function operatorView(ctx, main) {
         updateCallStage();
         break;
       case 'session_ended': {
+        if (st.consult?.sessionId === msg.session_id) { toast(t('通话已结束'), 'ok'); closeConsult(); break; }
         if (st.session?.session_id !== msg.session_id) break;
         const s = st.session;
         const secs = (Date.now() - st.callStart) / 1000;
@@ -706,6 +852,7 @@ export function operatorView(ctx, main) {
         }
         break;
       case 'error':
+        if (msg.request === 'answer_invite') closeConsult();
         toast(msg.message || msg.code, 'error');
         if (msg.request === 'wrap_up') stage.querySelector('#wrap-submit')?.removeAttribute('disabled');
         if (msg.request === 'accept') stage.querySelector('#accept')?.removeAttribute('disabled');
@@ -728,6 +875,16 @@ export function operatorView(ctx, main) {
   if (hook) hook.supervisorInbound = async () => {
     const all = await Promise.all([...st.links.values()].map((l) => l.link.inbound()));
     return all.reduce((a, b) => ({ frames: a.frames + b.frames, audioSamples: a.audioSamples + b.audioSamples, audioBytes: a.audioBytes + b.audioBytes }), { frames: 0, audioSamples: 0, audioBytes: 0 });
+  };
+  // What this console receives in a call it joined as a specialist, by side.
+  if (hook) hook.consultInbound = async () => {
+    /** @type {Record<string, any>} */
+    const out = {};
+    for (const p of st.consult?.participants || []) {
+      const l = st.consult?.links.get(p.participant_id);
+      if (l) out[p.role] = await l.inbound();
+    }
+    return out;
   };
   if (hook) hook.videoCodecs = () => (st.call ? st.call.videoCodecs() : Promise.resolve({ inbound: [], outbound: [] }));
   // Keyboard: Enter accepts a ringing call (one key, like the one click).
@@ -754,5 +911,6 @@ export function operatorView(ctx, main) {
     clearInterval(tick);
     ringer.stop();
     endCall();
+    leaveConsult();
   };
 }

@@ -6,16 +6,17 @@
 //!
 //! Split by concern: [`parties`] (connections, reconnect windows, availability), [`tickets`]
 //! (taking, cancelling, closing, queue positions), [`sessions`] (calls: start, relay, hold,
-//! transfer, end, wrap-up, rating), [`supervision`] (supervisors joining a call: monitor,
-//! whisper, barge in, leave, end; signaling between any two participants), [`board`] (the
-//! supervisors' and operators' board).
+//! transfer, end, wrap-up, rating), [`guests`] (participants beyond the two parties:
+//! supervisors who monitor, whisper, barge in or end the call, and specialists the operator
+//! invites; signaling between any two participants), [`board`] (the supervisors' and
+//! operators' board).
 //! A session is addressed by its parties; outputs are addressed to parties, never to sockets.
 
 pub mod availability;
 mod board;
+mod guests;
 mod parties;
 mod sessions;
-mod supervision;
 #[cfg(test)]
 mod tests;
 pub(crate) mod tickets;
@@ -206,16 +207,20 @@ pub(crate) struct SessionRt {
     pub(crate) operator_name: String,
     pub(crate) terminal: Uuid,
     pub(crate) state: SessState,
-    /// Supervisors taking part, in the order they joined.
-    pub(crate) supervisors: Vec<SupervisorRt>,
+    /// Supervisors and specialists taking part, in the order they joined.
+    pub(crate) guests: Vec<Guest>,
+    /// Operators invited as specialists who have not answered yet.
+    pub(crate) invited: Vec<Uuid>,
 }
 
-/// A supervisor in a call.
+/// A participant beyond the two parties: a supervisor (with a mode) or a specialist.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SupervisorRt {
+pub(crate) struct Guest {
     pub(crate) id: Uuid,
     pub(crate) name: String,
-    pub(crate) mode: shared::protocol::SuperviseMode,
+    pub(crate) role: shared::protocol::ParticipantRole,
+    /// A supervisor's mode (`None` for a specialist).
+    pub(crate) mode: Option<shared::protocol::SuperviseMode>,
 }
 
 impl SessionRt {
@@ -224,10 +229,10 @@ impl SessionRt {
         [self.operator, self.terminal]
     }
 
-    /// Everyone taking part: the two parties, then the supervisors.
+    /// Everyone taking part: the two parties, then the guests.
     pub(crate) fn participants(&self) -> Vec<Uuid> {
         let mut v = self.parties().to_vec();
-        v.extend(self.supervisors.iter().map(|x| x.id));
+        v.extend(self.guests.iter().map(|x| x.id));
         v
     }
 }
@@ -523,9 +528,14 @@ impl Core {
                 self.require(from, Role::Supervisor)?;
                 self.supervise(from, session_id, mode, now)
             }
-            ClientMsg::LeaveSession { session_id } => {
-                self.require(from, Role::Supervisor)?;
-                self.leave_session(from, session_id, "left", now)
+            ClientMsg::LeaveSession { session_id } => self.leave_session(from, session_id, "left", now),
+            ClientMsg::Invite { session_id, target, note } => {
+                self.require(from, Role::Operator)?;
+                self.invite(from, session_id, target, note.map(|n| n.as_str().to_owned()), now)
+            }
+            ClientMsg::AnswerInvite { session_id, accept } => {
+                self.require(from, Role::Operator)?;
+                self.answer_invite(from, session_id, accept, now)
             }
             ClientMsg::PeerSignal { session_id, peer, signal } => {
                 self.relay_to_peer(from, session_id, peer, signal)

@@ -172,10 +172,10 @@ impl Core {
     /// supervisors told the party is back (they restart ICE towards it).
     fn resend_participants(&mut self, session: Uuid, to: Uuid) {
         let Some(s) = self.sessions.get(&session) else { return };
-        if s.supervisors.is_empty() {
+        if s.guests.is_empty() {
             return;
         }
-        let sups: Vec<Uuid> = s.supervisors.iter().map(|x| x.id).collect();
+        let sups: Vec<Uuid> = s.guests.iter().map(|x| x.id).collect();
         if let Some(msg) = self.participants_msg(session) {
             self.send(to, msg);
         }
@@ -220,6 +220,8 @@ impl Core {
                 self.grace.insert(party, now + self.settings.resume_window_ms);
             }
             Role::Operator => {
+                // A specialist in someone else's call leaves it.
+                self.guest_gone(party, now);
                 let in_call =
                     self.sessions.values().any(|s| s.operator == party && s.state != SessState::Closed);
                 if in_call {
@@ -241,7 +243,7 @@ impl Core {
             }
             _ => {
                 if role == Role::Supervisor {
-                    self.supervisor_gone(party, now);
+                    self.guest_gone(party, now);
                 }
                 self.parties.remove(&party);
             }
@@ -319,7 +321,7 @@ impl Core {
                 self.parties.remove(&party);
             }
             Role::Supervisor => {
-                self.supervisor_gone(party, now);
+                self.guest_gone(party, now);
                 self.parties.remove(&party);
             }
             _ => {

@@ -37,7 +37,8 @@ impl Core {
                 operator_name,
                 terminal: t.terminal,
                 state: SessState::Active,
-                supervisors: Vec::new(),
+                guests: Vec::new(),
+                invited: Vec::new(),
             },
         );
         if let Some(x) = self.tickets.get_mut(&ticket) {
@@ -100,7 +101,7 @@ impl Core {
         let msg = ServerMsg::SessionEnded { session_id: session, reason };
         self.send(s.terminal, msg.clone());
         self.send(s.operator, msg.clone());
-        self.drop_supervisors(session, msg);
+        self.drop_guests(session, msg);
         if requeue {
             self.sessions.remove(&session);
             self.persist(Write::WrapUp { session, outcome: None, notes: None, at: now }, Vec::new());
@@ -366,7 +367,7 @@ impl Core {
         let ended = ServerMsg::SessionEnded { session_id, reason: SessionEndReason::Transferred };
         self.send(s.terminal, ended.clone());
         self.send(s.operator, ended.clone());
-        let sups: Vec<Uuid> = s.supervisors.iter().map(|x| x.id).collect();
+        let sups: Vec<Uuid> = s.guests.iter().map(|x| x.id).collect();
         if !sups.is_empty() {
             self.send_many(sups, ended);
         }

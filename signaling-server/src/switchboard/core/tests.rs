@@ -1224,7 +1224,7 @@ mod supervision {
         }
         assert_eq!(audits(&outs), vec![("session.supervisor_end", sup)]);
         assert!(to(&outs, o).contains(&ServerMsg::OperatorStatus { state: OperatorStateView::WrapUp }));
-        assert!(h.core.sessions[&session].supervisors.is_empty(), "the supervisors left with the call");
+        assert!(h.core.sessions[&session].guests.is_empty(), "the supervisors left with the call");
     }
 
     #[test]
@@ -1261,5 +1261,112 @@ mod supervision {
                 .iter()
                 .any(|m| matches!(m, ServerMsg::SessionEnded { reason: SessionEndReason::Transferred, .. }))
         );
+    }
+
+    #[test]
+    fn an_operator_invites_a_specialist_who_joins_is_seen_by_all_and_leaves() {
+        let mut h = H::new();
+        let (t, o, spec, busy) = (id(1), id(2), id(6), id(7));
+        let (_, session) = in_call(&mut h, t, o);
+        h.available(spec);
+        // Only the call's operator invites; never themselves; an offline operator is refused.
+        let outs = h.msg(
+            spec,
+            ClientMsg::Invite {
+                session_id: session,
+                target: TransferTarget::Operator { operator_id: t },
+                note: None,
+            },
+        );
+        assert_eq!(error_code(&to(&outs, spec)), Some(ErrorCode::Forbidden));
+        let outs = h.msg(
+            o,
+            ClientMsg::Invite {
+                session_id: session,
+                target: TransferTarget::Operator { operator_id: busy },
+                note: None,
+            },
+        );
+        assert_eq!(error_code(&to(&outs, o)), Some(ErrorCode::Unavailable));
+
+        // By line: the free operator of that line is invited.
+        let outs = h.msg(
+            o,
+            ClientMsg::Invite {
+                session_id: session,
+                target: TransferTarget::Line { line_id: id(LINE + 1) },
+                note: Some(shared::validate::Notes::try_from("请协助核对社保记录".to_owned()).expect("note")),
+            },
+        );
+        assert!(to(&outs, spec).iter().any(|m| matches!(m,
+            ServerMsg::Invited { session_id, note: Some(n), .. } if *session_id == session && n.contains("社保"))),
+            "{outs:?}");
+        assert_eq!(audits(&outs), vec![("session.invite", o)]);
+        let outs = h.msg(
+            o,
+            ClientMsg::Invite {
+                session_id: session,
+                target: TransferTarget::Operator { operator_id: spec },
+                note: None,
+            },
+        );
+        assert_eq!(error_code(&to(&outs, o)), Some(ErrorCode::Conflict), "invited once");
+
+        // Someone not invited cannot answer; the invitee joins and is set away.
+        h.connect(busy, Role::Operator);
+        let outs = h.msg(busy, ClientMsg::AnswerInvite { session_id: session, accept: true });
+        assert_eq!(error_code(&to(&outs, busy)), Some(ErrorCode::NotFound));
+        let outs = h.msg(spec, ClientMsg::AnswerInvite { session_id: session, accept: true });
+        assert!(to(&outs, spec).contains(&ServerMsg::OperatorStatus { state: OperatorStateView::Away }));
+        for p in [t, o, spec] {
+            let list = participants(&to(&outs, p)).expect("told");
+            assert_eq!(list.last(), Some(&(spec, ParticipantRole::Specialist, None)), "{p}");
+        }
+        assert_eq!(audits(&outs), vec![("session.specialist_join", spec)]);
+        // The specialist signals with the terminal; a specialist cannot end the call for all.
+        let offer = Signal::Offer { sdp: sdp("offer"), ice_restart: false };
+        let outs = h.msg(spec, ClientMsg::PeerSignal { session_id: session, peer: t, signal: offer.clone() });
+        assert_eq!(
+            to(&outs, t),
+            vec![ServerMsg::PeerSignal { session_id: session, peer: spec, signal: offer }]
+        );
+        let outs = h.msg(spec, ClientMsg::EndCall { session_id: session });
+        assert_eq!(error_code(&to(&outs, spec)), Some(ErrorCode::Forbidden));
+        assert!(h.core.sessions[&session].state.is_live());
+
+        let outs = h.msg(spec, ClientMsg::LeaveSession { session_id: session });
+        assert_eq!(audits(&outs), vec![("session.specialist_leave", spec)]);
+        assert_eq!(participants(&to(&outs, o)).map(|v| v.len()), Some(2));
+    }
+
+    #[test]
+    fn a_declined_or_lapsed_invitation_tells_the_operator() {
+        let mut h = H::new();
+        let (t, o, spec) = (id(1), id(2), id(6));
+        let (_, session) = in_call(&mut h, t, o);
+        h.available(spec);
+        h.msg(
+            o,
+            ClientMsg::Invite {
+                session_id: session,
+                target: TransferTarget::Operator { operator_id: spec },
+                note: None,
+            },
+        );
+        let outs = h.msg(spec, ClientMsg::AnswerInvite { session_id: session, accept: false });
+        assert!(to(&outs, o).contains(&ServerMsg::InviteDeclined { session_id: session, operator_id: spec }));
+        assert_eq!(audits(&outs), vec![("session.invite_declined", spec)]);
+        // Invited again, but the call ends first: the invitation lapses.
+        h.msg(
+            o,
+            ClientMsg::Invite {
+                session_id: session,
+                target: TransferTarget::Operator { operator_id: spec },
+                note: None,
+            },
+        );
+        h.msg(o, ClientMsg::EndCall { session_id: session });
+        let outs = h.msg(spec, ClientMsg::AnswerInvite { session_id: session, accept: true });
+        assert_eq!(error_code(&to(&outs, spec)), Some(ErrorCode::NotFound));
     }
 }
