@@ -118,7 +118,11 @@ pub fn standing(s: &Schedule, cal: &Calendar, last_inspected_at: Option<i64>, no
     let today = cst_day(now);
     let recorded_since = |day: i64| last_inspected_at.is_some_and(|t| t >= day_start(day));
     let Some(k) = s.period_of(today) else {
-        return Standing { state: InspectionState::Upcoming, due_on: s.next_due(cal, 0), overdue_since: None };
+        return Standing {
+            state: InspectionState::Upcoming,
+            due_on: s.next_due(cal, 0),
+            overdue_since: None,
+        };
     };
     // The latest period whose inspection is already late: missed unless one was recorded since
     // it began.
@@ -134,7 +138,11 @@ pub fn standing(s: &Schedule, cal: &Calendar, last_inspected_at: Option<i64>, no
         break;
     }
     if recorded_since(s.nominal(k)) {
-        return Standing { state: InspectionState::Done, due_on: s.next_due(cal, k + 1), overdue_since: None };
+        return Standing {
+            state: InspectionState::Done,
+            due_on: s.next_due(cal, k + 1),
+            overdue_since: None,
+        };
     }
     match s.due_day(cal, k) {
         Some(due) if due <= today => {
@@ -142,7 +150,9 @@ pub fn standing(s: &Schedule, cal: &Calendar, last_inspected_at: Option<i64>, no
         }
         Some(due) => Standing { state: InspectionState::Upcoming, due_on: Some(due), overdue_since: None },
         // Nothing to inspect this period (no working day in it).
-        None => Standing { state: InspectionState::Upcoming, due_on: s.next_due(cal, k + 1), overdue_since: None },
+        None => {
+            Standing { state: InspectionState::Upcoming, due_on: s.next_due(cal, k + 1), overdue_since: None }
+        }
     }
 }
 
@@ -296,7 +306,12 @@ pub async fn flag_overdue(state: &AppState, now: i64) -> ApiResult<u64> {
 /// inspector's account when the point's schedule names one, and a webhook message to the
 /// point's inspector (name and phone read at delivery). Supervisors already see the alarm on
 /// their health board.
-pub async fn notify_alarm(state: &AppState, terminal_id: Uuid, kind: &str, detail: Option<&str>) -> ApiResult<()> {
+pub async fn notify_alarm(
+    state: &AppState,
+    terminal_id: Uuid,
+    kind: &str,
+    detail: Option<&str>,
+) -> ApiResult<()> {
     let Some(r) = sqlx::query(
         "SELECT t.name AS terminal_name, p.id AS point_id, p.name AS point_name, p.inspector_name, \
          s.inspector_account_id FROM terminals t JOIN service_points p ON p.id = t.point_id \
@@ -348,7 +363,12 @@ mod tests {
     }
 
     fn weekly(weekday: u8, from: i64, grace: u32) -> Schedule {
-        Schedule { frequency: InspectionFrequency::Weekly, weekday, starts_on: from, grace_working_days: grace }
+        Schedule {
+            frequency: InspectionFrequency::Weekly,
+            weekday,
+            starts_on: from,
+            grace_working_days: grace,
+        }
     }
 
     fn cal() -> &'static Calendar {

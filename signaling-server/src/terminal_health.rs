@@ -212,7 +212,8 @@ async fn apply(state: &AppState, d: Decision, now: i64) -> ApiResult<()> {
                 state.audit(rec).await;
                 push(state, id).await?;
                 // The point's inspector hears of it (console task, webhook).
-                crate::inspections::notify_alarm(state, terminal_id, kind.as_str(), Some(detail.as_str())).await?;
+                crate::inspections::notify_alarm(state, terminal_id, kind.as_str(), Some(detail.as_str()))
+                    .await?;
             }
         }
         Decision::Clear { alarm_id, terminal_id, kind, reason } => {

@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use shared::api::{
-    ErrorBody, InspectionCheck, InspectionDueView, InspectionItem, InspectionPhotoView, InspectionRecordRequest,
-    InspectionRecordView, InspectionScheduleRequest, InspectionState, PointInspections,
+    ErrorBody, InspectionCheck, InspectionDueView, InspectionItem, InspectionPhotoView,
+    InspectionRecordRequest, InspectionRecordView, InspectionScheduleRequest, InspectionState,
+    PointInspections,
 };
 use shared::cases::ProblemSource;
 use shared::protocol::Role;
@@ -95,7 +96,11 @@ pub async fn list(
         "due" => Some(InspectionState::Due),
         "upcoming" => Some(InspectionState::Upcoming),
         "done" => Some(InspectionState::Done),
-        _ => return Err(ApiError::bad_request("state 须为 overdue、due、upcoming、done 或 all (invalid state)")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "state 须为 overdue、due、upcoming、done 或 all (invalid state)",
+            ));
+        }
     };
     let mut out: Vec<InspectionDueView> = decide::load_all(&state, None, now_ms())
         .await?
@@ -158,12 +163,12 @@ async fn record_view(state: &AppState, r: &AnyRow) -> ApiResult<InspectionRecord
 }
 
 fn problem_ref(record: &str, item: InspectionItem) -> String {
-    let item = serde_json::to_value(item).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let item =
+        serde_json::to_value(item).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     format!("inspection:{record}:{item}")
 }
 
-const RECORD_COLUMNS: &str =
-    "id, point_id, inspected_at, inspector_id, inspector_name, checklist, failed, note FROM inspection_records";
+const RECORD_COLUMNS: &str = "id, point_id, inspected_at, inspector_id, inspector_name, checklist, failed, note FROM inspection_records";
 
 /// A point's inspection schedule, where it stands and its latest 50 inspections with their
 /// photos (admin, supervisor; staff only for their own point).
@@ -223,9 +228,9 @@ pub async fn put_schedule(
     let today = calendar::cst_day(now);
     let starts_on = match req.starts_on.as_deref() {
         None => today,
-        Some(s) => calendar::parse_date(s)
-            .filter(|d| (d - today).abs() <= 366)
-            .ok_or_else(|| ApiError::validation("starts_on 须为一年之内的有效日期 YYYY-MM-DD (invalid starts_on)"))?,
+        Some(s) => calendar::parse_date(s).filter(|d| (d - today).abs() <= 366).ok_or_else(|| {
+            ApiError::validation("starts_on 须为一年之内的有效日期 YYYY-MM-DD (invalid starts_on)")
+        })?,
     };
     if let Some(account) = req.inspector_account_id {
         let ok = sqlx::query("SELECT role, point_id, active FROM users WHERE id = $1")
@@ -275,9 +280,11 @@ pub async fn put_schedule(
     }));
     state.audit.append_in(&mut tx, rec).await?;
     tx.commit().await?;
-    let view = decide::load_all(&state, Some(id), now_ms()).await?.into_iter().next().ok_or_else(|| {
-        ApiError::conflict("服务点已关闭，巡检计划暂不生效 (the point is closed)")
-    })?;
+    let view = decide::load_all(&state, Some(id), now_ms())
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::conflict("服务点已关闭，巡检计划暂不生效 (the point is closed)"))?;
     Ok(Json(view.view))
 }
 
@@ -303,7 +310,10 @@ pub async fn delete_schedule(
     if n != 1 {
         return Err(ApiError::not_found("巡检计划"));
     }
-    state.audit.append_in(&mut tx, AuditRecord::new("inspection.schedule_delete", "point").by(&p).target(id)).await?;
+    state
+        .audit
+        .append_in(&mut tx, AuditRecord::new("inspection.schedule_delete", "point").by(&p).target(id))
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -336,10 +346,13 @@ pub async fn record(
         checklist.push(InspectionCheck { item: c.item, ok: c.ok, note: note.filter(|n| !n.is_empty()) });
     }
     if seen.len() != InspectionItem::ALL.len() {
-        return Err(ApiError::validation("须逐项填写全部 9 个检查项 (all nine checklist items are required)"));
+        return Err(ApiError::validation(
+            "须逐项填写全部 9 个检查项 (all nine checklist items are required)",
+        ));
     }
     checklist.sort_by_key(|c| c.item);
-    let note = req.note.as_deref().map(|n| check_text("note", n, 500, true)).transpose()?.filter(|n| !n.is_empty());
+    let note =
+        req.note.as_deref().map(|n| check_text("note", n, 500, true)).transpose()?.filter(|n| !n.is_empty());
     let failed = i64::try_from(checklist.iter().filter(|c| !c.ok).count()).unwrap_or(0);
     let now = now_ms();
     let rid = new_id();
@@ -403,7 +416,11 @@ fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "too_large",
-        format!("照片超过 {} MiB 上限 (photo larger than {} MiB)", MAX_PHOTO_BYTES >> 20, MAX_PHOTO_BYTES >> 20),
+        format!(
+            "照片超过 {} MiB 上限 (photo larger than {} MiB)",
+            MAX_PHOTO_BYTES >> 20,
+            MAX_PHOTO_BYTES >> 20
+        ),
     )
 }
 
@@ -445,14 +462,20 @@ pub async fn add_photo(
         ));
     }
     let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { ApiError::bad_request("照片未完整上传 (body unreadable)") }
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::bad_request("照片未完整上传 (body unreadable)")
+        }
     })?;
     if bytes.len() > MAX_PHOTO_BYTES {
         return Err(too_large());
     }
     let now = now_ms();
     if rec.try_get::<i64, _>("inspected_at")? < now - PHOTO_WINDOW_MS {
-        return Err(ApiError::conflict("巡检登记一天后不能再补充照片 (photos within a day of the inspection)"));
+        return Err(ApiError::conflict(
+            "巡检登记一天后不能再补充照片 (photos within a day of the inspection)",
+        ));
     }
     let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM inspection_photos WHERE record_id = $1")
         .bind(id.to_string())
@@ -578,9 +601,12 @@ pub async fn photo(State(state): State<AppState>, p: Principal, Path(id): Path<U
     }
     let size = u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0);
     state
-        .audit(AuditRecord::new("inspection.photo_view", "inspection").by(&p).target(r.try_get::<String, _>("record_id")?).detail(
-            json!({ "photo_id": id, "point_id": point }),
-        ))
+        .audit(
+            AuditRecord::new("inspection.photo_view", "inspection")
+                .by(&p)
+                .target(r.try_get::<String, _>("record_id")?)
+                .detail(json!({ "photo_id": id, "point_id": point })),
+        )
         .await;
     let mut resp = crate::materials::api::stream_object(
         &state,

@@ -182,10 +182,12 @@ async fn body_of(state: &AppState, r: &AnyRow) -> ApiResult<Value> {
                 body[k] = payload[k].clone();
             }
         }
-        let row = sqlx::query("SELECT code, name, inspector_name, inspector_phone FROM service_points WHERE id = $1")
-            .bind(point)
-            .fetch_optional(&state.db.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT code, name, inspector_name, inspector_phone FROM service_points WHERE id = $1",
+        )
+        .bind(point)
+        .fetch_optional(&state.db.pool)
+        .await?;
         if let Some(row) = row {
             body["point"] = json!({ "code": row.try_get::<String, _>("code")?, "name": row.try_get::<String, _>("name")? });
             body["inspector"] = json!({

@@ -561,10 +561,10 @@ pub async fn purge(state: &AppState, actor: Option<&Principal>) -> ApiResult<Pur
                 "SELECT (SELECT COUNT(*) FROM materials WHERE object_name = $1) \
                  + (SELECT COUNT(*) FROM inspection_photos WHERE object_name = $1) AS n",
             )
-                .bind(&name)
-                .fetch_one(&db.pool)
-                .await?
-                .try_get("n")?;
+            .bind(&name)
+            .fetch_one(&db.pool)
+            .await?
+            .try_get("n")?;
             if still > 0 {
                 continue;
             }
