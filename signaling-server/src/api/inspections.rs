@@ -202,11 +202,12 @@ pub async fn point(
 
 /// Set a point's inspection schedule (admin, supervisor): weekly, bi-weekly or monthly on a
 /// weekday, from a first day, with grace working days, and optionally the inspector's account
-/// (staff of the point, a supervisor or an admin) who is told in the console.
+/// (staff of the point, a supervisor or an admin) who is told in the console. A closed point
+/// takes none (409); a closed point's schedule stays but is neither shown nor flagged.
 #[utoipa::path(put, path = "/api/v1/points/{id}/inspection-schedule", tag = "points",
     params(("id" = Uuid, Path, description = "The service point")), request_body = InspectionScheduleRequest,
     responses((status = 200, body = InspectionDueView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The point is closed"), (status = 422, body = ErrorBody)))]
 pub async fn put_schedule(
     State(state): State<AppState>,
     p: Principal,
@@ -216,7 +217,10 @@ pub async fn put_schedule(
     if !is_manager(&p) {
         return Err(ApiError::forbidden());
     }
-    points::load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("服务点"))?;
+    let pt = points::load(&state.db, id).await?.ok_or_else(|| ApiError::not_found("服务点"))?;
+    if pt.status == shared::api::PointStatus::Closed {
+        return Err(ApiError::conflict("服务点已关闭，不能设置巡检计划 (the point is closed)"));
+    }
     let now = now_ms();
     if !(1..=7).contains(&req.weekday) {
         return Err(ApiError::validation("weekday 须为 1–7（周一至周日）(weekday 1–7)"));
@@ -284,7 +288,7 @@ pub async fn put_schedule(
         .await?
         .into_iter()
         .next()
-        .ok_or_else(|| ApiError::conflict("服务点已关闭，巡检计划暂不生效 (the point is closed)"))?;
+        .ok_or_else(ApiError::internal)?;
     Ok(Json(view.view))
 }
 

@@ -402,6 +402,13 @@ async fn schedules_are_validated_and_removed() {
     let (s, _) =
         put(path(&uuid::Uuid::new_v4().to_string()), json!({ "frequency": "weekly", "weekday": 1 })).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // A closed point takes no schedule.
+    let admin = app.login("admin").await;
+    let (s, v) =
+        app.post(&format!("/api/v1/points/{other}/close"), Some(&admin), json!({ "reason": "装修" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = put(path(&other), json!({ "frequency": "weekly", "weekday": 1 })).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
 
     // Starting next week on a monthly rhythm: upcoming, due on a working day.
     let (starts_on, weekday) = day_from_today(7);
