@@ -3,6 +3,19 @@
 
 /** @type {Record<string, string>} */
 const EN = {
+  '巡检': 'Inspections', '设置巡检计划': 'Set schedule', '巡检计划': 'Inspection schedule', '各服务点巡检': 'Inspections by point',
+  '巡检周期': 'Rhythm', '巡检日': 'Weekday', '起始日期': 'First day', '宽限工作日': 'Grace (working days)', '宽限': 'grace',
+  '每周': 'Weekly', '每两周': 'Every other week', '每月（首个）': 'Monthly (first)', '周一': 'Mon', '周二': 'Tue', '周三': 'Wed', '周四': 'Thu', '周五': 'Fri', '周六': 'Sat', '周日': 'Sun',
+  '未到期': 'Upcoming', '待巡检': 'Due', '本期已巡检': 'Done this period', '应巡检日': 'Due on', '下次巡检': 'Next', '超期自': 'overdue since', '上次巡检': 'Last inspected',
+  '从未巡检': 'never', '项不合格': 'failed', '全部合格': 'All passed', '巡检负责人账户': 'Inspector account', '记录': 'Records', '巡检记录': 'Inspections',
+  '暂无巡检计划': 'No inspection schedules', '暂无巡检记录': 'No inspections yet', '巡检照片': 'Inspection photo', '照片无法加载': 'Photo unavailable',
+  '已转整改': 'problems opened', '巡检计划已保存': 'Schedule saved', '留空为今天；每两周的计划按此日期确定周次': 'Empty: today; fixes the weeks of a bi-weekly schedule',
+  '应巡检日之后几个工作日内未登记即为超期': 'Working days after the due day before it is overdue', '超期巡检和设备告警会进入该账户的任务列表': 'Overdue inspections and device alarms go to this account’s tasks',
+  '不指定（仅按服务点登记的负责人通知）': 'None (notify the point’s registered inspector only)', '本服务点尚未设置巡检计划，仍可登记巡检。': 'No schedule for this point yet; inspections can still be recorded.',
+  '合格': 'Pass', '不合格': 'Fail', '情况说明（不合格时填写）': 'What was found (for a fail)', '情况说明': 'note', '检查项': 'Item', '总体备注': 'Remarks', '现场照片': 'Photos',
+  'JPEG 或 PNG，每张不超过 10 MB，最多 6 张': 'JPEG or PNG, ≤ 10 MB each, up to 6', '提交巡检记录': 'Record inspection', '最多 6 张照片': 'At most 6 photos',
+  '照片不能超过 10 MB': 'Photos must be ≤ 10 MB', '巡检已登记': 'Inspection recorded', '项不合格已转整改': 'failed items sent for rectification', '登记本次巡检': 'Record an inspection', '最近巡检': 'Recent inspections',
+  '一体机': 'Terminal', '双屏显示': 'Both screens', '麦克风': 'Microphone', '打印机与纸张': 'Printer and paper', '网络': 'Network', '公示信息': 'Posted notices', '环境卫生': 'Cleanliness',
   '帮办 · 坐席端': 'Bangban · Console',
   '邀请协办': 'Invite', '邀请协办（三方通话）': 'Invite a colleague (three-way call)', '条线中空闲的受理员': 'A free operator of a line',
   '发出邀请': 'Send invitation', '已发出邀请': 'Invitation sent', '邀请您协助办理': 'invites you to help',

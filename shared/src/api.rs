@@ -1041,6 +1041,8 @@ pub struct PointToday {
     pub orders: Vec<PointOrder>,
     /// Open call-backs (回访) of the point's orders and calls, soonest due first (at most 200).
     pub callbacks: Vec<PointCallback>,
+    /// The point's inspection schedule and where it stands (巡检); `None` without a schedule.
+    pub inspection: Option<InspectionDueView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1539,4 +1541,220 @@ impl std::fmt::Debug for RevealedResident {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RevealedResident { .. }")
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inspections (巡检)
+
+/// How often a point is inspected: every week, every other week, or monthly (the first given
+/// weekday of each month).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum InspectionFrequency {
+    /// 每周
+    Weekly,
+    /// 每两周
+    Biweekly,
+    /// 每月（当月第一个该星期几）
+    Monthly,
+}
+
+/// The nine checklist items of an inspection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum InspectionItem {
+    /// 一体机
+    Terminal,
+    /// 双屏显示
+    Screens,
+    /// 摄像头
+    Camera,
+    /// 麦克风
+    Microphone,
+    /// 扫描仪 / 高拍仪
+    Scanner,
+    /// 打印机与纸张
+    Printer,
+    /// 网络
+    Network,
+    /// 公示信息
+    Notices,
+    /// 环境卫生
+    Cleanliness,
+}
+
+impl InspectionItem {
+    pub const ALL: [InspectionItem; 9] = [
+        InspectionItem::Terminal,
+        InspectionItem::Screens,
+        InspectionItem::Camera,
+        InspectionItem::Microphone,
+        InspectionItem::Scanner,
+        InspectionItem::Printer,
+        InspectionItem::Network,
+        InspectionItem::Notices,
+        InspectionItem::Cleanliness,
+    ];
+
+    /// The item as the checklist names it.
+    pub fn zh(self) -> &'static str {
+        match self {
+            InspectionItem::Terminal => "一体机",
+            InspectionItem::Screens => "双屏显示",
+            InspectionItem::Camera => "摄像头",
+            InspectionItem::Microphone => "麦克风",
+            InspectionItem::Scanner => "扫描仪",
+            InspectionItem::Printer => "打印机与纸张",
+            InspectionItem::Network => "网络",
+            InspectionItem::Notices => "公示信息",
+            InspectionItem::Cleanliness => "环境卫生",
+        }
+    }
+}
+
+/// Where a point's inspection stands now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum InspectionState {
+    /// 未到期: the current period's due day is still ahead.
+    Upcoming,
+    /// 待巡检: due today or in its grace days.
+    Due,
+    /// 已超期: a due inspection was not recorded within its grace days.
+    Overdue,
+    /// 本期已巡检
+    Done,
+}
+
+/// `PUT /api/v1/points/{id}/inspection-schedule`: a point's inspection schedule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct InspectionScheduleRequest {
+    pub frequency: InspectionFrequency,
+    /// ISO weekday of the inspection, 1 = Monday … 7 = Sunday. A day off by the working-day
+    /// calendar moves it to the next working day of its period.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 7))]
+    pub weekday: u8,
+    /// First day of the schedule, `YYYY-MM-DD` (China time), within a year of today; default
+    /// today. It fixes which weeks a bi-weekly schedule falls on.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    pub starts_on: Option<String>,
+    /// Working days after the due day before the inspection is overdue, 0–5 (default 2).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 5))]
+    pub grace_working_days: Option<u8>,
+    /// The account of the point's inspector (staff of the point, a supervisor or an admin), who
+    /// is told of overdue inspections and device alarms in the console; `null`: nobody by
+    /// account (the point's inspector name and phone still get the webhook messages).
+    #[serde(default)]
+    pub inspector_account_id: Option<Uuid>,
+}
+
+/// A point's inspection schedule and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InspectionDueView {
+    pub point_id: Uuid,
+    pub point_code: String,
+    pub point_name: String,
+    pub street: String,
+    /// The point's inspector (巡检负责人) and phone, as registered with the point.
+    pub inspector_name: String,
+    pub inspector_phone: String,
+    pub inspector_account_id: Option<Uuid>,
+    pub inspector_account_name: Option<String>,
+    pub frequency: InspectionFrequency,
+    pub weekday: u8,
+    pub starts_on: String,
+    pub grace_working_days: u8,
+    pub state: InspectionState,
+    /// The due day (`YYYY-MM-DD`) the state is about: the missed one when overdue, else the
+    /// current period's (or the next one when this period is done).
+    pub due_on: Option<String>,
+    /// When the missed inspection became overdue.
+    pub overdue_since: Option<i64>,
+    /// The last inspection recorded at the point, and how many of its items failed.
+    pub last_inspected_at: Option<i64>,
+    pub last_failed: Option<i64>,
+}
+
+/// One checklist entry of an inspection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct InspectionCheck {
+    pub item: InspectionItem,
+    /// Passed (合格) or failed (不合格). A failed item opens a problem (整改) on the problem list.
+    pub ok: bool,
+    /// What was found, ≤ 200 characters.
+    #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$")
+    )]
+    pub note: Option<String>,
+}
+
+/// `POST /api/v1/points/{id}/inspections`: an inspection done now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct InspectionRecordRequest {
+    /// Each of the nine items exactly once.
+    #[cfg_attr(feature = "openapi", schema(min_items = 9, max_items = 9))]
+    pub checklist: Vec<InspectionCheck>,
+    /// A remark on the whole inspection, ≤ 500 characters.
+    #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$")
+    )]
+    pub note: Option<String>,
+}
+
+/// A photo of an inspection (stored encrypted like materials).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InspectionPhotoView {
+    pub id: Uuid,
+    pub record_id: Uuid,
+    /// `image/jpeg` or `image/png`, by content.
+    pub content_type: String,
+    pub size: u64,
+    pub created_at: i64,
+}
+
+/// A recorded inspection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InspectionRecordView {
+    pub id: Uuid,
+    pub point_id: Uuid,
+    pub inspected_at: i64,
+    pub inspector_id: Uuid,
+    pub inspector_name: String,
+    pub checklist: Vec<InspectionCheck>,
+    pub failed: i64,
+    pub note: Option<String>,
+    /// Problems (整改) opened for the failed items.
+    pub problem_ids: Vec<Uuid>,
+    pub photos: Vec<InspectionPhotoView>,
+}
+
+/// `GET /api/v1/points/{id}/inspections`: a point's schedule and state, and its latest
+/// inspections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PointInspections {
+    pub point_id: Uuid,
+    pub point_name: String,
+    /// `None` when the point has no inspection schedule.
+    pub schedule: Option<InspectionDueView>,
+    /// Newest first, at most 50.
+    pub records: Vec<InspectionRecordView>,
 }

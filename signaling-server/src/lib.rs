@@ -35,6 +35,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod error;
 pub mod ice;
+pub mod inspections;
 pub mod materials;
 pub mod pii;
 pub mod state;

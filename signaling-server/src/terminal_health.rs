@@ -211,6 +211,9 @@ async fn apply(state: &AppState, d: Decision, now: i64) -> ApiResult<()> {
                     .detail(json!({ "alarm_id": id, "kind": kind.as_str(), "detail": detail }));
                 state.audit(rec).await;
                 push(state, id).await?;
+                // The point's inspector hears of it (console task, webhook).
+                crate::inspections::notify_alarm(state, terminal_id, kind.as_str(), Some(detail.as_str()))
+                    .await?;
             }
         }
         Decision::Clear { alarm_id, terminal_id, kind, reason } => {

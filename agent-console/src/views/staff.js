@@ -1,9 +1,11 @@
 // 本服务点: the committee staff's home page — their own point only (the server refuses any
 // other): its terminal's health and printer, today's tickets (the ones they helped with
-// marked), today's print jobs, open work orders and call-backs.
+// marked), today's print jobs, open work orders and call-backs, and its inspection (巡检): the
+// next one, the overdue flag and the form to record one (views/inspections.js).
 import { h, mount } from '../dom.js';
 import * as fmt from '../fmt.js';
 import { CALLBACK_KIND, ORDER_STATE, PRINT_STATE, TICKET_STATUS, t } from '../i18n.js';
+import { STATE as INSPECTION_STATE, staffInspectionCard } from './inspections.js';
 import { terminalRow } from './supervisor.js';
 
 /** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main */
@@ -18,12 +20,14 @@ export function staffView(ctx, main) {
   const prints = h('section.card#point-prints');
   const orders = h('section.card#point-orders');
   const callbacks = h('section.card#point-callbacks');
+  const inspection = h('section.card.wide-card#point-inspection');
+  let inspectionShown = false;
 
   mount(main, h('div.sup-page.staff-page', null,
     h('div.page-head', null, title, openTag, h('span.muted', null, fmt.dateWeekday(Date.now())),
       h('button.btn.small.ghost', { type: 'button', onclick: () => load() }, t('刷新'))),
     tiles,
-    h('div.sup-grid', null, terms, tickets, h('div.stack', null, orders, callbacks), prints)));
+    h('div.sup-grid', null, inspection, terms, tickets, h('div.stack', null, orders, callbacks), prints)));
 
   /** @param {string} label @param {string} value @param {string} [sub] @param {'ok'|'bad'|''} [tone] */
   const tile = (label, value, sub, tone = '') => h(`div.tile${tone ? '.' + tone : ''}`, null, h('div.tile-label', null, label), h('div.tile-value', null, value), sub ? h('div.tile-sub', null, sub) : null);
@@ -55,7 +59,17 @@ export function staffView(ctx, main) {
       tile(t('我协助的'), String(mine)),
       tile(t('今日打印'), String(d.print_jobs.length), failed ? `${t('失败')} ${failed}` : undefined, failed ? 'bad' : ''),
       tile(t('办理中工单'), String(d.orders.length), overdue ? `${t('超期')} ${overdue}` : undefined, overdue ? 'bad' : ''),
-      tile(t('待回访'), String(d.callbacks.length)));
+      tile(t('待回访'), String(d.callbacks.length)),
+      d.inspection
+        ? tile(t('巡检'), t(INSPECTION_STATE[/** @type {keyof typeof INSPECTION_STATE} */ (d.inspection.state)] || d.inspection.state),
+          d.inspection.due_on ? `${t(d.inspection.state === 'done' ? '下次巡检' : '应巡检日')} ${d.inspection.due_on}` : undefined,
+          d.inspection.state === 'overdue' ? 'bad' : d.inspection.state === 'done' ? 'ok' : '')
+        : null);
+    // The inspection card holds a form: drawn once (and after each record), not every refresh.
+    if (!inspectionShown) {
+      inspectionShown = true;
+      staffInspectionCard(ctx, u.point_id, inspection, () => load());
+    }
 
     terms.classList.toggle('has-alarms', alarms > 0);
     mount(terms, h('h2.card-title', null, t('终端与打印机'),

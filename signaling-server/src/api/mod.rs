@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod inspections;
 pub mod point_today;
 pub mod points;
 pub mod rosters;
@@ -203,6 +204,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::callback))
         .merge(materials_router())
         .merge(cases_router())
+        .merge(inspections_router())
         .merge(heartbeat_router())
 }
 
@@ -235,6 +237,20 @@ fn cases_router() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::cases::problems::step))
         .routes(routes!(crate::cases::reports::get))
         .routes(routes!(crate::cases::reports::export))
+}
+
+/// Inspections (巡检, issue 16): schedules, records, photos. A photo's body is raw bytes of at
+/// most `MAX_PHOTO_BYTES`, not JSON.
+fn inspections_router() -> OpenApiRouter<AppState> {
+    let photos = OpenApiRouter::new()
+        .routes(routes!(inspections::add_photo))
+        .layer(DefaultBodyLimit::max(inspections::MAX_PHOTO_BYTES));
+    OpenApiRouter::new()
+        .routes(routes!(inspections::list))
+        .routes(routes!(inspections::point, inspections::record))
+        .routes(routes!(inspections::put_schedule, inspections::delete_schedule))
+        .routes(routes!(inspections::photo))
+        .merge(photos)
 }
 
 /// The terminals' heartbeat takes at most `HEALTH_MAX_BODY` (16 KiB), not the JSON limit.

@@ -1,7 +1,7 @@
 //! A service point's day (`GET /api/v1/points/{id}/today`): what its committee staff see on
 //! their console home page — the point's terminals' health and printers, today's tickets (the
 //! ones the caller helped with marked), today's print jobs, its open work orders and open
-//! call-backs. Staff read only their own point (403 for any other); admins and supervisors
+//! call-backs, and where its inspection (巡检) stands. Staff read only their own point (403 for any other); admins and supervisors
 //! read any. No personal data: tickets carry neither names nor ID numbers.
 
 use axum::extract::State;
@@ -139,6 +139,9 @@ pub async fn today(
         });
     }
 
+    let inspection =
+        crate::inspections::load_all(&state, Some(id), now).await?.into_iter().next().map(|s| s.view);
+
     Ok(Json(PointToday {
         point_id: id,
         point_name: point.name,
@@ -149,5 +152,6 @@ pub async fn today(
         print_jobs,
         orders,
         callbacks,
+        inspection,
     }))
 }

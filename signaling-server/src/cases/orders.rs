@@ -1146,7 +1146,7 @@ pub async fn escalate_due(state: &AppState, now: i64) -> ApiResult<Vec<(Uuid, Es
     Ok(raised)
 }
 
-/// The cases worker: escalations every `cases_interval` (a minute by default), and the stored calendar applied to deadlines
+/// The cases worker: escalations and overdue inspections every `cases_interval` (a minute by default), and the stored calendar applied to deadlines
 /// the switchboard stamped with the seeded one.
 pub async fn worker(state: AppState) {
     let mut every =
@@ -1171,6 +1171,9 @@ pub async fn worker(state: AppState) {
         }
         if let Err(e) = super::callbacks::sync(&state.db, now_ms()).await {
             tracing::error!(error = %e, "call-back tasks not created");
+        }
+        if let Err(e) = crate::inspections::flag_overdue(&state, now_ms()).await {
+            tracing::error!(error = %e.message, "overdue inspections not flagged");
         }
         if let Err(e) = calendar::reconcile_deadlines(&state.db, &[]).await {
             tracing::error!(error = %e, "rectification deadlines not reconciled");

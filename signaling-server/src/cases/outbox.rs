@@ -64,9 +64,34 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 }
 
 /// Queues a message. `recipient` is a user ID or a role name for the console channel, the
-/// order's resident (`resident`) or supervisors for the webhook.
+/// order's resident (`resident`), supervisors or a point's inspector (`inspector`, with the
+/// point's ID in the payload) for the webhook.
 pub async fn enqueue(
     db: &Db,
+    channel: &str,
+    topic: &str,
+    order_id: Option<Uuid>,
+    recipient: &str,
+    payload: Value,
+) -> Result<Uuid, sqlx::Error> {
+    insert_message(&db.pool, channel, topic, order_id, recipient, payload).await
+}
+
+/// [`enqueue`] inside the caller's transaction: the message exists exactly when the change
+/// that caused it committed.
+pub async fn enqueue_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    channel: &str,
+    topic: &str,
+    order_id: Option<Uuid>,
+    recipient: &str,
+    payload: Value,
+) -> Result<Uuid, sqlx::Error> {
+    insert_message(&mut **tx, channel, topic, order_id, recipient, payload).await
+}
+
+async fn insert_message<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    exec: E,
     channel: &str,
     topic: &str,
     order_id: Option<Uuid>,
@@ -89,7 +114,7 @@ pub async fn enqueue(
     .bind(if delivered { "delivered" } else { "pending" })
     .bind(now)
     .bind(delivered.then_some(now))
-    .execute(&db.pool)
+    .execute(exec)
     .await?;
     Ok(id)
 }
@@ -148,6 +173,29 @@ async fn body_of(state: &AppState, r: &AnyRow) -> ApiResult<Value> {
         "id": id, "topic": r.try_get::<String, _>("topic")?, "created_at": r.try_get::<i64, _>("created_at")?,
         "recipient": recipient, "text": payload["text"],
     });
+    // A message to a point's inspector (巡检负责人) carries the inspector as registered with the
+    // point now; the phone number is not stored in the message.
+    if let (true, Some(point)) = (recipient == "inspector", payload["point_id"].as_str()) {
+        body["point_id"] = json!(point);
+        for k in ["due_on", "terminal_id", "kind"] {
+            if !payload[k].is_null() {
+                body[k] = payload[k].clone();
+            }
+        }
+        let row = sqlx::query(
+            "SELECT code, name, inspector_name, inspector_phone FROM service_points WHERE id = $1",
+        )
+        .bind(point)
+        .fetch_optional(&state.db.pool)
+        .await?;
+        if let Some(row) = row {
+            body["point"] = json!({ "code": row.try_get::<String, _>("code")?, "name": row.try_get::<String, _>("name")? });
+            body["inspector"] = json!({
+                "name": row.try_get::<String, _>("inspector_name")?,
+                "phone": row.try_get::<String, _>("inspector_phone")?,
+            });
+        }
+    }
     if let Some(o) = &order_id {
         let row = sqlx::query("SELECT number, phone_enc FROM work_orders WHERE id = $1")
             .bind(o)

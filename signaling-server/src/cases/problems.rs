@@ -27,7 +27,7 @@ pub const DEFAULT_DAYS: i64 = 7;
 /// Longest time for a complex problem: three months.
 pub const COMPLEX_MAX_DAYS: i64 = 92;
 
-fn source_str(s: ProblemSource) -> &'static str {
+pub(crate) fn source_str(s: ProblemSource) -> &'static str {
     match s {
         ProblemSource::BadRating => "bad_rating",
         ProblemSource::OverdueOrder => "overdue_order",
@@ -46,8 +46,8 @@ fn source_parse(s: &str) -> ProblemSource {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn insert(
-    db: &Db,
+pub(crate) async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    exec: E,
     source: ProblemSource,
     source_ref: Option<&str>,
     description: &str,
@@ -72,7 +72,7 @@ async fn insert(
     .bind(complex_reason)
     .bind(actor)
     .bind(now)
-    .execute(&db.pool)
+    .execute(exec)
     .await?;
     Ok(id)
 }
@@ -93,7 +93,7 @@ pub async fn sync(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
         let owner: String = r.try_get("display_name")?;
         let src = format!("rectification:{id}");
         insert(
-            db,
+            &db.pool,
             ProblemSource::BadRating,
             Some(&src),
             &text,
@@ -118,7 +118,7 @@ pub async fn sync(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
         let owner: String = r.try_get("owner")?;
         let src = format!("order:{id}");
         insert(
-            db,
+            &db.pool,
             ProblemSource::OverdueOrder,
             Some(&src),
             &text,
@@ -224,7 +224,7 @@ pub async fn create(
         ));
     }
     let id = insert(
-        &state.db,
+        &state.db.pool,
         req.source,
         None,
         &description,

@@ -66,7 +66,7 @@ pub struct Store {
     part_size: usize,
     uploads_dir: PathBuf,
     /// Serialises storing and deleting objects (dedup by content must not race a purge).
-    commit: tokio::sync::Mutex<()>,
+    pub(crate) commit: tokio::sync::Mutex<()>,
     /// One lock per upload in progress: a `PATCH` holds it while it writes, `HEAD` waits for it.
     /// An entry lives only while a request holds or waits for it ([`UploadGuard`]), so unknown
     /// or finished ids never make the map grow.
@@ -556,11 +556,15 @@ pub async fn purge(state: &AppState, actor: Option<&Principal>) -> ApiResult<Pur
         names.sort();
         names.dedup();
         for name in names {
-            let still: i64 = sqlx::query("SELECT COUNT(*) AS n FROM materials WHERE object_name = $1")
-                .bind(&name)
-                .fetch_one(&db.pool)
-                .await?
-                .try_get("n")?;
+            // Inspection photos (`inspections`) share the store and are not purged with calls.
+            let still: i64 = sqlx::query(
+                "SELECT (SELECT COUNT(*) FROM materials WHERE object_name = $1) \
+                 + (SELECT COUNT(*) FROM inspection_photos WHERE object_name = $1) AS n",
+            )
+            .bind(&name)
+            .fetch_one(&db.pool)
+            .await?
+            .try_get("n")?;
             if still > 0 {
                 continue;
             }

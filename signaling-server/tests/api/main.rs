@@ -17,6 +17,7 @@ mod cases_reports;
 mod catalog;
 mod health;
 mod hostile;
+mod inspections;
 mod jwt_attacks;
 mod materials;
 mod materials_fixture;

@@ -195,6 +195,30 @@ async fn every_endpoint_checks_authentication_and_role() {
             Some(json!({ "weekly": [], "closures": [], "holiday_rule": "follow_calendar" })),
             &[Admin],
         ),
+        // Inspections (巡检): staff pass the role check only for their own point (inspections.rs);
+        // a photo or a record by its id is scoped by the record's point (404 for a random id).
+        (Method::GET, "/api/v1/inspections".into(), None, &[Admin, Supervisor]),
+        (Method::GET, format!("/api/v1/points/{r}/inspections"), None, &[Admin, Supervisor]),
+        (
+            Method::POST,
+            format!("/api/v1/points/{r}/inspections"),
+            Some(json!({ "checklist": [] })),
+            &[Admin, Supervisor],
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/points/{r}/inspection-schedule"),
+            Some(json!({ "frequency": "weekly", "weekday": 1 })),
+            &[Admin, Supervisor],
+        ),
+        (Method::DELETE, format!("/api/v1/points/{r}/inspection-schedule"), None, &[Admin, Supervisor]),
+        (
+            Method::POST,
+            format!("/api/v1/inspections/{r}/photos"),
+            Some(json!({})),
+            &[Admin, Supervisor, Staff],
+        ),
+        (Method::GET, format!("/api/v1/inspection-photos/{r}"), None, &[Admin, Supervisor, Staff]),
         (Method::GET, "/api/v1/terminals/health".into(), None, &[Admin, Supervisor]),
         (Method::GET, "/api/v1/terminal-alarms".into(), None, &[Admin, Supervisor]),
         // The terminal's own endpoints (device token only).
