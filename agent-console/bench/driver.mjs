@@ -18,6 +18,10 @@
 //   { cmd: 'terminal_frames', tracks }             wait until that many remote video tracks showed a frame
 //   { cmd: 'share' }                               the operator shares a screen (this tab)
 //   { cmd: 'hangup' }                              end the call and submit the wrap-up
+//   { cmd: 'supervise', user, password }           a supervisor (a second page of the operator browser,
+//                                                  signed in once) clicks 监听 on the live call; replies
+//                                                  with the click and the first frame of each side
+//   { cmd: 'unsupervise' }                         the supervisor clicks 退出监听
 //   { cmd: 'pids' }                                browser process ids { operator, terminal }
 //   { cmd: 'quit' }
 import { createInterface } from 'node:readline';
@@ -70,7 +74,7 @@ function instrument() {
   window.RTCPeerConnection = /** @type {any} */ (Patched);
   document.addEventListener('click', (e) => {
     const t = /** @type {Element} */ (e.target);
-    if (t && t.closest && t.closest('#accept') && M.accept == null) M.accept = performance.timeOrigin + e.timeStamp;
+    if (t && t.closest && (t.closest('#accept') || t.closest('.monitor-btn')) && M.accept == null) M.accept = performance.timeOrigin + e.timeStamp;
   }, true);
 }
 
@@ -78,6 +82,7 @@ function instrument() {
 /** @type {import('playwright-core').Browser | null} */ let termBrowser = null;
 /** @type {import('playwright-core').Page | null} */ let opPage = null;
 /** @type {import('playwright-core').Page | null} */ let termPage = null;
+/** @type {import('playwright-core').Page | null} */ let supPage = null;
 let base = '';
 
 /** @param {string} role */
@@ -169,6 +174,29 @@ const handlers = {
       await termPage.context().close();
       termPage = null;
     }
+    return {};
+  },
+  async supervise(/** @type {any} */ c) {
+    if (!supPage) {
+      supPage = await newPage(/** @type {any} */ (opBrowser), { width: 1366, height: 900 });
+      await supPage.goto(`${base}/`);
+      await supPage.fill('input[name=username]', c.user);
+      await supPage.fill('input[name=password]', c.password);
+      await supPage.click('button[type=submit]');
+      await supPage.waitForSelector('#logout');
+    }
+    const page = supPage;
+    await page.evaluate(() => { const M = /** @type {any} */ (window).__bench; M.accept = null; M.connected = null; M.firstFrame = null; M.tracks = 0; M.presented = 0; M.frames = {}; });
+    await page.waitForSelector('#board-operators .monitor-btn', { timeout: WAIT });
+    await page.click('#board-operators .monitor-btn');
+    // Both sides' video presented (one track from the terminal, one from the operator).
+    await page.waitForFunction(() => { const M = /** @type {any} */ (window).__bench; return M.tracks >= 2 && M.presented >= 2 && M.accept != null; }, null, { timeout: WAIT, polling: 5 });
+    return page.evaluate(() => { const M = /** @type {any} */ (window).__bench; return { click: M.accept, firstFrame: M.firstFrame, connected: M.connected }; });
+  },
+  async unsupervise() {
+    const page = /** @type {import('playwright-core').Page} */ (supPage);
+    await page.click('#monitor-leave');
+    await page.waitForSelector('#monitor', { state: 'hidden', timeout: WAIT });
     return {};
   },
   async pids() {

@@ -679,6 +679,62 @@ pub async fn footprint_run(o: &Opts) -> Result<FootprintOutcome> {
     r
 }
 
+/// The terminal in a two-party call and then, in the same call, with a supervisor monitoring
+/// it; and the supervisor's click → first frame.
+#[derive(Debug, Default)]
+pub struct ThreePartyOutcome {
+    pub two: Vec<Footprint>,
+    pub three: Vec<Footprint>,
+    /// Click on 监听 → first remote video frame presented in the supervisor's page (ms).
+    pub first_frame_ms: Vec<f64>,
+}
+
+/// Per run: a call between the endpoint-client and the console (no screen share), measured;
+/// then a supervisor (a second console page) monitors it, measured again in the same call.
+pub async fn three_party_run(o: &Opts) -> Result<ThreePartyOutcome> {
+    let mut scene = Scene::start(o, "terminal-three-party").await?;
+    let log = log_dir(scene.tmp.path()).join("endpoint.log");
+    let r = async {
+        let mut ep =
+            Endpoint::start(o, &format!("http://{}", scene.server.addr), &scene.codes[0], 1000, &log)
+                .await
+                .context("endpoint-client")?;
+        let mut out = ThreePartyOutcome::default();
+        for i in 0..o.runs {
+            rust_call(&mut scene, &mut ep).await?;
+            scene.browser.cmd(json!({ "cmd": "console_times" })).await?;
+            ep.wait("decoded camera", |s| decoded(s, "camera") > 0).await?;
+            tokio::time::sleep(o.settle).await;
+            let pid = ep.pid;
+            let two = measure(o.window, || Ok(vec![pid])).await?;
+            let sup = scene
+                .browser
+                .cmd(json!({ "cmd": "supervise", "user": "supervisor", "password": DEMO_PASSWORD }))
+                .await?;
+            ep.wait("the supervisor's connection", |s| s["call"]["extra_peers"] == 1).await?;
+            tokio::time::sleep(o.settle).await;
+            let three = measure(o.window, || Ok(vec![pid])).await?;
+            let first = num(&sup, "firstFrame")? - num(&sup, "click")?;
+            eprintln!("terminal-three-party {i}: two-party {two:?}, three-party {three:?}, supervisor first frame {first:.0} ms");
+            scene.browser.cmd(json!({ "cmd": "unsupervise" })).await?;
+            ep.wait("the supervisor's connection closed", |s| s["call"]["extra_peers"] == 0).await?;
+            scene.browser.cmd(json!({ "cmd": "hangup" })).await?;
+            ep.finish_call().await?;
+            out.two.push(two);
+            out.three.push(three);
+            out.first_frame_ms.push(first);
+        }
+        drop(ep);
+        Ok::<_, anyhow::Error>(out)
+    }
+    .await;
+    if r.is_err() {
+        eprintln!("endpoint log:\n{}", util::tail(&log));
+    }
+    scene.stop().await?;
+    r
+}
+
 /// PSS and RSS (bytes) of the terminal after call `n`.
 #[derive(Debug, Clone, Copy)]
 pub struct SoakPoint {

@@ -59,6 +59,10 @@ enum Cmd {
     TerminalFootprint(FootprintArgs),
     /// Many calls through one terminal process: its memory after call 5 and after the last.
     TerminalSoak(SoakArgs),
+    /// The terminal's CPU and memory with a supervisor monitoring the call, against the same call
+    /// before; and the supervisor's click → first frame.
+    #[command(alias = "three-party")]
+    TerminalThreeParty(ThreePartyArgs),
     /// Everything, with the default numbers of each benchmark.
     All,
     /// The reference relay (started by `signaling`).
@@ -105,6 +109,15 @@ struct CallArgs {
     /// Measured calls of each kind (endpoint-client, Chromium), interleaved.
     #[arg(long)]
     runs: Option<usize>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+struct ThreePartyArgs {
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Measured seconds per window (CPU over this window).
+    #[arg(long)]
+    seconds: Option<u64>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -216,6 +229,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::CallSetup(a) => rows.extend(call_setup_rows(&cli, a).await?),
         Cmd::TerminalFootprint(a) => rows.extend(footprint_rows(&cli, a).await?),
         Cmd::TerminalSoak(a) => rows.extend(soak_rows(&cli, a).await?),
+        Cmd::TerminalThreeParty(a) => rows.extend(three_party_rows(&cli, a).await?),
         Cmd::Materials(a) => rows.extend(materials_rows(&cli, a).await?),
         Cmd::All => {
             let none = SignalingArgs { clients: None, rate: None, runs: None, pairs: None, seconds: None };
@@ -235,6 +249,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let a = FootprintArgs { runs: None, seconds: None, codec: codec.into() };
                 rows.extend(footprint_rows(&cli, &a).await?);
             }
+            rows.extend(three_party_rows(&cli, &ThreePartyArgs::default()).await?);
         }
         Cmd::EchoRelay { .. } => {}
     }
@@ -636,6 +651,69 @@ async fn call_setup_rows(cli: &Cli, a: &CallArgs) -> Result<Vec<Row>> {
         });
     }
     Ok(rows)
+}
+
+async fn three_party_rows(cli: &Cli, a: &ThreePartyArgs) -> Result<Vec<Row>> {
+    let runs = a.runs.unwrap_or(if cli.short { 1 } else { 3 });
+    let seconds = a.seconds.unwrap_or(if cli.short { 2 } else { 20 });
+    let mut o = call_opts(cli, runs, 0)?;
+    o.window = Duration::from_secs(seconds);
+    let out = call::three_party_run(&o).await?;
+    let mut args = format!("--runs {runs}");
+    if a.seconds.is_some() {
+        args.push_str(&format!(" --seconds {seconds}"));
+    }
+    let cmd = command("terminal-three-party", &args);
+    let setting = format!(
+        "endpoint-client (release, headless, test sources 640×480@30 VP8 + audio) in a call with the console in Chromium, then in the same call with a supervisor monitoring it from a second console page (the terminal encodes once and sends to both); {seconds} s windows"
+    );
+    let pct = |v: f64| format!("{v:.1} %");
+    let cpu3: Vec<f64> = out.three.iter().map(|f| f.cpu_pct).collect();
+    let cpu2: Vec<f64> = out.two.iter().map(|f| f.cpu_pct).collect();
+    let pss3: Vec<f64> = out.three.iter().map(|f| f.pss).collect();
+    let pss2: Vec<f64> = out.two.iter().map(|f| f.pss).collect();
+    let (c3, c2) = (util::median(&cpu3), util::median(&cpu2));
+    let (m3, m2) = (util::median(&pss3), util::median(&pss2));
+    let first = util::median(&out.first_frame_ms);
+    let ms = |v: f64| format!("{v:.0} ms");
+    Ok(vec![
+        Row {
+            id: "terminal-three-party-cpu".into(),
+            what: format!("terminal CPU (utime + stime, % of one core): {setting}"),
+            goal: "≤ 1.5× the two-party call".into(),
+            result: pct(c3),
+            runs: runs_of(&cpu3, pct),
+            reference: format!("{} (the same call before the supervisor joined; runs {})", pct(c2), runs_of(&cpu2, pct)),
+            ratio: ratio(c3, c2),
+            command: cmd.clone(),
+            missed: c3 > 1.5 * c2,
+            pending: false,
+        },
+        Row {
+            id: "terminal-three-party-memory".into(),
+            what: format!("terminal memory (PSS from /proc/<pid>/smaps_rollup): {setting}"),
+            goal: "≤ 1.5× the two-party call".into(),
+            result: fmt_mb(m3),
+            runs: runs_of(&pss3, fmt_mb),
+            reference: format!("{} (the same call before the supervisor joined; runs {})", fmt_mb(m2), runs_of(&pss2, fmt_mb)),
+            ratio: ratio(m3, m2),
+            command: cmd.clone(),
+            missed: m3 > 1.5 * m2,
+            pending: false,
+        },
+        Row {
+            id: "supervisor-monitor-first-frame".into(),
+            what: "a supervisor's click on 监听 (board) → the first remote video frame presented in the supervisor's console page (requestVideoFrameCallback), the terminal being the release endpoint-client; wall clock, one machine".into(),
+            goal: "≤ 1000 ms".into(),
+            result: ms(first),
+            runs: runs_of(&out.first_frame_ms, ms),
+            reference: "—".into(),
+            ratio: "—".into(),
+            command: cmd,
+            missed: first > 1000.0,
+            pending: false,
+        },
+    ])
 }
 
 async fn footprint_rows(cli: &Cli, a: &FootprintArgs) -> Result<Vec<Row>> {
