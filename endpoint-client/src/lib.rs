@@ -14,6 +14,7 @@
 //! - [`media`]: GStreamer capture/encode (VP8 or H.264, Opus) and decode/display or headless counting.
 //! - [`scan`]: the scanner (`scanimage` subprocess, JPEG pages, faults);
 //!   [`spool`]: scanned pages kept durably until stored; [`upload`]: tus uploads with resume.
+//! - [`recording`]: a call recorded to one Matroska/WebM file with consent; [`recording::probe`].
 //! - [`print`]: print jobs: claim (token persisted first), download, SHA-256, IPP to CUPS once,
 //!   state reports. [`rest`]: the device-token REST calls.
 //! - [`tls`]: rustls (ring) for `https://` / `wss://`: system roots plus the config's CA file.
@@ -38,6 +39,7 @@ pub mod kiosk;
 pub mod live;
 pub mod media;
 pub mod print;
+pub mod recording;
 pub mod rest;
 pub mod scan;
 pub mod screen;

@@ -231,6 +231,10 @@ impl Pipeline {
         self.pipeline.set_state(gst::State::Playing)?;
         Ok(())
     }
+
+    pub fn bus(&self) -> Option<gst::Bus> {
+        self.pipeline.bus()
+    }
 }
 
 impl Drop for Pipeline {
