@@ -173,12 +173,12 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                     }
                     screens.touch(std::time::Instant::now());
                     let r = match cmd {
-                        UiCommand::TakeTicket { item_id, priority, resident } => {
+                        UiCommand::TakeTicket { item_id, priority, resident, recording_consent } => {
                             let now = std::time::Instant::now();
                             let staff_token = staff.as_ref().filter(|s| s.active(now)).map(|s| s.token.clone());
                             // Only signed-in staff enter a resident's details (least privilege).
                             let resident = if staff_token.is_some() { resident } else { None };
-                            let r = kiosk.take_ticket(item_id, priority, resident, staff_token);
+                            let r = kiosk.take_ticket(item_id, priority, resident, staff_token, recording_consent);
                             // A new resident starts with a clean screen: no notices of the last one.
                             if r.is_ok() {
                                 notices.clear();

@@ -26,6 +26,8 @@ pub enum Phase {
         priority: Priority,
         resident: Option<ResidentDetails>,
         staff_token: Option<Token>,
+        /// The resident agreed that the call is recorded.
+        recording_consent: bool,
     },
     Waiting {
         ticket: TicketView,
@@ -226,6 +228,7 @@ impl Kiosk {
         priority: Priority,
         resident: Option<ResidentDetails>,
         staff_token: Option<Token>,
+        recording_consent: bool,
     ) -> Result<Vec<Effect>, ActionError> {
         if !matches!(self.phase, Phase::Idle | Phase::Rating { .. } | Phase::Ended { .. }) {
             return Err(ActionError::WrongPhase(self.phase.name()));
@@ -237,8 +240,10 @@ impl Kiosk {
             resident: resident.clone(),
             request_id,
             staff_token: staff_token.clone(),
+            recording_consent: Some(recording_consent),
         };
-        self.phase = Phase::Requesting { request_id, item_id, priority, resident, staff_token };
+        self.phase =
+            Phase::Requesting { request_id, item_id, priority, resident, staff_token, recording_consent };
         Ok(vec![Effect::Send(msg)])
     }
 
@@ -278,13 +283,14 @@ impl Kiosk {
     /// A `welcome` arrived on a new connection.
     pub fn on_connected(&mut self, resumed: bool) -> Vec<Effect> {
         match &self.phase {
-            Phase::Requesting { request_id, item_id, priority, resident, staff_token } => {
+            Phase::Requesting { request_id, item_id, priority, resident, staff_token, recording_consent } => {
                 vec![Effect::Send(ClientMsg::TakeTicket {
                     item_id: *item_id,
                     priority: *priority,
                     resident: resident.clone(),
                     request_id: *request_id,
                     staff_token: staff_token.clone(),
+                    recording_consent: Some(*recording_consent),
                 })]
             }
             _ if resumed => vec![],
@@ -551,6 +557,7 @@ mod tests {
             your_part: Party::Terminal,
             polite: true,
             ice_servers: vec![],
+            recording: false,
         }
     }
 
@@ -563,12 +570,15 @@ mod tests {
     fn full_call_from_ticket_to_rating() {
         let mut k = Kiosk::default();
         let t = ticket(1);
-        let out = k.take_ticket(t.item_id, Priority::Elderly, None, None).expect("idle");
+        let out = k.take_ticket(t.item_id, Priority::Elderly, None, None, false).expect("idle");
         assert!(matches!(
             &out[..],
             [Effect::Send(ClientMsg::TakeTicket { priority: Priority::Elderly, .. })]
         ));
-        assert!(k.take_ticket(t.item_id, Priority::Normal, None, None).is_err(), "one ticket at a time");
+        assert!(
+            k.take_ticket(t.item_id, Priority::Normal, None, None, false).is_err(),
+            "one ticket at a time"
+        );
         assert_eq!(k.resident_ticket(), None, "no ticket before it is issued");
         issued(&mut k, &t);
         assert_eq!(
@@ -699,7 +709,7 @@ mod tests {
     fn reconnect_resends_the_same_request_and_abandons_after_the_window() {
         let mut k = Kiosk::default();
         let t = ticket(1);
-        let first = k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
+        let first = k.take_ticket(t.item_id, Priority::Normal, None, None, false).expect("idle");
         let again = k.on_connected(true);
         assert_eq!(first, again, "same request_id: idempotent retry");
         issued(&mut k, &t);
@@ -709,7 +719,7 @@ mod tests {
         assert_eq!(k.phase(), &Phase::Idle);
 
         // In a call past the window: the call is torn down.
-        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
+        k.take_ticket(t.item_id, Priority::Normal, None, None, false).expect("idle");
         issued(&mut k, &t);
         let s = session(9, t);
         k.on_server(ServerMsg::SessionStarted { session: s.clone() });
@@ -721,7 +731,7 @@ mod tests {
     fn the_operators_scan_request_is_shown_for_the_live_call_only_until_a_scan_starts() {
         let mut k = Kiosk::default();
         let t = ticket(1);
-        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
+        k.take_ticket(t.item_id, Priority::Normal, None, None, false).expect("idle");
         issued(&mut k, &t);
         let s = session(9, t);
         // Not for this call (stale or another session): ignored.
@@ -767,7 +777,7 @@ mod tests {
     fn transfer_keeps_the_ticket_and_starts_a_new_session() {
         let mut k = Kiosk::default();
         let t = ticket(1);
-        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
+        k.take_ticket(t.item_id, Priority::Normal, None, None, false).expect("idle");
         issued(&mut k, &t);
         let s1 = session(9, t.clone());
         k.on_server(ServerMsg::SessionStarted { session: s1.clone() });
@@ -784,7 +794,7 @@ mod tests {
         let mut k = Kiosk::default();
         assert!(k.cancel().is_err());
         let t = ticket(1);
-        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
+        k.take_ticket(t.item_id, Priority::Normal, None, None, false).expect("idle");
         let out = k.on_server(ServerMsg::Error {
             code: ErrorCode::Unavailable,
             message: "x".into(),
@@ -793,7 +803,7 @@ mod tests {
         assert!(matches!(&out[..], [Effect::Notice(n)] if n.kind == "error"));
         assert_eq!(k.phase(), &Phase::Idle);
         // Outside opening hours the resident reads when the point opens next.
-        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
+        k.take_ticket(t.item_id, Priority::Normal, None, None, false).expect("idle");
         let out = k.on_server(ServerMsg::Error {
             code: ErrorCode::OutsideHours,
             message: "本服务点现在不开放，下次开放：12月7日（周一）09:00 (outside opening hours)".into(),
@@ -804,7 +814,7 @@ mod tests {
         );
         assert_eq!(k.phase(), &Phase::Idle);
 
-        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
+        k.take_ticket(t.item_id, Priority::Normal, None, None, false).expect("idle");
         issued(&mut k, &t);
         let out = k.cancel().expect("waiting");
         assert_eq!(out, vec![Effect::Send(ClientMsg::CancelTicket { ticket_id: t.ticket_id })]);
@@ -812,7 +822,7 @@ mod tests {
         assert_eq!(k.phase(), &Phase::Idle);
 
         // A ticket issued after the resident gave up is cancelled at once.
-        k.take_ticket(t.item_id, Priority::Normal, None, None).expect("idle");
+        k.take_ticket(t.item_id, Priority::Normal, None, None, false).expect("idle");
         let Phase::Requesting { request_id, .. } = *k.phase() else { panic!() };
         k.cancel().expect("requesting");
         let out = k.on_server(ServerMsg::TicketIssued { ticket: t.clone(), request_id });

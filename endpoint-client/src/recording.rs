@@ -8,8 +8,8 @@
 //! [`probe`] decodes a recording to the end and reports its duration and streams (tests, support).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gstreamer as gst;
@@ -62,11 +62,9 @@ impl CallRecording {
     pub fn start(path: &Path, codec: VideoCodec) -> Result<Self, MediaError> {
         let (mux, local, remote) = match codec {
             VideoCodec::Vp8 => ("webmmux", "", "rtpvp8depay wait-for-keyframe=true"),
-            VideoCodec::H264 => (
-                "matroskamux",
-                "! h264parse ",
-                "rtph264depay wait-for-keyframe=true ! h264parse",
-            ),
+            VideoCodec::H264 => {
+                ("matroskamux", "! h264parse ", "rtph264depay wait-for-keyframe=true ! h264parse")
+            }
         };
         let enc = match codec {
             VideoCodec::Vp8 => "VP8",
@@ -92,8 +90,14 @@ impl CallRecording {
         );
         let pipeline = Pipeline::launch(&desc)?;
         let rtp_caps = [
-            (Input::RemoteVideo, format!("application/x-rtp,media=video,clock-rate=90000,encoding-name={enc}")),
-            (Input::RemoteAudio, "application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS".to_owned()),
+            (
+                Input::RemoteVideo,
+                format!("application/x-rtp,media=video,clock-rate=90000,encoding-name={enc}"),
+            ),
+            (
+                Input::RemoteAudio,
+                "application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS".to_owned(),
+            ),
         ];
         let mut srcs = Vec::new();
         for input in [Input::LocalVideo, Input::LocalAudio, Input::RemoteVideo, Input::RemoteAudio] {
@@ -137,7 +141,8 @@ impl CallRecording {
     pub fn push_rtp(&self, input: Input, packet: &[u8]) {
         let Some(src) = self.src(input) else { return };
         if src.caps().is_none() {
-            let (Some((_, caps)), Some(b)) = (self.rtp_caps.iter().find(|(i, _)| *i == input), packet.get(1)) else {
+            let (Some((_, caps)), Some(b)) = (self.rtp_caps.iter().find(|(i, _)| *i == input), packet.get(1))
+            else {
                 return;
             };
             match format!("{caps},payload={}", b & 0x7f).parse::<gst::Caps>() {
@@ -163,7 +168,8 @@ impl CallRecording {
             let _ = src.end_of_stream();
         }
         let wait = tokio::task::spawn_blocking(move || {
-            let deadline = gst::ClockTime::from_nseconds(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX));
+            let deadline =
+                gst::ClockTime::from_nseconds(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX));
             match bus.timed_pop_filtered(deadline, &[gst::MessageType::Eos, gst::MessageType::Error]) {
                 Some(m) => match m.view() {
                     gst::MessageView::Eos(_) => Ok(()),
@@ -200,10 +206,8 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
     let p2 = pipeline.downgrade();
     d.connect_pad_added(move |_, pad| {
         let Some(pipeline) = p2.upgrade() else { return };
-        let name = pad
-            .current_caps()
-            .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
-            .unwrap_or_default();
+        let name =
+            pad.current_caps().and_then(|c| c.structure(0).map(|s| s.name().to_string())).unwrap_or_default();
         let Ok(sink) = gst::ElementFactory::make("fakesink").property("sync", false).build() else { return };
         let count = Arc::new(AtomicU64::new(0));
         let c2 = count.clone();
@@ -225,7 +229,10 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
     pipeline.set_state(gst::State::Playing)?;
     let bus = pipeline.bus().ok_or(MediaError::Missing("bus"))?;
     let mut error = None;
-    match bus.timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Eos, gst::MessageType::Error]) {
+    match bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(60),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    ) {
         Some(m) => {
             if let gst::MessageView::Error(e) = m.view() {
                 error = Some(e.error());
@@ -271,7 +278,8 @@ mod tests {
                 "rtph264pay config-interval=-1",
             ),
         };
-        let video = format!("videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=15/1 ! {venc}");
+        let video =
+            format!("videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=15/1 ! {venc}");
         let audio = "audiotestsrc is-live=true ! audio/x-raw,rate=48000,channels=2 ! opusenc frame-size=20";
         let (p1, lv) = source(&format!("{video} ! appsink name=sink sync=false"));
         let (p2, la) = source(&format!("{audio} ! appsink name=sink sync=false"));
@@ -280,9 +288,12 @@ mod tests {
         let end = std::time::Instant::now() + Duration::from_secs(secs);
         let rec = tokio::task::spawn_blocking(move || {
             while std::time::Instant::now() < end {
-                for (sink, input) in
-                    [(&lv, Input::LocalVideo), (&la, Input::LocalAudio), (&rv, Input::RemoteVideo), (&ra, Input::RemoteAudio)]
-                {
+                for (sink, input) in [
+                    (&lv, Input::LocalVideo),
+                    (&la, Input::LocalAudio),
+                    (&rv, Input::RemoteVideo),
+                    (&ra, Input::RemoteAudio),
+                ] {
                     while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_mseconds(1)) {
                         match input {
                             Input::LocalVideo | Input::LocalAudio => rec.push_sample(input, &s),
@@ -325,7 +336,8 @@ mod tests {
         crate::media::init().expect("gst");
         if gst::ElementFactory::find("h264parse").is_none() {
             let dir = tempfile::tempdir().expect("dir");
-            let e = CallRecording::start(&dir.path().join("call.mkv"), VideoCodec::H264).err().expect("refused");
+            let e =
+                CallRecording::start(&dir.path().join("call.mkv"), VideoCodec::H264).err().expect("refused");
             assert!(e.to_string().contains("h264parse"), "{e}");
             return;
         }

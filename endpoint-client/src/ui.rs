@@ -219,6 +219,9 @@ struct TicketBody {
     priority: Priority,
     #[serde(default)]
     resident: Option<ResidentDetails>,
+    /// The resident's answer to 本次通话录音录像 (absent: not agreed).
+    #[serde(default)]
+    recording_consent: bool,
 }
 
 async fn ticket(
@@ -229,7 +232,12 @@ async fn ticket(
         Ok(Json(b)) => {
             command(
                 s,
-                UiCommand::TakeTicket { item_id: b.item_id, priority: b.priority, resident: b.resident },
+                UiCommand::TakeTicket {
+                    item_id: b.item_id,
+                    priority: b.priority,
+                    resident: b.resident,
+                    recording_consent: b.recording_consent,
+                },
             )
             .await
         }

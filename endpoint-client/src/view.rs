@@ -21,6 +21,8 @@ pub enum UiCommand {
         item_id: Uuid,
         priority: Priority,
         resident: Option<ResidentDetails>,
+        /// The resident agreed that the call is recorded.
+        recording_consent: bool,
     },
     Cancel,
     Rate {

@@ -588,6 +588,10 @@ pub struct SessionView {
     /// glare. The terminal is polite, the operator impolite.
     pub polite: bool,
     pub ice_servers: Vec<IceServer>,
+    /// The resident agreed that this call is recorded: the terminal records it (both sides, one
+    /// file, uploaded encrypted; supervisors play it back) and the console shows it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recording: bool,
 }
 
 /// One line (业务线) on the supervisor board.
@@ -670,6 +674,10 @@ pub enum ClientMsg {
         /// this terminal's point), recorded as the ticket's helper.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         staff_token: Option<Token>,
+        /// The resident's answer, asked at the kiosk before the call, to whether the call may be
+        /// recorded (`true`: agreed; `false` or absent: not recorded). Stored with the ticket.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recording_consent: Option<bool>,
     },
     /// Give up a ticket (in the queue, ringing or in a call).
     CancelTicket {

@@ -70,6 +70,7 @@ fn client_examples() -> Vec<ClientMsg> {
             }),
             request_id: id(99),
             staff_token: Some(Token::try_from("h.p.s").unwrap()),
+            recording_consent: Some(true),
         },
         ClientMsg::TakeTicket {
             item_id: id(2),
@@ -77,6 +78,7 @@ fn client_examples() -> Vec<ClientMsg> {
             resident: None,
             request_id: id(98),
             staff_token: None,
+            recording_consent: Some(false),
         },
         ClientMsg::CancelTicket { ticket_id: id(1) },
         ClientMsg::Rate {
@@ -200,6 +202,7 @@ fn server_examples() -> Vec<ServerMsg> {
                 credential: Some("secret-cred".into()),
             },
         ],
+        recording: true,
     };
     let mut v = vec![
         ServerMsg::Welcome {

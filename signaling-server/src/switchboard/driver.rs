@@ -213,7 +213,13 @@ impl Driver {
                     let terminal = req.terminal;
                     match self.create_ticket(&req, now).await {
                         Ok(view) => {
-                            let input = Input::TicketCreated { terminal, request_id: req.request_id, view };
+                            let recording = req.recording_consent == Some(true);
+                            let input = Input::TicketCreated {
+                                terminal,
+                                request_id: req.request_id,
+                                view,
+                                recording,
+                            };
                             let mut next: VecDeque<Output> = self.core.handle(input, now).into();
                             next.extend(queue);
                             queue = next;
@@ -366,11 +372,13 @@ impl Driver {
             id_number_masked: idn.map(|n| n.masked()),
             assisted_by: staff.as_ref().map(|(id, name)| (*id, name.as_str())),
             created_at: now,
+            recording_consent: req.recording_consent,
         };
         let event = super::core::tickets::ticket_taken_event(
             id,
             req.priority,
             staff.as_ref().map(|(id, _)| *id),
+            req.recording_consent,
             now,
         );
         store::insert_ticket(&self.db, &new, &event).await.map_err(internal)?;

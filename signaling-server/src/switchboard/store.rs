@@ -27,6 +27,8 @@ pub struct NewTicket<'a> {
     /// The staff member who helped, `(user id, display name)`.
     pub assisted_by: Option<(Uuid, &'a str)>,
     pub created_at: i64,
+    /// The resident's answer to recording (`None`: not asked).
+    pub recording_consent: Option<bool>,
 }
 
 pub async fn next_ticket_seq(db: &Db, point: Uuid, day: &str) -> Result<i64, sqlx::Error> {
@@ -44,8 +46,8 @@ pub async fn insert_ticket(db: &Db, t: &NewTicket<'_>, event: &Write) -> Result<
     sqlx::query(
         "INSERT INTO tickets (id, number, service_day, point_id, terminal_id, item_id, line_id, priority, request_id, \
          resident_name_enc, resident_name_masked, id_number_enc, id_number_hash, id_number_masked, status, created_at, \
-         assisted_by, assisted_by_name) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'waiting', $15, $16, $17)",
+         assisted_by, assisted_by_name, recording_consent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'waiting', $15, $16, $17, $18)",
     )
     .bind(t.id.to_string())
     .bind(t.number)
@@ -64,6 +66,7 @@ pub async fn insert_ticket(db: &Db, t: &NewTicket<'_>, event: &Write) -> Result<
     .bind(t.created_at)
     .bind(t.assisted_by.map(|(id, _)| id.to_string()))
     .bind(t.assisted_by.map(|(_, name)| name))
+    .bind(t.recording_consent.map(i32::from))
     .execute(&mut *tx)
     .await?;
     apply(&mut tx, event).await?;
@@ -356,14 +359,16 @@ pub struct OpenTicket {
     pub created_at: i64,
     pub service_day: String,
     pub status: String,
+    /// The resident agreed that the call is recorded.
+    pub recording: bool,
 }
 
 /// Tickets left `waiting` or `in_call` by a previous run, oldest first.
 pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT t.id, t.number, t.service_day, t.point_id, t.terminal_id, t.item_id, t.line_id, t.priority, \
-         t.resident_name_masked, t.id_number_masked, t.status, t.created_at, t.assisted_by_name, i.name AS item_name, \
-         l.name AS line_name, p.name AS point_name FROM tickets t \
+         t.resident_name_masked, t.id_number_masked, t.status, t.created_at, t.assisted_by_name, t.recording_consent, \
+         i.name AS item_name, l.name AS line_name, p.name AS point_name FROM tickets t \
          JOIN service_items i ON i.id = t.item_id JOIN business_lines l ON l.id = t.line_id \
          JOIN service_points p ON p.id = t.point_id \
          WHERE t.status IN ('waiting', 'in_call') ORDER BY t.created_at",
@@ -396,6 +401,7 @@ pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
                 created_at: r.try_get("created_at")?,
                 service_day: r.try_get("service_day")?,
                 status: r.try_get("status")?,
+                recording: r.try_get::<Option<i32>, _>("recording_consent")?.is_some_and(|v| v == 1),
             })
         })
         .collect()

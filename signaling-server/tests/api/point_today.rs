@@ -18,6 +18,7 @@ fn take(item: uuid::Uuid, staff: Option<&str>) -> ClientMsg {
         resident: None,
         request_id: uuid::Uuid::new_v4(),
         staff_token: staff.map(|t| Token::try_from(t.to_owned()).expect("token")),
+        recording_consent: None,
     }
 }
 

@@ -25,6 +25,7 @@ async fn operators_see_the_next_tickets_and_pick_one_out_of_turn() {
             resident: Some(ResidentDetails { name: Some(name.parse().expect("name")), id_number: None }),
             request_id: uuid::Uuid::new_v4(),
             staff_token: Some(staff.clone()),
+            recording_consent: None,
         })
         .await;
         let t = term

@@ -128,6 +128,7 @@ pub fn take_ticket(item_id: uuid::Uuid) -> ClientMsg {
         resident: None,
         request_id: uuid::Uuid::new_v4(),
         staff_token: None,
+        recording_consent: None,
     }
 }
 
@@ -140,6 +141,7 @@ pub async fn take_assisted_ticket(term: &mut WsClient, item_id: uuid::Uuid, staf
         resident: None,
         request_id: uuid::Uuid::new_v4(),
         staff_token: Some(shared::validate::Token::try_from(staff.to_owned()).expect("token")),
+        recording_consent: None,
     })
     .await;
     term.expect("ticket", |m| match m {

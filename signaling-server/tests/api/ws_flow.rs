@@ -41,6 +41,7 @@ async fn ticket_ring_accept_signal_transfer_wrap_up_and_rate() {
         request_id,
         // Details are entered only while a staff member is signed in at the kiosk.
         staff_token: Some(Token::try_from(app.login("staff1").await).expect("staff token")),
+        recording_consent: None,
     })
     .await;
     let ticket = term
@@ -314,6 +315,7 @@ async fn only_the_serving_operator_may_reveal_the_full_id_and_it_is_audited() {
         }),
         request_id: uuid::Uuid::new_v4(),
         staff_token: Some(Token::try_from(app.login("staff1").await).expect("staff token")),
+        recording_consent: None,
     })
     .await;
     let ticket = op

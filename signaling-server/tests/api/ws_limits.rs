@@ -49,6 +49,7 @@ async fn resident_details_with_a_device_token_alone_are_refused_and_nothing_is_s
             resident: Some(resident),
             request_id: uuid::Uuid::new_v4(),
             staff_token: None,
+            recording_consent: None,
         })
         .await;
         let (code, message) = term.expect("refusal", refusal).await;

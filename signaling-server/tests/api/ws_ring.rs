@@ -73,6 +73,7 @@ async fn priority_tickets_are_served_first_and_positions_follow() {
         resident: None,
         request_id: uuid::Uuid::new_v4(),
         staff_token: None,
+        recording_consent: None,
     })
     .await;
     t2.expect("priority goes first", |m| {

@@ -88,6 +88,8 @@ pub enum Input {
         terminal: Uuid,
         request_id: Uuid,
         view: TicketView,
+        /// The resident agreed that the call is recorded.
+        recording: bool,
     },
     Disconnect {
         party: Uuid,
@@ -149,6 +151,7 @@ pub struct TicketRequest {
     pub resident: Option<ResidentDetails>,
     pub request_id: Uuid,
     pub staff_token: Option<Token>,
+    pub recording_consent: Option<bool>,
 }
 
 /// An error reply to the sender of a message.
@@ -179,6 +182,8 @@ pub(crate) struct TicketRt {
     /// The ticket's previous session, when transferred.
     pub(crate) previous_session: Option<Uuid>,
     pub(crate) transfer: Option<TransferContext>,
+    /// The resident agreed that the call is recorded.
+    pub(crate) recording: bool,
     /// The last `(position, estimated wait)` sent, so unchanged positions are not re-sent.
     pub(crate) last_position: Option<(u32, u32, u32, Option<shared::protocol::WaitRange>)>,
 }
@@ -305,8 +310,8 @@ impl Core {
                     self.send(party, ServerMsg::error(code, message, Some(kind)));
                 }
             }
-            Input::TicketCreated { terminal, request_id, view } => {
-                self.ticket_created(terminal, request_id, view, now)
+            Input::TicketCreated { terminal, request_id, view, recording } => {
+                self.ticket_created(terminal, request_id, view, recording, now)
             }
             Input::Disconnect { party, conn } => self.disconnect(party, conn, now),
             Input::Kick { party, reason } => {
@@ -434,7 +439,14 @@ impl Core {
                 self.send(from, ServerMsg::Pong { seq });
                 Ok(())
             }
-            ClientMsg::TakeTicket { item_id, priority, resident, request_id, staff_token } => {
+            ClientMsg::TakeTicket {
+                item_id,
+                priority,
+                resident,
+                request_id,
+                staff_token,
+                recording_consent,
+            } => {
                 self.require(from, Role::Terminal)?;
                 self.take_ticket(
                     TicketRequest {
@@ -445,6 +457,7 @@ impl Core {
                         resident,
                         request_id,
                         staff_token,
+                        recording_consent,
                     },
                     now,
                 )

@@ -42,6 +42,7 @@ impl Core {
                     session: None,
                     previous_session: None,
                     transfer: None,
+                    recording: t.recording,
                     last_position: None,
                 },
             );

@@ -64,6 +64,7 @@ impl Core {
             your_part: part,
             polite: part == Party::Terminal,
             ice_servers: self.settings.ice.servers_for(session, now / 1000),
+            recording: t.recording,
         };
         let to = if part == Party::Operator { s.operator } else { s.terminal };
         self.send(to, ServerMsg::SessionStarted { session: view });

@@ -55,7 +55,14 @@ impl Core {
     }
 
     /// The ticket is stored: it is issued and joins the queue.
-    pub(super) fn ticket_created(&mut self, terminal: Uuid, request_id: Uuid, view: TicketView, now: i64) {
+    pub(super) fn ticket_created(
+        &mut self,
+        terminal: Uuid,
+        request_id: Uuid,
+        view: TicketView,
+        recording: bool,
+        now: i64,
+    ) {
         let id = view.ticket_id;
         let line = view.line_id;
         let priority = view.priority;
@@ -70,6 +77,7 @@ impl Core {
                 session: None,
                 previous_session: None,
                 transfer: None,
+                recording,
                 last_position: None,
             },
         );
@@ -182,13 +190,18 @@ pub fn ticket_taken_event(
     ticket: Uuid,
     priority: shared::protocol::Priority,
     assisted_by: Option<Uuid>,
+    recording_consent: Option<bool>,
     now: i64,
 ) -> Write {
     Write::Event {
         ticket,
         session: None,
         kind: "ticket_taken",
-        detail: json!({ "priority": priority_str(priority), "assisted_by": assisted_by }),
+        detail: json!({
+            "priority": priority_str(priority),
+            "assisted_by": assisted_by,
+            "recording_consent": recording_consent,
+        }),
         at: now,
     }
 }
