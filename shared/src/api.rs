@@ -1329,6 +1329,9 @@ pub enum MaterialSource {
     Scan,
     /// Uploaded by the operator (a form to print).
     Form,
+    /// The call recorded by the terminal with the resident's consent (WebM/Matroska): only
+    /// supervisors and admins see or play it.
+    Recording,
 }
 
 /// Where a material is in its review.
@@ -1344,6 +1347,30 @@ pub enum MaterialStatus {
     Accepted,
     /// 退回: the terminal asks the resident to scan again.
     Rejected,
+}
+
+/// A recorded call, for supervisors' quality checks (`GET /api/v1/recordings`); the file plays
+/// from `/api/v1/materials/{material_id}/content` (audited `recording.play`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordingView {
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub material_id: Uuid,
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub session_id: Uuid,
+    pub ticket_number: String,
+    pub item_name: String,
+    pub point_name: String,
+    pub operator_name: String,
+    /// When the call started and ended (Unix ms).
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    /// When the recording was stored (Unix ms; the paging cursor).
+    pub created_at: i64,
+    pub size: u64,
+    pub content_type: String,
+    /// The content was deleted under the retention rule.
+    pub purged: bool,
 }
 
 /// A stored material (metadata only; content at `/api/v1/materials/{id}/content`).

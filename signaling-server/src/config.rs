@@ -87,6 +87,9 @@ pub struct Cli {
     /// Largest upload accepted, 1 KiB – 4 GiB.
     #[arg(long, env = "BANGBAN_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<u64>,
+    /// Largest call recording accepted from a terminal, 1 MiB – 16 GiB.
+    #[arg(long, env = "BANGBAN_MAX_RECORDING_BYTES")]
+    pub max_recording_bytes: Option<u64>,
     /// Stored materials are deleted this many days after their session ended (1–36500).
     #[arg(long, env = "BANGBAN_MATERIAL_RETENTION_DAYS")]
     pub material_retention_days: Option<u64>,
@@ -168,6 +171,7 @@ struct FileConfig {
     ring_timeout_secs: Option<u64>,
     resume_window_secs: Option<u64>,
     max_upload_bytes: Option<u64>,
+    max_recording_bytes: Option<u64>,
     material_retention_days: Option<u64>,
     print_job_expiry_secs: Option<u64>,
     s3: Option<S3Config>,
@@ -184,6 +188,9 @@ struct FileConfig {
 pub struct MaterialsConfig {
     /// Largest upload accepted (`BANGBAN_MAX_UPLOAD_BYTES`, default 50 MiB).
     pub max_upload_bytes: u64,
+    /// Largest call recording accepted (`BANGBAN_MAX_RECORDING_BYTES`, default 1 GiB: about
+    /// four hours at the terminal's rates).
+    pub max_recording_bytes: u64,
     /// Stored content is deleted this many days after its session ended
     /// (`BANGBAN_MATERIAL_RETENTION_DAYS`, default 180).
     pub retention_days: u64,
@@ -310,6 +317,7 @@ impl Config {
             pii_retention_days: 180,
             materials: MaterialsConfig {
                 max_upload_bytes: 50 * 1024 * 1024,
+                max_recording_bytes: 1024 * 1024 * 1024,
                 retention_days: 180,
                 print_job_expiry_ms: 24 * 3600 * 1000,
                 s3: None,
@@ -405,6 +413,10 @@ impl Config {
         }
         if let Some(v) = cli.max_upload_bytes.or(file.max_upload_bytes) {
             cfg.materials.max_upload_bytes = ranged("max_upload_bytes", v, 1024..=4 * 1024 * 1024 * 1024)?;
+        }
+        if let Some(v) = cli.max_recording_bytes.or(file.max_recording_bytes) {
+            cfg.materials.max_recording_bytes =
+                ranged("max_recording_bytes", v, 1024 * 1024..=16 * 1024 * 1024 * 1024)?;
         }
         if let Some(v) = cli.material_retention_days.or(file.material_retention_days) {
             cfg.materials.retention_days = ranged("material_retention_days", v, 1..=36_500)?;

@@ -275,6 +275,7 @@ fn materials_router() -> OpenApiRouter<AppState> {
         .routes(routes!(m::thumbnail))
         .routes(routes!(m::review))
         .routes(routes!(m::purge))
+        .routes(routes!(m::recordings))
         .routes(routes!(print::create, print::list_session))
         .routes(routes!(print::list_mine))
         .routes(routes!(print::claim))

@@ -11,6 +11,7 @@ use shared::api::{
     ErrorBody, MaterialStatus, MaterialView, PurgeReport, ReviewDecision, ReviewMaterialRequest,
 };
 use shared::protocol::Role;
+use sqlx::Row;
 use uuid::Uuid;
 
 use super::{MaterialRow, SessionInfo, deny, notify_material, object_path, session_info, status_str, thumb};
@@ -29,7 +30,9 @@ async fn authorised(
 ) -> ApiResult<(MaterialRow, SessionInfo)> {
     let m = super::load(state, id).await?.ok_or_else(|| ApiError::not_found("材料"))?;
     let session = session_info(&state.db, m.view.session_id).await?.ok_or_else(ApiError::internal)?;
-    if !session.may_access(p) {
+    // A call recording is for supervisors and admins only (quality checks), never the parties.
+    let recording = m.view.source == shared::api::MaterialSource::Recording;
+    if !session.may_access(p) || (recording && !SessionInfo::is_reviewer(p)) {
         return Err(deny(state, p, action, "material", id).await);
     }
     Ok((m, session))
@@ -81,8 +84,12 @@ pub async fn list(
     .bind(id.to_string())
     .fetch_all(&state.db.pool)
     .await?;
-    let list =
-        rows.iter().map(|r| super::from_row(r, &state.pii).map(|m| m.view)).collect::<ApiResult<Vec<_>>>()?;
+    let reviewer = SessionInfo::is_reviewer(&p);
+    let list = rows
+        .iter()
+        .map(|r| super::from_row(r, &state.pii).map(|m| m.view))
+        .filter(|m| reviewer || !matches!(m, Ok(v) if v.source == shared::api::MaterialSource::Recording))
+        .collect::<ApiResult<Vec<_>>>()?;
     state
         .audit(
             AuditRecord::new("material.list", "session")
@@ -226,9 +233,14 @@ pub async fn content(
             return Ok(e);
         }
     };
+    let action = if m.view.source == shared::api::MaterialSource::Recording {
+        "recording.play"
+    } else {
+        "material.download"
+    };
     state
         .audit(
-            AuditRecord::new("material.download", "material")
+            AuditRecord::new(action, "material")
                 .by(&p)
                 .target(id)
                 .detail(json!({ "range": range.map(|(s, e)| format!("{s}-{}", e.saturating_sub(1))) })),
@@ -372,4 +384,72 @@ mod tests {
         assert_eq!(range("items=0-1", 100), Ok(None));
         assert_eq!(range("bytes=x-1", 100), Err(()));
     }
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingsQuery {
+    /// Recordings stored before this time (Unix ms; the last `created_at` of the previous page).
+    #[param(minimum = 1)]
+    pub before: Option<i64>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+}
+
+/// Recorded calls, newest first (supervisors, admins): for quality checks (每天对窗口进行抽查).
+/// Listing is audited `recording.list`; playing one, `recording.play`.
+#[utoipa::path(get, path = "/api/v1/recordings", tag = "materials", params(RecordingsQuery),
+    responses((status = 200, body = [shared::api::RecordingView]), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn recordings(
+    State(state): State<AppState>,
+    p: Principal,
+    crate::error::Query(q): crate::error::Query<RecordingsQuery>,
+) -> ApiResult<Json<Vec<shared::api::RecordingView>>> {
+    if !SessionInfo::is_reviewer(&p) {
+        return Err(ApiError::forbidden());
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request("limit 须在 1 到 200 之间 (limit out of range)"));
+    }
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::bad_request("before 须为正整数 (before must be positive)"));
+    }
+    let rows = sqlx::query(
+        "SELECT m.id, m.session_id, m.size, m.content_type, m.created_at, m.object_name, t.number, \
+         i.name AS item_name, pt.name AS point_name, u.display_name AS operator_name, s.started_at, s.ended_at \
+         FROM materials m JOIN call_sessions s ON s.id = m.session_id JOIN tickets t ON t.id = m.ticket_id \
+         JOIN service_items i ON i.id = m.item_id JOIN service_points pt ON pt.id = t.point_id \
+         JOIN users u ON u.id = s.operator_id \
+         WHERE m.source = 'recording' AND m.created_at < $1 ORDER BY m.created_at DESC, m.id DESC LIMIT $2",
+    )
+    .bind(q.before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let list = rows
+        .iter()
+        .map(|r| {
+            Ok(shared::api::RecordingView {
+                material_id: crate::db::parse_id(&r.try_get::<String, _>("id")?)?,
+                session_id: crate::db::parse_id(&r.try_get::<String, _>("session_id")?)?,
+                ticket_number: r.try_get("number")?,
+                item_name: r.try_get("item_name")?,
+                point_name: r.try_get("point_name")?,
+                operator_name: r.try_get("operator_name")?,
+                started_at: r.try_get("started_at")?,
+                ended_at: r.try_get("ended_at")?,
+                created_at: r.try_get("created_at")?,
+                size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
+                content_type: r.try_get("content_type")?,
+                purged: r.try_get::<Option<String>, _>("object_name")?.is_none(),
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    state
+        .audit(AuditRecord::new("recording.list", "recording").by(&p).detail(json!({ "count": list.len() })))
+        .await;
+    Ok(Json(list))
 }

@@ -319,6 +319,11 @@ impl SessionInfo {
         !p.is_terminal() && p.role == Role::Operator && p.id == self.operator_id
     }
 
+    /// Supervisors and admins: the only ones who see and play call recordings.
+    pub fn is_reviewer(p: &Principal) -> bool {
+        !p.is_terminal() && matches!(p.role, Role::Admin | Role::Supervisor)
+    }
+
     /// The two parties (the terminal only while the call is live), supervisors and admins.
     pub fn may_access(&self, p: &Principal) -> bool {
         (self.is_terminal(p) && self.is_live())
@@ -440,10 +445,10 @@ pub(crate) fn from_row(r: &AnyRow, pii: &crate::pii::Pii) -> ApiResult<MaterialR
         item_id: parse_id(&r.try_get::<String, _>("item_id")?)?,
         slot_id: r.try_get::<Option<String>, _>("slot_id")?.map(|s| parse_id(&s)).transpose()?,
         slot_name: r.try_get("slot_name")?,
-        source: if r.try_get::<String, _>("source")? == "form" {
-            MaterialSource::Form
-        } else {
-            MaterialSource::Scan
+        source: match r.try_get::<String, _>("source")?.as_str() {
+            "form" => MaterialSource::Form,
+            "recording" => MaterialSource::Recording,
+            _ => MaterialSource::Scan,
         },
         filename: open_name(
             pii,

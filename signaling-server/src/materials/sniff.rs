@@ -7,6 +7,8 @@ pub enum Kind {
     Jpeg,
     Png,
     Tiff,
+    /// A call recording: Matroska or WebM (EBML header).
+    Video,
 }
 
 impl Kind {
@@ -16,11 +18,12 @@ impl Kind {
             Kind::Jpeg => "image/jpeg",
             Kind::Png => "image/png",
             Kind::Tiff => "image/tiff",
+            Kind::Video => "video/webm",
         }
     }
 
     pub fn from_mime(s: &str) -> Option<Self> {
-        [Kind::Pdf, Kind::Jpeg, Kind::Png, Kind::Tiff].into_iter().find(|k| k.mime() == s)
+        [Kind::Pdf, Kind::Jpeg, Kind::Png, Kind::Tiff, Kind::Video].into_iter().find(|k| k.mime() == s)
     }
 }
 
@@ -37,6 +40,8 @@ pub fn sniff(head: &[u8]) -> Option<Kind> {
         Some(Kind::Png)
     } else if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") {
         Some(Kind::Tiff)
+    } else if head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        Some(Kind::Video)
     } else {
         None
     }

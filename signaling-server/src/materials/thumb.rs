@@ -123,7 +123,7 @@ pub fn image_thumbnail(kind: Kind, bytes: &[u8]) -> Option<Vec<u8>> {
         Kind::Jpeg => ImageFormat::Jpeg,
         Kind::Png => ImageFormat::Png,
         Kind::Tiff => ImageFormat::Tiff,
-        Kind::Pdf => return None,
+        Kind::Pdf | Kind::Video => return None,
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();

@@ -168,12 +168,14 @@ struct Upload {
     key: [u8; 32],
     material_id: Option<Uuid>,
     expires_at: i64,
+    /// A call recording from the terminal (WebM/Matroska only).
+    recording: bool,
 }
 
 async fn load(state: &AppState, id: Uuid) -> ApiResult<Option<Upload>> {
     let r = sqlx::query(
         "SELECT id, created_by, session_id, slot_id, filename, length, received, sha256, wrapped_key, \
-         material_id, expires_at FROM uploads WHERE id = $1",
+         material_id, expires_at, recording FROM uploads WHERE id = $1",
     )
     .bind(id.to_string())
     .fetch_optional(&state.db.pool)
@@ -200,6 +202,7 @@ async fn load(state: &AppState, id: Uuid) -> ApiResult<Option<Upload>> {
         key,
         material_id: r.try_get::<Option<String>, _>("material_id")?.map(|s| parse_id(&s)).transpose()?,
         expires_at: r.try_get("expires_at")?,
+        recording: r.try_get::<i32, _>("recording")? == 1,
     }))
 }
 
@@ -295,14 +298,24 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
         return Err(ApiError::bad_request("不支持 Upload-Defer-Length (deferred length not supported)"));
     }
     let length = parse_u64(h, "upload-length")?;
-    let max = state.config.materials.max_upload_bytes;
+    let meta = parse_metadata(header_str(h, "upload-metadata").unwrap_or_default())?;
+    // A call recording (metadata `recording` = `1`): from the call's terminal, with consent.
+    let recording = match meta.get("recording").map(String::as_str) {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(_) => return Err(ApiError::validation("recording 须为 0 或 1 (recording: 0 or 1)")),
+    };
+    let max = if recording {
+        state.config.materials.max_recording_bytes
+    } else {
+        state.config.materials.max_upload_bytes
+    };
     if length > max {
         return Err(too_large(max));
     }
     if length == 0 {
         return Err(ApiError::validation("文件为空 (empty file)"));
     }
-    let meta = parse_metadata(header_str(h, "upload-metadata").unwrap_or_default())?;
     let session_id = meta
         .get("session_id")
         .and_then(|s| Uuid::parse_str(s).ok())
@@ -320,14 +333,22 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
         None => None,
     };
     let session = session_info(&state.db, session_id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
-    if !(session.is_terminal(p) || session.is_operator(p)) {
+    if !(session.is_terminal(p) || session.is_operator(p)) || (recording && !session.is_terminal(p)) {
         return Err(deny(state, p, "material.upload", "session", session.id).await);
     }
-    if !session.is_live() {
+    if recording {
+        // The recording is written during the call and sent once it is closed: after the end.
+        if !session.finishes_uploads(now_ms()) {
+            return Err(session_over());
+        }
+        recording_allowed(state, &session).await?;
+    } else if !session.is_live() {
         return Err(session_over());
     }
     sweep_ended(state).await?;
-    quota(state, p, &session, length).await?;
+    if !recording {
+        quota(state, p, &session, length).await?;
+    }
     if let Some(slot) = slot {
         let ok = sqlx::query("SELECT id FROM item_materials WHERE id = $1 AND item_id = $2")
             .bind(slot.to_string())
@@ -350,7 +371,7 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
     sync_dir(path.parent()).await;
     sqlx::query(
         "INSERT INTO uploads (id, created_by, session_id, slot_id, filename, length, received, sha256, wrapped_key, \
-         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10)",
+         created_at, expires_at, recording) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $11)",
     )
     .bind(id.to_string())
     .bind(p.id.to_string())
@@ -362,15 +383,13 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
     .bind(state.pii.wrap_key(&key, &format!("upload:{id}")))
     .bind(now)
     .bind(expires)
+    .bind(i32::from(recording))
     .execute(&state.db.pool)
     .await?;
     state
-        .audit(
-            AuditRecord::new("upload.create", "upload")
-                .by(p)
-                .target(id)
-                .detail(json!({ "session_id": session.id, "length": length, "slot": slot })),
-        )
+        .audit(AuditRecord::new("upload.create", "upload").by(p).target(id).detail(
+            json!({ "session_id": session.id, "length": length, "slot": slot, "recording": recording }),
+        ))
         .await;
     let mut resp = StatusCode::CREATED.into_response();
     let hm = resp.headers_mut();
@@ -743,7 +762,9 @@ async fn patch_inner(
     if offset < magic && (new >= magic || new == up.length) {
         let mut head = Vec::new();
         staged(state, &up, magic.min(new)).await?.read_to_end(&mut head).await.map_err(io_error)?;
-        if sniff::sniff(&head).is_none() {
+        let kind = sniff::sniff(&head);
+        // A recording is a video and nothing else is.
+        if kind.is_none() || (kind == Some(Kind::Video)) != up.recording {
             remove_upload(state, id).await?;
             state
                 .audit(
@@ -789,9 +810,12 @@ async fn finish(state: &AppState, p: &Principal, up: &Upload) -> ApiResult<Mater
     }
     let mut head = Vec::new();
     staged(state, up, sniff::MAGIC_LEN as u64).await?.read_to_end(&mut head).await.map_err(io_error)?;
-    let kind = sniff::sniff(&head).ok_or_else(unsupported_type)?;
+    let kind =
+        sniff::sniff(&head).filter(|k| (*k == Kind::Video) == up.recording).ok_or_else(unsupported_type)?;
     // Nothing is stored, and nothing can reach a printer, before the document passed its check.
-    check_document(state, up, kind).await?;
+    if kind != Kind::Video {
+        check_document(state, up, kind).await?;
+    }
     let name = state.pii.keyed_hash(&format!("material-object:{}", up.sha256));
     let new_object = {
         let _commit = state.materials.commit.lock().await;
@@ -825,11 +849,41 @@ async fn finish(state: &AppState, p: &Principal, up: &Upload) -> ApiResult<Mater
             "slot_id": material.slot_id,
         })))
         .await;
-    notify_material(state, &session, material.clone()).await;
-    if let Some(key) = new_object {
-        thumb::spawn(state.clone(), name, kind, key, up.length, material.id);
+    // A recording is never shown to the parties; it has no thumbnail.
+    if !up.recording {
+        notify_material(state, &session, material.clone()).await;
+        if let Some(key) = new_object {
+            thumb::spawn(state.clone(), name, kind, key, up.length, material.id);
+        }
     }
     Ok(material)
+}
+
+/// A recording may be uploaded only for a call whose resident agreed to it, once.
+async fn recording_allowed(state: &AppState, session: &SessionInfo) -> ApiResult<()> {
+    let consent: Option<i32> = sqlx::query("SELECT recording_consent FROM tickets WHERE id = $1")
+        .bind(session.ticket_id.to_string())
+        .fetch_optional(&state.db.pool)
+        .await?
+        .map(|r| r.try_get::<Option<i32>, _>("recording_consent"))
+        .transpose()?
+        .flatten();
+    if consent != Some(1) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "no_consent",
+            "居民未同意录音录像，不能上传录像 (the resident did not agree to recording)",
+        ));
+    }
+    let exists = sqlx::query("SELECT id FROM materials WHERE session_id = $1 AND source = 'recording'")
+        .bind(session.id.to_string())
+        .fetch_optional(&state.db.pool)
+        .await?
+        .is_some();
+    if exists {
+        return Err(ApiError::conflict("该通话已有录像 (the call already has a recording)"));
+    }
+    Ok(())
 }
 
 fn session_over() -> ApiError {
@@ -866,6 +920,8 @@ async fn check_document(state: &AppState, up: &Upload, kind: Kind) -> ApiResult<
         Kind::Jpeg => image::ImageFormat::Jpeg,
         Kind::Png => image::ImageFormat::Png,
         Kind::Tiff => image::ImageFormat::Tiff,
+        // Recordings come only from the call's terminal, with consent; nothing else to check.
+        Kind::Video => return Ok(()),
     };
     let (path, key) = (state.materials.upload_path(up.id), up.key);
     tokio::task::spawn_blocking(move || {
@@ -947,7 +1003,13 @@ async fn insert_material(
 ) -> ApiResult<()> {
     let id = new_id();
     let now = now_ms();
-    let source = if p.is_terminal() { MaterialSource::Scan } else { MaterialSource::Form };
+    let source = if up.recording {
+        MaterialSource::Recording
+    } else if p.is_terminal() {
+        MaterialSource::Scan
+    } else {
+        MaterialSource::Form
+    };
     let name = state.pii.keyed_hash(&format!("material-object:{}", up.sha256));
     sqlx::query(
         "INSERT INTO materials (id, session_id, ticket_id, item_id, slot_id, source, filename, content_type, size, \
@@ -959,7 +1021,11 @@ async fn insert_material(
     .bind(session.ticket_id.to_string())
     .bind(session.item_id.to_string())
     .bind(up.slot_id.map(|s| s.to_string()))
-    .bind(if source == MaterialSource::Form { "form" } else { "scan" })
+    .bind(match source {
+        MaterialSource::Form => "form",
+        MaterialSource::Recording => "recording",
+        MaterialSource::Scan => "scan",
+    })
     .bind(super::seal_name(&state.pii, &up.filename, &super::material_name_context(id)))
     .bind(kind.mime())
     .bind(i64::try_from(up.length).unwrap_or(i64::MAX))

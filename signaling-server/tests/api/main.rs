@@ -27,6 +27,7 @@ mod openapi_contract;
 mod point_today;
 mod points;
 mod print_jobs;
+mod recordings;
 mod rectifications;
 mod revocation;
 mod stats;

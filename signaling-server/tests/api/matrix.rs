@@ -88,6 +88,7 @@ async fn every_endpoint_checks_authentication_and_role() {
         (Method::POST, format!("/api/v1/terminals/{r}/revoke"), Some(json!({ "reason": "x" })), &[Admin]),
         (Method::GET, "/api/v1/audit".into(), None, &[Admin]),
         (Method::GET, "/api/v1/audit/verify".into(), None, &[Admin]),
+        (Method::GET, "/api/v1/recordings".into(), None, &[Admin, Supervisor]),
         (Method::POST, "/api/v1/admin/keys/rotate".into(), None, &[Admin]),
         (Method::POST, "/api/v1/admin/keys/no-such-key/retire".into(), None, &[Admin]),
         (Method::GET, "/api/v1/sessions".into(), None, &[Admin, Supervisor, Operator]),
