@@ -516,6 +516,85 @@ describe('a call with the real terminal', () => {
     await op.context().close();
   });
 
+  test('recording with consent: a refusing resident leaves no recording; an agreeing one\'s call is one file a supervisor plays, audited', async () => {
+    const op = await newPage({ width: 1366, height: 768 });
+    await op.goto(`${base}/`);
+    await signIn(op);
+    await op.waitForSelector('#op-state[data-state=away], #op-state[data-state=available]');
+    if (await op.locator('#op-state[data-state=away]').count()) await op.click('#availability');
+    await op.waitForSelector('#op-state[data-state=available]');
+    const login = await rest('/api/v1/auth/login', { username: 'operator1', password: PASSWORD });
+    const items = await (await fetch(`${kiosk}/api/items`)).json();
+    const item = items.find((/** @type {any} */ i) => i.active && i.remote_allowed && login.user.skills.includes(i.line_id));
+    const sup = await rest('/api/v1/auth/login', { username: 'supervisor', password: PASSWORD });
+    /** @returns {Promise<any[]>} */
+    const recordings = async () => rest('/api/v1/recordings', undefined, sup.access_token);
+    const before = (await recordings()).length;
+
+    /** One call of ~3 s with the given answer; returns its session. @param {boolean} consent */
+    async function call(consent) {
+      const res = await fetch(`${kiosk}/api/ticket`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ item_id: item.id, recording_consent: consent }) });
+      assert.ok(res.ok, `ticket: ${res.status}`);
+      await op.waitForSelector('#ringing #accept');
+      await op.click('#accept');
+      await op.waitForSelector('#call-stage');
+      const st = await until('media both ways', async () => {
+        const s = await status();
+        return s.call.remote.some((/** @type {any} */ r) => r.kind === 'camera' && r.decoded > 30) && s.call.sent_video_frames > 30 ? s : null;
+      });
+      if (consent) {
+        assert.equal(st.call.recording, 'recording', 'the terminal records');
+        await op.waitForFunction(() => document.querySelector('#supervisor-badge')?.textContent?.includes('录音录像中'));
+      } else {
+        assert.equal(st.call.recording, '', 'no recording without consent');
+      }
+      const session = st.call.session_id;
+      await endAndRate(op);
+      return session;
+    }
+
+    const refused = await call(false);
+    const agreed = await call(true);
+    const rec = await until('the recording stored', async () => (await recordings()).find((r) => r.session_id === agreed));
+    assert.ok(!(await recordings()).some((r) => r.session_id === refused), 'a refusing resident leaves no recording');
+    assert.equal((await recordings()).length, before + 1);
+    assert.equal(rec.content_type, 'video/webm');
+
+    // The operator cannot fetch it; the supervisor's file decodes with both sides.
+    const denied = await fetch(`${base}/api/v1/materials/${rec.material_id}/content`, { headers: { authorization: `Bearer ${login.access_token}` } });
+    assert.equal(denied.status, 403);
+    const file = await fetch(`${base}/api/v1/materials/${rec.material_id}/content`, { headers: { authorization: `Bearer ${sup.access_token}` } });
+    assert.equal(file.status, 200);
+    const path = join(dir, 'recording.webm');
+    writeFileSync(path, Buffer.from(await file.arrayBuffer()));
+    const probe = spawnSync(join(target, 'debug', 'endpoint-client'), ['probe-recording', path], { encoding: 'utf8' });
+    assert.equal(probe.status, 0, probe.stderr);
+    const p = JSON.parse(probe.stdout);
+    assert.ok(p.duration_ms >= 2000, `duration ${p.duration_ms} ms`);
+    const kinds = (/** @type {string} */ c) => p.streams.filter((/** @type {any} */ s) => s.caps === c && s.decoded > 10).length;
+    assert.equal(kinds('video/x-raw'), 2, `both cameras: ${probe.stdout}`);
+    assert.equal(kinds('audio/x-raw'), 2, `both voices: ${probe.stdout}`);
+
+    // Played in the supervisor's console, and the playback is in the audit log.
+    const page = await newPage({ width: 1366, height: 900 });
+    await page.goto(`${base}/`);
+    await page.fill('input[name=username]', 'supervisor');
+    await page.fill('input[name=password]', PASSWORD);
+    await page.click('button[type=submit]');
+    await page.waitForSelector(`#recording-list .play-recording[data-material="${rec.material_id}"]`);
+    await page.click(`#recording-list .play-recording[data-material="${rec.material_id}"]`);
+    await page.waitForFunction(() => {
+      const v = /** @type {HTMLVideoElement | null} */ (document.querySelector('#recording-video'));
+      return v && v.readyState >= 2 && v.videoWidth > 0 && v.duration > 1;
+    }, null, { timeout: 30_000 });
+    await shot(page, '54-supervisor-plays-recording');
+    const admin = await rest('/api/v1/auth/login', { username: 'admin', password: PASSWORD });
+    const audit = await rest('/api/v1/audit?limit=100&action=recording.play', undefined, admin.access_token);
+    assert.ok(audit.entries.filter((/** @type {any} */ e) => e.target_id === rec.material_id).length >= 2, 'each playback audited');
+    await page.context().close();
+    await op.context().close();
+  });
+
   test('an operator workstation set to H.264: the terminal answers in H.264 and both directions decode it', async () => {
     const op = await newPage({ width: 1366, height: 768 });
     await op.goto(`${base}/`);
@@ -603,10 +682,15 @@ describe('a call with the real terminal', () => {
     await privacyPage.click('#list button.item');
     await privacyPage.waitForSelector('#privacy.on');
     await shot(privacyPage, '52-kiosk-privacy-left');
-    // The notice promises only what the system does: calls are not recorded.
+    // The notice promises only what the system does: a call is recorded only when the resident
+    // agrees (the answer defaults to no), encrypted, for supervisors only.
     const notice = await privacyPage.textContent('#privacy .privacy');
-    assert.match(notice || '', /不录音、不录像/);
-    assert.doesNotMatch(notice || '', /通话[^。]*加密保存/);
+    assert.match(notice || '', /只有您在下面选择“同意录音录像”时，本次通话才录音录像/);
+    assert.match(notice || '', /不同意的，不录音、不录像/);
+    assert.match(notice || '', /加密保存.*只有值班主管可以查看/);
+    assert.equal(await privacyPage.getAttribute('#rec-no', 'aria-pressed'), 'true', 'not recorded unless chosen');
+    await privacyPage.click('#rec-yes');
+    assert.equal(await privacyPage.getAttribute('#rec-yes', 'aria-pressed'), 'true');
     const privacyLeft = Date.now();
     /** @type {[import('playwright-core').Page, string, number][]} */
     const left = [[staffForm, 'staff', staffLeft], [itemsPage, 'items', itemsLeft], [privacyPage, 'privacy', privacyLeft]];
@@ -624,6 +708,7 @@ describe('a call with the real terminal', () => {
     assert.equal(await staffForm.inputValue('#sp'), '', 'the password is cleared');
     assert.equal(await itemsPage.inputValue('#q'), '', 'the search is cleared');
     assert.equal(await privacyPage.textContent('#chosen-name'), '', 'the chosen item is cleared');
+    assert.equal(await privacyPage.getAttribute('#rec-no', 'aria-pressed'), 'true', 'the recording answer is cleared');
     await itemsPage.context().close();
     await privacyPage.context().close();
 

@@ -120,8 +120,15 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     crate::watchdog::ready(&format!("kiosk page on http://{ui_addr}/"));
     tracing::info!(%ui_addr, "kiosk UI listening");
 
-    let settings =
-        CallSettings { webrtc: cfg.webrtc.clone(), media: cfg.media.clone(), display: cfg.display.clone() };
+    // A call the resident agreed to record is written into the spool and, once closed, taken
+    // into it and uploaded like a scan (durable, resumable).
+    let (rec_tx, mut rec_rx) = mpsc::unbounded_channel::<(Uuid, std::path::PathBuf)>();
+    let settings = CallSettings {
+        webrtc: cfg.webrtc.clone(),
+        media: cfg.media.clone(),
+        display: cfg.display.clone(),
+        recordings: Some((spool.clone(), rec_tx)),
+    };
     let status_lines = cfg.status_lines.unwrap_or(cfg.display.mode == crate::config::DisplayMode::Headless);
     let stats = Arc::new(CallStats::default());
     let mut kiosk = Kiosk::default();
@@ -269,8 +276,24 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                     vec![notice("scan_fault", f.to_string())]
                 }
             },
+            Some((session, path)) = rec_rx.recv() => {
+                match spool.add(&path, session, None, "通话录像.webm", "video/webm", "webm") {
+                    Ok(_) => uploader.kick(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot spool the call's recording");
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+                vec![]
+            }
             Some(ev) = up_rx.recv() => match ev {
+                // The call's recording is not the resident's business once they agreed.
+                UploadEvent::Stored { entry, .. } if entry.content_type.starts_with("video/") => vec![],
                 UploadEvent::Stored { entry, .. } => vec![notice("upload", format!("「{}」已上传，受理员已收到。", entry.filename))],
+                UploadEvent::Rejected { entry, reason } if entry.content_type.starts_with("video/") => {
+                    tracing::error!(%reason, "the call's recording was refused by the server");
+                    vec![]
+                }
                 UploadEvent::Rejected { entry, reason } => {
                     tracing::error!(%reason, "scan refused by the server");
                     vec![notice("upload_error", format!("「{}」未能上传（通话已结束或材料不符），请联系工作人员。", entry.filename))]

@@ -61,6 +61,9 @@ pub struct CallSettings {
     pub webrtc: WebRtcConfig,
     pub media: MediaConfig,
     pub display: DisplayConfig,
+    /// Where a call the resident agreed to record is written (the upload spool) and where the
+    /// finished file is handed over for upload: `(session, path)`.
+    pub recordings: Option<(crate::spool::Spool, mpsc::UnboundedSender<(uuid::Uuid, std::path::PathBuf)>)>,
 }
 
 /// Per-remote-track counters.
@@ -103,6 +106,9 @@ pub struct CallSnapshot {
     pub remote: Vec<RemoteTrackStats>,
     /// Further peer connections open (supervisors in the call).
     pub extra_peers: usize,
+    /// The call's recording (the resident agreed): `recording`, `stored` (handed over for
+    /// upload), `failed`; empty when not recorded.
+    pub recording: String,
 }
 
 impl CallSnapshot {
@@ -157,6 +163,7 @@ struct StatsInner {
     video_codec: Option<VideoCodec>,
     remote: BTreeMap<String, RemoteCounters>,
     extra_peers: usize,
+    recording: String,
 }
 
 impl CallStats {
@@ -216,6 +223,7 @@ impl CallStats {
             forced_keyframes: self.video.forced_keyframes.load(Ordering::Relaxed),
             mic_muted: self.mic_muted(),
             extra_peers: g.extra_peers,
+            recording: g.recording.clone(),
             volume: self.volume(),
             remote: g
                 .remote
@@ -680,6 +688,8 @@ struct Call {
     xev_tx: mpsc::UnboundedSender<(uuid::Uuid, PcEvent)>,
     /// The call's participants as last told (`participants`).
     participants: Vec<ParticipantView>,
+    /// The recording of this call, when the resident agreed (`session.recording`).
+    recording: Arc<Mutex<Option<Arc<crate::recording::CallRecording>>>>,
 }
 
 impl Call {
@@ -708,6 +718,7 @@ impl Call {
             extras: std::collections::HashMap::new(),
             xev_tx,
             participants: Vec::new(),
+            recording: Arc::default(),
         };
         let mut peer = call.new_peer().await?;
         let mut restart_at: Option<tokio::time::Instant> = None;
@@ -776,6 +787,7 @@ impl Call {
         call.stop_tasks(true).await;
         let _ = peer.pc.close().await;
         drop(peer);
+        call.finish_recording().await;
         Ok(())
     }
 
@@ -946,12 +958,66 @@ impl Call {
         Ok(())
     }
 
+    /// The resident agreed: record the call into the spool, fed by our encoders and the
+    /// operator's tracks (not the screen share).
+    fn start_recording(&mut self, codec: VideoCodec) {
+        let Some((spool, _)) = &self.settings.recordings else { return };
+        if !self.session.recording || lock(&self.recording).is_some() {
+            return;
+        }
+        let ext = if codec == VideoCodec::Vp8 { "webm" } else { "mkv" };
+        let path = spool.scratch_path(ext);
+        match crate::recording::CallRecording::start(&path, codec) {
+            Ok(rec) => {
+                let rec = Arc::new(rec);
+                self.fan_video.set_tap(Some((rec.clone(), crate::recording::Input::LocalVideo)));
+                self.fan_audio.set_tap(Some((rec.clone(), crate::recording::Input::LocalAudio)));
+                *lock(&self.recording) = Some(rec);
+                self.stats.lock().recording = "recording".into();
+                tracing::info!(path = %path.display(), "recording the call (the resident agreed)");
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                self.stats.lock().recording = "failed".into();
+                tracing::error!(error = %e, "cannot record the call");
+            }
+        }
+    }
+
+    /// Closes the recording and hands the complete file over for upload.
+    async fn finish_recording(&mut self) {
+        self.fan_video.set_tap(None);
+        self.fan_audio.set_tap(None);
+        let Some(rec) = lock(&self.recording).take() else { return };
+        let Ok(rec) = Arc::try_unwrap(rec) else {
+            tracing::error!("the recording is still in use; not uploaded");
+            return;
+        };
+        let path = rec.path().to_path_buf();
+        match rec.finish(Duration::from_secs(10)).await {
+            Ok(path) => {
+                self.stats.lock().recording = "stored".into();
+                if let Some((_, done)) = &self.settings.recordings {
+                    let _ = done.send((self.session.session_id, path));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the recording could not be closed; not kept");
+                self.stats.lock().recording = "failed".into();
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+
     async fn on_connected(&mut self, peer: &Peer) {
         {
             let mut g = self.stats.lock();
             if g.connected_after_ms.is_none() {
                 g.connected_after_ms = Some(self.started.elapsed().as_millis() as u64);
             }
+        }
+        if let Some((codec, _)) = &peer.video {
+            self.start_recording(*codec);
         }
         if !self.pumps.is_empty() {
             return;
@@ -1231,6 +1297,16 @@ impl Call {
         self.receivers.push(task);
     }
 
+    /// The recording a remote track of kind `kind` goes into, if the call is recorded (the
+    /// operator's camera and voice; not the screen share, not a guest's).
+    fn recording_input(kind: RemoteKind, guest: bool) -> Option<crate::recording::Input> {
+        match (kind, guest) {
+            (RemoteKind::Camera, false) => Some(crate::recording::Input::RemoteVideo),
+            (RemoteKind::Audio, false) => Some(crate::recording::Input::RemoteAudio),
+            _ => None,
+        }
+    }
+
     /// Decodes a remote track; `gate` (a supervisor's track) lets packets through to the
     /// decoder only while set.
     fn track_task(
@@ -1239,6 +1315,7 @@ impl Call {
         gate: Option<Arc<AtomicBool>>,
     ) -> tokio::task::JoinHandle<()> {
         let stats = self.stats.clone();
+        let recording = self.recording.clone();
         let display = self.settings.display.clone();
         let session_id = self.session.session_id;
         let track_no = self.receivers.len();
@@ -1339,6 +1416,12 @@ impl Call {
                             }
                         }
                         media_ssrc = Some(p.header.ssrc);
+                        if let Some(input) = Self::recording_input(kind, from_guest)
+                            && let Some(rec) = lock(&recording).clone()
+                            && let Ok(bytes) = rtc::shared::marshal::Marshal::marshal(&p)
+                        {
+                            rec.push_rtp(input, &bytes);
+                        }
                         let open = gate.as_ref().is_none_or(|g| g.load(Ordering::Relaxed));
                         if let Some(d) = decoder.as_ref().filter(|_| open) {
                             d.push_rtp(&p);
@@ -1366,6 +1449,10 @@ impl Call {
             }
         })
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One step of a remote track's loop.

@@ -23,6 +23,8 @@ enum Cmd {
     },
     /// Run the terminal service.
     Run,
+    /// Decode a call recording to the end and print its duration and streams as JSON (support).
+    ProbeRecording { file: std::path::PathBuf },
 }
 
 #[tokio::main]
@@ -35,6 +37,25 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    if let Cmd::ProbeRecording { file } = &cli.cmd {
+        let probed = endpoint_client::media::init().and_then(|()| endpoint_client::recording::probe(file));
+        return match probed {
+            Ok(p) => {
+                let streams: Vec<serde_json::Value> = p
+                    .streams
+                    .iter()
+                    .map(|(caps, n)| serde_json::json!({ "caps": caps, "decoded": n }))
+                    .collect();
+                let ms = p.duration.map(|d| d.as_millis() as u64);
+                println!("{}", serde_json::json!({ "duration_ms": ms, "streams": streams }));
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("无法解码录像 (cannot decode the recording): {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -59,6 +80,7 @@ async fn main() -> std::process::ExitCode {
             })
             .map_err(anyhow::Error::from),
         Cmd::Run => endpoint_client::app::run(cfg, shutdown_signal()).await,
+        Cmd::ProbeRecording { .. } => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

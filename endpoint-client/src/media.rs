@@ -324,6 +324,8 @@ type FanTarget = (u64, Arc<TrackLocalStaticSample>, u32, PayloadType);
 #[derive(Clone, Default)]
 pub struct FanOut {
     targets: Arc<std::sync::Mutex<Vec<FanTarget>>>,
+    /// The call's recording, when the resident agreed: every sample goes to it too.
+    tap: Arc<std::sync::Mutex<Option<(Arc<crate::recording::CallRecording>, crate::recording::Input)>>>,
     keyframe: Arc<tokio::sync::Notify>,
     next: Arc<AtomicU64>,
 }
@@ -339,6 +341,15 @@ impl FanOut {
 
     pub fn remove(&self, key: u64) {
         self.lock().retain(|t| t.0 != key);
+    }
+
+    /// Sends every sample to `rec` as `input` too (`None`: stop).
+    pub fn set_tap(&self, tap: Option<(Arc<crate::recording::CallRecording>, crate::recording::Input)>) {
+        *self.tap.lock().unwrap_or_else(|p| p.into_inner()) = tap;
+    }
+
+    fn tapped(&self) -> Option<(Arc<crate::recording::CallRecording>, crate::recording::Input)> {
+        self.tap.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// A receiver on a further connection lost a picture.
@@ -401,6 +412,9 @@ pub async fn pump_into_track(
                     duration: tick_exact(nanos, clock_rate),
                     ..Sample::new(Instant::now())
                 };
+                if let Some((rec, input)) = fan.tapped() {
+                    rec.push_sample(input, &sample);
+                }
                 for (t, ssrc, pt) in fan.snapshot() {
                     if let Err(e) = t.sample_writer(ssrc, pt).write_sample(&s).await {
                         tracing::debug!(error = %e, "write_sample to a further connection failed");

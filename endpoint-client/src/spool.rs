@@ -117,11 +117,27 @@ impl Spool {
         content_type: &str,
         ext: &str,
     ) -> std::io::Result<Entry> {
-        let bytes = std::fs::read(scratch)?;
-        if bytes.is_empty() {
+        // Hashed as it is read: a call recording may be hundreds of megabytes.
+        let (size, sha256) = {
+            use std::io::Read;
+            let mut f = std::fs::File::open(scratch)?;
+            f.sync_all()?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut size = 0u64;
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+            (size, hex::encode(hasher.finalize()))
+        };
+        if size == 0 {
             return Err(std::io::Error::other("empty scan"));
         }
-        std::fs::File::open(scratch)?.sync_all()?;
         let id = Uuid::new_v4();
         let file = format!("{}.{ext}", id.simple());
         std::fs::rename(scratch, self.dir.join(&file))?;
@@ -132,8 +148,8 @@ impl Spool {
             filename: filename.to_owned(),
             file,
             content_type: content_type.to_owned(),
-            size: bytes.len() as u64,
-            sha256: sha256_hex(&bytes),
+            size,
+            sha256,
             created_at_ms: now_ms(),
             upload_url: None,
             attempts: 0,

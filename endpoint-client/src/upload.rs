@@ -230,6 +230,10 @@ fn metadata(e: &Entry) -> String {
     if let Some(slot) = e.slot_id {
         pairs.push(("material_slot", slot.to_string()));
     }
+    // The call's recording (made with the resident's consent) is a video; scans are not.
+    if e.content_type.starts_with("video/") {
+        pairs.push(("recording", "1".to_owned()));
+    }
     pairs.iter().map(|(k, v)| format!("{k} {}", B64.encode(v))).collect::<Vec<_>>().join(",")
 }
 

@@ -268,8 +268,11 @@ export function operatorView(ctx, main) {
     if (badge) {
       // Policy (docs/protocol.md §5.8): the operator always sees who supervises the call, and how.
       const doing = { monitor: '正在监听', whisper: '正在耳语（只有您能听到）', barge: '已插话（居民也能听到）' };
-      const text = st.supervisors.map((x) => x.role === 'specialist' ? `${t('协办')} ${x.name} ${t('已加入通话')}`
-        : `${t('值班主管')} ${x.name} ${t(doing[/** @type {keyof typeof doing} */ (x.mode)] || x.mode)}`).join('；');
+      const parts = st.supervisors.map((x) => x.role === 'specialist' ? `${t('协办')} ${x.name} ${t('已加入通话')}`
+        : `${t('值班主管')} ${x.name} ${t(doing[/** @type {keyof typeof doing} */ (x.mode)] || x.mode)}`);
+      // The resident agreed to recording: the operator knows the call is recorded.
+      if (st.session?.recording) parts.unshift(t('● 录音录像中（居民已同意）'));
+      const text = parts.join('；');
       badge.textContent = text;
       badge.classList.toggle('show', !!text);
     }

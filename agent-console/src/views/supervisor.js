@@ -14,6 +14,7 @@ export function supervisorView(ctx, main) {
   const ops = h('section.card#operators');
   const rects = h('section.card#rectifications');
   const terms = h('section.card#terminals');
+  const recs = h('section.card#recordings');
   const monitor = h('section.card.monitor-card#monitor');
   monitor.hidden = true;
   let boardAt = Date.now();
@@ -30,7 +31,7 @@ export function supervisorView(ctx, main) {
     h('div.page-head', null, h('h1', null, t('今日服务概况')), h('span.muted', null, fmt.dateWeekday(Date.now())),
       h('button.btn.small.ghost', { type: 'button', onclick: () => load() }, t('刷新'))),
     tiles,
-    h('div.sup-grid', null, monitor, lines, ops, ratings, daily, rects, terms)));
+    h('div.sup-grid', null, monitor, lines, ops, ratings, daily, rects, terms, recs)));
 
   function renderBoard() {
     const b = ctx.board;
@@ -142,6 +143,39 @@ export function supervisorView(ctx, main) {
       h('p.muted.monitor-hint', null, t(modes.find(([m]) => m === cur.mode)?.[2] || '')));
   }
 
+  // ---- recorded calls (quality checks; every playback audited) -------------------------------
+
+  async function loadRecordings() {
+    try {
+      const list = await api.get('/api/v1/recordings?limit=20');
+      mount(recs, h('h2.card-title', null, t('通话录像'), h('span.count-badge', null, String(list.length))),
+        h('p.muted', null, t('居民同意后录制，仅值班主管可以查看，每次播放均记入审计日志')),
+        list.length ? h('ul.rect-list#recording-list', null, list.map((/** @type {any} */ r) => h('li', null,
+          h('div', null, h('strong', null, `${r.ticket_number} · ${r.item_name}`),
+            h('div.muted', null, `${r.point_name} · ${r.operator_name} · ${fmt.dateTime(r.started_at)}`),
+            h('div.muted', null, r.purged ? t('已按保存期限删除') : fmt.bytes(r.size))),
+          r.purged ? null : h('button.btn.small.primary.play-recording', { type: 'button', dataset: { material: r.material_id }, onclick: () => play(r) }, t('播放'))))) : h('p.muted', null, t('暂无录像')),
+        h('div#recording-player'));
+    } catch (e) {
+      mount(recs, h('h2.card-title', null, t('通话录像')), h('p.form-error', null, /** @type {Error} */ (e).message));
+    }
+  }
+
+  /** @param {any} r one RecordingView */
+  async function play(r) {
+    const box = recs.querySelector('#recording-player');
+    if (!box) return;
+    try {
+      const res = await api.request('GET', `/api/v1/materials/${r.material_id}/content`, undefined, { raw: true });
+      const url = URL.createObjectURL(await res.blob());
+      const v = /** @type {HTMLVideoElement} */ (h('video#recording-video', { controls: true, autoplay: true, src: url }));
+      v.addEventListener('emptied', () => URL.revokeObjectURL(url), { once: true });
+      mount(box, h('p', null, `${t('正在播放')} ${r.ticket_number} · ${r.item_name}`), v);
+    } catch (e) {
+      toast(/** @type {Error} */ (e).message, 'error');
+    }
+  }
+
   /** Support hook and tests: what the supervisor receives from each side. */
   const hook = /** @type {any} */ (window).bangban;
   if (hook) hook.monitorInbound = async () => {
@@ -187,6 +221,7 @@ export function supervisorView(ctx, main) {
     }
     loadRects();
     loadTerminals();
+    loadRecordings();
   }
 
   async function loadRects() {
