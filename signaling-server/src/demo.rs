@@ -327,7 +327,7 @@ pub const JINGAN_STREETS: [(&str, f64, f64); 14] = [
 /// Fills the demo district up to `total` points (`--demo-points`): the order of size of
 /// Jing'an (~270), spread over its streets with real-ish coordinates, each with a terminal.
 /// Deterministic by the point's number: every 9th is closed now by its structured hours (a
-/// closure over all dates), every 7th terminal is enrolled but silent for an hour (the alarm
+/// closure over all dates), every 8th terminal (from the 3rd) is enrolled but silent for an hour (the alarm
 /// monitor raises its offline alarm), every 5th point's weekly inspection has been overdue
 /// since January 2025 and the others' start in 2030 (upcoming). Idempotent: fills only what
 /// is missing. Returns how many points it added.
@@ -402,7 +402,7 @@ pub async fn fill_district(db: &Db, total: u32) -> ApiResult<usize> {
             .await?;
         }
         let (terminal, _, _) = terminals::register(db, parse_id(&id)?, &format!("{name}一体机")).await?;
-        if n % 7 == 0 {
+        if n % 8 == 3 {
             sqlx::query(
                 "UPDATE terminals SET status = 'active', enrollment_code_hash = NULL, enrollment_expires_at = NULL, \
                  enrolled_at = $1, last_seen_at = $1 WHERE id = $2",

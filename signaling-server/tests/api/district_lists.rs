@@ -191,9 +191,9 @@ async fn terminal_health_leads_with_what_needs_action() {
     };
     let ranks: Vec<u8> = rows.iter().map(rank).collect();
     assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "what needs action first: {ranks:?}");
-    // Every 7th fixture terminal is silent; those at every 9th point are closed now: no alarm.
-    let alarmed = (1..=268).filter(|n| n % 7 == 0 && n % 9 != 0).count();
-    let offline_closed = (1..=268).filter(|n| n % 7 == 0 && n % 9 == 0).count();
+    // Every 8th fixture terminal is silent; those at every 9th point are closed now: no alarm.
+    let alarmed = (1..=268).filter(|n| n % 8 == 3 && n % 9 != 0).count();
+    let offline_closed = (1..=268).filter(|n| n % 8 == 3 && n % 9 == 0).count();
     assert_eq!(ranks.iter().filter(|r| **r == 0).count(), alarmed);
     assert_eq!(ranks.iter().filter(|r| **r == 1).count(), offline_closed, "offline, point closed: next");
     let (page, total) = ok(&app, "/api/v1/terminals/health?alarm=yes&limit=10", &supervisor).await;
@@ -218,7 +218,7 @@ async fn terminal_health_leads_with_what_needs_action() {
     let (page, total) = ok(&app, "/api/v1/terminals?alarm=yes&limit=4&offset=2", &admin).await;
     assert_eq!((page.len(), total), (4, alarmed));
     let (page, total) = ok(&app, "/api/v1/terminals?state=active&sort=-last_seen", &admin).await;
-    assert_eq!(total, (1..=268).filter(|n| n % 7 == 0).count());
+    assert_eq!(total, (1..=268).filter(|n| n % 8 == 3).count());
     assert!(page.iter().all(|t| t["status"] == "active"));
     // Points with an open alarm.
     let (page, total) = ok(&app, "/api/v1/points?alarm=yes", &admin).await;
