@@ -391,7 +391,7 @@ pub async fn fill_district(db: &Db, total: u32) -> ApiResult<usize> {
         .bind(now)
         .execute(&db.pool)
         .await?;
-        if n % 9 == 0 {
+        if n.is_multiple_of(9) {
             sqlx::query(
                 "INSERT INTO point_opening_hours (point_id, schedule, updated_at, updated_by) VALUES ($1, $2, $3, NULL)",
             )
@@ -412,7 +412,7 @@ pub async fn fill_district(db: &Db, total: u32) -> ApiResult<usize> {
             .execute(&db.pool)
             .await?;
         }
-        let starts_on = if n % 5 == 0 { "2025-01-06" } else { "2030-01-07" };
+        let starts_on = if n.is_multiple_of(5) { "2025-01-06" } else { "2030-01-07" };
         sqlx::query(
             "INSERT INTO inspection_schedules (point_id, frequency, weekday, starts_on, grace_working_days, \
              inspector_account_id, flagged_due_on, created_at, updated_at, updated_by) \

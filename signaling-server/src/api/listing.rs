@@ -148,8 +148,8 @@ mod tests {
 
     #[test]
     fn integers_are_strict() {
-        assert_eq!(int_param("limit", Some("5"), 1, 500).unwrap(), Some(5));
-        assert_eq!(int_param("limit", None, 1, 500).unwrap(), None);
+        assert_eq!(int_param("limit", Some("5"), 1, 500).expect("parses"), Some(5));
+        assert_eq!(int_param("limit", None, 1, 500).expect("parses"), None);
         for bad in ["", " 5", "+5", "5.0", "1e3", "501", "0", "-1", "99999999999999999999", "５"] {
             assert!(int_param("limit", Some(bad), 1, 500).is_err(), "{bad:?}");
         }
@@ -157,12 +157,13 @@ mod tests {
 
     #[test]
     fn sort_and_paging() {
-        let l = Listing::parse(None, None, Some("-name"), Some("2"), Some("1"), &["name"], "name").unwrap();
+        let l = Listing::parse(None, None, Some("-name"), Some("2"), Some("1"), &["name"], "name")
+            .expect("parses");
         let (page, total) = l.finish(vec![1, 4, 2, 3], |a, b| a.cmp(b));
         assert_eq!((page, total), (vec![3, 2], 4));
         assert!(Listing::parse(None, None, Some("name;drop"), None, None, &["name"], "name").is_err());
         assert!(Listing::parse(Some(""), None, None, None, None, &["name"], "name").is_err());
-        let l = Listing::parse(Some("Ab"), None, None, None, None, &["name"], "name").unwrap();
+        let l = Listing::parse(Some("Ab"), None, None, None, None, &["name"], "name").expect("parses");
         assert!(l.matches(&["xaBy"]) && !l.matches(&["a b"]));
     }
 }

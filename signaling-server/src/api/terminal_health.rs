@@ -161,7 +161,7 @@ pub async fn board(
                     "pending" => t.status == TerminalStatus::Pending,
                     _ => printer_fault(t),
                 })
-                && alarm.is_none_or(|a| (a == "yes") == !t.alarms.is_empty())
+                && alarm.is_none_or(|a| (a == "yes") != t.alarms.is_empty())
         })
         .collect();
     // health_rows' order (point code, terminal name) is the tie-break.
