@@ -704,6 +704,9 @@ pub struct TerminalView {
     pub id: Uuid,
     pub point_id: Uuid,
     pub point_name: String,
+    /// The point's street (街镇).
+    #[serde(default)]
+    pub point_street: String,
     pub name: String,
     pub status: TerminalStatus,
     pub enrollment_expires_at: Option<i64>,
@@ -1008,6 +1011,9 @@ pub struct TerminalHealthView {
     pub name: String,
     pub point_id: Uuid,
     pub point_name: String,
+    /// The point's street (街镇).
+    #[serde(default)]
+    pub point_street: String,
     pub status: TerminalStatus,
     /// Last contact of any kind (heartbeat, token, connection).
     pub last_seen_at: Option<i64>,

@@ -61,6 +61,9 @@ impl AuditRecord {
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The chain's head, held for a transaction ([`Audit::hold`]).
+pub struct HeadGuard<'a>(tokio::sync::MutexGuard<'a, Option<(i64, String)>>);
+
 /// The chain's head, cached; appends are serialised through it.
 #[derive(Debug)]
 pub struct Audit {
@@ -219,9 +222,27 @@ impl Audit {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         rec: AuditRecord,
     ) -> Result<(), sqlx::Error> {
-        let mut head = self.head.lock().await;
+        let mut head = HeadGuard(self.head.lock().await);
+        Self::append_in_held(&mut head, tx, rec).await
+    }
+
+    /// Takes the chain's head before a transaction that will [`Audit::append_in_held`]: a
+    /// transaction that writes first and then waits for the head could wait on an [`Audit::append`]
+    /// that holds the head and waits for the database's write lock (SQLite: until the busy
+    /// timeout). Head first, then the database, as `append` does.
+    pub async fn hold(&self) -> HeadGuard<'_> {
+        HeadGuard(self.head.lock().await)
+    }
+
+    /// [`Audit::append_in`] with the head already held ([`Audit::hold`]).
+    pub async fn append_in_held(
+        head: &mut HeadGuard<'_>,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        rec: AuditRecord,
+    ) -> Result<(), sqlx::Error> {
+        let head = &mut head.0;
         // The cached head may be ahead of a rolled-back transaction: read it in this one.
-        *head = None;
+        **head = None;
         let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut **tx)
             .await?;

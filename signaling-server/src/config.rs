@@ -108,6 +108,16 @@ pub struct Cli {
     /// How often the cases worker runs (escalations, call-backs, lists, contact purge), 1–600 s.
     #[arg(long, env = "BANGBAN_CASES_INTERVAL_SECS")]
     pub cases_interval_secs: Option<u64>,
+    /// A local GeoJSON file with the district's outline (a Polygon, MultiPolygon, Feature or
+    /// FeatureCollection, ≤ 8 MiB) drawn under the console's map of the points; no tiles are
+    /// ever fetched.
+    #[arg(long, env = "BANGBAN_MAP_OUTLINE")]
+    pub map_outline: Option<PathBuf>,
+    /// With `--demo`: fill the demo district up to this many points (0–2000, default 0: the
+    /// demo's own few), across Jing'an's streets, each with a terminal, some closed by their
+    /// hours, some offline, some with an inspection overdue — the console at district scale.
+    #[arg(long, env = "BANGBAN_DEMO_POINTS")]
+    pub demo_points: Option<u64>,
     /// Proxies (IP addresses, comma-separated) whose `X-Forwarded-For` / `Forwarded` names the
     /// client; none by default.
     #[arg(long, env = "BANGBAN_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -129,6 +139,25 @@ pub struct Cli {
 }
 
 /// A number within its range, or an error naming the setting.
+/// Largest district outline file.
+pub const MAX_OUTLINE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Reads and checks a district outline: a GeoJSON Polygon, MultiPolygon, Feature or
+/// FeatureCollection of at most [`MAX_OUTLINE_BYTES`].
+pub fn read_outline(path: &std::path::Path) -> Result<serde_json::Value, ConfigError> {
+    let bad = |why: String| ConfigError::Invalid(format!("map_outline {}: {why}", path.display()));
+    let len = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?.len();
+    if len > MAX_OUTLINE_BYTES {
+        return Err(bad(format!("larger than {MAX_OUTLINE_BYTES} bytes")));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    match v.get("type").and_then(|t| t.as_str()) {
+        Some("Polygon" | "MultiPolygon" | "Feature" | "FeatureCollection") => Ok(v),
+        _ => Err(bad("not a GeoJSON Polygon, MultiPolygon, Feature or FeatureCollection".into())),
+    }
+}
+
 fn ranged(name: &str, v: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
     if range.contains(&v) {
         Ok(v)
@@ -179,6 +208,8 @@ struct FileConfig {
     terminal_offline_after_secs: Option<u64>,
     health_check_interval_secs: Option<u64>,
     cases_interval_secs: Option<u64>,
+    map_outline: Option<PathBuf>,
+    demo_points: Option<u64>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
     refresh_family_max_secs: Option<u64>,
 }
@@ -275,6 +306,12 @@ pub struct Config {
     /// How often the cases worker runs (`cases_interval_secs` / `BANGBAN_CASES_INTERVAL_SECS`,
     /// default 60 s): escalations (提级), call-back tasks, the two lists, contact purge.
     pub cases_interval_ms: u64,
+    /// The district outline for the console's map (`map_outline` / `BANGBAN_MAP_OUTLINE`),
+    /// checked at start, served at `/api/v1/map/outline`.
+    pub map_outline: Option<PathBuf>,
+    /// With `demo`: points the demo district is filled up to (`demo_points` /
+    /// `BANGBAN_DEMO_POINTS`, default 0).
+    pub demo_points: u32,
     /// Peers whose `X-Forwarded-For` / `Forwarded` is believed (`trusted_proxies` /
     /// `BANGBAN_TRUSTED_PROXIES`, comma-separated addresses; default none).
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -326,6 +363,8 @@ impl Config {
             terminal_offline_after_ms: 120_000,
             health_check_interval_ms: 15_000,
             cases_interval_ms: 60_000,
+            map_outline: None,
+            demo_points: 0,
             trusted_proxies: Vec::new(),
             refresh_family_max_secs: 24 * 3600,
         }
@@ -455,6 +494,13 @@ impl Config {
         }
         if let Some(v) = cli.cases_interval_secs.or(file.cases_interval_secs) {
             cfg.cases_interval_ms = ranged("cases_interval_secs", v, 1..=600)? * 1000;
+        }
+        if let Some(v) = cli.demo_points.or(file.demo_points) {
+            cfg.demo_points = u32::try_from(ranged("demo_points", v, 0..=2000)?).unwrap_or(0);
+        }
+        if let Some(path) = cli.map_outline.or(file.map_outline) {
+            read_outline(&path)?;
+            cfg.map_outline = Some(path);
         }
         cfg.validate()?;
         Ok(cfg)

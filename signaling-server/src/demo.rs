@@ -305,3 +305,125 @@ pub async fn seed(db: &Db, data_dir: &Path) -> ApiResult<Vec<(String, String)>> 
     })?;
     Ok(codes)
 }
+
+/// Jing'an's streets and towns (街镇) with a point near each one's middle (longitude, latitude).
+pub const JINGAN_STREETS: [(&str, f64, f64); 14] = [
+    ("静安寺街道", 121.4450, 31.2230),
+    ("南京西路街道", 121.4580, 31.2300),
+    ("江宁路街道", 121.4490, 31.2380),
+    ("石门二路街道", 121.4610, 31.2370),
+    ("曹家渡街道", 121.4350, 31.2300),
+    ("天目西路街道", 121.4580, 31.2470),
+    ("北站街道", 121.4720, 31.2470),
+    ("宝山路街道", 121.4700, 31.2570),
+    ("芷江西路街道", 121.4580, 31.2570),
+    ("共和新路街道", 121.4520, 31.2670),
+    ("大宁路街道", 121.4550, 31.2800),
+    ("彭浦新村街道", 121.4480, 31.2980),
+    ("临汾路街道", 121.4550, 31.3100),
+    ("彭浦镇", 121.4330, 31.2900),
+];
+
+/// Fills the demo district up to `total` points (`--demo-points`): the order of size of
+/// Jing'an (~270), spread over its streets with real-ish coordinates, each with a terminal.
+/// Deterministic by the point's number: every 9th is closed now by its structured hours (a
+/// closure over all dates), every 8th terminal (from the 3rd) is enrolled but silent for an hour (the alarm
+/// monitor raises its offline alarm), every 5th point's weekly inspection has been overdue
+/// since January 2025 and the others' start in 2030 (upcoming). Idempotent: fills only what
+/// is missing. Returns how many points it added.
+pub async fn fill_district(db: &Db, total: u32) -> ApiResult<usize> {
+    let have: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM service_points").fetch_one(&db.pool).await?.try_get("n")?;
+    let missing = usize::try_from(i64::from(total) - have).unwrap_or(0);
+    let now = now_ms();
+    let kinds = [PointKind::Committee, PointKind::PartyCenter, PointKind::Park, PointKind::Building];
+    let closed_now = serde_json::to_string(&shared::cases::OpeningHours {
+        weekly: vec![shared::cases::WeekdayHours {
+            weekdays: vec![1, 2, 3, 4, 5, 6, 7],
+            open: "09:00".into(),
+            close: "17:00".into(),
+        }],
+        holiday_rule: shared::cases::HolidayRule::IgnoreCalendar,
+        closures: vec![shared::cases::Closure {
+            from: "2000-01-01".into(),
+            to: "2099-12-31".into(),
+            reason: "演示：暂停开放".into(),
+        }],
+    })
+    .map_err(|_| ApiError::internal())?;
+    let mut added = 0;
+    let mut n: u32 = 0;
+    // A small linear congruential generator: the same district at every start.
+    let mut seed: u64 = 0x2026_1205;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        f64::from(u32::try_from(seed >> 40).unwrap_or(0)) / f64::from(1_u32 << 24)
+    };
+    while added < missing {
+        n += 1;
+        let code = format!("JA-D{n:03}");
+        let (dx, dy) = (next() - 0.5, next() - 0.5);
+        if id_by(db, "SELECT id FROM service_points WHERE code = $1", &code).await?.is_some() {
+            continue;
+        }
+        let (street, lng, lat) = JINGAN_STREETS[usize::try_from(n).unwrap_or(0) % JINGAN_STREETS.len()];
+        let committee = format!("第{}居委会", n.div_ceil(14));
+        let kind = kinds[usize::try_from(n).unwrap_or(0) % kinds.len()];
+        let name = format!("{}{}{}号就近办点", street.trim_end_matches("街道"), kind.label_zh(), n);
+        let id = new_id().to_string();
+        sqlx::query(
+            "INSERT INTO service_points (id, code, name, street, committee, kind, address, longitude, latitude, \
+             opening_hours, inspector_name, inspector_phone, status, created_at, updated_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13, $13, 1)",
+        )
+        .bind(&id)
+        .bind(&code)
+        .bind(&name)
+        .bind(street)
+        .bind(&committee)
+        .bind(kind.as_str())
+        .bind(format!("上海市静安区{}{}弄{}号", street, 100 + n, 1 + n % 30))
+        .bind(lng + dx * 0.014)
+        .bind(lat + dy * 0.012)
+        .bind("周一至周五 9:00–17:00")
+        .bind(format!("巡检员{n:03}"))
+        .bind(format!("0216248{n:04}"))
+        .bind(now)
+        .execute(&db.pool)
+        .await?;
+        if n.is_multiple_of(9) {
+            sqlx::query(
+                "INSERT INTO point_opening_hours (point_id, schedule, updated_at, updated_by) VALUES ($1, $2, $3, NULL)",
+            )
+            .bind(&id)
+            .bind(&closed_now)
+            .bind(now)
+            .execute(&db.pool)
+            .await?;
+        }
+        let (terminal, _, _) = terminals::register(db, parse_id(&id)?, &format!("{name}一体机")).await?;
+        if n % 8 == 3 {
+            sqlx::query(
+                "UPDATE terminals SET status = 'active', enrollment_code_hash = NULL, enrollment_expires_at = NULL, \
+                 enrolled_at = $1, last_seen_at = $1 WHERE id = $2",
+            )
+            .bind(now - 3_600_000)
+            .bind(terminal.to_string())
+            .execute(&db.pool)
+            .await?;
+        }
+        let starts_on = if n.is_multiple_of(5) { "2025-01-06" } else { "2030-01-07" };
+        sqlx::query(
+            "INSERT INTO inspection_schedules (point_id, frequency, weekday, starts_on, grace_working_days, \
+             inspector_account_id, flagged_due_on, created_at, updated_at, updated_by) \
+             VALUES ($1, 'weekly', 1, $2, 2, NULL, NULL, $3, $3, NULL)",
+        )
+        .bind(&id)
+        .bind(starts_on)
+        .bind(now)
+        .execute(&db.pool)
+        .await?;
+        added += 1;
+    }
+    Ok(added)
+}

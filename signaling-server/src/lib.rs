@@ -110,7 +110,14 @@ impl Application {
         let keys = KeyRing::load_or_create(&config.data_dir.join("keys"), keep_ms, db::now_ms())?;
         let tokens = TokenService { keys, issuer: config.issuer.clone() };
         let demo_enrollment = if config.demo {
-            demo::seed(&db, &config.data_dir).await.map_err(|e| StartError::Demo(e.message))?
+            let codes = demo::seed(&db, &config.data_dir).await.map_err(|e| StartError::Demo(e.message))?;
+            if config.demo_points > 0 {
+                let added = demo::fill_district(&db, config.demo_points)
+                    .await
+                    .map_err(|e| StartError::Demo(e.message))?;
+                tracing::info!(added, total = config.demo_points, "demo district filled");
+            }
+            codes
         } else {
             Vec::new()
         };

@@ -2,6 +2,7 @@
 import { dialog, field, h, mount, toast } from '../dom.js';
 import * as fmt from '../fmt.js';
 import { POINT_KIND, ROLE, TERMINAL_STATUS, TRANSFER, t } from '../i18n.js';
+import { pagedList, streetFilter } from '../listing.js';
 
 /** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main @param {string} tab */
 export function adminView(ctx, main, tab) {
@@ -14,21 +15,29 @@ export function adminView(ctx, main, tab) {
 
   // ---------------------------------------------------------------- points
   async function points() {
-    const list = await api.get('/api/v1/points');
-    mount(body, head(t('服务点'), h('button.btn.primary#add-point', { type: 'button', onclick: () => pointForm(null) }, t('新增服务点'))),
-      h('div.table-wrap', null, h('table.table#points', null,
-        h('thead', null, h('tr', null, [t('编码'), t('名称'), t('街道'), t('类型'), t('地址'), t('开放时间'), t('巡检负责人'), t('状态'), ''].map((c) => h('th', null, c)))),
-        h('tbody', null, list.map((/** @type {any} */ p) => h('tr', { dataset: { code: p.code } },
-          h('td.mono', null, p.code), h('td', null, p.name), h('td', null, p.street), h('td', null, t(POINT_KIND[/** @type {keyof typeof POINT_KIND} */ (p.kind)] || p.kind)),
-          h('td.ellipsis', { title: p.address }, p.address), h('td', null, p.opening_hours), h('td', null, `${p.inspector_name} ${p.inspector_phone}`),
-          h('td', null, p.status === 'open' ? h('span.tag.ok', null, t('开放')) : h('span.tag.bad', { title: p.closed_reason || '' }, t('已关闭')), p.closed_reason ? h('div.muted.small-text', null, p.closed_reason) : null),
-          h('td.row-actions', null,
-            h('button.btn.small.edit', { type: 'button', onclick: () => pointForm(p) }, t('修改')),
-            p.status === 'open'
-              ? h('button.btn.small.close', { type: 'button', onclick: () => closePoint(p) }, t('关闭'))
-              : h('button.btn.small.reopen', { type: 'button', onclick: () => api.post(`/api/v1/points/${p.id}/reopen`).then(points).catch(fail) }, t('重新开放')),
-            h('button.btn.small.ghost', { type: 'button', onclick: () => pointHistory(p) }, t('历史')))))))));
+    const list = pagedList({
+      api, path: '/api/v1/points', id: 'points', sort: 'code', searchPlaceholder: t('搜索编码、名称、居委会、地址'),
+      filters: [await streetFilter(api),
+        { param: 'state', label: t('状态'), options: [['', t('全部')], ['open', t('开放')], ['closed', t('已关闭')]] },
+        { param: 'alarm', label: t('告警'), options: [['', t('全部')], ['yes', t('有告警')], ['no', t('无告警')]] }],
+      columns: [{ label: t('编码'), sort: 'code' }, { label: t('名称'), sort: 'name' }, { label: t('街道'), sort: 'street' }, { label: t('类型'), sort: 'kind' },
+        { label: t('地址') }, { label: t('开放时间') }, { label: t('巡检负责人') }, { label: t('状态'), sort: 'state' }, { label: '' }],
+      row: (/** @type {any} */ p) => h('tr', { dataset: { code: p.code } },
+        h('td.mono', null, p.code), h('td', null, p.name), h('td', null, p.street), h('td', null, t(POINT_KIND[/** @type {keyof typeof POINT_KIND} */ (p.kind)] || p.kind)),
+        h('td.ellipsis', { title: p.address }, p.address), h('td', null, p.opening_hours), h('td', null, `${p.inspector_name} ${p.inspector_phone}`),
+        h('td', null, p.status === 'open' ? h('span.tag.ok', null, t('开放')) : h('span.tag.bad', { title: p.closed_reason || '' }, t('已关闭')), p.closed_reason ? h('div.muted.small-text', null, p.closed_reason) : null),
+        h('td.row-actions', null,
+          h('button.btn.small.edit', { type: 'button', onclick: () => pointForm(p) }, t('修改')),
+          p.status === 'open'
+            ? h('button.btn.small.close', { type: 'button', onclick: () => closePoint(p) }, t('关闭'))
+            : h('button.btn.small.reopen', { type: 'button', onclick: () => api.post(`/api/v1/points/${p.id}/reopen`).then(() => list.reload()).catch(fail) }, t('重新开放')),
+          h('button.btn.small.ghost', { type: 'button', onclick: () => pointHistory(p) }, t('历史')))),
+    });
+    reloadPoints = list.reload;
+    mount(body, head(t('服务点'), h('button.btn.primary#add-point', { type: 'button', onclick: () => pointForm(null) }, t('新增服务点'))), list.el);
   }
+  /** Reloads the points list in place (keeps search, filters and page). */
+  let reloadPoints = () => {};
 
   /** @param {any} p */
   async function pointForm(p) {
@@ -57,7 +66,7 @@ export function adminView(ctx, main, tab) {
         return api.post('/api/v1/points', v);
       },
     });
-    if (done) { toast(t('已保存'), 'ok'); points(); }
+    if (done) { toast(t('已保存'), 'ok'); reloadPoints(); }
   }
 
   /** @param {any} p */
@@ -66,7 +75,7 @@ export function adminView(ctx, main, tab) {
       submit: t('关闭'), cancel: t('取消'),
       onSubmit: (d) => api.post(`/api/v1/points/${p.id}/close`, { reason: String(d.get('reason')) }),
     });
-    if (done) points();
+    if (done) reloadPoints();
   }
 
   /** @param {any} p */
@@ -80,7 +89,7 @@ export function adminView(ctx, main, tab) {
 
   // ---------------------------------------------------------------- terminals
   async function terminals() {
-    const [list, pts, health] = await Promise.all([api.get('/api/v1/terminals'), api.get('/api/v1/points'), api.get('/api/v1/terminals/health')]);
+    const [pts, health] = await Promise.all([api.get('/api/v1/points'), api.get('/api/v1/terminals/health')]);
     const byId = new Map(health.map((/** @type {any} */ x) => [x.terminal_id, x]));
     /** Online state and open alarms of an active terminal. @param {any} x */
     const healthCell = (x) => {
@@ -92,19 +101,25 @@ export function adminView(ctx, main, tab) {
         hx.alarms.some((/** @type {any} */ a) => a.kind === 'printer_fault') ? h('span.tag.bad.alarm-tag', null, t('打印机故障')) : null,
         hx.report ? h('div.muted.small-text', null, `${t('版本')} ${hx.report.version}`) : null);
     };
-    mount(body, head(t('终端'), h('button.btn.primary#add-terminal', { type: 'button', onclick: () => register(pts) }, t('登记终端'))),
-      h('div.table-wrap', null, h('table.table#terminals', null,
-        h('thead', null, h('tr', null, [t('名称'), t('所属服务点'), t('状态'), t('终端健康'), t('最近在线'), ''].map((c) => h('th', null, c)))),
-        h('tbody', null, list.map((/** @type {any} */ x) => h('tr', { class: byId.get(x.id)?.alarms.length ? 'alarm' : undefined },
-          h('td', null, x.name), h('td', null, x.point_name),
-          h('td', null, h(`span.tag.ts-${x.status}`, null, t(TERMINAL_STATUS[/** @type {keyof typeof TERMINAL_STATUS} */ (x.status)] || x.status)),
-            x.status === 'pending' && x.enrollment_expires_at ? h('div.muted.small-text', null, `${t('有效期至')} ${fmt.dateTime(x.enrollment_expires_at)}`) : null,
-            x.revoked_reason ? h('div.muted.small-text', null, x.revoked_reason) : null),
-          h('td', null, healthCell(x)),
-          h('td', null, x.last_seen_at ? fmt.dateTime(x.last_seen_at) : t('从未在线')),
-          h('td.row-actions', null,
-            x.status !== 'revoked' ? h('button.btn.small', { type: 'button', onclick: () => api.post(`/api/v1/terminals/${x.id}/enrollment-code`).then(showCode).catch(fail) }, t('新激活码')) : null,
-            x.status !== 'revoked' ? h('button.btn.small', { type: 'button', onclick: () => revoke(x) }, t('注销')) : null)))))));
+    const list = pagedList({
+      api, path: '/api/v1/terminals', id: 'terminals', sort: 'point', searchPlaceholder: t('搜索终端或服务点名称'),
+      filters: [await streetFilter(api),
+        { param: 'state', label: t('状态'), options: [['', t('全部')], ...Object.entries(TERMINAL_STATUS).map(([k, zh]) => /** @type {[string, string]} */ ([k, t(zh)]))] },
+        { param: 'alarm', label: t('告警'), options: [['', t('全部')], ['yes', t('有告警')], ['no', t('无告警')]] }],
+      columns: [{ label: t('名称'), sort: 'name' }, { label: t('所属服务点'), sort: 'point' }, { label: t('状态'), sort: 'state' }, { label: t('终端健康') },
+        { label: t('最近在线'), sort: 'last_seen' }, { label: '' }],
+      row: (/** @type {any} */ x) => h('tr', { class: byId.get(x.id)?.alarms.length ? 'alarm' : undefined },
+        h('td', null, x.name), h('td', null, x.point_name, x.point_street ? h('div.muted.small-text', null, x.point_street) : null),
+        h('td', null, h(`span.tag.ts-${x.status}`, null, t(TERMINAL_STATUS[/** @type {keyof typeof TERMINAL_STATUS} */ (x.status)] || x.status)),
+          x.status === 'pending' && x.enrollment_expires_at ? h('div.muted.small-text', null, `${t('有效期至')} ${fmt.dateTime(x.enrollment_expires_at)}`) : null,
+          x.revoked_reason ? h('div.muted.small-text', null, x.revoked_reason) : null),
+        h('td', null, healthCell(x)),
+        h('td', null, x.last_seen_at ? fmt.dateTime(x.last_seen_at) : t('从未在线')),
+        h('td.row-actions', null,
+          x.status !== 'revoked' ? h('button.btn.small', { type: 'button', onclick: () => api.post(`/api/v1/terminals/${x.id}/enrollment-code`).then(showCode).catch(fail) }, t('新激活码')) : null,
+          x.status !== 'revoked' ? h('button.btn.small', { type: 'button', onclick: () => revoke(x) }, t('注销')) : null)),
+    });
+    mount(body, head(t('终端'), h('button.btn.primary#add-terminal', { type: 'button', onclick: () => register(pts) }, t('登记终端'))), list.el);
   }
 
   /** @param {any[]} pts */
@@ -136,20 +151,31 @@ export function adminView(ctx, main, tab) {
 
   // ---------------------------------------------------------------- accounts
   async function accounts() {
-    const [users, lines, pts] = await Promise.all([api.get('/api/v1/users'), api.get('/api/v1/lines'), api.get('/api/v1/points')]);
+    const [lines, pts] = await Promise.all([api.get('/api/v1/lines'), api.get('/api/v1/points')]);
     const lineName = new Map(lines.map((/** @type {any} */ l) => [l.id, l.name]));
-    mount(body, head(t('账户'), h('button.btn.primary', { type: 'button', onclick: () => userForm(null, lines, pts) }, t('新增账户'))),
-      h('div.table-wrap', null, h('table.table#accounts', null,
-        h('thead', null, h('tr', null, [t('用户名'), t('显示名'), t('角色'), t('技能（可受理条线）'), t('状态'), ''].map((c) => h('th', null, c)))),
-        h('tbody', null, users.map((/** @type {any} */ u) => h('tr', null,
-          h('td.mono', null, u.username), h('td', null, u.display_name), h('td', null, t(ROLE[/** @type {keyof typeof ROLE} */ (u.role)] || u.role)),
-          h('td', null, u.role === 'operator' ? u.skills.map((/** @type {string} */ s) => lineName.get(s) || s).join('、') || '—' : '—'),
-          h('td', null, u.active ? h('span.tag.ok', null, t('启用')) : h('span.tag.bad', null, t('停用'))),
-          h('td.row-actions', null,
-            u.role === 'operator' ? h('button.btn.small', { type: 'button', onclick: () => skills(u, lines) }, t('设置技能')) : null,
-            h('button.btn.small', { type: 'button', onclick: () => api.patch(`/api/v1/users/${u.id}`, { active: !u.active }).then(accounts).catch(fail) }, u.active ? t('停用') : t('启用')),
-            h('button.btn.small.ghost', { type: 'button', onclick: () => resetPassword(u) }, t('重置密码')))))))));
+    const pointName = new Map(pts.map((/** @type {any} */ p) => [p.id, p.name]));
+    const list = pagedList({
+      api, path: '/api/v1/users', id: 'accounts', sort: 'username', searchPlaceholder: t('搜索用户名或显示名'),
+      filters: [
+        { param: 'role', label: t('角色'), options: [['', t('全部')], ...['operator', 'supervisor', 'admin', 'staff'].map((r) => /** @type {[string, string]} */ ([r, t(ROLE[/** @type {keyof typeof ROLE} */ (r)])]))] },
+        { param: 'state', label: t('状态'), options: [['', t('全部')], ['active', t('启用')], ['disabled', t('停用')]] },
+        await streetFilter(api)],
+      columns: [{ label: t('用户名'), sort: 'username' }, { label: t('显示名'), sort: 'display_name' }, { label: t('角色'), sort: 'role' },
+        { label: t('技能（可受理条线）') }, { label: t('状态'), sort: 'state' }, { label: '' }],
+      row: (/** @type {any} */ u) => h('tr', null,
+        h('td.mono', null, u.username), h('td', null, u.display_name, u.point_id ? h('div.muted.small-text', null, pointName.get(u.point_id) || '') : null),
+        h('td', null, t(ROLE[/** @type {keyof typeof ROLE} */ (u.role)] || u.role)),
+        h('td', null, u.role === 'operator' ? u.skills.map((/** @type {string} */ s) => lineName.get(s) || s).join('、') || '—' : '—'),
+        h('td', null, u.active ? h('span.tag.ok', null, t('启用')) : h('span.tag.bad', null, t('停用'))),
+        h('td.row-actions', null,
+          u.role === 'operator' ? h('button.btn.small', { type: 'button', onclick: () => skills(u, lines) }, t('设置技能')) : null,
+          h('button.btn.small', { type: 'button', onclick: () => api.patch(`/api/v1/users/${u.id}`, { active: !u.active }).then(() => list.reload()).catch(fail) }, u.active ? t('停用') : t('启用')),
+          h('button.btn.small.ghost', { type: 'button', onclick: () => resetPassword(u) }, t('重置密码')))),
+    });
+    reloadAccounts = list.reload;
+    mount(body, head(t('账户'), h('button.btn.primary', { type: 'button', onclick: () => userForm(null, lines, pts) }, t('新增账户'))), list.el);
   }
+  let reloadAccounts = () => {};
 
   /** @param {any} u @param {any[]} lines @param {any[]} pts */
   async function userForm(u, lines, pts) {
@@ -168,7 +194,7 @@ export function adminView(ctx, main, tab) {
         point_id: String(d.get('point_id')) || undefined, password: String(d.get('password')), skills: d.getAll('skills').map(String),
       }),
     });
-    if (done) accounts();
+    if (done) reloadAccounts();
   }
 
   /** @param {any} u @param {any[]} lines */
@@ -176,7 +202,7 @@ export function adminView(ctx, main, tab) {
     const done = await dialog(`${t('设置技能')} · ${u.display_name}`, () => [
       h('fieldset.checks', null, lines.map((l) => h('label', null, h('input', { type: 'checkbox', name: 'skills', value: l.id, checked: u.skills.includes(l.id) }), l.name))),
     ], { submit: t('保存'), cancel: t('取消'), onSubmit: (d) => api.put(`/api/v1/users/${u.id}/skills`, { line_ids: d.getAll('skills').map(String) }) });
-    if (done) accounts();
+    if (done) reloadAccounts();
   }
 
   /** @param {any} u */

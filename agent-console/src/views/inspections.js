@@ -5,6 +5,7 @@
 import { dialog, field, h, mount, toast } from '../dom.js';
 import * as fmt from '../fmt.js';
 import { t } from '../i18n.js';
+import { pagedList, streetFilter } from '../listing.js';
 
 export const FREQUENCY = { weekly: '每周', biweekly: '每两周', monthly: '每月（首个）' };
 export const WEEKDAY = ['', '周一', '周二', '周三', '周四', '周五', '周六', '周日'];
@@ -53,36 +54,44 @@ export function inspectionsView(ctx, main) {
   function renderTabs() {
     mount(tabs, Object.entries({ all: '全部', overdue: '已超期', due: '待巡检', upcoming: '未到期', done: '本期已巡检' }).map(([v, label]) =>
       h('button.btn.small', { type: 'button', class: v === filter ? 'primary' : 'ghost', 'aria-pressed': String(v === filter), dataset: { tab: v },
-        onclick: () => { filter = v; load(); } }, t(label))));
+        onclick: () => { filter = v; renderTabs(); list?.reload(); } }, t(label))));
   }
 
+  const badge = h('span.count-badge');
+  /** The number of overdue points, whatever the page shows. */
+  async function countOverdue() {
+    const res = await api.request('GET', '/api/v1/inspections?state=overdue&limit=1', undefined, { raw: true }).catch(() => null);
+    const n = Number(res?.headers.get('x-total-count') ?? 0);
+    badge.classList.toggle('bad', n > 0);
+    badge.textContent = `${t('超期')} ${n}`;
+  }
+
+  /** @type {ReturnType<typeof pagedList> | null} */
+  let list = null;
   async function load() {
     renderTabs();
-    let list;
-    try {
-      list = await api.get(`/api/v1/inspections?state=${filter}`);
-    } catch (e) {
-      mount(body, h('p.form-error', null, `${t('加载失败')}：${/** @type {Error} */ (e).message}`));
-      return;
-    }
-    const overdue = list.filter((/** @type {any} */ s) => s.state === 'overdue').length;
-    mount(body, h('section.card', null,
-      h('h2.card-title', null, t('各服务点巡检'), h('span.count-badge', { class: overdue ? 'bad' : undefined }, `${t('超期')} ${overdue}`)),
-      list.length ? h('div.table-wrap', null, h('table.table#inspection-list', null,
-        h('thead', null, h('tr', null, [t('服务点'), t('街道'), t('巡检周期'), t('状态'), t('应巡检日'), t('上次巡检'), t('巡检负责人'), ''].map((c) => h('th', null, c)))),
-        h('tbody', null, list.map((/** @type {any} */ s) => h('tr', { class: s.state === 'overdue' ? 'alarm overdue' : s.state === 'due' ? 'warn' : undefined, dataset: { point: s.point_id } },
-          h('td', null, h('strong', null, s.point_name), h('div.muted.small-text', null, s.point_code)),
-          h('td', null, s.street),
-          h('td', null, rhythm(s), h('div.muted.small-text', null, `${t('宽限')} ${s.grace_working_days} ${t('个工作日')}`)),
-          h('td', null, stateTag(s)),
-          h('td', null, s.due_on || '—', s.overdue_since ? h('div.small-text', null, `${t('超期自')} ${fmt.dateTime(s.overdue_since)}`) : null),
-          h('td', null, s.last_inspected_at ? fmt.dateTime(s.last_inspected_at) : t('从未巡检'),
-            s.last_failed ? h('span.tag.bad', null, `${s.last_failed} ${t('项不合格')}`) : null),
-          h('td', null, s.inspector_name, h('div.muted.small-text', null, s.inspector_phone), s.inspector_account_name ? h('div.small-text', null, `${t('账户')}：${s.inspector_account_name}`) : null),
-          h('td.row-actions', null,
-            h('button.btn.small', { type: 'button', onclick: () => editSchedule(s) }, t('修改')),
-            h('button.btn.small', { type: 'button', onclick: () => showPoint(s) }, t('记录'))))))))
-        : h('p.muted', null, t('暂无巡检计划'))));
+    countOverdue();
+    if (list) { list.reload(); return; }
+    list = pagedList({
+      api, path: '/api/v1/inspections', id: 'inspection-list', sort: 'action', empty: t('暂无巡检计划'),
+      params: () => ({ state: filter }), searchPlaceholder: t('搜索服务点或巡检负责人'),
+      filters: [await streetFilter(api)],
+      columns: [{ label: t('服务点'), sort: 'point' }, { label: t('街道') }, { label: t('巡检周期') }, { label: t('状态'), sort: 'action' },
+        { label: t('应巡检日'), sort: 'due' }, { label: t('上次巡检'), sort: 'last' }, { label: t('巡检负责人') }, { label: '' }],
+      row: (/** @type {any} */ s) => h('tr', { class: s.state === 'overdue' ? 'alarm overdue' : s.state === 'due' ? 'warn' : undefined, dataset: { point: s.point_id } },
+        h('td', null, h('strong', null, s.point_name), h('div.muted.small-text', null, s.point_code)),
+        h('td', null, s.street),
+        h('td', null, rhythm(s), h('div.muted.small-text', null, `${t('宽限')} ${s.grace_working_days} ${t('个工作日')}`)),
+        h('td', null, stateTag(s)),
+        h('td', null, s.due_on || '—', s.overdue_since ? h('div.small-text', null, `${t('超期自')} ${fmt.dateTime(s.overdue_since)}`) : null),
+        h('td', null, s.last_inspected_at ? fmt.dateTime(s.last_inspected_at) : t('从未巡检'),
+          s.last_failed ? h('span.tag.bad', null, `${s.last_failed} ${t('项不合格')}`) : null),
+        h('td', null, s.inspector_name, h('div.muted.small-text', null, s.inspector_phone), s.inspector_account_name ? h('div.small-text', null, `${t('账户')}：${s.inspector_account_name}`) : null),
+        h('td.row-actions', null,
+          h('button.btn.small', { type: 'button', onclick: () => editSchedule(s) }, t('修改')),
+          h('button.btn.small', { type: 'button', onclick: () => showPoint(s) }, t('记录')))),
+    });
+    mount(body, h('section.card', null, h('h2.card-title', null, t('各服务点巡检'), badge), list.el));
   }
 
   /** @param {any} s */

@@ -3,6 +3,7 @@ import { dialog, field, h, mount, toast } from '../dom.js';
 import * as fmt from '../fmt.js';
 import { DEVICE_STATE, OP_STATE, PRINTER_REASON, PRINTER_STATE, RATING, TERMINAL_STATUS, t } from '../i18n.js';
 import { PeerLink } from '../rtc.js';
+import { pagedList, streetFilter } from '../listing.js';
 
 /** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main */
 export function supervisorView(ctx, main) {
@@ -253,18 +254,33 @@ export function supervisorView(ctx, main) {
     if (done) { toast(t('已保存'), 'ok'); load(); }
   }
 
+  // 终端健康 at district scale: what needs action first (open alarms, offline, printer fault),
+  // searched, filtered and paged on the server (listing.js).
+  /** @type {ReturnType<typeof pagedList> | null} */
+  let healthList = null;
+  const alarmBadge = h('span.count-badge');
   async function loadTerminals() {
     try {
-      const list = await api.get('/api/v1/terminals/health');
       // Open alarms move the card to the top of the page.
-      terms.classList.toggle('has-alarms', list.some((/** @type {any} */ x) => x.alarms.length));
-      mount(terms, h('h2.card-title', null, t('终端健康'),
-        h('span.count-badge', { class: list.some((/** @type {any} */ x) => x.alarms.length) ? 'bad' : undefined },
-          `${t('告警')} ${list.reduce((/** @type {number} */ n, /** @type {any} */ x) => n + x.alarms.length, 0)}`)),
-        h('div.table-wrap', null, h('table.table.compact#terminal-health', null,
-          h('thead', null, h('tr', null, [t('名称'), t('状态'), t('打印机'), t('扫描仪'), t('磁盘'), t('版本'), t('最近在线')].map((c) => h('th', null, c)))),
-          h('tbody', null, list.map(terminalRow)))));
+      const res = await api.request('GET', '/api/v1/terminals/health?alarm=yes&limit=1', undefined, { raw: true });
+      const alarmed = Number(res.headers.get('x-total-count') ?? 0);
+      terms.classList.toggle('has-alarms', alarmed > 0);
+      alarmBadge.classList.toggle('bad', alarmed > 0);
+      alarmBadge.textContent = `${t('告警终端')} ${alarmed}`;
+      if (healthList) { healthList.reload(); return; }
+      healthList = pagedList({
+        api, path: '/api/v1/terminals/health', id: 'terminal-health', compact: true, sort: 'action', pageSize: 15,
+        searchPlaceholder: t('搜索终端或服务点名称'),
+        filters: [await streetFilter(api),
+          { param: 'state', label: t('状态'), options: [['', t('全部')], ['offline', t('离线')], ['online', t('在线')], ['printer_fault', t('打印机故障')], ['pending', t('待激活')]] },
+          { param: 'alarm', label: t('告警'), options: [['', t('全部')], ['yes', t('有告警')], ['no', t('无告警')]] }],
+        columns: [{ label: t('名称'), sort: 'name' }, { label: t('状态'), sort: 'action' }, { label: t('打印机') }, { label: t('扫描仪') }, { label: t('磁盘') },
+          { label: t('版本') }, { label: t('最近在线'), sort: 'last_seen' }],
+        row: terminalRow,
+      });
+      mount(terms, h('h2.card-title', null, t('终端健康'), alarmBadge), healthList.el);
     } catch (e) {
+      healthList = null;
       mount(terms, h('h2.card-title', null, t('终端健康')), h('p.form-error', null, /** @type {Error} */ (e).message));
     }
   }

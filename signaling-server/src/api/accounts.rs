@@ -11,10 +11,11 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
+use crate::api::listing::{Counted, Listing, enum_param};
 use crate::audit::AuditRecord;
 use crate::auth::{Principal, password};
 use crate::db::{Db, flag, get_flag, new_id, now_ms, parse_id};
-use crate::error::{ApiError, ApiResult, Json, Path, check_text};
+use crate::error::{ApiError, ApiResult, Json, Path, Query, check_text};
 use crate::state::AppState;
 
 pub fn role_str(r: Role) -> &'static str {
@@ -130,20 +131,94 @@ async fn replace_skills(db: &Db, user: Uuid, lines: &[Uuid]) -> ApiResult<()> {
     Ok(())
 }
 
-/// List accounts (admin, supervisor).
-#[utoipa::path(get, path = "/api/v1/users", tag = "accounts",
-    responses((status = 200, body = [UserView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<UserView>>> {
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UsersQuery {
+    /// Search: part of the username or display name (case-insensitive), 1–64 characters.
+    #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub q: Option<String>,
+    /// Only committee staff of points in this street (街镇), exactly. (Acceptance centers, #16
+    /// item 6, will add `center` for operators and supervisors.)
+    #[param(min_length = 1, max_length = 32, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub street: Option<String>,
+    /// `admin`, `supervisor`, `operator` or `staff`.
+    #[param(pattern = "^(admin|supervisor|operator|staff)$")]
+    pub role: Option<String>,
+    /// `active` or `disabled`.
+    #[param(pattern = "^(active|disabled)$")]
+    pub state: Option<String>,
+    /// `username` (default), `display_name`, `role`, `state` or `created`; prefix `-` for
+    /// descending.
+    #[param(pattern = "^-?(username|display_name|role|state|created)$")]
+    pub sort: Option<String>,
+    /// Page size, 1–500 (default: all).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    pub limit: Option<String>,
+    /// Rows to skip, 0–100000 (default 0).
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 100_000)]
+    pub offset: Option<String>,
+}
+
+/// List accounts (admin, supervisor): searched, filtered by role, state and (for staff) their
+/// point's street, sorted and paged; `X-Total-Count` is the number matching.
+#[utoipa::path(get, path = "/api/v1/users", tag = "accounts", params(UsersQuery),
+    responses((status = 200, body = [UserView],
+            headers(("x-total-count" = i64, description = "Accounts matching the filters, before paging"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    p: Principal,
+    Query(q): Query<UsersQuery>,
+) -> ApiResult<Counted<UserView>> {
     p.require(&[Role::Admin, Role::Supervisor])?;
-    let rows =
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users ORDER BY username")))
-            .fetch_all(&state.db.pool)
-            .await?;
-    let mut out = Vec::with_capacity(rows.len());
+    let l = Listing::parse(
+        q.q.as_deref(),
+        q.street.as_deref(),
+        q.sort.as_deref(),
+        q.limit.as_deref(),
+        q.offset.as_deref(),
+        &["username", "display_name", "role", "state", "created"],
+        "username",
+    )?;
+    let role = enum_param("role", q.role.as_deref(), &["admin", "supervisor", "operator", "staff"])?;
+    let active = enum_param("state", q.state.as_deref(), &["active", "disabled"])?.map(|s| s == "active");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS}, (SELECT sp.street FROM service_points sp WHERE sp.id = users.point_id) AS street \
+         FROM users ORDER BY username"
+    )))
+    .fetch_all(&state.db.pool)
+    .await?;
+    // Filter on the row first: skills are read only for the page.
+    let mut kept = Vec::new();
     for r in &rows {
+        let street: Option<String> = r.try_get("street")?;
+        let (username, display_name): (String, String) = (r.try_get("username")?, r.try_get("display_name")?);
+        let row_role: String = r.try_get("role")?;
+        if l.matches(&[&username, &display_name])
+            && l.street.as_deref().is_none_or(|s| street.as_deref() == Some(s))
+            && role.is_none_or(|x| x == row_role)
+            && active.is_none_or(|a| get_flag(r, "active").is_ok_and(|f| f == a))
+        {
+            let created: i64 = r.try_get("created_at")?;
+            let is_active = get_flag(r, "active")?;
+            kept.push((r, username, display_name, row_role, is_active, created));
+        }
+    }
+    let (page, total) = l.finish(kept, |a, b| {
+        let by = match l.sort.as_str() {
+            "display_name" => a.2.cmp(&b.2),
+            "role" => a.3.cmp(&b.3),
+            "state" => b.4.cmp(&a.4),
+            "created" => a.5.cmp(&b.5),
+            _ => std::cmp::Ordering::Equal,
+        };
+        by.then_with(|| a.1.cmp(&b.1))
+    });
+    let mut out = Vec::with_capacity(page.len());
+    for (r, ..) in page {
         out.push(user_from_row(&state.db, r).await?);
     }
-    Ok(Json(out))
+    Ok(Counted(out, total))
 }
 
 /// Create an account (admin).

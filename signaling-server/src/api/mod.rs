@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod inspections;
+pub mod listing;
 pub mod point_today;
 pub mod points;
 pub mod rosters;
@@ -182,6 +183,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(points::history))
         .routes(routes!(point_today::today))
         .routes(routes!(points::geojson))
+        .routes(routes!(points::map_outline))
         .routes(routes!(catalog::list_lines, catalog::create_line))
         .routes(routes!(catalog::update_line))
         .routes(routes!(catalog::list_items, catalog::create_item))

@@ -17,11 +17,12 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
+use crate::api::listing::{Counted, Listing, enum_param};
 use crate::audit::AuditRecord;
 use crate::auth::Principal;
 use crate::calendar;
 use crate::db::{Db, new_id, now_ms, parse_id};
-use crate::error::{ApiError, ApiResult, Json, Path, check_text};
+use crate::error::{ApiError, ApiResult, Json, Path, Query, check_text};
 use crate::state::AppState;
 
 const COLUMNS: &str = "id, code, name, street, committee, kind, address, longitude, latitude, opening_hours, \
@@ -106,16 +107,98 @@ async fn record_history(db: &Db, point: &PointView, actor: Option<Uuid>, action:
     Ok(())
 }
 
-/// List points, open and closed (admin, supervisor, operator).
-#[utoipa::path(get, path = "/api/v1/points", tag = "points",
-    responses((status = 200, body = [PointView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<PointView>>> {
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PointsQuery {
+    /// Search: part of the code, name, street, committee or address (case-insensitive), 1–64
+    /// characters.
+    #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub q: Option<String>,
+    /// Only points of this street (街镇), exactly. (Acceptance centers, #16 item 6, will add
+    /// `center`.)
+    #[param(min_length = 1, max_length = 32, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub street: Option<String>,
+    /// `open` or `closed` (the point's status).
+    #[param(pattern = "^(open|closed)$")]
+    pub state: Option<String>,
+    /// `yes`: only points with an open terminal alarm; `no`: only points without.
+    #[param(pattern = "^(yes|no)$")]
+    pub alarm: Option<String>,
+    /// `code` (default), `name`, `street`, `kind`, `state` or `updated`; prefix `-` for
+    /// descending.
+    #[param(pattern = "^-?(code|name|street|kind|state|updated)$")]
+    pub sort: Option<String>,
+    /// Page size, 1–500 (default: all).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    pub limit: Option<String>,
+    /// Rows to skip, 0–100000 (default 0).
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 100_000)]
+    pub offset: Option<String>,
+}
+
+/// The points with an open terminal alarm.
+pub async fn points_with_alarms(db: &Db) -> ApiResult<std::collections::HashSet<Uuid>> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT t.point_id FROM terminal_alarms a JOIN terminals t ON t.id = a.terminal_id \
+         WHERE a.cleared_at IS NULL",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(|r| Ok(parse_id(&r.try_get::<String, _>("point_id")?)?)).collect()
+}
+
+/// List points, open and closed (admin, supervisor, operator): searched, filtered by street,
+/// status and open alarms, sorted and paged; `X-Total-Count` is the number matching.
+#[utoipa::path(get, path = "/api/v1/points", tag = "points", params(PointsQuery),
+    responses((status = 200, body = [PointView],
+            headers(("x-total-count" = i64, description = "Points matching the filters, before paging"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    p: Principal,
+    Query(q): Query<PointsQuery>,
+) -> ApiResult<Counted<PointView>> {
     p.require(&[Role::Admin, Role::Supervisor, Role::Operator])?;
+    let l = Listing::parse(
+        q.q.as_deref(),
+        q.street.as_deref(),
+        q.sort.as_deref(),
+        q.limit.as_deref(),
+        q.offset.as_deref(),
+        &["code", "name", "street", "kind", "state", "updated"],
+        "code",
+    )?;
+    let status = enum_param("state", q.state.as_deref(), &["open", "closed"])?;
+    let alarm = enum_param("alarm", q.alarm.as_deref(), &["yes", "no"])?;
+    let alarmed = if alarm.is_some() { points_with_alarms(&state.db).await? } else { Default::default() };
     let rows =
         sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM service_points ORDER BY code")))
             .fetch_all(&state.db.pool)
             .await?;
-    Ok(Json(rows.iter().map(from_row).collect::<ApiResult<_>>()?))
+    let points: Vec<PointView> = rows
+        .iter()
+        .map(from_row)
+        .collect::<ApiResult<Vec<_>>>()?
+        .into_iter()
+        .filter(|pt| {
+            l.matches(&[&pt.code, &pt.name, &pt.street, &pt.committee, &pt.address])
+                && l.street_is(&pt.street)
+                && status.is_none_or(|s| (s == "open") == (pt.status == PointStatus::Open))
+                && alarm.is_none_or(|a| (a == "yes") == alarmed.contains(&pt.id))
+        })
+        .collect();
+    let (page, total) = l.finish(points, |a, b| {
+        let by = match l.sort.as_str() {
+            "name" => a.name.cmp(&b.name),
+            "street" => a.street.cmp(&b.street),
+            "kind" => a.kind.as_str().cmp(b.kind.as_str()),
+            "state" => (a.status == PointStatus::Closed).cmp(&(b.status == PointStatus::Closed)),
+            "updated" => a.updated_at.cmp(&b.updated_at),
+            _ => std::cmp::Ordering::Equal,
+        };
+        by.then_with(|| a.code.cmp(&b.code))
+    });
+    Ok(Counted(page, total))
 }
 
 /// One point (closed points stay readable). Staff and terminals may read their own point.
@@ -341,8 +424,23 @@ pub async fn history(
     Ok(Json(entries))
 }
 
+/// Every point's structured opening hours that parse.
+async fn all_schedules(db: &Db) -> ApiResult<std::collections::HashMap<Uuid, OpeningHours>> {
+    let rows = sqlx::query("SELECT point_id, schedule FROM point_opening_hours").fetch_all(&db.pool).await?;
+    let mut out = std::collections::HashMap::new();
+    for r in &rows {
+        let id = parse_id(&r.try_get::<String, _>("point_id")?)?;
+        if let Ok(h) = serde_json::from_str(&r.try_get::<String, _>("schedule")?) {
+            out.insert(id, h);
+        }
+    }
+    Ok(out)
+}
+
 /// Open points as a GeoJSON FeatureCollection for the public government-services map
-/// (政务地图). No authentication; no personal data (the inspector is left out).
+/// (政务地图). No authentication; no personal data (the inspector is left out). `open_now`
+/// says whether the point is open at the time of the request by its structured hours and the
+/// working-day calendar (`null`: no structured hours).
 #[utoipa::path(get, path = "/api/v1/points.geojson", tag = "points",
     responses((status = 200, description = "GeoJSON FeatureCollection", content_type = "application/geo+json")))]
 pub async fn geojson(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
@@ -351,6 +449,9 @@ pub async fn geojson(State(state): State<AppState>) -> ApiResult<impl IntoRespon
     )))
     .fetch_all(&state.db.pool)
     .await?;
+    let schedules = all_schedules(&state.db).await?;
+    let cal = if schedules.is_empty() { None } else { Some(calendar::load(&state.db).await?) };
+    let now = now_ms();
     let features: Vec<_> = rows
         .iter()
         .map(from_row)
@@ -365,6 +466,7 @@ pub async fn geojson(State(state): State<AppState>) -> ApiResult<impl IntoRespon
                     "code": pt.code, "name": pt.name, "street": pt.street, "committee": pt.committee,
                     "kind": pt.kind.as_str(), "kind_zh": pt.kind.label_zh(), "address": pt.address,
                     "opening_hours": pt.opening_hours, "mode": "就近办",
+                    "open_now": schedules.get(&pt.id).zip(cal.as_ref()).map(|(h, cal)| calendar::is_open(h, cal, now)),
                 },
             })
         })
@@ -377,6 +479,26 @@ pub async fn geojson(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         ],
         body.to_string(),
     ))
+}
+
+/// The district outline the deployment supplies as a local file (`--map-outline`), drawn under
+/// the console's map of the points (admin, supervisor); 404 when none is configured. No tiles
+/// and nothing from the internet: the console draws only this and the points.
+#[utoipa::path(get, path = "/api/v1/map/outline", tag = "points",
+    responses((status = 200, description = "GeoJSON outline (Polygon, MultiPolygon, Feature or FeatureCollection)",
+            content_type = "application/geo+json"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn map_outline(State(state): State<AppState>, p: Principal) -> ApiResult<impl IntoResponse> {
+    p.require(&[Role::Admin, Role::Supervisor])?;
+    let path = state.config.map_outline.clone().ok_or_else(|| ApiError::not_found("地图轮廓"))?;
+    let outline = tokio::task::spawn_blocking(move || crate::config::read_outline(&path))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "map outline unreadable");
+            ApiError::internal()
+        })?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/geo+json")], outline.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------------

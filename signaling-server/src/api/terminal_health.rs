@@ -17,6 +17,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
+use crate::api::listing::{Counted, Listing, enum_param};
 use crate::auth::Principal;
 use crate::db::{now_ms, parse_id};
 use crate::error::{ApiError, ApiResult, Json, Query};
@@ -74,13 +75,106 @@ pub fn alarm_from_row(r: &AnyRow) -> ApiResult<TerminalAlarmView> {
     })
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HealthQuery {
+    /// Search: part of the terminal's or its point's name (case-insensitive), 1–64 characters.
+    #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub q: Option<String>,
+    /// Only terminals of points in this street (街镇), exactly. (Acceptance centers, #16 item
+    /// 6, will add `center`.)
+    #[param(min_length = 1, max_length = 32, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub street: Option<String>,
+    /// `online`, `offline` (enrolled, not seen within the threshold), `pending` (not enrolled)
+    /// or `printer_fault` (its last heartbeat reports a printer fault).
+    #[param(pattern = "^(online|offline|pending|printer_fault)$")]
+    pub state: Option<String>,
+    /// `yes`: only terminals with an open alarm; `no`: only those without.
+    #[param(pattern = "^(yes|no)$")]
+    pub alarm: Option<String>,
+    /// `action` (default: what needs action first — open alarms, offline, printer fault, not
+    /// enrolled, then the rest), `point`, `name` or `last_seen`; prefix `-` for descending.
+    #[param(pattern = "^-?(action|point|name|last_seen)$")]
+    pub sort: Option<String>,
+    /// Page size, 1–500 (default: all).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    pub limit: Option<String>,
+    /// Rows to skip, 0–100000 (default 0).
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 100_000)]
+    pub offset: Option<String>,
+}
+
+fn printer_fault(t: &TerminalHealthView) -> bool {
+    t.report.as_ref().is_some_and(|r| r.printer.fault().is_some())
+}
+
+/// How urgently a row needs action, lowest first: open alarms, offline, printer fault, not
+/// enrolled, the rest.
+pub fn action_rank(t: &TerminalHealthView) -> u8 {
+    if !t.alarms.is_empty() {
+        0
+    } else if t.status == TerminalStatus::Active && !t.online {
+        1
+    } else if printer_fault(t) {
+        2
+    } else if t.status == TerminalStatus::Pending {
+        3
+    } else {
+        4
+    }
+}
+
 /// Every terminal that is not revoked, with its last heartbeat and open alarms (admin,
-/// supervisor).
-#[utoipa::path(get, path = "/api/v1/terminals/health", tag = "terminals",
-    responses((status = 200, body = [TerminalHealthView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn board(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<TerminalHealthView>>> {
+/// supervisor): what needs action first (open alarms, offline, printer fault), searched,
+/// filtered by street, state and alarms, sorted and paged; `X-Total-Count` is the number
+/// matching.
+#[utoipa::path(get, path = "/api/v1/terminals/health", tag = "terminals", params(HealthQuery),
+    responses((status = 200, body = [TerminalHealthView],
+            headers(("x-total-count" = i64, description = "Terminals matching the filters, before paging"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn board(
+    State(state): State<AppState>,
+    p: Principal,
+    Query(q): Query<HealthQuery>,
+) -> ApiResult<Counted<TerminalHealthView>> {
     p.require(&[Role::Admin, Role::Supervisor])?;
-    Ok(Json(health_rows(&state, None).await?))
+    let l = Listing::parse(
+        q.q.as_deref(),
+        q.street.as_deref(),
+        q.sort.as_deref(),
+        q.limit.as_deref(),
+        q.offset.as_deref(),
+        &["action", "point", "name", "last_seen"],
+        "action",
+    )?;
+    let want = enum_param("state", q.state.as_deref(), &["online", "offline", "pending", "printer_fault"])?;
+    let alarm = enum_param("alarm", q.alarm.as_deref(), &["yes", "no"])?;
+    let rows: Vec<TerminalHealthView> = health_rows(&state, None)
+        .await?
+        .into_iter()
+        .filter(|t| {
+            l.matches(&[&t.name, &t.point_name])
+                && l.street_is(&t.point_street)
+                && want.is_none_or(|w| match w {
+                    "online" => t.online,
+                    "offline" => t.status == TerminalStatus::Active && !t.online,
+                    "pending" => t.status == TerminalStatus::Pending,
+                    _ => printer_fault(t),
+                })
+                && alarm.is_none_or(|a| (a == "yes") != t.alarms.is_empty())
+        })
+        .collect();
+    // health_rows' order (point code, terminal name) is the tie-break.
+    let (page, total) = l.finish(rows.into_iter().enumerate().collect(), |(i, a), (j, b)| {
+        let by = match l.sort.as_str() {
+            "action" => action_rank(a).cmp(&action_rank(b)),
+            "name" => a.name.cmp(&b.name),
+            "last_seen" => a.last_seen_at.cmp(&b.last_seen_at),
+            _ => std::cmp::Ordering::Equal,
+        };
+        by.then_with(|| i.cmp(j))
+    });
+    Ok(Counted(page.into_iter().map(|(_, t)| t).collect(), total))
 }
 
 /// The board's rows: every point's terminals, or only those of `point`.
@@ -88,7 +182,7 @@ pub async fn health_rows(state: &AppState, point: Option<Uuid>) -> ApiResult<Vec
     let point = point.map(|u| u.to_string()).unwrap_or_default();
     let now = now_ms();
     let rows = sqlx::query(
-        "SELECT t.id, t.name, t.point_id, p.name AS point_name, t.status, t.last_seen_at, t.enrolled_at, \
+        "SELECT t.id, t.name, t.point_id, p.name AS point_name, p.street AS point_street, t.status, t.last_seen_at, t.enrolled_at, \
          h.reported_at, h.report FROM terminals t JOIN service_points p ON p.id = t.point_id \
          LEFT JOIN terminal_health h ON h.terminal_id = t.id WHERE t.status <> 'revoked' \
          AND ($1 = '' OR t.point_id = $1) ORDER BY p.code, t.name",
@@ -122,6 +216,7 @@ pub async fn health_rows(state: &AppState, point: Option<Uuid>) -> ApiResult<Vec
             name: r.try_get("name")?,
             point_id: parse_id(&r.try_get::<String, _>("point_id")?)?,
             point_name: r.try_get("point_name")?,
+            point_street: r.try_get("point_street")?,
             status,
             last_seen_at,
             online: status == TerminalStatus::Active

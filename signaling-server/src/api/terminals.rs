@@ -15,12 +15,13 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
+use crate::api::listing::{Counted, Listing, enum_param};
 use crate::audit::AuditRecord;
 use crate::auth::throttle::{Limit, Refused};
 use crate::auth::tokens::{TokenKind, opaque_secret, secret_hash};
 use crate::auth::{Principal, SourceIp};
 use crate::db::{Db, new_id, now_ms, parse_id};
-use crate::error::{ApiError, ApiResult, Json, Path, check_text};
+use crate::error::{ApiError, ApiResult, Json, Path, Query, check_text};
 use crate::state::AppState;
 
 pub const ENROLLMENT_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -45,7 +46,7 @@ fn code_hash(code: &str) -> Option<String> {
     normalise_code(code).map(|c| secret_hash(&format!("enroll:{c}")))
 }
 
-const SELECT: &str = "SELECT t.id, t.point_id, p.name AS point_name, t.name, t.status, t.enrollment_expires_at, \
+const SELECT: &str = "SELECT t.id, t.point_id, p.name AS point_name, p.street AS point_street, t.name, t.status, t.enrollment_expires_at, \
     t.enrolled_at, t.last_seen_at, t.revoked_at, t.revoked_reason, t.created_at \
     FROM terminals t JOIN service_points p ON p.id = t.point_id";
 
@@ -55,6 +56,7 @@ fn from_row(r: &AnyRow) -> ApiResult<TerminalView> {
         id: parse_id(&r.try_get::<String, _>("id")?)?,
         point_id: parse_id(&r.try_get::<String, _>("point_id")?)?,
         point_name: r.try_get("point_name")?,
+        point_street: r.try_get("point_street")?,
         name: r.try_get("name")?,
         status: match status.as_str() {
             "pending" => TerminalStatus::Pending,
@@ -133,15 +135,97 @@ pub async fn reissue_code_in(
     if n == 1 { Ok((code, expires)) } else { Err(ApiError::conflict("终端已吊销 (terminal revoked)")) }
 }
 
-/// List terminals with their status and last contact (admin, supervisor).
-#[utoipa::path(get, path = "/api/v1/terminals", tag = "terminals",
-    responses((status = 200, body = [TerminalView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<TerminalView>>> {
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalsQuery {
+    /// Search: part of the terminal's or its point's name (case-insensitive), 1–64 characters.
+    #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub q: Option<String>,
+    /// Only terminals of points in this street (街镇), exactly. (Acceptance centers, #16 item
+    /// 6, will add `center`.)
+    #[param(min_length = 1, max_length = 32, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub street: Option<String>,
+    /// `pending`, `active` or `revoked`.
+    #[param(pattern = "^(pending|active|revoked)$")]
+    pub state: Option<String>,
+    /// `yes`: only terminals with an open alarm; `no`: only those without.
+    #[param(pattern = "^(yes|no)$")]
+    pub alarm: Option<String>,
+    /// `point` (default), `name`, `state` or `last_seen`; prefix `-` for descending.
+    #[param(pattern = "^-?(point|name|state|last_seen)$")]
+    pub sort: Option<String>,
+    /// Page size, 1–500 (default: all).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    pub limit: Option<String>,
+    /// Rows to skip, 0–100000 (default 0).
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 100_000)]
+    pub offset: Option<String>,
+}
+
+/// Terminals, with their point (admin, supervisor): searched, filtered by street, status and
+/// open alarms, sorted and paged; `X-Total-Count` is the number matching.
+#[utoipa::path(get, path = "/api/v1/terminals", tag = "terminals", params(TerminalsQuery),
+    responses((status = 200, body = [TerminalView],
+            headers(("x-total-count" = i64, description = "Terminals matching the filters, before paging"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    p: Principal,
+    Query(q): Query<TerminalsQuery>,
+) -> ApiResult<Counted<TerminalView>> {
     p.require(&[Role::Admin, Role::Supervisor])?;
+    let l = Listing::parse(
+        q.q.as_deref(),
+        q.street.as_deref(),
+        q.sort.as_deref(),
+        q.limit.as_deref(),
+        q.offset.as_deref(),
+        &["point", "name", "state", "last_seen"],
+        "point",
+    )?;
+    let status = enum_param("state", q.state.as_deref(), &["pending", "active", "revoked"])?;
+    let alarm = enum_param("alarm", q.alarm.as_deref(), &["yes", "no"])?;
+    let alarmed: std::collections::HashSet<Uuid> = if alarm.is_some() {
+        sqlx::query("SELECT DISTINCT terminal_id FROM terminal_alarms WHERE cleared_at IS NULL")
+            .fetch_all(&state.db.pool)
+            .await?
+            .iter()
+            .map(|r| Ok(parse_id(&r.try_get::<String, _>("terminal_id")?)?))
+            .collect::<ApiResult<_>>()?
+    } else {
+        Default::default()
+    };
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY p.code, t.name")))
         .fetch_all(&state.db.pool)
         .await?;
-    Ok(Json(rows.iter().map(from_row).collect::<ApiResult<_>>()?))
+    let state_of = |t: &TerminalView| match t.status {
+        TerminalStatus::Pending => "pending",
+        TerminalStatus::Active => "active",
+        TerminalStatus::Revoked => "revoked",
+    };
+    let terminals: Vec<TerminalView> = rows
+        .iter()
+        .map(from_row)
+        .collect::<ApiResult<Vec<_>>>()?
+        .into_iter()
+        .filter(|t| {
+            l.matches(&[&t.name, &t.point_name])
+                && l.street_is(&t.point_street)
+                && status.is_none_or(|s| s == state_of(t))
+                && alarm.is_none_or(|a| (a == "yes") == alarmed.contains(&t.id))
+        })
+        .collect();
+    // The query's order (point code, name) is the default and the tie-break.
+    let (page, total) = l.finish(terminals.into_iter().enumerate().collect(), |(i, a), (j, b)| {
+        let by = match l.sort.as_str() {
+            "name" => a.name.cmp(&b.name),
+            "state" => state_of(a).cmp(state_of(b)),
+            "last_seen" => a.last_seen_at.cmp(&b.last_seen_at),
+            _ => std::cmp::Ordering::Equal,
+        };
+        by.then_with(|| i.cmp(j))
+    });
+    Ok(Counted(page.into_iter().map(|(_, t)| t).collect(), total))
 }
 
 /// Register a terminal at a point (admin). The enrollment code is shown only in this response.

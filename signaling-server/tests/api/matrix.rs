@@ -68,6 +68,7 @@ async fn every_endpoint_checks_authentication_and_role() {
         (Method::POST, format!("/api/v1/points/{r}/close"), Some(json!({ "reason": "x" })), &[Admin]),
         (Method::POST, format!("/api/v1/points/{r}/reopen"), None, &[Admin]),
         (Method::GET, format!("/api/v1/points/{r}/history"), None, &[Admin, Supervisor]),
+        (Method::GET, "/api/v1/map/outline".into(), None, &[Admin, Supervisor]),
         // Staff pass the role check only for their own point (point_today.rs).
         (Method::GET, format!("/api/v1/points/{r}/today"), None, &[Admin, Supervisor]),
         (Method::GET, "/api/v1/lines".into(), None, ALL),
