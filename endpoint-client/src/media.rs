@@ -315,6 +315,9 @@ pub struct SampleTarget {
     pub fallback: Duration,
 }
 
+/// The recording a [`FanOut`]'s samples also go to, and as which of its inputs.
+pub type Tap = (Arc<crate::recording::CallRecording>, crate::recording::Input);
+
 /// One further connection of a [`FanOut`]: its key, track, SSRC and payload type.
 type FanTarget = (u64, Arc<TrackLocalStaticSample>, u32, PayloadType);
 
@@ -325,7 +328,7 @@ type FanTarget = (u64, Arc<TrackLocalStaticSample>, u32, PayloadType);
 pub struct FanOut {
     targets: Arc<std::sync::Mutex<Vec<FanTarget>>>,
     /// The call's recording, when the resident agreed: every sample goes to it too.
-    tap: Arc<std::sync::Mutex<Option<(Arc<crate::recording::CallRecording>, crate::recording::Input)>>>,
+    tap: Arc<std::sync::Mutex<Option<Tap>>>,
     keyframe: Arc<tokio::sync::Notify>,
     next: Arc<AtomicU64>,
 }
@@ -344,11 +347,11 @@ impl FanOut {
     }
 
     /// Sends every sample to `rec` as `input` too (`None`: stop).
-    pub fn set_tap(&self, tap: Option<(Arc<crate::recording::CallRecording>, crate::recording::Input)>) {
+    pub fn set_tap(&self, tap: Option<Tap>) {
         *self.tap.lock().unwrap_or_else(|p| p.into_inner()) = tap;
     }
 
-    fn tapped(&self) -> Option<(Arc<crate::recording::CallRecording>, crate::recording::Input)> {
+    fn tapped(&self) -> Option<Tap> {
         self.tap.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

@@ -186,6 +186,9 @@ impl CallRecording {
     }
 }
 
+/// A decoded stream's caps name and its buffer count.
+type Counted = (String, Arc<AtomicU64>);
+
 /// What a recording holds, decoded to the end.
 #[derive(Debug, Clone, Default)]
 pub struct Probe {
@@ -201,7 +204,7 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
         .downcast::<gst::Pipeline>()
         .map_err(|_| MediaError::Missing("pipeline"))?;
     let d = pipeline.by_name("d").ok_or(MediaError::Missing("decodebin"))?;
-    let streams: Arc<std::sync::Mutex<Vec<(String, Arc<AtomicU64>)>>> = Arc::default();
+    let streams: Arc<std::sync::Mutex<Vec<Counted>>> = Arc::default();
     let s2 = streams.clone();
     let p2 = pipeline.downgrade();
     d.connect_pad_added(move |_, pad| {
