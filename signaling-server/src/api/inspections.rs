@@ -335,7 +335,7 @@ pub async fn put_schedule(
 /// Remove a point's inspection schedule (admin, supervisor); its records stay.
 #[utoipa::path(delete, path = "/api/v1/points/{id}/inspection-schedule", tag = "points",
     params(("id" = Uuid, Path, description = "The service point")),
-    responses((status = 204, description = "removed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 204, description = "removed, or the point had none (idempotent)"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn delete_schedule(
     State(state): State<AppState>,
@@ -352,7 +352,15 @@ pub async fn delete_schedule(
         .await?
         .rows_affected();
     if n != 1 {
-        return Err(ApiError::not_found("巡检计划"));
+        // Idempotent: a point without a schedule has nothing to remove; an unknown point is 404.
+        let point = sqlx::query("SELECT id FROM service_points WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        return match point {
+            Some(_) => Ok(StatusCode::NO_CONTENT),
+            None => Err(ApiError::not_found("服务点")),
+        };
     }
     state
         .audit

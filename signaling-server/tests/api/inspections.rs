@@ -402,6 +402,12 @@ async fn schedules_are_validated_and_removed() {
     let (s, _) =
         put(path(&uuid::Uuid::new_v4().to_string()), json!({ "frequency": "weekly", "weekday": 1 })).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // Removing is idempotent: a point without a schedule answers 204, an unknown point 404.
+    let (s, _) = app.call(Method::DELETE, &path(&other), Some(&supervisor), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) =
+        app.call(Method::DELETE, &path(&uuid::Uuid::new_v4().to_string()), Some(&supervisor), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     // A closed point takes no schedule.
     let admin = app.login("admin").await;
     let (s, v) =
@@ -433,8 +439,9 @@ async fn schedules_are_validated_and_removed() {
 
     let (s, _) = app.call(Method::DELETE, &path(&mine), Some(&supervisor), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    // Again: nothing left to remove, still 204, and nothing more audited.
     let (s, _) = app.call(Method::DELETE, &path(&mine), Some(&supervisor), None).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(app.audit("inspection.schedule").await.len(), 2);
     assert_eq!(app.audit("inspection.schedule_delete").await.len(), 1);
 }
