@@ -28,6 +28,7 @@ const EN = {
   '个服务点': 'points', '将鼠标移到服务点上或点击查看详情': 'Hover over or click a point for its details', '暂无服务点': 'No points',
   '未配置区界底图（BANGBAN_MAP_OUTLINE）': 'No district outline configured (BANGBAN_MAP_OUTLINE)', '当前不在开放时间': 'Outside opening hours now',
   '服务点管理': 'Manage points', '取消固定': 'Unpin',
+  '接手办理': 'Take over', '已由您接手办理': 'The call is yours now', '由您接手办理？居民将转由您服务，原受理员退出通话。': 'Take over? The resident will be served by you and the operator leaves the call.',
   '邀请协办': 'Invite', '邀请协办（三方通话）': 'Invite a colleague (three-way call)', '条线中空闲的受理员': 'A free operator of a line',
   '发出邀请': 'Send invitation', '已发出邀请': 'Invitation sent', '邀请您协助办理': 'invites you to help',
   '加入通话': 'Join the call', '协办中': 'Helping in a call', '离开通话': 'Leave the call', '协办': 'Colleague',

@@ -595,6 +595,50 @@ describe('a call with the real terminal', () => {
     await op.context().close();
   });
 
+  test('a colleague takes the call over: the terminal is served by them with video both ways, the operator is out', async () => {
+    const op = await newPage({ width: 1366, height: 768 });
+    await op.goto(`${base}/`);
+    await signIn(op);
+    await op.waitForSelector('#op-state[data-state=away], #op-state[data-state=available]');
+    const spec = await newPage({ width: 1366, height: 768 });
+    await spec.goto(`${base}/`);
+    await spec.fill('input[name=username]', 'operator2');
+    await spec.fill('input[name=password]', PASSWORD);
+    await spec.click('button[type=submit]');
+    await spec.waitForSelector('#op-state[data-state=away]');
+    if (await op.locator('#op-state[data-state=away]').count()) await op.click('#availability');
+    await op.waitForSelector('#op-state[data-state=available]');
+    await kioskTicket();
+    await op.waitForSelector('#ringing #accept');
+    await op.click('#accept');
+    await op.waitForSelector('#call-stage');
+    const first = await until('the first session', async () => (await status()).call.session_id);
+    await op.click('#invite');
+    await op.waitForSelector('dialog select[name=operator_id] option', { state: 'attached' });
+    await op.click('dialog button[type=submit]');
+    await spec.waitForSelector('dialog #invite-text');
+    await spec.click('dialog button[type=submit]');
+    await spec.waitForSelector('#consult-take-over');
+    await spec.click('#consult-take-over');
+    // The colleague's console now carries the call; the terminal has a new session with them.
+    await spec.waitForSelector('#call-stage');
+    await spec.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 10, null, { timeout: 30_000 });
+    const s = await until('the terminal served by the colleague', async () => {
+      const st = await status();
+      return st.phase === 'in_call' && st.call.session_id !== first
+        && st.call.remote.some((/** @type {any} */ r) => r.kind === 'camera' && !r.from_guest && r.decoded > 10) ? st : null;
+    });
+    assert.equal(s.call.extra_peers, 0);
+    await spec.waitForSelector('#op-state[data-state=in_call]');
+    assert.equal(await spec.locator('.toast.error').count(), 0, 'no error shown to the colleague');
+    await op.waitForSelector('#op-state:not([data-state=in_call])');
+    assert.equal(await op.locator('#call-stage').count(), 0, 'the operator is out of the call');
+    await shot(spec, '55-colleague-took-over');
+    await endAndRate(spec);
+    await spec.context().close();
+    await op.context().close();
+  });
+
   test('an operator workstation set to H.264: the terminal answers in H.264 and both directions decode it', async () => {
     const op = await newPage({ width: 1366, height: 768 });
     await op.goto(`${base}/`);

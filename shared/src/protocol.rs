@@ -798,6 +798,12 @@ pub enum ClientMsg {
         session_id: Uuid,
         accept: bool,
     },
+    /// A specialist in the call takes it over: the call is transferred to them at once (the
+    /// operator leaves it as after a transfer; the resident stays with the specialist).
+    TakeOver {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+    },
 }
 
 impl ClientMsg {
@@ -824,6 +830,7 @@ impl ClientMsg {
         "peer_signal",
         "invite",
         "answer_invite",
+        "take_over",
     ];
 
     /// The message's `type`, for logs and metrics without the payload.
@@ -850,6 +857,7 @@ impl ClientMsg {
             ClientMsg::PeerSignal { .. } => "peer_signal",
             ClientMsg::Invite { .. } => "invite",
             ClientMsg::AnswerInvite { .. } => "answer_invite",
+            ClientMsg::TakeOver { .. } => "take_over",
         }
     }
 
@@ -867,7 +875,8 @@ impl ClientMsg {
             | ClientMsg::LeaveSession { session_id }
             | ClientMsg::PeerSignal { session_id, .. }
             | ClientMsg::Invite { session_id, .. }
-            | ClientMsg::AnswerInvite { session_id, .. } => Some(*session_id),
+            | ClientMsg::AnswerInvite { session_id, .. }
+            | ClientMsg::TakeOver { session_id } => Some(*session_id),
             _ => None,
         }
     }

@@ -137,6 +137,7 @@ fn client_examples() -> Vec<ClientMsg> {
         note: Some(Notes::try_from("请协助".to_owned()).expect("note")),
     });
     v.push(ClientMsg::AnswerInvite { session_id: s, accept: false });
+    v.push(ClientMsg::TakeOver { session_id: s });
     v
 }
 

@@ -37,6 +37,7 @@ export function operatorView(ctx, main) {
      */
     consult: null,
     /** Invitation shown, by session. @type {any} */ invited: null,
+    /** This console asked to take the consulted call over. */ takingOver: false,
     /** Peer connections with them, by participant id. @type {Map<string, { link: PeerLink, audio: HTMLAudioElement }>} */ links: new Map(),
   };
 
@@ -675,6 +676,7 @@ export function operatorView(ctx, main) {
         h('figure', null, video('operator'), h('figcaption#consult-operator', null, `${t('受理员')} · ${op?.name || ''}`))),
       h('div.monitor-modes', null,
         h('figure.consult-self', null, self),
+        h('button.btn.primary#consult-take-over', { type: 'button', onclick: () => { if (confirm(t('由您接手办理？居民将转由您服务，原受理员退出通话。'))) { st.takingOver = true; socket.send({ type: 'take_over', session_id: c.sessionId }); } } }, t('接手办理')),
         h('button.btn.secondary#consult-leave', { type: 'button', onclick: leaveConsult }, t('离开通话'))));
   }
 
@@ -825,7 +827,12 @@ export function operatorView(ctx, main) {
         updateCallStage();
         break;
       case 'session_ended': {
-        if (st.consult?.sessionId === msg.session_id) { toast(t('通话已结束'), 'ok'); closeConsult(); break; }
+        if (st.consult?.sessionId === msg.session_id) {
+          toast(st.takingOver && msg.reason === 'transferred' ? t('已由您接手办理') : t('通话已结束'), 'ok');
+          st.takingOver = false;
+          closeConsult();
+          break;
+        }
         if (st.session?.session_id !== msg.session_id) break;
         const s = st.session;
         const secs = (Date.now() - st.callStart) / 1000;
@@ -856,6 +863,8 @@ export function operatorView(ctx, main) {
         break;
       case 'error':
         if (msg.request === 'answer_invite') closeConsult();
+        // Candidates still trickling to a call that just ended are refused: nothing to tell.
+        if (msg.request === 'peer_signal' || msg.request === 'signal') break;
         toast(msg.message || msg.code, 'error');
         if (msg.request === 'wrap_up') stage.querySelector('#wrap-submit')?.removeAttribute('disabled');
         if (msg.request === 'accept') stage.querySelector('#accept')?.removeAttribute('disabled');

@@ -320,7 +320,7 @@ export function supervisorView(ctx, main) {
         }
         break;
       case 'error':
-        if (['supervise', 'leave_session', 'end_call', 'peer_signal'].includes(msg.request)) toast(msg.message || msg.code, 'error');
+        if (['supervise', 'leave_session', 'end_call'].includes(msg.request)) toast(msg.message || msg.code, 'error');
         break;
     }
   };

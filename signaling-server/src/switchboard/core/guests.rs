@@ -204,6 +204,67 @@ impl Core {
         Ok(())
     }
 
+    /// A specialist takes the call over: it is transferred to them at once (no ringing); the
+    /// operator leaves it as after a transfer and the resident's terminal gets a new session
+    /// with the specialist, who is made available for it.
+    pub(super) fn take_over(&mut self, from: Uuid, session_id: Uuid, now: i64) -> Result<(), Refusal> {
+        let s = self
+            .sessions
+            .get(&session_id)
+            .filter(|s| s.state.is_live())
+            .ok_or_else(|| refuse(ErrorCode::NotFound, "通话不存在或已结束 (no such live call)"))?;
+        if !s.guests.iter().any(|g| g.id == from && g.role == ParticipantRole::Specialist) {
+            return Err(refuse(
+                ErrorCode::Forbidden,
+                "只有协办人员可以接手通话 (only a specialist in the call)",
+            ));
+        }
+        let (operator, ticket) = (s.operator, s.ticket);
+        self.audit(from, "session.take_over", session_id, json!({ "from_operator": operator }), vec![from]);
+        self.taking_over.insert(ticket, from);
+        // The specialist comes on (away while helping, or unknown to the dispatcher) available
+        // with no line for a moment, so that the ticket directed to them below is offered to
+        // them first — an away target would send it back to the line — and nothing else is.
+        let op = OperatorId(from);
+        let known = self.parties.get(&from).is_some_and(|p| p.dispatched);
+        let r = if known {
+            self.dispatcher.set_skills(op, &[], Millis(now)).and_then(|mut a| {
+                a.extend(self.dispatcher.set_available(op, Millis(now))?);
+                Ok(a)
+            })
+        } else {
+            if let Some(p) = self.parties.get_mut(&from) {
+                p.dispatched = true;
+            }
+            self.dispatcher.operator_online(op, &[], Millis(now))
+        };
+        let lines: Vec<crate::dispatch::LineId> = self
+            .parties
+            .get(&from)
+            .map(|p| p.skills.iter().copied().map(crate::dispatch::LineId).collect())
+            .unwrap_or_default();
+        let restore = |core: &mut Core| {
+            let r = core.dispatcher.set_skills(op, &lines, Millis(now));
+            core.apply(r, now);
+        };
+        if let Err(e) = r {
+            self.taking_over.remove(&ticket);
+            restore(self);
+            tracing::debug!(error = %e, "take-over refused by the dispatcher");
+            return Err(refuse(ErrorCode::Conflict, "您正忙，不能接手 (you are busy)"));
+        }
+        self.apply(r, now);
+        let target = TransferTarget::Operator { operator_id: from };
+        let note = Some("协办人员接手通话 (taken over by the specialist)".to_owned());
+        let done = self.transfer(operator, session_id, target, note, Some(Ok(true)), now);
+        restore(self);
+        if self.taking_over.remove(&ticket).is_some() {
+            tracing::warn!("a take-over was not assigned at once; the ticket waits for the specialist");
+        }
+        done?;
+        Ok(())
+    }
+
     /// A guest leaves a call (`why` goes to the audit log: `left` or `disconnected`).
     pub(crate) fn leave_session(
         &mut self,

@@ -274,6 +274,8 @@ pub struct Core {
     /// Whether each line was staffed when its residents were last told: an operator's state
     /// change re-sends a line's positions only when that flipped.
     pub(crate) told_staffed: HashMap<Uuid, bool>,
+    /// Tickets a specialist is taking over: the dispatcher's offer to them is accepted at once.
+    pub(crate) taking_over: HashMap<Uuid, Uuid>,
     pub(crate) out: Vec<Output>,
 }
 
@@ -292,6 +294,7 @@ impl Core {
             operator_names: HashMap::new(),
             board_dirty: false,
             told_staffed: HashMap::new(),
+            taking_over: HashMap::new(),
             board_sent_at: 0,
             out: Vec::new(),
         }
@@ -550,6 +553,10 @@ impl Core {
                 self.require(from, Role::Operator)?;
                 self.answer_invite(from, session_id, accept, now)
             }
+            ClientMsg::TakeOver { session_id } => {
+                self.require(from, Role::Operator)?;
+                self.take_over(from, session_id, now)
+            }
             ClientMsg::PeerSignal { session_id, peer, signal } => {
                 self.relay_to_peer(from, session_id, peer, signal)
             }
@@ -579,8 +586,17 @@ impl Core {
             }
         };
         let mut refresh: Vec<Uuid> = Vec::new();
+        let mut take_over = Vec::new();
         for a in actions {
             match a {
+                Action::Offer { ticket, operator, .. }
+                    if self.taking_over.get(&ticket.0) == Some(&operator.0) =>
+                {
+                    // A specialist taking the call over: no ringing, the call is theirs once
+                    // this batch is told (its state changes come first).
+                    self.taking_over.remove(&ticket.0);
+                    take_over.push((operator, ticket));
+                }
                 Action::Offer { ticket, operator, expires_at, .. } => {
                     let Some(t) = self.tickets.get(&ticket.0) else { continue };
                     let mut view = t.view.clone();
@@ -637,6 +653,10 @@ impl Core {
         }
         if !refresh.is_empty() {
             self.refresh_lines(refresh);
+        }
+        for (operator, ticket) in take_over {
+            let r = self.dispatcher.accept(operator, ticket, dispatch::Millis(now));
+            self.apply(r, now);
         }
     }
 }

@@ -1376,4 +1376,61 @@ mod supervision {
         let outs = h.msg(spec, ClientMsg::AnswerInvite { session_id: session, accept: true });
         assert_eq!(error_code(&to(&outs, spec)), Some(ErrorCode::NotFound));
     }
+
+    fn join_as_specialist(h: &mut H, o: Uuid, spec: Uuid, session: Uuid) {
+        h.msg(
+            o,
+            ClientMsg::Invite {
+                session_id: session,
+                target: TransferTarget::Operator { operator_id: spec },
+                note: None,
+            },
+        );
+        let outs = h.msg(spec, ClientMsg::AnswerInvite { session_id: session, accept: true });
+        assert!(participants(&to(&outs, spec)).is_some_and(|l| l.iter().any(|p| p.0 == spec)));
+    }
+
+    #[test]
+    fn a_specialist_takes_the_call_over_without_ringing() {
+        for made_available in [true, false] {
+            let mut h = H::new();
+            let (t, o, spec, other) = (id(1), id(2), id(6), id(7));
+            let (ticket, session) = in_call(&mut h, t, o);
+            if made_available {
+                h.available(spec);
+            } else {
+                // Signed in, never took calls: unknown to the dispatcher until the take-over.
+                h.connect(spec, Role::Operator);
+            }
+            h.connect(other, Role::Operator);
+            join_as_specialist(&mut h, o, spec, session);
+            // Only the specialist in the call may take it over.
+            for who in [o, other] {
+                let outs = h.msg(who, ClientMsg::TakeOver { session_id: session });
+                assert_eq!(error_code(&to(&outs, who)), Some(ErrorCode::Forbidden), "{who}");
+            }
+            let outs = h.msg(spec, ClientMsg::TakeOver { session_id: session });
+            assert!(ringing(&to(&outs, spec)).is_none(), "no ringing for a take-over");
+            let ended =
+                ServerMsg::SessionEnded { session_id: session, reason: SessionEndReason::Transferred };
+            for p in [t, o, spec] {
+                assert!(to(&outs, p).contains(&ended), "{p}: {outs:?}");
+            }
+            let new = to(&outs, t)
+                .into_iter()
+                .find_map(|m| match m {
+                    ServerMsg::SessionStarted { session } => Some(session),
+                    _ => None,
+                })
+                .expect("a new session for the terminal");
+            assert_eq!(new.operator_id, spec);
+            assert_eq!(new.ticket.ticket_id, ticket, "the same ticket, the same resident");
+            assert_eq!(started(&to(&outs, spec)), Some((new.session_id, Party::Operator)));
+            assert_eq!(audits(&outs), vec![("session.take_over", spec)]);
+            assert_eq!(h.core.operator_view(spec), OperatorStateView::InCall);
+            assert_ne!(h.core.operator_view(o), OperatorStateView::InCall, "the operator is out of the call");
+            // The specialist's own lines are theirs again.
+            assert_eq!(h.core.parties[&spec].skills, vec![id(LINE), id(LINE + 1)]);
+        }
+    }
 }
