@@ -181,7 +181,7 @@ function render() {
 }
 
 // For the tests and for support: a read-only peek at the live state.
-/** @type {any} */ (window).bangban = { dropSocket: () => socket?.drop(), socketState: () => socket?.state };
+/** @type {any} */ (window).bangban = { dropSocket: () => socket?.drop(), socketState: () => socket?.state, board: () => board };
 
 // A reload keeps this tab's session (api.js); otherwise the login page.
 api.resume().then((u) => {

@@ -473,6 +473,8 @@ describe('a call with the real terminal', () => {
     await op.waitForSelector('#call-stage');
     await op.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 10, null, { timeout: 30_000 });
 
+    // The operator's board knows the colleague is signed in (the list the invitation offers).
+    await op.waitForFunction(() => /** @type {any} */ (window).bangban.board()?.operators?.some((/** @type {any} */ o) => o.name === '刘受理员' && o.state === 'away'), null, { timeout: 30_000 });
     await op.click('#invite');
     await op.waitForSelector('dialog select[name=operator_id] option', { state: 'attached' });
     await op.fill('dialog textarea[name=note]', '请协助核对材料');
@@ -613,6 +615,8 @@ describe('a call with the real terminal', () => {
     await op.click('#accept');
     await op.waitForSelector('#call-stage');
     const first = await until('the first session', async () => (await status()).call.session_id);
+    // The operator's board knows the colleague is signed in (the list the invitation offers).
+    await op.waitForFunction(() => /** @type {any} */ (window).bangban.board()?.operators?.some((/** @type {any} */ o) => o.name === '刘受理员' && o.state === 'away'), null, { timeout: 30_000 });
     await op.click('#invite');
     await op.waitForSelector('dialog select[name=operator_id] option', { state: 'attached' });
     await op.click('dialog button[type=submit]');
