@@ -34,6 +34,23 @@ function orderedCodecs(pref) {
   return codecs.map((c, i) => ({ c, i })).sort((a, b) => rank(a.c) - rank(b.c) || a.i - b.i).map((x) => x.c);
 }
 
+/** A local ICE candidate (or `null`: the end of candidates) as a `signal` payload. @param {RTCIceCandidate | null} candidate */
+function candidateSignal(candidate) {
+  /** @type {any} */
+  const c = { kind: 'candidate', candidate: candidate?.candidate ?? '' };
+  if (candidate?.sdpMid != null) c.sdp_mid = candidate.sdpMid;
+  if (candidate?.sdpMLineIndex != null) c.sdp_m_line_index = candidate.sdpMLineIndex;
+  return c;
+}
+
+/** A received `candidate` signal for `addIceCandidate`. @param {any} signal @returns {RTCIceCandidateInit} */
+function candidateInit(signal) {
+  /** @type {RTCIceCandidateInit} */
+  const c = { candidate: signal.candidate, sdpMid: signal.sdp_mid ?? null, sdpMLineIndex: signal.sdp_m_line_index ?? null };
+  if (c.sdpMid == null && c.sdpMLineIndex == null) c.sdpMLineIndex = 0;
+  return c;
+}
+
 export class Call extends EventTarget {
   /**
    * @param {{ sessionId: string, iceServers: RTCIceServer[], polite: boolean, send: (signal: any) => boolean, videoCodec?: 'vp8' | 'h264' }} o
@@ -59,12 +76,7 @@ export class Call extends EventTarget {
 
     this.pc.onnegotiationneeded = () => this.offer();
     this.pc.onicecandidate = ({ candidate }) => {
-      const c = candidate
-        ? { kind: 'candidate', candidate: candidate.candidate, sdp_mid: candidate.sdpMid ?? undefined, sdp_m_line_index: candidate.sdpMLineIndex ?? undefined }
-        : { kind: 'candidate', candidate: '' };
-      if (c.sdp_mid === undefined) delete c.sdp_mid;
-      if (c.sdp_m_line_index === undefined) delete c.sdp_m_line_index;
-      this.sendSignal(c);
+      this.sendSignal(candidateSignal(candidate));
     };
     this.pc.ontrack = ({ track }) => {
       if (!this.remote.getTracks().includes(track)) this.remote.addTrack(track);
@@ -137,9 +149,7 @@ export class Call extends EventTarget {
           if (desc) this.sendSignal({ kind: 'answer', sdp: this.outgoing(desc.sdp) });
         }
       } else if (signal.kind === 'candidate') {
-        /** @type {RTCIceCandidateInit} */
-        const c = { candidate: signal.candidate, sdpMid: signal.sdp_mid ?? null, sdpMLineIndex: signal.sdp_m_line_index ?? null };
-        if (c.sdpMid == null && c.sdpMLineIndex == null) c.sdpMLineIndex = 0;
+        const c = candidateInit(signal);
         if (!this.pc.remoteDescription) this.pending.push(c);
         else await this.pc.addIceCandidate(c).catch((e) => { if (!this.ignoreOffer) console.warn('candidate', e); });
       }
@@ -269,12 +279,7 @@ export class PeerLink extends EventTarget {
     /** @type {RTCIceCandidateInit[]} */ this.pending = [];
     /** @type {RTCRtpTransceiver | null} */ this.audio = null;
     this.pc.onicecandidate = ({ candidate }) => {
-      const c = candidate
-        ? { kind: 'candidate', candidate: candidate.candidate, sdp_mid: candidate.sdpMid ?? undefined, sdp_m_line_index: candidate.sdpMLineIndex ?? undefined }
-        : { kind: 'candidate', candidate: '' };
-      if (c.sdp_mid === undefined) delete c.sdp_mid;
-      if (c.sdp_m_line_index === undefined) delete c.sdp_m_line_index;
-      this.sendSignal(c);
+      this.sendSignal(candidateSignal(candidate));
     };
     this.pc.ontrack = ({ track }) => {
       if (!this.remote.getTracks().includes(track)) this.remote.addTrack(track);
@@ -334,9 +339,7 @@ export class PeerLink extends EventTarget {
         }
       } else if (signal.kind === 'candidate') {
         if (!signal.candidate) return;
-        /** @type {RTCIceCandidateInit} */
-        const c = { candidate: signal.candidate, sdpMid: signal.sdp_mid ?? null, sdpMLineIndex: signal.sdp_m_line_index ?? null };
-        if (c.sdpMid == null && c.sdpMLineIndex == null) c.sdpMLineIndex = 0;
+        const c = candidateInit(signal);
         if (!this.pc.remoteDescription) this.pending.push(c);
         else await this.pc.addIceCandidate(c).catch((e) => console.warn('candidate', e));
       }

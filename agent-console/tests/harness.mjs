@@ -24,6 +24,22 @@ export const CHROMIUM_ARGS = [
   '--disable-features=WebRtcHideLocalIpsWithMdns', '--auto-accept-this-tab-capture', '--autoplay-policy=no-user-gesture-required',
 ];
 
+/**
+ * Polls `check` (a condition in another process, e.g. a background worker's effect) every 200 ms
+ * until it returns a truthy value, which is returned; fails with `what` after `ms`.
+ * @template T @param {string} what @param {() => Promise<T>} check @param {number} [ms]
+ * @returns {Promise<T>}
+ */
+export async function until(what, check, ms = 30_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 export function freePort() {
   return new Promise((ok, fail) => {
     const s = createServer();

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { PASSWORD, openPage, shots, signIn, startConsole, stopConsole } from './harness.mjs';
+import { PASSWORD, openPage, shots, signIn, startConsole, stopConsole, until } from './harness.mjs';
 
 /** @type {Awaited<ReturnType<typeof startConsole>>} */ let run;
 let base = '';
@@ -62,13 +62,10 @@ describe('inspections', () => {
     await shot(sp, 'inspections-supervisor-overdue');
 
     // The cases worker (every second here) flags it to the inspector's account: a task.
-    const until = Date.now() + 15_000;
-    for (;;) {
+    await until('the overdue inspection to reach the inspector', async () => {
       const tasks = await rest('GET', '/api/v1/tasks', undefined, staff.access_token);
-      if (tasks.some((/** @type {any} */ x) => x.topic === 'inspection_overdue')) break;
-      assert.ok(Date.now() < until, 'the overdue inspection reached the inspector');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+      return tasks.some((/** @type {any} */ x) => x.topic === 'inspection_overdue');
+    }, 15_000);
 
     // Staff: the overdue flag on 本服务点, then the checklist with a failed camera and a photo.
     const page = await openPage(browser, base, { width: 1366, height: 1000 });

@@ -88,11 +88,41 @@ async function newPage(viewport, touch = false) {
   return page;
 }
 
-/** operator1 signs in on the console's login page. @param {import('playwright-core').Page} page */
-async function signIn(page) {
-  await page.fill('input[name=username]', 'operator1');
+/** A demo account (operator1 unless named) signs in on the console's login page. @param {import('playwright-core').Page} page */
+async function signIn(page, user = 'operator1') {
+  await page.fill('input[name=username]', user);
   await page.fill('input[name=password]', PASSWORD);
   await page.click('button[type=submit]');
+}
+
+/** A console page signed in as `user`. @param {string} user @param {{ width: number, height: number }} [viewport] */
+async function consoleAs(user, viewport = { width: 1366, height: 768 }) {
+  const page = await newPage(viewport);
+  await page.goto(`${base}/`);
+  await signIn(page, user);
+  return page;
+}
+
+/** The operator, away or available, becomes available. @param {import('playwright-core').Page} op */
+async function makeAvailable(op) {
+  await op.waitForSelector('#op-state[data-state=away], #op-state[data-state=available]');
+  if (await op.locator('#op-state[data-state=away]').count()) await op.click('#availability');
+  await op.waitForSelector('#op-state[data-state=available]');
+}
+
+/** The operator opens 邀请协办 once their board lists the colleague (operator2, 刘受理员) as signed in. @param {import('playwright-core').Page} op */
+async function openInvitation(op) {
+  await op.waitForFunction(() => /** @type {any} */ (window).bangban.board()?.operators?.some((/** @type {any} */ o) => o.name === '刘受理员' && o.state === 'away'), null, { timeout: 30_000 });
+  await op.click('#invite');
+  await op.waitForSelector('dialog select[name=operator_id] option', { state: 'attached' });
+}
+
+/** The operator answers the ringing call and decodes the terminal's camera. @param {import('playwright-core').Page} op */
+async function answer(op) {
+  await op.waitForSelector('#ringing #accept');
+  await op.click('#accept');
+  await op.waitForSelector('#call-stage');
+  await op.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 10, null, { timeout: 30_000 });
 }
 
 /** A resident takes a ticket for an item operator1 serves, through the kiosk's API (as its touch screen does). */
@@ -380,24 +410,13 @@ describe('a call with the real terminal', () => {
   });
 
   test('a supervisor monitors a call from the board, whispers, barges in and ends it; each side gets only what the mode allows', async () => {
-    const op = await newPage({ width: 1366, height: 768 });
-    await op.goto(`${base}/`);
-    await signIn(op);
-    await op.waitForSelector('#op-state[data-state=away]');
-    await op.click('#availability');
-    await op.waitForSelector('#op-state[data-state=available]');
+    const op = await consoleAs('operator1');
+    await makeAvailable(op);
     await kioskTicket();
-    await op.waitForSelector('#ringing #accept');
-    await op.click('#accept');
-    await op.waitForSelector('#call-stage');
-    await op.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 10, null, { timeout: 30_000 });
+    await answer(op);
 
     // The supervisor finds the call on the board and clicks 监听.
-    const sup = await newPage({ width: 1366, height: 900 });
-    await sup.goto(`${base}/`);
-    await sup.fill('input[name=username]', 'supervisor');
-    await sup.fill('input[name=password]', PASSWORD);
-    await sup.click('button[type=submit]');
+    const sup = await consoleAs('supervisor', { width: 1366, height: 900 });
     await sup.waitForSelector('#board-operators .monitor-btn');
     const clicked = Date.now();
     await sup.click('#board-operators .monitor-btn');
@@ -453,30 +472,15 @@ describe('a call with the real terminal', () => {
   });
 
   test('three-way call: the operator invites a colleague, who joins; the terminal decodes both operators; the colleague leaves', async () => {
-    const op = await newPage({ width: 1366, height: 768 });
-    await op.goto(`${base}/`);
-    await signIn(op);
-    await op.waitForSelector('#op-state[data-state=away]');
+    const op = await consoleAs('operator1');
     // The colleague is signed in (away: no calls ring for them).
-    const spec = await newPage({ width: 1366, height: 768 });
-    await spec.goto(`${base}/`);
-    await spec.fill('input[name=username]', 'operator2');
-    await spec.fill('input[name=password]', PASSWORD);
-    await spec.click('button[type=submit]');
+    const spec = await consoleAs('operator2');
     await spec.waitForSelector('#op-state[data-state=away]');
-
-    await op.click('#availability');
-    await op.waitForSelector('#op-state[data-state=available]');
+    await makeAvailable(op);
     await kioskTicket();
-    await op.waitForSelector('#ringing #accept');
-    await op.click('#accept');
-    await op.waitForSelector('#call-stage');
-    await op.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 10, null, { timeout: 30_000 });
+    await answer(op);
 
-    // The operator's board knows the colleague is signed in (the list the invitation offers).
-    await op.waitForFunction(() => /** @type {any} */ (window).bangban.board()?.operators?.some((/** @type {any} */ o) => o.name === '刘受理员' && o.state === 'away'), null, { timeout: 30_000 });
-    await op.click('#invite');
-    await op.waitForSelector('dialog select[name=operator_id] option', { state: 'attached' });
+    await openInvitation(op);
     await op.fill('dialog textarea[name=note]', '请协助核对材料');
     await op.click('dialog button[type=submit]');
     await spec.waitForSelector('dialog #invite-text');
@@ -519,12 +523,8 @@ describe('a call with the real terminal', () => {
   });
 
   test('recording with consent: a refusing resident leaves no recording; an agreeing one\'s call is one file a supervisor plays, audited', async () => {
-    const op = await newPage({ width: 1366, height: 768 });
-    await op.goto(`${base}/`);
-    await signIn(op);
-    await op.waitForSelector('#op-state[data-state=away], #op-state[data-state=available]');
-    if (await op.locator('#op-state[data-state=away]').count()) await op.click('#availability');
-    await op.waitForSelector('#op-state[data-state=available]');
+    const op = await consoleAs('operator1');
+    await makeAvailable(op);
     const login = await rest('/api/v1/auth/login', { username: 'operator1', password: PASSWORD });
     const items = await (await fetch(`${kiosk}/api/items`)).json();
     const item = items.find((/** @type {any} */ i) => i.active && i.remote_allowed && login.user.skills.includes(i.line_id));
@@ -537,9 +537,7 @@ describe('a call with the real terminal', () => {
     async function call(consent) {
       const res = await fetch(`${kiosk}/api/ticket`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ item_id: item.id, recording_consent: consent }) });
       assert.ok(res.ok, `ticket: ${res.status}`);
-      await op.waitForSelector('#ringing #accept');
-      await op.click('#accept');
-      await op.waitForSelector('#call-stage');
+      await answer(op);
       const st = await until('media both ways', async () => {
         const s = await status();
         return s.call.remote.some((/** @type {any} */ r) => r.kind === 'camera' && r.decoded > 30) && s.call.sent_video_frames > 30 ? s : null;
@@ -578,11 +576,7 @@ describe('a call with the real terminal', () => {
     assert.equal(kinds('audio/x-raw'), 2, `both voices: ${probe.stdout}`);
 
     // Played in the supervisor's console, and the playback is in the audit log.
-    const page = await newPage({ width: 1366, height: 900 });
-    await page.goto(`${base}/`);
-    await page.fill('input[name=username]', 'supervisor');
-    await page.fill('input[name=password]', PASSWORD);
-    await page.click('button[type=submit]');
+    const page = await consoleAs('supervisor', { width: 1366, height: 900 });
     await page.waitForSelector(`#recording-list .play-recording[data-material="${rec.material_id}"]`);
     await page.click(`#recording-list .play-recording[data-material="${rec.material_id}"]`);
     await page.waitForFunction(() => {
@@ -598,27 +592,14 @@ describe('a call with the real terminal', () => {
   });
 
   test('a colleague takes the call over: the terminal is served by them with video both ways, the operator is out', async () => {
-    const op = await newPage({ width: 1366, height: 768 });
-    await op.goto(`${base}/`);
-    await signIn(op);
-    await op.waitForSelector('#op-state[data-state=away], #op-state[data-state=available]');
-    const spec = await newPage({ width: 1366, height: 768 });
-    await spec.goto(`${base}/`);
-    await spec.fill('input[name=username]', 'operator2');
-    await spec.fill('input[name=password]', PASSWORD);
-    await spec.click('button[type=submit]');
+    const op = await consoleAs('operator1');
+    const spec = await consoleAs('operator2');
     await spec.waitForSelector('#op-state[data-state=away]');
-    if (await op.locator('#op-state[data-state=away]').count()) await op.click('#availability');
-    await op.waitForSelector('#op-state[data-state=available]');
+    await makeAvailable(op);
     await kioskTicket();
-    await op.waitForSelector('#ringing #accept');
-    await op.click('#accept');
-    await op.waitForSelector('#call-stage');
+    await answer(op);
     const first = await until('the first session', async () => (await status()).call.session_id);
-    // The operator's board knows the colleague is signed in (the list the invitation offers).
-    await op.waitForFunction(() => /** @type {any} */ (window).bangban.board()?.operators?.some((/** @type {any} */ o) => o.name === '刘受理员' && o.state === 'away'), null, { timeout: 30_000 });
-    await op.click('#invite');
-    await op.waitForSelector('dialog select[name=operator_id] option', { state: 'attached' });
+    await openInvitation(op);
     await op.click('dialog button[type=submit]');
     await spec.waitForSelector('dialog #invite-text');
     await spec.click('dialog button[type=submit]');

@@ -592,6 +592,28 @@ pub fn candidate_init(candidate: &str, sdp_mid: Option<&str>, index: Option<u16>
     }
 }
 
+/// Applies a trickled remote candidate, or keeps it until the remote description is set; an
+/// empty candidate (the end of candidates) is ignored.
+async fn trickle(
+    pc: &Arc<dyn PeerConnection>,
+    remote_set: bool,
+    pending: &mut Vec<RTCIceCandidateInit>,
+    candidate: &shared::validate::IceCandidate,
+    sdp_mid: Option<&shared::validate::SdpMid>,
+    sdp_m_line_index: Option<u16>,
+) -> anyhow::Result<()> {
+    if candidate.as_str().is_empty() {
+        return Ok(());
+    }
+    let init = candidate_init(candidate.as_str(), sdp_mid.map(|m| m.as_str()), sdp_m_line_index);
+    if remote_set {
+        pc.add_ice_candidate(init).await?;
+    } else {
+        pending.push(init);
+    }
+    Ok(())
+}
+
 /// A local candidate for the wire (`sdp_mid` must be 1–64 characters or absent).
 pub fn candidate_signal(init: &RTCIceCandidateInit) -> Option<Signal> {
     Some(Signal::Candidate {
@@ -913,19 +935,15 @@ impl Call {
                 }
             }
             Signal::Candidate { candidate, sdp_mid, sdp_m_line_index } => {
-                if candidate.as_str().is_empty() {
-                    return Ok(()); // end of candidates
-                }
-                let init = candidate_init(
-                    candidate.as_str(),
-                    sdp_mid.as_ref().map(|m| m.as_str()),
+                trickle(
+                    &peer.pc,
+                    peer.remote_set,
+                    &mut peer.pending,
+                    &candidate,
+                    sdp_mid.as_ref(),
                     sdp_m_line_index,
-                );
-                if peer.remote_set {
-                    peer.pc.add_ice_candidate(init).await?;
-                } else {
-                    peer.pending.push(init);
-                }
+                )
+                .await?;
             }
         }
         Ok(())
@@ -1192,19 +1210,8 @@ impl Call {
             }
             Signal::Candidate { candidate, sdp_mid, sdp_m_line_index } => {
                 let Some(x) = self.extras.get_mut(&from) else { return Ok(()) };
-                if candidate.as_str().is_empty() {
-                    return Ok(());
-                }
-                let init = candidate_init(
-                    candidate.as_str(),
-                    sdp_mid.as_ref().map(|m| m.as_str()),
-                    sdp_m_line_index,
-                );
-                if x.remote_set {
-                    x.pc.add_ice_candidate(init).await?;
-                } else {
-                    x.pending.push(init);
-                }
+                trickle(&x.pc, x.remote_set, &mut x.pending, &candidate, sdp_mid.as_ref(), sdp_m_line_index)
+                    .await?;
             }
         }
         Ok(())

@@ -151,13 +151,13 @@ pub async fn take_assisted_ticket(term: &mut WsClient, item_id: uuid::Uuid, staf
     .await
 }
 
-/// A call at the first point for SB-003, answered by operator1 and wrapped up as `needs_materials`
-/// until the terminal is asked to rate; returns the terminal's client and the session.
-pub async fn wrapped_up_call(app: &TestApp) -> (WsClient, uuid::Uuid) {
+/// A live call at the first point for the item `code`, answered by operator1: both sides have
+/// seen `session_started`. Returns (operator, operator's id, terminal, session).
+pub async fn live_call(app: &TestApp, code: &str) -> (WsClient, uuid::Uuid, WsClient, uuid::Uuid) {
     let (_, device) = app.enroll_terminal(0).await;
-    let (mut op, _) = available_operator(app, "operator1").await;
+    let (mut op, op_id) = available_operator(app, "operator1").await;
     let (mut term, _) = WsClient::connect(app, &device).await;
-    term.send(&take_ticket(item_id(app, &device, "SB-003").await)).await;
+    term.send(&take_ticket(item_id(app, &device, code).await)).await;
     let ticket = op
         .expect("ringing", |m| match m {
             ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
@@ -171,6 +171,14 @@ pub async fn wrapped_up_call(app: &TestApp) -> (WsClient, uuid::Uuid) {
             _ => None,
         })
         .await;
+    term.expect("started", |m| matches!(m, ServerMsg::SessionStarted { .. }).then_some(())).await;
+    (op, op_id, term, session)
+}
+
+/// A call at the first point for SB-003, answered by operator1 and wrapped up as `needs_materials`
+/// until the terminal is asked to rate; returns the terminal's client and the session.
+pub async fn wrapped_up_call(app: &TestApp) -> (WsClient, uuid::Uuid) {
+    let (mut op, _, mut term, session) = live_call(app, "SB-003").await;
     op.send(&ClientMsg::WrapUp {
         session_id: session,
         outcome: shared::protocol::Outcome::NeedsMaterials,

@@ -9,7 +9,7 @@ use shared::protocol::{
 use shared::validate::Sdp;
 
 use crate::helpers::TestApp;
-use crate::ws_client::{WsClient, available_operator, item_id, take_ticket};
+use crate::ws_client::{WsClient, available_operator, live_call};
 
 fn offer() -> Signal {
     Signal::Offer {
@@ -21,24 +21,7 @@ fn offer() -> Signal {
 #[tokio::test]
 async fn a_supervisor_monitors_whispers_barges_in_and_ends_a_call_all_audited() {
     let app = TestApp::spawn().await;
-    let (_, device) = app.enroll_terminal(0).await;
-    let (mut op, op_id) = available_operator(&app, "operator1").await;
-    let (mut term, _) = WsClient::connect(&app, &device).await;
-    term.send(&take_ticket(item_id(&app, &device, "SB-003").await)).await;
-    let ticket = op
-        .expect("ringing", |m| match m {
-            ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
-            _ => None,
-        })
-        .await;
-    op.send(&ClientMsg::Accept { ticket_id: ticket }).await;
-    let session = op
-        .expect("started", |m| match m {
-            ServerMsg::SessionStarted { session } => Some(session.session_id),
-            _ => None,
-        })
-        .await;
-    term.expect("started", |m| matches!(m, ServerMsg::SessionStarted { .. }).then_some(())).await;
+    let (mut op, op_id, mut term, session) = live_call(&app, "SB-003").await;
 
     // Another operator may not supervise.
     let (mut other, _) = available_operator(&app, "operator2").await;
