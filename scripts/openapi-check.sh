@@ -3,7 +3,9 @@
 # against /api/openapi.json of a fresh demo server, signed in as the demo admin (hooks), bounded examples
 # and a fixed seed so a run is reproducible. Settings that JSON Schema cannot express (tus's 412,
 # the one operation whose valid requests need a live call) are in scripts/schemathesis.toml with
-# their reasons. Exits non-zero on any failure, error or server error.
+# their reasons. One worker: with two, hypothesis (not thread-safe) once failed inside its own
+# example generation (FlakyFailure in the coverage phase, nothing from the server). Exits non-zero
+# on any failure, error or server error.
 # Usage: scripts/openapi-check.sh [server binary] (default: ${CARGO_TARGET_DIR:-target}/debug).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +39,7 @@ export BANGBAN_ST_BASE="http://127.0.0.1:$port"
 # the terminal; the server's log is shown when something failed.
 status=0
 "$venv/bin/st" --config-file scripts/schemathesis.toml run "http://127.0.0.1:$port/api/openapi.json" \
-  --checks all --max-examples "${BANGBAN_ST_EXAMPLES:-5}" --workers 2 --seed 1 || status=$?
+  --checks all --max-examples "${BANGBAN_ST_EXAMPLES:-5}" --workers 1 --seed 1 || status=$?
 if [ "$status" != 0 ]; then
   echo "openapi-check: schemathesis reported failures (exit $status); server log:" >&2
   grep -E 'ERROR|panicked' "$data/server.log" | tail -n 20 >&2 || true
