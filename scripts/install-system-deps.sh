@@ -38,6 +38,7 @@ terminal_pkgs=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x
+  gstreamer1.0-plugins-bad
   sane-utils
   cups cups-client cups-bsd printer-driver-cups-pdf
   poppler-utils ghostscript

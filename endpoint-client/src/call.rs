@@ -50,10 +50,11 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
-use crate::config::{DisplayConfig, IceTransportPolicy, MediaConfig, WebRtcConfig};
+use crate::config::{DisplayConfig, DisplayMode, IceTransportPolicy, MediaConfig, WebRtcConfig};
 use crate::kiosk::CallInput;
 use crate::live::{self, Live};
 use crate::media::{self, Decoder, FanOut, RateLimit, Recorder, RemoteKind, SendStats, VideoCodec};
+use crate::wall::CameraWall;
 
 /// Everything a call needs from the configuration.
 #[derive(Debug, Clone)]
@@ -712,6 +713,24 @@ struct Call {
     participants: Vec<ParticipantView>,
     /// The recording of this call, when the resident agreed (`session.recording`).
     recording: Arc<Mutex<Option<Arc<crate::recording::CallRecording>>>>,
+    /// The first screen (operator, and a specialist beside), opened with the first camera.
+    wall: Arc<Mutex<Option<CameraWall>>>,
+}
+
+/// The call's first screen, opened with its first camera on a kiosk with screens (not
+/// headless). Without one (it failed to start: logged) each camera gets its own window.
+fn camera_wall(slot: &Mutex<Option<CameraWall>>, display: &DisplayConfig) -> Option<CameraWall> {
+    if display.mode != DisplayMode::Screens {
+        return None;
+    }
+    let mut slot = lock(slot);
+    if slot.is_none() {
+        match CameraWall::start(&display.camera_sink, display.camera_width, display.camera_height) {
+            Ok(w) => *slot = Some(w),
+            Err(e) => tracing::warn!(error = %e, "cannot open the camera wall; one window per camera"),
+        }
+    }
+    slot.clone()
 }
 
 impl Call {
@@ -741,6 +760,7 @@ impl Call {
             xev_tx,
             participants: Vec::new(),
             recording: Arc::default(),
+            wall: Arc::default(),
         };
         let mut peer = call.new_peer().await?;
         let mut restart_at: Option<tokio::time::Instant> = None;
@@ -1324,6 +1344,7 @@ impl Call {
         let stats = self.stats.clone();
         let recording = self.recording.clone();
         let display = self.settings.display.clone();
+        let wall = self.wall.clone();
         let session_id = self.session.session_id;
         let track_no = self.receivers.len();
         let task = Live::new(&live::CALL_TASKS);
@@ -1372,7 +1393,10 @@ impl Call {
                                 }
                             };
                             let video_codec = codec.unwrap_or(VideoCodec::Vp8);
-                            match Decoder::new(kind, video_codec, p.header.payload_type, &display) {
+                            let wall =
+                                (kind == RemoteKind::Camera).then(|| camera_wall(&wall, &display)).flatten();
+                            let on_wall = wall.as_ref().map(|w| (w, from_guest));
+                            match Decoder::new(kind, video_codec, p.header.payload_type, &display, on_wall) {
                                 Ok(d) => {
                                     if let Some(v) = &d.volume {
                                         stats.add_volume_element(v);

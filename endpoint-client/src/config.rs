@@ -73,8 +73,12 @@ impl Default for MediaConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct DisplayConfig {
     pub mode: DisplayMode,
-    /// GStreamer sink for the operator's camera (display 1).
+    /// GStreamer sink for the operator's camera (display 1). During a call it shows the
+    /// operator and, beside them, a specialist who joins (`wall`), on one canvas of
+    /// `camera_width` × `camera_height` (the monitor's resolution).
     pub camera_sink: String,
+    pub camera_width: u32,
+    pub camera_height: u32,
     /// GStreamer sink for the operator's shared screen (display 2).
     pub screen_sink: String,
     /// GStreamer sink for the operator's voice.
@@ -98,6 +102,8 @@ impl Default for DisplayConfig {
         Self {
             mode: DisplayMode::default(),
             camera_sink: "autovideosink".into(),
+            camera_width: 1280,
+            camera_height: 720,
             screen_sink: "autovideosink".into(),
             audio_sink: "autoaudiosink".into(),
             record_dir: None,
@@ -416,6 +422,14 @@ impl Config {
                 self.kiosk.screen_idle_secs.to_string(),
             ));
         }
+        for (name, v) in [
+            ("display.camera_width", self.display.camera_width),
+            ("display.camera_height", self.display.camera_height),
+        ] {
+            if !(16..=7680).contains(&v) {
+                return Err(ConfigError::Invalid(name, v.to_string()));
+            }
+        }
         if self.webrtc.video_codecs.is_empty() {
             return Err(ConfigError::Invalid("webrtc.video_codecs", "empty".into()));
         }
@@ -529,6 +543,11 @@ ice_transport_policy = "relay"
         assert!(relay_without_servers.validate().is_err());
         let tiny = Config::parse("[display]\nrecord_max_bytes = 10").expect("parses");
         assert!(tiny.validate().is_err());
+        for bad in ["camera_width = 0", "camera_height = 8", "camera_width = 100000"] {
+            let cfg = Config::parse(&format!("[display]\n{bad}")).expect("parses");
+            assert!(cfg.validate().is_err(), "{bad}");
+        }
+        assert!(Config::parse("[display]\ncamera_width = -1").is_err());
         for bad in [0, 60_001, u64::MAX] {
             let cfg = Config { status_interval_ms: bad, ..Config::default() };
             assert!(cfg.validate().is_err(), "status_interval_ms {bad}");

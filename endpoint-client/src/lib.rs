@@ -12,6 +12,8 @@
 //! - [`live`]: counts of what calls hold (pipelines, peer connections, tasks) for the status.
 //! - [`call`]: one WebRTC call (webrtc-rs 0.21, polite peer, trickle ICE, ICE restart).
 //! - [`media`]: GStreamer capture/encode (VP8 or H.264, Opus) and decode/display or headless counting.
+//! - [`wall`]: the first screen during a call: the operator's camera, a specialist's beside it
+//!   (one compositor window).
 //! - [`scan`]: the scanner (`scanimage` subprocess, JPEG pages, faults);
 //!   [`spool`]: scanned pages kept durably until stored; [`upload`]: tus uploads with resume.
 //! - [`recording`]: a call recorded to one Matroska/WebM file with consent; [`recording::probe`].
@@ -50,4 +52,5 @@ pub mod tls;
 pub mod ui;
 pub mod upload;
 pub mod view;
+pub mod wall;
 pub mod watchdog;

@@ -40,6 +40,7 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
 use crate::config::{AudioSource, DisplayConfig, DisplayMode, MediaConfig, VideoSource};
+use crate::wall::{CameraWall, WallInput};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
@@ -234,6 +235,11 @@ impl Pipeline {
 
     pub fn bus(&self) -> Option<gst::Bus> {
         self.pipeline.bus()
+    }
+
+    /// The pipeline itself, to add and remove elements while it plays.
+    pub fn bin(&self) -> &gst::Pipeline {
+        &self.pipeline
     }
 }
 
@@ -467,6 +473,8 @@ pub async fn pump_into_track(
 pub struct Decoder {
     /// The playback `volume` element (audio only).
     pub volume: Option<gst::Element>,
+    /// Declared before the pipeline: the camera leaves the wall before its decoder stops.
+    _wall_input: Option<Arc<WallInput>>,
     _pipeline: Pipeline,
     src: gst_app::AppSrc,
     pub decoded: Arc<AtomicU64>,
@@ -476,18 +484,23 @@ pub struct Decoder {
 
 impl Decoder {
     /// A decoder for a remote track of `kind`; `codec` is the video codec (unused for audio).
+    /// A camera goes onto `wall` when there is one (`guest`: not the operator's own camera),
+    /// else to the configured camera sink.
     pub fn new(
         kind: RemoteKind,
         codec: VideoCodec,
         payload_type: u8,
         display: &DisplayConfig,
+        wall: Option<(&CameraWall, bool)>,
     ) -> Result<Self, MediaError> {
         let headless = display.mode == DisplayMode::Headless;
+        let wall = wall.filter(|_| kind == RemoteKind::Camera && !headless);
         let desc = match kind {
             RemoteKind::Camera | RemoteKind::Screen => {
                 let sink = match (headless, kind) {
                     (true, _) => "fakesink sync=false",
                     (false, RemoteKind::Screen) => display.screen_sink.as_str(),
+                    (false, _) if wall.is_some() => "appsink name=wall sync=false max-buffers=2 drop=true",
                     (false, _) => display.camera_sink.as_str(),
                 };
                 format!(
@@ -529,9 +542,36 @@ impl Decoder {
             gst::PadProbeReturn::Ok
         });
         let volume = pipeline.by_name("vol").ok();
+        let wall_input = match wall {
+            Some((wall, guest)) => {
+                let input = Arc::new(wall.add(guest)?);
+                let to = Arc::downgrade(&input);
+                let sink = pipeline
+                    .by_name("wall")?
+                    .downcast::<gst_app::AppSink>()
+                    .map_err(|_| MediaError::Missing("appsink"))?;
+                sink.set_callbacks(
+                    gst_app::AppSinkCallbacks::builder()
+                        .new_sample(move |sink| {
+                            let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                            match to.upgrade() {
+                                Some(input) => {
+                                    input.push(&sample);
+                                    Ok(gst::FlowSuccess::Ok)
+                                }
+                                None => Err(gst::FlowError::Flushing),
+                            }
+                        })
+                        .build(),
+                );
+                Some(input)
+            }
+            None => None,
+        };
         pipeline.play()?;
         Ok(Self {
             volume,
+            _wall_input: wall_input,
             _pipeline: pipeline,
             src,
             decoded,

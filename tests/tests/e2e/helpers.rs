@@ -617,9 +617,13 @@ impl PeerConnectionEventHandler for OpHandler {
                                     break;
                                 };
                                 *video_codec.lock().unwrap_or_else(|e| e.into_inner()) = Some(codec);
-                                if let Ok(d) =
-                                    Decoder::new(RemoteKind::Camera, codec, p.header.payload_type, &display)
-                                {
+                                if let Ok(d) = Decoder::new(
+                                    RemoteKind::Camera,
+                                    codec,
+                                    p.header.payload_type,
+                                    &display,
+                                    None,
+                                ) {
                                     decoded.lock().unwrap_or_else(|e| e.into_inner()).push(d.decoded.clone());
                                     *remote_video.lock().unwrap_or_else(|e| e.into_inner()) =
                                         Some((track.clone(), p.header.ssrc));

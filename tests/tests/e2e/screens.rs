@@ -107,6 +107,7 @@ async fn the_operator_appears_on_display_one_and_the_shared_screen_on_display_tw
     // The two monitors' sinks, as an installation configures them; no speakers here.
     let display = format!(
         "mode = \"screens\"\ncamera_sink = \"ximagesink display={d}.0 sync=false\"\n\
+         camera_width = {W}\ncamera_height = {H}\n\
          screen_sink = \"ximagesink display={d}.1 sync=false\"\naudio_sink = \"fakesink sync=false\"\n",
         d = x.display
     );
@@ -121,14 +122,15 @@ async fn the_operator_appears_on_display_one_and_the_shared_screen_on_display_tw
 
     let one = colours(&x.grab(0).await?);
     let two = colours(&x.grab(1).await?);
-    // The operator's camera (320×240 SMPTE bars): each bar covers ~1/7 of its width.
+    // The operator's camera (320×240 SMPTE bars) alone on the call's first screen: scaled to
+    // the whole 640×480 monitor (same aspect), each bar covers ~1/7 of its width and 2/3 of its
+    // height (~29,000 pixels), which leaves no room for anything else.
     for (name, n) in [("yellow", one.yellow), ("cyan", one.cyan), ("magenta", one.magenta)] {
-        assert!(n >= 2_000, "display 1 shows the operator's camera: {name} {n} pixels ({one:?})");
+        assert!(n >= 20_000, "display 1 is filled by the operator's camera: {name} {n} pixels ({one:?})");
     }
     // The shared screen (640×360, a white bar on black), and no colour bars.
     assert!(two.white >= 5_000, "display 2 shows the shared screen: {two:?}");
     assert!(two.yellow + two.cyan + two.magenta < 100, "display 2 shows no camera: {two:?}");
-    assert!(one.white < 20_000, "display 1 shows no shared screen: {one:?}");
     drop(peer);
     Ok(())
 }
