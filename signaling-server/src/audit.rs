@@ -61,9 +61,6 @@ impl AuditRecord {
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The chain's head, held for a transaction ([`Audit::hold`]).
-pub struct HeadGuard<'a>(tokio::sync::MutexGuard<'a, Option<(i64, String)>>);
-
 /// The chain's head, cached; appends are serialised through it.
 #[derive(Debug)]
 pub struct Audit {
@@ -102,12 +99,35 @@ fn entry_hash(
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
-/// Inserts entry `seq` after `prev_hash`; returns its hash.
 /// Appends one entry on `conn`, inside the caller's transaction (the switchboard's group
-/// commit): the change and its audit row commit together or not at all. A concurrent append
-/// makes the transaction fail (and the caller retries or reports it) rather than fork the chain;
-/// an [`Audit`]'s cached head notices the new entry by its unique-sequence retry.
+/// commit, an admin change): the change and its audit row commit together or not at all.
+///
+/// It never waits for [`Audit`]'s in-process head: a transaction that has written holds the
+/// database's write lock (SQLite) while an [`Audit::append`] may hold the head and wait for that
+/// lock, so waiting here for the head could deadlock. The head is read inside the transaction
+/// instead; when another append took the same sequence number first (PostgreSQL: a concurrent
+/// transaction), the insert is rolled back to a savepoint and tried again on the new head, so
+/// the caller's change is not lost and the chain does not fork.
 pub async fn append_on(conn: &mut sqlx::AnyConnection, rec: &AuditRecord) -> Result<(), sqlx::Error> {
+    for _ in 0..5 {
+        sqlx::raw_sql("SAVEPOINT audit_append").execute(&mut *conn).await?;
+        match append_at_head(conn, rec).await {
+            Ok(()) => {
+                sqlx::raw_sql("RELEASE SAVEPOINT audit_append").execute(&mut *conn).await?;
+                return Ok(());
+            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT audit_append").execute(&mut *conn).await?;
+                sqlx::raw_sql("RELEASE SAVEPOINT audit_append").execute(&mut *conn).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(sqlx::Error::Protocol("audit chain contention".into()))
+}
+
+/// Reads the chain's head on `conn` and inserts `rec` after it.
+async fn append_at_head(conn: &mut sqlx::AnyConnection, rec: &AuditRecord) -> Result<(), sqlx::Error> {
     let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
@@ -215,43 +235,15 @@ impl Audit {
     }
 
     /// Appends one entry inside the caller's transaction, so the change and its audit row
-    /// commit together or not at all. A concurrent append makes the transaction fail (the
-    /// caller's change is rolled back) rather than fork the chain.
+    /// commit together or not at all ([`append_on`]: it never waits for the in-process head,
+    /// so it cannot deadlock with [`Audit::append`]; a concurrent append is retried on the new
+    /// head, not turned into a failure of the caller's change).
     pub async fn append_in(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         rec: AuditRecord,
     ) -> Result<(), sqlx::Error> {
-        let mut head = HeadGuard(self.head.lock().await);
-        Self::append_in_held(&mut head, tx, rec).await
-    }
-
-    /// Takes the chain's head before a transaction that will [`Audit::append_in_held`]: a
-    /// transaction that writes first and then waits for the head could wait on an [`Audit::append`]
-    /// that holds the head and waits for the database's write lock (SQLite: until the busy
-    /// timeout). Head first, then the database, as `append` does.
-    pub async fn hold(&self) -> HeadGuard<'_> {
-        HeadGuard(self.head.lock().await)
-    }
-
-    /// [`Audit::append_in`] with the head already held ([`Audit::hold`]).
-    pub async fn append_in_held(
-        head: &mut HeadGuard<'_>,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        rec: AuditRecord,
-    ) -> Result<(), sqlx::Error> {
-        let head = &mut head.0;
-        // The cached head may be ahead of a rolled-back transaction: read it in this one.
-        **head = None;
-        let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await?;
-        let (last_seq, last_hash) = match row {
-            Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
-            None => (0, GENESIS.to_owned()),
-        };
-        insert(&mut **tx, &rec, last_seq + 1, &last_hash).await?;
-        Ok(())
+        append_on(tx, &rec).await
     }
 
     /// Walks the whole chain, streaming; checks it against the signed checkpoints in

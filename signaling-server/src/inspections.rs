@@ -265,8 +265,6 @@ pub async fn flag_overdue(state: &AppState, now: i64) -> ApiResult<u64> {
         let Some(due) = should_flag(&standing, s.flagged_due_on) else { continue };
         let due_text = calendar::date_of(due);
         let point = s.view.point_id.to_string();
-        // The audit head before the transaction's first write (see `Audit::hold`).
-        let mut head = state.audit.hold().await;
         let mut tx = state.db.pool.begin().await?;
         // Only one node (or sweep) flags a due day.
         let n = sqlx::query(
@@ -297,9 +295,8 @@ pub async fn flag_overdue(state: &AppState, now: i64) -> ApiResult<u64> {
             .target(&point)
             .detail(json!({ "due_on": due_text, "overdue_since": s.view.overdue_since }));
         rec.actor_name = "system".into();
-        crate::audit::Audit::append_in_held(&mut head, &mut tx, rec).await?;
+        state.audit.append_in(&mut tx, rec).await?;
         tx.commit().await?;
-        drop(head);
         made += 1;
     }
     Ok(made)

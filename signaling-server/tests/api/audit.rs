@@ -173,3 +173,45 @@ async fn throttled_floods_are_aggregated() {
     let rows = app.audit("auth.login").await;
     assert!(rows.len() < 60, "{} rows for 200 attempts", rows.len());
 }
+
+/// Audit rows written inside a change's transaction and ones written on their own, at the same
+/// time: a transaction that has written (and so holds SQLite's write lock) never waits for the
+/// in-process chain head another append holds while it waits for that lock. Every change and
+/// every row lands, in one unbroken chain.
+#[tokio::test]
+async fn appends_inside_and_outside_transactions_at_once_all_land_in_one_chain() {
+    use signaling_server::audit::AuditRecord;
+    let app = TestApp::spawn().await;
+    let admin = app.login("admin").await;
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM audit_log")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .expect("count")
+    };
+    let before = count().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let state = app.state.clone();
+        tasks.spawn(async move {
+            let mut rec = AuditRecord::new("test.concurrent", "test").target(i);
+            rec.actor_name = "test".into();
+            if i % 2 == 0 {
+                state.audit.append(&state.db, rec).await
+            } else {
+                let mut tx = state.db.pool.begin().await?;
+                // A write first: the transaction now holds the database's write lock.
+                sqlx::query("UPDATE service_points SET name = name").execute(&mut *tx).await?;
+                tokio::task::yield_now().await;
+                state.audit.append_in(&mut tx, rec).await?;
+                tx.commit().await
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("task").expect("append");
+    }
+    assert_eq!(count().await, before + 12);
+    let (_, v) = app.get("/api/v1/audit/verify", Some(&admin)).await;
+    assert_eq!(v["intact"], true, "{v}");
+}
