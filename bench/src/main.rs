@@ -131,6 +131,18 @@ struct SoakArgs {
     /// Run the terminal without the systemd unit's MALLOC_ARENA_MAX=2 (what it fixes).
     #[arg(long)]
     no_arena_cap: bool,
+    /// More environment for the terminal (e.g. glibc malloc tunables), `NAME=VALUE`, repeatable.
+    #[arg(long = "endpoint-env", value_parser = parse_env_pair)]
+    endpoint_env: Vec<(String, String)>,
+}
+
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Ok((k.to_owned(), v.to_owned()))
+        }
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -580,6 +592,7 @@ async fn soak_rows(cli: &Cli, a: &SoakArgs) -> Result<Vec<Row>> {
     if !a.no_arena_cap {
         o.endpoint_env.push(("MALLOC_ARENA_MAX".into(), "2".into()));
     }
+    o.endpoint_env.extend(a.endpoint_env.iter().cloned());
     let points = call::soak_run(&o, calls, Duration::from_secs(hold)).await?;
     let at = |n: usize| points.iter().find(|p| p.call == n).map_or(f64::NAN, |p| p.pss);
     let (five, last) = (at(5), at(calls));
@@ -588,15 +601,23 @@ async fn soak_rows(cli: &Cli, a: &SoakArgs) -> Result<Vec<Row>> {
     if a.hold.is_some() {
         args.push_str(&format!(" --hold {hold}"));
     }
-    let env = if a.no_arena_cap {
+    let mut env = if a.no_arena_cap {
         args.push_str(" --no-arena-cap");
-        "without MALLOC_ARENA_MAX"
+        "without MALLOC_ARENA_MAX".to_owned()
     } else {
-        "with the unit's MALLOC_ARENA_MAX=2"
+        "with the unit's MALLOC_ARENA_MAX=2".to_owned()
     };
+    for (k, v) in &a.endpoint_env {
+        args.push_str(&format!(" --endpoint-env {k}={v}"));
+        env.push_str(&format!(", {k}={v}"));
+    }
     let trend: Vec<f64> = points.iter().filter(|p| p.call % 10 == 0 || p.call == 5).map(|p| p.pss).collect();
     Ok(vec![Row {
-        id: if a.no_arena_cap { "terminal-soak-no-arena-cap".into() } else { "terminal-soak".into() },
+        id: match (a.no_arena_cap, a.endpoint_env.is_empty()) {
+            (true, _) => "terminal-soak-no-arena-cap".into(),
+            (false, true) => "terminal-soak".into(),
+            (false, false) => "terminal-soak-env".into(),
+        },
         what: format!(
             "terminal memory across calls: one endpoint-client (release, headless, test sources 640×480@30, {env}) carries {calls} calls of {hold} s with the console in Chromium, each rated; PSS once the call's pipelines, peer connection and tasks are released (status `live` at zero): growth from call 5 to call {calls}"
         ),

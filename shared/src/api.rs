@@ -1450,6 +1450,10 @@ pub struct PurgeReport {
     pub uploads_expired: u64,
     /// Print jobs that expired unprinted.
     pub print_jobs_expired: u64,
+    /// Inspection photos deleted (taken longer ago than the retention; the inspection record
+    /// and its checklist stay).
+    #[serde(default)]
+    pub inspection_photos_purged: u64,
 }
 
 /// State of a print job. `pending` → `claimed` (by the terminal) → `queued` → `printing` →

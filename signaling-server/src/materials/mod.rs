@@ -506,7 +506,9 @@ pub async fn archive_session(db: &Db, session_id: Uuid) -> ApiResult<u64> {
 
 /// Retention: archives materials of ended sessions, deletes the content of those archived more
 /// than `retention_days` ago (metadata stays, marked purged; each audited `material.purge`),
-/// removes abandoned partial uploads and expires print jobs nobody took. `actor` is the admin
+/// deletes inspection photos taken more than `retention_days` ago (audited
+/// `inspection_photo.purge`), removes abandoned partial uploads and expires print jobs nobody
+/// took. `actor` is the admin
 /// who asked, or `None` at start-up.
 pub async fn purge(state: &AppState, actor: Option<&Principal>) -> ApiResult<PurgeReport> {
     let now = now_ms();
@@ -535,6 +537,30 @@ pub async fn purge(state: &AppState, actor: Option<&Principal>) -> ApiResult<Pur
         .fetch_all(&db.pool)
         .await?;
         let mut names = Vec::new();
+        // Inspection photos (`inspections`) are kept as long as materials, counted from when
+        // they were taken; the record and its checklist stay.
+        let photos = sqlx::query(
+            "SELECT f.id, f.object_name, r.point_id FROM inspection_photos f \
+             JOIN inspection_records r ON r.id = f.record_id WHERE f.created_at < $1",
+        )
+        .bind(cutoff)
+        .fetch_all(&db.pool)
+        .await?;
+        for r in &photos {
+            let id: String = r.try_get("id")?;
+            sqlx::query("DELETE FROM inspection_photos WHERE id = $1").bind(&id).execute(&db.pool).await?;
+            names.push(r.try_get::<String, _>("object_name")?);
+            let mut rec = AuditRecord::new("inspection_photo.purge", "inspection_photo").target(&id).detail(
+                json!({ "point_id": r.try_get::<String, _>("point_id")?, "retention_days": state.config.materials.retention_days }),
+            );
+            if let Some(p) = actor {
+                rec = rec.by(p);
+            } else {
+                rec.actor_name = "system".into();
+            }
+            state.audit(rec).await;
+            report.inspection_photos_purged += 1;
+        }
         for r in &due {
             let id: String = r.try_get("id")?;
             sqlx::query(
@@ -561,7 +587,7 @@ pub async fn purge(state: &AppState, actor: Option<&Principal>) -> ApiResult<Pur
         names.sort();
         names.dedup();
         for name in names {
-            // Inspection photos (`inspections`) share the store and are not purged with calls.
+            // Inspection photos share the store: an object goes when nothing names it.
             let still: i64 = sqlx::query(
                 "SELECT (SELECT COUNT(*) FROM materials WHERE object_name = $1) \
                  + (SELECT COUNT(*) FROM inspection_photos WHERE object_name = $1) AS n",

@@ -367,6 +367,34 @@ async fn photos_are_bounded_and_checked() {
         .await
         .expect("sent");
     assert_eq!(resp.status(), StatusCode::OK);
+
+    // Taken longer ago than the retention: the purge deletes the photos and their stored
+    // content (audited); the inspection record and its checklist stay.
+    sqlx::query("UPDATE inspection_photos SET created_at = created_at - $1")
+        .bind(200_i64 * 86_400_000)
+        .execute(&app.state.db.pool)
+        .await
+        .expect("age");
+    let (s, r) = app.post("/api/v1/admin/materials/purge", Some(&admin), json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["inspection_photos_purged"], 6, "{r}");
+    assert_eq!(app.audit("inspection_photo.purge").await.len(), 6);
+    let (_, v) = app.get(&format!("/api/v1/points/{point}/inspections"), Some(&staff)).await;
+    assert_eq!(v["records"][0]["id"], record.as_str());
+    assert_eq!(v["records"][0]["photos"].as_array().map(Vec::len), Some(0), "{v}");
+    assert_eq!(v["records"][0]["checklist"].as_array().map(Vec::len), Some(9), "{v}");
+    let (s, _) = app.get(&format!("/api/v1/inspection-photos/{photo}"), Some(&staff)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let objects: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) AS n FROM material_objects")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .expect("count"),
+        "n",
+    );
+    assert_eq!(objects, 0, "the stored content is gone");
+    let (_, r) = app.post("/api/v1/admin/materials/purge", Some(&admin), json!({})).await;
+    assert_eq!(r["inspection_photos_purged"], 0, "idempotent");
 }
 
 #[tokio::test]
