@@ -449,7 +449,8 @@ impl Config {
             cfg.ring_timeout_ms = millis(ranged("ring_timeout_secs", v, 5..=300)?);
         }
         if let Some(v) = cli.overflow_after_ms.or(file.overflow_after_ms) {
-            cfg.overflow_after_ms = i64::try_from(ranged("overflow_after_ms", v, 0..=86_400_000)?).unwrap_or(0);
+            cfg.overflow_after_ms =
+                i64::try_from(ranged("overflow_after_ms", v, 0..=86_400_000)?).unwrap_or(0);
         }
         if let Some(v) = cli.resume_window_secs.or(file.resume_window_secs) {
             cfg.resume_window_ms = millis(ranged("resume_window_secs", v, 5..=600)?);

@@ -1127,7 +1127,10 @@ impl Dispatcher {
             Some(o) => Some(o).filter(|&o| self.operator_state(o) == Some(OperatorState::Available)),
             None => self.lines.get(&t.line).and_then(|l| {
                 let first = |c: Option<CenterId>| {
-                    l.available_in.range(center_idle(c)).map(|(&(_, i), &o)| (i, o)).find(|&(_, o)| Some(o) != avoid)
+                    l.available_in
+                        .range(center_idle(c))
+                        .map(|(&(_, i), &o)| (i, o))
+                        .find(|&(_, o)| Some(o) != avoid)
                 };
                 // The center's own operators (and those with no center) first, longest idle.
                 let own = t.center.and_then(|c| first(Some(c)).into_iter().chain(first(None)).min());
@@ -1162,7 +1165,9 @@ impl Dispatcher {
         for line in o.skills.iter().filter_map(|l| self.lines.get(l)) {
             // Every offerable ticket, or for an operator of a center the open ones and its own.
             let sources: [Box<dyn Iterator<Item = (Key, TicketId)>>; 2] = match o.center {
-                None => [Box::new(line.offerable.iter().map(|(&k, &id)| (k, id))), Box::new(std::iter::empty())],
+                None => {
+                    [Box::new(line.offerable.iter().map(|(&k, &id)| (k, id))), Box::new(std::iter::empty())]
+                }
                 Some(c) => [
                     Box::new(line.open.iter().map(|(&k, &id)| (k, id))),
                     Box::new(line.reserved.range(center_keys(c)).map(|(&(_, k), &id)| (k, id))),
@@ -1541,7 +1546,8 @@ mod tests {
                 OperatorState::Available => {
                     assert!(!op.directed.values().any(|tk| d.tickets[tk].offerable()));
                     for lid in &op.skills {
-                        let eligible = d.lines[lid].offerable.values().any(|t| d.tickets[t].open_to(op.center));
+                        let eligible =
+                            d.lines[lid].offerable.values().any(|t| d.tickets[t].open_to(op.center));
                         assert!(!eligible, "{id:?} idle, {lid:?} waits");
                     }
                 }
@@ -1974,7 +1980,8 @@ mod tests {
                 (0..5).filter(|&x| x == i as u128 % 5 || rng.below(10) < 3).map(l).collect();
             skills.dedup();
             // A third with no center, the rest split between two centers.
-            let center = [None, Some(CenterId(Uuid::from_u128(1))), Some(CenterId(Uuid::from_u128(2)))][i % 3];
+            let center =
+                [None, Some(CenterId(Uuid::from_u128(1))), Some(CenterId(Uuid::from_u128(2)))][i % 3];
             d.operator_online_in(op, &skills, center, now).unwrap();
         }
         let prios = [Priority::Normal, Priority::Normal, Priority::Elderly, Priority::Pregnant];

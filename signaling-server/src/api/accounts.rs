@@ -42,7 +42,8 @@ pub fn parse_role(s: &str) -> ApiResult<Role> {
     })
 }
 
-const USER_COLUMNS: &str = "id, username, display_name, role, point_id, active, created_at, updated_at";
+const USER_COLUMNS: &str =
+    "id, username, display_name, role, point_id, active, created_at, updated_at, center_id";
 
 async fn skills_of(db: &Db, id: &str) -> ApiResult<Vec<Uuid>> {
     let rows = sqlx::query("SELECT line_id FROM operator_skills WHERE user_id = $1 ORDER BY line_id")
@@ -62,6 +63,7 @@ async fn user_from_row(db: &Db, r: &AnyRow) -> ApiResult<UserView> {
         point_id: r.try_get::<Option<String>, _>("point_id")?.map(|p| parse_id(&p)).transpose()?,
         active: get_flag(r, "active")?,
         skills: skills_of(db, &id).await?,
+        center_id: r.try_get::<Option<String>, _>("center_id")?.map(|c| parse_id(&c)).transpose()?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })

@@ -320,7 +320,11 @@ impl Driver {
     }
 
     /// Checks a ticket request against the database and stores the ticket with its event.
-    async fn create_ticket(&self, req: &TicketRequest, now: i64) -> Result<(TicketView, Option<Uuid>), Refusal> {
+    async fn create_ticket(
+        &self,
+        req: &TicketRequest,
+        now: i64,
+    ) -> Result<(TicketView, Option<Uuid>), Refusal> {
         let internal = |e: sqlx::Error| {
             tracing::error!(error = %e, "ticket lookup failed");
             refuse(ErrorCode::Internal, "取号失败，请重试 (could not take a ticket, retry)")

@@ -443,7 +443,10 @@ pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
                 service_day: r.try_get("service_day")?,
                 status: r.try_get("status")?,
                 recording: r.try_get::<Option<i32>, _>("recording_consent")?.is_some_and(|v| v == 1),
-                center: r.try_get::<Option<String>, _>("center_id")?.map(|c| crate::db::parse_id(&c)).transpose()?,
+                center: r
+                    .try_get::<Option<String>, _>("center_id")?
+                    .map(|c| crate::db::parse_id(&c))
+                    .transpose()?,
             })
         })
         .collect()

@@ -114,7 +114,13 @@ impl H {
             let ticket = self.fresh();
             let view = ticket_view(ticket, req.priority, req.item_id);
             let center = self.point_center;
-            outs.extend(self.feed(Input::TicketCreated { terminal, request_id, view, recording: false, center }));
+            outs.extend(self.feed(Input::TicketCreated {
+                terminal,
+                request_id,
+                view,
+                recording: false,
+                center,
+            }));
         }
         outs
     }
