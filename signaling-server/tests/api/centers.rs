@@ -256,3 +256,43 @@ async fn a_points_own_center_rings_first_another_center_only_after_the_overflow(
     north_op.send(&ClientMsg::Accept { ticket_id: second }).await;
     t2.expect("served across centers", |m| matches!(m, ServerMsg::SessionStarted { .. }).then_some(())).await;
 }
+
+#[tokio::test]
+async fn lists_filter_by_center() {
+    let app = TestApp::spawn().await;
+    let admin = app.login("admin").await;
+    let (south, north) = (
+        center_id(&app, &admin, "静安南部受理中心").await,
+        center_id(&app, &admin, "静安北部受理中心").await,
+    );
+    let count = |v: &Value| v.as_array().map_or(0, Vec::len);
+    let (s, points) = app.get(&format!("/api/v1/points?center={south}"), Some(&admin)).await;
+    assert_eq!((s, count(&points)), (StatusCode::OK, 2), "both demo points are the southern center's");
+    let (_, points) = app.get(&format!("/api/v1/points?center={north}"), Some(&admin)).await;
+    assert_eq!(count(&points), 0);
+    let (_, terminals) = app.get(&format!("/api/v1/terminals?center={south}"), Some(&admin)).await;
+    assert_eq!(count(&terminals), 2);
+    let (_, users) = app.get(&format!("/api/v1/users?center={south}&sort=username"), Some(&admin)).await;
+    let names: Vec<&str> =
+        users.as_array().expect("users").iter().filter_map(|u| u["username"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["operator1", "operator2", "staff1", "supervisor"],
+        "its operators, supervisor and staff"
+    );
+    let (_, users) = app.get(&format!("/api/v1/users?center={north}"), Some(&admin)).await;
+    assert_eq!(count(&users), 0);
+    let unknown = uuid::Uuid::new_v4();
+    let (s, points) = app.get(&format!("/api/v1/points?center={unknown}"), Some(&admin)).await;
+    assert_eq!((s, count(&points)), (StatusCode::OK, 0), "an unknown center matches nothing");
+    for bad in ["south", "", "%7B00000000-0000-0000-0000-000000000000%7D", "00000000000000000000000000000000"]
+    {
+        let (s, e) = app.get(&format!("/api/v1/points?center={bad}"), Some(&admin)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {e}");
+    }
+    let upper = south.to_uppercase();
+    let (s, _) = app.get(&format!("/api/v1/inspections?center={upper}"), Some(&admin)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "read exactly as documented");
+    let (s, _) = app.get(&format!("/api/v1/terminals/health?center={south}"), Some(&admin)).await;
+    assert_eq!(s, StatusCode::OK);
+}
