@@ -590,6 +590,10 @@ mod tests {
         assert!(e.contains("--ring-timeout-secs"), "{e}");
         let e = parse(&["--ring-timeout-secs", "1"]).expect_err("too short");
         assert!(e.contains("ring_timeout_secs") && e.contains("BANGBAN_RING_TIMEOUT_SECS"), "{e}");
+        let e = parse(&["--overflow-after-ms", "86400001"]).expect_err("over a day");
+        assert!(e.contains("overflow_after_ms") && e.contains("BANGBAN_OVERFLOW_AFTER_MS"), "{e}");
+        assert_eq!(parse(&["--overflow-after-ms", "0"]).map(|c| c.overflow_after_ms), Ok(0), "no preference");
+        assert_eq!(parse(&[]).map(|c| c.overflow_after_ms), Ok(120_000), "two minutes by default");
         let e = parse(&["--max-open-tickets-per-terminal", "0"]).expect_err("zero");
         assert!(e.contains("max_open_tickets_per_terminal"), "{e}");
         let e = parse(&["--access-ttl-secs", "86400"]).expect_err("too long");
