@@ -17,10 +17,11 @@
 //!   then `Normal`; FIFO within a class by a global enqueue sequence number (not the timestamp,
 //!   so equal timestamps stay FIFO). The key `(class, seq)` never changes while the ticket
 //!   waits or rings, so suspending, a withdrawn offer or a fallback never loses its place.
-//! * **Matching** runs whenever an operator becomes Available or a ticket becomes offerable:
-//!   a ticket goes to the skilled Available operator idle longest (earliest to become
-//!   Available); an operator gets the best ticket across its lines, tickets transferred to it
-//!   by name first. After every call: no Available operator has an offerable ticket.
+//! * **Matching** runs whenever an operator becomes Available or a ticket becomes offerable
+//!   (or overflows, see centers below): a ticket goes to the skilled Available operator idle
+//!   longest (earliest to become Available); an operator gets the best ticket across its lines,
+//!   tickets transferred to it by name first. After every call (and every `tick` up to `now`):
+//!   no Available operator has an offerable ticket it may be offered.
 //! * **Ring timeout** ([`Config::ring_timeout_ms`]) is a *miss*: the ticket is re-offered to
 //!   the next skilled Available operator other than the one that missed it; that operator gets
 //!   another waiting ticket if there is one, else the same ticket again. After
