@@ -1476,6 +1476,15 @@ fn a_centers_ticket_rings_another_centers_operator_only_at_the_overflow() {
     let taken_at = h.now;
     let outs = h.take(t2, Priority::Normal);
     assert_eq!(ringing(&to(&outs, other)), None, "not before the overflow");
+    let second = to(&outs, t2)
+        .iter()
+        .find_map(|m| match m {
+            ServerMsg::TicketIssued { ticket, .. } => Some(ticket.ticket_id),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let outs = h.msg(other, ClientMsg::Pick { ticket_id: second });
+    assert_eq!(error_code(&to(&outs, other)), Some(ErrorCode::Forbidden), "no pick before the overflow");
     // The driver sleeps until the core's next deadline: the overflow is one of them.
     let overflow = taken_at + OVERFLOW_MS;
     assert_eq!(h.core.dispatcher.next_deadline(), Some(crate::dispatch::Millis(overflow)));
@@ -1485,5 +1494,5 @@ fn a_centers_ticket_rings_another_centers_operator_only_at_the_overflow() {
     assert_eq!(ringing(&to(&outs, other)), None, "not a millisecond before");
     h.now = taken_at + OVERFLOW_MS;
     let outs = h.feed(Input::Tick);
-    assert!(ringing(&to(&outs, other)).is_some(), "rung at the overflow with no other event");
+    assert_eq!(ringing(&to(&outs, other)), Some(second), "rung at the overflow with no other event");
 }
