@@ -14,7 +14,7 @@ export class ApiError extends Error {
   }
 }
 
-/** @typedef {{ id: string, username: string, display_name: string, role: string, point_id?: string, skills: string[] }} User */
+/** @typedef {{ id: string, username: string, display_name: string, role: string, point_id?: string, skills: string[], center_id?: string | null }} User */
 
 export class Api extends EventTarget {
   constructor() {

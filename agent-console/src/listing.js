@@ -1,14 +1,14 @@
 // The long lists at district scale (#16 item 7: ~270 points and terminals): a toolbar with a
 // search box and filter selects, column headers that sort, and a pager (第 N / M 页 · 共 T 条).
-// Searching, filtering, sorting and paging happen on the server (q, street, state, alarm, sort,
-// limit, offset; the total comes back in X-Total-Count), so a page is all the browser holds.
+// Searching, filtering, sorting and paging happen on the server (q, street, center, state, alarm,
+// sort, limit, offset; the total comes back in X-Total-Count), so a page is all the browser holds.
 import { h, mount } from './dom.js';
 import { t } from './i18n.js';
 
 /**
  * @typedef {{ label: string, sort?: string, cls?: string }} Column
- * @typedef {{ param: string, label: string, options: [string, string][] }} Filter
- *   options: [value, label] pairs; the empty value means "all".
+ * @typedef {{ param: string, label: string, options: [string, string][], value?: string }} Filter
+ *   options: [value, label] pairs; the empty value means "all"; `value` is the one chosen at first.
  * @typedef {{
  *   api: import('./api.js').Api, path: string, id: string, columns: Column[],
  *   row: (x: any) => HTMLElement, filters?: Filter[], sort?: string, pageSize?: number,
@@ -22,8 +22,19 @@ export async function streetFilter(api) {
   const points = await api.get('/api/v1/points').catch(() => []);
   const streets = [...new Set(points.map((/** @type {any} */ p) => p.street))].sort((a, b) => a.localeCompare(b, 'zh-CN'));
   return /** @type {Filter} */ ({ param: 'street', label: t('街道'), options: [['', t('全部街道')], ...streets.map((s) => /** @type {[string, string]} */ ([s, s]))] });
-  // Acceptance centers (#16 item 6) are not there yet: when they land, a `center` filter
-  // (受理中心, param `center`) goes next to this one, built the same way from /api/v1/centers.
+}
+
+/**
+ * The acceptance centers (受理中心) for a `center` filter; `value` is chosen at first (a
+ * supervisor's own center: their lists show it by default, 全区 shows the whole district).
+ * @param {import('./api.js').Api} api @param {string} [value]
+ */
+export async function centerFilter(api, value) {
+  const centers = await api.get('/api/v1/centers').catch(() => []);
+  return /** @type {Filter} */ ({
+    param: 'center', label: t('受理中心'), value: value || '',
+    options: [['', t('全区')], ...centers.map((/** @type {any} */ c) => /** @type {[string, string]} */ ([c.id, c.name]))],
+  });
 }
 
 /**
@@ -33,7 +44,7 @@ export async function streetFilter(api) {
 export function pagedList(o) {
   const size = o.pageSize ?? 20;
   /** @type {Record<string, string>} */
-  const filters = {};
+  const filters = Object.fromEntries((o.filters ?? []).filter((f) => f.value).map((f) => [f.param, /** @type {string} */ (f.value)]));
   let q = '';
   let sort = o.sort ?? '';
   let page = 0;
@@ -56,7 +67,7 @@ export function pagedList(o) {
     h('select', {
       name: f.param,
       onchange: (/** @type {Event} */ e) => { filters[f.param] = /** @type {HTMLSelectElement} */ (e.target).value; page = 0; load(); },
-    }, f.options.map(([v, label]) => h('option', { value: v }, label)))));
+    }, f.options.map(([v, label]) => h('option', { value: v, selected: v === (f.value ?? '') }, label)))));
   const toolbar = h('div.list-toolbar', null, search, selects);
 
   function renderHead() {

@@ -29,7 +29,7 @@ setLang(lang());
 const NAV = {
   operator: [['/operator', '受理台'], ['/cases/orders', '工单'], ['/cases/callbacks', '回访']],
   supervisor: [['/supervisor', '监控'], ['/cases/orders', '工单'], ['/cases/overdue', '超期督办'], ['/cases/lists', '两张清单'], ['/inspections', '巡检'], ['/map', '地图'], ['/cases/home-visits', '上门办审核'], ['/cases/callbacks', '回访'], ['/cases/reports', '报表']],
-  admin: [['/supervisor', '监控'], ['/cases/orders', '工单'], ['/cases/overdue', '超期督办'], ['/cases/lists', '两张清单'], ['/inspections', '巡检'], ['/map', '地图'], ['/cases/home-visits', '上门办审核'], ['/cases/reports', '报表'], ['/admin/points', '服务点'], ['/admin/terminals', '终端'], ['/admin/accounts', '账户'], ['/admin/catalog', '条线与事项'], ['/admin/audit', '审计日志']],
+  admin: [['/supervisor', '监控'], ['/cases/orders', '工单'], ['/cases/overdue', '超期督办'], ['/cases/lists', '两张清单'], ['/inspections', '巡检'], ['/map', '地图'], ['/cases/home-visits', '上门办审核'], ['/cases/reports', '报表'], ['/admin/points', '服务点'], ['/admin/terminals', '终端'], ['/admin/accounts', '账户'], ['/admin/centers', '受理中心'], ['/admin/catalog', '条线与事项'], ['/admin/audit', '审计日志']],
   staff: [['/staff', '本服务点'], ['/cases/orders', '工单'], ['/cases/home-visits', '上门办']],
 };
 

@@ -94,6 +94,9 @@ describe('district scale', () => {
     const page = await openPage(browser, base, { width: 1440, height: 1000 });
     await signIn(page, base, 'supervisor');
     await page.waitForSelector('#terminal-health tbody tr[data-terminal]');
+    // Their own acceptance center's terminals first (静安南部: 7 of the 14 streets), then 全区.
+    await totalIs(page, 'terminal-health', 100, 200);
+    await page.selectOption('#terminal-health-list select[name=center]', '');
     // The offline alarms come within a second or two (BANGBAN_HEALTH_CHECK_INTERVAL_SECS=1).
     await page.waitForFunction(() => document.querySelector('#terminal-health tbody tr')?.classList.contains('alarm'));
     await totalIs(page, 'terminal-health', 270);

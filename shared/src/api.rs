@@ -105,6 +105,9 @@ pub struct UserView {
     pub active: bool,
     /// Business lines an operator serves.
     pub skills: Vec<Uuid>,
+    /// The acceptance center (受理中心) an operator or supervisor belongs to.
+    #[serde(default)]
+    pub center_id: Option<Uuid>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -578,6 +581,9 @@ pub struct ItemView {
     pub description: String,
     pub active: bool,
     pub materials: Vec<MaterialRequirement>,
+    /// The streets (街镇) whose points offer the item; empty = offered everywhere.
+    #[serde(default)]
+    pub streets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1794,4 +1800,72 @@ pub struct PointInspections {
     pub schedule: Option<InspectionDueView>,
     /// Newest first, at most 50.
     pub records: Vec<InspectionRecordView>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Acceptance centers (受理中心, issue 16 item 6)
+
+/// An acceptance center: its streets' points are served by its operators first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CenterView {
+    pub id: Uuid,
+    pub name: String,
+    /// The streets (街镇) it owns, sorted; a street belongs to at most one center.
+    pub streets: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Most streets one center or one item may list.
+pub const MAX_STREETS: usize = 64;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateCenterRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 32,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
+    pub name: String,
+    /// Each ≤ 32 characters, no duplicates, none owned by another center.
+    #[serde(default)]
+    pub streets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCenterRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 32,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
+    pub name: Option<String>,
+    /// Replaces the center's streets when present.
+    pub streets: Option<Vec<String>>,
+}
+
+/// An account's acceptance center (operators and supervisors only); `null` = none.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetCenterRequest {
+    pub center_id: Option<Uuid>,
+}
+
+/// The streets whose points offer an item; empty = everywhere.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetItemStreetsRequest {
+    /// Each ≤ 32 characters (the schema's bounds are set in the server's OpenAPI `finish`).
+    pub streets: Vec<String>,
 }

@@ -75,6 +75,10 @@ pub struct Cli {
     /// How long an offer rings one operator, 5–300 s.
     #[arg(long, env = "BANGBAN_RING_TIMEOUT_SECS")]
     pub ring_timeout_secs: Option<u64>,
+    /// How long a ticket of an acceptance center waits for that center's operators before any
+    /// operator of the district may serve it, 0–86400000 ms (0 = no center preference).
+    #[arg(long, env = "BANGBAN_OVERFLOW_AFTER_MS")]
+    pub overflow_after_ms: Option<u64>,
     /// How long a dropped party may reconnect and resume, 5–600 s.
     #[arg(long, env = "BANGBAN_RESUME_WINDOW_SECS")]
     pub resume_window_secs: Option<u64>,
@@ -198,6 +202,7 @@ struct FileConfig {
     turn_ttl_secs: Option<u64>,
     master_key_file: Option<PathBuf>,
     ring_timeout_secs: Option<u64>,
+    overflow_after_ms: Option<u64>,
     resume_window_secs: Option<u64>,
     max_upload_bytes: Option<u64>,
     max_recording_bytes: Option<u64>,
@@ -285,6 +290,8 @@ pub struct Config {
     pub master_key_file: PathBuf,
     /// How long an offer rings an operator before it goes to the next one.
     pub ring_timeout_ms: i64,
+    /// How long a center's ticket waits for its own center's operators (0 = no preference).
+    pub overflow_after_ms: i64,
     /// How long a dropped party may reconnect and resume.
     pub resume_window_ms: i64,
     /// Messages queued for one WebSocket before the consumer counts as too slow.
@@ -348,6 +355,7 @@ impl Config {
             device_ttl_secs: 600,
             ice: crate::ice::IceConfig { turn_ttl_secs: 3600, ..Default::default() },
             ring_timeout_ms: 20_000,
+            overflow_after_ms: 120_000,
             resume_window_ms: 60_000,
             outbound_queue: 256,
             max_open_tickets_per_terminal: 1,
@@ -439,6 +447,10 @@ impl Config {
         }
         if let Some(v) = cli.ring_timeout_secs.or(file.ring_timeout_secs) {
             cfg.ring_timeout_ms = millis(ranged("ring_timeout_secs", v, 5..=300)?);
+        }
+        if let Some(v) = cli.overflow_after_ms.or(file.overflow_after_ms) {
+            cfg.overflow_after_ms =
+                i64::try_from(ranged("overflow_after_ms", v, 0..=86_400_000)?).unwrap_or(0);
         }
         if let Some(v) = cli.resume_window_secs.or(file.resume_window_secs) {
             cfg.resume_window_ms = millis(ranged("resume_window_secs", v, 5..=600)?);
@@ -578,6 +590,10 @@ mod tests {
         assert!(e.contains("--ring-timeout-secs"), "{e}");
         let e = parse(&["--ring-timeout-secs", "1"]).expect_err("too short");
         assert!(e.contains("ring_timeout_secs") && e.contains("BANGBAN_RING_TIMEOUT_SECS"), "{e}");
+        let e = parse(&["--overflow-after-ms", "86400001"]).expect_err("over a day");
+        assert!(e.contains("overflow_after_ms") && e.contains("BANGBAN_OVERFLOW_AFTER_MS"), "{e}");
+        assert_eq!(parse(&["--overflow-after-ms", "0"]).map(|c| c.overflow_after_ms), Ok(0), "no preference");
+        assert_eq!(parse(&[]).map(|c| c.overflow_after_ms), Ok(120_000), "two minutes by default");
         let e = parse(&["--max-open-tickets-per-terminal", "0"]).expect_err("zero");
         assert!(e.contains("max_open_tickets_per_terminal"), "{e}");
         let e = parse(&["--access-ttl-secs", "86400"]).expect_err("too long");

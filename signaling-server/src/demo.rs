@@ -250,6 +250,10 @@ pub async fn seed(db: &Db, data_dir: &Path) -> ApiResult<Vec<(String, String)>> 
         }
     }
 
+    let centers = seed_centers(db, now).await?;
+    // Every demo account of the acceptance center works at the southern one, which owns both
+    // demo points' streets; the northern one owns the rest of Jing'an (`--demo-points`).
+    let south = centers.first().cloned();
     let users: [DemoUser; 5] = [
         ("admin", "系统管理员", Role::Admin, None, &[]),
         ("supervisor", "张主管", Role::Supervisor, None, &[]),
@@ -265,12 +269,13 @@ pub async fn seed(db: &Db, data_dir: &Path) -> ApiResult<Vec<(String, String)>> 
             .await
             .map_err(|_| ApiError::internal())??;
         let id = new_id().to_string();
+        let center = matches!(role, Role::Operator | Role::Supervisor).then(|| south.clone()).flatten();
         sqlx::query(
-            "INSERT INTO users (id, username, display_name, role, point_id, password_hash, active, created_at, updated_at, password_changed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)",
+            "INSERT INTO users (id, username, display_name, role, point_id, password_hash, active, created_at, updated_at, password_changed_at, center_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $9)",
         )
         .bind(&id).bind(username).bind(display).bind(role_str(role)).bind(point.map(|i| point_ids[i].clone()))
-        .bind(hash).bind(1_i64).bind(now)
+        .bind(hash).bind(1_i64).bind(now).bind(center)
         .execute(&db.pool).await?;
         for s in skills {
             sqlx::query("INSERT INTO operator_skills (user_id, line_id) VALUES ($1, $2)")
@@ -304,6 +309,62 @@ pub async fn seed(db: &Db, data_dir: &Path) -> ApiResult<Vec<(String, String)>> 
         ApiError::internal()
     })?;
     Ok(codes)
+}
+
+/// The demo's two acceptance centers and the streets each owns (Jing'an split south / north).
+pub const DEMO_CENTERS: [(&str, &[&str]); 2] = [
+    (
+        "静安南部受理中心",
+        &[
+            "静安寺街道",
+            "南京西路街道",
+            "江宁路街道",
+            "石门二路街道",
+            "曹家渡街道",
+            "天目西路街道",
+            "北站街道",
+        ],
+    ),
+    (
+        "静安北部受理中心",
+        &["宝山路街道", "芷江西路街道", "共和新路街道", "大宁路街道", "彭浦新村街道", "临汾路街道", "彭浦镇"],
+    ),
+];
+
+/// Seeds the demo centers (once each, streets not owned yet); returns their ids in order.
+async fn seed_centers(db: &Db, now: i64) -> ApiResult<Vec<String>> {
+    let mut ids = Vec::new();
+    for (name, streets) in DEMO_CENTERS {
+        let id = match id_by(db, "SELECT id FROM centers WHERE name = $1", name).await? {
+            Some(id) => id,
+            None => {
+                let id = new_id().to_string();
+                sqlx::query("INSERT INTO centers (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)")
+                    .bind(&id)
+                    .bind(name)
+                    .bind(now)
+                    .execute(&db.pool)
+                    .await?;
+                id
+            }
+        };
+        for street in streets {
+            let owned = sqlx::query("SELECT 1 FROM center_streets WHERE street = $1")
+                .bind(*street)
+                .fetch_optional(&db.pool)
+                .await?
+                .is_some();
+            if !owned {
+                sqlx::query("INSERT INTO center_streets (street, center_id) VALUES ($1, $2)")
+                    .bind(*street)
+                    .bind(&id)
+                    .execute(&db.pool)
+                    .await?;
+            }
+        }
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 /// Jing'an's streets and towns (街镇) with a point near each one's middle (longitude, latitude).

@@ -17,10 +17,11 @@
 //!   then `Normal`; FIFO within a class by a global enqueue sequence number (not the timestamp,
 //!   so equal timestamps stay FIFO). The key `(class, seq)` never changes while the ticket
 //!   waits or rings, so suspending, a withdrawn offer or a fallback never loses its place.
-//! * **Matching** runs whenever an operator becomes Available or a ticket becomes offerable:
-//!   a ticket goes to the skilled Available operator idle longest (earliest to become
-//!   Available); an operator gets the best ticket across its lines, tickets transferred to it
-//!   by name first. After every call: no Available operator has an offerable ticket.
+//! * **Matching** runs whenever an operator becomes Available or a ticket becomes offerable
+//!   (or overflows, see centers below): a ticket goes to the skilled Available operator idle
+//!   longest (earliest to become Available); an operator gets the best ticket across its lines,
+//!   tickets transferred to it by name first. After every call (and every `tick` up to `now`):
+//!   no Available operator has an offerable ticket it may be offered.
 //! * **Ring timeout** ([`Config::ring_timeout_ms`]) is a *miss*: the ticket is re-offered to
 //!   the next skilled Available operator other than the one that missed it; that operator gets
 //!   another waiting ticket if there is one, else the same ticket again. After
@@ -40,15 +41,38 @@
 //!   offer is withdrawn with [`WithdrawReason::TakenByOther`]).
 //! * **Offline** while ringing or in a call: the ticket waits again at its original place
 //!   ([`Action::CallAborted`] for a call); tickets directed to the operator fall back.
+//! * **Acceptance centers** (受理中心): a ticket may carry its point's center and an operator
+//!   its own ([`Dispatcher::enqueue_in`], [`Dispatcher::operator_online_in`]). A ticket of
+//!   center `C` is *reserved* to `C`'s operators (and operators with no center) until it has
+//!   waited [`Config::overflow_after_ms`] since it was taken; from that instant (its *overflow*)
+//!   it is district-wide and every skilled operator may be offered or pick it. The overflow
+//!   instant is a deadline like an offer expiry ([`Dispatcher::next_deadline`],
+//!   [`Dispatcher::tick`]), so an idle operator of another center is rung at that instant
+//!   without any other event. Overflow `0`, a ticket without a center and an operator without a
+//!   center mean no restriction. What an operator of center `A` is offered, in the usual
+//!   service order: tickets of `A`, tickets without a center, and overflowed tickets of other
+//!   centers. An overflowed ticket is not put behind `A`'s own younger tickets of its class:
+//!   once it overflows it is a district ticket, served by its age like the rest (putting own
+//!   tickets first would starve it whenever `A` has a queue of its own, which is when overflow
+//!   matters). A ticket goes to the longest-idle eligible operator, preferring its own center's
+//!   operators (and operators with no center) even after the overflow. An explicit **pick** of
+//!   another center's reserved ticket is refused ([`DispatchError::OtherCenter`]): before the
+//!   overflow the point's own center serves it. A named transfer is not restricted (the
+//!   operator chose the colleague); if it falls back, the rules above apply again.
 //! * **Wait estimate**: each line keeps an EWMA (alpha 1/5) of completed calls' handle time,
 //!   starting at [`Config::default_handle_ms`]. A waiting ticket at position `p` on a line with
 //!   `n` online skilled operators (at least 1) waits about `p * ewma / n` (fluid approximation:
-//!   `n` operators finish `n` calls per `ewma`); a ringing ticket waits 0.
+//!   `n` operators finish `n` calls per `ewma`); a ringing ticket waits 0. Positions and
+//!   estimates are per line, district-wide: every skilled operator serves a center's tickets at
+//!   the latest after the overflow, so the line's queue and operators are the honest figure.
 //!
 //! # Complexity
 //! Per line, the queue and the offerable tickets are `BTreeMap<(class, seq), TicketId>` and
-//! the Available operators a `BTreeMap<idle_seq, OperatorId>`; offers expire from a
-//! `BTreeSet<(expires_at, TicketId)>`. Each event costs `O(S log n)`, `S` = lines an operator
+//! the Available operators a `BTreeMap<idle_seq, OperatorId>`; the same again keyed by center
+//! (`reserved`: tickets reserved to a center, `open`: the district-wide ones; `available_in`:
+//! operators by `(center, idle_seq)`), so an operator's or a ticket's eligible counterpart is
+//! found by a few range heads; offers expire from a `BTreeSet<(expires_at, TicketId)>` and
+//! reservations from a `BTreeSet<(overflow_at, TicketId)>`. Each event costs `O(S log n)`, `S` = lines an operator
 //! serves. [`Dispatcher::position`] is `O(log n)` (a treap with subtree sizes per line; a
 //! ticket directed to an operator counts the few directed ahead of it), and
 //! [`Dispatcher::board`] `O(lines + operators log operators)`.
@@ -70,6 +94,10 @@ pub struct OperatorId(pub Uuid);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LineId(pub Uuid);
+
+/// An acceptance center (受理中心).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CenterId(pub Uuid);
 
 /// Every class except `Normal` is served first; they share one FIFO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,11 +126,19 @@ pub struct Config {
     pub misses_before_away: u32,
     /// Initial per-line handle-time estimate used for wait estimates.
     pub default_handle_ms: i64,
+    /// How long a ticket of a center waits for that center's operators before any skilled
+    /// operator of the district may be offered it (0 = no center preference).
+    pub overflow_after_ms: i64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { ring_timeout_ms: 20_000, misses_before_away: 2, default_handle_ms: 300_000 }
+        Config {
+            ring_timeout_ms: 20_000,
+            misses_before_away: 2,
+            default_handle_ms: 300_000,
+            overflow_after_ms: 120_000,
+        }
     }
 }
 
@@ -195,6 +231,8 @@ pub enum DispatchError {
     NotSkilled(OperatorId, LineId),
     /// Suspended, or directed to another operator.
     NotPickable(TicketId),
+    /// Reserved to another acceptance center until its overflow.
+    OtherCenter(TicketId),
 }
 
 impl fmt::Display for DispatchError {
@@ -269,6 +307,10 @@ struct Ticket {
     /// The operator that last missed, declined or transferred it: offered it only as a last resort.
     avoid: Option<OperatorId>,
     phase: Phase,
+    /// The center of the ticket's point.
+    center: Option<CenterId>,
+    /// `center` until the overflow, then `None` (district-wide).
+    reserved: Option<CenterId>,
 }
 
 impl Ticket {
@@ -283,6 +325,20 @@ impl Ticket {
     fn offerable(&self) -> bool {
         self.phase == Phase::Queued && !self.suspended
     }
+    /// Whether an operator of `center` may be offered (or pick) it now, directed tickets aside.
+    fn open_to(&self, center: Option<CenterId>) -> bool {
+        self.reserved.is_none() || center.is_none() || self.reserved == center
+    }
+}
+
+/// The whole key range of one center in the `reserved` index.
+fn center_keys(c: CenterId) -> std::ops::RangeInclusive<(CenterId, Key)> {
+    (c, (0, 0))..=(c, (u8::MAX, u64::MAX))
+}
+
+/// The whole idle range of one center (or of no center) in the `available_in` index.
+fn center_idle(c: Option<CenterId>) -> std::ops::RangeInclusive<(Option<CenterId>, u64)> {
+    (c, 0)..=(c, u64::MAX)
 }
 
 #[derive(Debug)]
@@ -294,6 +350,7 @@ struct Operator {
     misses: u32,
     /// Waiting or ringing tickets transferred to this operator by name.
     directed: BTreeMap<Key, TicketId>,
+    center: Option<CenterId>,
 }
 
 #[derive(Debug)]
@@ -306,8 +363,14 @@ struct Line {
     priority: u32,
     /// Waiting, non-suspended, non-directed tickets.
     offerable: BTreeMap<Key, TicketId>,
+    /// Those of them reserved to a center (before their overflow), by center.
+    reserved: BTreeMap<(CenterId, Key), TicketId>,
+    /// Those of them open to every operator (no center, or overflowed).
+    open: BTreeMap<Key, TicketId>,
     /// Available skilled operators by idle order.
     available: BTreeMap<u64, OperatorId>,
+    /// The same by the operators' center.
+    available_in: BTreeMap<(Option<CenterId>, u64), OperatorId>,
     /// Online (not Offline) skilled operators.
     online: u32,
     /// Skilled operators serving now: online and not Away (available, ringing, in a call or
@@ -322,7 +385,10 @@ fn line_entry(lines: &mut BTreeMap<LineId, Line>, id: LineId, handle_ms: i64) ->
         ranks: RankSet::default(),
         priority: 0,
         offerable: BTreeMap::new(),
+        reserved: BTreeMap::new(),
+        open: BTreeMap::new(),
         available: BTreeMap::new(),
+        available_in: BTreeMap::new(),
         online: 0,
         serving: 0,
         handle_ewma_ms: handle_ms,
@@ -360,6 +426,8 @@ pub struct Dispatcher {
     ops: HashMap<OperatorId, Operator>,
     lines: BTreeMap<LineId, Line>,
     deadlines: BTreeSet<(Millis, TicketId)>,
+    /// Overflow instants of tickets still reserved to their center (whatever their phase).
+    overflows: BTreeSet<(Millis, TicketId)>,
     next_seq: u64,
     next_idle: u64,
 }
@@ -372,6 +440,7 @@ impl Dispatcher {
             ops: HashMap::new(),
             lines: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            overflows: BTreeSet::new(),
             next_seq: 0,
             next_idle: 0,
         }
@@ -384,16 +453,30 @@ impl Dispatcher {
     // ----- operators ---------------------------------------------------------------------
 
     /// Logs an operator in with its skills; it becomes Available. If it is already online
-    /// this only replaces its skills (see [`Self::set_skills`]).
+    /// this only replaces its skills (see [`Self::set_skills`]). Its center is kept (none for
+    /// an operator never seen).
     pub fn operator_online(&mut self, op: OperatorId, skills: &[LineId], now: Millis) -> Outcome {
+        let center = self.ops.get(&op).and_then(|o| o.center);
+        self.operator_online_in(op, skills, center, now)
+    }
+
+    /// [`Self::operator_online`] for an operator of acceptance center `center`.
+    pub fn operator_online_in(
+        &mut self,
+        op: OperatorId,
+        skills: &[LineId],
+        center: Option<CenterId>,
+        now: Millis,
+    ) -> Outcome {
         match self.ops.get(&op).map(|o| o.state) {
-            Some(OperatorState::Offline) => self.replace_skills(op, skills),
-            Some(_) => return self.set_skills(op, skills, now),
+            Some(OperatorState::Offline) => self.replace_skills(op, skills, center),
+            Some(_) => return self.set_skills_in(op, skills, center, now),
             None => {
                 let skills = skills.iter().copied().collect();
                 let directed = BTreeMap::new();
                 let state = OperatorState::Offline;
-                self.ops.insert(op, Operator { skills, state, idle_seq: 0, misses: 0, directed });
+                let o = Operator { skills, state, idle_seq: 0, misses: 0, directed, center };
+                self.ops.insert(op, o);
                 self.index_op(op, true);
             }
         }
@@ -422,9 +505,21 @@ impl Dispatcher {
 
     /// Replaces the operator's skills; a current offer is kept.
     pub fn set_skills(&mut self, op: OperatorId, skills: &[LineId], now: Millis) -> Outcome {
+        let center = self.ops.get(&op).and_then(|o| o.center);
+        self.set_skills_in(op, skills, center, now)
+    }
+
+    /// Replaces the operator's skills and center; a current offer is kept.
+    pub fn set_skills_in(
+        &mut self,
+        op: OperatorId,
+        skills: &[LineId],
+        center: Option<CenterId>,
+        now: Millis,
+    ) -> Outcome {
         self.op_state(op)?;
         let mut out = Out::default();
-        self.replace_skills(op, skills);
+        self.replace_skills(op, skills, center);
         self.match_operator(op, now, &mut out);
         out.finish()
     }
@@ -458,6 +553,7 @@ impl Dispatcher {
             let sample = now.0.saturating_sub(since.0).max(0);
             l.handle_ewma_ms = l.handle_ewma_ms.saturating_mul(4).saturating_add(sample) / 5;
         }
+        self.index_ticket(ticket, false);
         self.tickets.remove(&ticket);
         out.push(Action::TicketClosed { ticket, reason: CloseReason::Completed });
         self.set_op_state(op, OperatorState::WrapUp, &mut out);
@@ -476,7 +572,20 @@ impl Dispatcher {
 
     /// A new ticket joins the back of its priority class on `line`.
     pub fn enqueue(&mut self, ticket: TicketId, line: LineId, priority: Priority, now: Millis) -> Outcome {
-        self.place_new(ticket, line, priority, None, now)
+        self.place_new(ticket, line, priority, None, None, now)
+    }
+
+    /// [`Self::enqueue`] for a ticket of a point of acceptance center `center`: reserved to
+    /// that center's operators until its overflow.
+    pub fn enqueue_in(
+        &mut self,
+        ticket: TicketId,
+        line: LineId,
+        priority: Priority,
+        center: Option<CenterId>,
+        now: Millis,
+    ) -> Outcome {
+        self.place_new(ticket, line, priority, None, center, now)
     }
 
     /// Transfer to a named operator. A known ticket is transferred as in [`Self::requeue`]
@@ -494,7 +603,7 @@ impl Dispatcher {
         if self.tickets.contains_key(&ticket) {
             self.transfer(ticket, line, priority, Some(op), now)
         } else {
-            self.place_new(ticket, line, priority, Some(op), now)
+            self.place_new(ticket, line, priority, Some(op), None, now)
         }
     }
 
@@ -582,6 +691,9 @@ impl Dispatcher {
         if tk.target.is_none() && !self.ops.get(&op).is_some_and(|o| o.skills.contains(&tk.line)) {
             return Err(DispatchError::NotSkilled(op, tk.line));
         }
+        if tk.target.is_none() && !tk.open_to(self.ops.get(&op).and_then(|o| o.center)) {
+            return Err(DispatchError::OtherCenter(ticket));
+        }
         let mut out = Out::default();
         let freed = self.stop_ringing(ticket, WithdrawReason::TakenByOther, &mut out)?;
         self.assign(ticket, op, now, &mut out);
@@ -590,13 +702,26 @@ impl Dispatcher {
     }
 
     /// Expires offers with `expires_at <= now`: a miss for the operator (maybe setting it
-    /// `Away`) and a re-offer of the ticket.
+    /// `Away`) and a re-offer of the ticket. Overflows tickets reserved to their center whose
+    /// overflow instant is `<= now`, offering them to an idle operator of another center.
+    /// Both in time order.
     pub fn tick(&mut self, now: Millis) -> Vec<Action> {
         let mut out = Out::default();
-        while let Some(&(at, ticket)) = self.deadlines.first() {
-            if at > now {
-                break;
-            }
+        loop {
+            let offer = self.deadlines.first().copied().filter(|&(at, _)| at <= now);
+            let overflow = self.overflows.first().copied().filter(|&(at, _)| at <= now);
+            let (at, ticket) = match (offer, overflow) {
+                (None, None) => break,
+                (Some(o), Some(v)) if v < o => {
+                    self.overflow(v, now, &mut out);
+                    continue;
+                }
+                (None, Some(v)) => {
+                    self.overflow(v, now, &mut out);
+                    continue;
+                }
+                (Some(o), _) => o,
+            };
             match self.tickets.get(&ticket).map(|t| t.phase) {
                 Some(Phase::Ringing { op, expires_at }) if expires_at == at => {
                     self.offer_failed(op, ticket, WithdrawReason::Timeout, now, &mut out);
@@ -608,9 +733,20 @@ impl Dispatcher {
         out.finish().unwrap_or_default()
     }
 
-    /// The earliest pending offer expiry, if any.
+    /// The earliest pending offer expiry or overflow, if any.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.deadlines.first().map(|&(at, _)| at)
+        let offer = self.deadlines.first().map(|&(at, _)| at);
+        let overflow = self.overflows.first().map(|&(at, _)| at);
+        offer.into_iter().chain(overflow).min()
+    }
+
+    /// The ticket has waited long enough for its center: it is open to every operator now.
+    fn overflow(&mut self, (at, ticket): (Millis, TicketId), now: Millis, out: &mut Out) {
+        self.with_ticket(ticket, |t| t.reserved = None);
+        // Already gone with the reservation; a stale entry cannot exist while the indices are
+        // consistent, but must not stop `tick`.
+        self.overflows.remove(&(at, ticket));
+        self.match_ticket(ticket, None, now, out);
     }
 
     // ----- queries -----------------------------------------------------------------------
@@ -731,11 +867,13 @@ impl Dispatcher {
         line: LineId,
         priority: Priority,
         target: Option<OperatorId>,
+        center: Option<CenterId>,
         now: Millis,
     ) -> Outcome {
         if self.tickets.contains_key(&id) {
             return Err(DispatchError::DuplicateTicket(id));
         }
+        let reserved = center.filter(|_| self.config.overflow_after_ms > 0);
         let seq = self.next_seq;
         self.next_seq += 1;
         let t = Ticket {
@@ -748,6 +886,8 @@ impl Dispatcher {
             target,
             avoid: None,
             phase: Phase::Queued,
+            center,
+            reserved,
         };
         self.tickets.insert(id, t);
         self.index_ticket(id, true);
@@ -828,10 +968,11 @@ impl Dispatcher {
         out.finish()
     }
 
-    fn replace_skills(&mut self, op: OperatorId, skills: &[LineId]) {
+    fn replace_skills(&mut self, op: OperatorId, skills: &[LineId], center: Option<CenterId>) {
         self.index_op(op, false);
         if let Some(o) = self.ops.get_mut(&op) {
             o.skills = skills.iter().copied().collect();
+            o.center = center;
         }
         self.index_op(op, true);
     }
@@ -985,10 +1126,21 @@ impl Dispatcher {
         };
         let chosen = match t.target {
             Some(o) => Some(o).filter(|&o| self.operator_state(o) == Some(OperatorState::Available)),
-            None => self
-                .lines
-                .get(&t.line)
-                .and_then(|l| l.available.values().find(|&&o| Some(o) != avoid).copied()),
+            None => self.lines.get(&t.line).and_then(|l| {
+                let first = |c: Option<CenterId>| {
+                    l.available_in
+                        .range(center_idle(c))
+                        .map(|(&(_, i), &o)| (i, o))
+                        .find(|&(_, o)| Some(o) != avoid)
+                };
+                // The center's own operators (and those with no center) first, longest idle.
+                let own = t.center.and_then(|c| first(Some(c)).into_iter().chain(first(None)).min());
+                match (own, t.reserved) {
+                    (Some((_, o)), _) => Some(o),
+                    (None, Some(_)) => None,
+                    (None, None) => l.available.values().find(|&&o| Some(o) != avoid).copied(),
+                }
+            }),
         };
         if let Some(op) = chosen {
             self.offer(ticket, op, now, out);
@@ -1012,12 +1164,24 @@ impl Dispatcher {
         let better = |cur: Option<(Key, TicketId)>, c| Some(cur.map_or(c, |b| b.min(c)));
         let (mut best, mut fresh) = (None, None); // best overall / best not avoiding `op`
         for line in o.skills.iter().filter_map(|l| self.lines.get(l)) {
-            // The head, plus the runner-up when the head avoids this operator.
-            for c in line.offerable.iter().take(2).map(|(&k, &id)| (k, id)) {
-                best = better(best, c);
-                if tickets.get(&c.1).is_none_or(|t| t.avoid != Some(op)) {
-                    fresh = better(fresh, c);
-                    break;
+            // Every offerable ticket, or for an operator of a center the open ones and its own.
+            let sources: [Box<dyn Iterator<Item = (Key, TicketId)>>; 2] = match o.center {
+                None => {
+                    [Box::new(line.offerable.iter().map(|(&k, &id)| (k, id))), Box::new(std::iter::empty())]
+                }
+                Some(c) => [
+                    Box::new(line.open.iter().map(|(&k, &id)| (k, id))),
+                    Box::new(line.reserved.range(center_keys(c)).map(|(&(_, k), &id)| (k, id))),
+                ],
+            };
+            for source in sources {
+                // The head, plus the runner-up when the head avoids this operator.
+                for c in source.take(2) {
+                    best = better(best, c);
+                    if tickets.get(&c.1).is_none_or(|t| t.avoid != Some(op)) {
+                        fresh = better(fresh, c);
+                        break;
+                    }
                 }
             }
         }
@@ -1042,6 +1206,10 @@ impl Dispatcher {
             return;
         };
         let key = t.key();
+        if t.reserved.is_some() {
+            let at = Millis(t.enqueued_at.0.saturating_add(self.config.overflow_after_ms));
+            _ = if insert { self.overflows.insert((at, id)) } else { self.overflows.remove(&(at, id)) };
+        }
         match t.phase {
             Phase::Assigned { .. } => return,
             Phase::Ringing { expires_at, .. } if insert => _ = self.deadlines.insert((expires_at, id)),
@@ -1067,8 +1235,16 @@ impl Dispatcher {
         }
         if insert && t.offerable() {
             line.offerable.insert(key, id);
+            match t.reserved {
+                Some(c) => _ = line.reserved.insert((c, key), id),
+                None => _ = line.open.insert(key, id),
+            }
         } else if !insert {
             line.offerable.remove(&key);
+            match t.reserved {
+                Some(c) => _ = line.reserved.remove(&(c, key)),
+                None => _ = line.open.remove(&key),
+            }
         }
     }
 
@@ -1085,8 +1261,10 @@ impl Dispatcher {
             }
             if o.state == OperatorState::Available {
                 _ = if insert {
+                    line.available_in.insert((o.center, o.idle_seq), op);
                     line.available.insert(o.idle_seq, op)
                 } else {
+                    line.available_in.remove(&(o.center, o.idle_seq));
                     line.available.remove(&o.idle_seq)
                 };
             }
@@ -1289,9 +1467,16 @@ mod tests {
     fn check_invariants(d: &Dispatcher) {
         let mut queue: BTreeMap<LineId, BTreeMap<Key, TicketId>> = BTreeMap::new();
         let mut offerable = queue.clone();
+        let mut open = queue.clone();
+        let mut reserved: BTreeMap<LineId, BTreeMap<(CenterId, Key), TicketId>> = BTreeMap::new();
+        let mut overflows = BTreeSet::new();
         let mut directed: HashMap<OperatorId, BTreeMap<Key, TicketId>> = HashMap::new();
         let mut deadlines = BTreeSet::new();
         for (&id, tk) in &d.tickets {
+            assert!(tk.reserved.is_none() || (tk.reserved == tk.center && d.config.overflow_after_ms > 0));
+            if tk.reserved.is_some() {
+                overflows.insert((Millis(tk.enqueued_at.0 + d.config.overflow_after_ms), id));
+            }
             match tk.phase {
                 Phase::Ringing { op, expires_at } => {
                     deadlines.insert((expires_at, id));
@@ -1310,9 +1495,14 @@ mod tests {
             queue.entry(tk.line).or_default().insert(tk.key(), id);
             if tk.offerable() {
                 offerable.entry(tk.line).or_default().insert(tk.key(), id);
+                match tk.reserved {
+                    Some(c) => _ = reserved.entry(tk.line).or_default().insert((c, tk.key()), id),
+                    None => _ = open.entry(tk.line).or_default().insert(tk.key(), id),
+                }
             }
         }
         assert_eq!(deadlines, d.deadlines);
+        assert_eq!(overflows, d.overflows);
         for (&lid, line) in &d.lines {
             let q = queue.remove(&lid).unwrap_or_default();
             let prio = q.values().filter(|id| d.tickets[id].priority != Priority::Normal).count();
@@ -1322,6 +1512,8 @@ mod tests {
             }
             assert_eq!(line.ranks.size(line.ranks.root) as usize, q.len(), "order-statistics size");
             assert_eq!(line.offerable, offerable.remove(&lid).unwrap_or_default());
+            assert_eq!(line.open, open.remove(&lid).unwrap_or_default());
+            assert_eq!(line.reserved, reserved.remove(&lid).unwrap_or_default());
             let skilled = d.ops.iter().filter(|(_, op)| op.skills.contains(&lid));
             let avail: BTreeMap<u64, OperatorId> = skilled
                 .clone()
@@ -1329,6 +1521,12 @@ mod tests {
                 .map(|(&id, op)| (op.idle_seq, id))
                 .collect();
             assert_eq!(line.available, avail);
+            let avail_in: BTreeMap<(Option<CenterId>, u64), OperatorId> = skilled
+                .clone()
+                .filter(|(_, op)| op.state == OperatorState::Available)
+                .map(|(&id, op)| ((op.center, op.idle_seq), id))
+                .collect();
+            assert_eq!(line.available_in, avail_in);
             let serving = skilled
                 .clone()
                 .filter(|(_, op)| !matches!(op.state, OperatorState::Offline | OperatorState::Away));
@@ -1349,7 +1547,9 @@ mod tests {
                 OperatorState::Available => {
                     assert!(!op.directed.values().any(|tk| d.tickets[tk].offerable()));
                     for lid in &op.skills {
-                        assert!(d.lines[lid].offerable.is_empty(), "{id:?} idle, {lid:?} waits");
+                        let eligible =
+                            d.lines[lid].offerable.values().any(|t| d.tickets[t].open_to(op.center));
+                        assert!(!eligible, "{id:?} idle, {lid:?} waits");
                     }
                 }
                 OperatorState::Offline | OperatorState::Away => {
@@ -1612,6 +1812,114 @@ mod tests {
         check_invariants(&d);
     }
 
+    fn c(n: u128) -> CenterId {
+        CenterId(Uuid::from_u128(5_000 + n))
+    }
+    const OVERFLOW: i64 = 120_000;
+
+    /// Operators `(n, center)` online on line 1 in this idle order (at time 0).
+    fn centers(ops: &[(u128, Option<u128>)], overflow_after_ms: i64) -> Dispatcher {
+        let mut d = Dispatcher::new(Config { overflow_after_ms, ..Config::default() });
+        for &(n, center) in ops {
+            d.operator_online_in(o(n), &[l(1)], center.map(c), at(0)).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn a_center_serves_its_own_points_first() {
+        // o1 of center 1 has been idle longest; a ticket of center 2 still rings o2.
+        let mut d = centers(&[(1, Some(1)), (2, Some(2))], OVERFLOW);
+        let acts = d.enqueue_in(t(1), l(1), Priority::Normal, Some(c(2)), at(10)).unwrap();
+        assert_eq!(offers(&acts), vec![(t(1), o(2))]);
+        let acts = d.enqueue_in(t(2), l(1), Priority::Normal, Some(c(1)), at(11)).unwrap();
+        assert_eq!(offers(&acts), vec![(t(2), o(1))]);
+        // Both busy: a third ticket of center 2 waits for o2, not for whoever frees first.
+        serve(&mut d, o(2), t(1), at(20)); // o2 is Available again and takes nothing else
+        d.accept(o(1), t(2), at(21)).unwrap();
+        let acts = d.enqueue_in(t(3), l(1), Priority::Elderly, Some(c(1)), at(30)).unwrap();
+        assert!(offers(&acts).is_empty(), "o2 of center 2 is not rung for center 1's ticket");
+        d.call_ended(o(1), at(40)).unwrap();
+        let acts = d.wrap_up_done(o(1), at(41)).unwrap();
+        assert_eq!(offers(&acts), vec![(t(3), o(1))]);
+        check_invariants(&d);
+    }
+
+    #[test]
+    fn another_centers_operator_is_rung_exactly_at_the_overflow() {
+        let mut d = centers(&[(1, Some(1))], OVERFLOW);
+        let acts = d.enqueue_in(t(1), l(1), Priority::Normal, Some(c(2)), at(1_000)).unwrap();
+        assert!(offers(&acts).is_empty(), "not before the overflow");
+        assert_eq!(d.position(t(1)).map(|p| p.position), Some(1));
+        let overflow = at(1_000 + OVERFLOW);
+        assert_eq!(d.next_deadline(), Some(overflow), "the overflow is a deadline");
+        assert!(offers(&d.tick(Millis(overflow.0 - 1))).is_empty());
+        check_invariants(&d);
+        let acts = d.tick(overflow);
+        assert_eq!(offers(&acts), vec![(t(1), o(1))], "rung with no other event");
+        assert_eq!(d.next_deadline(), Some(Millis(overflow.0 + 20_000)), "now only the ring");
+        check_invariants(&d);
+        // Missed by the only operator there is: it rings again, still district-wide.
+        let acts = d.tick(Millis(overflow.0 + 20_000));
+        assert_eq!(offers(&acts), vec![(t(1), o(1))]);
+        check_invariants(&d);
+    }
+
+    #[test]
+    fn an_overflowed_ticket_is_served_by_its_age_and_its_own_center_first() {
+        let mut d = centers(&[(1, Some(1))], OVERFLOW);
+        d.enqueue_in(t(9), l(1), Priority::Normal, Some(c(1)), at(0)).unwrap();
+        d.accept(o(1), t(9), at(1)).unwrap(); // o1 busy
+        d.enqueue_in(t(1), l(1), Priority::Normal, Some(c(2)), at(10)).unwrap();
+        assert!(d.tick(at(10 + OVERFLOW)).is_empty(), "overflowed, but nobody idle");
+        d.enqueue_in(t(2), l(1), Priority::Normal, Some(c(1)), at(200_000)).unwrap();
+        // o1 frees: the overflowed ticket of center 2 waited longer than center 1's own.
+        d.call_ended(o(1), at(210_000)).unwrap();
+        assert_eq!(offers(&d.wrap_up_done(o(1), at(210_001)).unwrap()), vec![(t(1), o(1))]);
+        // o1 misses it; o2 of center 2 comes online meanwhile: the ticket rings its own center
+        // first although o1 (a re-offer's last resort) and o3 (no center) are there too.
+        d.operator_online_in(o(3), &[l(1)], None, at(210_002)).unwrap(); // takes t2
+        d.operator_online_in(o(2), &[l(1)], Some(c(2)), at(210_003)).unwrap();
+        let acts = d.tick(at(230_001));
+        assert_eq!(offers(&acts)[0], (t(1), o(2)));
+        check_invariants(&d);
+    }
+
+    #[test]
+    fn no_overflow_wait_and_no_center_mean_no_restriction() {
+        // Overflow 0: no center preference at all, nothing to wait for.
+        let mut d = centers(&[(1, Some(1))], 0);
+        let acts = d.enqueue_in(t(1), l(1), Priority::Normal, Some(c(2)), at(5)).unwrap();
+        assert_eq!(offers(&acts), vec![(t(1), o(1))]);
+        assert_eq!(d.next_deadline(), Some(at(5 + 20_000)), "only the ring");
+        check_invariants(&d);
+        // A ticket with no center goes to an operator of a center; an operator with no center
+        // gets a center's ticket at once.
+        let mut d = centers(&[(1, Some(1)), (2, None)], OVERFLOW);
+        let acts = d.enqueue_in(t(1), l(1), Priority::Normal, None, at(5)).unwrap();
+        assert_eq!(offers(&acts), vec![(t(1), o(1))]);
+        let acts = d.enqueue_in(t(2), l(1), Priority::Normal, Some(c(2)), at(6)).unwrap();
+        assert_eq!(offers(&acts), vec![(t(2), o(2))]);
+        check_invariants(&d);
+    }
+
+    #[test]
+    fn another_centers_ticket_may_be_picked_only_after_its_overflow() {
+        let mut d = centers(&[(1, Some(1))], OVERFLOW);
+        d.set_away(o(1), at(1)).unwrap();
+        d.enqueue_in(t(1), l(1), Priority::Normal, Some(c(2)), at(10)).unwrap();
+        assert_eq!(d.pick(o(1), t(1), at(10 + OVERFLOW - 1)), Err(DispatchError::OtherCenter(t(1))));
+        assert!(d.tick(at(10 + OVERFLOW)).is_empty(), "o1 is away: nobody rung");
+        let acts = d.pick(o(1), t(1), at(10 + OVERFLOW)).unwrap();
+        has(&acts, assigned(t(1), o(1), l(1)));
+        check_invariants(&d);
+        // A named transfer is the operator's choice: not restricted by centers.
+        d.operator_online_in(o(2), &[l(1)], Some(c(2)), at(200_000)).unwrap();
+        let acts = d.enqueue_for_operator(t(1), l(1), Priority::Normal, o(2), at(200_001)).unwrap();
+        assert_eq!(offers(&acts), vec![(t(1), o(2))]);
+        check_invariants(&d);
+    }
+
     #[test]
     fn next_deadline_tracks_the_earliest_offer() {
         let mut d = setup(&[1, 2], &[1]);
@@ -1672,7 +1980,10 @@ mod tests {
             let mut skills: Vec<_> =
                 (0..5).filter(|&x| x == i as u128 % 5 || rng.below(10) < 3).map(l).collect();
             skills.dedup();
-            d.operator_online(op, &skills, now).unwrap();
+            // A third with no center, the rest split between two centers.
+            let center =
+                [None, Some(CenterId(Uuid::from_u128(1))), Some(CenterId(Uuid::from_u128(2)))][i % 3];
+            d.operator_online_in(op, &skills, center, now).unwrap();
         }
         let prios = [Priority::Normal, Priority::Normal, Priority::Elderly, Priority::Pregnant];
         let (mut assigned, mut completed) = (HashMap::<TicketId, u32>::new(), HashSet::new());
@@ -1685,7 +1996,9 @@ mod tests {
             let mut acts = d.tick(now);
             if enqueued < 200 && rng.below(2) == 0 {
                 let (line, p) = (l(u128::from(rng.below(5))), prios[rng.below(4) as usize]);
-                acts.extend(d.enqueue(t(enqueued), line, p, now).unwrap());
+                let center = [None, Some(CenterId(Uuid::from_u128(1))), Some(CenterId(Uuid::from_u128(2)))]
+                    [rng.below(3) as usize];
+                acts.extend(d.enqueue_in(t(enqueued), line, p, center, now).unwrap());
                 enqueued += 1;
             }
             if enqueued > 0 && rng.below(20) == 0 {
@@ -1828,7 +2141,9 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
         #[test]
         fn invariants_hold_for_random_events(events in proptest::collection::vec(ev(), 1..120)) {
-            let cfg = Config { ring_timeout_ms: 1_000, misses_before_away: 2, default_handle_ms: 60_000 };
+            let cfg = Config { ring_timeout_ms: 1_000, misses_before_away: 2, default_handle_ms: 60_000, overflow_after_ms: 2_000 };
+            // Operators and tickets of two centers and of none.
+            let center = |x: u8| [None, Some(CenterId(Uuid::from_u128(1))), Some(CenterId(Uuid::from_u128(2)))][usize::from(x % 3)];
             let (mut d, mut m, mut now) = (Dispatcher::new(cfg), Model::default(), at(0));
             let prio = |p: u8| [Priority::Normal, Priority::Elderly, Priority::Disabled, Priority::Pregnant][usize::from(p)];
             let skills = |mask: u8| (0..3u8).filter(|b| mask & (1 << b) != 0).map(|b| l(b.into())).collect::<Vec<_>>();
@@ -1846,11 +2161,11 @@ mod tests {
                     _ => None,
                 };
                 let res = match e {
-                    Ev::Online(a, mask) => d.operator_online(op(a), &skills(mask), now),
+                    Ev::Online(a, mask) => d.operator_online_in(op(a), &skills(mask), center(a), now),
                     Ev::Offline(a) => d.operator_offline(op(a), now),
                     Ev::Away(a) => d.set_away(op(a), now),
                     Ev::Available(a) => d.set_available(op(a), now),
-                    Ev::Enqueue(x, n, p) => d.enqueue(tk(x), ln(n), prio(p), now),
+                    Ev::Enqueue(x, n, p) => d.enqueue_in(tk(x), ln(n), prio(p), center(x), now),
                     Ev::EnqueueFor(x, n, p, a) => d.enqueue_for_operator(tk(x), ln(n), prio(p), op(a), now),
                     Ev::Requeue(x, n, p) => d.requeue(tk(x), ln(n), prio(p), now),
                     Ev::Cancel(x) => d.cancel(tk(x), now),

@@ -127,6 +127,7 @@ impl Application {
             pii.clone(),
             switchboard::Settings {
                 ring_timeout_ms: config.ring_timeout_ms,
+                overflow_after_ms: config.overflow_after_ms,
                 resume_window_ms: config.resume_window_ms,
                 ice: config.ice.clone(),
                 tokens: tokens.clone(),

@@ -1,8 +1,9 @@
-// 管理: service points, terminals, accounts and skills, lines and items, the audit log.
+// 管理: service points, terminals, accounts and skills, acceptance centers and their streets,
+// lines and items (and the streets offering them), the audit log.
 import { dialog, field, h, mount, toast } from '../dom.js';
 import * as fmt from '../fmt.js';
 import { POINT_KIND, ROLE, TERMINAL_STATUS, TRANSFER, t } from '../i18n.js';
-import { pagedList, streetFilter } from '../listing.js';
+import { centerFilter, pagedList, streetFilter } from '../listing.js';
 
 /** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main @param {string} tab */
 export function adminView(ctx, main, tab) {
@@ -17,7 +18,7 @@ export function adminView(ctx, main, tab) {
   async function points() {
     const list = pagedList({
       api, path: '/api/v1/points', id: 'points', sort: 'code', searchPlaceholder: t('搜索编码、名称、居委会、地址'),
-      filters: [await streetFilter(api),
+      filters: [await centerFilter(api), await streetFilter(api),
         { param: 'state', label: t('状态'), options: [['', t('全部')], ['open', t('开放')], ['closed', t('已关闭')]] },
         { param: 'alarm', label: t('告警'), options: [['', t('全部')], ['yes', t('有告警')], ['no', t('无告警')]] }],
       columns: [{ label: t('编码'), sort: 'code' }, { label: t('名称'), sort: 'name' }, { label: t('街道'), sort: 'street' }, { label: t('类型'), sort: 'kind' },
@@ -103,7 +104,7 @@ export function adminView(ctx, main, tab) {
     };
     const list = pagedList({
       api, path: '/api/v1/terminals', id: 'terminals', sort: 'point', searchPlaceholder: t('搜索终端或服务点名称'),
-      filters: [await streetFilter(api),
+      filters: [await centerFilter(api), await streetFilter(api),
         { param: 'state', label: t('状态'), options: [['', t('全部')], ...Object.entries(TERMINAL_STATUS).map(([k, zh]) => /** @type {[string, string]} */ ([k, t(zh)]))] },
         { param: 'alarm', label: t('告警'), options: [['', t('全部')], ['yes', t('有告警')], ['no', t('无告警')]] }],
       columns: [{ label: t('名称'), sort: 'name' }, { label: t('所属服务点'), sort: 'point' }, { label: t('状态'), sort: 'state' }, { label: t('终端健康') },
@@ -151,24 +152,28 @@ export function adminView(ctx, main, tab) {
 
   // ---------------------------------------------------------------- accounts
   async function accounts() {
-    const [lines, pts] = await Promise.all([api.get('/api/v1/lines'), api.get('/api/v1/points')]);
+    const [lines, pts, centers] = await Promise.all([api.get('/api/v1/lines'), api.get('/api/v1/points'), api.get('/api/v1/centers')]);
     const lineName = new Map(lines.map((/** @type {any} */ l) => [l.id, l.name]));
     const pointName = new Map(pts.map((/** @type {any} */ p) => [p.id, p.name]));
+    const centerName = new Map(centers.map((/** @type {any} */ c) => [c.id, c.name]));
     const list = pagedList({
       api, path: '/api/v1/users', id: 'accounts', sort: 'username', searchPlaceholder: t('搜索用户名或显示名'),
       filters: [
         { param: 'role', label: t('角色'), options: [['', t('全部')], ...['operator', 'supervisor', 'admin', 'staff'].map((r) => /** @type {[string, string]} */ ([r, t(ROLE[/** @type {keyof typeof ROLE} */ (r)])]))] },
         { param: 'state', label: t('状态'), options: [['', t('全部')], ['active', t('启用')], ['disabled', t('停用')]] },
-        await streetFilter(api)],
+        await centerFilter(api), await streetFilter(api)],
       columns: [{ label: t('用户名'), sort: 'username' }, { label: t('显示名'), sort: 'display_name' }, { label: t('角色'), sort: 'role' },
-        { label: t('技能（可受理条线）') }, { label: t('状态'), sort: 'state' }, { label: '' }],
+        { label: t('受理中心') }, { label: t('技能（可受理条线）') }, { label: t('状态'), sort: 'state' }, { label: '' }],
       row: (/** @type {any} */ u) => h('tr', null,
         h('td.mono', null, u.username), h('td', null, u.display_name, u.point_id ? h('div.muted.small-text', null, pointName.get(u.point_id) || '') : null),
         h('td', null, t(ROLE[/** @type {keyof typeof ROLE} */ (u.role)] || u.role)),
+        h('td.user-center', null, u.center_id ? centerName.get(u.center_id) || '—' : '—'),
         h('td', null, u.role === 'operator' ? u.skills.map((/** @type {string} */ s) => lineName.get(s) || s).join('、') || '—' : '—'),
         h('td', null, u.active ? h('span.tag.ok', null, t('启用')) : h('span.tag.bad', null, t('停用'))),
         h('td.row-actions', null,
           u.role === 'operator' ? h('button.btn.small', { type: 'button', onclick: () => skills(u, lines) }, t('设置技能')) : null,
+          u.role === 'operator' || u.role === 'supervisor'
+            ? h('button.btn.small.set-center', { type: 'button', onclick: () => setCenter(u, centers) }, t('设置中心')) : null,
           h('button.btn.small', { type: 'button', onclick: () => api.patch(`/api/v1/users/${u.id}`, { active: !u.active }).then(() => list.reload()).catch(fail) }, u.active ? t('停用') : t('启用')),
           h('button.btn.small.ghost', { type: 'button', onclick: () => resetPassword(u) }, t('重置密码')))),
     });
@@ -205,6 +210,58 @@ export function adminView(ctx, main, tab) {
     if (done) reloadAccounts();
   }
 
+  /** The acceptance center of an operator or supervisor. @param {any} u @param {any[]} centers */
+  async function setCenter(u, centers) {
+    const done = await dialog(`${t('设置中心')} · ${u.display_name}`, () => [
+      field(t('受理中心'), h('select', { name: 'center_id' }, h('option', { value: '' }, t('不属于任何中心')),
+        centers.map((c) => h('option', { value: c.id, selected: u.center_id === c.id }, c.name)))),
+      h('p.muted', null, t('受理员优先接听本中心街道服务点的来电，其他中心的来电在等待超时后才会分配给他。')),
+    ], { submit: t('保存'), cancel: t('取消'), onSubmit: (d) => api.put(`/api/v1/users/${u.id}/center`, { center_id: String(d.get('center_id')) || null }) });
+    if (done) reloadAccounts();
+  }
+
+  // ---------------------------------------------------------------- centers
+  async function centersPage() {
+    const [centers, pts] = await Promise.all([api.get('/api/v1/centers'), api.get('/api/v1/points')]);
+    /** @type {Map<string, number>} */
+    const pointsIn = new Map();
+    for (const p of pts) pointsIn.set(p.street, (pointsIn.get(p.street) || 0) + 1);
+    const owner = new Map(centers.flatMap((/** @type {any} */ c) => c.streets.map((/** @type {string} */ s) => [s, c.name])));
+    const unowned = [...pointsIn.keys()].filter((s) => !owner.has(s)).sort((a, b) => a.localeCompare(b, 'zh-CN'));
+    mount(body, head(t('受理中心'), h('button.btn.primary#add-center', { type: 'button', onclick: () => centerForm(null, centers, pts) }, t('新增受理中心'))),
+      h('p.muted', null, t('受理中心负责所辖街道的服务点：来电先由本中心受理员接听，等待超时后由全区受理员接听。')),
+      h('div.table-wrap', null, h('table.table#centers', null,
+        h('thead', null, h('tr', null, [t('名称'), t('所辖街道'), t('服务点'), ''].map((c) => h('th', null, c)))),
+        h('tbody', null, centers.length ? centers.map((/** @type {any} */ c) => h('tr', { dataset: { center: c.name } },
+          h('td', null, h('strong', null, c.name)),
+          h('td.center-streets', null, c.streets.length ? c.streets.map((/** @type {string} */ s) => h('span.tag', null, s)) : h('span.muted', null, t('暂无街道'))),
+          h('td.num', null, String(c.streets.reduce((/** @type {number} */ n, /** @type {string} */ s) => n + (pointsIn.get(s) || 0), 0))),
+          h('td.row-actions', null, h('button.btn.small.edit', { type: 'button', onclick: () => centerForm(c, centers, pts) }, t('修改')))))
+          : h('tr.empty-row', null, h('td.muted', { colspan: 4 }, t('暂无受理中心')))))),
+      unowned.length ? h('p.muted#unowned-streets', null, `${t('未划入受理中心的街道')}：${unowned.join('、')}`) : null);
+  }
+
+  /** @param {any} c @param {any[]} centers @param {any[]} pts */
+  async function centerForm(c, centers, pts) {
+    const owner = new Map(centers.filter((x) => x.id !== c?.id).flatMap((x) => x.streets.map((/** @type {string} */ s) => [s, x.name])));
+    const known = [...new Set([...pts.map((p) => p.street), ...(c?.streets || [])])].sort((a, b) => a.localeCompare(b, 'zh-CN'));
+    const done = await dialog(c ? `${t('修改')} · ${c.name}` : t('新增受理中心'), () => [
+      field(t('名称'), h('input', { name: 'name', required: true, maxlength: 32, value: c?.name || '', placeholder: '静安南部受理中心' })),
+      h('fieldset.checks.center-streets', null, h('legend', null, t('所辖街道')), known.map((s) => h('label', { title: owner.has(s) ? `${t('已属于')} ${owner.get(s)}` : '' },
+        h('input', { type: 'checkbox', name: 'streets', value: s, checked: c?.streets.includes(s), disabled: owner.has(s) }),
+        s, owner.has(s) ? h('span.muted.small-text', null, ` · ${owner.get(s)}`) : null))),
+      field(t('其他街道（每行一个）'), h('textarea', { name: 'more', rows: 2, maxlength: 1000 })),
+    ], {
+      wide: true, submit: t('保存'), cancel: t('取消'),
+      onSubmit: (d) => {
+        const more = String(d.get('more') || '').split('\n').map((s) => s.trim()).filter(Boolean);
+        const v = { name: String(d.get('name')), streets: [...d.getAll('streets').map(String), ...more] };
+        return c ? api.patch(`/api/v1/centers/${c.id}`, v) : api.post('/api/v1/centers', v);
+      },
+    });
+    if (done) { toast(t('已保存'), 'ok'); centersPage(); }
+  }
+
   /** @param {any} u */
   async function resetPassword(u) {
     const done = await dialog(`${t('重置密码')} · ${u.display_name}`, () => [field(t('新密码'), h('input', { name: 'p', type: 'password', required: true, minlength: 8, autocomplete: 'new-password' }))], {
@@ -224,7 +281,20 @@ export function adminView(ctx, main, tab) {
         h('table.table.compact', null, h('tbody', null, items.filter((/** @type {any} */ i) => i.line_id === l.id).map((/** @type {any} */ i) => h('tr', null,
           h('td.mono', null, i.code), h('td', null, i.name, i.remote_allowed ? h('span.tag.ok', null, t('可远程办理')) : null, i.active ? null : h('span.tag.bad', null, t('停用'))),
           h('td.muted', null, `${t('材料清单')} ${i.materials.length}`),
-          h('td.row-actions', null, h('button.btn.small', { type: 'button', onclick: () => itemForm(i, lines) }, t('修改')))))))))));
+          h('td.muted.item-streets', null, i.streets?.length ? `${t('仅限')} ${i.streets.join('、')}` : t('全区可办')),
+          h('td.row-actions', null, h('button.btn.small', { type: 'button', onclick: () => itemForm(i, lines) }, t('修改')),
+            h('button.btn.small.ghost', { type: 'button', onclick: () => itemStreets(i) }, t('适用街道')))))))))));
+  }
+
+  /** The streets whose points offer an item (none: everywhere). @param {any} item */
+  async function itemStreets(item) {
+    const pts = await api.get('/api/v1/points').catch(() => []);
+    const known = [...new Set([...pts.map((/** @type {any} */ p) => p.street), ...(item.streets || [])])].sort((a, b) => a.localeCompare(b, 'zh-CN'));
+    const done = await dialog(`${t('适用街道')} · ${item.name}`, () => [
+      h('p.muted', null, t('不选任何街道即全区可办；选中后只有这些街道的服务点一体机可以看到并办理该事项。')),
+      h('fieldset.checks', null, known.map((s) => h('label', null, h('input', { type: 'checkbox', name: 'streets', value: s, checked: item.streets?.includes(s) }), s))),
+    ], { submit: t('保存'), cancel: t('取消'), onSubmit: (d) => api.put(`/api/v1/items/${item.id}/streets`, { streets: d.getAll('streets').map(String) }) });
+    if (done) catalog();
   }
 
   async function lineForm() {
@@ -296,7 +366,7 @@ export function adminView(ctx, main, tab) {
         h('button.btn.small', { type: 'button', disabled: page.next_before == null, onclick: () => { pages.push(page.next_before); audit(page.next_before); } }, t('更早'))));
   }
 
-  const tabs = /** @type {Record<string, () => Promise<void>>} */ ({ points, terminals, accounts, catalog, audit: () => audit(null) });
+  const tabs = /** @type {Record<string, () => Promise<void>>} */ ({ points, terminals, accounts, centers: centersPage, catalog, audit: () => audit(null) });
   (tabs[tab] || points)().catch((e) => mount(body, h('p.form-error', null, `${t('加载失败')}：${e.message}`)));
   return () => {};
 }

@@ -5,7 +5,7 @@
 import { dialog, field, h, mount, toast } from '../dom.js';
 import * as fmt from '../fmt.js';
 import { t } from '../i18n.js';
-import { pagedList, streetFilter } from '../listing.js';
+import { centerFilter, pagedList, streetFilter } from '../listing.js';
 
 export const FREQUENCY = { weekly: '每周', biweekly: '每两周', monthly: '每月（首个）' };
 export const WEEKDAY = ['', '周一', '周二', '周三', '周四', '周五', '周六', '周日'];
@@ -75,7 +75,7 @@ export function inspectionsView(ctx, main) {
     list = pagedList({
       api, path: '/api/v1/inspections', id: 'inspection-list', sort: 'action', empty: t('暂无巡检计划'),
       params: () => ({ state: filter }), searchPlaceholder: t('搜索服务点或巡检负责人'),
-      filters: [await streetFilter(api)],
+      filters: [await centerFilter(api, api.user?.center_id ?? ''), await streetFilter(api)],
       columns: [{ label: t('服务点'), sort: 'point' }, { label: t('街道') }, { label: t('巡检周期') }, { label: t('状态'), sort: 'action' },
         { label: t('应巡检日'), sort: 'due' }, { label: t('上次巡检'), sort: 'last' }, { label: t('巡检负责人') }, { label: '' }],
       row: (/** @type {any} */ s) => h('tr', { class: s.state === 'overdue' ? 'alarm overdue' : s.state === 'due' ? 'warn' : undefined, dataset: { point: s.point_id } },

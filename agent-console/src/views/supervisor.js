@@ -3,7 +3,7 @@ import { dialog, field, h, mount, toast } from '../dom.js';
 import * as fmt from '../fmt.js';
 import { DEVICE_STATE, OP_STATE, PRINTER_REASON, PRINTER_STATE, RATING, TERMINAL_STATUS, t } from '../i18n.js';
 import { PeerLink } from '../rtc.js';
-import { pagedList, streetFilter } from '../listing.js';
+import { centerFilter, pagedList, streetFilter } from '../listing.js';
 
 /** @param {import('../main.js').Ctx} ctx @param {HTMLElement} main */
 export function supervisorView(ctx, main) {
@@ -27,6 +27,26 @@ export function supervisorView(ctx, main) {
    *   links: Map<string, PeerLink>, mic: MediaStream | null, videos: Map<string, HTMLVideoElement> } | null}
    */
   let sup = null;
+  // Acceptance centers (#16 item 6): a supervisor sees their own center by default (its
+  // operators on the board, its streets' terminals), 全区 shows the whole district.
+  const myCenter = api.user?.center_id ?? '';
+  let scope = myCenter;
+  /** Operators of the chosen center; null = the whole district. @type {Set<string> | null} */
+  let members = null;
+  async function loadMembers() {
+    if (!scope) { members = null; renderBoard(); return; }
+    const users = await api.get(`/api/v1/users?center=${encodeURIComponent(scope)}&role=operator`).catch(() => []);
+    members = new Set(users.map((/** @type {any} */ u) => u.id));
+    renderBoard();
+  }
+  const scopeSelect = h('select#board-center', {
+    'aria-label': t('受理中心'),
+    onchange: (/** @type {Event} */ e) => { scope = /** @type {HTMLSelectElement} */ (e.target).value; loadMembers(); },
+  });
+  centerFilter(api, myCenter).then((f) => {
+    mount(scopeSelect, f.options.map(([v, label]) => h('option', { value: v, selected: v === scope }, label)));
+    loadMembers();
+  });
 
   mount(main, h('div.sup-page', null,
     h('div.page-head', null, h('h1', null, t('今日服务概况')), h('span.muted', null, fmt.dateWeekday(Date.now())),
@@ -45,8 +65,9 @@ export function supervisorView(ctx, main) {
           h('td.num', null, l.waiting ? fmt.duration(l.longest_wait_secs + elapsed) : '—')))))
         : h('p.muted', null, '…'));
     const order = ['in_call', 'ringing', 'wrap_up', 'available', 'away', 'offline'];
-    const list = [...(b?.operators || [])].sort((x, y) => order.indexOf(x.state) - order.indexOf(y.state));
-    mount(ops, h('h2.card-title', null, t('受理员状态')),
+    const list = [...(b?.operators || [])].filter((o) => !members || members.has(o.operator_id))
+      .sort((x, y) => order.indexOf(x.state) - order.indexOf(y.state));
+    mount(ops, h('h2.card-title', null, t('受理员状态'), h('label.list-filter.board-scope', null, scopeSelect)),
       list.length ? h('ul.op-list#board-operators', null, list.map((o) => h('li', null, h('span', null, o.name),
         h('span', null,
           h(`span.state-badge.st-${o.state}`, null, t(OP_STATE[/** @type {keyof typeof OP_STATE} */ (o.state)] || o.state)),
@@ -271,7 +292,7 @@ export function supervisorView(ctx, main) {
       healthList = pagedList({
         api, path: '/api/v1/terminals/health', id: 'terminal-health', compact: true, sort: 'action', pageSize: 15,
         searchPlaceholder: t('搜索终端或服务点名称'),
-        filters: [await streetFilter(api),
+        filters: [await centerFilter(api, myCenter), await streetFilter(api),
           { param: 'state', label: t('状态'), options: [['', t('全部')], ['offline', t('离线')], ['online', t('在线')], ['printer_fault', t('打印机故障')], ['pending', t('待激活')]] },
           { param: 'alarm', label: t('告警'), options: [['', t('全部')], ['yes', t('有告警')], ['no', t('无告警')]] }],
         columns: [{ label: t('名称'), sort: 'name' }, { label: t('状态'), sort: 'action' }, { label: t('打印机') }, { label: t('扫描仪') }, { label: t('磁盘') },

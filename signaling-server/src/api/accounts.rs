@@ -42,7 +42,8 @@ pub fn parse_role(s: &str) -> ApiResult<Role> {
     })
 }
 
-const USER_COLUMNS: &str = "id, username, display_name, role, point_id, active, created_at, updated_at";
+const USER_COLUMNS: &str =
+    "id, username, display_name, role, point_id, active, created_at, updated_at, center_id";
 
 async fn skills_of(db: &Db, id: &str) -> ApiResult<Vec<Uuid>> {
     let rows = sqlx::query("SELECT line_id FROM operator_skills WHERE user_id = $1 ORDER BY line_id")
@@ -62,6 +63,7 @@ async fn user_from_row(db: &Db, r: &AnyRow) -> ApiResult<UserView> {
         point_id: r.try_get::<Option<String>, _>("point_id")?.map(|p| parse_id(&p)).transpose()?,
         active: get_flag(r, "active")?,
         skills: skills_of(db, &id).await?,
+        center_id: r.try_get::<Option<String>, _>("center_id")?.map(|c| parse_id(&c)).transpose()?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -134,11 +136,14 @@ async fn replace_skills(db: &Db, user: Uuid, lines: &[Uuid]) -> ApiResult<()> {
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct UsersQuery {
+    /// Only this acceptance center's operators and supervisors and the staff of points on its
+    /// streets (its id); an unknown center matches nothing.
+    #[param(value_type = Option<String>, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub center: Option<String>,
     /// Search: part of the username or display name (case-insensitive), 1–64 characters.
     #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub q: Option<String>,
-    /// Only committee staff of points in this street (街镇), exactly. (Acceptance centers, #16
-    /// item 6, will add `center` for operators and supervisors.)
+    /// Only committee staff of points in this street (街镇), exactly.
     #[param(min_length = 1, max_length = 32, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub street: Option<String>,
     /// `admin`, `supervisor`, `operator` or `staff`.
@@ -179,7 +184,9 @@ pub async fn list(
         q.offset.as_deref(),
         &["username", "display_name", "role", "state", "created"],
         "username",
-    )?;
+    )?
+    .in_center(&state.db, q.center.as_deref())
+    .await?;
     let role = enum_param("role", q.role.as_deref(), &["admin", "supervisor", "operator", "staff"])?;
     let active = enum_param("state", q.state.as_deref(), &["active", "disabled"])?.map(|s| s == "active");
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -196,6 +203,10 @@ pub async fn list(
         let row_role: String = r.try_get("role")?;
         if l.matches(&[&username, &display_name])
             && l.street.as_deref().is_none_or(|s| street.as_deref() == Some(s))
+            && l.center_has(
+                street.as_deref(),
+                r.try_get::<Option<String>, _>("center_id")?.and_then(|c| parse_id(&c).ok()),
+            )
             && role.is_none_or(|x| x == row_role)
             && active.is_none_or(|a| get_flag(r, "active").is_ok_and(|f| f == a))
         {

@@ -172,7 +172,29 @@ async fn item_from_row(db: &Db, r: &AnyRow) -> ApiResult<ItemView> {
         description: r.try_get("description")?,
         active: get_flag(r, "active")?,
         materials: materials_of(db, &id).await?,
+        streets: streets_of_item(db, &id).await?,
     })
+}
+
+async fn streets_of_item(db: &Db, item: &str) -> ApiResult<Vec<String>> {
+    let rows = sqlx::query("SELECT street FROM item_streets WHERE item_id = $1 ORDER BY street")
+        .bind(item)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get("street")?)).collect()
+}
+
+/// The street of the point a terminal or a committee staff member belongs to: their catalogue
+/// lists only the items offered there.
+async fn street_of_caller(db: &Db, p: &Principal) -> ApiResult<Option<String>> {
+    let Some(point) = p.point_id.filter(|_| matches!(p.role, Role::Terminal | Role::Staff)) else {
+        return Ok(None);
+    };
+    let row = sqlx::query("SELECT street FROM service_points WHERE id = $1")
+        .bind(point.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(row.map(|r| r.try_get("street")).transpose()?)
 }
 
 pub async fn load_item(db: &Db, id: Uuid) -> ApiResult<Option<ItemView>> {
@@ -197,7 +219,8 @@ pub struct ItemFilter {
     pub q: Option<String>,
 }
 
-/// List service items with their materials.
+/// List service items with their materials. A terminal or a committee staff member sees only
+/// the items offered on its point's street.
 #[utoipa::path(get, path = "/api/v1/items", tag = "catalog", params(ItemFilter),
     responses((status = 200, body = [ItemView]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_items(
@@ -215,10 +238,12 @@ pub async fn list_items(
     .bind(f.remote.map(flag))
     .fetch_all(&state.db.pool)
     .await?;
+    let street = street_of_caller(&state.db, &p).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let item = item_from_row(&state.db, r).await?;
-        if q.as_deref().is_none_or(|q| item.name.contains(q) || item.code.contains(q)) {
+        let here = street.as_ref().is_none_or(|s| item.streets.is_empty() || item.streets.contains(s));
+        if here && q.as_deref().is_none_or(|q| item.name.contains(q) || item.code.contains(q)) {
             out.push(item);
         }
     }

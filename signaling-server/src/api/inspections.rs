@@ -63,6 +63,9 @@ async fn deny(state: &AppState, p: &Principal, action: &'static str, target: Uui
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct InspectionsQuery {
+    /// Only rows of this acceptance center's streets (its id); an unknown center matches nothing.
+    #[param(value_type = Option<String>, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub center: Option<String>,
     /// `overdue`, `due`, `upcoming`, `done` or `all` (default): the points whose inspection
     /// stands so.
     #[param(pattern = "^(overdue|due|upcoming|done|all)$")]
@@ -71,8 +74,7 @@ pub struct InspectionsQuery {
     /// 1–64 characters.
     #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub q: Option<String>,
-    /// Only points in this street (街镇), exactly. (Acceptance centers, #16 item 6, will add
-    /// `center`.)
+    /// Only points in this street (街镇), exactly.
     #[param(min_length = 1, max_length = 32, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub street: Option<String>,
     /// `action` (default: overdue, then due, then by due day), `point`, `due` or `last`
@@ -119,7 +121,9 @@ pub async fn list(
         q.offset.as_deref(),
         &["action", "point", "due", "last"],
         "action",
-    )?;
+    )?
+    .in_center(&state.db, q.center.as_deref())
+    .await?;
     let want = match q.state.as_deref().unwrap_or("all") {
         "all" => None,
         "overdue" => Some(InspectionState::Overdue),

@@ -9,8 +9,10 @@
 //! parameter is refused (400). Lists of this size are filtered in memory after one query, so
 //! derived states (online, overdue, open now) filter and sort like stored columns.
 //!
-//! Acceptance centers (#16 item 6) do not exist yet: when they land, each list gains a `center`
-//! parameter here (`Listing::center`) next to `street`.
+//! Acceptance centers (#16 item 6): every list takes `center` (a center's id) next to `street`,
+//! keeping the rows of the center's streets (and, for accounts, its operators and supervisors);
+//! an unknown center matches nothing, as an unknown street does. The console's supervisor
+//! pages pass their own center by default (`Listing::in_center`).
 
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -64,12 +66,26 @@ pub fn enum_param<'a>(name: &str, v: Option<&'a str>, allowed: &[&str]) -> ApiRe
     }
 }
 
+/// Schema pattern of an id parameter: a lower-case hyphenated UUID, exactly.
+pub const UUID_PATTERN: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+
+/// A strictly read id parameter: a lower-case hyphenated UUID ([`UUID_PATTERN`]).
+pub fn uuid_param(name: &str, v: Option<&str>) -> ApiResult<Option<uuid::Uuid>> {
+    let Some(v) = v else { return Ok(None) };
+    match uuid::Uuid::try_parse(v) {
+        Ok(id) if id.hyphenated().to_string() == v => Ok(Some(id)),
+        _ => Err(ApiError::bad_request(format!("{name} 须为小写带连字符的 UUID (invalid {name})"))),
+    }
+}
+
 /// The common list parameters, checked.
 #[derive(Debug, Clone)]
 pub struct Listing {
     /// Lower-cased search text.
     pub q: Option<String>,
     pub street: Option<String>,
+    /// The `center` filter and its streets (empty for an unknown center).
+    pub center: Option<(uuid::Uuid, std::collections::BTreeSet<String>)>,
     /// The sort key (one of the list's keys) and whether descending (`-key`).
     pub sort: String,
     pub desc: bool,
@@ -107,7 +123,24 @@ impl Listing {
         let limit = int_param("limit", limit, 1, MAX_LIMIT)?.map(|n| usize::try_from(n).unwrap_or(0));
         let offset =
             int_param("offset", offset, 0, MAX_OFFSET)?.map_or(0, |n| usize::try_from(n).unwrap_or(0));
-        Ok(Self { q, street, sort, desc, limit, offset })
+        Ok(Self { q, street, center: None, sort, desc, limit, offset })
+    }
+
+    /// Adds the `center` filter (strictly read; an unknown center keeps no row).
+    pub async fn in_center(mut self, db: &crate::db::Db, center: Option<&str>) -> ApiResult<Self> {
+        if let Some(id) = uuid_param("center", center)? {
+            let streets = super::centers::streets_of_center(db, id).await?.unwrap_or_default();
+            self.center = Some((id, streets));
+        }
+        Ok(self)
+    }
+
+    /// Whether a row of `street` (and of an account's `center`, if any) is in the wanted
+    /// center; true without a center filter.
+    pub fn center_has(&self, street: Option<&str>, center: Option<uuid::Uuid>) -> bool {
+        self.center
+            .as_ref()
+            .is_none_or(|(id, streets)| center == Some(*id) || street.is_some_and(|s| streets.contains(s)))
     }
 
     /// Whether any of `fields` contains the search text (case-insensitive); true without one.
@@ -117,7 +150,7 @@ impl Listing {
 
     /// Whether `street` is the wanted street; true without a street filter.
     pub fn street_is(&self, street: &str) -> bool {
-        self.street.as_deref().is_none_or(|s| s == street)
+        self.street.as_deref().is_none_or(|s| s == street) && self.center_has(Some(street), None)
     }
 
     /// Sorts with `cmp` (ascending by the chosen key; reversed for `-key`), then pages.

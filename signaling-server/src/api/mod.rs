@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod centers;
 pub mod inspections;
 pub mod listing;
 pub mod point_today;
@@ -39,7 +40,7 @@ pub const MAX_URI_BYTES: usize = 2048;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "帮办 Bangban API", description = "远程虚拟窗口 remote virtual window: REST API for the console, terminals and admin"),
-    tags((name = "auth"), (name = "accounts"), (name = "points"), (name = "catalog"), (name = "terminals"), (name = "tickets"), (name = "audit"), (name = "stats"), (name = "rectifications"), (name = "calendar"), (name = "cases"), (name = "materials"), (name = "health")),
+    tags((name = "auth"), (name = "accounts"), (name = "points"), (name = "catalog"), (name = "centers"), (name = "terminals"), (name = "tickets"), (name = "audit"), (name = "stats"), (name = "rectifications"), (name = "calendar"), (name = "cases"), (name = "materials"), (name = "health")),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
@@ -176,6 +177,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::update))
         .routes(routes!(accounts::reset_password))
         .routes(routes!(accounts::set_skills))
+        .routes(routes!(centers::set_user_center))
+        .routes(routes!(centers::list, centers::create))
+        .routes(routes!(centers::update))
+        .routes(routes!(centers::set_item_streets))
         .routes(routes!(points::list, points::create))
         .routes(routes!(points::get, points::update))
         .routes(routes!(points::close))
@@ -308,6 +313,18 @@ fn finish(doc: &mut utoipa::openapi::OpenApi) {
                 for variant in variants.iter_mut().filter_map(|v| v.as_object_mut()) {
                     variant.insert("additionalProperties".into(), false.into());
                 }
+            }
+        }
+        // Lists of streets (`centers::check_streets`): bounded, each a bounded text.
+        let street = serde_json::json!({ "type": "string", "maxLength": centers::MAX_NAME_CHARS,
+            "pattern": shared::api::TEXT_PATTERN });
+        for name in ["CreateCenterRequest", "UpdateCenterRequest", "SetItemStreetsRequest"] {
+            if let Some(streets) = schemas.get_mut(name).and_then(|s| s.pointer_mut("/properties/streets")) {
+                let nullable = name == "UpdateCenterRequest";
+                let ty =
+                    if nullable { serde_json::json!(["array", "null"]) } else { serde_json::json!("array") };
+                *streets =
+                    serde_json::json!({ "type": ty, "maxItems": shared::api::MAX_STREETS, "items": street });
             }
         }
         // Opening hours (`calendar::check_opening_hours`).

@@ -110,12 +110,14 @@ async fn record_history(db: &Db, point: &PointView, actor: Option<Uuid>, action:
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct PointsQuery {
+    /// Only rows of this acceptance center's streets (its id); an unknown center matches nothing.
+    #[param(value_type = Option<String>, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub center: Option<String>,
     /// Search: part of the code, name, street, committee or address (case-insensitive), 1–64
     /// characters.
     #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub q: Option<String>,
-    /// Only points of this street (街镇), exactly. (Acceptance centers, #16 item 6, will add
-    /// `center`.)
+    /// Only points of this street (街镇), exactly.
     #[param(min_length = 1, max_length = 32, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub street: Option<String>,
     /// `open` or `closed` (the point's status).
@@ -167,7 +169,9 @@ pub async fn list(
         q.offset.as_deref(),
         &["code", "name", "street", "kind", "state", "updated"],
         "code",
-    )?;
+    )?
+    .in_center(&state.db, q.center.as_deref())
+    .await?;
     let status = enum_param("state", q.state.as_deref(), &["open", "closed"])?;
     let alarm = enum_param("alarm", q.alarm.as_deref(), &["yes", "no"])?;
     let alarmed = if alarm.is_some() { points_with_alarms(&state.db).await? } else { Default::default() };

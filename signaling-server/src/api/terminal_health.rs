@@ -78,6 +78,9 @@ pub fn alarm_from_row(r: &AnyRow) -> ApiResult<TerminalAlarmView> {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct HealthQuery {
+    /// Only rows of this acceptance center's streets (its id); an unknown center matches nothing.
+    #[param(value_type = Option<String>, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub center: Option<String>,
     /// Search: part of the terminal's or its point's name (case-insensitive), 1–64 characters.
     #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub q: Option<String>,
@@ -146,7 +149,9 @@ pub async fn board(
         q.offset.as_deref(),
         &["action", "point", "name", "last_seen"],
         "action",
-    )?;
+    )?
+    .in_center(&state.db, q.center.as_deref())
+    .await?;
     let want = enum_param("state", q.state.as_deref(), &["online", "offline", "pending", "printer_fault"])?;
     let alarm = enum_param("alarm", q.alarm.as_deref(), &["yes", "no"])?;
     let rows: Vec<TerminalHealthView> = health_rows(&state, None)

@@ -138,6 +138,9 @@ pub async fn reissue_code_in(
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct TerminalsQuery {
+    /// Only rows of this acceptance center's streets (its id); an unknown center matches nothing.
+    #[param(value_type = Option<String>, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub center: Option<String>,
     /// Search: part of the terminal's or its point's name (case-insensitive), 1–64 characters.
     #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub q: Option<String>,
@@ -182,7 +185,9 @@ pub async fn list(
         q.offset.as_deref(),
         &["point", "name", "state", "last_seen"],
         "point",
-    )?;
+    )?
+    .in_center(&state.db, q.center.as_deref())
+    .await?;
     let status = enum_param("state", q.state.as_deref(), &["pending", "active", "revoked"])?;
     let alarm = enum_param("alarm", q.alarm.as_deref(), &["yes", "no"])?;
     let alarmed: std::collections::HashSet<Uuid> = if alarm.is_some() {

@@ -44,6 +44,7 @@ impl Driver {
         let core = Core::new(
             CoreSettings {
                 ring_timeout_ms: settings.ring_timeout_ms,
+                overflow_after_ms: settings.overflow_after_ms,
                 resume_window_ms: settings.resume_window_ms,
                 max_open_tickets_per_terminal: settings.max_open_tickets_per_terminal.max(1),
                 ice: settings.ice,
@@ -131,18 +132,24 @@ impl Driver {
         let now = now_ms();
         match ev {
             Event::Connect { party, outbox, reply } => {
-                let skills = if party.role == Role::Operator {
-                    store::skills(&self.db, party.id).await.unwrap_or_else(|e| {
+                let (skills, center) = if party.role == Role::Operator {
+                    let skills = store::skills(&self.db, party.id).await.unwrap_or_else(|e| {
                         tracing::error!(error = %e, "cannot load an operator's skills");
                         Vec::new()
-                    })
+                    });
+                    // No center on a failed lookup: the operator serves district-wide.
+                    let center = store::operator_center(&self.db, party.id).await.unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "cannot load an operator's center");
+                        None
+                    });
+                    (skills, center)
                 } else {
-                    Vec::new()
+                    (Vec::new(), None)
                 };
                 let conn = outbox.conn;
                 self.out.attach(party.id, outbox);
                 self.replies.insert(conn, reply);
-                self.feed(Input::Connect { party, conn, skills }, now).await;
+                self.feed(Input::Connect { party, conn, skills, center }, now).await;
             }
             Event::Message { party, conn, msg } => {
                 let lookup = self.lookup(party, &msg, now).await;
@@ -212,13 +219,14 @@ impl Driver {
                     self.flush().await;
                     let terminal = req.terminal;
                     match self.create_ticket(&req, now).await {
-                        Ok(view) => {
+                        Ok((view, center)) => {
                             let recording = req.recording_consent == Some(true);
                             let input = Input::TicketCreated {
                                 terminal,
                                 request_id: req.request_id,
                                 view,
                                 recording,
+                                center,
                             };
                             let mut next: VecDeque<Output> = self.core.handle(input, now).into();
                             next.extend(queue);
@@ -312,7 +320,11 @@ impl Driver {
     }
 
     /// Checks a ticket request against the database and stores the ticket with its event.
-    async fn create_ticket(&self, req: &TicketRequest, now: i64) -> Result<TicketView, Refusal> {
+    async fn create_ticket(
+        &self,
+        req: &TicketRequest,
+        now: i64,
+    ) -> Result<(TicketView, Option<Uuid>), Refusal> {
         let internal = |e: sqlx::Error| {
             tracing::error!(error = %e, "ticket lookup failed");
             refuse(ErrorCode::Internal, "取号失败，请重试 (could not take a ticket, retry)")
@@ -335,6 +347,13 @@ impl Driver {
             .ok_or_else(|| refuse(ErrorCode::NotFound, "服务点不存在 (no such point)"))?;
         if !open {
             return Err(refuse(ErrorCode::Unavailable, "服务点已关闭 (point closed)"));
+        }
+        let (center, offered) = store::point_scope(&self.db, point, req.item_id).await.map_err(internal)?;
+        if !offered {
+            return Err(refuse(
+                ErrorCode::Forbidden,
+                "本服务点所在街道不提供该事项，请选择其他事项 (item not offered on this point's street)",
+            ));
         }
         // Opening hours: only a point with structured hours is ever outside them.
         if let Some(hours) = crate::api::points::schedule(&self.db, point).await.map_err(internal)? {
@@ -382,7 +401,7 @@ impl Driver {
             now,
         );
         store::insert_ticket(&self.db, &new, &event).await.map_err(internal)?;
-        Ok(TicketView {
+        let view = TicketView {
             ticket_id: id,
             number: number.clone(),
             item_id: req.item_id,
@@ -396,7 +415,8 @@ impl Driver {
             id_number_masked: new.id_number_masked.clone(),
             waited_secs: 0,
             assisted_by: staff.map(|(_, name)| name),
-        })
+        };
+        Ok((view, center))
     }
 
     /// The staff member signed in at the kiosk, from their access token: role `staff`, active,

@@ -84,6 +84,8 @@ pub enum Event {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub ring_timeout_ms: i64,
+    /// A center's tickets wait this long for its own operators (0 = no center preference).
+    pub overflow_after_ms: i64,
     pub resume_window_ms: i64,
     pub ice: IceConfig,
     /// Verifies the staff access tokens that come with `take_ticket`.

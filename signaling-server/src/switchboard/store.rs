@@ -315,6 +315,45 @@ pub async fn point_info(db: &Db, point: Uuid) -> Result<Option<(String, String, 
         .transpose()
 }
 
+/// The acceptance center of an operator's account, if any.
+pub async fn operator_center(db: &Db, user: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    let row = sqlx::query("SELECT center_id FROM users WHERE id = $1")
+        .bind(user.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    match row.map(|r| r.try_get::<Option<String>, _>("center_id")).transpose()?.flatten() {
+        Some(c) => Ok(Some(crate::db::parse_id(&c)?)),
+        None => Ok(None),
+    }
+}
+
+/// A point's acceptance center (through its street) and whether `item` is offered on its
+/// street (an item with no street rows is offered everywhere).
+pub async fn point_scope(db: &Db, point: Uuid, item: Uuid) -> Result<(Option<Uuid>, bool), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT p.street, cs.center_id FROM service_points p \
+         LEFT JOIN center_streets cs ON cs.street = p.street WHERE p.id = $1",
+    )
+    .bind(point.to_string())
+    .fetch_optional(&db.pool)
+    .await?;
+    let Some(row) = row else { return Ok((None, false)) };
+    let street: String = row.try_get("street")?;
+    let center = match row.try_get::<Option<String>, _>("center_id")? {
+        Some(c) => Some(crate::db::parse_id(&c)?),
+        None => None,
+    };
+    let streets = sqlx::query("SELECT street FROM item_streets WHERE item_id = $1")
+        .bind(item.to_string())
+        .fetch_all(&db.pool)
+        .await?;
+    let mut offered = streets.is_empty();
+    for r in &streets {
+        offered |= r.try_get::<String, _>("street")? == street;
+    }
+    Ok((center, offered))
+}
+
 pub async fn skills(db: &Db, user: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
     let rows = sqlx::query("SELECT line_id FROM operator_skills WHERE user_id = $1")
         .bind(user.to_string())
@@ -361,6 +400,8 @@ pub struct OpenTicket {
     pub status: String,
     /// The resident agreed that the call is recorded.
     pub recording: bool,
+    /// The acceptance center of the ticket's point.
+    pub center: Option<Uuid>,
 }
 
 /// Tickets left `waiting` or `in_call` by a previous run, oldest first.
@@ -368,9 +409,9 @@ pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT t.id, t.number, t.service_day, t.point_id, t.terminal_id, t.item_id, t.line_id, t.priority, \
          t.resident_name_masked, t.id_number_masked, t.status, t.created_at, t.assisted_by_name, t.recording_consent, \
-         i.name AS item_name, l.name AS line_name, p.name AS point_name FROM tickets t \
+         i.name AS item_name, l.name AS line_name, p.name AS point_name, cs.center_id FROM tickets t \
          JOIN service_items i ON i.id = t.item_id JOIN business_lines l ON l.id = t.line_id \
-         JOIN service_points p ON p.id = t.point_id \
+         JOIN service_points p ON p.id = t.point_id LEFT JOIN center_streets cs ON cs.street = p.street \
          WHERE t.status IN ('waiting', 'in_call') ORDER BY t.created_at",
     )
     .fetch_all(&db.pool)
@@ -402,6 +443,10 @@ pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
                 service_day: r.try_get("service_day")?,
                 status: r.try_get("status")?,
                 recording: r.try_get::<Option<i32>, _>("recording_consent")?.is_some_and(|v| v == 1),
+                center: r
+                    .try_get::<Option<String>, _>("center_id")?
+                    .map(|c| crate::db::parse_id(&c))
+                    .transpose()?,
             })
         })
         .collect()

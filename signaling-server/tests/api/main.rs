@@ -15,6 +15,7 @@ mod cases_outbox;
 mod cases_problems;
 mod cases_reports;
 mod catalog;
+mod centers;
 mod district_lists;
 mod health;
 mod hostile;

@@ -48,6 +48,8 @@ pub const BOARD_INTERVAL_MS: i64 = 1000;
 #[derive(Debug, Clone)]
 pub struct CoreSettings {
     pub ring_timeout_ms: i64,
+    /// A center's tickets wait this long for its own operators (0 = no center preference).
+    pub overflow_after_ms: i64,
     pub resume_window_ms: i64,
     /// Open tickets one terminal may hold at once (1: a kiosk serves one resident at a time).
     pub max_open_tickets_per_terminal: usize,
@@ -71,11 +73,13 @@ pub enum Lookup {
 /// Inputs of the core.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// A party authenticated on a new connection (`skills` looked up for operators).
+    /// A party authenticated on a new connection (`skills` and the acceptance `center`
+    /// looked up for operators).
     Connect {
         party: PartyInfo,
         conn: Uuid,
         skills: Vec<Uuid>,
+        center: Option<Uuid>,
     },
     Message {
         party: Uuid,
@@ -90,6 +94,8 @@ pub enum Input {
         view: TicketView,
         /// The resident agreed that the call is recorded.
         recording: bool,
+        /// The acceptance center of the ticket's point (by its street).
+        center: Option<Uuid>,
     },
     Disconnect {
         party: Uuid,
@@ -167,6 +173,8 @@ pub(crate) struct PartyRt {
     pub(crate) info: PartyInfo,
     pub(crate) conn: Option<Uuid>,
     pub(crate) skills: Vec<Uuid>,
+    /// An operator's acceptance center.
+    pub(crate) center: Option<Uuid>,
     /// Operator has been registered with the dispatcher.
     pub(crate) dispatched: bool,
 }
@@ -281,7 +289,11 @@ pub struct Core {
 
 impl Core {
     pub fn new(settings: CoreSettings, line_names: HashMap<Uuid, String>) -> Self {
-        let config = dispatch::Config { ring_timeout_ms: settings.ring_timeout_ms, ..Default::default() };
+        let config = dispatch::Config {
+            ring_timeout_ms: settings.ring_timeout_ms,
+            overflow_after_ms: settings.overflow_after_ms,
+            ..Default::default()
+        };
         Self {
             settings,
             dispatcher: Dispatcher::new(config),
@@ -304,7 +316,7 @@ impl Core {
     /// end of every input.
     pub fn handle(&mut self, input: Input, now: i64) -> Vec<Output> {
         match input {
-            Input::Connect { party, conn, skills } => self.connect(party, conn, skills, now),
+            Input::Connect { party, conn, skills, center } => self.connect(party, conn, skills, center, now),
             Input::Message { party, conn, msg, lookup } => {
                 let kind = msg.kind();
                 if self.parties.get(&party).and_then(|p| p.conn) == Some(conn)
@@ -313,8 +325,8 @@ impl Core {
                     self.send(party, ServerMsg::error(code, message, Some(kind)));
                 }
             }
-            Input::TicketCreated { terminal, request_id, view, recording } => {
-                self.ticket_created(terminal, request_id, view, recording, now)
+            Input::TicketCreated { terminal, request_id, view, recording, center } => {
+                self.ticket_created(terminal, request_id, view, recording, center, now)
             }
             Input::Disconnect { party, conn } => self.disconnect(party, conn, now),
             Input::Kick { party, reason } => {
@@ -670,6 +682,10 @@ pub fn dispatch_refusal(e: &dispatch::DispatchError) -> Refusal {
         E::NotSkilled(..) => refuse(ErrorCode::Forbidden, "您不负责该条线 (not your line)"),
         E::OfferExpired(_) => refuse(ErrorCode::Conflict, "来电已超时 (the offer expired)"),
         E::NotOffered(..) => refuse(ErrorCode::Conflict, "该来电未分配给您 (not offered to you)"),
+        E::OtherCenter(_) => refuse(
+            ErrorCode::Forbidden,
+            "该号票属于其他受理中心，超过等待时限后方可接办 (another center's ticket before its overflow)",
+        ),
         _ => refuse(ErrorCode::Conflict, "当前状态不允许此操作 (not allowed in the current state)"),
     }
 }

@@ -5,7 +5,7 @@ use shared::protocol::{OperatorStateView, Party, Role, ServerMsg, SessionEndReas
 use uuid::Uuid;
 
 use super::{Core, Output, PartyInfo, PartyRt, Refusal, SessState, TicketRt};
-use crate::dispatch::{LineId, Millis, OperatorId, TicketId};
+use crate::dispatch::{CenterId, LineId, Millis, OperatorId, TicketId};
 use crate::switchboard::store::{OpenTicket, Write};
 use crate::switchboard::wire::{op_view, to_dispatch_priority};
 
@@ -31,6 +31,7 @@ impl Core {
             }
             let line = t.view.line_id;
             let priority = to_dispatch_priority(t.view.priority);
+            let center = t.center.map(CenterId);
             self.line_names.entry(line).or_insert_with(|| t.view.line_name.clone());
             self.tickets.insert(
                 id,
@@ -53,10 +54,10 @@ impl Core {
                 );
                 // An interrupted call goes ahead of the queue, like a transfer.
                 self.dispatcher
-                    .enqueue(TicketId(id), LineId(line), priority, Millis(now))
+                    .enqueue_in(TicketId(id), LineId(line), priority, center, Millis(now))
                     .and_then(|_| self.dispatcher.requeue(TicketId(id), LineId(line), priority, Millis(now)))
             } else {
-                self.dispatcher.enqueue(TicketId(id), LineId(line), priority, Millis(now))
+                self.dispatcher.enqueue_in(TicketId(id), LineId(line), priority, center, Millis(now))
             };
             if let Err(e) = enq.and_then(|_| self.dispatcher.suspend(TicketId(id), Millis(now))) {
                 tracing::error!(error = %e, "cannot recover a ticket");
@@ -68,6 +69,7 @@ impl Core {
                 info: PartyInfo { id: t.terminal, role: Role::Terminal, point_id: None, name: String::new() },
                 conn: None,
                 skills: Vec::new(),
+                center: None,
                 dispatched: false,
             });
             recovered += 1;
@@ -79,7 +81,14 @@ impl Core {
         std::mem::take(&mut self.out)
     }
 
-    pub(super) fn connect(&mut self, info: PartyInfo, conn: Uuid, skills: Vec<Uuid>, now: i64) {
+    pub(super) fn connect(
+        &mut self,
+        info: PartyInfo,
+        conn: Uuid,
+        skills: Vec<Uuid>,
+        center: Option<Uuid>,
+        now: i64,
+    ) {
         let id = info.id;
         if info.role == Role::Operator {
             self.operator_names.insert(id, info.name.clone());
@@ -89,15 +98,18 @@ impl Core {
             info: info.clone(),
             conn: None,
             skills: Vec::new(),
+            center: None,
             dispatched: false,
         });
         entry.info = info.clone();
         entry.conn = Some(conn);
         entry.skills = skills.clone();
+        entry.center = center;
         let dispatched = entry.dispatched;
         if dispatched {
             let lines: Vec<LineId> = skills.iter().copied().map(LineId).collect();
-            let r = self.dispatcher.set_skills(OperatorId(id), &lines, Millis(now));
+            let center = center.map(CenterId);
+            let r = self.dispatcher.set_skills_in(OperatorId(id), &lines, center, Millis(now));
             self.apply(r, now);
         }
         tracing::info!(role = %info.role, resumed, "party connected");
@@ -338,7 +350,8 @@ impl Core {
         }
         p.dispatched = true;
         let lines: Vec<LineId> = p.skills.iter().copied().map(LineId).collect();
-        let r = self.dispatcher.operator_online(OperatorId(op), &lines, Millis(now));
+        let center = p.center.map(CenterId);
+        let r = self.dispatcher.operator_online_in(OperatorId(op), &lines, center, Millis(now));
         self.apply(r, now);
     }
 

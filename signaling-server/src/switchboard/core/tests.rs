@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::*;
 
 const RING_MS: i64 = 20_000;
+const OVERFLOW_MS: i64 = 120_000;
 const WINDOW_MS: i64 = 60_000;
 
 fn id(n: u128) -> Uuid {
@@ -33,12 +34,17 @@ struct H {
     next: u128,
     /// Every output so far, in order.
     log: Vec<Output>,
+    /// Operators' acceptance centers, looked up at the edge when they connect.
+    centers: HashMap<Uuid, Uuid>,
+    /// The center of the terminals' point.
+    point_center: Option<Uuid>,
 }
 
 impl H {
     fn new() -> Self {
         let settings = CoreSettings {
             ring_timeout_ms: RING_MS,
+            overflow_after_ms: OVERFLOW_MS,
             resume_window_ms: WINDOW_MS,
             max_open_tickets_per_terminal: 1,
             ice: crate::ice::IceConfig::default(),
@@ -50,6 +56,8 @@ impl H {
             conns: HashMap::new(),
             next: 10_000,
             log: Vec::new(),
+            centers: HashMap::new(),
+            point_center: None,
         }
     }
 
@@ -70,7 +78,8 @@ impl H {
         let name = format!("{role}-{}", who.as_u128());
         let point_id = (role == Role::Terminal).then(|| id(POINT));
         let skills = if role == Role::Operator { vec![id(LINE), id(LINE + 1)] } else { Vec::new() };
-        self.feed(Input::Connect { party: PartyInfo { id: who, role, point_id, name }, conn, skills })
+        let center = self.centers.get(&who).copied();
+        self.feed(Input::Connect { party: PartyInfo { id: who, role, point_id, name }, conn, skills, center })
     }
 
     fn drop_conn(&mut self, who: Uuid) -> Vec<Output> {
@@ -104,7 +113,14 @@ impl H {
             }
             let ticket = self.fresh();
             let view = ticket_view(ticket, req.priority, req.item_id);
-            outs.extend(self.feed(Input::TicketCreated { terminal, request_id, view, recording: false }));
+            let center = self.point_center;
+            outs.extend(self.feed(Input::TicketCreated {
+                terminal,
+                request_id,
+                view,
+                recording: false,
+                center,
+            }));
         }
         outs
     }
@@ -250,7 +266,7 @@ fn take_ticket_is_admitted_issued_after_it_is_stored_and_queued() {
     assert_eq!((req.point, req.priority), (id(POINT), Priority::Elderly));
     assert!(to(&outs, t).is_empty(), "nothing issued before it is stored");
     let view = ticket_view(id(50), Priority::Elderly, id(ITEM));
-    let outs = h.feed(Input::TicketCreated { terminal: t, request_id, view, recording: false });
+    let outs = h.feed(Input::TicketCreated { terminal: t, request_id, view, recording: false, center: None });
     let msgs = to(&outs, t);
     assert!(matches!(msgs[0], ServerMsg::TicketIssued { .. }));
     assert!(msgs.iter().any(|m| matches!(m, ServerMsg::QueuePosition { position: 1, .. })));
@@ -1433,4 +1449,50 @@ mod supervision {
             assert_eq!(h.core.parties[&spec].skills, vec![id(LINE), id(LINE + 1)]);
         }
     }
+}
+
+/// #16 item 6: a point's tickets ring its own center's operators first; an operator of another
+/// center is rung only at the overflow instant, by a tick alone.
+#[test]
+fn a_centers_ticket_rings_another_centers_operator_only_at_the_overflow() {
+    let mut h = H::new();
+    let (t, own, other) = (id(1), id(2), id(3));
+    h.centers = HashMap::from([(own, id(61)), (other, id(62))]);
+    h.point_center = Some(id(61));
+    h.connect(t, Role::Terminal);
+    // Both idle, the other center's operator longest: the point's own center rings first.
+    h.available(other);
+    h.available(own);
+    let outs = h.take(t, Priority::Normal);
+    assert!(ringing(&to(&outs, own)).is_some(), "own center first");
+    assert_eq!(ringing(&to(&outs, other)), None);
+    let ticket = ringing(&to(&outs, own)).unwrap_or_default();
+    let outs = h.msg(own, ClientMsg::Accept { ticket_id: ticket });
+    assert!(started(&to(&outs, own)).is_some(), "{outs:?}");
+
+    // Their own operator in that call: the next resident of the point waits for the overflow.
+    let t2 = id(4);
+    h.connect(t2, Role::Terminal);
+    let taken_at = h.now;
+    let outs = h.take(t2, Priority::Normal);
+    assert_eq!(ringing(&to(&outs, other)), None, "not before the overflow");
+    let second = to(&outs, t2)
+        .iter()
+        .find_map(|m| match m {
+            ServerMsg::TicketIssued { ticket, .. } => Some(ticket.ticket_id),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let outs = h.msg(other, ClientMsg::Pick { ticket_id: second });
+    assert_eq!(error_code(&to(&outs, other)), Some(ErrorCode::Forbidden), "no pick before the overflow");
+    // The driver sleeps until the core's next deadline: the overflow is one of them.
+    let overflow = taken_at + OVERFLOW_MS;
+    assert_eq!(h.core.dispatcher.next_deadline(), Some(crate::dispatch::Millis(overflow)));
+    assert!(h.core.next_deadline().is_some_and(|d| d <= overflow));
+    h.now = taken_at + OVERFLOW_MS - 1;
+    let outs = h.feed(Input::Tick);
+    assert_eq!(ringing(&to(&outs, other)), None, "not a millisecond before");
+    h.now = taken_at + OVERFLOW_MS;
+    let outs = h.feed(Input::Tick);
+    assert_eq!(ringing(&to(&outs, other)), Some(second), "rung at the overflow with no other event");
 }

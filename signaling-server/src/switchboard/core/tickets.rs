@@ -6,7 +6,7 @@ use shared::protocol::{ErrorCode, ServerMsg, SessionEndReason, TicketCloseReason
 use uuid::Uuid;
 
 use super::{Core, Output, Refusal, TicketRequest, TicketRt, refuse};
-use crate::dispatch::{self, LineId, Millis, TicketId};
+use crate::dispatch::{self, CenterId, LineId, Millis, TicketId};
 use crate::switchboard::store::Write;
 use crate::switchboard::wire::{priority_str, to_dispatch_priority};
 
@@ -61,6 +61,7 @@ impl Core {
         request_id: Uuid,
         view: TicketView,
         recording: bool,
+        center: Option<Uuid>,
         now: i64,
     ) {
         let id = view.ticket_id;
@@ -83,8 +84,8 @@ impl Core {
         );
         self.requests.insert((terminal, request_id), id);
         self.send(terminal, ServerMsg::TicketIssued { ticket: view, request_id });
-        let r =
-            self.dispatcher.enqueue(TicketId(id), LineId(line), to_dispatch_priority(priority), Millis(now));
+        let (priority, center) = (to_dispatch_priority(priority), center.map(CenterId));
+        let r = self.dispatcher.enqueue_in(TicketId(id), LineId(line), priority, center, Millis(now));
         self.apply(r, now);
         self.send_position(id);
         self.board_dirty = true;
