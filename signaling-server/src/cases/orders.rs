@@ -873,7 +873,7 @@ async fn copy_ticket_contact(state: &AppState, order: Uuid, session: Uuid) -> Ap
 /// The committee staff member vouching at the kiosk, from their access token: role `staff`,
 /// active, of the terminal's point, and the token of their current generation (a password
 /// change or disabling ends it at once). Returns `(user id, display name)`.
-async fn kiosk_staff(state: &AppState, token: &str, point: Uuid) -> ApiResult<(Uuid, String)> {
+pub(crate) async fn kiosk_staff(state: &AppState, token: &str, point: Uuid) -> ApiResult<(Uuid, String)> {
     let invalid = || {
         ApiError::new(
             StatusCode::FORBIDDEN,
@@ -1171,6 +1171,9 @@ pub async fn worker(state: AppState) {
         }
         if let Err(e) = super::callbacks::sync(&state.db, now_ms()).await {
             tracing::error!(error = %e, "call-back tasks not created");
+        }
+        if let Err(e) = crate::api::appointments::sweep(&state, now_ms()).await {
+            tracing::error!(error = %e.message, "appointments not swept");
         }
         if let Err(e) = crate::inspections::flag_overdue(&state, now_ms()).await {
             tracing::error!(error = %e.message, "overdue inspections not flagged");

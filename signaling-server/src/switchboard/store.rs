@@ -419,3 +419,43 @@ pub async fn close_interrupted_sessions(db: &Db, now: i64) -> Result<u64, sqlx::
     .await?
     .rows_affected())
 }
+
+/// A booked appointment that may be checked in now with a ticket for `item` at `point`: booked
+/// for today (`day`), not past its slot end plus the no-show grace. Its slot `(start, end)`.
+pub async fn bookable_appointment(
+    db: &Db,
+    id: Uuid,
+    point: Uuid,
+    item: Uuid,
+    day: &str,
+    now: i64,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT slot_start, slot_end FROM appointments WHERE id = $1 AND point_id = $2 AND item_id = $3 \
+         AND service_day = $4 AND state = 'booked' AND slot_end + $5 > $6",
+    )
+    .bind(id.to_string())
+    .bind(point.to_string())
+    .bind(item.to_string())
+    .bind(day)
+    .bind(crate::appointments::NO_SHOW_GRACE_MS)
+    .bind(now)
+    .fetch_optional(&db.pool)
+    .await?;
+    row.map(|r| Ok((r.try_get("slot_start")?, r.try_get("slot_end")?))).transpose()
+}
+
+/// Marks a booked appointment checked in with `ticket`; `false` if it was no longer booked.
+pub async fn check_in_appointment(db: &Db, id: Uuid, ticket: Uuid, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE appointments SET state = 'checked_in', ticket_id = $1, checked_in_at = $2 \
+         WHERE id = $3 AND state = 'booked'",
+    )
+    .bind(ticket.to_string())
+    .bind(now)
+    .bind(id.to_string())
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    Ok(done == 1)
+}

@@ -90,6 +90,8 @@ pub enum Input {
         view: TicketView,
         /// The resident agreed that the call is recorded.
         recording: bool,
+        /// The slot `(start, end)` of the appointment checked in with it.
+        appointment: Option<(i64, i64)>,
     },
     Disconnect {
         party: Uuid,
@@ -152,6 +154,8 @@ pub struct TicketRequest {
     pub request_id: Uuid,
     pub staff_token: Option<Token>,
     pub recording_consent: Option<bool>,
+    /// The appointment checked in with this ticket (预约签到).
+    pub appointment_id: Option<Uuid>,
 }
 
 /// An error reply to the sender of a message.
@@ -313,8 +317,8 @@ impl Core {
                     self.send(party, ServerMsg::error(code, message, Some(kind)));
                 }
             }
-            Input::TicketCreated { terminal, request_id, view, recording } => {
-                self.ticket_created(terminal, request_id, view, recording, now)
+            Input::TicketCreated { terminal, request_id, view, recording, appointment } => {
+                self.ticket_created(terminal, request_id, view, recording, appointment, now)
             }
             Input::Disconnect { party, conn } => self.disconnect(party, conn, now),
             Input::Kick { party, reason } => {
@@ -449,6 +453,7 @@ impl Core {
                 request_id,
                 staff_token,
                 recording_consent,
+                appointment_id,
             } => {
                 self.require(from, Role::Terminal)?;
                 self.take_ticket(
@@ -461,6 +466,7 @@ impl Core {
                         request_id,
                         staff_token,
                         recording_consent,
+                        appointment_id,
                     },
                     now,
                 )

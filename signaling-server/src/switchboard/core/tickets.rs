@@ -61,6 +61,7 @@ impl Core {
         request_id: Uuid,
         view: TicketView,
         recording: bool,
+        appointment: Option<(i64, i64)>,
         now: i64,
     ) {
         let id = view.ticket_id;
@@ -83,8 +84,17 @@ impl Core {
         );
         self.requests.insert((terminal, request_id), id);
         self.send(terminal, ServerMsg::TicketIssued { ticket: view, request_id });
-        let r =
-            self.dispatcher.enqueue(TicketId(id), LineId(line), to_dispatch_priority(priority), Millis(now));
+        let r = match appointment {
+            Some((start, end)) => self.dispatcher.enqueue_appointment(
+                TicketId(id),
+                LineId(line),
+                (Millis(start), Millis(end)),
+                Millis(now),
+            ),
+            None => {
+                self.dispatcher.enqueue(TicketId(id), LineId(line), to_dispatch_priority(priority), Millis(now))
+            }
+        };
         self.apply(r, now);
         self.send_position(id);
         self.board_dirty = true;
