@@ -146,8 +146,8 @@ mod tests {
         for day in ["2026-01-01", "2026-01-02", "2026-01-03"] {
             assert!(labels(&all, day).is_empty(), "{day} is a holiday");
         }
-        assert_eq!(labels(&all, "2026-01-04").len(), 6, "make-up working day");
-        assert_eq!(labels(&all, "2026-01-05").len(), 6);
+        assert_eq!(labels(&all, "2026-01-04").len(), 8, "make-up working day, with Monday's hours");
+        assert_eq!(labels(&all, "2026-01-05").len(), 8);
         assert_eq!(all.last().unwrap().date, "2026-01-06", "seven days from today");
         assert!(all.iter().all(|s| s.free == 2 || s.start == ten.start));
     }
