@@ -211,6 +211,12 @@ pub async fn book(
     }
     let consent_text = check_text("consent_text", &req.consent_text, 500, false)?;
     let phone = check_phone(&req.phone)?;
+    let now = now_ms();
+    let (line, slots) = slots_for(&state, point, req.item_id, now, DAYS_AHEAD).await?;
+    let slot = slots
+        .iter()
+        .find(|s| s.start == req.slot_start)
+        .ok_or_else(|| ApiError::validation("该时段不可预约，请重新选择 (not a bookable slot)"))?;
     let (staff, staff_name) = match kiosk_staff(&state, req.staff_token.as_str(), point).await {
         Ok(s) => s,
         Err(e) => {
@@ -222,12 +228,6 @@ pub async fn book(
             return Err(e);
         }
     };
-    let now = now_ms();
-    let (line, slots) = slots_for(&state, point, req.item_id, now, DAYS_AHEAD).await?;
-    let slot = slots
-        .iter()
-        .find(|s| s.start == req.slot_start)
-        .ok_or_else(|| ApiError::validation("该时段不可预约，请重新选择 (not a bookable slot)"))?;
     let full = || ApiError::conflict("该时段已约满，请选择其他时段 (the slot is full)");
     if slot.free == 0 {
         return Err(full());
