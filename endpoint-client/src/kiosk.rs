@@ -234,7 +234,8 @@ impl Kiosk {
             return Err(ActionError::WrongPhase(self.phase.name()));
         }
         let request_id = Uuid::new_v4();
-        let msg = ClientMsg::TakeTicket { appointment_id: None,
+        let msg = ClientMsg::TakeTicket {
+            appointment_id: None,
             item_id,
             priority,
             resident: resident.clone(),
@@ -284,7 +285,8 @@ impl Kiosk {
     pub fn on_connected(&mut self, resumed: bool) -> Vec<Effect> {
         match &self.phase {
             Phase::Requesting { request_id, item_id, priority, resident, staff_token, recording_consent } => {
-                vec![Effect::Send(ClientMsg::TakeTicket { appointment_id: None,
+                vec![Effect::Send(ClientMsg::TakeTicket {
+                    appointment_id: None,
                     item_id: *item_id,
                     priority: *priority,
                     resident: resident.clone(),

@@ -61,7 +61,8 @@ fn client_examples() -> Vec<ClientMsg> {
         ClientMsg::Hello { v: 1, token: Some(Token::try_from("a.b.c").unwrap()), resume: None },
         ClientMsg::Hello { v: 1, token: None, resume: Some(Token::try_from("rt.x").unwrap()) },
         ClientMsg::Ping { seq: u64::MAX },
-        ClientMsg::TakeTicket { appointment_id: None,
+        ClientMsg::TakeTicket {
+            appointment_id: None,
             item_id: id(2),
             priority: Priority::Pregnant,
             resident: Some(ResidentDetails {
@@ -72,7 +73,8 @@ fn client_examples() -> Vec<ClientMsg> {
             staff_token: Some(Token::try_from("h.p.s").unwrap()),
             recording_consent: Some(true),
         },
-        ClientMsg::TakeTicket { appointment_id: None,
+        ClientMsg::TakeTicket {
+            appointment_id: None,
             item_id: id(2),
             priority: Priority::Normal,
             resident: None,

@@ -100,7 +100,11 @@ mod tests {
         OpeningHours {
             weekly: ranges
                 .iter()
-                .map(|&(o, c)| WeekdayHours { weekdays: vec![1, 2, 3, 4, 5], open: o.into(), close: c.into() })
+                .map(|&(o, c)| WeekdayHours {
+                    weekdays: vec![1, 2, 3, 4, 5],
+                    open: o.into(),
+                    close: c.into(),
+                })
                 .collect(),
             holiday_rule: HolidayRule::FollowCalendar,
             closures: Vec::new(),

@@ -1105,9 +1105,14 @@ impl Dispatcher {
         for line in o.skills.iter().filter_map(|l| self.lines.get(l)) {
             // After a run of appointments a waiting walk-in goes first (APPOINTMENT_RUN).
             let walk_in = (APPOINTMENT_CLASS + 1, 0);
-            let skip = line.appointment_run >= APPOINTMENT_RUN && line.offerable.range(walk_in..).next().is_some();
+            let skip =
+                line.appointment_run >= APPOINTMENT_RUN && line.offerable.range(walk_in..).next().is_some();
             let before = line.offerable.range(..(APPOINTMENT_CLASS, 0));
-            let rest = if skip { line.offerable.range(walk_in..) } else { line.offerable.range((APPOINTMENT_CLASS, 0)..) };
+            let rest = if skip {
+                line.offerable.range(walk_in..)
+            } else {
+                line.offerable.range((APPOINTMENT_CLASS, 0)..)
+            };
             // The head, plus the runner-up when the head avoids this operator.
             for c in before.chain(rest).take(2).map(|(&k, &id)| (k, id)) {
                 best = better(best, c);
@@ -1530,7 +1535,11 @@ mod tests {
             served.push(next);
             current = next;
         }
-        assert_eq!(served, vec![t(1), t(2), t(3), t(10), t(4), t(5)], "{APPOINTMENT_RUN} in a row, then the walk-in");
+        assert_eq!(
+            served,
+            vec![t(1), t(2), t(3), t(10), t(4), t(5)],
+            "{APPOINTMENT_RUN} in a row, then the walk-in"
+        );
     }
 
     #[test]

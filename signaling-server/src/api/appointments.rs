@@ -142,7 +142,10 @@ async fn slots_for(
     .await?;
     let mut booked = HashMap::new();
     for r in &rows {
-        booked.insert(r.try_get::<i64, _>("slot_start")?, u32::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0));
+        booked.insert(
+            r.try_get::<i64, _>("slot_start")?,
+            u32::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0),
+        );
     }
     Ok((info.line_id, appointments::slots(&roster, hours.as_ref(), &cal, now, days, capacity, &booked)))
 }
@@ -288,14 +291,25 @@ pub async fn book(
     .await?
     .try_get("n")?;
     if taken > i64::from(slot.capacity) {
-        sqlx::query("DELETE FROM appointments WHERE id = $1").bind(id.to_string()).execute(&state.db.pool).await?;
+        sqlx::query("DELETE FROM appointments WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&state.db.pool)
+            .await?;
         return Err(full());
     }
     let view = load(&state, id).await?.ok_or_else(ApiError::internal)?;
     let text = format!("您已预约 {} {}，签到码 {}", view.point_name, view.when, view.code);
-    let payload = json!({ "appointment_id": id, "point_id": point, "slot_start": view.slot_start, "text": text });
-    if let Err(e) =
-        crate::cases::outbox::enqueue(&state.db, "webhook", "appointment_booked", None, "appointment", payload).await
+    let payload =
+        json!({ "appointment_id": id, "point_id": point, "slot_start": view.slot_start, "text": text });
+    if let Err(e) = crate::cases::outbox::enqueue(
+        &state.db,
+        "webhook",
+        "appointment_booked",
+        None,
+        "appointment",
+        payload,
+    )
+    .await
     {
         tracing::error!(error = %e, "appointment confirmation not queued");
     }

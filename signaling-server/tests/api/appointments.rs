@@ -34,7 +34,8 @@ async fn setup(app: &TestApp, code: &str) -> (String, String, uuid::Uuid) {
         "weekly": [{ "weekdays": [1, 2, 3, 4, 5, 6, 7], "open": "00:00", "close": "24:00" }],
         "holiday_rule": "ignore_calendar",
     });
-    let (s, v) = app.call(Method::PUT, &format!("/api/v1/lines/{line}/roster"), Some(&admin), Some(roster)).await;
+    let (s, v) =
+        app.call(Method::PUT, &format!("/api/v1/lines/{line}/roster"), Some(&admin), Some(roster)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     (device, app.login("staff1").await, item)
 }
@@ -178,16 +179,24 @@ async fn hostile_values_and_wrong_callers_are_refused() {
     let (s, _) = app.post(BOOK, Some(&device), unknown_item).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
-    for q in ["item_id=x", "days=2", "item_id=&days=1", &format!("item_id={item}&days=0"),
-        &format!("item_id={item}&days=8"), &format!("item_id={item}&days=abc"), &format!("item_id={item}&x=1")]
-    {
+    for q in [
+        "item_id=x",
+        "days=2",
+        "item_id=&days=1",
+        &format!("item_id={item}&days=0"),
+        &format!("item_id={item}&days=8"),
+        &format!("item_id={item}&days=abc"),
+        &format!("item_id={item}&x=1"),
+    ] {
         let (s, e) = app.get(&format!("{SLOTS}?{q}"), Some(&device)).await;
         assert!(s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::BAD_REQUEST, "{q}: {s} {e}");
     }
     let (s, _) = app.get(&format!("{SLOTS}?item_id={item}"), Some(&operator)).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 
-    for code in [json!("12345"), json!("1234567"), json!("abcdef"), json!(123456), json!("１２３４５６"), json!("")] {
+    for code in
+        [json!("12345"), json!("1234567"), json!("abcdef"), json!(123456), json!("１２３４５６"), json!("")]
+    {
         let (s, e) = app.post(CHECK_IN, Some(&device), json!({ "code": code })).await;
         assert!(s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::BAD_REQUEST, "{code}: {s} {e}");
     }
@@ -199,7 +208,9 @@ async fn hostile_values_and_wrong_callers_are_refused() {
         let (s, _) = app.get(&format!("/api/v1/appointments?{q}"), Some(&sup)).await;
         assert!(s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::BAD_REQUEST, "{q}: {s}");
     }
-    let (s, _) = app.post(&format!("/api/v1/appointments/{}/cancel", uuid::Uuid::new_v4()), Some(&sup), json!({})).await;
+    let (s, _) = app
+        .post(&format!("/api/v1/appointments/{}/cancel", uuid::Uuid::new_v4()), Some(&sup), json!({}))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
@@ -219,7 +230,8 @@ async fn a_checked_in_appointment_is_served_before_an_earlier_walk_in_at_its_tim
     let (mut op, _) = available_operator(&app, "operator1").await;
     op.send(&ClientMsg::SetAvailability { available: false }).await;
     op.expect("away", |m| {
-        matches!(m, ServerMsg::OperatorStatus { state: shared::protocol::OperatorStateView::Away }).then_some(())
+        matches!(m, ServerMsg::OperatorStatus { state: shared::protocol::OperatorStateView::Away })
+            .then_some(())
     })
     .await;
     let (_, other_device) = app.enroll_terminal(1).await;
@@ -270,7 +282,10 @@ async fn a_checked_in_appointment_is_served_before_an_earlier_walk_in_at_its_tim
     assert_ne!(rung, walk_in_ticket);
     let (_, list) = app.get("/api/v1/appointments", Some(&app.login("supervisor").await)).await;
     let a = list.as_array().expect("list").iter().find(|a| a["id"] == booked["id"]).cloned().expect("listed");
-    assert_eq!((a["state"].as_str(), a["ticket_id"].as_str()), (Some("checked_in"), Some(ticket.to_string().as_str())));
+    assert_eq!(
+        (a["state"].as_str(), a["ticket_id"].as_str()),
+        (Some("checked_in"), Some(ticket.to_string().as_str()))
+    );
 
     // Checked in once: the code no longer finds it, nor can a second ticket use it.
     let (s, _) = app.post(CHECK_IN, Some(&device), json!({ "code": booked["code"] })).await;
@@ -292,9 +307,17 @@ async fn the_sweep_marks_an_appointment_not_checked_in_as_a_no_show() {
     assert_eq!(sweep(&app.state, end + grace).await.expect("sweep"), (1, 0), "missed");
     assert_eq!(sweep(&app.state, end + grace).await.expect("sweep"), (0, 0), "once");
     let sup = app.login("supervisor").await;
-    let (_, list) = app.get(&format!("/api/v1/appointments?date={}", slot["date"].as_str().expect("date")), Some(&sup)).await;
+    let (_, list) = app
+        .get(&format!("/api/v1/appointments?date={}", slot["date"].as_str().expect("date")), Some(&sup))
+        .await;
     assert_eq!(list[0]["state"], "no_show", "{list}");
     assert_eq!(app.audit("appointment.sweep").await.len(), 1);
-    let (s, _) = app.post(&format!("/api/v1/appointments/{}/cancel", booked["id"].as_str().expect("id")), Some(&sup), json!({})).await;
+    let (s, _) = app
+        .post(
+            &format!("/api/v1/appointments/{}/cancel", booked["id"].as_str().expect("id")),
+            Some(&sup),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "a no-show is not cancelled");
 }

@@ -256,7 +256,12 @@ async fn every_endpoint_checks_authentication_and_role() {
             })),
             &[Terminal],
         ),
-        (Method::POST, "/api/v1/terminals/me/appointments/check-in".into(), Some(json!({ "code": "000000" })), &[Terminal]),
+        (
+            Method::POST,
+            "/api/v1/terminals/me/appointments/check-in".into(),
+            Some(json!({ "code": "000000" })),
+            &[Terminal],
+        ),
         (Method::GET, "/api/v1/appointments".into(), None, &[Admin, Supervisor]),
         (Method::POST, format!("/api/v1/appointments/{r}/cancel"), None, &[Admin, Supervisor]),
     ];

@@ -19,7 +19,8 @@ async fn operators_see_the_next_tickets_and_pick_one_out_of_turn() {
     for (priority, name) in
         [(Priority::Normal, "张三"), (Priority::Normal, "李四"), (Priority::Elderly, "王五")]
     {
-        term.send(&ClientMsg::TakeTicket { appointment_id: None,
+        term.send(&ClientMsg::TakeTicket {
+            appointment_id: None,
             item_id: item,
             priority,
             resident: Some(ResidentDetails { name: Some(name.parse().expect("name")), id_number: None }),

@@ -122,7 +122,8 @@ pub async fn available_operator(app: &TestApp, username: &str) -> (WsClient, uui
 }
 
 pub fn take_ticket(item_id: uuid::Uuid) -> ClientMsg {
-    ClientMsg::TakeTicket { appointment_id: None,
+    ClientMsg::TakeTicket {
+        appointment_id: None,
         item_id,
         priority: shared::protocol::Priority::Normal,
         resident: None,
@@ -135,7 +136,8 @@ pub fn take_ticket(item_id: uuid::Uuid) -> ClientMsg {
 /// Takes a ticket for an elderly resident with committee staff signed in at the kiosk (their
 /// access token vouches for it) and returns the issued ticket's id.
 pub async fn take_assisted_ticket(term: &mut WsClient, item_id: uuid::Uuid, staff: &str) -> uuid::Uuid {
-    term.send(&ClientMsg::TakeTicket { appointment_id: None,
+    term.send(&ClientMsg::TakeTicket {
+        appointment_id: None,
         item_id,
         priority: shared::protocol::Priority::Elderly,
         resident: None,

@@ -43,7 +43,8 @@ async fn resident_details_with_a_device_token_alone_are_refused_and_nothing_is_s
             id_number: Some(IdNumber::try_from("11010519491231002X".to_owned()).expect("id")),
         },
     ] {
-        term.send(&ClientMsg::TakeTicket { appointment_id: None,
+        term.send(&ClientMsg::TakeTicket {
+            appointment_id: None,
             item_id: item,
             priority: Priority::Normal,
             resident: Some(resident),

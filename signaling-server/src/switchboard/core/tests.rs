@@ -104,7 +104,13 @@ impl H {
             }
             let ticket = self.fresh();
             let view = ticket_view(ticket, req.priority, req.item_id);
-            outs.extend(self.feed(Input::TicketCreated { terminal, request_id, view, recording: false, appointment: None }));
+            outs.extend(self.feed(Input::TicketCreated {
+                terminal,
+                request_id,
+                view,
+                recording: false,
+                appointment: None,
+            }));
         }
         outs
     }
@@ -122,7 +128,8 @@ fn take_msg(
     resident: Option<ResidentDetails>,
     staff: Option<Token>,
 ) -> ClientMsg {
-    ClientMsg::TakeTicket { appointment_id: None,
+    ClientMsg::TakeTicket {
+        appointment_id: None,
         item_id: id(ITEM),
         priority,
         resident,
@@ -250,7 +257,8 @@ fn take_ticket_is_admitted_issued_after_it_is_stored_and_queued() {
     assert_eq!((req.point, req.priority), (id(POINT), Priority::Elderly));
     assert!(to(&outs, t).is_empty(), "nothing issued before it is stored");
     let view = ticket_view(id(50), Priority::Elderly, id(ITEM));
-    let outs = h.feed(Input::TicketCreated { terminal: t, request_id, view, recording: false, appointment: None });
+    let outs =
+        h.feed(Input::TicketCreated { terminal: t, request_id, view, recording: false, appointment: None });
     let msgs = to(&outs, t);
     assert!(matches!(msgs[0], ServerMsg::TicketIssued { .. }));
     assert!(msgs.iter().any(|m| matches!(m, ServerMsg::QueuePosition { position: 1, .. })));

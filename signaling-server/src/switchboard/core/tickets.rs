@@ -91,9 +91,12 @@ impl Core {
                 (Millis(start), Millis(end)),
                 Millis(now),
             ),
-            None => {
-                self.dispatcher.enqueue(TicketId(id), LineId(line), to_dispatch_priority(priority), Millis(now))
-            }
+            None => self.dispatcher.enqueue(
+                TicketId(id),
+                LineId(line),
+                to_dispatch_priority(priority),
+                Millis(now),
+            ),
         };
         self.apply(r, now);
         self.send_position(id);
