@@ -1295,6 +1295,11 @@ impl std::fmt::Debug for BookAppointmentRequest {
     }
 }
 
+/// The consent wording the kiosk shows before an appointment is booked (the kiosk sends exactly
+/// this text).
+pub const APPOINTMENT_CONSENT_ZH: &str =
+    "居民同意帮办保存本人姓名和联系电话，用于本次预约的提醒和签到核对，预约结束后按规定期限删除。";
+
 /// Finds today's appointment at this terminal's point by its check-in code (签到码).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
