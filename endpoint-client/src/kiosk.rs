@@ -615,8 +615,11 @@ mod tests {
         let t = ticket(1);
         let appointment = Uuid::from_u128(77);
         let out = k.check_in(t.item_id, appointment, None, true).expect("idle");
-        let [Effect::Send(ClientMsg::TakeTicket { appointment_id, item_id, priority, recording_consent, .. })] =
-            &out[..]
+        let [
+            Effect::Send(ClientMsg::TakeTicket {
+                appointment_id, item_id, priority, recording_consent, ..
+            }),
+        ] = &out[..]
         else {
             panic!("{out:?}")
         };

@@ -279,7 +279,8 @@ async fn appointment_slots(
 ) -> Response {
     match q {
         Ok(q) => {
-            server_get(&ui, &format!("/api/v1/terminals/me/appointment-slots?item_id={}&days=7", q.item_id)).await
+            server_get(&ui, &format!("/api/v1/terminals/me/appointment-slots?item_id={}&days=7", q.item_id))
+                .await
         }
         Err(_) => error(StatusCode::UNPROCESSABLE_ENTITY, "请先选择事项"),
     }
@@ -381,7 +382,8 @@ async fn find_appointment(
         },
         Ok(r) if r.status() == StatusCode::NOT_FOUND => {
             let v = r.json::<serde_json::Value>().await.unwrap_or_default();
-            let msg = v.pointer("/error/message").and_then(|m| m.as_str()).unwrap_or("未找到预约，请核对签到码");
+            let msg =
+                v.pointer("/error/message").and_then(|m| m.as_str()).unwrap_or("未找到预约，请核对签到码");
             error(StatusCode::NOT_FOUND, zh(msg))
         }
         Ok(r) => error(StatusCode::BAD_GATEWAY, format!("服务器返回 {}", r.status())),
@@ -615,12 +617,18 @@ mod tests {
     fn the_page_offers_appointments_when_nobody_is_on_duty_and_a_check_in_on_welcome() {
         assert!(PAGE.contains(shared::cases::APPOINTMENT_CONSENT_ZH), "the booking consent text verbatim");
         // 预约 sits in the 当前无人值守 box of the item's screen, next to the call-back offer.
-        let unstaffed = PAGE.split(r#"id="take-unstaffed""#).nth(1).and_then(|r| r.split("</div></div>").next());
-        assert!(unstaffed.is_some_and(|b| b.contains("预约其他时间") && b.contains("联系电话")), "{unstaffed:?}");
+        let unstaffed =
+            PAGE.split(r#"id="take-unstaffed""#).nth(1).and_then(|r| r.split("</div></div>").next());
+        assert!(
+            unstaffed.is_some_and(|b| b.contains("预约其他时间") && b.contains("联系电话")),
+            "{unstaffed:?}"
+        );
         // The welcome screen has the check-in entry; the steps are day, time, details, code.
         let welcome = PAGE.split(r#"<section id="idle">"#).nth(1).and_then(|r| r.split("</section>").next());
         assert!(welcome.is_some_and(|w| w.contains("我有预约")));
-        for step in ["第一步：请选择日期", "第二步：请选择时间", "第三步：填写办事人信息", "您的签到码", "预约签到"] {
+        for step in
+            ["第一步：请选择日期", "第二步：请选择时间", "第三步：填写办事人信息", "您的签到码", "预约签到"]
+        {
             assert!(PAGE.contains(step), "{step}");
         }
         assert!(PAGE.contains(r#"fetch("/api/appointment-slots?item_id=""#));

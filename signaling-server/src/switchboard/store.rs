@@ -361,6 +361,8 @@ pub struct OpenTicket {
     pub status: String,
     /// The resident agreed that the call is recorded.
     pub recording: bool,
+    /// The slot `(start, end)` of the appointment checked in with it.
+    pub appointment: Option<(i64, i64)>,
 }
 
 /// Tickets left `waiting` or `in_call` by a previous run, oldest first.
@@ -368,9 +370,10 @@ pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT t.id, t.number, t.service_day, t.point_id, t.terminal_id, t.item_id, t.line_id, t.priority, \
          t.resident_name_masked, t.id_number_masked, t.status, t.created_at, t.assisted_by_name, t.recording_consent, \
-         i.name AS item_name, l.name AS line_name, p.name AS point_name FROM tickets t \
+         i.name AS item_name, l.name AS line_name, p.name AS point_name, a.slot_start, a.slot_end FROM tickets t \
          JOIN service_items i ON i.id = t.item_id JOIN business_lines l ON l.id = t.line_id \
          JOIN service_points p ON p.id = t.point_id \
+         LEFT JOIN appointments a ON a.ticket_id = t.id AND a.state = 'checked_in' \
          WHERE t.status IN ('waiting', 'in_call') ORDER BY t.created_at",
     )
     .fetch_all(&db.pool)
@@ -402,6 +405,10 @@ pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
                 service_day: r.try_get("service_day")?,
                 status: r.try_get("status")?,
                 recording: r.try_get::<Option<i32>, _>("recording_consent")?.is_some_and(|v| v == 1),
+                appointment: match (r.try_get("slot_start")?, r.try_get("slot_end")?) {
+                    (Some(start), Some(end)) => Some((start, end)),
+                    _ => None,
+                },
             })
         })
         .collect()

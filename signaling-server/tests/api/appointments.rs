@@ -214,20 +214,22 @@ async fn hostile_values_and_wrong_callers_are_refused() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn a_checked_in_appointment_is_served_before_an_earlier_walk_in_at_its_time() {
-    let app = TestApp::spawn().await;
-    let (device, staff, item) = setup(&app, "SB-001").await;
-    let slot = slots(&app, &device, item).await[0].clone();
+/// An appointment whose slot started a minute ago, checked in at terminal 0 after a walk-in
+/// took a ticket at terminal 1 while the line's only operator (returned, away) was away.
+/// Returns (operator, walk-in ticket, appointment ticket, the booking, the kiosk's and the
+/// walk-in terminal's connection and device token).
+async fn checked_in_after_a_walk_in(app: &TestApp) -> CheckedIn {
+    let (device, staff, item) = setup(app, "SB-001").await;
+    let slot = slots(app, &device, item).await[0].clone();
     let (s, booked) = app.post(BOOK, Some(&device), booking(item, &slot, &staff)).await;
     assert_eq!(s, StatusCode::OK, "{booked}");
     let id = booked["id"].as_str().expect("id");
     // The slot's time has come: it started a minute ago.
     let now = now_ms();
-    move_slot(&app, id, now - 60_000, now + 29 * 60_000).await;
+    move_slot(app, id, now - 60_000, now + 29 * 60_000).await;
 
     // The only operator of the line is away while a walk-in takes a ticket at another point.
-    let (mut op, _) = available_operator(&app, "operator1").await;
+    let (mut op, _) = available_operator(app, "operator1").await;
     op.send(&ClientMsg::SetAvailability { available: false }).await;
     op.expect("away", |m| {
         matches!(m, ServerMsg::OperatorStatus { state: shared::protocol::OperatorStateView::Away })
@@ -235,7 +237,7 @@ async fn a_checked_in_appointment_is_served_before_an_earlier_walk_in_at_its_tim
     })
     .await;
     let (_, other_device) = app.enroll_terminal(1).await;
-    let (mut walk_in, _) = WsClient::connect(&app, &other_device).await;
+    let (mut walk_in, _) = WsClient::connect(app, &other_device).await;
     walk_in.send(&take_ticket(item)).await;
     let walk_in_ticket = walk_in
         .expect("walk-in ticket", |m| match m {
@@ -250,7 +252,7 @@ async fn a_checked_in_appointment_is_served_before_an_earlier_walk_in_at_its_tim
     assert_eq!(found["id"], booked["id"]);
     let (s, _) = app.post(CHECK_IN, Some(&other_device), json!({ "code": booked["code"] })).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "another point's kiosk does not find it");
-    let (mut kiosk, _) = WsClient::connect(&app, &device).await;
+    let (mut kiosk, _) = WsClient::connect(app, &device).await;
     let mut msg = take_ticket(item);
     if let ClientMsg::TakeTicket { appointment_id, .. } = &mut msg {
         *appointment_id = Some(id.parse().expect("uuid"));
@@ -269,17 +271,28 @@ async fn a_checked_in_appointment_is_served_before_an_earlier_walk_in_at_its_tim
         })
         .await;
     assert_eq!(position, 1, "ahead of the walk-in who came first");
+    (op, walk_in_ticket, ticket, booked, [(kiosk, device), (walk_in, other_device)])
+}
 
+type CheckedIn = (WsClient, uuid::Uuid, uuid::Uuid, Value, [(WsClient, String); 2]);
+
+async fn rung(op: &mut WsClient) -> uuid::Uuid {
+    op.expect("ringing", |m| match m {
+        ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_checked_in_appointment_is_served_before_an_earlier_walk_in_at_its_time() {
+    let app = TestApp::spawn().await;
+    let (mut op, walk_in_ticket, ticket, booked, terminals) = checked_in_after_a_walk_in(&app).await;
     // The operator comes back: the appointment rings first.
     op.send(&ClientMsg::SetAvailability { available: true }).await;
-    let rung = op
-        .expect("ringing", |m| match m {
-            ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
-            _ => None,
-        })
-        .await;
-    assert_eq!(rung, ticket);
-    assert_ne!(rung, walk_in_ticket);
+    let first = rung(&mut op).await;
+    assert_eq!(first, ticket);
+    assert_ne!(first, walk_in_ticket);
     let (_, list) = app.get("/api/v1/appointments", Some(&app.login("supervisor").await)).await;
     let a = list.as_array().expect("list").iter().find(|a| a["id"] == booked["id"]).cloned().expect("listed");
     assert_eq!(
@@ -287,9 +300,26 @@ async fn a_checked_in_appointment_is_served_before_an_earlier_walk_in_at_its_tim
         (Some("checked_in"), Some(ticket.to_string().as_str()))
     );
 
-    // Checked in once: the code no longer finds it, nor can a second ticket use it.
-    let (s, _) = app.post(CHECK_IN, Some(&device), json!({ "code": booked["code"] })).await;
+    // Checked in once: the code no longer finds it.
+    let (s, _) = app.post(CHECK_IN, Some(&terminals[0].1), json!({ "code": booked["code"] })).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_checked_in_appointment_keeps_its_place_across_a_server_restart() {
+    let app = TestApp::spawn().await;
+    let (_op, walk_in_ticket, ticket, _, terminals) = checked_in_after_a_walk_in(&app).await;
+    let app = app.restart().await;
+    let mut back = Vec::new();
+    for (mut c, device) in terminals {
+        c.expect_closed().await;
+        let (c, welcome) = WsClient::connect(&app, &device).await;
+        assert!(matches!(welcome, ServerMsg::Welcome { resumed: true, .. }), "{welcome:?}");
+        back.push(c);
+    }
+    let (mut op, _) = available_operator(&app, "operator1").await;
+    let first = rung(&mut op).await;
+    assert_eq!(first, ticket, "still ahead of the walk-in {walk_in_ticket}");
 }
 
 #[tokio::test]

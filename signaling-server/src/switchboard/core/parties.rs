@@ -55,6 +55,14 @@ impl Core {
                 self.dispatcher
                     .enqueue(TicketId(id), LineId(line), priority, Millis(now))
                     .and_then(|_| self.dispatcher.requeue(TicketId(id), LineId(line), priority, Millis(now)))
+            } else if let Some((start, end)) = t.appointment {
+                // A checked-in appointment keeps its standing (from its slot start).
+                self.dispatcher.enqueue_appointment(
+                    TicketId(id),
+                    LineId(line),
+                    (Millis(start), Millis(end)),
+                    Millis(now),
+                )
             } else {
                 self.dispatcher.enqueue(TicketId(id), LineId(line), priority, Millis(now))
             };
