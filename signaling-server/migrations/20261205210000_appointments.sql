@@ -26,7 +26,8 @@ CREATE TABLE appointments (
     terminal_id TEXT REFERENCES terminals(id),
     created_at BIGINT NOT NULL,
     checked_in_at BIGINT,
-    closed_at BIGINT
+    closed_at BIGINT,
+    reminded_at BIGINT                       -- the day-before reminder queued (outbox)
 );
 CREATE UNIQUE INDEX appointments_code ON appointments(point_id, service_day, code);
 CREATE INDEX appointments_slot ON appointments(point_id, line_id, slot_start);

@@ -242,8 +242,8 @@ pub async fn book(
         let r = sqlx::query(
             "INSERT INTO appointments (id, point_id, item_id, line_id, service_day, slot_start, slot_end, name_enc, \
              name_masked, phone_enc, phone_masked, consent_text, consent_at, state, code, ticket_id, booked_by, \
-             booked_by_name, terminal_id, created_at, checked_in_at, closed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-             $8, $9, $10, $11, $12, $13, 'booked', $14, NULL, $15, $16, $17, $13, NULL, NULL)",
+             booked_by_name, terminal_id, created_at, checked_in_at, closed_at, reminded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+             $8, $9, $10, $11, $12, $13, 'booked', $14, NULL, $15, $16, $17, $13, NULL, NULL, NULL)",
         )
         .bind(id.to_string())
         .bind(point.to_string())
@@ -437,11 +437,26 @@ pub async fn cancel(
     Ok(Json(load(&state, id).await?.ok_or_else(ApiError::internal)?))
 }
 
-/// The periodic sweep at `now`: booked appointments whose slot ended more than
-/// [`NO_SHOW_GRACE_MS`] ago become `no_show`; checked-in ones whose ticket reached an operator
-/// become `served`. Returns `(no_shows, served)`; audited when anything changed.
-pub async fn sweep(state: &AppState, now: i64) -> ApiResult<(u64, u64)> {
-    let no_shows = sqlx::query(
+/// What one [`sweep`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub no_show: u64,
+    pub served: u64,
+    /// Day-before reminders queued.
+    pub reminded: u64,
+}
+
+/// How long before its slot an appointment is reminded (once), when booked earlier than that.
+pub const REMINDER_BEFORE_MS: i64 = 24 * 3_600_000;
+
+/// The periodic sweep at `now` (the cases worker): booked appointments whose slot ended more
+/// than [`NO_SHOW_GRACE_MS`] ago become `no_show`; checked-in ones whose ticket reached an
+/// operator become `served`; a booked appointment within [`REMINDER_BEFORE_MS`] of its slot
+/// and booked before that gets one reminder through the notification outbox (webhook; the
+/// phone number is read at delivery, never stored in the outbox), queued in the transaction
+/// that marks it reminded. Audited when anything changed.
+pub async fn sweep(state: &AppState, now: i64) -> ApiResult<Swept> {
+    let no_show = sqlx::query(
         "UPDATE appointments SET state = 'no_show', closed_at = $1 WHERE state = 'booked' AND slot_end + $2 <= $1",
     )
     .bind(now)
@@ -457,10 +472,49 @@ pub async fn sweep(state: &AppState, now: i64) -> ApiResult<(u64, u64)> {
     .execute(&state.db.pool)
     .await?
     .rows_affected();
-    if no_shows + served > 0 {
+    let due = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE a.state = 'booked' AND a.reminded_at IS NULL AND a.slot_start > $1 \
+         AND a.slot_start - $2 <= $1 AND a.created_at < a.slot_start - $2 ORDER BY a.slot_start LIMIT 500"
+    )))
+    .bind(now)
+    .bind(REMINDER_BEFORE_MS)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut reminded = 0;
+    for r in &due {
+        let a = view_of(r)?;
+        let mut tx = state.db.pool.begin().await?;
+        let marked =
+            sqlx::query("UPDATE appointments SET reminded_at = $1 WHERE id = $2 AND reminded_at IS NULL")
+                .bind(now)
+                .bind(a.id.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if marked == 1 {
+            let text = format!(
+                "提醒：您预约了 {} 在{}办理“{}”，请按时到达，签到码 {}",
+                a.when, a.point_name, a.item_name, a.code
+            );
+            let payload = json!({ "appointment_id": a.id, "point_id": a.point_id, "slot_start": a.slot_start, "text": text });
+            crate::cases::outbox::enqueue_in(
+                &mut tx,
+                "webhook",
+                "appointment_reminder",
+                None,
+                "appointment",
+                payload,
+            )
+            .await?;
+            reminded += 1;
+        }
+        tx.commit().await?;
+    }
+    let swept = Swept { no_show, served, reminded };
+    if swept != Swept::default() {
         let rec = AuditRecord::new("appointment.sweep", "appointment")
-            .detail(json!({ "no_show": no_shows, "served": served }));
+            .detail(json!({ "no_show": no_show, "served": served, "reminded": reminded }));
         state.audit(rec).await;
     }
-    Ok((no_shows, served))
+    Ok(swept)
 }

@@ -11,6 +11,9 @@ use signaling_server::calendar;
 use signaling_server::db::now_ms;
 use sqlx::Row;
 
+use signaling_server::api::appointments::Swept;
+
+use crate::cases_outbox::{SECRET, receiver, until};
 use crate::helpers::TestApp;
 use crate::ws_client::{WsClient, available_operator, item_id, take_ticket};
 
@@ -293,14 +296,18 @@ async fn a_checked_in_appointment_is_served_before_an_earlier_walk_in_at_its_tim
     let first = rung(&mut op).await;
     assert_eq!(first, ticket);
     assert_ne!(first, walk_in_ticket);
+    op.send(&ClientMsg::Accept { ticket_id: ticket }).await;
+    op.expect("started", |m| matches!(m, ServerMsg::SessionStarted { .. }).then_some(())).await;
+    let swept = signaling_server::api::appointments::sweep(&app.state, now_ms()).await.expect("sweep");
+    assert_eq!(swept, Swept { served: 1, ..Swept::default() }, "the operator took it: served");
     let (_, list) = app.get("/api/v1/appointments", Some(&app.login("supervisor").await)).await;
     let a = list.as_array().expect("list").iter().find(|a| a["id"] == booked["id"]).cloned().expect("listed");
     assert_eq!(
         (a["state"].as_str(), a["ticket_id"].as_str()),
-        (Some("checked_in"), Some(ticket.to_string().as_str()))
+        (Some("served"), Some(ticket.to_string().as_str()))
     );
 
-    // Checked in once: the code no longer finds it.
+    // Used once: the code no longer finds it.
     let (s, _) = app.post(CHECK_IN, Some(&terminals[0].1), json!({ "code": booked["code"] })).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
@@ -331,23 +338,68 @@ async fn the_sweep_marks_an_appointment_not_checked_in_as_a_no_show() {
     assert_eq!(s, StatusCode::OK, "{booked}");
     let end = slot["end"].as_i64().expect("end");
     let grace = signaling_server::appointments::NO_SHOW_GRACE_MS;
-    let sweep = signaling_server::api::appointments::sweep;
-    assert_eq!(sweep(&app.state, end).await.expect("sweep"), (0, 0), "still in the grace period");
-    assert_eq!(sweep(&app.state, end + grace - 1).await.expect("sweep"), (0, 0));
-    assert_eq!(sweep(&app.state, end + grace).await.expect("sweep"), (1, 0), "missed");
-    assert_eq!(sweep(&app.state, end + grace).await.expect("sweep"), (0, 0), "once");
+    let sweep = |now| signaling_server::api::appointments::sweep(&app.state, now);
+    let no_show = |n| Swept { no_show: n, ..Swept::default() };
+    assert_eq!(sweep(end).await.expect("sweep"), no_show(0), "still in the grace period");
+    assert_eq!(sweep(end + grace - 1).await.expect("sweep"), no_show(0));
+    assert_eq!(sweep(end + grace).await.expect("sweep"), no_show(1), "missed");
+    assert_eq!(sweep(end + grace).await.expect("sweep"), no_show(0), "once");
     let sup = app.login("supervisor").await;
-    let (_, list) = app
-        .get(&format!("/api/v1/appointments?date={}", slot["date"].as_str().expect("date")), Some(&sup))
-        .await;
+    let date = slot["date"].as_str().expect("date");
+    let (_, list) = app.get(&format!("/api/v1/appointments?date={date}"), Some(&sup)).await;
     assert_eq!(list[0]["state"], "no_show", "{list}");
     assert_eq!(app.audit("appointment.sweep").await.len(), 1);
-    let (s, _) = app
-        .post(
-            &format!("/api/v1/appointments/{}/cancel", booked["id"].as_str().expect("id")),
-            Some(&sup),
-            json!({}),
-        )
-        .await;
+    let id = booked["id"].as_str().expect("id");
+    let (s, _) = app.post(&format!("/api/v1/appointments/{id}/cancel"), Some(&sup), json!({})).await;
     assert_eq!(s, StatusCode::CONFLICT, "a no-show is not cancelled");
+}
+
+#[tokio::test]
+async fn a_confirmation_and_a_day_before_reminder_reach_the_consented_phone_through_the_outbox() {
+    let app = TestApp::spawn().await;
+    let (url, rx) = receiver().await;
+    let (device, staff, item) = setup(&app, "SB-001").await;
+    let slot = slots(&app, &device, item).await[0].clone();
+    let (s, booked) = app.post(BOOK, Some(&device), booking(item, &slot, &staff)).await;
+    assert_eq!(s, StatusCode::OK, "{booked}");
+    let start = slot["start"].as_i64().expect("start");
+    let day = signaling_server::api::appointments::REMINDER_BEFORE_MS;
+    let sweep = |now| signaling_server::api::appointments::sweep(&app.state, now);
+    let reminded = |n| Swept { reminded: n, ..Swept::default() };
+    assert_eq!(sweep(start - day).await.expect("sweep"), reminded(0), "booked within the day: no reminder");
+    // Booked two days before its slot: reminded once, a day before.
+    sqlx::query("UPDATE appointments SET created_at = $1 WHERE id = $2")
+        .bind(start - 2 * day)
+        .bind(booked["id"].as_str().expect("id"))
+        .execute(&app.state.db.pool)
+        .await
+        .expect("backdate");
+    assert_eq!(sweep(start - day - 1).await.expect("sweep"), reminded(0), "not yet");
+    assert_eq!(sweep(start - day).await.expect("sweep"), reminded(1));
+    assert_eq!(sweep(start - 60_000).await.expect("sweep"), reminded(0), "once");
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE topic LIKE 'appointment%'")
+            .fetch_all(&app.state.db.pool)
+            .await
+            .expect("rows");
+    assert_eq!(stored.len(), 2, "the confirmation and the reminder");
+    assert!(stored.iter().all(|p| !p.contains("13912345678") && !p.contains("王秀英")), "{stored:?}");
+
+    let admin = app.login("admin").await;
+    let hook =
+        json!({ "url": url, "secret": SECRET, "enabled": true, "max_attempts": 3, "retry_base_ms": 200 });
+    let (s, v) = app.call(Method::PUT, "/api/v1/notifications/webhook", Some(&admin), Some(hook)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    until(&rx, "both messages", |got| got.len() >= 2).await;
+    let got = rx.got.lock().expect("lock").clone();
+    let topics: Vec<_> = got.iter().map(|m| m["topic"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(topics, ["appointment_booked", "appointment_reminder"]);
+    for m in &got {
+        assert_eq!(m["phone"], "13912345678", "{m}");
+        assert_eq!(m["appointment"]["id"], booked["id"]);
+        assert!(
+            m["text"].as_str().unwrap_or_default().contains(booked["code"].as_str().expect("code")),
+            "{m}"
+        );
+    }
 }
