@@ -386,6 +386,9 @@ async fn find_appointment(
                 v.pointer("/error/message").and_then(|m| m.as_str()).unwrap_or("未找到预约，请核对签到码");
             error(StatusCode::NOT_FOUND, zh(msg))
         }
+        Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
+            error(StatusCode::TOO_MANY_REQUESTS, "签到码输错次数过多，请稍后再试或请工作人员帮忙")
+        }
         Ok(r) => error(StatusCode::BAD_GATEWAY, format!("服务器返回 {}", r.status())),
         Err(e) => error(StatusCode::BAD_GATEWAY, format!("无法连接服务器：{e}")),
     }

@@ -322,15 +322,22 @@ pub async fn book(
     Ok(Json(view))
 }
 
+/// Wrong check-in codes a terminal may enter within [`GUESS_WINDOW_MS`] before it must wait.
+pub const MAX_CODE_MISSES: i64 = 10;
+/// The window of [`MAX_CODE_MISSES`].
+pub const GUESS_WINDOW_MS: i64 = 10 * 60_000;
+
 /// Finds a booked appointment at this terminal's point by its check-in code (device token):
 /// today's, not past its slot end plus the grace period. The kiosk then takes the ticket with
-/// `take_ticket`'s `appointment_id`. Audited, misses too.
+/// `take_ticket`'s `appointment_id`. Audited, misses too; after [`MAX_CODE_MISSES`] misses in
+/// [`GUESS_WINDOW_MS`] the terminal waits (429), so codes cannot be walked.
 #[utoipa::path(post, path = "/api/v1/terminals/me/appointments/check-in", tag = "appointments",
     request_body = AppointmentCheckInRequest,
     responses((status = 200, body = AppointmentView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "no appointment with this code today at this point"),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too many wrong codes from this terminal lately")))]
 pub async fn check_in(
     State(state): State<AppState>,
     p: Principal,
@@ -341,6 +348,18 @@ pub async fn check_in(
         return Err(ApiError::validation("签到码为 6 位数字 (the code is six digits)"));
     }
     let now = now_ms();
+    let misses: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'appointment.find' AND outcome = 'not_found' \
+         AND actor_id = $1 AND at >= $2",
+    )
+    .bind(p.id.to_string())
+    .bind(now - GUESS_WINDOW_MS)
+    .fetch_one(&state.db.pool)
+    .await?
+    .try_get("n")?;
+    if misses >= MAX_CODE_MISSES {
+        return Err(ApiError::too_many(u64::try_from(GUESS_WINDOW_MS / 1000).unwrap_or(600)));
+    }
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE a.point_id = $1 AND a.service_day = $2 AND a.code = $3 AND a.state = 'booked' \
          AND a.slot_end + $4 > $5"

@@ -206,6 +206,14 @@ async fn hostile_values_and_wrong_callers_are_refused() {
     let (s, e) = app.post(CHECK_IN, Some(&device), json!({ "code": "000000" })).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
     assert!(e["error"]["message"].as_str().expect("message").contains("未找到"), "{e}");
+    // Codes cannot be walked: after ten misses the terminal waits.
+    for n in 1..10 {
+        let (s, _) = app.post(CHECK_IN, Some(&device), json!({ "code": format!("{n:06}") })).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+    let (s, e) = app.post(CHECK_IN, Some(&device), json!({ "code": "000010" })).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{e}");
+    assert_eq!(app.audit("appointment.find").await.len(), 10, "every miss audited");
     let sup = app.login("supervisor").await;
     for q in ["date=2026-13-01", "date=x", "point_id=x", "foo=1"] {
         let (s, _) = app.get(&format!("/api/v1/appointments?{q}"), Some(&sup)).await;
@@ -402,4 +410,45 @@ async fn a_confirmation_and_a_day_before_reminder_reach_the_consented_phone_thro
             "{m}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_appointment_checked_in_after_its_slot_is_served_as_a_walk_in() {
+    let app = TestApp::spawn().await;
+    let (device, staff, item) = setup(&app, "SB-001").await;
+    let slot = slots(&app, &device, item).await[0].clone();
+    let (s, booked) = app.post(BOOK, Some(&device), booking(item, &slot, &staff)).await;
+    assert_eq!(s, StatusCode::OK, "{booked}");
+    let id = booked["id"].as_str().expect("id");
+    // The slot ended ten minutes ago: still within the grace period, but late.
+    let now = now_ms();
+    move_slot(&app, id, now - 40 * 60_000, now - 10 * 60_000).await;
+    let (_, other_device) = app.enroll_terminal(1).await;
+    let (mut walk_in, _) = WsClient::connect(&app, &other_device).await;
+    walk_in.send(&take_ticket(item)).await;
+    walk_in.expect("walk-in ticket", |m| matches!(m, ServerMsg::TicketIssued { .. }).then_some(())).await;
+    let (s, _) = app.post(CHECK_IN, Some(&device), json!({ "code": booked["code"] })).await;
+    assert_eq!(s, StatusCode::OK);
+    let (mut kiosk, _) = WsClient::connect(&app, &device).await;
+    let mut msg = take_ticket(item);
+    if let ClientMsg::TakeTicket { appointment_id, .. } = &mut msg {
+        *appointment_id = Some(id.parse().expect("uuid"));
+    }
+    kiosk.send(&msg).await;
+    let position = kiosk
+        .expect("position", |m| match m {
+            ServerMsg::QueuePosition { position, .. } => Some(*position),
+            _ => None,
+        })
+        .await;
+    assert_eq!(position, 2, "behind the walk-in who came first");
+    // Past the grace period a code no longer checks in.
+    move_slot(&app, id, now - 60 * 60_000, now - 16 * 60_000).await;
+    sqlx::query("UPDATE appointments SET state = 'booked', ticket_id = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&app.state.db.pool)
+        .await
+        .expect("reset");
+    let (s, _) = app.post(CHECK_IN, Some(&device), json!({ "code": booked["code"] })).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "missed");
 }
