@@ -1079,7 +1079,17 @@ pub async fn purge_contacts(db: &Db, days: u32, now: i64) -> Result<u64, sqlx::E
         .execute(&db.pool)
         .await?
         .rows_affected();
+    // Appointments (预约): the name and phone given at booking, once the slot is that long past.
+    let appointments = sqlx::query(
+        "UPDATE appointments SET name_enc = '', phone_enc = '', name_masked = '—', phone_masked = '—' \
+         WHERE name_enc <> '' AND slot_end < $1",
+    )
+    .bind(cutoff)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
     Ok(tickets
+        + appointments
         + sqlx::query(
             "UPDATE work_orders SET phone_enc = NULL, phone_masked = NULL WHERE phone_enc IS NOT NULL \
          AND closed_at IS NOT NULL AND closed_at < $1 AND state IN ('completed', 'closed')",

@@ -360,6 +360,25 @@ async fn the_sweep_marks_an_appointment_not_checked_in_as_a_no_show() {
     let id = booked["id"].as_str().expect("id");
     let (s, _) = app.post(&format!("/api/v1/appointments/{id}/cancel"), Some(&sup), json!({})).await;
     assert_eq!(s, StatusCode::CONFLICT, "a no-show is not cancelled");
+
+    // After the retention period the name and phone are erased.
+    let days = app.state.config.pii_retention_days;
+    let purge = signaling_server::cases::orders::purge_contacts;
+    let day_ms = 24 * 3_600_000;
+    assert_eq!(
+        purge(&app.state.db, days, end + i64::from(days) * day_ms).await.expect("purge"),
+        0,
+        "not yet"
+    );
+    assert_eq!(purge(&app.state.db, days, end + i64::from(days) * day_ms + 1).await.expect("purge"), 1);
+    let (_, list) = app.get(&format!("/api/v1/appointments?date={date}"), Some(&sup)).await;
+    assert_eq!((list[0]["name_masked"].as_str(), list[0]["phone_masked"].as_str()), (Some("—"), Some("—")));
+    let enc: String = sqlx::query_scalar("SELECT phone_enc FROM appointments WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .expect("row");
+    assert!(enc.is_empty());
 }
 
 #[tokio::test]
