@@ -3,6 +3,8 @@
 
 /** @type {Record<string, string>} */
 const EN = {
+  '预约': 'Appointments', '已预约': 'Booked', '已签到': 'Checked in', '已办理': 'Served', '爽约': 'No-show', '取消预约': 'Cancel appointment',
+  '确认取消': 'Confirm', '预约已取消': 'Appointment cancelled', '当天没有预约': 'No appointments that day', '预约人': 'Booked by',
   '巡检': 'Inspections', '设置巡检计划': 'Set schedule', '巡检计划': 'Inspection schedule', '各服务点巡检': 'Inspections by point',
   '巡检周期': 'Rhythm', '巡检日': 'Weekday', '起始日期': 'First day', '宽限工作日': 'Grace (working days)', '宽限': 'grace',
   '每周': 'Weekly', '每两周': 'Every other week', '每月（首个）': 'Monthly (first)', '周一': 'Mon', '周二': 'Tue', '周三': 'Wed', '周四': 'Thu', '周五': 'Fri', '周六': 'Sat', '周日': 'Sun',

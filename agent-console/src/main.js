@@ -7,6 +7,7 @@ import { operatorView } from './views/operator.js';
 import { supervisorView } from './views/supervisor.js';
 import { adminView } from './views/admin.js';
 import { casesView } from './views/cases.js';
+import { appointmentsView } from './views/appointments.js';
 import { inspectionsView } from './views/inspections.js';
 import { mapView } from './views/map.js';
 import { staffView } from './views/staff.js';
@@ -28,8 +29,8 @@ setLang(lang());
 
 const NAV = {
   operator: [['/operator', '受理台'], ['/cases/orders', '工单'], ['/cases/callbacks', '回访']],
-  supervisor: [['/supervisor', '监控'], ['/cases/orders', '工单'], ['/cases/overdue', '超期督办'], ['/cases/lists', '两张清单'], ['/inspections', '巡检'], ['/map', '地图'], ['/cases/home-visits', '上门办审核'], ['/cases/callbacks', '回访'], ['/cases/reports', '报表']],
-  admin: [['/supervisor', '监控'], ['/cases/orders', '工单'], ['/cases/overdue', '超期督办'], ['/cases/lists', '两张清单'], ['/inspections', '巡检'], ['/map', '地图'], ['/cases/home-visits', '上门办审核'], ['/cases/reports', '报表'], ['/admin/points', '服务点'], ['/admin/terminals', '终端'], ['/admin/accounts', '账户'], ['/admin/centers', '受理中心'], ['/admin/catalog', '条线与事项'], ['/admin/audit', '审计日志']],
+  supervisor: [['/supervisor', '监控'], ['/cases/orders', '工单'], ['/cases/overdue', '超期督办'], ['/cases/lists', '两张清单'], ['/inspections', '巡检'], ['/appointments', '预约'], ['/map', '地图'], ['/cases/home-visits', '上门办审核'], ['/cases/callbacks', '回访'], ['/cases/reports', '报表']],
+  admin: [['/supervisor', '监控'], ['/cases/orders', '工单'], ['/cases/overdue', '超期督办'], ['/cases/lists', '两张清单'], ['/inspections', '巡检'], ['/appointments', '预约'], ['/map', '地图'], ['/cases/home-visits', '上门办审核'], ['/cases/reports', '报表'], ['/admin/points', '服务点'], ['/admin/terminals', '终端'], ['/admin/accounts', '账户'], ['/admin/centers', '受理中心'], ['/admin/catalog', '条线与事项'], ['/admin/audit', '审计日志']],
   staff: [['/staff', '本服务点'], ['/cases/orders', '工单'], ['/cases/home-visits', '上门办']],
 };
 
@@ -174,6 +175,7 @@ function render() {
   else if (path.startsWith('/staff')) cleanup = staffView(ctx, main);
   else if (path.startsWith('/supervisor')) cleanup = supervisorView(ctx, main);
   else if (path.startsWith('/inspections')) cleanup = inspectionsView(ctx, main);
+  else if (path.startsWith('/appointments')) cleanup = appointmentsView(ctx, main);
   else if (path.startsWith('/map')) cleanup = mapView(ctx, main);
   else if (path.startsWith('/cases/')) cleanup = casesView(ctx, main, /** @type {any} */ (path.split('/')[2]));
   else if (path.startsWith('/admin')) cleanup = adminView(ctx, main, path.split('/')[2] || 'points');

@@ -180,12 +180,15 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                     }
                     screens.touch(std::time::Instant::now());
                     let r = match cmd {
-                        UiCommand::TakeTicket { item_id, priority, resident, recording_consent } => {
+                        UiCommand::TakeTicket { item_id, priority, resident, recording_consent, appointment_id } => {
                             let now = std::time::Instant::now();
                             let staff_token = staff.as_ref().filter(|s| s.active(now)).map(|s| s.token.clone());
                             // Only signed-in staff enter a resident's details (least privilege).
                             let resident = if staff_token.is_some() { resident } else { None };
-                            let r = kiosk.take_ticket(item_id, priority, resident, staff_token, recording_consent);
+                            let r = match appointment_id {
+                                Some(a) => kiosk.check_in(item_id, a, staff_token, recording_consent),
+                                None => kiosk.take_ticket(item_id, priority, resident, staff_token, recording_consent),
+                            };
                             // A new resident starts with a clean screen: no notices of the last one.
                             if r.is_ok() {
                                 notices.clear();
@@ -224,6 +227,34 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                                             }
                                             Err(e) => {
                                                 tracing::warn!(error = %e, "phone number not recorded");
+                                                Err(ActionError::Refused(e.server_message().unwrap_or_else(|| "无法连接服务器，请稍后再试".into())))
+                                            }
+                                        };
+                                        let _ = reply.send(r);
+                                    });
+                                    continue;
+                                }
+                            }
+                        }
+                        UiCommand::BookAppointment { item_id, slot_start, name, phone, consent_text, answer } => {
+                            let now = std::time::Instant::now();
+                            match staff.as_ref().filter(|s| s.active(now)).map(|s| s.token.clone()) {
+                                None => Err(ActionError::Refused("预约须由社区工作人员登录后办理".into())),
+                                Some(staff_token) => {
+                                    let body = shared::cases::BookAppointmentRequest {
+                                        item_id, slot_start, name, phone, consent_text, consent: true, staff_token,
+                                    };
+                                    let api = api.clone();
+                                    // Answered from the task once the server has stored it.
+                                    tokio::spawn(async move {
+                                        let r = match api.book_appointment(&body).await {
+                                            Ok(v) => {
+                                                tracing::info!(appointment = %v.id, "appointment booked with consent");
+                                                let _ = answer.send(v);
+                                                Ok(())
+                                            }
+                                            Err(e) => {
+                                                tracing::warn!(error = %e, "appointment not booked");
                                                 Err(ActionError::Refused(e.server_message().unwrap_or_else(|| "无法连接服务器，请稍后再试".into())))
                                             }
                                         };

@@ -28,6 +28,8 @@ pub enum Phase {
         staff_token: Option<Token>,
         /// The resident agreed that the call is recorded.
         recording_consent: bool,
+        /// The appointment (预约) checked in with this ticket.
+        appointment_id: Option<Uuid>,
     },
     Waiting {
         ticket: TicketView,
@@ -230,11 +232,36 @@ impl Kiosk {
         staff_token: Option<Token>,
         recording_consent: bool,
     ) -> Result<Vec<Effect>, ActionError> {
+        self.request(item_id, priority, resident, staff_token, recording_consent, None)
+    }
+
+    /// Checks in an appointment (预约签到) found by its code: its ticket for `item_id`, which the
+    /// server serves ahead of walk-ins from the slot start.
+    pub fn check_in(
+        &mut self,
+        item_id: Uuid,
+        appointment_id: Uuid,
+        staff_token: Option<Token>,
+        recording_consent: bool,
+    ) -> Result<Vec<Effect>, ActionError> {
+        self.request(item_id, Priority::Normal, None, staff_token, recording_consent, Some(appointment_id))
+    }
+
+    fn request(
+        &mut self,
+        item_id: Uuid,
+        priority: Priority,
+        resident: Option<ResidentDetails>,
+        staff_token: Option<Token>,
+        recording_consent: bool,
+        appointment_id: Option<Uuid>,
+    ) -> Result<Vec<Effect>, ActionError> {
         if !matches!(self.phase, Phase::Idle | Phase::Rating { .. } | Phase::Ended { .. }) {
             return Err(ActionError::WrongPhase(self.phase.name()));
         }
         let request_id = Uuid::new_v4();
         let msg = ClientMsg::TakeTicket {
+            appointment_id,
             item_id,
             priority,
             resident: resident.clone(),
@@ -242,8 +269,15 @@ impl Kiosk {
             staff_token: staff_token.clone(),
             recording_consent: Some(recording_consent),
         };
-        self.phase =
-            Phase::Requesting { request_id, item_id, priority, resident, staff_token, recording_consent };
+        self.phase = Phase::Requesting {
+            request_id,
+            item_id,
+            priority,
+            resident,
+            staff_token,
+            recording_consent,
+            appointment_id,
+        };
         Ok(vec![Effect::Send(msg)])
     }
 
@@ -283,8 +317,17 @@ impl Kiosk {
     /// A `welcome` arrived on a new connection.
     pub fn on_connected(&mut self, resumed: bool) -> Vec<Effect> {
         match &self.phase {
-            Phase::Requesting { request_id, item_id, priority, resident, staff_token, recording_consent } => {
+            Phase::Requesting {
+                request_id,
+                item_id,
+                priority,
+                resident,
+                staff_token,
+                recording_consent,
+                appointment_id,
+            } => {
                 vec![Effect::Send(ClientMsg::TakeTicket {
+                    appointment_id: *appointment_id,
                     item_id: *item_id,
                     priority: *priority,
                     resident: resident.clone(),
@@ -564,6 +607,39 @@ mod tests {
     fn issued(k: &mut Kiosk, t: &TicketView) {
         let Phase::Requesting { request_id, .. } = *k.phase() else { panic!("not requesting") };
         assert_eq!(k.on_server(ServerMsg::TicketIssued { ticket: t.clone(), request_id }), vec![]);
+    }
+
+    #[test]
+    fn an_appointment_checks_in_with_its_id_and_keeps_it_across_a_reconnect() {
+        let mut k = Kiosk::default();
+        let t = ticket(1);
+        let appointment = Uuid::from_u128(77);
+        let out = k.check_in(t.item_id, appointment, None, true).expect("idle");
+        let [
+            Effect::Send(ClientMsg::TakeTicket {
+                appointment_id, item_id, priority, recording_consent, ..
+            }),
+        ] = &out[..]
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (*appointment_id, *item_id, *priority, *recording_consent),
+            (Some(appointment), t.item_id, Priority::Normal, Some(true))
+        );
+        assert!(k.check_in(t.item_id, appointment, None, false).is_err(), "one ticket at a time");
+        // The connection drops before the ticket is issued: the same request goes again.
+        let again = k.on_connected(false);
+        assert!(
+            matches!(&again[..], [Effect::Send(ClientMsg::TakeTicket { appointment_id: Some(a), .. })] if *a == appointment),
+            "{again:?}"
+        );
+        issued(&mut k, &t);
+        assert!(matches!(k.phase(), Phase::Waiting { .. }));
+        // A walk-in's ticket carries no appointment.
+        let mut k = Kiosk::default();
+        let out = k.take_ticket(t.item_id, Priority::Normal, None, None, false).expect("idle");
+        assert!(matches!(&out[..], [Effect::Send(ClientMsg::TakeTicket { appointment_id: None, .. })]));
     }
 
     #[test]

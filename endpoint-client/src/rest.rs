@@ -149,6 +149,15 @@ impl ServerApi {
         Ok(r.json().await?)
     }
 
+    /// Books a slot (预约) at this terminal's point; the staff member's token is in the body.
+    pub async fn book_appointment(
+        &self,
+        body: &shared::cases::BookAppointmentRequest,
+    ) -> Result<shared::cases::AppointmentView, RestError> {
+        let r = self.send_ok(Method::POST, "/api/v1/terminals/me/appointments", |b| b.json(body)).await?;
+        Ok(r.json().await?)
+    }
+
     pub async fn pending_print_jobs(&self) -> Result<Vec<PrintJobView>, RestError> {
         let r = self.send_ok(Method::GET, "/api/v1/terminals/me/print-jobs?state=pending", |b| b).await?;
         Ok(r.json().await?)

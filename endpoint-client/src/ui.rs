@@ -19,6 +19,14 @@
 //!   (the page's text must be [`shared::cases::CONSENT_TEXT_ZH`]); answered once the server
 //!   stored it.
 //!
+//! - `GET /api/appointment-slots?item_id=` an item's slots for the coming week (预约, device
+//!   token); `POST /api/appointment {item_id, slot_start, name, phone, consent_text, consent}`
+//!   signed-in staff book one after the resident confirmed the consent text
+//!   ([`shared::cases::APPOINTMENT_CONSENT_ZH`]), answered with the appointment (check-in code,
+//!   time) once the server stored it; `POST /api/appointment/find {code}` finds today's
+//!   appointment by its six-digit code, then `POST /api/ticket` with its `appointment_id`
+//!   checks it in.
+//!
 //! Every request must name the kiosk itself: `Host` a loopback name with the bound port
 //! (`127.0.0.1`, `localhost`, `[::1]`; a DNS-rebinding page's host name is refused) and, when a
 //! browser sends one, `Origin` the kiosk page's own origin (another page in the kiosk browser
@@ -78,6 +86,9 @@ pub async fn serve(
         .route("/api/items", get(items))
         .route("/api/availability", get(availability))
         .route("/api/ticket", post(ticket))
+        .route("/api/appointment-slots", get(appointment_slots))
+        .route("/api/appointment", post(book_appointment))
+        .route("/api/appointment/find", post(find_appointment))
         .route("/api/cancel", post(|s: State<Ui>| command(s, UiCommand::Cancel)))
         .route("/api/done", post(|s: State<Ui>| command(s, UiCommand::Done)))
         .route("/api/rate", post(rate))
@@ -222,6 +233,9 @@ struct TicketBody {
     /// The resident's answer to 本次通话录音录像 (absent: not agreed).
     #[serde(default)]
     recording_consent: bool,
+    /// Check in this appointment (found by `/api/appointment/find`).
+    #[serde(default)]
+    appointment_id: Option<Uuid>,
 }
 
 async fn ticket(
@@ -237,11 +251,146 @@ async fn ticket(
                     priority: b.priority,
                     resident: b.resident,
                     recording_consent: b.recording_consent,
+                    appointment_id: b.appointment_id,
                 },
             )
             .await
         }
         Err(e) => rejected(&e),
+    }
+}
+
+/// The Chinese part of a server message (`中文 (english)`), for the resident.
+fn zh(msg: &str) -> String {
+    msg.split(" (").next().unwrap_or(msg).to_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlotsQuery {
+    item_id: Uuid,
+}
+
+/// An item's slots for the coming week at this point (the server's
+/// `GET /api/v1/terminals/me/appointment-slots`).
+async fn appointment_slots(
+    State(ui): State<Ui>,
+    q: Result<axum::extract::Query<SlotsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    match q {
+        Ok(q) => {
+            server_get(&ui, &format!("/api/v1/terminals/me/appointment-slots?item_id={}&days=7", q.item_id))
+                .await
+        }
+        Err(_) => error(StatusCode::UNPROCESSABLE_ENTITY, "请先选择事项"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BookBody {
+    item_id: Uuid,
+    slot_start: i64,
+    name: String,
+    phone: String,
+    consent_text: String,
+    consent: bool,
+}
+
+/// Signed-in staff book a slot for the resident; the appointment comes back with its check-in
+/// code once the server stored it (the server checks the slot, the number and the staff
+/// sign-in; its message is shown).
+async fn book_appointment(
+    State(ui): State<Ui>,
+    body: Result<Json<BookBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let b = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return rejected(&e),
+    };
+    if !b.consent {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "请居民阅读后确认同意");
+    }
+    if b.consent_text != shared::cases::APPOINTMENT_CONSENT_ZH {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "同意书内容有误，请刷新页面");
+    }
+    let Ok(name) = shared::validate::PersonName::try_from(b.name) else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "请输入办事人姓名（32个字以内）");
+    };
+    let phone = b.phone.trim();
+    if phone.is_empty() || phone.len() > 20 {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "请输入正确的电话号码");
+    }
+    let (answer, booked) = oneshot::channel();
+    let cmd = UiCommand::BookAppointment {
+        item_id: b.item_id,
+        slot_start: b.slot_start,
+        name,
+        phone: phone.to_owned(),
+        consent_text: b.consent_text,
+        answer,
+    };
+    let (reply, rx) = oneshot::channel();
+    if ui.tx.send(UiRequest { cmd, reply }).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "服务正在停止");
+    }
+    match rx.await {
+        Ok(Ok(())) => match booked.await {
+            Ok(v) => Json(v).into_response(),
+            Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "服务正在停止"),
+        },
+        Ok(Err(e)) => error(StatusCode::CONFLICT, zh(&e.to_string())),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "服务正在停止"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindBody {
+    code: String,
+}
+
+/// Today's appointment at this point by its check-in code (the server's
+/// `POST /api/v1/terminals/me/appointments/check-in`, device token).
+async fn find_appointment(
+    State(ui): State<Ui>,
+    body: Result<Json<FindBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let b = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return rejected(&e),
+    };
+    let code = b.code.trim();
+    if code.len() != 6 || !code.bytes().all(|c| c.is_ascii_digit()) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "签到码为 6 位数字，请核对");
+    }
+    let token = match ui.auth.token().await {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_GATEWAY, format!("无法连接服务器：{e}")),
+    };
+    let resp = ui
+        .http
+        .post(format!("{}/api/v1/terminals/me/appointments/check-in", ui.server))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "code": code }))
+        .send()
+        .await;
+    match resp {
+        Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
+            Ok(v) => Json(v).into_response(),
+            Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+        },
+        Ok(r) if r.status() == StatusCode::NOT_FOUND => {
+            let v = r.json::<serde_json::Value>().await.unwrap_or_default();
+            let msg =
+                v.pointer("/error/message").and_then(|m| m.as_str()).unwrap_or("未找到预约，请核对签到码");
+            error(StatusCode::NOT_FOUND, zh(msg))
+        }
+        Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
+            error(StatusCode::TOO_MANY_REQUESTS, "签到码输错次数过多，请稍后再试或请工作人员帮忙")
+        }
+        Ok(r) => error(StatusCode::BAD_GATEWAY, format!("服务器返回 {}", r.status())),
+        Err(e) => error(StatusCode::BAD_GATEWAY, format!("无法连接服务器：{e}")),
     }
 }
 
@@ -465,6 +614,29 @@ mod tests {
             PAGE.contains(shared::cases::CONSENT_TEXT_ZH),
             "the kiosk page shows the consent text verbatim"
         );
+    }
+
+    #[test]
+    fn the_page_offers_appointments_when_nobody_is_on_duty_and_a_check_in_on_welcome() {
+        assert!(PAGE.contains(shared::cases::APPOINTMENT_CONSENT_ZH), "the booking consent text verbatim");
+        // 预约 sits in the 当前无人值守 box of the item's screen, next to the call-back offer.
+        let unstaffed =
+            PAGE.split(r#"id="take-unstaffed""#).nth(1).and_then(|r| r.split("</div></div>").next());
+        assert!(
+            unstaffed.is_some_and(|b| b.contains("预约其他时间") && b.contains("联系电话")),
+            "{unstaffed:?}"
+        );
+        // The welcome screen has the check-in entry; the steps are day, time, details, code.
+        let welcome = PAGE.split(r#"<section id="idle">"#).nth(1).and_then(|r| r.split("</section>").next());
+        assert!(welcome.is_some_and(|w| w.contains("我有预约")));
+        for step in
+            ["第一步：请选择日期", "第二步：请选择时间", "第三步：填写办事人信息", "您的签到码", "预约签到"]
+        {
+            assert!(PAGE.contains(step), "{step}");
+        }
+        assert!(PAGE.contains(r#"fetch("/api/appointment-slots?item_id=""#));
+        assert_eq!(zh("该时段已约满，请选择其他时段 (the slot is full)"), "该时段已约满，请选择其他时段");
+        assert_eq!(zh("请核对"), "请核对");
     }
 
     #[test]

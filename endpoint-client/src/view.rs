@@ -23,6 +23,18 @@ pub enum UiCommand {
         resident: Option<ResidentDetails>,
         /// The resident agreed that the call is recorded.
         recording_consent: bool,
+        /// Check in this appointment (预约签到) with the ticket.
+        appointment_id: Option<Uuid>,
+    },
+    /// Signed-in staff book a slot for the resident (预约); the booked appointment (its check-in
+    /// code and time) goes back on `answer` once the server stored it.
+    BookAppointment {
+        item_id: Uuid,
+        slot_start: i64,
+        name: shared::validate::PersonName,
+        phone: String,
+        consent_text: String,
+        answer: oneshot::Sender<shared::cases::AppointmentView>,
     },
     Cancel,
     Rate {

@@ -1213,3 +1213,126 @@ pub struct Report {
     pub rows: Vec<ReportRow>,
     pub total: ReportRow,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Appointments (预约)
+
+/// Where an appointment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AppointmentState {
+    /// 已预约
+    Booked,
+    /// 已签到: a ticket was taken with it at the kiosk.
+    CheckedIn,
+    /// 已办理: the ticket reached an operator.
+    Served,
+    /// 爽约: not checked in by the slot end plus the grace period.
+    NoShow,
+    /// 已取消
+    Cancelled,
+}
+
+/// A bookable slot of an item's line at a point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AppointmentSlot {
+    /// `YYYY-MM-DD` (China time).
+    pub date: String,
+    /// `HH:MM-HH:MM`.
+    pub label: String,
+    pub start: i64,
+    pub end: i64,
+    pub capacity: u32,
+    /// Places left (0: full).
+    pub free: u32,
+}
+
+/// Books a slot at the kiosk: device token, and the committee staff member signed in at the
+/// kiosk vouches with their access token (as for the kiosk contact).
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BookAppointmentRequest {
+    pub item_id: Uuid,
+    /// The `start` of a slot listed by `appointment-slots`.
+    pub slot_start: i64,
+    pub name: crate::validate::PersonName,
+    /// Mainland mobile (11 digits starting with 1) or landline (digits, one optional `-`).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 7,
+            max_length = 16,
+            pattern = "^(1[0-9]{10}|[02-9][0-9]{6,15}|[02-9][0-9]{1,4}-[0-9]{5,10})$"
+        )
+    )]
+    pub phone: String,
+    /// The consent wording shown to the resident; 1–500 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 500,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
+    pub consent_text: String,
+    /// Must be `true`: the resident confirmed on the kiosk screen.
+    #[cfg_attr(feature = "openapi", schema(schema_with = must_be_true))]
+    pub consent: bool,
+    /// The access token of the staff member signed in at the kiosk.
+    pub staff_token: crate::validate::Token,
+}
+
+impl std::fmt::Debug for BookAppointmentRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BookAppointmentRequest")
+            .field("item_id", &self.item_id)
+            .field("slot_start", &self.slot_start)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The consent wording the kiosk shows before an appointment is booked (the kiosk sends exactly
+/// this text).
+pub const APPOINTMENT_CONSENT_ZH: &str =
+    "居民同意帮办保存本人姓名和联系电话，用于本次预约的提醒和签到核对，预约结束后按规定期限删除。";
+
+/// Finds today's appointment at this terminal's point by its check-in code (签到码).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AppointmentCheckInRequest {
+    /// Six digits.
+    #[cfg_attr(feature = "openapi", schema(min_length = 6, max_length = 6, pattern = "^[0-9]{6}$"))]
+    pub code: String,
+}
+
+/// An appointment; personal data masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AppointmentView {
+    pub id: Uuid,
+    pub point_id: Uuid,
+    pub point_name: String,
+    pub item_id: Uuid,
+    pub item_name: String,
+    pub slot_start: i64,
+    pub slot_end: i64,
+    /// The slot as the kiosk says it, e.g. `12月7日（周一）09:00-09:30`.
+    pub when: String,
+    /// `张**`
+    pub name_masked: String,
+    /// `138****5678`
+    pub phone_masked: String,
+    pub state: AppointmentState,
+    /// The six-digit check-in code (签到码).
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<Uuid>,
+    /// The staff member who booked it (display name).
+    pub booked_by: String,
+    pub created_at: i64,
+}

@@ -678,6 +678,12 @@ pub enum ClientMsg {
         /// recorded (`true`: agreed; `false` or absent: not recorded). Stored with the ticket.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recording_consent: Option<bool>,
+        /// Check in an appointment (预约签到) found by its code at this terminal
+        /// (`POST /api/v1/terminals/me/appointments/check-in`): booked for `item_id` at this
+        /// terminal's point today. The ticket is served ahead of walk-ins from the slot start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Option<UuidSchema>")]
+        appointment_id: Option<Uuid>,
     },
     /// Give up a ticket (in the queue, ringing or in a call).
     CancelTicket {

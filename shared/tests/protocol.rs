@@ -62,6 +62,7 @@ fn client_examples() -> Vec<ClientMsg> {
         ClientMsg::Hello { v: 1, token: None, resume: Some(Token::try_from("rt.x").unwrap()) },
         ClientMsg::Ping { seq: u64::MAX },
         ClientMsg::TakeTicket {
+            appointment_id: None,
             item_id: id(2),
             priority: Priority::Pregnant,
             resident: Some(ResidentDetails {
@@ -73,6 +74,7 @@ fn client_examples() -> Vec<ClientMsg> {
             recording_consent: Some(true),
         },
         ClientMsg::TakeTicket {
+            appointment_id: None,
             item_id: id(2),
             priority: Priority::Normal,
             resident: None,

@@ -65,6 +65,18 @@
 //!   `n` operators finish `n` calls per `ewma`); a ringing ticket waits 0. Positions and
 //!   estimates are per line, district-wide: every skilled operator serves a center's tickets at
 //!   the latest after the overflow, so the line's queue and operators are the honest figure.
+//! * **Appointments** (预约, [`Dispatcher::enqueue_appointment`]): a checked-in appointment's
+//!   ticket has its own class, served after transferred tickets and before every other
+//!   class, but **only from its slot start**: checked in early, it waits as a `Normal`
+//!   walk-in (and may be served as one); at the slot start ([`Dispatcher::tick`], the start
+//!   is in [`Dispatcher::next_deadline`]) it moves to the appointment class, FIFO by its
+//!   original seq. Checked in after its slot end it is a plain walk-in from the start.
+//!   Bounded: after [`APPOINTMENT_RUN`] consecutive appointment tickets assigned on a line,
+//!   the next operator matched on that line takes the first waiting non-appointment ticket
+//!   it may take (if any) before the next appointment; any non-appointment assignment resets
+//!   the run. Positions count in key order and so ignore this bound (an appointment's
+//!   position can be one too optimistic per run). Centers apply to appointments as to every
+//!   ticket.
 //!
 //! # Complexity
 //! Per line, the queue and the offerable tickets are `BTreeMap<(class, seq), TicketId>` and
@@ -98,6 +110,8 @@ pub struct LineId(pub Uuid);
 /// An acceptance center (受理中心).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CenterId(pub Uuid);
+/// How many appointment tickets in a row a line serves before a waiting walk-in gets its turn.
+pub const APPOINTMENT_RUN: u32 = 3;
 
 /// Every class except `Normal` is served first; they share one FIFO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -284,8 +298,23 @@ pub struct Board {
     pub operators: Vec<(OperatorId, OperatorState)>,
 }
 
-/// Service-order key: `(class, seq)`; class 0 = transferred, 1 = priority, 2 = normal.
+/// Service-order key: `(class, seq)`; class 0 = transferred, 1 = appointment (from its slot
+/// start), 2 = priority, 3 = normal.
 type Key = (u8, u64);
+
+/// The appointment class of a key.
+const APPOINTMENT_CLASS: u8 = 1;
+
+/// A ticket's appointment standing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Appointment {
+    /// A walk-in (or an appointment checked in after its slot end).
+    No,
+    /// Checked in before its slot: a walk-in until this slot start.
+    From(Millis),
+    /// In the appointment class.
+    Due,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -299,6 +328,7 @@ struct Ticket {
     line: LineId,
     priority: Priority,
     transferred: bool,
+    appointment: Appointment,
     seq: u64,
     enqueued_at: Millis,
     suspended: bool,
@@ -315,10 +345,11 @@ struct Ticket {
 
 impl Ticket {
     fn key(&self) -> Key {
-        let class = match (self.transferred, self.priority) {
-            (true, _) => 0,
-            (false, Priority::Normal) => 2,
-            (false, _) => 1,
+        let class = match (self.transferred, self.appointment, self.priority) {
+            (true, _, _) => 0,
+            (false, Appointment::Due, _) => APPOINTMENT_CLASS,
+            (false, _, Priority::Normal) => 3,
+            (false, _, _) => 2,
         };
         (class, self.seq)
     }
@@ -331,9 +362,10 @@ impl Ticket {
     }
 }
 
-/// The whole key range of one center in the `reserved` index.
-fn center_keys(c: CenterId) -> std::ops::RangeInclusive<(CenterId, Key)> {
-    (c, (0, 0))..=(c, (u8::MAX, u64::MAX))
+/// The tickets of `m` in service order, skipping the appointment class when `from` is past it
+/// (transferred tickets always first).
+fn heads_from(m: &BTreeMap<Key, TicketId>, from: Key) -> Box<dyn Iterator<Item = (Key, TicketId)> + '_> {
+    Box::new(m.range(..(APPOINTMENT_CLASS, 0)).chain(m.range(from..)).map(|(&k, &id)| (k, id)))
 }
 
 /// The whole idle range of one center (or of no center) in the `available_in` index.
@@ -377,6 +409,8 @@ struct Line {
     /// wrapping one up). What a resident's wait depends on.
     serving: u32,
     handle_ewma_ms: i64,
+    /// Appointment tickets assigned in a row on this line (see [`APPOINTMENT_RUN`]).
+    appointment_run: u32,
 }
 
 fn line_entry(lines: &mut BTreeMap<LineId, Line>, id: LineId, handle_ms: i64) -> &mut Line {
@@ -392,6 +426,7 @@ fn line_entry(lines: &mut BTreeMap<LineId, Line>, id: LineId, handle_ms: i64) ->
         online: 0,
         serving: 0,
         handle_ewma_ms: handle_ms,
+        appointment_run: 0,
     })
 }
 
@@ -428,6 +463,8 @@ pub struct Dispatcher {
     deadlines: BTreeSet<(Millis, TicketId)>,
     /// Overflow instants of tickets still reserved to their center (whatever their phase).
     overflows: BTreeSet<(Millis, TicketId)>,
+    /// Appointment tickets checked in early, by slot start (stale entries skipped).
+    appointments_due: BTreeSet<(Millis, TicketId)>,
     next_seq: u64,
     next_idle: u64,
 }
@@ -441,6 +478,7 @@ impl Dispatcher {
             lines: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             overflows: BTreeSet::new(),
+            appointments_due: BTreeSet::new(),
             next_seq: 0,
             next_idle: 0,
         }
@@ -588,6 +626,32 @@ impl Dispatcher {
         self.place_new(ticket, line, priority, None, center, now)
     }
 
+    /// A checked-in appointment for the slot `[start, end)` joins `line` (see the module
+    /// docs): in the appointment class from `start`, a walk-in before; a plain walk-in when
+    /// checked in at or after `end`. Its point's `center` applies as in [`Self::enqueue_in`].
+    pub fn enqueue_appointment(
+        &mut self,
+        ticket: TicketId,
+        line: LineId,
+        slot: (Millis, Millis),
+        center: Option<CenterId>,
+        now: Millis,
+    ) -> Outcome {
+        let (start, end) = slot;
+        let appointment = if now >= end {
+            Appointment::No
+        } else if now >= start {
+            Appointment::Due
+        } else {
+            Appointment::From(start)
+        };
+        let out = self.place(ticket, line, Priority::Normal, None, center, appointment, now)?;
+        if let Appointment::From(at) = appointment {
+            self.appointments_due.insert((at, ticket));
+        }
+        Ok(out)
+    }
+
     /// Transfer to a named operator. A known ticket is transferred as in [`Self::requeue`]
     /// (keeping its transfer-class place for a fallback); an unknown one is enqueued as new.
     /// If the operator is `Offline` or `Away` the ticket falls back to the line at once.
@@ -707,6 +771,18 @@ impl Dispatcher {
     /// Both in time order.
     pub fn tick(&mut self, now: Millis) -> Vec<Action> {
         let mut out = Out::default();
+        // Appointments whose slot starts: into the appointment class, keeping their seq.
+        while let Some(&(at, ticket)) = self.appointments_due.first() {
+            if at > now {
+                break;
+            }
+            self.appointments_due.remove(&(at, ticket));
+            if let Some(t) = self.tickets.get(&ticket).filter(|t| t.appointment == Appointment::From(at)) {
+                let line = t.line;
+                self.with_ticket(ticket, |t| t.appointment = Appointment::Due);
+                out.changed(line);
+            }
+        }
         loop {
             let offer = self.deadlines.first().copied().filter(|&(at, _)| at <= now);
             let overflow = self.overflows.first().copied().filter(|&(at, _)| at <= now);
@@ -733,11 +809,12 @@ impl Dispatcher {
         out.finish().unwrap_or_default()
     }
 
-    /// The earliest pending offer expiry or overflow, if any.
+    /// The earliest pending offer expiry, overflow or appointment slot start, if any.
     pub fn next_deadline(&self) -> Option<Millis> {
         let offer = self.deadlines.first().map(|&(at, _)| at);
         let overflow = self.overflows.first().map(|&(at, _)| at);
-        offer.into_iter().chain(overflow).min()
+        let slot = self.appointments_due.first().map(|&(at, _)| at);
+        offer.into_iter().chain(overflow).chain(slot).min()
     }
 
     /// The ticket has waited long enough for its center: it is open to every operator now.
@@ -832,8 +909,8 @@ impl Dispatcher {
     pub fn board(&self, now: Millis) -> Board {
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let lines = self.lines.iter().map(|(&line, l)| {
-            // The oldest ticket is the head of one of the three classes.
-            let oldest = (0..3u8)
+            // The oldest ticket is the head of one of the four classes.
+            let oldest = (0..4u8)
                 .filter_map(|c| l.queue.range((c, 0)..(c + 1, 0)).next())
                 .filter_map(|(_, t)| self.tickets.get(t).map(|t| t.enqueued_at.0))
                 .min();
@@ -870,6 +947,20 @@ impl Dispatcher {
         center: Option<CenterId>,
         now: Millis,
     ) -> Outcome {
+        self.place(id, line, priority, target, center, Appointment::No, now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        id: TicketId,
+        line: LineId,
+        priority: Priority,
+        target: Option<OperatorId>,
+        center: Option<CenterId>,
+        appointment: Appointment,
+        now: Millis,
+    ) -> Outcome {
         if self.tickets.contains_key(&id) {
             return Err(DispatchError::DuplicateTicket(id));
         }
@@ -880,6 +971,7 @@ impl Dispatcher {
             line,
             priority,
             transferred: false,
+            appointment,
             seq,
             enqueued_at: now,
             suspended: false,
@@ -1038,12 +1130,14 @@ impl Dispatcher {
     }
 
     fn assign(&mut self, ticket: TicketId, op: OperatorId, now: Millis, out: &mut Out) {
-        let Some(line) = self.tickets.get(&ticket).map(|t| t.line) else {
+        let Some((line, key)) = self.tickets.get(&ticket).map(|t| (t.line, t.key())) else {
             return;
         };
         self.with_ticket(ticket, |t| {
             (t.phase, t.target, t.avoid) = (Phase::Assigned { op, since: now }, None, None);
         });
+        let l = line_entry(&mut self.lines, line, self.config.default_handle_ms);
+        l.appointment_run = if key.0 == APPOINTMENT_CLASS { l.appointment_run.saturating_add(1) } else { 0 };
         if let Some(o) = self.ops.get_mut(&op) {
             o.misses = 0;
         }
@@ -1164,14 +1258,31 @@ impl Dispatcher {
         let better = |cur: Option<(Key, TicketId)>, c| Some(cur.map_or(c, |b| b.min(c)));
         let (mut best, mut fresh) = (None, None); // best overall / best not avoiding `op`
         for line in o.skills.iter().filter_map(|l| self.lines.get(l)) {
-            // Every offerable ticket, or for an operator of a center the open ones and its own.
-            let sources: [Box<dyn Iterator<Item = (Key, TicketId)>>; 2] = match o.center {
-                None => {
-                    [Box::new(line.offerable.iter().map(|(&k, &id)| (k, id))), Box::new(std::iter::empty())]
+            // Every offerable ticket, or for an operator of a center the open ones and its own;
+            // after a run of appointments a waiting walk-in it may take goes first
+            // (APPOINTMENT_RUN).
+            const APPT: Key = (APPOINTMENT_CLASS, 0);
+            const WALK_IN: Key = (APPOINTMENT_CLASS + 1, 0);
+            const END: Key = (u8::MAX, u64::MAX);
+            let walk_in_waits = match o.center {
+                None => line.offerable.range(WALK_IN..).next().is_some(),
+                Some(c) => {
+                    line.open.range(WALK_IN..).next().is_some()
+                        || line.reserved.range((c, WALK_IN)..=(c, END)).next().is_some()
                 }
+            };
+            let skip = line.appointment_run >= APPOINTMENT_RUN && walk_in_waits;
+            let from = if skip { WALK_IN } else { APPT };
+            let sources: [Box<dyn Iterator<Item = (Key, TicketId)>>; 2] = match o.center {
+                None => [heads_from(&line.offerable, from), Box::new(std::iter::empty())],
                 Some(c) => [
-                    Box::new(line.open.iter().map(|(&k, &id)| (k, id))),
-                    Box::new(line.reserved.range(center_keys(c)).map(|(&(_, k), &id)| (k, id))),
+                    heads_from(&line.open, from),
+                    Box::new(
+                        line.reserved
+                            .range((c, (0, 0))..(c, APPT))
+                            .chain(line.reserved.range((c, from)..=(c, END)))
+                            .map(|(&(_, k), &id)| (k, id)),
+                    ),
                 ],
             };
             for source in sources {
@@ -1575,6 +1686,70 @@ mod tests {
         for (t, pos) in all {
             assert_eq!(d.position(t), Some(pos));
         }
+    }
+
+    fn book(d: &mut Dispatcher, n: u128, slot: (i64, i64), now: i64) -> Vec<Action> {
+        d.enqueue_appointment(t(n), l(1), (at(slot.0), at(slot.1)), None, at(now)).unwrap()
+    }
+
+    #[test]
+    fn an_appointment_checked_in_early_waits_as_a_walk_in_until_its_slot_start() {
+        let mut d = setup(&[1], &[1]);
+        enqueue(&mut d, &[0], 1, Priority::Normal); // o1 rings with t0
+        enqueue(&mut d, &[1], 1, Priority::Normal);
+        assert!(offers(&book(&mut d, 2, (100, 200), 2)).is_empty());
+        enqueue(&mut d, &[3], 1, Priority::Normal);
+        // Behind t0 (ringing) and t1 before its slot.
+        assert_eq!(d.position(t(2)).unwrap().position, 3, "a walk-in before its slot");
+        assert_eq!(d.next_deadline(), Some(at(100)), "the slot start wakes the dispatcher");
+        assert!(d.tick(at(99)).is_empty());
+        assert_eq!(d.position(t(2)).unwrap().position, 3);
+        assert_eq!(d.tick(at(100)), vec![Action::QueueChanged { line: l(1) }]);
+        assert_eq!(d.position(t(2)).unwrap().position, 1, "first from its slot start");
+        assert_eq!(d.next_deadline(), Some(at(20_000)), "only t0's ring is left");
+        check_invariants(&d);
+        assert_eq!(offers(&serve(&mut d, o(1), t(0), at(110))), vec![(t(2), o(1))]);
+        assert_eq!(offers(&serve(&mut d, o(1), t(2), at(120))), vec![(t(1), o(1))]);
+        check_invariants(&d);
+    }
+
+    #[test]
+    fn an_appointment_checked_in_within_its_slot_goes_first_and_late_is_a_walk_in() {
+        let mut d = setup(&[1], &[1]);
+        enqueue(&mut d, &[0], 1, Priority::Normal);
+        d.accept(o(1), t(0), at(1)).unwrap();
+        enqueue(&mut d, &[1], 1, Priority::Elderly);
+        book(&mut d, 2, (0, 200), 150); // within the slot: ahead of every walk-in
+        book(&mut d, 3, (0, 200), 200); // at the slot end: late, a plain walk-in
+        enqueue(&mut d, &[4], 1, Priority::Normal);
+        let order: Vec<_> = d.line_positions(l(1)).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(order, vec![t(2), t(1), t(3), t(4)]);
+        assert_eq!(d.next_deadline(), None, "nothing to promote");
+        check_invariants(&d);
+    }
+
+    #[test]
+    fn appointments_do_not_starve_walk_ins() {
+        let mut d = setup(&[1], &[1]);
+        enqueue(&mut d, &[0], 1, Priority::Normal); // o1 rings with t0
+        enqueue(&mut d, &[10], 1, Priority::Normal); // a walk-in waiting since before
+        for n in 1..=5 {
+            book(&mut d, n, (0, 10_000), 10 + n as i64);
+        }
+        let mut served = Vec::new();
+        let mut current = t(0);
+        for step in 0..6 {
+            let acts = serve(&mut d, o(1), current, at(100 + step));
+            check_invariants(&d);
+            let [(next, _)] = offers(&acts)[..] else { panic!("{acts:?}") };
+            served.push(next);
+            current = next;
+        }
+        assert_eq!(
+            served,
+            vec![t(1), t(2), t(3), t(10), t(4), t(5)],
+            "{APPOINTMENT_RUN} in a row, then the walk-in"
+        );
     }
 
     #[test]

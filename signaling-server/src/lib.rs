@@ -25,6 +25,7 @@
 //! port 0 and drive the same code.
 
 pub mod api;
+pub mod appointments;
 pub mod audit;
 pub mod auth;
 pub mod calendar;

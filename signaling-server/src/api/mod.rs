@@ -2,6 +2,7 @@
 //! and the OpenAPI 3.1 document generated from the handlers' annotations.
 
 pub mod accounts;
+pub mod appointments;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
@@ -40,7 +41,7 @@ pub const MAX_URI_BYTES: usize = 2048;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "帮办 Bangban API", description = "远程虚拟窗口 remote virtual window: REST API for the console, terminals and admin"),
-    tags((name = "auth"), (name = "accounts"), (name = "points"), (name = "catalog"), (name = "centers"), (name = "terminals"), (name = "tickets"), (name = "audit"), (name = "stats"), (name = "rectifications"), (name = "calendar"), (name = "cases"), (name = "materials"), (name = "health")),
+    tags((name = "auth"), (name = "accounts"), (name = "points"), (name = "catalog"), (name = "centers"), (name = "terminals"), (name = "tickets"), (name = "audit"), (name = "stats"), (name = "rectifications"), (name = "calendar"), (name = "cases"), (name = "appointments"), (name = "materials"), (name = "health")),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
@@ -230,6 +231,11 @@ fn cases_router() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::cases::orders::set_contact))
         .routes(routes!(crate::cases::orders::reveal_contact))
         .routes(routes!(crate::cases::orders::kiosk_contact))
+        .routes(routes!(appointments::slots))
+        .routes(routes!(appointments::book))
+        .routes(routes!(appointments::check_in))
+        .routes(routes!(appointments::list))
+        .routes(routes!(appointments::cancel))
         .routes(routes!(crate::cases::outbox::put_webhook))
         .routes(routes!(crate::cases::outbox::list))
         .routes(routes!(crate::cases::outbox::retry))

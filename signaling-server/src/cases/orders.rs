@@ -873,7 +873,7 @@ async fn copy_ticket_contact(state: &AppState, order: Uuid, session: Uuid) -> Ap
 /// The committee staff member vouching at the kiosk, from their access token: role `staff`,
 /// active, of the terminal's point, and the token of their current generation (a password
 /// change or disabling ends it at once). Returns `(user id, display name)`.
-async fn kiosk_staff(state: &AppState, token: &str, point: Uuid) -> ApiResult<(Uuid, String)> {
+pub(crate) async fn kiosk_staff(state: &AppState, token: &str, point: Uuid) -> ApiResult<(Uuid, String)> {
     let invalid = || {
         ApiError::new(
             StatusCode::FORBIDDEN,
@@ -1079,7 +1079,17 @@ pub async fn purge_contacts(db: &Db, days: u32, now: i64) -> Result<u64, sqlx::E
         .execute(&db.pool)
         .await?
         .rows_affected();
+    // Appointments (预约): the name and phone given at booking, once the slot is that long past.
+    let appointments = sqlx::query(
+        "UPDATE appointments SET name_enc = '', phone_enc = '', name_masked = '—', phone_masked = '—' \
+         WHERE name_enc <> '' AND slot_end < $1",
+    )
+    .bind(cutoff)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
     Ok(tickets
+        + appointments
         + sqlx::query(
             "UPDATE work_orders SET phone_enc = NULL, phone_masked = NULL WHERE phone_enc IS NOT NULL \
          AND closed_at IS NOT NULL AND closed_at < $1 AND state IN ('completed', 'closed')",
@@ -1171,6 +1181,9 @@ pub async fn worker(state: AppState) {
         }
         if let Err(e) = super::callbacks::sync(&state.db, now_ms()).await {
             tracing::error!(error = %e, "call-back tasks not created");
+        }
+        if let Err(e) = crate::api::appointments::sweep(&state, now_ms()).await {
+            tracing::error!(error = %e.message, "appointments not swept");
         }
         if let Err(e) = crate::inspections::flag_overdue(&state, now_ms()).await {
             tracing::error!(error = %e.message, "overdue inspections not flagged");

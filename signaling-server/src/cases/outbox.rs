@@ -196,6 +196,26 @@ async fn body_of(state: &AppState, r: &AnyRow) -> ApiResult<Value> {
             });
         }
     }
+    // An appointment's confirmation or reminder goes to the number given with consent when it
+    // was booked, read now; none once it is no longer booked (cancelled, missed, checked in).
+    if let (true, Some(a)) = (recipient == "appointment", payload["appointment_id"].as_str()) {
+        body["appointment"] =
+            json!({ "id": a, "point_id": payload["point_id"], "slot_start": payload["slot_start"] });
+        let row = sqlx::query("SELECT phone_enc FROM appointments WHERE id = $1 AND state = 'booked'")
+            .bind(a)
+            .fetch_optional(&state.db.pool)
+            .await?;
+        let phone = match row {
+            Some(row) => Some(
+                state
+                    .pii
+                    .decrypt(&row.try_get::<String, _>("phone_enc")?, &format!("appointment:{a}:phone"))
+                    .map_err(|_| ApiError::internal())?,
+            ),
+            None => None,
+        };
+        body["phone"] = json!(phone);
+    }
     if let Some(o) = &order_id {
         let row = sqlx::query("SELECT number, phone_enc FROM work_orders WHERE id = $1")
             .bind(o)
@@ -236,7 +256,8 @@ pub async fn deliver_due(state: &AppState, client: &reqwest_s3::Client, now: i64
         let attempts = u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(0) + 1;
         let body = body_of(state, r).await?;
         // A resident message without a consented phone number has nobody to go to.
-        if body["recipient"] == "resident" && body["phone"].is_null() {
+        if (body["recipient"] == "resident" || body["recipient"] == "appointment") && body["phone"].is_null()
+        {
             sqlx::query("UPDATE outbox SET status = 'skipped', last_error = $1 WHERE id = $2")
                 .bind("居民未留联系电话 (no consented phone number)")
                 .bind(&id)

@@ -219,7 +219,7 @@ impl Driver {
                     self.flush().await;
                     let terminal = req.terminal;
                     match self.create_ticket(&req, now).await {
-                        Ok((view, center)) => {
+                        Ok((view, center, appointment)) => {
                             let recording = req.recording_consent == Some(true);
                             let input = Input::TicketCreated {
                                 terminal,
@@ -227,6 +227,7 @@ impl Driver {
                                 view,
                                 recording,
                                 center,
+                                appointment,
                             };
                             let mut next: VecDeque<Output> = self.core.handle(input, now).into();
                             next.extend(queue);
@@ -324,7 +325,7 @@ impl Driver {
         &self,
         req: &TicketRequest,
         now: i64,
-    ) -> Result<(TicketView, Option<Uuid>), Refusal> {
+    ) -> Result<(TicketView, Option<Uuid>, Option<(i64, i64)>), Refusal> {
         let internal = |e: sqlx::Error| {
             tracing::error!(error = %e, "ticket lookup failed");
             refuse(ErrorCode::Internal, "取号失败，请重试 (could not take a ticket, retry)")
@@ -368,6 +369,17 @@ impl Driver {
         };
         self.core.may_open_ticket(req.terminal)?;
         let day = service_day(now);
+        let appointment = match req.appointment_id {
+            Some(a) => Some(
+                store::bookable_appointment(&self.db, a, point, req.item_id, &day, now)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| {
+                        refuse(ErrorCode::NotFound, "预约不存在或已失效 (no such appointment to check in)")
+                    })?,
+            ),
+            None => None,
+        };
         let seq = store::next_ticket_seq(&self.db, point, &day).await.map_err(internal)?;
         let prefix = point_code.chars().next().filter(char::is_ascii_alphabetic).unwrap_or('A');
         let number = format!("{prefix}-{seq:04}");
@@ -401,6 +413,14 @@ impl Driver {
             now,
         );
         store::insert_ticket(&self.db, &new, &event).await.map_err(internal)?;
+        // Checked in: served ahead of walk-ins from the slot start. Lost a race with another
+        // check-in of the same appointment: the ticket stays a walk-in.
+        let appointment = match (req.appointment_id, appointment) {
+            (Some(a), Some(slot)) => {
+                store::check_in_appointment(&self.db, a, id, now).await.map_err(internal)?.then_some(slot)
+            }
+            _ => None,
+        };
         let view = TicketView {
             ticket_id: id,
             number: number.clone(),
@@ -416,7 +436,7 @@ impl Driver {
             waited_secs: 0,
             assisted_by: staff.map(|(_, name)| name),
         };
-        Ok((view, center))
+        Ok((view, center, appointment))
     }
 
     /// The staff member signed in at the kiosk, from their access token: role `staff`, active,

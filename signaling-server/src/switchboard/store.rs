@@ -402,6 +402,8 @@ pub struct OpenTicket {
     pub recording: bool,
     /// The acceptance center of the ticket's point.
     pub center: Option<Uuid>,
+    /// The slot `(start, end)` of the appointment checked in with it.
+    pub appointment: Option<(i64, i64)>,
 }
 
 /// Tickets left `waiting` or `in_call` by a previous run, oldest first.
@@ -409,9 +411,10 @@ pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT t.id, t.number, t.service_day, t.point_id, t.terminal_id, t.item_id, t.line_id, t.priority, \
          t.resident_name_masked, t.id_number_masked, t.status, t.created_at, t.assisted_by_name, t.recording_consent, \
-         i.name AS item_name, l.name AS line_name, p.name AS point_name, cs.center_id FROM tickets t \
+         i.name AS item_name, l.name AS line_name, p.name AS point_name, cs.center_id, a.slot_start, a.slot_end FROM tickets t \
          JOIN service_items i ON i.id = t.item_id JOIN business_lines l ON l.id = t.line_id \
          JOIN service_points p ON p.id = t.point_id LEFT JOIN center_streets cs ON cs.street = p.street \
+         LEFT JOIN appointments a ON a.ticket_id = t.id AND a.state = 'checked_in' \
          WHERE t.status IN ('waiting', 'in_call') ORDER BY t.created_at",
     )
     .fetch_all(&db.pool)
@@ -447,6 +450,10 @@ pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
                     .try_get::<Option<String>, _>("center_id")?
                     .map(|c| crate::db::parse_id(&c))
                     .transpose()?,
+                appointment: match (r.try_get("slot_start")?, r.try_get("slot_end")?) {
+                    (Some(start), Some(end)) => Some((start, end)),
+                    _ => None,
+                },
             })
         })
         .collect()
@@ -463,4 +470,44 @@ pub async fn close_interrupted_sessions(db: &Db, now: i64) -> Result<u64, sqlx::
     .execute(&db.pool)
     .await?
     .rows_affected())
+}
+
+/// A booked appointment that may be checked in now with a ticket for `item` at `point`: booked
+/// for today (`day`), not past its slot end plus the no-show grace. Its slot `(start, end)`.
+pub async fn bookable_appointment(
+    db: &Db,
+    id: Uuid,
+    point: Uuid,
+    item: Uuid,
+    day: &str,
+    now: i64,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT slot_start, slot_end FROM appointments WHERE id = $1 AND point_id = $2 AND item_id = $3 \
+         AND service_day = $4 AND state = 'booked' AND slot_end + $5 > $6",
+    )
+    .bind(id.to_string())
+    .bind(point.to_string())
+    .bind(item.to_string())
+    .bind(day)
+    .bind(crate::appointments::NO_SHOW_GRACE_MS)
+    .bind(now)
+    .fetch_optional(&db.pool)
+    .await?;
+    row.map(|r| Ok((r.try_get("slot_start")?, r.try_get("slot_end")?))).transpose()
+}
+
+/// Marks a booked appointment checked in with `ticket`; `false` if it was no longer booked.
+pub async fn check_in_appointment(db: &Db, id: Uuid, ticket: Uuid, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE appointments SET state = 'checked_in', ticket_id = $1, checked_in_at = $2 \
+         WHERE id = $3 AND state = 'booked'",
+    )
+    .bind(ticket.to_string())
+    .bind(now)
+    .bind(id.to_string())
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    Ok(done == 1)
 }

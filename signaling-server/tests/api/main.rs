@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod appointments;
 mod audit;
 mod auth;
 mod calendar;

@@ -251,6 +251,24 @@ async fn every_endpoint_checks_authentication_and_role() {
             })),
             &[Terminal],
         ),
+        (Method::GET, format!("/api/v1/terminals/me/appointment-slots?item_id={r}"), None, &[Terminal]),
+        (
+            Method::POST,
+            "/api/v1/terminals/me/appointments".into(),
+            Some(json!({
+                "item_id": r, "slot_start": 0, "name": "王秀英", "phone": "13900000000",
+                "consent_text": "同意", "consent": true, "staff_token": "x"
+            })),
+            &[Terminal],
+        ),
+        (
+            Method::POST,
+            "/api/v1/terminals/me/appointments/check-in".into(),
+            Some(json!({ "code": "000000" })),
+            &[Terminal],
+        ),
+        (Method::GET, "/api/v1/appointments".into(), None, &[Admin, Supervisor]),
+        (Method::POST, format!("/api/v1/appointments/{r}/cancel"), None, &[Admin, Supervisor]),
     ];
     // The matrix is complete: every operation of the OpenAPI document is in it, or public, or
     // scoped by the resource it names (a party of that call, the terminal that owns the job:

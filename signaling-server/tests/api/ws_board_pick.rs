@@ -20,6 +20,7 @@ async fn operators_see_the_next_tickets_and_pick_one_out_of_turn() {
         [(Priority::Normal, "张三"), (Priority::Normal, "李四"), (Priority::Elderly, "王五")]
     {
         term.send(&ClientMsg::TakeTicket {
+            appointment_id: None,
             item_id: item,
             priority,
             resident: Some(ResidentDetails { name: Some(name.parse().expect("name")), id_number: None }),

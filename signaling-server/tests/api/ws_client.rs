@@ -123,6 +123,7 @@ pub async fn available_operator(app: &TestApp, username: &str) -> (WsClient, uui
 
 pub fn take_ticket(item_id: uuid::Uuid) -> ClientMsg {
     ClientMsg::TakeTicket {
+        appointment_id: None,
         item_id,
         priority: shared::protocol::Priority::Normal,
         resident: None,
@@ -136,6 +137,7 @@ pub fn take_ticket(item_id: uuid::Uuid) -> ClientMsg {
 /// access token vouches for it) and returns the issued ticket's id.
 pub async fn take_assisted_ticket(term: &mut WsClient, item_id: uuid::Uuid, staff: &str) -> uuid::Uuid {
     term.send(&ClientMsg::TakeTicket {
+        appointment_id: None,
         item_id,
         priority: shared::protocol::Priority::Elderly,
         resident: None,

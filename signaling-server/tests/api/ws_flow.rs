@@ -32,6 +32,7 @@ async fn ticket_ring_accept_signal_transfer_wrap_up_and_rate() {
     let item = item_id(&app, &device, "MZ-002").await; // 民政: operator1 only
     let request_id = uuid::Uuid::new_v4();
     term.send(&ClientMsg::TakeTicket {
+        appointment_id: None,
         item_id: item,
         priority: Priority::Elderly,
         resident: Some(ResidentDetails {
@@ -307,6 +308,7 @@ async fn only_the_serving_operator_may_reveal_the_full_id_and_it_is_audited() {
     let (mut op, _) = available_operator(&app, "operator1").await;
     let (mut term, _) = WsClient::connect(&app, &device).await;
     term.send(&ClientMsg::TakeTicket {
+        appointment_id: None,
         item_id: item_id(&app, &device, "MZ-001").await,
         priority: Priority::Normal,
         resident: Some(ResidentDetails {

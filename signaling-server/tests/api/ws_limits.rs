@@ -44,6 +44,7 @@ async fn resident_details_with_a_device_token_alone_are_refused_and_nothing_is_s
         },
     ] {
         term.send(&ClientMsg::TakeTicket {
+            appointment_id: None,
             item_id: item,
             priority: Priority::Normal,
             resident: Some(resident),

@@ -68,6 +68,7 @@ async fn priority_tickets_are_served_first_and_positions_follow() {
     t1.send(&take_ticket(item)).await;
     t1.expect("first", |m| matches!(m, ServerMsg::QueuePosition { position: 1, .. }).then_some(())).await;
     t2.send(&ClientMsg::TakeTicket {
+        appointment_id: None,
         item_id: item,
         priority: shared::protocol::Priority::Disabled,
         resident: None,

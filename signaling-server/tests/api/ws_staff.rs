@@ -10,6 +10,7 @@ use crate::ws_client::{WsClient, available_operator, item_id};
 
 fn take(item: uuid::Uuid, staff: Option<&str>) -> ClientMsg {
     ClientMsg::TakeTicket {
+        appointment_id: None,
         item_id: item,
         priority: Priority::Elderly,
         resident: None,

@@ -96,6 +96,8 @@ pub enum Input {
         recording: bool,
         /// The acceptance center of the ticket's point (by its street).
         center: Option<Uuid>,
+        /// The slot `(start, end)` of the appointment checked in with it.
+        appointment: Option<(i64, i64)>,
     },
     Disconnect {
         party: Uuid,
@@ -158,6 +160,8 @@ pub struct TicketRequest {
     pub request_id: Uuid,
     pub staff_token: Option<Token>,
     pub recording_consent: Option<bool>,
+    /// The appointment checked in with this ticket (预约签到).
+    pub appointment_id: Option<Uuid>,
 }
 
 /// An error reply to the sender of a message.
@@ -325,8 +329,8 @@ impl Core {
                     self.send(party, ServerMsg::error(code, message, Some(kind)));
                 }
             }
-            Input::TicketCreated { terminal, request_id, view, recording, center } => {
-                self.ticket_created(terminal, request_id, view, recording, center, now)
+            Input::TicketCreated { terminal, request_id, view, recording, center, appointment } => {
+                self.ticket_created(terminal, request_id, view, recording, center, appointment, now)
             }
             Input::Disconnect { party, conn } => self.disconnect(party, conn, now),
             Input::Kick { party, reason } => {
@@ -461,6 +465,7 @@ impl Core {
                 request_id,
                 staff_token,
                 recording_consent,
+                appointment_id,
             } => {
                 self.require(from, Role::Terminal)?;
                 self.take_ticket(
@@ -473,6 +478,7 @@ impl Core {
                         request_id,
                         staff_token,
                         recording_consent,
+                        appointment_id,
                     },
                     now,
                 )

@@ -56,6 +56,15 @@ impl Core {
                 self.dispatcher
                     .enqueue_in(TicketId(id), LineId(line), priority, center, Millis(now))
                     .and_then(|_| self.dispatcher.requeue(TicketId(id), LineId(line), priority, Millis(now)))
+            } else if let Some((start, end)) = t.appointment {
+                // A checked-in appointment keeps its standing (from its slot start).
+                self.dispatcher.enqueue_appointment(
+                    TicketId(id),
+                    LineId(line),
+                    (Millis(start), Millis(end)),
+                    center,
+                    Millis(now),
+                )
             } else {
                 self.dispatcher.enqueue_in(TicketId(id), LineId(line), priority, center, Millis(now))
             };

@@ -120,6 +120,7 @@ impl H {
                 view,
                 recording: false,
                 center,
+                appointment: None,
             }));
         }
         outs
@@ -139,6 +140,7 @@ fn take_msg(
     staff: Option<Token>,
 ) -> ClientMsg {
     ClientMsg::TakeTicket {
+        appointment_id: None,
         item_id: id(ITEM),
         priority,
         resident,
@@ -266,7 +268,14 @@ fn take_ticket_is_admitted_issued_after_it_is_stored_and_queued() {
     assert_eq!((req.point, req.priority), (id(POINT), Priority::Elderly));
     assert!(to(&outs, t).is_empty(), "nothing issued before it is stored");
     let view = ticket_view(id(50), Priority::Elderly, id(ITEM));
-    let outs = h.feed(Input::TicketCreated { terminal: t, request_id, view, recording: false, center: None });
+    let outs = h.feed(Input::TicketCreated {
+        terminal: t,
+        request_id,
+        view,
+        recording: false,
+        center: None,
+        appointment: None,
+    });
     let msgs = to(&outs, t);
     assert!(matches!(msgs[0], ServerMsg::TicketIssued { .. }));
     assert!(msgs.iter().any(|m| matches!(m, ServerMsg::QueuePosition { position: 1, .. })));

@@ -55,6 +55,7 @@ impl Core {
     }
 
     /// The ticket is stored: it is issued and joins the queue.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn ticket_created(
         &mut self,
         terminal: Uuid,
@@ -62,6 +63,7 @@ impl Core {
         view: TicketView,
         recording: bool,
         center: Option<Uuid>,
+        appointment: Option<(i64, i64)>,
         now: i64,
     ) {
         let id = view.ticket_id;
@@ -85,7 +87,16 @@ impl Core {
         self.requests.insert((terminal, request_id), id);
         self.send(terminal, ServerMsg::TicketIssued { ticket: view, request_id });
         let (priority, center) = (to_dispatch_priority(priority), center.map(CenterId));
-        let r = self.dispatcher.enqueue_in(TicketId(id), LineId(line), priority, center, Millis(now));
+        let r = match appointment {
+            Some((start, end)) => self.dispatcher.enqueue_appointment(
+                TicketId(id),
+                LineId(line),
+                (Millis(start), Millis(end)),
+                center,
+                Millis(now),
+            ),
+            None => self.dispatcher.enqueue_in(TicketId(id), LineId(line), priority, center, Millis(now)),
+        };
         self.apply(r, now);
         self.send_position(id);
         self.board_dirty = true;
