@@ -2020,6 +2020,44 @@ mod tests {
         check_invariants(&d);
     }
 
+    /// Appointments and centers together: an appointment of a center's point is reserved to
+    /// that center like any ticket, and the walk-in turn after a run of appointments only
+    /// counts walk-ins the operator may take (a walk-in reserved to another center does not
+    /// keep an operator from the next appointment).
+    #[test]
+    fn the_appointment_run_counts_only_walk_ins_the_operator_may_take() {
+        let mut d = centers(&[(1, Some(1))], OVERFLOW);
+        d.enqueue_in(t(0), l(1), Priority::Normal, Some(c(1)), at(0)).unwrap(); // o1 rings with t0
+        // A walk-in of center 2 (not o1's before its overflow) and appointments of center 1.
+        d.enqueue_in(t(10), l(1), Priority::Normal, Some(c(2)), at(1)).unwrap();
+        for n in 1..=4 {
+            let slot = (at(0), at(10_000));
+            d.enqueue_appointment(t(n), l(1), slot, Some(c(1)), at(2 + n as i64)).unwrap();
+        }
+        // An appointment of center 2 is not o1's either before the overflow.
+        d.enqueue_appointment(t(20), l(1), (at(0), at(10_000)), Some(c(2)), at(9)).unwrap();
+        let mut served = Vec::new();
+        let mut current = t(0);
+        for step in 0..4 {
+            let acts = serve(&mut d, o(1), current, at(100 + step));
+            check_invariants(&d);
+            let [(next, _)] = offers(&acts)[..] else { panic!("{acts:?}") };
+            served.push(next);
+            current = next;
+        }
+        assert_eq!(served, vec![t(1), t(2), t(3), t(4)], "no walk-in o1 may take: the run goes on");
+        let acts = serve(&mut d, o(1), current, at(200));
+        assert!(offers(&acts).is_empty(), "center 2's tickets wait for their overflow");
+        // Each at its own overflow: the walk-in first (it came first, and after a run of four
+        // appointments a walk-in's turn is due anyway), then center 2's appointment.
+        assert!(d.tick(at(OVERFLOW)).is_empty());
+        assert_eq!(offers(&d.tick(at(1 + OVERFLOW))), vec![(t(10), o(1))]);
+        let acts = serve(&mut d, o(1), t(10), at(2 + OVERFLOW));
+        assert!(offers(&acts).is_empty(), "t20 is still center 2's");
+        assert_eq!(offers(&d.tick(at(9 + OVERFLOW))), vec![(t(20), o(1))]);
+        check_invariants(&d);
+    }
+
     #[test]
     fn another_centers_operator_is_rung_exactly_at_the_overflow() {
         let mut d = centers(&[(1, Some(1))], OVERFLOW);
