@@ -6,8 +6,9 @@
 //! its `appointment_id` (the switchboard's driver), which the dispatcher serves ahead of
 //! walk-ins from the slot start. Supervisors and admins list a day's appointments per point
 //! and cancel them. [`sweep`] (the cases worker, every `cases_interval`) marks booked
-//! appointments not checked in by slot end + [`NO_SHOW_GRACE_MS`] as no-shows and checked-in
-//! ones whose ticket reached an operator as served. Every access to the personal data is
+//! appointments not checked in by slot end + [`NO_SHOW_GRACE_MS`] as no-shows; a checked-in
+//! one becomes served in the transaction that starts its ticket's call (the switchboard's
+//! store), the sweep only catching any left over. Every access to the personal data is
 //! audited, refusals too.
 
 use std::collections::HashMap;
@@ -470,7 +471,7 @@ pub const REMINDER_BEFORE_MS: i64 = 24 * 3_600_000;
 
 /// The periodic sweep at `now` (the cases worker): booked appointments whose slot ended more
 /// than [`NO_SHOW_GRACE_MS`] ago become `no_show`; checked-in ones whose ticket reached an
-/// operator become `served`; a booked appointment within [`REMINDER_BEFORE_MS`] of its slot
+/// operator and are not yet marked (the call's start marks them) become `served`; a booked appointment within [`REMINDER_BEFORE_MS`] of its slot
 /// and booked before that gets one reminder through the notification outbox (webhook; the
 /// phone number is read at delivery, never stored in the outbox), queued in the transaction
 /// that marks it reminded. Audited when anything changed.

@@ -187,6 +187,14 @@ pub async fn apply(conn: &mut AnyConnection, w: &Write) -> Result<(), sqlx::Erro
             .bind(s.ticket.to_string())
             .execute(&mut *conn)
             .await?;
+            // The appointment checked in with it is served from the moment an operator takes it.
+            sqlx::query(
+                "UPDATE appointments SET state = 'served', closed_at = $1 WHERE ticket_id = $2 AND state = 'checked_in'",
+            )
+            .bind(s.started_at)
+            .bind(s.ticket.to_string())
+            .execute(&mut *conn)
+            .await?;
         }
         Write::SessionStatus { session, status } => {
             sqlx::query("UPDATE call_sessions SET status = $1 WHERE id = $2")
