@@ -105,40 +105,50 @@ fn parse_uuid(field: &str, v: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(v).map_err(|_| ApiError::validation(format!("{field} 须为 UUID (invalid {field})")))
 }
 
-/// An item's free slots at a point from `now` for `days` days, with its line.
+/// An item's free slots at a point from `now` for `days` days, with its line and the point's
+/// acceptance center.
 async fn slots_for(
     state: &AppState,
     point: Uuid,
     item: Uuid,
     now: i64,
     days: i64,
-) -> ApiResult<(Uuid, Vec<AppointmentSlot>)> {
+) -> ApiResult<(Uuid, Option<Uuid>, Vec<AppointmentSlot>)> {
     let info = crate::switchboard::store::item_info(&state.db, item)
         .await?
         .filter(|i| i.active && i.remote_allowed)
         .ok_or_else(|| ApiError::not_found("事项"))?;
     let Some(roster) = crate::api::rosters::all(&state.db).await?.remove(&info.line_id) else {
-        return Ok((info.line_id, Vec::new()));
+        return Ok((info.line_id, None, Vec::new()));
     };
     let hours = crate::api::points::schedule(&state.db, point).await?;
     let cal = calendar::load(&state.db).await?;
+    // The operators who serve this point's appointments are its acceptance center's (and
+    // those of no center); their places are shared by every point of the center, so bookings
+    // are counted across those points (district-wide where the point has no center).
+    let (point_center, _) = crate::switchboard::store::point_scope(&state.db, point, item).await?;
+    let center = point_center.map(|c| c.to_string());
     let operators: i64 = sqlx::query(
         "SELECT COUNT(*) AS n FROM operator_skills s JOIN users u ON u.id = s.user_id \
-         WHERE s.line_id = $1 AND u.active = 1 AND u.role = 'operator'",
+         WHERE s.line_id = $1 AND u.active = 1 AND u.role = 'operator' \
+         AND ($2 IS NULL OR u.center_id IS NULL OR u.center_id = $2)",
     )
     .bind(info.line_id.to_string())
+    .bind(center.as_deref())
     .fetch_one(&state.db.pool)
     .await?
     .try_get("n")?;
     let handle = crate::dispatch::Config::default().default_handle_ms;
     let capacity = appointments::capacity(u32::try_from(operators).unwrap_or(0), handle);
     let rows = sqlx::query(
-        "SELECT slot_start, COUNT(*) AS n FROM appointments WHERE point_id = $1 AND line_id = $2 \
-         AND state IN ('booked', 'checked_in') AND slot_start >= $3 GROUP BY slot_start",
+        "SELECT slot_start, COUNT(*) AS n FROM appointments WHERE line_id = $1 \
+         AND state IN ('booked', 'checked_in') AND slot_start >= $2 AND point_id IN (SELECT p.id FROM \
+         service_points p LEFT JOIN center_streets cs ON cs.street = p.street \
+         WHERE $3 IS NULL OR cs.center_id = $3) GROUP BY slot_start",
     )
-    .bind(point.to_string())
     .bind(info.line_id.to_string())
     .bind(calendar::cst_day_start(now))
+    .bind(center.as_deref())
     .fetch_all(&state.db.pool)
     .await?;
     let mut booked = HashMap::new();
@@ -148,7 +158,8 @@ async fn slots_for(
             u32::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0),
         );
     }
-    Ok((info.line_id, appointments::slots(&roster, hours.as_ref(), &cal, now, days, capacity, &booked)))
+    let slots = appointments::slots(&roster, hours.as_ref(), &cal, now, days, capacity, &booked);
+    Ok((info.line_id, point_center, slots))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -183,7 +194,7 @@ pub async fn slots(
             .filter(|d| (1..=DAYS_AHEAD).contains(d))
             .ok_or_else(|| ApiError::validation("days 须为 1–7 (invalid days)"))?,
     };
-    Ok(Json(slots_for(&state, point, item, now_ms(), days).await?.1))
+    Ok(Json(slots_for(&state, point, item, now_ms(), days).await?.2))
 }
 
 /// A random six-digit check-in code.
@@ -216,7 +227,7 @@ pub async fn book(
     let consent_text = check_text("consent_text", &req.consent_text, 500, false)?;
     let phone = check_phone(&req.phone)?;
     let now = now_ms();
-    let (line, slots) = slots_for(&state, point, req.item_id, now, DAYS_AHEAD).await?;
+    let (line, center, slots) = slots_for(&state, point, req.item_id, now, DAYS_AHEAD).await?;
     let slot = slots
         .iter()
         .find(|s| s.start == req.slot_start)
@@ -280,14 +291,16 @@ pub async fn book(
     }
     // Two bookings racing for the last place: the later one gives it back.
     let taken: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM appointments WHERE point_id = $1 AND line_id = $2 AND slot_start = $3 \
-         AND state IN ('booked', 'checked_in') AND (created_at < $4 OR (created_at = $4 AND id <= $5))",
+        "SELECT COUNT(*) AS n FROM appointments WHERE line_id = $1 AND slot_start = $2 \
+         AND state IN ('booked', 'checked_in') AND (created_at < $3 OR (created_at = $3 AND id <= $4)) \
+         AND point_id IN (SELECT p.id FROM service_points p LEFT JOIN center_streets cs ON cs.street = p.street \
+         WHERE $5 IS NULL OR cs.center_id = $5)",
     )
-    .bind(point.to_string())
     .bind(line.to_string())
     .bind(slot.start)
     .bind(now)
     .bind(id.to_string())
+    .bind(center.map(|c| c.to_string()))
     .fetch_one(&state.db.pool)
     .await?
     .try_get("n")?;

@@ -92,6 +92,12 @@ async fn staff_book_a_slot_until_it_is_full_and_supervisors_see_it_masked() {
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
     assert!(e["error"]["message"].as_str().expect("message").starts_with("该时段已约满"), "{e}");
     assert_eq!(slots(&app, &device, item).await[0]["free"], 0);
+    // The other demo point belongs to the same acceptance center, whose operators these six
+    // places are: its kiosk sees the slot full too.
+    let (_, other) = app.enroll_terminal(1).await;
+    let theirs = slots(&app, &other, item).await;
+    let same = theirs.iter().find(|s| s["start"] == first["start"]).expect("the same slot");
+    assert_eq!((same["capacity"].as_u64(), same["free"].as_u64()), (Some(6), Some(0)), "{same}");
 
     // Encrypted at rest: neither the name nor the number is stored in clear.
     let row = sqlx::query("SELECT name_enc, phone_enc FROM appointments WHERE id = $1")
