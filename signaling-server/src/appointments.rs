@@ -9,9 +9,11 @@
 //!   [`DAYS_AHEAD`] days (today included) are listed.
 //! * **Capacity** per slot: half of what the line's operators can serve in it, the other half
 //!   kept for walk-ins: `max(1, operators × SLOT_MS / handle_ms / 2)`, `operators` = active
-//!   accounts with the line's skill, `handle_ms` = the dispatcher's default handle time
-//!   (5 minutes). With 2 operators: 2 × 30 / 5 / 2 = 6 per slot. Free = capacity − live
-//!   bookings (booked or checked in) of that slot.
+//!   accounts with the line's skill of the point's acceptance center (and of no center),
+//!   `handle_ms` = the dispatcher's default handle time (5 minutes). With 2 operators:
+//!   2 × 30 / 5 / 2 = 6 per slot. Free = capacity − live bookings (booked or checked in) of
+//!   that slot at every point of the center (district-wide for a point of no center): those
+//!   operators serve them all (`api/appointments.rs`).
 
 use std::collections::HashMap;
 
