@@ -891,3 +891,42 @@ async fn many_concurrent_uploads_complete() {
     assert_eq!(app.state.materials.hashes_kept(), 0);
     assert_eq!(app.state.materials.upload_locks_held(), 0);
 }
+
+/// An upload staged by the previous release (AES-CTR throughout, `uploads/<id>`) when the
+/// server is upgraded resumes where it was: converted once, then completed and verified.
+#[tokio::test]
+async fn an_upload_staged_before_the_sealed_format_resumes_after_the_upgrade() {
+    let app = TestApp::spawn().await;
+    let c = call(&app).await;
+    let data = pdf("staged by the previous release", 300_000);
+    let location = start(&app, &c.device, &c.session_id, "old.pdf", &data).await;
+    let id = location.rsplit('/').next().expect("id").to_owned();
+    let acknowledged = 123_457;
+    // What the previous release left: the row at the offset, the prefix under the upload's key.
+    let wrapped: String = sqlx::query("SELECT wrapped_key FROM uploads WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .expect("row")
+        .get("wrapped_key");
+    let key = app.state.pii.unwrap_key(&wrapped, &format!("upload:{id}")).expect("key");
+    sqlx::query("UPDATE uploads SET received = $1 WHERE id = $2")
+        .bind(acknowledged as i64)
+        .bind(&id)
+        .execute(&app.state.db.pool)
+        .await
+        .expect("offset");
+    let dir = app.data_dir.path().join("uploads");
+    let simple = id.replace('-', "");
+    std::fs::remove_file(dir.join(format!("{simple}.sealed"))).expect("no sealed file");
+    let mut old = data[..acknowledged].to_vec();
+    signaling_server::materials::crypto::UploadCipher::at(&key, 0).apply(&mut old);
+    std::fs::write(dir.join(&simple), &old).expect("legacy file");
+    let app = app.restart().await;
+    assert_eq!(offset(&app, &c.device, &location).await, (StatusCode::OK, Some(acknowledged)));
+    let resp = patch(&app, &c.device, &location, acknowledged, &data[acknowledged..], None).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let material = resp.headers()["bangban-material-id"].to_str().expect("id").to_owned();
+    assert_eq!(content(&app, &c.operator, &material).await, (StatusCode::OK, data));
+    assert!(walk(&dir).is_empty(), "neither staged file is left");
+}
