@@ -9,8 +9,8 @@
 //!   [`MAX_IMAGE_PIXELS`] pixels or a side over [`MAX_IMAGE_SIDE`] are refused, so a
 //!   decompression bomb (a 1 MB PNG of 20,000 × 20,000 pixels) is never decoded.
 //!
-//! At most [`CONCURRENT_CHECKS`] checks run at once (a semaphore in the store); the same bound
-//! serves the background thumbnail renderer ([`super::thumb`]).
+//! At most [`CONCURRENT_CHECKS`] checks run at once (a semaphore in the store); the background
+//! thumbnail renderer has its own, smaller bound ([`super::thumb::CONCURRENT_RENDERS`]).
 //!
 //! Each refusal has a code and a Simplified Chinese message for the operator.
 

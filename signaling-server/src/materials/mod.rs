@@ -1,8 +1,9 @@
 //! Materials (办事材料) and remote printing.
 //!
 //! - [`tus`]: resumable uploads (tus 1.0: core, creation, checksum, expiration, termination)
-//!   under `/api/v1/uploads`. Partial files are kept encrypted under `<data-dir>/uploads` and
-//!   fsynced before an offset is acknowledged.
+//!   under `/api/v1/uploads`. Partial files are kept under `<data-dir>/uploads`, sealed as
+//!   they arrive in the store's own format ([`staging`]), and fsynced before an offset is
+//!   acknowledged; a finished one is renamed into the store.
 //! - [`api`]: listing, viewing, downloading (with `Range`), thumbnails, review, purge.
 //! - [`print`]: print jobs from the operator to the service point's terminal.
 //! - [`crypto`]: envelope encryption of stored objects (per-object data key wrapped by the
@@ -22,6 +23,7 @@ pub mod check;
 pub mod crypto;
 pub mod print;
 pub mod sniff;
+pub mod staging;
 pub mod thumb;
 pub mod tus;
 
@@ -73,6 +75,14 @@ pub struct Store {
     upload_locks: std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     /// Bounds document checks and thumbnail renders ([`check::CONCURRENT_CHECKS`]).
     pub(crate) checks: tokio::sync::Semaphore,
+    /// Thumbnail renders at once ([`thumb::CONCURRENT_RENDERS`]): a decoded page is large
+    /// (an A4 scan at 600 dpi is ≈ 100 MB of pixels), so they do not run beside each other.
+    pub(crate) renders: tokio::sync::Semaphore,
+    /// The local store, when it is one: a finished upload is renamed into it.
+    local: Option<Arc<object_store::local::LocalFileSystem>>,
+    /// Whole-file SHA-256 of uploads in progress, as of their stored offset (recomputed from the
+    /// staged prefix when missing, e.g. after a restart).
+    hashes: std::sync::Mutex<HashMap<Uuid, (u64, sha2::Sha256)>>,
 }
 
 /// Holds an upload's lock; dropping it removes the map entry when nobody else wants it.
@@ -105,6 +115,7 @@ impl Store {
     pub fn open(config: &Config) -> Result<Self, StoreError> {
         let uploads_dir = config.data_dir.join("uploads");
         std::fs::create_dir_all(&uploads_dir).map_err(|e| StoreError::Dir(uploads_dir.clone(), e))?;
+        let mut local_fs = None;
         let (objects, part_size): (Arc<dyn ObjectStore>, usize) = match &config.materials.s3 {
             Some(s3) => {
                 // object_store's HTTP client uses rustls without a bundled provider: ring, the
@@ -145,6 +156,7 @@ impl Store {
                         .with_fsync(true)
                         .with_automatic_cleanup(true),
                 );
+                local_fs = Some(local.clone());
                 (local, 1024 * 1024)
             }
         };
@@ -155,11 +167,90 @@ impl Store {
             commit: tokio::sync::Mutex::new(()),
             upload_locks: std::sync::Mutex::new(HashMap::new()),
             checks: tokio::sync::Semaphore::new(check::CONCURRENT_CHECKS),
+            renders: tokio::sync::Semaphore::new(thumb::CONCURRENT_RENDERS),
+            local: local_fs,
+            hashes: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
+    /// The staged file of an upload from before [`staging`] (AES-CTR throughout).
     pub(crate) fn upload_path(&self, id: Uuid) -> PathBuf {
         self.uploads_dir.join(id.simple().to_string())
+    }
+
+    /// The staged file of an upload, in the sealed format ([`staging`]).
+    pub(crate) fn staged_path(&self, id: Uuid) -> PathBuf {
+        self.uploads_dir.join(format!("{}.sealed", id.simple()))
+    }
+
+    /// Takes the whole-file hasher of upload `id` if it is at `offset`.
+    pub(crate) fn take_hash(&self, id: Uuid, offset: u64) -> Option<sha2::Sha256> {
+        let mut m = self.hashes.lock().unwrap_or_else(|p| p.into_inner());
+        match m.remove(&id) {
+            Some((at, h)) if at == offset => Some(h),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn keep_hash(&self, id: Uuid, offset: u64, h: sha2::Sha256) {
+        self.hashes.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (offset, h));
+    }
+
+    pub(crate) fn forget_hash(&self, id: Uuid) {
+        self.hashes.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    /// Uploads whose hasher is kept in memory (for tests and diagnostics).
+    pub fn hashes_kept(&self) -> usize {
+        self.hashes.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Moves a complete staged file (already sealed for `path`, fsynced) into the store: a
+    /// rename into the local store (its directory fsynced), else a streamed multipart upload.
+    pub(crate) async fn place(&self, path: &str, staged: &std::path::Path) -> Result<(), StoreError> {
+        let location = ObjectPath::from(path);
+        let io = |e: std::io::Error| StoreError::Dir(PathBuf::from(path), e);
+        if let Some(local) = &self.local {
+            let dest = local.path_to_filesystem(&location)?;
+            let staged = staged.to_owned();
+            return tokio::task::spawn_blocking(move || {
+                let dir = dest.parent().map(std::path::Path::to_owned).unwrap_or_default();
+                let created = !dir.exists();
+                std::fs::create_dir_all(&dir)?;
+                std::fs::rename(&staged, &dest)?;
+                std::fs::File::open(&dir)?.sync_all()?;
+                if created && let Some(up) = dir.parent() {
+                    std::fs::File::open(up)?.sync_all()?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| io(std::io::Error::other(e)))?
+            .map_err(io);
+        }
+        let mut file = tokio::fs::File::open(staged).await.map_err(io)?;
+        let upload = self.objects.put_multipart(&location).await?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, self.part_size);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match file.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = w.abort().await;
+                    return Err(io(e));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = w.wait_for_capacity(2).await {
+                let _ = w.abort().await;
+                return Err(e.into());
+            }
+            w.write(&buf[..n]);
+        }
+        w.finish().await?;
+        Ok(())
     }
 
     /// Waits for and holds the lock of upload `id`.
@@ -258,8 +349,12 @@ impl Store {
         size: u64,
     ) -> Result<Vec<u8>, std::io::Error> {
         use futures_util::TryStreamExt;
-        let parts: Vec<Bytes> = self.open_range(path, key, size, 0, size).try_collect().await?;
-        Ok(parts.concat())
+        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        let mut parts = std::pin::pin!(self.open_range(path, key, size, 0, size));
+        while let Some(part) = parts.try_next().await? {
+            out.extend_from_slice(&part);
+        }
+        Ok(out)
     }
 
     pub(crate) async fn delete(&self, path: &str) {

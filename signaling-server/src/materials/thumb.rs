@@ -1,7 +1,8 @@
 //! Thumbnails: JPEG, at most [`MAX_SIDE`] pixels on the longer side, made in the background
 //! after an upload completed ([`spawn`]): the material is announced at once with
-//! `has_thumbnail: false`, and a second `material_changed` says `has_thumbnail: true`. Renders
-//! share the store's semaphore with the document checks. Images are decoded with the `image`
+//! `has_thumbnail: false`, and a second `material_changed` says `has_thumbnail: true`. At most
+//! [`CONCURRENT_RENDERS`] render at once (a decoded A4 page at 600 dpi is ≈ 100 MB of pixels,
+//! so memory does not grow with the uploads that complete together). Images are decoded with the `image`
 //! crate under allocation limits (and were refused at upload beyond
 //! [`super::check::MAX_IMAGE_PIXELS`]); the first page of a PDF is rendered by poppler's
 //! `pdftoppm` in a limited child ([`super::check::limited`]), or a generic page is stored.
@@ -21,6 +22,8 @@ use super::sniff::Kind;
 use crate::state::AppState;
 
 pub const MAX_SIDE: u32 = 320;
+/// Thumbnails made at once (the store's `renders` semaphore).
+pub const CONCURRENT_RENDERS: usize = 1;
 const MAX_DIMENSION: u32 = 16_000;
 const MAX_ALLOC: u64 = 256 * 1024 * 1024;
 
@@ -44,7 +47,7 @@ async fn make(
 ) -> Result<(), String> {
     let path = super::object_path(name);
     let thumb = {
-        let _permit = state.materials.checks.acquire().await.map_err(|e| e.to_string())?;
+        let _permit = state.materials.renders.acquire().await.map_err(|e| e.to_string())?;
         match kind {
             Kind::Pdf => Some(
                 pdf_thumbnail(state.materials.open_range(&path, key, size, 0, size))

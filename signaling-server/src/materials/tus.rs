@@ -5,13 +5,16 @@
 //! `POST` creates an upload for a call session; `Upload-Metadata` carries base64 `filename`,
 //! `session_id`, `sha256` (hex SHA-256 of the whole file, required) and optionally
 //! `material_slot` (an `item_materials` id). `PATCH` appends at `Upload-Offset`; the bytes are
-//! written encrypted (AES-CTR) to `<data-dir>/uploads/<id>` and fsynced before the new offset
-//! is stored and acknowledged, so a crash loses nothing the client was told is stored. A chunk
-//! whose `Upload-Checksum` does not match is dropped (460). An interrupted `PATCH` without a
-//! checksum keeps what arrived. When the last byte arrives the whole-file SHA-256 is checked,
-//! the type is decided by content, the file is sealed into the store and the material row is
-//! created; the `204` then carries `Bangban-Material-Id`.
+//! hashed (whole-file SHA-256, incrementally) and sealed as they arrive into
+//! `<data-dir>/uploads/<id>.sealed`, already in the store's format ([`staging`]), and fsynced
+//! (once per `PATCH`) before the new offset is stored and acknowledged, so a crash loses nothing
+//! the client was told is stored. A chunk whose `Upload-Checksum` does not match is dropped
+//! (460). An interrupted `PATCH` without a checksum keeps what arrived. When the last byte
+//! arrives the whole-file SHA-256 is compared, the document is checked, the sealed file is
+//! moved into the store (a rename for the local store) and the material row is created; the
+//! `204` then carries `Bangban-Material-Id`.
 
+use std::io::Read as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -27,12 +30,14 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use shared::api::{ErrorBody, MaterialSource, MaterialView};
 use sqlx::Row;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use uuid::Uuid;
 
-use super::crypto::{DecryptingFile, UploadCipher, random_key};
+use std::sync::Arc;
+
+use super::crypto::{Sealer, UploadCipher, random_key, sealed_len};
 use super::sniff::{self, Kind};
-use super::{SessionInfo, check, deny, notify_material, object_path, session_info, thumb};
+use super::{SessionInfo, check, deny, notify_material, object_path, session_info, staging, thumb};
 use crate::audit::AuditRecord;
 use crate::auth::Principal;
 use crate::db::{new_id, now_ms, parse_id};
@@ -42,6 +47,8 @@ use crate::state::AppState;
 pub const TUS_VERSION: &str = "1.0.0";
 pub const TUS_EXTENSIONS: &str = "creation,expiration,checksum,termination";
 pub const TUS_CHECKSUMS: &str = "sha1,sha256";
+/// Bytes of a JPEG given to the header check (its frame header must come within them).
+const JPEG_HEADER_BYTES: u64 = 2 * 1024 * 1024;
 /// Longest `Upload-Metadata` header accepted.
 const MAX_METADATA_BYTES: usize = 4096;
 
@@ -217,10 +224,14 @@ async fn load_own(state: &AppState, p: &Principal, id: Uuid) -> ApiResult<Upload
 /// Deletes an upload's row and partial file.
 pub(crate) async fn remove_upload(state: &AppState, id: Uuid) -> ApiResult<()> {
     sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id.to_string()).execute(&state.db.pool).await?;
-    match tokio::fs::remove_file(state.materials.upload_path(id)).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::error!(error = %e, "cannot remove a partial upload"),
+    state.materials.forget_hash(id);
+    let staged = state.materials.staged_path(id);
+    for path in [staged.clone(), staged.with_extension("sealed.tmp"), state.materials.upload_path(id)] {
+        match tokio::fs::remove_file(path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::error!(error = %e, "cannot remove a partial upload"),
+        }
     }
     Ok(())
 }
@@ -230,7 +241,7 @@ fn io_error(e: std::io::Error) -> ApiError {
     ApiError::internal()
 }
 
-/// Reads a partial upload, decrypting.
+/// Reads a partial upload staged before [`staging`] (AES-CTR throughout), decrypting.
 struct Decrypting {
     file: tokio::fs::File,
     cipher: UploadCipher,
@@ -365,7 +376,7 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
     let now = now_ms();
     let expires = now + state.config.materials.print_job_expiry_ms;
     // The empty partial file exists (durably) before the upload is announced.
-    let path = state.materials.upload_path(id);
+    let path = state.materials.staged_path(id);
     let file = open_private(&path, true).await.map_err(io_error)?;
     file.sync_all().await.map_err(io_error)?;
     sync_dir(path.parent()).await;
@@ -687,10 +698,28 @@ async fn patch_inner(
         remove_upload(state, id).await?;
         return Err(session_over());
     }
-    let path = state.materials.upload_path(id);
-    let mut file = open_private(&path, false).await.map_err(io_error)?;
-    file.seek(std::io::SeekFrom::Start(offset)).await.map_err(io_error)?;
-    let mut cipher = UploadCipher::at(&up.key, offset);
+    let name = object_name(state, &up);
+    let sealer = Arc::new(Sealer::new(&up.key, &object_path(&name)));
+    let file = open_staged(state, &up, &sealer).await?;
+    let (key, length) = (up.key, up.length);
+    let (tail, slot) = blocking({
+        let file = file.clone();
+        move || staging::read_tail(&file, &key, length, offset)
+    })
+    .await?;
+    // The whole file's SHA-256 so far: kept between PATCHes, recomputed after a restart.
+    let before = match state.materials.take_hash(id, offset) {
+        Some(h) => h,
+        None => {
+            let (file, sealer) = (file.clone(), sealer.clone());
+            blocking(move || staging::hash_prefix(&file, &sealer, &key, length, offset)).await?
+        }
+    };
+    let mut hasher = before.clone();
+    let magic = sniff::MAGIC_LEN as u64;
+    // The first bytes, for the type (below a segment, the acknowledged tail is all of them).
+    let mut head = if offset < magic { tail.clone() } else { Vec::new() };
+    let mut writer = staging::SegmentWriter::new(file.clone(), sealer.clone(), length, offset, tail);
     let room = up.length - offset;
     let mut written: u64 = 0;
     let mut stream = body.into_data_stream();
@@ -705,7 +734,8 @@ async fn patch_inner(
             }
         };
         if written + chunk.len() as u64 > room {
-            file.set_len(offset).await.map_err(io_error)?;
+            writer.abandon().await;
+            state.materials.keep_hash(id, offset, before);
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
@@ -715,10 +745,16 @@ async fn patch_inner(
         if let Some(c) = checksum.as_mut() {
             c.update(&chunk);
         }
-        let mut buf = chunk.to_vec();
-        cipher.apply(&mut buf);
-        file.write_all(&buf).await.map_err(io_error)?;
-        written += buf.len() as u64;
+        hasher.update(&chunk);
+        if head.len() < sniff::MAGIC_LEN && offset < magic {
+            let need = (sniff::MAGIC_LEN - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..need]);
+        }
+        if let Err(e) = writer.push(&chunk).await {
+            writer.abandon().await;
+            return Err(io_error(e));
+        }
+        written += chunk.len() as u64;
     }
     let verified = match checksum {
         Some(c) if cut => {
@@ -730,19 +766,31 @@ async fn patch_inner(
         None => true,
     };
     if !verified {
-        file.set_len(offset).await.map_err(io_error)?;
-        file.sync_all().await.map_err(io_error)?;
+        // Nothing acknowledged was written over: the stored offset and its tail stand as they were.
+        writer.abandon().await;
+        state.materials.keep_hash(id, offset, before);
         return Err(if cut {
             ApiError::bad_request("上传中断 (upload interrupted)")
         } else {
             checksum_mismatch("chunk")
         });
     }
-    // Durable first, then acknowledged.
-    file.flush().await.map_err(io_error)?;
-    file.sync_all().await.map_err(io_error)?;
-    drop(file);
+    let (start, new_tail) = writer.finish().await.map_err(io_error)?;
     let new = offset + written;
+    // Durable first (one fsync for the segments and the tail), then acknowledged.
+    if written > 0 {
+        blocking({
+            let file = file.clone();
+            move || {
+                if new < length && !new_tail.is_empty() {
+                    let free = slot.map_or(0, |s| 1 - s);
+                    staging::write_tail(&file, &key, length, free, start, &new_tail)?;
+                }
+                file.sync_data()
+            }
+        })
+        .await?;
+    }
     let n = sqlx::query("UPDATE uploads SET received = $1 WHERE id = $2 AND received = $3")
         .bind(i64::try_from(new).unwrap_or(i64::MAX))
         .bind(id.to_string())
@@ -754,14 +802,12 @@ async fn patch_inner(
         return Err(ApiError::conflict("上传已变化 (upload changed concurrently)"));
     }
     up.received = new;
+    state.materials.keep_hash(id, new, hasher.clone());
     if cut {
         return Err(ApiError::bad_request("上传中断 (upload interrupted)"));
     }
     // Refuse a wrong type as soon as its first bytes are in.
-    let magic = sniff::MAGIC_LEN as u64;
     if offset < magic && (new >= magic || new == up.length) {
-        let mut head = Vec::new();
-        staged(state, &up, magic.min(new)).await?.read_to_end(&mut head).await.map_err(io_error)?;
         let kind = sniff::sniff(&head);
         // A recording is a video and nothing else is.
         if kind.is_none() || (kind == Some(Kind::Video)) != up.recording {
@@ -779,7 +825,8 @@ async fn patch_inner(
         }
     }
     if new == up.length {
-        match finish(state, p, &up).await {
+        let digest = hex::encode(hasher.finalize());
+        match finish(state, p, &up, &digest, file).await {
             Ok(m) => up.material_id = Some(m.id),
             Err(e) => {
                 remove_upload(state, id).await?;
@@ -801,22 +848,133 @@ async fn patch_inner(
     Ok(resp)
 }
 
-/// The last byte arrived: check the document, seal it into the store while hashing it (one
-/// streamed pass), create the material. The thumbnail is made afterwards in the background.
-async fn finish(state: &AppState, p: &Principal, up: &Upload) -> ApiResult<MaterialView> {
+/// Runs blocking file work off the runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| ApiError::internal())?.map_err(io_error)
+}
+
+/// The store's name of the upload's content (known from the declared SHA-256).
+fn object_name(state: &AppState, up: &Upload) -> String {
+    state.pii.keyed_hash(&format!("material-object:{}", up.sha256))
+}
+
+fn open_std(path: &std::path::Path, create: bool) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    if create {
+        o.create(true).truncate(true);
+    }
+    o.open(path)
+}
+
+/// Opens the upload's staged file ([`staging`]). One staged before that format (AES-CTR
+/// throughout) is converted once: sealed into a temporary file, fsynced, renamed.
+async fn open_staged(state: &AppState, up: &Upload, sealer: &Arc<Sealer>) -> ApiResult<Arc<std::fs::File>> {
+    let path = state.materials.staged_path(up.id);
+    let found = blocking({
+        let path = path.clone();
+        move || match open_std(&path, false) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+    .await?;
+    if let Some(f) = found {
+        return Ok(Arc::new(f));
+    }
+    let tmp = path.with_extension("sealed.tmp");
+    let file = Arc::new(
+        blocking({
+            let tmp = tmp.clone();
+            move || open_std(&tmp, true)
+        })
+        .await?,
+    );
+    let mut legacy = staged(state, up, up.received).await?;
+    let mut w = staging::SegmentWriter::new(file.clone(), sealer.clone(), up.length, 0, Vec::new());
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = legacy.read(&mut buf).await.map_err(io_error)?;
+        if n == 0 {
+            break;
+        }
+        w.push(&buf[..n]).await.map_err(io_error)?;
+    }
+    let (start, tail) = w.finish().await.map_err(io_error)?;
+    let (key, length, received, legacy_path) =
+        (up.key, up.length, up.received, state.materials.upload_path(up.id));
+    blocking({
+        let (file, path) = (file.clone(), path.clone());
+        move || {
+            if received < length && !tail.is_empty() {
+                staging::write_tail(&file, &key, length, 0, start, &tail)?;
+            }
+            file.sync_data()?;
+            std::fs::rename(&tmp, &path)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            std::fs::remove_file(legacy_path)
+        }
+    })
+    .await?;
+    Ok(file)
+}
+
+/// The last byte arrived: the whole-file SHA-256 (computed as the bytes came) must be the one
+/// announced; check the document; the staged file is already the sealed object, so it is moved
+/// into the store (under the store's commit lock only for that and the rows) and the material
+/// is created. The thumbnail is made afterwards in the background.
+async fn finish(
+    state: &AppState,
+    p: &Principal,
+    up: &Upload,
+    digest: &str,
+    file: Arc<std::fs::File>,
+) -> ApiResult<MaterialView> {
     let session = session_info(&state.db, up.session_id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
     if !session.finishes_uploads(now_ms()) {
         return Err(session_over());
     }
-    let mut head = Vec::new();
-    staged(state, up, sniff::MAGIC_LEN as u64).await?.read_to_end(&mut head).await.map_err(io_error)?;
+    if digest != up.sha256 {
+        return Err(checksum_mismatch("file sha256"));
+    }
+    let name = object_name(state, up);
+    let path = object_path(&name);
+    let (key, length) = (up.key, up.length);
+    let head = blocking({
+        let (file, path) = (file.clone(), path.clone());
+        move || {
+            let mut head = Vec::new();
+            staging::SealedReader::new(file.try_clone()?, Sealer::new(&key, &path), length)
+                .take(sniff::MAGIC_LEN as u64)
+                .read_to_end(&mut head)?;
+            Ok(head)
+        }
+    })
+    .await?;
     let kind =
         sniff::sniff(&head).filter(|k| (*k == Kind::Video) == up.recording).ok_or_else(unsupported_type)?;
     // Nothing is stored, and nothing can reach a printer, before the document passed its check.
     if kind != Kind::Video {
-        check_document(state, up, kind).await?;
+        check_document(state, up, kind, &path).await?;
     }
-    let name = state.pii.keyed_hash(&format!("material-object:{}", up.sha256));
+    // The tail slots go; the object's bytes are durable (fsynced by the last PATCH).
+    blocking({
+        let file = file.clone();
+        move || {
+            file.set_len(sealed_len(length))?;
+            file.sync_all()
+        }
+    })
+    .await?;
+    drop(file);
+    let staged_path = state.materials.staged_path(up.id);
     let new_object = {
         let _commit = state.materials.commit.lock().await;
         let exists = sqlx::query("SELECT name FROM material_objects WHERE name = $1")
@@ -825,15 +983,32 @@ async fn finish(state: &AppState, p: &Principal, up: &Upload) -> ApiResult<Mater
             .await?
             .is_some();
         let new_object = if exists {
-            verify_hash(state, up).await?;
             None
         } else {
-            Some(store_object(state, up, &name).await?)
+            state.materials.place(&path, &staged_path).await.map_err(|e| {
+                tracing::error!(error = %e, "cannot store a material");
+                ApiError::internal()
+            })?;
+            sqlx::query(
+                "INSERT INTO material_objects (name, sha256, size, segment_size, wrapped_key, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&name)
+            .bind(&up.sha256)
+            .bind(i64::try_from(up.length).unwrap_or(i64::MAX))
+            .bind(i64::try_from(super::crypto::SEGMENT).unwrap_or(0))
+            .bind(state.pii.wrap_key(&up.key, &format!("object:{path}")))
+            .bind(now_ms())
+            .execute(&state.db.pool)
+            .await?;
+            Some(up.key)
         };
         insert_material(state, p, up, &session, kind).await?;
         new_object
     };
-    tokio::fs::remove_file(state.materials.upload_path(up.id)).await.ok();
+    // Deduplicated: the staged copy is not needed.
+    tokio::fs::remove_file(&staged_path).await.ok();
+    state.materials.forget_hash(up.id);
     let material_id = sqlx::query("SELECT material_id FROM uploads WHERE id = $1")
         .bind(up.id.to_string())
         .fetch_one(&state.db.pool)
@@ -899,20 +1074,30 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// Checks the staged document ([`check`]): PDFs by `qpdf` in a limited child, images by their
-/// header. At most [`check::CONCURRENT_CHECKS`] at once.
-async fn check_document(state: &AppState, up: &Upload, kind: Kind) -> ApiResult<()> {
+/// Checks the complete staged document ([`check`]): PDFs by `qpdf` in a limited child, images
+/// by their header. At most [`check::CONCURRENT_CHECKS`] at once.
+async fn check_document(state: &AppState, up: &Upload, kind: Kind, object: &str) -> ApiResult<()> {
     let _permit = state.materials.checks.acquire().await.map_err(|_| ApiError::internal())?;
+    let (staged, key, length, object) =
+        (state.materials.staged_path(up.id), up.key, up.length, object.to_owned());
+    let reader = move || -> std::io::Result<staging::SealedReader> {
+        Ok(staging::SealedReader::new(std::fs::File::open(&staged)?, Sealer::new(&key, &object), length))
+    };
     let format = match kind {
         Kind::Pdf => {
             // The checker needs a seekable plaintext file: owner-only, removed right after.
-            let path = state.materials.upload_path(up.id).with_extension("check.pdf");
+            let path = state.materials.staged_path(up.id).with_extension("check.pdf");
             let _ = tokio::fs::remove_file(&path).await;
             let _remove = RemoveOnDrop(path.clone());
-            let mut out = open_private(&path, true).await.map_err(io_error)?;
-            tokio::io::copy(&mut staged(state, up, up.length).await?, &mut out).await.map_err(io_error)?;
-            out.flush().await.map_err(io_error)?;
-            drop(out);
+            blocking({
+                let path = path.clone();
+                move || {
+                    let mut out = open_std(&path, true)?;
+                    std::io::copy(&mut reader()?, &mut out)?;
+                    Ok(())
+                }
+            })
+            .await?;
             let pages = check::check_pdf(&path).await?;
             tracing::debug!(upload = %up.id, pages, "PDF checked");
             return Ok(());
@@ -923,75 +1108,21 @@ async fn check_document(state: &AppState, up: &Upload, kind: Kind) -> ApiResult<
         // Recordings come only from the call's terminal, with consent; nothing else to check.
         Kind::Video => return Ok(()),
     };
-    let (path, key) = (state.materials.upload_path(up.id), up.key);
     tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(path).map_err(io_error)?;
-        let reader = std::io::BufReader::new(DecryptingFile::new(file, key));
-        check::check_image(format, reader).map(|_| ()).map_err(ApiError::from)
+        let mut r = reader().map_err(io_error)?;
+        if format == image::ImageFormat::Jpeg {
+            // The JPEG decoder reads all of its input to find the frame header: it gets the first
+            // bytes only (the header precedes the scan, after APPn segments of ≤ 64 KiB each).
+            let mut head = Vec::new();
+            (&mut r).take(JPEG_HEADER_BYTES).read_to_end(&mut head).map_err(io_error)?;
+            return check::check_image(format, std::io::Cursor::new(head))
+                .map(|_| ())
+                .map_err(ApiError::from);
+        }
+        check::check_image(format, std::io::BufReader::new(r)).map(|_| ()).map_err(ApiError::from)
     })
     .await
     .map_err(|_| ApiError::internal())?
-}
-
-/// Hashes a reader's bytes as they pass.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &r {
-            this.hasher.update(&buf.filled()[before..]);
-        }
-        r
-    }
-}
-
-/// The staged file's SHA-256 is the one announced at creation (content already stored).
-async fn verify_hash(state: &AppState, up: &Upload) -> ApiResult<()> {
-    let mut r = Hashing { inner: staged(state, up, up.length).await?, hasher: Sha256::new() };
-    tokio::io::copy(&mut r, &mut tokio::io::sink()).await.map_err(io_error)?;
-    if hex::encode(r.hasher.finalize()) != up.sha256 {
-        return Err(checksum_mismatch("file sha256"));
-    }
-    Ok(())
-}
-
-/// Seals the staged file into the store, hashing it on the way; a wrong hash removes the
-/// object again. Returns the object's data key (for the thumbnail).
-async fn store_object(state: &AppState, up: &Upload, name: &str) -> ApiResult<[u8; 32]> {
-    let store_err = |e: super::StoreError| {
-        tracing::error!(error = %e, "cannot store a material");
-        ApiError::internal()
-    };
-    let key = random_key();
-    let path = object_path(name);
-    let mut reader = Hashing { inner: staged(state, up, up.length).await?, hasher: Sha256::new() };
-    state.materials.seal(&path, &key, &mut reader, up.length).await.map_err(store_err)?;
-    if hex::encode(reader.hasher.finalize()) != up.sha256 {
-        state.materials.delete(&path).await;
-        return Err(checksum_mismatch("file sha256"));
-    }
-    sqlx::query(
-        "INSERT INTO material_objects (name, sha256, size, segment_size, wrapped_key, created_at)          VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(name)
-    .bind(&up.sha256)
-    .bind(i64::try_from(up.length).unwrap_or(i64::MAX))
-    .bind(i64::try_from(super::crypto::SEGMENT).unwrap_or(0))
-    .bind(state.pii.wrap_key(&key, &format!("object:{path}")))
-    .bind(now_ms())
-    .execute(&state.db.pool)
-    .await?;
-    Ok(key)
 }
 
 async fn insert_material(

@@ -228,8 +228,11 @@ async fn bad_checksums_sizes_types_and_whole_file_hashes_are_refused() {
     let c = call(&app).await;
     let data = pdf("checksum", 100_000);
     let location = start(&app, &c.device, &c.session_id, "c.pdf", &data).await;
-    let upload_file =
-        app.data_dir.path().join("uploads").join(location.rsplit('/').next().expect("id").replace('-', ""));
+    let upload_file = app
+        .data_dir
+        .path()
+        .join("uploads")
+        .join(format!("{}.sealed", location.rsplit('/').next().expect("id").replace('-', "")));
 
     // Wrong chunk checksum: 460, nothing stored.
     let wrong = format!("sha1 {}", b64(&sha1::Sha1::digest(b"something else")));
@@ -789,4 +792,141 @@ async fn upload_file_names_are_encrypted_at_rest() {
         .expect("copy");
     let (s, _) = offset(&app, &c.device, &half).await;
     assert_eq!(s, StatusCode::OK, "the upload goes on; its name reads as undecryptable");
+}
+
+/// `PATCH`es that end anywhere (not on the store's 64 KiB segments), a restart between them:
+/// the whole-file SHA-256, computed as the bytes arrive, is recomputed from what was staged
+/// and still decides. A resumed upload whose bytes differ from the declared hash is refused
+/// at its last `PATCH`; the right bytes complete it and read back the same.
+#[tokio::test]
+async fn a_resumed_upload_after_a_restart_still_verifies_its_hash() {
+    let app = TestApp::spawn().await;
+    let c = call(&app).await;
+    let data = pdf("resumed hash", 400_000);
+    let bad = start(&app, &c.device, &c.session_id, "bad.pdf", &data).await;
+    let good = start(&app, &c.device, &c.session_id, "good.pdf", &data).await;
+    for location in [&bad, &good] {
+        for (a, b) in [(0, 100_001), (100_001, 250_000)] {
+            let resp = patch(&app, &c.device, location, a, &data[a..b], None).await;
+            assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        }
+    }
+    let app = app.restart().await;
+    for location in [&bad, &good] {
+        assert_eq!(offset(&app, &c.device, location).await, (StatusCode::OK, Some(250_000)));
+    }
+    // One byte changed in what is sent after the restart (no chunk checksum to catch it).
+    let mut altered = data[250_000..].to_vec();
+    altered[70_000] ^= 0x55;
+    let (status, code, _) = error_of(patch(&app, &c.device, &bad, 250_000, &altered, None).await).await;
+    assert_eq!((status.as_u16(), code.as_str()), (460, "checksum_mismatch"));
+    assert_eq!(offset(&app, &c.device, &bad).await.0, StatusCode::NOT_FOUND, "the upload is gone");
+    let resp = patch(&app, &c.device, &good, 250_000, &data[250_000..], None).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let id = resp.headers()["bangban-material-id"].to_str().expect("id").to_owned();
+    assert_eq!(content(&app, &c.operator, &id).await, (StatusCode::OK, data));
+    let (_, list) = app.get(&format!("/api/v1/sessions/{}/materials", c.session_id), Some(&c.operator)).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "only the verified upload is a material: {list}");
+    assert!(walk(&app.data_dir.path().join("uploads")).is_empty(), "nothing staged is left");
+}
+
+/// A chunk whose checksum does not match is refused (460) after part of it was already
+/// received and sealed: what was acknowledged before stays, also across a restart, and the
+/// upload completes with the right bytes.
+#[tokio::test]
+async fn a_corrupted_chunk_is_refused_and_nothing_acknowledged_is_lost() {
+    use base64::Engine;
+    use sha2::Digest;
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    let app = TestApp::spawn().await;
+    let c = call(&app).await;
+    let data = pdf("corrupted chunk", 600_000);
+    let location = start(&app, &c.device, &c.session_id, "c.pdf", &data).await;
+    let sum = |d: &[u8]| Some(format!("sha256 {}", b64(&sha2::Sha256::digest(d))));
+    let resp = patch(&app, &c.device, &location, 0, &data[..150_000], sum(&data[..150_000])).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    // 300 000 bytes, damaged on the way: the checksum is that of the right bytes.
+    let mut damaged = data[150_000..450_000].to_vec();
+    damaged[290_000] ^= 1;
+    let resp = patch(&app, &c.device, &location, 150_000, &damaged, sum(&data[150_000..450_000])).await;
+    assert_eq!(resp.status().as_u16(), 460);
+    assert_eq!(offset(&app, &c.device, &location).await.1, Some(150_000));
+    let app = app.restart().await;
+    assert_eq!(offset(&app, &c.device, &location).await.1, Some(150_000));
+    let resp = patch(&app, &c.device, &location, 150_000, &data[150_000..], sum(&data[150_000..])).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let id = resp.headers()["bangban-material-id"].to_str().expect("id").to_owned();
+    assert_eq!(content(&app, &c.operator, &id).await, (StatusCode::OK, data));
+}
+
+/// Many uploads at once, each in several `PATCH`es: all complete, each reads back as sent,
+/// and nothing of them stays behind (staged files, hashers, locks).
+#[tokio::test]
+async fn many_concurrent_uploads_complete() {
+    let app = TestApp::spawn().await;
+    let c = call(&app).await;
+    let files: Vec<Vec<u8>> = (0..12).map(|i| pdf(&format!("concurrent {i}"), 200_000 + i * 7_919)).collect();
+    let ids = futures_util::future::join_all(files.iter().enumerate().map(|(i, data)| {
+        let (app, c) = (&app, &c);
+        async move {
+            let location = start(app, &c.device, &c.session_id, &format!("{i}.pdf"), data).await;
+            let step = 50_000 + i * 1_001;
+            let mut at = 0;
+            let mut id = None;
+            while at < data.len() {
+                let end = (at + step).min(data.len());
+                let resp = patch(app, &c.device, &location, at, &data[at..end], None).await;
+                assert_eq!(resp.status(), StatusCode::NO_CONTENT, "upload {i} at {at}");
+                id = resp.headers().get("bangban-material-id").map(|v| v.to_str().expect("id").to_owned());
+                at = end;
+            }
+            id.expect("the last PATCH names the material")
+        }
+    }))
+    .await;
+    for (id, data) in ids.iter().zip(&files) {
+        assert_eq!(content(&app, &c.operator, id).await, (StatusCode::OK, data.clone()));
+    }
+    assert!(walk(&app.data_dir.path().join("uploads")).is_empty(), "nothing staged is left");
+    assert_eq!(app.state.materials.hashes_kept(), 0);
+    assert_eq!(app.state.materials.upload_locks_held(), 0);
+}
+
+/// An upload staged by the previous release (AES-CTR throughout, `uploads/<id>`) when the
+/// server is upgraded resumes where it was: converted once, then completed and verified.
+#[tokio::test]
+async fn an_upload_staged_before_the_sealed_format_resumes_after_the_upgrade() {
+    let app = TestApp::spawn().await;
+    let c = call(&app).await;
+    let data = pdf("staged by the previous release", 300_000);
+    let location = start(&app, &c.device, &c.session_id, "old.pdf", &data).await;
+    let id = location.rsplit('/').next().expect("id").to_owned();
+    let acknowledged = 123_457;
+    // What the previous release left: the row at the offset, the prefix under the upload's key.
+    let wrapped: String = sqlx::query("SELECT wrapped_key FROM uploads WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .expect("row")
+        .get("wrapped_key");
+    let key = app.state.pii.unwrap_key(&wrapped, &format!("upload:{id}")).expect("key");
+    sqlx::query("UPDATE uploads SET received = $1 WHERE id = $2")
+        .bind(acknowledged as i64)
+        .bind(&id)
+        .execute(&app.state.db.pool)
+        .await
+        .expect("offset");
+    let dir = app.data_dir.path().join("uploads");
+    let simple = id.replace('-', "");
+    std::fs::remove_file(dir.join(format!("{simple}.sealed"))).expect("no sealed file");
+    let mut old = data[..acknowledged].to_vec();
+    signaling_server::materials::crypto::UploadCipher::at(&key, 0).apply(&mut old);
+    std::fs::write(dir.join(&simple), &old).expect("legacy file");
+    let app = app.restart().await;
+    assert_eq!(offset(&app, &c.device, &location).await, (StatusCode::OK, Some(acknowledged)));
+    let resp = patch(&app, &c.device, &location, acknowledged, &data[acknowledged..], None).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let material = resp.headers()["bangban-material-id"].to_str().expect("id").to_owned();
+    assert_eq!(content(&app, &c.operator, &material).await, (StatusCode::OK, data));
+    assert!(walk(&dir).is_empty(), "neither staged file is left");
 }
