@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::table::Row;
@@ -128,12 +128,27 @@ struct SoakArgs {
     /// Seconds each call lasts after the first decoded frame (default 4).
     #[arg(long)]
     hold: Option<u64>,
-    /// Run the terminal without the systemd unit's MALLOC_ARENA_MAX=2 (what it fixes).
+    /// Run the terminal without the systemd unit's glibc malloc settings (what they fix).
     #[arg(long)]
-    no_arena_cap: bool,
+    no_malloc_env: bool,
     /// More environment for the terminal (e.g. glibc malloc tunables), `NAME=VALUE`, repeatable.
     #[arg(long = "endpoint-env", value_parser = parse_env_pair)]
     endpoint_env: Vec<(String, String)>,
+}
+
+/// The glibc malloc settings (`Environment=MALLOC_*`) of the terminal's systemd unit, so the
+/// bench runs the terminal as installed.
+fn unit_malloc_env() -> Result<Vec<(String, String)>> {
+    let path = util::workspace_root().join("deploy/systemd/bangban-endpoint.service");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let env: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Environment="))
+        .filter(|kv| kv.starts_with("MALLOC_"))
+        .filter_map(|kv| parse_env_pair(kv).ok())
+        .collect();
+    anyhow::ensure!(!env.is_empty(), "no Environment=MALLOC_* in {}", path.display());
+    Ok(env)
 }
 
 fn parse_env_pair(s: &str) -> Result<(String, String), String> {
@@ -589,8 +604,9 @@ async fn soak_rows(cli: &Cli, a: &SoakArgs) -> Result<Vec<Row>> {
     let calls = a.calls.unwrap_or(if cli.short { 7 } else { 100 }).max(6);
     let hold = a.hold.unwrap_or(4);
     let mut o = call_opts(cli, 1, 0)?;
-    if !a.no_arena_cap {
-        o.endpoint_env.push(("MALLOC_ARENA_MAX".into(), "2".into()));
+    let unit = unit_malloc_env()?;
+    if !a.no_malloc_env {
+        o.endpoint_env.extend(unit.iter().cloned());
     }
     o.endpoint_env.extend(a.endpoint_env.iter().cloned());
     let points = call::soak_run(&o, calls, Duration::from_secs(hold)).await?;
@@ -601,11 +617,12 @@ async fn soak_rows(cli: &Cli, a: &SoakArgs) -> Result<Vec<Row>> {
     if a.hold.is_some() {
         args.push_str(&format!(" --hold {hold}"));
     }
-    let mut env = if a.no_arena_cap {
-        args.push_str(" --no-arena-cap");
-        "without MALLOC_ARENA_MAX".to_owned()
+    let unit_text: Vec<String> = unit.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut env = if a.no_malloc_env {
+        args.push_str(" --no-malloc-env");
+        "without the unit's malloc settings".to_owned()
     } else {
-        "with the unit's MALLOC_ARENA_MAX=2".to_owned()
+        format!("with the unit's {}", unit_text.join(" "))
     };
     for (k, v) in &a.endpoint_env {
         args.push_str(&format!(" --endpoint-env {k}={v}"));
@@ -613,10 +630,18 @@ async fn soak_rows(cli: &Cli, a: &SoakArgs) -> Result<Vec<Row>> {
     }
     let trend: Vec<f64> = points.iter().filter(|p| p.call % 10 == 0 || p.call == 5).map(|p| p.pss).collect();
     Ok(vec![Row {
-        id: match (a.no_arena_cap, a.endpoint_env.is_empty()) {
-            (true, _) => "terminal-soak-no-arena-cap".into(),
+        id: match (a.no_malloc_env, a.endpoint_env.is_empty()) {
             (false, true) => "terminal-soak".into(),
-            (false, false) => "terminal-soak-env".into(),
+            (true, true) => "terminal-soak-no-malloc-env".into(),
+            (_, false) => {
+                let extra: Vec<String> =
+                    a.endpoint_env.iter().map(|(k, _)| k.to_lowercase().replace('_', "-")).collect();
+                format!(
+                    "terminal-soak-{}{}",
+                    if a.no_malloc_env { "only-" } else { "plus-" },
+                    extra.join("-")
+                )
+            }
         },
         what: format!(
             "terminal memory across calls: one endpoint-client (release, headless, test sources 640×480@30, {env}) carries {calls} calls of {hold} s with the console in Chromium, each rated; PSS once the call's pipelines, peer connection and tasks are released (status `live` at zero): growth from call 5 to call {calls}"
