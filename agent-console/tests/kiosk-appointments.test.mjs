@@ -81,6 +81,16 @@ async function kioskPage() {
 }
 const shot = (page, name) => page.screenshot({ path: join(shots, `${name}.png`) });
 
+/**
+ * Waits until `selector` shows text matching `re` (the page fills it after its request to the
+ * kiosk API returns), then returns that text.
+ * @param {import('playwright-core').Page} page @param {string} selector @param {RegExp} re
+ */
+async function textMatching(page, selector, re) {
+  await page.locator(selector).filter({ hasText: re }).waitFor();
+  return page.locator(selector).innerText();
+}
+
 test('nobody on duty: staff book a slot in three steps and get the check-in code', async () => {
   staff = { name: '周社工' };
   const page = await kioskPage();
@@ -101,6 +111,7 @@ test('nobody on duty: staff book a slot in three steps and get the check-in code
 
   await days.nth(1).click();
   const slots = page.locator('#slots button');
+  await slots.nth(1).waitFor();
   assert.deepEqual(await slots.allInnerTexts(), ['09:00-09:30\n余 6 个名额', '09:30-10:00\n余 2 个名额']);
   await shot(page, '62-kiosk-appointment-time');
 
@@ -109,7 +120,7 @@ test('nobody on duty: staff book a slot in three steps and get the check-in code
   await page.fill('#aname', '王秀英');
   await page.fill('#aphone', '139 1234 5678');
   await page.click('#appt-save');
-  assert.match(await page.locator('#aform-error').innerText(), /同意/, 'consent first');
+  assert.match(await textMatching(page, '#aform-error', /同意/), /同意/, 'consent first');
   await page.click('#appt-consent');
   await shot(page, '63-kiosk-appointment-details');
   await page.click('#appt-save');
@@ -135,7 +146,7 @@ test('without staff signed in the kiosk asks for them before booking', async () 
   await page.click('#start');
   await page.click(`button[data-id="${ITEM}"]`);
   await page.click('#appt-start');
-  assert.match(await page.locator('#take-error').innerText(), /社区工作人员登录/);
+  assert.match(await textMatching(page, '#take-error', /社区工作人员登录/), /社区工作人员登录/);
   assert.ok(await page.locator('#privacy.on').isVisible(), 'stays on the item screen');
   await page.context().close();
 });
@@ -146,7 +157,7 @@ test('我有预约: the code finds the appointment and the ticket is taken with 
   await page.click('#appt-in');
   for (const d of '042918') await page.click(`#keypad button:text-is("${d}")`);
   await page.click('#acode-go');
-  assert.match(await page.locator('#acode-error').innerText(), /未找到/);
+  assert.match(await textMatching(page, '#acode-error', /未找到/), /未找到/);
   await page.click('#keypad button:text-is("删除")');
   await page.click('#keypad button:text-is("7")');
   assert.equal(await page.inputValue('#acode'), '042917');
