@@ -18,6 +18,8 @@ export class Socket extends EventTarget {
     this.heartbeatSecs = 15;
     /** @type {number | undefined} */ this.beat = undefined;
     /** @type {number | undefined} */ this.retry = undefined;
+    /** Actions the operator took while the socket was reconnecting ([`deliver`]). @type {any[]} */
+    this.outbox = [];
   }
 
   /** @param {SocketState} s */
@@ -65,6 +67,8 @@ export class Socket extends EventTarget {
         this.attempt = 0;
         this.startHeartbeat();
         this.setState('open');
+        // What the operator did while reconnecting goes now, in order, after the welcome.
+        for (const m of this.outbox.splice(0)) this.send(m);
       } else if (msg.type === 'bye') {
         this.onBye(msg.reason);
       }
@@ -126,6 +130,20 @@ export class Socket extends EventTarget {
     return true;
   }
 
+  /**
+   * Sends an action the operator must not lose (ending a call, the wrap-up): at once when the
+   * socket is open, else as soon as it is open again (the server closes a socket whose token
+   * has expired, and the console reconnects with a fresh one in about half a second). At most
+   * eight wait; a signed-out or replaced session drops them.
+   * @param {any} msg
+   */
+  deliver(msg) {
+    if (this.send(msg)) return;
+    if (this.stopped) return;
+    this.outbox.push(msg);
+    if (this.outbox.length > 8) this.outbox.shift();
+  }
+
   /** Drops the connection as a network blip would (used by the tests and the retry button). */
   drop() {
     try { this.ws?.close(); } catch { /* ignore */ }
@@ -133,6 +151,7 @@ export class Socket extends EventTarget {
 
   close() {
     this.stopped = true;
+    this.outbox = [];
     clearTimeout(this.retry);
     clearInterval(this.beat);
     this.resumeToken = null;

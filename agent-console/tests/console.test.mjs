@@ -121,6 +121,9 @@ describe('operator call', () => {
     await page.check('input[name=outcome][value=completed]');
     await page.fill('#wrap-notes', '材料齐全，当场办结。');
     await shot(page, '06-operator-wrap-up');
+    // The connection drops just as the wrap-up is submitted (as when the server closes a
+    // socket whose token expired): the wrap-up goes once the console has reconnected.
+    await page.evaluate(() => /** @type {any} */ (window).bangban.dropSocket());
     await page.click('#wrap-submit');
     await page.waitForSelector('#op-state[data-state=available]');
     await termPage.waitForFunction(() => /** @type {any} */ (window).term.rated === true);

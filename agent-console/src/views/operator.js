@@ -234,7 +234,7 @@ export function operatorView(ctx, main) {
         h('button.ctl#hold', { type: 'button', onclick: () => socket.send({ type: st.held ? 'resume' : 'hold', session_id: st.session.session_id }) }),
         h('button.ctl#transfer', { type: 'button', onclick: transferDialog }, t('转办')),
         h('button.ctl#invite', { type: 'button', onclick: inviteDialog }, t('邀请协办')),
-        h('button.ctl.danger#end-call', { type: 'button', onclick: () => socket.send({ type: 'end_call', session_id: st.session.session_id }) }, t('结束通话'))));
+        h('button.ctl.danger#end-call', { type: 'button', onclick: () => socket.deliver({ type: 'end_call', session_id: st.session.session_id }) }, t('结束通话'))));
   }
 
   function updateCallStage() {
@@ -420,7 +420,7 @@ export function operatorView(ctx, main) {
           await offerOrder(api, { session_id: w.session_id, ticket: w.ticket, outcome, notes: notes.value.trim() })
             .catch((ex) => toast(`${t('创建工单失败')}：${ex.message}`, 'error'));
         }
-        socket.send({ type: 'wrap_up', session_id: w.session_id, outcome, notes: notes.value });
+        socket.deliver({ type: 'wrap_up', session_id: w.session_id, outcome, notes: notes.value });
       },
     },
       h('h2', null, t('通话已结束'), ' · ', w.ticket.number, h('span.muted', null, ` ${fmt.duration(w.secs)}`)),
