@@ -301,6 +301,14 @@ fn png_bomb() -> Vec<u8> {
     png
 }
 
+/// Encrypted objects in the store (materials and photos share it).
+async fn stored_objects(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM material_objects")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .expect("count")
+}
+
 #[tokio::test]
 async fn photos_are_bounded_and_checked() {
     let app = TestApp::spawn().await;
@@ -345,14 +353,7 @@ async fn photos_are_bounded_and_checked() {
     }
     let (s, v) = upload(&app, &staff, &record, "application/octet-stream", png(9, 9)).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
-    let objects: i64 = sqlx::Row::get(
-        &sqlx::query("SELECT COUNT(*) AS n FROM material_objects")
-            .fetch_one(&app.state.db.pool)
-            .await
-            .expect("count"),
-        "n",
-    );
-    assert_eq!(objects, 1, "identical photos are stored once");
+    assert_eq!(stored_objects(&app).await, 1, "identical photos are stored once");
     // A photo outlives the materials retention purge (it is not a call's material).
     let admin = app.login("admin").await;
     let (s, _) = app.post("/api/v1/admin/materials/purge", Some(&admin), json!({})).await;
@@ -385,14 +386,7 @@ async fn photos_are_bounded_and_checked() {
     assert_eq!(v["records"][0]["checklist"].as_array().map(Vec::len), Some(9), "{v}");
     let (s, _) = app.get(&format!("/api/v1/inspection-photos/{photo}"), Some(&staff)).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let objects: i64 = sqlx::Row::get(
-        &sqlx::query("SELECT COUNT(*) AS n FROM material_objects")
-            .fetch_one(&app.state.db.pool)
-            .await
-            .expect("count"),
-        "n",
-    );
-    assert_eq!(objects, 0, "the stored content is gone");
+    assert_eq!(stored_objects(&app).await, 0, "the stored content is gone");
     let (_, r) = app.post("/api/v1/admin/materials/purge", Some(&admin), json!({})).await;
     assert_eq!(r["inspection_photos_purged"], 0, "idempotent");
 }
