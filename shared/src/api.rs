@@ -31,6 +31,39 @@ pub struct Health {
     pub status: String,
 }
 
+/// One server node as it reports itself to the cluster (`GET /api/v1/admin/cluster`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterNode {
+    /// The node's name (`node_id`).
+    pub id: String,
+    /// Where other nodes and operators reach it.
+    pub url: String,
+    /// Server version.
+    pub version: String,
+    /// Unix ms when it started.
+    pub started_at: i64,
+    /// Unix ms of its last report (every 2 s; a node silent for 6 s leaves the list).
+    pub reported_at: i64,
+    /// Open WebSocket connections.
+    pub connections: u64,
+    /// One-minute load average of its machine.
+    pub load: f64,
+    /// Draining for a restart: takes no new connections.
+    pub draining: bool,
+}
+
+/// The nodes of this deployment: one in single-node mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterView {
+    /// `single` (SQLite or PostgreSQL, no Redis) or `cluster` (PostgreSQL + Redis).
+    pub mode: String,
+    /// The node that answered.
+    pub this_node: String,
+    pub nodes: Vec<ClusterNode>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Authentication
 

@@ -79,6 +79,21 @@ pub struct Cli {
     /// operator of the district may serve it, 0–86400000 ms (0 = no center preference).
     #[arg(long, env = "BANGBAN_OVERFLOW_AFTER_MS")]
     pub overflow_after_ms: Option<u64>,
+    /// Cluster mode: `redis://…` of the Redis shared by every node (needs a PostgreSQL
+    /// `DATABASE_URL`); none: one node on its own, as by default.
+    #[arg(long, env = "BANGBAN_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// This node's name in the cluster, 1–64 of `A–Z a–z 0–9 . _ -`; default `<hostname>-<port>`.
+    #[arg(long, env = "BANGBAN_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Where other nodes and operators reach this node (`http://10.0.0.5:8080`); default the
+    /// listen address.
+    #[arg(long, env = "BANGBAN_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// Prefix of every Redis key of this deployment (several may share one Redis), default
+    /// `bangban`.
+    #[arg(long, env = "BANGBAN_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
     /// How long a dropped party may reconnect and resume, 5–600 s.
     #[arg(long, env = "BANGBAN_RESUME_WINDOW_SECS")]
     pub resume_window_secs: Option<u64>,
@@ -203,6 +218,10 @@ struct FileConfig {
     master_key_file: Option<PathBuf>,
     ring_timeout_secs: Option<u64>,
     overflow_after_ms: Option<u64>,
+    redis_url: Option<String>,
+    node_id: Option<String>,
+    advertise_url: Option<String>,
+    redis_prefix: Option<String>,
     resume_window_secs: Option<u64>,
     max_upload_bytes: Option<u64>,
     max_recording_bytes: Option<u64>,
@@ -325,6 +344,25 @@ pub struct Config {
     /// Absolute lifetime of a sign-in's refresh-token family (`refresh_family_max_secs` /
     /// `BANGBAN_REFRESH_FAMILY_MAX_SECS`, default 24 h).
     pub refresh_family_max_secs: u64,
+    /// Cluster mode (`redis_url` given): several nodes on one PostgreSQL and one Redis.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How this node joins a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub redis_url: String,
+    /// This node's name, unique in the cluster.
+    pub node_id: String,
+    /// Where others reach this node.
+    pub advertise_url: String,
+    /// Prefix of every Redis key of this deployment.
+    pub prefix: String,
+}
+
+/// `true` for 1–64 characters of `A–Z a–z 0–9 . _ -`.
+fn plain_name(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -375,6 +413,7 @@ impl Config {
             demo_points: 0,
             trusted_proxies: Vec::new(),
             refresh_family_max_secs: 24 * 3600,
+            cluster: None,
         }
     }
 
@@ -514,6 +553,49 @@ impl Config {
             read_outline(&path)?;
             cfg.map_outline = Some(path);
         }
+        if let Some(url) = nonempty(cli.redis_url.or(file.redis_url)) {
+            if url.len() > 1024 || !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::Invalid(
+                    "redis_url (BANGBAN_REDIS_URL) must start with redis:// or rediss:// (at most 1024 characters)"
+                        .into(),
+                ));
+            }
+            let node_id = match nonempty(cli.node_id.or(file.node_id)) {
+                Some(id) => id,
+                None => {
+                    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                    let host: String = host
+                        .trim()
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                        .take(40)
+                        .collect();
+                    format!("{}-{}", if host.is_empty() { "node" } else { &host }, cfg.listen.port())
+                }
+            };
+            if !plain_name(&node_id) {
+                return Err(ConfigError::Invalid(
+                    "node_id (BANGBAN_NODE_ID) must be 1–64 characters of A–Z a–z 0–9 . _ -".into(),
+                ));
+            }
+            let prefix = nonempty(cli.redis_prefix.or(file.redis_prefix)).unwrap_or_else(|| "bangban".into());
+            if !plain_name(&prefix) {
+                return Err(ConfigError::Invalid(
+                    "redis_prefix (BANGBAN_REDIS_PREFIX) must be 1–64 characters of A–Z a–z 0–9 . _ -".into(),
+                ));
+            }
+            let advertise_url = nonempty(cli.advertise_url.or(file.advertise_url))
+                .unwrap_or_else(|| format!("http://{}", cfg.listen));
+            if advertise_url.len() > 256
+                || !(advertise_url.starts_with("http://") || advertise_url.starts_with("https://"))
+            {
+                return Err(ConfigError::Invalid(
+                    "advertise_url (BANGBAN_ADVERTISE_URL) must be an http:// or https:// URL (at most 256 characters)"
+                        .into(),
+                ));
+            }
+            cfg.cluster = Some(ClusterConfig { redis_url: url, node_id, advertise_url, prefix });
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -526,6 +608,12 @@ impl Config {
         }
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres")) {
             return Err(ConfigError::Invalid("database_url must start with sqlite: or postgres://".into()));
+        }
+        if self.cluster.is_some() && self.database_url.starts_with("sqlite:") {
+            return Err(ConfigError::Invalid(
+                "集群模式需要 PostgreSQL: redis_url (BANGBAN_REDIS_URL) needs a postgres:// database_url (DATABASE_URL) shared by every node"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -612,5 +700,32 @@ mod tests {
         std::fs::write(&path, "public_url = \"https://x\"\n").expect("write");
         let e = parse(&["--config", path.to_str().expect("path")]).expect_err("gone");
         assert!(e.contains("public_url"), "an unknown key is an error: {e}");
+    }
+
+    #[test]
+    fn cluster_mode_needs_postgres_and_plain_names() {
+        let pg = "postgres://db/bangban";
+        let e = parse(&["--redis-url", "redis://127.0.0.1:6379"]).expect_err("sqlite");
+        assert!(e.contains("PostgreSQL") && e.contains("BANGBAN_REDIS_URL"), "{e}");
+        let e = parse(&["--redis-url", "http://x", "--database-url", pg]).expect_err("scheme");
+        assert!(e.contains("redis://"), "{e}");
+        let long = format!("redis://{}", "a".repeat(2000));
+        assert!(parse(&["--redis-url", &long, "--database-url", pg]).is_err(), "length bound");
+        for bad in ["", "a b", "../x", "节点", &"n".repeat(65)] {
+            let r = parse(&["--redis-url", "redis://r", "--database-url", pg, "--node-id", bad]);
+            if bad.is_empty() {
+                assert!(r.is_ok(), "empty means the default");
+            } else {
+                assert!(r.expect_err(bad).contains("node_id"), "{bad}");
+            }
+        }
+        let e = parse(&["--redis-url", "redis://r", "--database-url", pg, "--redis-prefix", "a:b"])
+            .expect_err("prefix");
+        assert!(e.contains("redis_prefix"), "{e}");
+        let c = parse(&["--redis-url", "redis://r", "--database-url", pg, "--node-id", "n1"]).expect("ok");
+        let cluster = c.cluster.expect("cluster mode");
+        assert_eq!((cluster.node_id.as_str(), cluster.prefix.as_str()), ("n1", "bangban"));
+        assert_eq!(cluster.advertise_url, "http://127.0.0.1:8080");
+        assert_eq!(parse(&[]).map(|c| c.cluster), Ok(None), "single node by default");
     }
 }

@@ -8,6 +8,7 @@
 //! - [`audit`]: the append-only, hash-chained audit log.
 //! - [`cases`]: work orders (工单) and their follow-ups.
 //! - [`calendar`]: China-time dates, the working-day calendar (holidays, 调休) and deadlines.
+//! - [`cluster`]: cluster mode (PostgreSQL + Redis): node registry, shared throttles, notices.
 //! - [`api`]: the HTTP surface, one module per resource, and the OpenAPI document.
 //! - [`dispatch`]: the queue and dispatch state machine (sans-IO, explicit `now`).
 //! - [`switchboard`]: the task that owns live tickets and calls, persists them and delivers
@@ -30,6 +31,7 @@ pub mod audit;
 pub mod auth;
 pub mod calendar;
 pub mod cases;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -46,12 +48,11 @@ pub mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 
 use tokio::net::TcpListener;
 
 use crate::auth::keys::KeyRing;
-use crate::auth::throttle::Throttle;
+use crate::auth::throttle::Throttles;
 use crate::auth::tokens::TokenService;
 use crate::config::Config;
 use crate::db::Db;
@@ -74,6 +75,8 @@ pub enum StartError {
     Pii(#[from] pii::PiiError),
     #[error(transparent)]
     Materials(#[from] materials::StoreError),
+    #[error("cluster mode: {0}")]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// A built server: bound listener and ready state.
@@ -104,11 +107,25 @@ impl Application {
             std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
         }
+        // Cluster mode: Redis first, so that a node without it stops at once with a clear error.
+        let sockets = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let started_at = db::now_ms();
+        let cluster = match config.cluster.clone() {
+            Some(c) => {
+                let node = c.node_id.clone();
+                let cluster = cluster::Cluster::connect(c, sockets.clone(), started_at).await?;
+                tracing::info!(node, "cluster mode: joined");
+                Some(cluster)
+            }
+            None => None,
+        };
         let db = Db::connect(&config.database_url).await?;
         // Retired keys stay as long as the longest token they may have signed.
         let keep_ms =
             i64::try_from(config.access_ttl_secs.max(config.device_ttl_secs) + 120).unwrap_or(1020) * 1000;
-        let keys = KeyRing::load_or_create(&config.data_dir.join("keys"), keep_ms, db::now_ms())?;
+        let pii = pii::Pii::load_or_create(&config.master_key_file)?;
+        let keys =
+            KeyRing::load_or_create(&db, &pii, &config.data_dir.join("keys"), keep_ms, db::now_ms()).await?;
         let tokens = TokenService { keys, issuer: config.issuer.clone() };
         let demo_enrollment = if config.demo {
             let codes = demo::seed(&db, &config.data_dir).await.map_err(|e| StartError::Demo(e.message))?;
@@ -122,7 +139,6 @@ impl Application {
         } else {
             Vec::new()
         };
-        let pii = pii::Pii::load_or_create(&config.master_key_file)?;
         let switchboard = switchboard::Switchboard::start(
             db.clone(),
             pii.clone(),
@@ -144,7 +160,10 @@ impl Application {
             config,
             db,
             tokens,
-            throttle: Mutex::new(Throttle::new()),
+            throttle: Throttles::new(cluster.clone()),
+            started_at,
+            sockets,
+            cluster,
             audit: audit::Audit::new(),
         });
         // Retention: archive and purge what is due, drop abandoned uploads, expire print jobs.
@@ -172,7 +191,15 @@ impl Application {
         let cases = tokio::spawn(cases::orders::worker(self.state.clone()));
         let outbox = tokio::spawn(cases::outbox::worker(self.state.clone()));
         let checkpoints = tokio::spawn(checkpoint_task(self.state.clone()));
+        let keys = tokio::spawn(key_refresh_task(self.state.clone()));
+        let cluster_tasks = self.state.cluster.clone().map(|c| {
+            (
+                tokio::spawn(cluster::report_task(c.clone())),
+                tokio::spawn(cluster::notice_task(self.state.clone(), c)),
+            )
+        });
         let sb = self.state.switchboard.clone();
+        let draining = self.state.cluster.clone();
         // Signaling frames are small and latency-sensitive: no Nagle delay.
         let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
@@ -182,6 +209,11 @@ impl Application {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown.await;
+                // Tell the cluster first: this node takes no new connections.
+                if let Some(c) = draining {
+                    c.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let _ = c.report(db::now_ms()).await;
+                }
                 // Tell every WebSocket client, so that it reconnects elsewhere or later.
                 sb.send(switchboard::Event::Shutdown).await;
             })
@@ -191,6 +223,16 @@ impl Application {
         cases.abort();
         outbox.abort();
         checkpoints.abort();
+        keys.abort();
+        if let Some((report, notices)) = cluster_tasks {
+            report.abort();
+            notices.abort();
+        }
+        if let Some(c) = &self.state.cluster
+            && let Err(e) = c.leave().await
+        {
+            tracing::warn!(error = %e, "cluster: could not leave the node list");
+        }
         // The last word of this run: anchor the chain's head.
         let _ = audit::checkpoint(&self.state.db, &self.state.tokens.keys, &self.state.config.data_dir, None)
             .await;
@@ -211,6 +253,20 @@ async fn checkpoint_task(state: AppState) {
         match audit::checkpoint(&state.db, &state.tokens.keys, &state.config.data_dir, last).await {
             Ok(seq) => last = seq,
             Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
+        }
+    }
+}
+
+/// Reloads the signing keys every [`auth::keys::REFRESH_INTERVAL`], so that a rotation or a
+/// retirement made on another node reaches this one.
+async fn key_refresh_task(state: AppState) {
+    let mut every = tokio::time::interval(auth::keys::REFRESH_INTERVAL);
+    loop {
+        every.tick().await;
+        match state.tokens.keys.refresh().await {
+            Ok(true) => tracing::info!("signing keys changed elsewhere: reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "signing keys not reloaded"),
         }
     }
 }

@@ -1,10 +1,10 @@
 //! Shared application state: a cheap-to-clone handle around `Arc`.
 
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::audit::Audit;
-use crate::auth::throttle::Throttle;
+use crate::auth::throttle::Throttles;
 use crate::auth::tokens::TokenService;
 use crate::config::Config;
 use crate::db::Db;
@@ -13,12 +13,17 @@ pub struct Inner {
     pub config: Config,
     pub db: Db,
     pub tokens: TokenService,
-    /// Never held across an `.await`.
-    pub throttle: Mutex<Throttle>,
+    pub throttle: Throttles,
     pub audit: Audit,
     pub pii: crate::pii::Pii,
     pub switchboard: crate::switchboard::Switchboard,
     pub materials: crate::materials::Store,
+    /// Unix ms when this node started.
+    pub started_at: i64,
+    /// Open WebSocket connections on this node.
+    pub sockets: Arc<std::sync::atomic::AtomicU64>,
+    /// This node's place in the cluster (cluster mode only).
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 #[derive(Clone)]

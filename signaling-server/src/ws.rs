@@ -149,6 +149,7 @@ async fn hello(
 }
 
 async fn connection(state: AppState, mut socket: WebSocket, pre: Option<(PartyInfo, i64)>, addr: SocketAddr) {
+    let _counted = SocketCount::open(&state.sockets);
     let Some((party, exp)) = hello(&state, &mut socket, pre, addr).await else { return };
     let until_exp = Duration::from_secs(u64::try_from(exp - crate::db::now_ms() / 1000).unwrap_or(0));
     let expiry = tokio::time::sleep(until_exp);
@@ -255,6 +256,22 @@ async fn connection(state: AppState, mut socket: WebSocket, pre: Option<(PartyIn
 }
 
 /// Resolves when the connection's outbox was closed (kicked, replaced or too slow).
+/// Counts an open WebSocket for as long as it lives (the node's report to the cluster).
+struct SocketCount(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl SocketCount {
+    fn open(count: &std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for SocketCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 async fn writer_closed(out: &outbox::Outbox) {
     out.closed().await;
 }

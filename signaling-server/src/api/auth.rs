@@ -113,7 +113,7 @@ pub async fn login(
     let now = now_ms();
     let keys = login_keys(&username, &addr);
     // Checked and recorded as a failure in one step: concurrent guesses cannot all pass.
-    let attempt = state.throttle.lock().unwrap_or_else(|p| p.into_inner()).attempt(&keys, now);
+    let attempt = state.throttle.attempt(&keys, now).await;
     let audit = |outcome: &'static str, reason: &str, actor: Option<Uuid>| {
         let mut rec =
             AuditRecord::new("auth.login", "user").outcome(outcome).detail(json!({ "reason": reason }));
@@ -159,7 +159,7 @@ pub async fn login(
     };
     let pair = keys[0].0.clone();
     let account = keys[1].0.clone();
-    state.throttle.lock().unwrap_or_else(|p| p.into_inner()).success(&keys, &[&pair, &account]);
+    state.throttle.success(&keys, &[&pair, &account]).await;
     let user = load_user_view(&state.db, user_id).await?.ok_or_else(bad_credentials)?;
     if user.role == shared::protocol::Role::Terminal {
         return Err(bad_credentials());
@@ -288,7 +288,7 @@ pub async fn change_password(
         return Err(ApiError::forbidden());
     }
     let keys = [(format!("password:{}", p.id), Limit::PASSWORD_CHANGE)];
-    let attempt = state.throttle.lock().unwrap_or_else(|e| e.into_inner()).attempt(&keys, now_ms());
+    let attempt = state.throttle.attempt(&keys, now_ms()).await;
     if let Err(refused) = attempt {
         if refused.first {
             state
@@ -308,7 +308,7 @@ pub async fn change_password(
             .await;
         return Err(bad_credentials());
     }
-    state.throttle.lock().unwrap_or_else(|e| e.into_inner()).success(&keys, &[&keys[0].0]);
+    state.throttle.success(&keys, &[&keys[0].0]).await;
     password::check_policy(&req.new_password)?;
     set_password(
         &state,
@@ -373,12 +373,23 @@ pub async fn rotate_keys(
     p: Principal,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
     p.require(&[shared::protocol::Role::Admin])?;
-    let kid = state.tokens.keys.rotate(now_ms()).map_err(|e| {
+    let kid = state.tokens.keys.rotate(now_ms()).await.map_err(|e| {
         tracing::error!(error = %e, "key rotation failed");
         ApiError::internal()
     })?;
+    notify_keys_changed(&state).await;
     state.audit(AuditRecord::new("auth.key_rotate", "signing_key").by(&p).target(&kid)).await;
     Ok(axum::Json(json!({ "kid": kid })))
+}
+
+/// Tells the other nodes to reload the key ring now (they would within
+/// [`crate::auth::keys::REFRESH_INTERVAL`] anyway).
+async fn notify_keys_changed(state: &AppState) {
+    if let Some(c) = &state.cluster
+        && let Err(e) = c.publish(crate::cluster::Notice::KeysChanged).await
+    {
+        tracing::warn!(error = %e, "other nodes not told of the key change (they reload within seconds)");
+    }
 }
 
 /// Retire a signing key at once (admin), e.g. after a compromise: every token it signed is
@@ -400,11 +411,13 @@ pub async fn retire_key(
         .tokens
         .keys
         .retire_now(&kid, now_ms())
+        .await
         .map_err(|e| {
             tracing::error!(error = %e, "key retirement failed");
             ApiError::internal()
         })?
         .ok_or_else(|| ApiError::not_found("密钥"))?;
+    notify_keys_changed(&state).await;
     state
         .audit(
             AuditRecord::new("auth.key_retire", "signing_key")

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod centers;
+pub mod cluster;
 pub mod inspections;
 pub mod listing;
 pub mod point_today;
@@ -174,6 +175,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::change_password))
         .routes(routes!(auth::rotate_keys))
         .routes(routes!(auth::retire_key))
+        .routes(routes!(cluster::view))
         .routes(routes!(accounts::list, accounts::create))
         .routes(routes!(accounts::update))
         .routes(routes!(accounts::reset_password))

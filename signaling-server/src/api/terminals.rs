@@ -325,12 +325,12 @@ fn device_keys(kind: &str, addr: &str) -> [(String, Limit); 1] {
     [(format!("{kind}:{addr}"), Limit::DEVICE_ADDRESS)]
 }
 
-fn attempt(state: &AppState, keys: &[(String, Limit)]) -> Result<(), Refused> {
-    state.throttle.lock().unwrap_or_else(|p| p.into_inner()).attempt(keys, now_ms())
+async fn attempt(state: &AppState, keys: &[(String, Limit)]) -> Result<(), Refused> {
+    state.throttle.attempt(keys, now_ms()).await
 }
 
-fn succeeded(state: &AppState, keys: &[(String, Limit)]) {
-    state.throttle.lock().unwrap_or_else(|p| p.into_inner()).success(keys, &[]);
+async fn succeeded(state: &AppState, keys: &[(String, Limit)]) {
+    state.throttle.success(keys, &[]).await;
 }
 
 /// Enrollment: a terminal trades its one-time code for a long-lived device credential.
@@ -343,7 +343,7 @@ pub async fn enroll(
 ) -> ApiResult<Json<EnrollResponse>> {
     let addr = ip.clone().unwrap_or_default();
     let keys = device_keys("enroll", &addr);
-    if let Err(r) = attempt(&state, &keys) {
+    if let Err(r) = attempt(&state, &keys).await {
         if r.first {
             let mut rec = AuditRecord::new("terminal.enroll", "terminal").outcome("denied");
             rec.source_ip = ip;
@@ -393,7 +393,7 @@ pub async fn enroll(
     if n != 1 {
         return Err(bad());
     }
-    succeeded(&state, &keys);
+    succeeded(&state, &keys).await;
     let mut rec = AuditRecord::new("terminal.enroll", "terminal").target(&id);
     rec.source_ip = ip;
     rec.actor_id = parse_id(&id).ok();
@@ -416,7 +416,7 @@ pub async fn device_token(
 ) -> ApiResult<Json<DeviceTokenResponse>> {
     let addr = ip.clone().unwrap_or_default();
     let keys = device_keys("device", &addr);
-    if let Err(r) = attempt(&state, &keys) {
+    if let Err(r) = attempt(&state, &keys).await {
         if r.first {
             let mut rec = AuditRecord::new("terminal.token", "terminal").outcome("denied");
             rec.source_ip = ip;
@@ -437,7 +437,7 @@ pub async fn device_token(
     let Some(row) = row else {
         return Err(ApiError::invalid_token());
     };
-    succeeded(&state, &keys);
+    succeeded(&state, &keys).await;
     let generation: i64 = row.try_get("token_gen")?;
     let id = parse_id(&row.try_get::<String, _>("id")?)?;
     let point = parse_id(&row.try_get::<String, _>("point_id")?)?;

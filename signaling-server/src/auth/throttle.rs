@@ -142,6 +142,45 @@ impl Throttle {
     }
 }
 
+/// The throttle a node uses: its own ([`Throttle`] under a lock), or in cluster mode the one
+/// all nodes share in Redis, so that guesses spread over nodes count as one. While Redis does
+/// not answer the node falls back to its own: sign-in keeps working and stays limited.
+pub struct Throttles {
+    local: std::sync::Mutex<Throttle>,
+    cluster: Option<crate::cluster::Cluster>,
+}
+
+impl Throttles {
+    pub fn new(cluster: Option<crate::cluster::Cluster>) -> Self {
+        Self { local: std::sync::Mutex::new(Throttle::new()), cluster }
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// [`Throttle::attempt`] on the shared throttle (or this node's).
+    pub async fn attempt(&self, keys: &[(String, Limit)], now: i64) -> Result<(), Refused> {
+        if let Some(c) = &self.cluster {
+            match c.throttle_attempt(keys, now).await {
+                Ok(r) => return r,
+                Err(e) => tracing::warn!(error = %e, "shared throttle unavailable: this node's own is used"),
+            }
+        }
+        self.local().attempt(keys, now)
+    }
+
+    /// [`Throttle::success`] on the shared throttle (and this node's).
+    pub async fn success(&self, keys: &[(String, Limit)], clear: &[&str]) {
+        if let Some(c) = &self.cluster
+            && let Err(e) = c.throttle_success(keys, clear).await
+        {
+            tracing::warn!(error = %e, "shared throttle unavailable");
+        }
+        self.local().success(keys, clear);
+    }
+}
+
 /// Keys of a password sign-in for `username` from `addr`.
 pub fn login_keys(username: &str, addr: &str) -> Vec<(String, Limit)> {
     vec![

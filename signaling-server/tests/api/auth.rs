@@ -198,20 +198,47 @@ async fn key_rotation_keeps_old_tokens_valid_and_survives_restart() {
     let fresh = app.login("admin").await;
     assert_eq!(jsonwebtoken::decode_header(&fresh).expect("hdr").kid.as_deref(), Some(new_kid.as_str()));
 
-    // The key ring is persisted: a new server on the same data dir accepts both tokens.
-    let ring = signaling_server::auth::keys::KeyRing::load_or_create(
-        &app.data_dir.path().join("keys"),
-        60_000,
-        signaling_server::db::now_ms(),
-    )
-    .expect("reload");
-    assert!(ring.decoding(&old_kid).is_some() && ring.decoding(&new_kid).is_some());
-    assert_eq!(ring.signing().0, new_kid);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(app.data_dir.path().join("keys").join(format!("{new_kid}.pk8")))
-            .expect("key file");
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // The key ring is in the database, sealed: a restarted server accepts both tokens and
+    // signs with the new key; no private key lies in the data dir, and the stored seed is not
+    // the key itself.
+    let db = app.state.db.clone();
+    let rows =
+        sqlx::query("SELECT kid, sealed_seed FROM signing_keys").fetch_all(&db.pool).await.expect("keys");
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        let sealed: String = sqlx::Row::get(row, "sealed_seed");
+        assert!(sealed.starts_with("k1:"), "sealed with the master key");
     }
+    assert!(!app.data_dir.path().join("keys").exists(), "no key files in the data dir");
+    let app = app.restart().await;
+    let (s, _) = app.get("/api/v1/me", Some(&admin)).await;
+    assert_eq!(s, StatusCode::OK, "old key's token after a restart");
+    let (s, _) = app.get("/api/v1/me", Some(&fresh)).await;
+    assert_eq!(s, StatusCode::OK, "new key's token after a restart");
+    let again = app.login("admin").await;
+    assert_eq!(jsonwebtoken::decode_header(&again).expect("hdr").kid.as_deref(), Some(new_kid.as_str()));
+}
+
+#[tokio::test]
+async fn a_file_based_key_ring_of_an_earlier_version_moves_into_the_database() {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let sk = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let kid = "legacyKid0123456".to_owned();
+    let mut keys_dir = std::path::PathBuf::new();
+    let app = TestApp::spawn_with(|c| {
+        keys_dir = c.data_dir.join("keys");
+        std::fs::create_dir_all(&keys_dir).expect("keys dir");
+        let der = sk.to_pkcs8_der().expect("der");
+        std::fs::write(keys_dir.join(format!("{kid}.pk8")), der.as_bytes()).expect("pk8");
+        let ring = json!({ "active": kid, "keys": [{ "kid": kid, "created_at": 1, "retired_at": null }] });
+        std::fs::write(keys_dir.join("keyring.json"), ring.to_string()).expect("ring");
+    })
+    .await;
+    let token = app.login("admin").await;
+    assert_eq!(jsonwebtoken::decode_header(&token).expect("hdr").kid.as_deref(), Some(kid.as_str()));
+    let (_, jwks) = app.get("/.well-known/jwks.json", None).await;
+    use base64::Engine;
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk.verifying_key().to_bytes());
+    assert_eq!(jwks["keys"][0]["x"], json!(x), "the same key, now from the database");
+    assert!(!keys_dir.exists(), "the private key files are gone");
 }

@@ -63,16 +63,22 @@ pub fn on_postgres() -> bool {
     std::env::var("BANGBAN_TEST_DB").is_ok_and(|v| v == "postgres")
 }
 
+/// A fresh PostgreSQL schema for one test (whatever `BANGBAN_TEST_DB` says: cluster mode
+/// needs PostgreSQL).
+pub async fn fresh_pg_url() -> String {
+    use sqlx::Executor;
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&pg_base_url())
+        .await
+        .expect("PostgreSQL at BANGBAN_TEST_PG_URL must be reachable");
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await.expect("create schema");
+    format!("{}?options=-c%20search_path%3D{schema}", pg_base_url())
+}
+
 /// A database URL for one test: a fresh SQLite file, or a fresh PostgreSQL schema.
 pub async fn test_database_url(data_dir: &std::path::Path) -> String {
     if on_postgres() {
-        use sqlx::Executor;
-        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&pg_base_url())
-            .await
-            .expect("PostgreSQL at BANGBAN_TEST_PG_URL must be reachable");
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await.expect("create schema");
-        format!("{}?options=-c%20search_path%3D{schema}", pg_base_url())
+        fresh_pg_url().await
     } else {
         signaling_server::config::default_database_url(data_dir)
     }

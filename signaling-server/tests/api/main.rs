@@ -17,6 +17,7 @@ mod cases_problems;
 mod cases_reports;
 mod catalog;
 mod centers;
+mod cluster;
 mod district_lists;
 mod health;
 mod hostile;

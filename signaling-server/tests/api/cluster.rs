@@ -1,0 +1,264 @@
+//! Cluster mode (#12 items 1 and 3): nodes of one deployment on one PostgreSQL and one Redis
+//! see each other, sign and verify with one key ring, and count guesses at secrets once,
+//! whichever node they reach. Real Redis (127.0.0.1:6379, or a private one that the test
+//! kills) and real PostgreSQL; every test has its own key prefix and schema.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use signaling_server::auth::throttle::{Limit, Throttle};
+use signaling_server::cluster::Cluster;
+use signaling_server::config::{ClusterConfig, Config};
+
+use crate::helpers::{TestApp, fresh_pg_url};
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+fn prefix() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
+}
+
+fn join(c: &mut Config, db: &str, master_key: Option<&Path>, redis: &str, prefix: &str, node: &str) {
+    c.database_url = db.into();
+    if let Some(k) = master_key {
+        c.master_key_file = k.to_owned();
+    }
+    c.cluster = Some(ClusterConfig {
+        redis_url: redis.into(),
+        node_id: node.into(),
+        advertise_url: format!("http://{node}.bangban.internal:8080"),
+        prefix: prefix.into(),
+    });
+}
+
+/// Two nodes of one deployment: `a` first (it creates the keys), then `b` with `a`'s master key.
+async fn two_nodes(prefix: &str) -> (TestApp, TestApp) {
+    let db = fresh_pg_url().await;
+    let a = TestApp::spawn_with(|c| join(c, &db, None, REDIS, prefix, "node-a")).await;
+    let key = a.config.master_key_file.clone();
+    let b = TestApp::spawn_with(|c| join(c, &db, Some(&key), REDIS, prefix, "node-b")).await;
+    (a, b)
+}
+
+/// Polls `check` every 50 ms until it holds, for at most `bound`.
+async fn eventually<F, Fut>(what: &str, bound: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + bound;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < end, "not within {bound:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn login(app: &TestApp, user: &str, password: &str) -> (StatusCode, Value) {
+    app.post("/api/v1/auth/login", None, json!({ "username": user, "password": password })).await
+}
+
+#[tokio::test]
+async fn nodes_see_each_other_and_leave_the_list_when_they_stop() {
+    let prefix = prefix();
+    let (a, b) = two_nodes(&prefix).await;
+    let admin = a.login("admin").await;
+    let (s, view) = b.get("/api/v1/admin/cluster", Some(&admin)).await;
+    assert_eq!(s, StatusCode::OK, "a token from node a works on node b: {view}");
+    assert_eq!(view["mode"], "cluster");
+    assert_eq!(view["this_node"], "node-b");
+    let ids: Vec<&str> =
+        view["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["id"].as_str()).collect();
+    assert_eq!(ids, ["node-a", "node-b"]);
+    assert_eq!(view["nodes"][0]["url"], "http://node-a.bangban.internal:8080");
+    assert_eq!(view["nodes"][0]["draining"], false);
+
+    // An open WebSocket on node a shows in its report.
+    // (Node b seeded the demo last: its enrolment codes are the valid ones.)
+    let (_, device) = b.enroll_terminal(0).await;
+    let (ws, _welcome) = crate::ws_client::WsClient::connect(&a, &device).await;
+    eventually("node a reports one connection", Duration::from_secs(10), || async {
+        let (_, v) = b.get("/api/v1/admin/cluster", Some(&admin)).await;
+        v["nodes"][0]["connections"] == json!(1)
+    })
+    .await;
+    ws.close().await;
+
+    // Node a stops cleanly: it leaves the list at once (not after its report expires).
+    a.stop().await;
+    let (_, view) = b.get("/api/v1/admin/cluster", Some(&admin)).await;
+    let ids: Vec<&str> =
+        view["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["id"].as_str()).collect();
+    assert_eq!(ids, ["node-b"], "{view}");
+
+    // Only admins see the cluster.
+    let op = b.login("operator1").await;
+    let (s, _) = b.get("/api/v1/admin/cluster", Some(&op)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_key_rotated_or_retired_on_one_node_holds_on_every_node() {
+    let prefix = prefix();
+    let (a, b) = two_nodes(&prefix).await;
+    let admin = a.login("admin").await;
+    let old_kid = jsonwebtoken::decode_header(&admin).expect("hdr").kid.expect("kid");
+    let (s, _) = b.get("/api/v1/me", Some(&admin)).await;
+    assert_eq!(s, StatusCode::OK, "node b verifies node a's token");
+
+    // Rotate on node a: node b signs with the new key and verifies what a signs with it.
+    let (s, body) = a.post("/api/v1/admin/keys/rotate", Some(&admin), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let new_kid = body["kid"].as_str().expect("kid").to_owned();
+    let fresh = a.login("admin").await;
+    assert_eq!(jsonwebtoken::decode_header(&fresh).expect("hdr").kid.as_deref(), Some(new_kid.as_str()));
+    eventually("node b verifies the new key's token", Duration::from_secs(10), || async {
+        b.get("/api/v1/me", Some(&fresh)).await.0 == StatusCode::OK
+    })
+    .await;
+    let from_b = b.login("admin").await;
+    assert_eq!(jsonwebtoken::decode_header(&from_b).expect("hdr").kid.as_deref(), Some(new_kid.as_str()));
+    let (_, jwks) = b.get("/.well-known/jwks.json", None).await;
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2), "old key still verifies: {jwks}");
+
+    // Retire the old key on node b (after a compromise): node a refuses its tokens too.
+    let (s, body) = b.post(&format!("/api/v1/admin/keys/{old_kid}/retire"), Some(&fresh), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(b.get("/api/v1/me", Some(&admin)).await.0, StatusCode::UNAUTHORIZED);
+    eventually("node a refuses the retired key's token", Duration::from_secs(10), || async {
+        a.get("/api/v1/me", Some(&admin)).await.0 == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert_eq!(a.get("/api/v1/me", Some(&fresh)).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn password_guesses_spread_over_nodes_count_once() {
+    let prefix = prefix();
+    let (a, b) = two_nodes(&prefix).await;
+    // LOGIN_PAIR allows five free failures per account and address: three on a, two on b …
+    for app in [&a, &a, &a, &b, &b] {
+        let (s, body) = login(app, "operator1", "wrong-password").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    // … and the sixth, on either node, waits.
+    let (s, body) = login(&a, "operator1", "wrong-password").await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let (s, body) = login(&b, "operator1", "bangban-demo").await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "node b counts node a's guesses: {body}");
+    // Other accounts are not affected.
+    assert_eq!(login(&b, "operator2", "bangban-demo").await.0, StatusCode::OK);
+}
+
+/// The shared throttle (a script in Redis) decides exactly as this node's own throttle would,
+/// over a long random run of attempts and successes on overlapping keys.
+#[tokio::test]
+async fn the_shared_throttle_decides_as_the_local_one() {
+    let cfg = ClusterConfig {
+        redis_url: REDIS.into(),
+        node_id: "throttle-check".into(),
+        advertise_url: "http://127.0.0.1:1".into(),
+        prefix: prefix(),
+    };
+    let shared = Cluster::connect(cfg, Default::default(), 0).await.expect("redis");
+    let mut local = Throttle::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let users = ["Op", "op", "x", "y"];
+    let addrs = ["1.1.1.1", "2.2.2.2"];
+    let mut now: i64 = 1_795_000_000_000;
+    let (mut allowed, mut refused) = (0, 0);
+    for step in 0..600 {
+        now += match rng.gen_range(0..10) {
+            0..=5 => rng.gen_range(0..300),
+            6..=8 => rng.gen_range(500..5_000),
+            _ => rng.gen_range(60_000..20 * 60_000),
+        };
+        let user = users[rng.gen_range(0..users.len())];
+        let addr = addrs[rng.gen_range(0..addrs.len())];
+        let mut keys = signaling_server::auth::throttle::login_keys(user, addr);
+        if rng.gen_bool(0.2) {
+            keys.push((format!("device:{addr}"), Limit::DEVICE_ADDRESS));
+        }
+        let want = local.attempt(&keys, now);
+        let got = shared.throttle_attempt(&keys, now).await.expect("redis answers");
+        assert_eq!(got, want, "step {step}: attempt {keys:?} at {now}");
+        if want.is_ok() {
+            allowed += 1;
+            if rng.gen_bool(0.3) {
+                let clear = [keys[0].0.clone()];
+                let clear: Vec<&str> = clear.iter().map(String::as_str).collect();
+                local.success(&keys, &clear);
+                shared.throttle_success(&keys, &clear).await.expect("redis answers");
+            }
+        } else {
+            refused += 1;
+        }
+    }
+    assert!(
+        allowed > 100 && refused > 50,
+        "the run exercised both outcomes: {allowed} allowed, {refused} refused"
+    );
+}
+
+/// A private Redis that the test can kill.
+struct PrivateRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    async fn start() -> Self {
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        let url = format!("redis://127.0.0.1:{port}");
+        eventually("private Redis accepts connections", Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await;
+        Self { child, url }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn without_redis_a_node_says_so_and_sign_in_still_works_and_is_still_limited() {
+    // A node does not start without its Redis: a clear error, not a half-working node.
+    let db = fresh_pg_url().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = Config::for_data_dir(dir.path());
+    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    join(&mut config, &db, None, "redis://127.0.0.1:1", &prefix(), "lonely");
+    let err = signaling_server::Application::build(config).await.err().expect("refused to start");
+    assert!(err.to_string().contains("cluster mode") && err.to_string().contains("Redis"), "{err}");
+
+    // Redis goes away while the node runs: sign-in works, guesses are still counted (by the
+    // node alone until Redis is back).
+    let mut redis = PrivateRedis::start().await;
+    let prefix = prefix();
+    let db = fresh_pg_url().await;
+    let app = TestApp::spawn_with(|c| join(c, &db, None, &redis.url, &prefix, "node-r")).await;
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    assert_eq!(login(&app, "operator1", "bangban-demo").await.0, StatusCode::OK, "right password gets in");
+    for _ in 0..5 {
+        assert_eq!(login(&app, "operator1", "wrong").await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login(&app, "operator1", "wrong").await.0, StatusCode::TOO_MANY_REQUESTS);
+    let admin = app.login("admin").await;
+    let (s, body) = app.get("/api/v1/admin/cluster", Some(&admin)).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("Redis")), "{body}");
+}
