@@ -51,6 +51,9 @@ api.addEventListener('lost', () => {
   navigate('/login');
 });
 
+// A refreshed access token goes to the open socket too (`renew`): no reconnect every 10 minutes.
+api.addEventListener('token', () => socket?.renew(api.access));
+
 function startSocket() {
   socket = new Socket(() => api.token());
   socket.addEventListener('message', (e) => {

@@ -144,6 +144,15 @@ export class Socket extends EventTarget {
     if (this.outbox.length > 8) this.outbox.shift();
   }
 
+  /**
+   * Hands the open connection a refreshed access token (`renew`), so that the server keeps it
+   * open past the old token's expiry instead of closing it with `auth_expired` mid-call.
+   * @param {string | null} token
+   */
+  renew(token) {
+    if (token) this.send({ type: 'renew', token });
+  }
+
   /** Drops the connection as a network blip would (used by the tests and the retry button). */
   drop() {
     try { this.ws?.close(); } catch { /* ignore */ }

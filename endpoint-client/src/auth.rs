@@ -114,6 +114,8 @@ pub struct DeviceAuth {
     cached: Mutex<Option<Cached>>,
     /// The permanent refusal, once seen (`status`, body).
     refused: std::sync::OnceLock<(u16, String)>,
+    /// The newest token fetched, for an open connection to `renew` with.
+    latest: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl DeviceAuth {
@@ -125,6 +127,7 @@ impl DeviceAuth {
             credential,
             cached: Mutex::new(None),
             refused: std::sync::OnceLock::new(),
+            latest: tokio::sync::watch::Sender::new(None),
         })
     }
 
@@ -154,7 +157,13 @@ impl DeviceAuth {
         };
         let refresh_at = Instant::now() + refresh_after(Duration::from_secs(resp.expires_in));
         *cached = Some(Cached { token: resp.access_token.clone(), refresh_at });
+        self.latest.send_replace(Some(resp.access_token.clone()));
         Ok(resp.access_token)
+    }
+
+    /// Every newly fetched token (the refresh loop fetches one at 3/4 of the old one's life).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.latest.subscribe()
     }
 
     /// Forget the cached token (after `bye auth_expired` or an HTTP 401).

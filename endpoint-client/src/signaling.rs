@@ -128,6 +128,11 @@ async fn connect_once(
     let mut welcomed = false;
     let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     let welcome_deadline = Instant::now() + Duration::from_secs(10);
+    // A token fetched later goes to the server on this connection (`renew`), so that it is not
+    // closed with `auth_expired` when the token it was opened with expires (e.g. mid-call).
+    let mut fresh = auth.watch();
+    fresh.borrow_and_update();
+    let mut fresh_open = true;
 
     loop {
         let idle_at = if welcomed { last_frame + idle_limit } else { welcome_deadline };
@@ -158,6 +163,7 @@ async fn connect_once(
                         if events.send(ConnEvent::Connected { resumed }).await.is_err() { return Outcome::Stop("shutting down".into()); }
                     }
                     ServerMsg::Pong { .. } => {}
+                    ServerMsg::Renewed { expires_at } => tracing::debug!(expires_at, "signaling token renewed"),
                     ServerMsg::Bye { reason } => {
                         let _ = events.send(ConnEvent::Message(Box::new(ServerMsg::Bye { reason }))).await;
                         return match reason {
@@ -178,6 +184,18 @@ async fn connect_once(
                         return Outcome::Retry(format!("write: {e}"));
                     },
                     Err(_) => tracing::error!(kind = msg.kind(), "message too large, dropped"),
+                }
+            }
+            changed = fresh.changed(), if welcomed && fresh_open => {
+                if changed.is_err() {
+                    fresh_open = false;
+                    continue;
+                }
+                let token = fresh.borrow_and_update().clone();
+                if let Some(token) = token.and_then(|t| shared::validate::Token::try_from(t).ok())
+                    && let Err(e) = sink.send(Message::text(ClientMsg::Renew { token }.encode())).await
+                {
+                    return Outcome::Retry(format!("write: {e}"));
                 }
             }
             _ = ping.tick(), if welcomed => {

@@ -657,6 +657,11 @@ pub enum ClientMsg {
     },
     /// Heartbeat, every `HEARTBEAT_SECS`; answered with `pong` carrying the same `seq`.
     Ping { seq: u64 },
+    /// A fresh token for this connection (same account or terminal, same kind), sent before the
+    /// one it was opened with expires: the connection then lasts until the new token's expiry
+    /// instead of ending with `bye` `auth_expired`. Answered with `renewed`; a token that is
+    /// invalid or not this party's gets an `unauthenticated` error and changes nothing.
+    Renew { token: Token },
 
     // ---- terminal
     /// Take a ticket (取号) for a service item. Idempotent per `request_id`.
@@ -817,6 +822,7 @@ impl ClientMsg {
     pub const KINDS: &'static [&'static str] = &[
         "hello",
         "ping",
+        "renew",
         "take_ticket",
         "cancel_ticket",
         "rate",
@@ -844,6 +850,7 @@ impl ClientMsg {
         match self {
             ClientMsg::Hello { .. } => "hello",
             ClientMsg::Ping { .. } => "ping",
+            ClientMsg::Renew { .. } => "renew",
             ClientMsg::TakeTicket { .. } => "take_ticket",
             ClientMsg::CancelTicket { .. } => "cancel_ticket",
             ClientMsg::Rate { .. } => "rate",
@@ -927,6 +934,8 @@ pub enum ServerMsg {
     },
     /// Answer to `ping`.
     Pong { seq: u64 },
+    /// Answer to `renew`: the connection now lasts until `expires_at` (unix seconds).
+    Renewed { expires_at: i64 },
     /// A request failed. The connection stays open (unless a `bye` follows).
     Error {
         code: ErrorCode,
@@ -1133,6 +1142,7 @@ impl ServerMsg {
     pub const KINDS: &'static [&'static str] = &[
         "welcome",
         "pong",
+        "renewed",
         "error",
         "bye",
         "ticket_issued",
@@ -1168,6 +1178,7 @@ impl ServerMsg {
         match self {
             ServerMsg::Welcome { .. } => "welcome",
             ServerMsg::Pong { .. } => "pong",
+            ServerMsg::Renewed { .. } => "renewed",
             ServerMsg::Error { .. } => "error",
             ServerMsg::Bye { .. } => "bye",
             ServerMsg::TicketIssued { .. } => "ticket_issued",

@@ -61,6 +61,7 @@ fn client_examples() -> Vec<ClientMsg> {
         ClientMsg::Hello { v: 1, token: Some(Token::try_from("a.b.c").unwrap()), resume: None },
         ClientMsg::Hello { v: 1, token: None, resume: Some(Token::try_from("rt.x").unwrap()) },
         ClientMsg::Ping { seq: u64::MAX },
+        ClientMsg::Renew { token: Token::try_from("a.b.c").unwrap() },
         ClientMsg::TakeTicket {
             appointment_id: None,
             item_id: id(2),
@@ -217,6 +218,7 @@ fn server_examples() -> Vec<ServerMsg> {
             resumed: true,
         },
         ServerMsg::Pong { seq: 7 },
+        ServerMsg::Renewed { expires_at: 1_796_000_000 },
         ServerMsg::error(ErrorCode::Conflict, "已被接听 (taken)", Some("accept")),
         ServerMsg::error(ErrorCode::Internal, "内部错误 (internal error)", None),
         ServerMsg::Bye { reason: ByeReason::AuthExpired },

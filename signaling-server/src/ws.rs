@@ -158,6 +158,7 @@ async fn connection(state: AppState, mut socket: WebSocket, pre: Option<(PartyIn
     let (out, OutboxRx { mut rx, mut close }) = outbox::outbox(conn, state.config.outbound_queue);
     let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
     let party_id = party.id;
+    let party_role = party.role;
     state.switchboard.send(Event::Connect { party, outbox: out.clone(), reply: reply_tx }).await;
     let Ok(welcome) = reply_rx.await else { return };
     if socket.send(text(&welcome)).await.is_err() {
@@ -237,6 +238,21 @@ async fn connection(state: AppState, mut socket: WebSocket, pre: Option<(PartyIn
             Ok(ClientMsg::Ping { seq }) => {
                 out.push(outbox::encode(&ServerMsg::Pong { seq }), &state.switchboard.stats);
             }
+            Ok(ClientMsg::Renew { token }) => {
+                let answer = match authenticate(&state, token.as_str(), Some(addr.ip().to_string())).await {
+                    Ok((p, exp)) if p.id == party_id && p.role == party_role => {
+                        let left = u64::try_from(exp - crate::db::now_ms() / 1000).unwrap_or(0);
+                        expiry.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(left));
+                        ServerMsg::Renewed { expires_at: exp }
+                    }
+                    _ => ServerMsg::error(
+                        ErrorCode::Unauthenticated,
+                        "新凭证无效或不属于此连接 (the token is invalid or not this connection's)",
+                        Some("renew"),
+                    ),
+                };
+                out.push(outbox::encode(&answer), &state.switchboard.stats);
+            }
             Ok(msg) => {
                 tracing::debug!(kind = msg.kind(), "client message");
                 state.switchboard.send(Event::Message { party: party_id, conn, msg }).await;
@@ -255,7 +271,6 @@ async fn connection(state: AppState, mut socket: WebSocket, pre: Option<(PartyIn
     }
 }
 
-/// Resolves when the connection's outbox was closed (kicked, replaced or too slow).
 /// Counts an open WebSocket for as long as it lives (the node's report to the cluster).
 struct SocketCount(std::sync::Arc<std::sync::atomic::AtomicU64>);
 
@@ -272,6 +287,7 @@ impl Drop for SocketCount {
     }
 }
 
+/// Resolves when the connection's outbox was closed (kicked, replaced or too slow).
 async fn writer_closed(out: &outbox::Outbox) {
     out.closed().await;
 }

@@ -136,6 +136,65 @@ async fn open_socket_ends_at_token_expiry() {
     assert_eq!(ws.expect_closed().await, Some(ByeReason::AuthExpired));
 }
 
+/// The `exp` claim of a token (unix seconds; read without verifying: the test made it).
+fn token_expiry(token: &str) -> i64 {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64");
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    claims["exp"].as_i64().expect("exp")
+}
+
+/// A fresh token sent on the open socket (`renew`) keeps it open past the first token's
+/// expiry, until the new one's (#18: a live call's sockets are not closed every 15 minutes).
+/// Someone else's token, a device token on an operator's socket or junk change nothing.
+#[tokio::test]
+async fn renewing_the_token_keeps_the_socket_open_until_the_new_expiry() {
+    use shared::protocol::{ClientMsg, ErrorCode, ServerMsg};
+    use shared::validate::Token;
+    let app = TestApp::spawn_with(|c| c.access_ttl_secs = 2).await;
+    let first = app.login("operator1").await;
+    let (mut ws, _) = WsClient::connect(&app, &first).await;
+    let other = app.login("operator2").await;
+    let (_, device) = app.enroll_terminal(0).await;
+    for (what, token) in
+        [("someone else's", other.as_str()), ("a device", device.as_str()), ("junk", "a.b.c")]
+    {
+        ws.send(&ClientMsg::Renew { token: Token::try_from(token).expect("token") }).await;
+        let code = ws
+            .expect("an error", |m| match m {
+                ServerMsg::Error { code, request: Some(r), .. } if r == "renew" => Some(*code),
+                _ => None,
+            })
+            .await;
+        assert_eq!(code, ErrorCode::Unauthenticated, "{what} token refused");
+    }
+    // A token of the same account that expires later (signed a second or more after the first).
+    let mut fresh = app.login("operator1").await;
+    while token_expiry(&fresh) <= token_expiry(&first) {
+        fresh = app.login("operator1").await;
+    }
+    ws.send(&ClientMsg::Renew { token: Token::try_from(fresh.as_str()).expect("token") }).await;
+    let until = ws
+        .expect("renewed", |m| match m {
+            ServerMsg::Renewed { expires_at } => Some(*expires_at),
+            _ => None,
+        })
+        .await;
+    assert_eq!(until, token_expiry(&fresh));
+    // Past the first token's expiry the socket still answers …
+    let past_first = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(token_expiry(&first) * 1000 + 300).expect("time"));
+    if let Ok(wait) = past_first.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(wait).await; // the scenario's time passing, not synchronisation
+    }
+    ws.send(&ClientMsg::Ping { seq: 9 }).await;
+    ws.expect("pong", |m| matches!(m, ServerMsg::Pong { seq: 9 }).then_some(())).await;
+    // … and ends at the new token's.
+    assert_eq!(ws.expect_closed().await, Some(ByeReason::AuthExpired));
+    assert!(signaling_server::db::now_ms() / 1000 >= token_expiry(&fresh), "not before the new expiry");
+}
+
 /// A refresh-token family ends at its absolute lifetime however often it was rotated.
 #[tokio::test]
 async fn refresh_family_has_an_absolute_lifetime() {

@@ -454,6 +454,8 @@ impl Core {
         match msg {
             // A client authenticated in the handshake may still send its `hello` first.
             ClientMsg::Hello { .. } => Ok(()),
+            // The connection answers `renew` itself; it never reaches the switchboard.
+            ClientMsg::Renew { .. } => Ok(()),
             ClientMsg::Ping { seq } => {
                 self.send(from, ServerMsg::Pong { seq });
                 Ok(())
