@@ -28,8 +28,8 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, Row};
@@ -250,7 +250,7 @@ pub async fn run(config: &Config, command: Command) -> Result<()> {
             println!(
                 "恢复完成 restore complete: backup {} of {} (schema {}), into {}",
                 r.manifest.id,
-                r.manifest.created_at,
+                utc_text(r.manifest.created_at),
                 r.manifest.schema_version,
                 config.data_dir.display()
             );
@@ -369,12 +369,13 @@ pub async fn backup(config: &Config, args: &BackupArgs) -> Result<BackupReport> 
     tracing::info!(backup = %id, dir = %dir.display(), files = manifest.files.len(), bytes = total, "backup complete");
 
     let db = Db { pool, backend };
-    let rec = crate::audit::AuditRecord::new("backup.create", "backup").target(&id).detail(serde_json::json!({
-        "files": manifest.files.len(),
-        "bytes": total,
-        "schema_version": schema_version,
-        "master_key_included": args.include_master_key,
-    }));
+    let rec =
+        crate::audit::AuditRecord::new("backup.create", "backup").target(&id).detail(serde_json::json!({
+            "files": manifest.files.len(),
+            "bytes": total,
+            "schema_version": schema_version,
+            "master_key_included": args.include_master_key,
+        }));
     if let Err(e) = crate::audit::Audit::new().append(&db, rec).await {
         tracing::error!(error = %e, "backup not audited");
     }
@@ -388,7 +389,13 @@ pub async fn backup(config: &Config, args: &BackupArgs) -> Result<BackupReport> 
 }
 
 fn utc_stamp() -> String {
-    let t = time::OffsetDateTime::now_utc();
+    utc_text(crate::db::now_ms())
+}
+
+/// `20261205T023000.123Z` for unix milliseconds.
+fn utc_text(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
         t.year(),
@@ -570,7 +577,7 @@ async fn copy_objects(objects: &dyn ObjectStore, dir: &Path) -> Result<(Vec<File
     for meta in metas {
         let rel = format!("materials/{}", meta.location.as_ref());
         let dest = dir.join(&rel);
-        let result = match object_store::ObjectStoreExt::get(objects, &meta.location).await {
+        let result = match objects.get(&meta.location).await {
             Ok(r) => r,
             // Deleted by the retention purge since it was listed.
             Err(object_store::Error::NotFound { .. }) => continue,
@@ -643,6 +650,7 @@ fn prune(into: &Path, keep: usize) -> Result<Vec<PathBuf>> {
 /// Restores the backup in `from` into the (empty) deployment described by `config`.
 pub async fn restore(config: &Config, from: &Path) -> Result<RestoreReport> {
     tracing::info!(from = %from.display(), data_dir = %config.data_dir.display(), "restore started");
+    sqlx::any::install_default_drivers();
     let manifest = read_manifest(from)?;
     let ours = crate::db::latest_migration();
     if manifest.schema_version > ours {
@@ -704,7 +712,9 @@ pub async fn restore(config: &Config, from: &Path) -> Result<RestoreReport> {
         (false, Some(bytes)) => Pii::from_master(&parse_key(bytes)?),
         (false, None) => return Err(BackupError::MasterKeyMissing(key_file.clone())),
     };
-    if pii.decrypt(&manifest.key_check, &Manifest::key_context(&manifest.id)).as_deref() != Ok(KEY_CHECK_PLAIN) {
+    if pii.decrypt(&manifest.key_check, &Manifest::key_context(&manifest.id)).ok().as_deref()
+        != Some(KEY_CHECK_PLAIN)
+    {
         return Err(BackupError::WrongMasterKey(key_file.clone()));
     }
     if manifest.compute_mac(&pii) != manifest.mac {
@@ -795,7 +805,9 @@ fn read_manifest(from: &Path) -> Result<Manifest> {
     let path = from.join(MANIFEST);
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BackupError::NoManifest(from.to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BackupError::NoManifest(from.to_owned()));
+        }
         Err(e) => return Err(BackupError::Io { path, source: e }),
     };
     let mut text = Vec::new();
@@ -809,7 +821,10 @@ fn read_manifest(from: &Path) -> Result<Manifest> {
     }
     for f in &m.files {
         if !safe_relative(&f.path) {
-            return Err(BackupError::Tampered { path: f.path.clone(), why: "not a plain relative path".into() });
+            return Err(BackupError::Tampered {
+                path: f.path.clone(),
+                why: "not a plain relative path".into(),
+            });
         }
     }
     if !m.files.iter().any(|f| f.path == m.database.file) || m.database.file.contains('/') {
@@ -831,8 +846,10 @@ fn safe_relative(p: &str) -> bool {
 fn verify_files(from: &Path, files: &[FileEntry]) -> Result<()> {
     for f in files {
         let path = from.join(&f.path);
-        let (size, sha256) = hash_file(&path)
-            .map_err(|e| BackupError::Tampered { path: f.path.clone(), why: format!("cannot read it: {e}") })?;
+        let (size, sha256) = hash_file(&path).map_err(|e| BackupError::Tampered {
+            path: f.path.clone(),
+            why: format!("cannot read it: {e}"),
+        })?;
         if size != f.size {
             return Err(BackupError::Tampered {
                 path: f.path.clone(),
@@ -888,7 +905,7 @@ async fn check_empty_target(config: &Config, pg: Option<&PgTarget>) -> Result<()
         Some(_) => {
             let mut conn = sqlx::AnyConnection::connect(&config.database_url).await?;
             let rows = sqlx::query(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() \
+                "SELECT CAST(table_name AS TEXT) AS table_name FROM information_schema.tables WHERE table_schema = current_schema() \
                  ORDER BY table_name LIMIT 5",
             )
             .fetch_all(&mut conn)
@@ -910,7 +927,12 @@ async fn check_empty_target(config: &Config, pg: Option<&PgTarget>) -> Result<()
     Ok(())
 }
 
-async fn put_file(objects: &Arc<dyn ObjectStore>, part_size: usize, location: &ObjectPath, src: &Path) -> Result<()> {
+async fn put_file(
+    objects: &Arc<dyn ObjectStore>,
+    part_size: usize,
+    location: &ObjectPath,
+    src: &Path,
+) -> Result<()> {
     use tokio::io::AsyncReadExt;
     let mut file = tokio::fs::File::open(src).await.map_err(io(src))?;
     let upload = objects.put_multipart(location).await?;
@@ -1049,7 +1071,11 @@ fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-async fn run_tool(tool: &'static str, mut cmd: tokio::process::Command, password: Option<&str>) -> Result<()> {
+async fn run_tool(
+    tool: &'static str,
+    mut cmd: tokio::process::Command,
+    password: Option<&str>,
+) -> Result<()> {
     if let Some(p) = password {
         cmd.env("PGPASSWORD", p);
     }
@@ -1058,7 +1084,11 @@ async fn run_tool(tool: &'static str, mut cmd: tokio::process::Command, password
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stderr: String = stderr.chars().take(2000).collect();
-        return Err(BackupError::Tool { tool, status: out.status.to_string(), stderr: stderr.trim().to_owned() });
+        return Err(BackupError::Tool {
+            tool,
+            status: out.status.to_string(),
+            stderr: stderr.trim().to_owned(),
+        });
     }
     Ok(())
 }
@@ -1069,7 +1099,9 @@ mod tests {
 
     #[test]
     fn postgres_urls_lose_the_password_and_keep_the_schema() {
-        let t = PgTarget::parse("postgres://bangban:s%40cret@db:5432/bangban?options=-c%20search_path%3Dt_1&statement-cache-capacity=10");
+        let t = PgTarget::parse(
+            "postgres://bangban:s%40cret@db:5432/bangban?options=-c%20search_path%3Dt_1&statement-cache-capacity=10",
+        );
         assert_eq!(t.url, "postgres://bangban@db:5432/bangban?options=-c%20search_path%3Dt_1");
         assert_eq!(t.password.as_deref(), Some("s@cret"));
         assert_eq!(t.schema.as_deref(), Some("t_1"));
@@ -1104,9 +1136,12 @@ mod tests {
             }
         }
         let removed = prune(dir.path(), 2).expect("prune");
-        let names: Vec<_> = removed.iter().map(|p| p.file_name().expect("name").to_string_lossy().into_owned()).collect();
+        let names: Vec<_> =
+            removed.iter().map(|p| p.file_name().expect("name").to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["bangban-20260101T000000Z", "bangban-20260102T000000Z"]);
-        for left in ["bangban-20260103T000000Z", "bangban-20260104T000000Z", "bangban-20260105T000000Z", "other"] {
+        for left in
+            ["bangban-20260103T000000Z", "bangban-20260104T000000Z", "bangban-20260105T000000Z", "other"]
+        {
             assert!(dir.path().join(left).exists(), "{left}");
         }
     }

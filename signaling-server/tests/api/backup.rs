@@ -14,6 +14,7 @@ use signaling_server::config::Config;
 
 use crate::helpers::{TestApp, on_postgres, pg_base_url};
 use crate::materials_fixture::{call, content, pdf, sha256_hex, upload};
+use crate::materials_s3::S3Server;
 use crate::ws_client::{WsClient, available_operator, item_id, take_ticket};
 
 /// A fresh, empty deployment to restore into: a data directory that does not exist yet and,
@@ -149,7 +150,13 @@ async fn a_restore_into_an_empty_deployment_brings_back_accounts_points_queue_an
     let admin2 = restored.login("admin").await;
     let (s, points) = restored.get("/api/v1/points", Some(&admin2)).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(points.as_array().expect("points").iter().any(|p| p["id"] == point["id"] && p["name"] == point["name"]));
+    assert!(
+        points
+            .as_array()
+            .expect("points")
+            .iter()
+            .any(|p| p["id"] == point["id"] && p["name"] == point["name"])
+    );
     // The material downloads byte for byte.
     let (s, got) = content(&restored, &admin2, &material).await;
     assert_eq!(s, StatusCode::OK);
@@ -288,7 +295,8 @@ async fn damaged_backups_non_empty_targets_and_missing_or_wrong_keys_are_refused
 async fn a_backup_with_the_master_key_restores_without_it_and_rotation_keeps_n() {
     let app = TestApp::spawn().await;
     let out = tempfile::tempdir().expect("out");
-    let args = BackupArgs { out: None, into: Some(out.path().to_owned()), keep: Some(2), include_master_key: true };
+    let args =
+        BackupArgs { out: None, into: Some(out.path().to_owned()), keep: Some(2), include_master_key: true };
     let mut dirs = Vec::new();
     for _ in 0..3 {
         dirs.push(backup::backup(&app.config, &args).await.expect("backup").dir);
@@ -342,4 +350,40 @@ fn copy_tree(from: &Path, to: &Path) {
         std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
         std::fs::copy(&f, &dest).expect("copy");
     }
+}
+
+/// Materials in an S3 bucket are backed up through the store's listing and restored into the
+/// new deployment's (empty) bucket; a bucket that already holds objects is refused.
+#[tokio::test]
+async fn materials_in_s3_are_backed_up_and_restored_into_an_empty_bucket() {
+    let s3 = S3Server::start().await;
+    let cfg = s3.config();
+    let app = TestApp::spawn_with(move |c| c.materials.s3 = Some(cfg)).await;
+    let c = call(&app).await;
+    let data = pdf("s3 backup", 120_000);
+    let material = upload(&app, &c.device, &c.session_id, "s3.pdf", &data).await;
+    let out = tempfile::tempdir().expect("out");
+    let dir = out.path().join("b");
+    let r = backup::backup(&app.config, &backup_args(&dir)).await.expect("backup");
+    assert_eq!(r.manifest.materials.store, "s3");
+    assert_eq!(r.manifest.materials.objects as usize, s3.objects().len());
+
+    // Into the bucket that already holds the objects: refused.
+    let (_root, mut busy) = empty_target(&app).await;
+    busy.materials.s3 = Some(s3.config());
+    place_master_key(&app, &busy);
+    let e = backup::restore(&busy, &dir).await.expect_err("non-empty bucket");
+    assert!(matches!(e, BackupError::StoreNotEmpty(_)), "{e}");
+
+    let s3b = S3Server::start().await;
+    let (root, mut target) = empty_target(&app).await;
+    target.materials.s3 = Some(s3b.config());
+    place_master_key(&app, &target);
+    backup::restore(&target, &dir).await.expect("restore");
+    assert_eq!(s3b.objects().len(), s3.objects().len());
+    let restored = TestApp::start(target, root).await;
+    let admin = restored.login("admin").await;
+    let (s, got) = content(&restored, &admin, &material).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(sha256_hex(&got), sha256_hex(&data));
 }
