@@ -20,7 +20,7 @@ use crate::ws_client::{WsClient, available_operator, item_id, take_ticket};
 /// A fresh, empty deployment to restore into: a data directory that does not exist yet and,
 /// on PostgreSQL, a new database whose `search_path` names the source's schema (a dump
 /// recreates its schema by name).
-async fn empty_target(source: &TestApp) -> (tempfile::TempDir, Config) {
+async fn empty_target(source: &TestApp) -> (tempfile::TempDir, Config, DropDatabase) {
     let root = tempfile::tempdir().expect("tempdir");
     let mut config = Config::for_data_dir(root.path().join("data"));
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -33,8 +33,23 @@ async fn empty_target(source: &TestApp) -> (tempfile::TempDir, Config) {
         let (base, query) = source.config.database_url.split_once('?').expect("schema in the test URL");
         let base = base.rsplit_once('/').expect("database in the URL").0;
         config.database_url = format!("{base}/{db}?{query}");
+        return (root, config, DropDatabase(Some(db)));
     }
-    (root, config)
+    (root, config, DropDatabase(None))
+}
+
+/// Drops a test's restore database when the test is over (`psql`: `Drop` cannot wait on sqlx).
+struct DropDatabase(Option<String>);
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        if let Some(db) = &self.0 {
+            let _ = std::process::Command::new("psql")
+                .arg(pg_base_url())
+                .args(["-qc", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")])
+                .output();
+        }
+    }
 }
 
 /// What an operator does before a restore: put the deployment's master key (kept apart from
@@ -109,6 +124,17 @@ async fn a_restore_into_an_empty_deployment_brings_back_accounts_points_queue_an
         .await;
     t.expect("queued", |m| matches!(m, ServerMsg::QueuePosition { position: 1, .. }).then_some(())).await;
 
+    // Every file of the data directory but the database, the store, unfinished uploads and the
+    // master key (the signing keys, while they live there; the audit checkpoints; …).
+    let data_files: Vec<String> = files_under(&app.config.data_dir)
+        .iter()
+        .map(|p| p.strip_prefix(&app.config.data_dir).expect("under").to_string_lossy().into_owned())
+        .filter(|r| {
+            !r.starts_with("bangban.db") && !r.starts_with("uploads/") && !r.starts_with("materials/")
+        })
+        .filter(|r| r != "master.key")
+        .collect();
+    assert!(!data_files.is_empty());
     // Backup through the binary while the server runs and the terminal waits.
     let out = tempfile::tempdir().expect("out");
     let dir = out.path().join("b1");
@@ -122,7 +148,10 @@ async fn a_restore_into_an_empty_deployment_brings_back_accounts_points_queue_an
     assert_eq!(manifest["schema_version"], signaling_server::db::latest_migration());
     assert!(manifest["materials"]["objects"].as_u64().expect("objects") >= 1);
     let files = manifest["files"].as_array().expect("files");
-    assert!(files.iter().any(|f| f["path"] == "data/keys/keyring.json"), "{files:?}");
+    for rel in &data_files {
+        assert!(files.iter().any(|f| f["path"] == format!("data/{rel}").as_str()), "{rel} not in {files:?}");
+    }
+    assert!(!files.iter().any(|f| f["path"].as_str().is_some_and(|p| p.contains("bangban.db"))));
     for f in files {
         let path = dir.join(f["path"].as_str().expect("path"));
         assert_eq!(std::fs::metadata(&path).expect("listed file exists").len(), f["size"]);
@@ -136,7 +165,7 @@ async fn a_restore_into_an_empty_deployment_brings_back_accounts_points_queue_an
     assert_eq!(app.audit("backup.create").await.len(), 1, "the backup is audited");
 
     // Restore through the binary into an empty deployment holding only the master key.
-    let (root, target) = empty_target(&app).await;
+    let (root, target, _db_target) = empty_target(&app).await;
     place_master_key(&app, &target);
     let o = cli(&target, &["restore", "--from", dir.to_str().expect("utf-8")]).await;
     assert!(o.status.success(), "restore failed: {}", String::from_utf8_lossy(&o.stderr));
@@ -204,7 +233,7 @@ async fn damaged_backups_non_empty_targets_and_missing_or_wrong_keys_are_refused
     let mut bytes = std::fs::read(&object).expect("read");
     bytes[100] ^= 1;
     std::fs::write(&object, bytes).expect("write");
-    let (_root, target) = empty_target(&app).await;
+    let (_root, target, _db_target) = empty_target(&app).await;
     place_master_key(&app, &target);
     let e = backup::restore(&target, &damaged).await.expect_err("damaged");
     assert!(matches!(e, BackupError::Tampered { .. }) && e.to_string().contains("materials/"), "{e}");
@@ -256,7 +285,7 @@ async fn damaged_backups_non_empty_targets_and_missing_or_wrong_keys_are_refused
     assert_only_the_key(&target);
 
     // Without the master key: a clear refusal, nothing written.
-    let (_root2, keyless) = empty_target(&app).await;
+    let (_root2, keyless, _db_keyless) = empty_target(&app).await;
     let e = backup::restore(&keyless, &good).await.expect_err("no key");
     assert!(matches!(e, BackupError::MasterKeyMissing(_)), "{e}");
     assert!(e.to_string().contains("master key missing"), "{e}");
@@ -269,7 +298,7 @@ async fn damaged_backups_non_empty_targets_and_missing_or_wrong_keys_are_refused
     assert!(e.to_string().contains("wrong master key"), "{e}");
 
     // A non-empty data directory.
-    let (_root3, busy) = empty_target(&app).await;
+    let (_root3, busy, _db_busy) = empty_target(&app).await;
     place_master_key(&app, &busy);
     std::fs::write(busy.data_dir.join("left-over.txt"), "x").expect("write");
     let e = backup::restore(&busy, &good).await.expect_err("non-empty dir");
@@ -281,7 +310,7 @@ async fn damaged_backups_non_empty_targets_and_missing_or_wrong_keys_are_refused
     assert!(matches!(e, BackupError::DatabaseNotEmpty(_)), "{e}");
 
     // The good backup, untouched by all this, restores.
-    let (root4, ok) = empty_target(&app).await;
+    let (root4, ok, _db_ok) = empty_target(&app).await;
     place_master_key(&app, &ok);
     backup::restore(&ok, &good).await.expect("restore");
     let restored = TestApp::start(ok, root4).await;
@@ -307,7 +336,7 @@ async fn a_backup_with_the_master_key_restores_without_it_and_rotation_keeps_n()
     let newest = &dirs[2];
     assert!(newest.join("master.key").exists());
 
-    let (root, target) = empty_target(&app).await;
+    let (root, target, _db_target) = empty_target(&app).await;
     backup::restore(&target, newest).await.expect("restore with the key from the backup");
     assert_eq!(
         std::fs::read(&target.master_key_file).expect("key written"),
@@ -369,14 +398,14 @@ async fn materials_in_s3_are_backed_up_and_restored_into_an_empty_bucket() {
     assert_eq!(r.manifest.materials.objects as usize, s3.objects().len());
 
     // Into the bucket that already holds the objects: refused.
-    let (_root, mut busy) = empty_target(&app).await;
+    let (_root, mut busy, _db_busy) = empty_target(&app).await;
     busy.materials.s3 = Some(s3.config());
     place_master_key(&app, &busy);
     let e = backup::restore(&busy, &dir).await.expect_err("non-empty bucket");
     assert!(matches!(e, BackupError::StoreNotEmpty(_)), "{e}");
 
     let s3b = S3Server::start().await;
-    let (root, mut target) = empty_target(&app).await;
+    let (root, mut target, _db_target) = empty_target(&app).await;
     target.materials.s3 = Some(s3b.config());
     place_master_key(&app, &target);
     backup::restore(&target, &dir).await.expect("restore");
