@@ -178,6 +178,10 @@ pub struct MaterialsEntry {
     pub store: String,
     pub objects: u64,
     pub bytes: u64,
+    /// Objects the database snapshot names that were no longer in the store when they were
+    /// copied (deleted by the retention purge meanwhile); normally empty.
+    #[serde(default)]
+    pub missing: Vec<String>,
 }
 
 /// `manifest.json`.
@@ -295,7 +299,7 @@ pub async fn backup(config: &Config, args: &BackupArgs) -> Result<BackupReport> 
     let backend = backend_of(&config.database_url);
     let pool = raw_pool(&config.database_url).await?;
     let schema_version = schema_version(&pool).await?;
-    let database = match backend {
+    let (database, referenced) = match backend {
         Backend::Sqlite => {
             let file = "database.sqlite";
             let dest = dir.join(file);
@@ -309,13 +313,24 @@ pub async fn backup(config: &Config, args: &BackupArgs) -> Result<BackupReport> 
             let entry = hashed_entry(&dir, file)?;
             tracing::info!(backup = %id, bytes = entry.size, "SQLite snapshot written (VACUUM INTO)");
             files.push(entry);
-            DatabaseEntry { backend: "sqlite".into(), file: file.into(), pg_schema: None }
+            let mut snap =
+                sqlx::AnyConnection::connect(&format!("sqlite://{target}?mode=ro&immutable=1")).await?;
+            let referenced = referenced_objects(&mut snap).await?;
+            snap.close().await?;
+            (DatabaseEntry { backend: "sqlite".into(), file: file.into(), pg_schema: None }, referenced)
         }
         Backend::Postgres => {
             let file = "database.pgdump";
             let pg = PgTarget::parse(&config.database_url);
+            // The dump and the list of objects it names come from one snapshot: exported by a
+            // repeatable-read transaction held open while pg_dump runs.
+            let mut conn = sqlx::AnyConnection::connect(&config.database_url).await?;
+            sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ").execute(&mut conn).await?;
+            let snapshot: String =
+                sqlx::query("SELECT pg_export_snapshot() AS s").fetch_one(&mut conn).await?.try_get("s")?;
             let mut cmd = tokio::process::Command::new("pg_dump");
             cmd.arg("--format=custom").arg("--no-owner").arg("--no-privileges");
+            cmd.arg(format!("--snapshot={snapshot}"));
             if let Some(schema) = &pg.schema {
                 cmd.arg(format!("--schema={schema}"));
             }
@@ -324,17 +339,30 @@ pub async fn backup(config: &Config, args: &BackupArgs) -> Result<BackupReport> 
             let entry = hashed_entry(&dir, file)?;
             tracing::info!(backup = %id, bytes = entry.size, schema = ?pg.schema, "PostgreSQL dump written (pg_dump)");
             files.push(entry);
-            DatabaseEntry { backend: "postgres".into(), file: file.into(), pg_schema: pg.schema }
+            let referenced = referenced_objects(&mut conn).await?;
+            sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
+            conn.close().await?;
+            (
+                DatabaseEntry { backend: "postgres".into(), file: file.into(), pg_schema: pg.schema },
+                referenced,
+            )
         }
     };
 
     // 3. The materials store's objects, as stored (encrypted).
     let (objects, _, _) = crate::materials::Store::connect_objects(config)?;
     let (object_files, bytes) = copy_objects(objects.as_ref(), &dir).await?;
+    let copied: std::collections::BTreeSet<&str> =
+        object_files.iter().map(|f| &f.path["materials/".len()..]).collect();
+    let missing: Vec<String> = referenced.iter().filter(|r| !copied.contains(r.as_str())).cloned().collect();
+    if !missing.is_empty() {
+        tracing::warn!(backup = %id, missing = missing.len(), "objects named by the database were gone from the store (purged meanwhile)");
+    }
     let materials = MaterialsEntry {
         store: if config.materials.s3.is_some() { "s3" } else { "local" }.into(),
         objects: object_files.len() as u64,
         bytes,
+        missing,
     };
     tracing::info!(backup = %id, objects = materials.objects, bytes, store = %materials.store, "materials copied");
     files.extend(object_files);
@@ -386,6 +414,19 @@ pub async fn backup(config: &Config, args: &BackupArgs) -> Result<BackupReport> 
         _ => Vec::new(),
     };
     Ok(BackupReport { dir, manifest, pruned })
+}
+
+/// Store paths of the objects (contents and thumbnails) the database refers to.
+async fn referenced_objects(conn: &mut sqlx::AnyConnection) -> Result<std::collections::BTreeSet<String>> {
+    let rows = sqlx::query("SELECT name, thumb_name FROM material_objects").fetch_all(&mut *conn).await?;
+    let mut out = std::collections::BTreeSet::new();
+    for r in rows {
+        out.insert(crate::materials::object_path(&r.try_get::<String, _>("name")?));
+        if let Some(t) = r.try_get::<Option<String>, _>("thumb_name")? {
+            out.insert(crate::materials::thumb_path(&t));
+        }
+    }
+    Ok(out)
 }
 
 fn utc_stamp() -> String {
@@ -783,6 +824,12 @@ pub async fn restore(config: &Config, from: &Path) -> Result<RestoreReport> {
         n += 1;
     }
     tracing::info!(objects = n, "materials restored");
+    if !manifest.materials.missing.is_empty() {
+        tracing::warn!(
+            missing = manifest.materials.missing.len(),
+            "the backup lacks objects its database names (purged while it was made): those materials read as gone"
+        );
+    }
 
     // Opens it as the server will (applying newer migrations), and records the restore.
     let db = Db::connect(&config.database_url).await?;

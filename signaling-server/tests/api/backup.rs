@@ -147,6 +147,7 @@ async fn a_restore_into_an_empty_deployment_brings_back_accounts_points_queue_an
     assert!(!dir.join("master.key").exists(), "the master key stays out by default");
     assert_eq!(manifest["schema_version"], signaling_server::db::latest_migration());
     assert!(manifest["materials"]["objects"].as_u64().expect("objects") >= 1);
+    assert_eq!(manifest["materials"]["missing"], json!([]), "every object the snapshot names is in it");
     let files = manifest["files"].as_array().expect("files");
     for rel in &data_files {
         assert!(files.iter().any(|f| f["path"] == format!("data/{rel}").as_str()), "{rel} not in {files:?}");
@@ -396,6 +397,7 @@ async fn materials_in_s3_are_backed_up_and_restored_into_an_empty_bucket() {
     let r = backup::backup(&app.config, &backup_args(&dir)).await.expect("backup");
     assert_eq!(r.manifest.materials.store, "s3");
     assert_eq!(r.manifest.materials.objects as usize, s3.objects().len());
+    assert!(r.manifest.materials.missing.is_empty());
 
     // Into the bucket that already holds the objects: refused.
     let (_root, mut busy, _db_busy) = empty_target(&app).await;
