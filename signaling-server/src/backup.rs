@@ -266,8 +266,30 @@ pub async fn run(config: &Config, command: Command) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Backup
 
-/// Makes a backup of the deployment described by `config`, online.
+/// Makes a backup of the deployment described by `config`, online. A failure is audited too
+/// (when the database answers) and leaves a directory without a manifest.
 pub async fn backup(config: &Config, args: &BackupArgs) -> Result<BackupReport> {
+    let result = make_backup(config, args).await;
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "backup failed");
+        if let Ok(pool) = raw_pool(&config.database_url).await {
+            let db = Db { pool, backend: backend_of(&config.database_url) };
+            let rec = crate::audit::AuditRecord::new("backup.create", "backup")
+                .outcome("failure")
+                .detail(serde_json::json!({ "error": e.to_string() }));
+            if let Err(e) = crate::audit::Audit::new().append(&db, rec).await {
+                tracing::error!(error = %e, "failed backup not audited");
+            }
+            db.pool.close().await;
+        }
+    }
+    result
+}
+
+async fn make_backup(config: &Config, args: &BackupArgs) -> Result<BackupReport> {
+    if !config.master_key_file.exists() {
+        return Err(BackupError::NoMasterKey(config.master_key_file.clone()));
+    }
     let (dir, rotation) = match (&args.out, &args.into) {
         (Some(out), _) => (out.clone(), None),
         (None, Some(into)) => {
@@ -279,9 +301,6 @@ pub async fn backup(config: &Config, args: &BackupArgs) -> Result<BackupReport> 
     prepare_out(&dir, &config.data_dir)?;
     let id = uuid::Uuid::now_v7().to_string();
     tracing::info!(backup = %id, dir = %dir.display(), "backup started");
-    if !config.master_key_file.exists() {
-        return Err(BackupError::NoMasterKey(config.master_key_file.clone()));
-    }
     let pii = Pii::load_or_create(&config.master_key_file)?;
     let mut files = Vec::new();
 
@@ -792,6 +811,10 @@ pub async fn restore(config: &Config, from: &Path) -> Result<RestoreReport> {
             let path = crate::db::sqlite_path(&config.database_url)
                 .map(PathBuf::from)
                 .ok_or_else(|| BackupError::BadManifest("DATABASE_URL names no SQLite file".into()))?;
+            if path.metadata().is_ok_and(|m| m.len() == 0) {
+                // An empty file (checked above) is no database: replaced.
+                std::fs::remove_file(&path).map_err(io(&path))?;
+            }
             copy_hashed(&dump, &path).map_err(io(&path))?;
             tracing::info!(file = %path.display(), "SQLite database restored");
         }

@@ -226,6 +226,11 @@ async fn damaged_backups_non_empty_targets_and_missing_or_wrong_keys_are_refused
     // A second backup into the same directory is refused.
     let e = backup::backup(&app.config, &backup_args(&good)).await.expect_err("not empty");
     assert!(matches!(e, BackupError::OutNotEmpty(_)), "{e}");
+    let audited = app.audit("backup.create").await;
+    assert_eq!(
+        audited.iter().map(|a| a["outcome"].as_str()).collect::<Vec<_>>(),
+        [Some("failure"), Some("success")]
+    );
 
     // A changed byte in a stored object.
     let damaged = out.path().join("damaged");
