@@ -64,6 +64,8 @@ pub enum BackupError {
     ToolMissing { tool: &'static str, source: std::io::Error },
     #[error("{tool} failed ({status}): {stderr}")]
     Tool { tool: &'static str, status: String, stderr: String },
+    #[error("where to: give --out DIR (one backup) or --into DIR (a directory of backups)")]
+    NoOut,
     #[error("backup directory {0} is not empty: a backup goes into a new or empty directory")]
     OutNotEmpty(PathBuf),
     #[error("backup directory {0} is inside the data directory {1}: put backups elsewhere")]
@@ -296,7 +298,7 @@ async fn make_backup(config: &Config, args: &BackupArgs) -> Result<BackupReport>
             std::fs::create_dir_all(into).map_err(io(into))?;
             (into.join(format!("bangban-{}", utc_stamp())), Some(into.clone()))
         }
-        (None, None) => return Err(BackupError::BadManifest("--out or --into is required".into())),
+        (None, None) => return Err(BackupError::NoOut),
     };
     prepare_out(&dir, &config.data_dir)?;
     let id = uuid::Uuid::now_v7().to_string();
@@ -550,6 +552,8 @@ fn copy_data_dir(data_dir: &Path, out: &Path, skip: &[PathBuf]) -> Result<Vec<Fi
                 let (size, sha256) = copy_hashed(&path, &out.join(&rel)).map_err(io(&path))?;
                 tracing::debug!(file = %rel, size, "copied");
                 files.push(FileEntry { path: rel, size, sha256 });
+            } else {
+                tracing::warn!(path = %path.display(), "not a regular file or directory (a symlink?): not in the backup");
             }
         }
     }
