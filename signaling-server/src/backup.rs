@@ -152,6 +152,9 @@ pub struct RestoreArgs {
     /// The backup directory (the one holding `manifest.json`).
     #[arg(long)]
     pub from: PathBuf,
+    /// Only check the backup (manifest, every file's SHA-256, the master key); write nothing.
+    #[arg(long)]
+    pub verify_only: bool,
 }
 
 /// One file of a backup.
@@ -250,6 +253,16 @@ pub async fn run(config: &Config, command: Command) -> Result<()> {
             for p in r.pruned {
                 println!("  removed old backup {}", p.display());
             }
+        }
+        Command::Restore(args) if args.verify_only => {
+            let m = verify(config, &args.from).await?;
+            println!(
+                "备份完好 backup verified: {} of {} ({} files, schema {}, master key opens it)",
+                m.id,
+                utc_text(m.created_at),
+                m.files.len(),
+                m.schema_version
+            );
         }
         Command::Restore(args) => {
             let r = restore(config, &args.from).await?;
@@ -715,15 +728,7 @@ fn prune(into: &Path, keep: usize) -> Result<Vec<PathBuf>> {
 pub async fn restore(config: &Config, from: &Path) -> Result<RestoreReport> {
     tracing::info!(from = %from.display(), data_dir = %config.data_dir.display(), "restore started");
     sqlx::any::install_default_drivers();
-    let manifest = read_manifest(from)?;
-    let ours = crate::db::latest_migration();
-    if manifest.schema_version > ours {
-        return Err(BackupError::NewerSchema {
-            backup: manifest.schema_version,
-            ours,
-            version: manifest.server_version.clone(),
-        });
-    }
+    let manifest = read_checked_manifest(from)?;
     let backend = backend_of(&config.database_url);
     let expected = match backend {
         Backend::Sqlite => "sqlite",
@@ -750,41 +755,8 @@ pub async fn restore(config: &Config, from: &Path) -> Result<RestoreReport> {
     // Nothing is written before all of this has passed.
     check_empty_target(config, pg.as_ref()).await?;
     tracing::info!("target is empty");
-    let from_owned = from.to_owned();
-    let files = manifest.files.clone();
-    tokio::task::spawn_blocking(move || verify_files(&from_owned, &files))
-        .await
-        .map_err(|e| BackupError::Io { path: from.to_owned(), source: std::io::Error::other(e) })??;
-    tracing::info!(files = manifest.files.len(), "every file of the backup matches its hash");
-    let backup_key = if manifest.master_key_included {
-        let path = from.join("master.key");
-        Some(std::fs::read(&path).map_err(io(&path))?)
-    } else {
-        None
-    };
+    let (_, backup_key) = verify_contents(config, from, &manifest).await?;
     let key_file = &config.master_key_file;
-    let pii = match (key_file.exists(), &backup_key) {
-        (true, Some(bytes)) => {
-            let theirs = Pii::from_master(&parse_key(bytes)?);
-            let ours = Pii::load_or_create(key_file)?;
-            if theirs.keyed_hash("x") != ours.keyed_hash("x") {
-                return Err(BackupError::MasterKeyConflict(key_file.clone()));
-            }
-            ours
-        }
-        (true, None) => Pii::load_or_create(key_file)?,
-        (false, Some(bytes)) => Pii::from_master(&parse_key(bytes)?),
-        (false, None) => return Err(BackupError::MasterKeyMissing(key_file.clone())),
-    };
-    if pii.decrypt(&manifest.key_check, &Manifest::key_context(&manifest.id)).ok().as_deref()
-        != Some(KEY_CHECK_PLAIN)
-    {
-        return Err(BackupError::WrongMasterKey(key_file.clone()));
-    }
-    if manifest.compute_mac(&pii) != manifest.mac {
-        return Err(BackupError::Tampered { path: MANIFEST.into(), why: "its MAC does not match".into() });
-    }
-    tracing::info!("master key opens the backup");
 
     // Writing.
     create_private_dir(&config.data_dir)?;
@@ -872,6 +844,75 @@ pub async fn restore(config: &Config, from: &Path) -> Result<RestoreReport> {
     db.pool.close().await;
     tracing::info!(backup = %manifest.id, "restore complete");
     Ok(RestoreReport { manifest })
+}
+
+/// Checks a backup without restoring it (`restore --verify-only`): manifest, schema level,
+/// every file's size and SHA-256, the master key (`BANGBAN_MASTER_KEY_FILE`, else the one in
+/// the backup) and the manifest's MAC.
+pub async fn verify(config: &Config, from: &Path) -> Result<Manifest> {
+    tracing::info!(from = %from.display(), "verifying backup");
+    let manifest = read_checked_manifest(from)?;
+    verify_contents(config, from, &manifest).await?;
+    tracing::info!(backup = %manifest.id, "backup verified");
+    Ok(manifest)
+}
+
+fn read_checked_manifest(from: &Path) -> Result<Manifest> {
+    let manifest = read_manifest(from)?;
+    let ours = crate::db::latest_migration();
+    if manifest.schema_version > ours {
+        return Err(BackupError::NewerSchema {
+            backup: manifest.schema_version,
+            ours,
+            version: manifest.server_version.clone(),
+        });
+    }
+    Ok(manifest)
+}
+
+/// Every file against the manifest, then the master key and the MAC; returns the key's `Pii`
+/// and the key bytes carried by the backup, if any.
+async fn verify_contents(
+    config: &Config,
+    from: &Path,
+    manifest: &Manifest,
+) -> Result<(Pii, Option<Vec<u8>>)> {
+    let from_owned = from.to_owned();
+    let files = manifest.files.clone();
+    tokio::task::spawn_blocking(move || verify_files(&from_owned, &files))
+        .await
+        .map_err(|e| BackupError::Io { path: from.to_owned(), source: std::io::Error::other(e) })??;
+    tracing::info!(files = manifest.files.len(), "every file of the backup matches its hash");
+    let backup_key = if manifest.master_key_included {
+        let path = from.join("master.key");
+        Some(std::fs::read(&path).map_err(io(&path))?)
+    } else {
+        None
+    };
+    let key_file = &config.master_key_file;
+    let pii = match (key_file.exists(), &backup_key) {
+        (true, Some(bytes)) => {
+            let theirs = Pii::from_master(&parse_key(bytes)?);
+            let ours = Pii::load_or_create(key_file)?;
+            if theirs.keyed_hash("x") != ours.keyed_hash("x") {
+                return Err(BackupError::MasterKeyConflict(key_file.clone()));
+            }
+            ours
+        }
+        (true, None) => Pii::load_or_create(key_file)?,
+        (false, Some(bytes)) => Pii::from_master(&parse_key(bytes)?),
+        (false, None) => return Err(BackupError::MasterKeyMissing(key_file.clone())),
+    };
+    if pii.decrypt(&manifest.key_check, &Manifest::key_context(&manifest.id)).ok().as_deref()
+        != Some(KEY_CHECK_PLAIN)
+    {
+        return Err(BackupError::WrongMasterKey(key_file.clone()));
+    }
+    if manifest.compute_mac(&pii) != manifest.mac {
+        return Err(BackupError::Tampered { path: MANIFEST.into(), why: "its MAC does not match".into() });
+    }
+    tracing::info!("master key opens the backup");
+    Ok((pii, backup_key))
 }
 
 fn read_manifest(from: &Path) -> Result<Manifest> {

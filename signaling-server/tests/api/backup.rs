@@ -13,7 +13,7 @@ use signaling_server::backup::{self, BackupArgs, BackupError};
 use signaling_server::config::Config;
 
 use crate::helpers::{TestApp, on_postgres, pg_base_url};
-use crate::materials_fixture::{call, content, pdf, sha256_hex, upload};
+use crate::materials_fixture::{call, content, pdf, sha256_hex, upload, upload_with_thumbnail};
 use crate::materials_s3::S3Server;
 use crate::ws_client::{WsClient, available_operator, item_id, take_ticket};
 
@@ -165,6 +165,10 @@ async fn a_restore_into_an_empty_deployment_brings_back_accounts_points_queue_an
     }
     assert_eq!(app.audit("backup.create").await.len(), 1, "the backup is audited");
 
+    // A drill: the backup checks out against the deployment's key, nothing written.
+    let o = cli(&app.config, &["restore", "--verify-only", "--from", dir.to_str().expect("utf-8")]).await;
+    assert!(o.status.success(), "verify failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("backup verified"));
     // Restore through the binary into an empty deployment holding only the master key.
     let (root, target, _db_target) = empty_target(&app).await;
     place_master_key(&app, &target);
@@ -241,6 +245,9 @@ async fn damaged_backups_non_empty_targets_and_missing_or_wrong_keys_are_refused
     std::fs::write(&object, bytes).expect("write");
     let (_root, target, _db_target) = empty_target(&app).await;
     place_master_key(&app, &target);
+    let e = backup::verify(&app.config, &damaged).await.expect_err("damaged");
+    assert!(matches!(e, BackupError::Tampered { .. }), "{e}");
+    backup::verify(&app.config, &good).await.expect("the good one verifies");
     let e = backup::restore(&target, &damaged).await.expect_err("damaged");
     assert!(matches!(e, BackupError::Tampered { .. }) && e.to_string().contains("materials/"), "{e}");
     assert_only_the_key(&target);
@@ -396,12 +403,14 @@ async fn materials_in_s3_are_backed_up_and_restored_into_an_empty_bucket() {
     let app = TestApp::spawn_with(move |c| c.materials.s3 = Some(cfg)).await;
     let c = call(&app).await;
     let data = pdf("s3 backup", 120_000);
-    let material = upload(&app, &c.device, &c.session_id, "s3.pdf", &data).await;
+    // With its thumbnail made (in the background), so the bucket holds both objects.
+    let material = upload_with_thumbnail(&app, &c.device, &c.session_id, "s3.pdf", &data).await;
     let out = tempfile::tempdir().expect("out");
     let dir = out.path().join("b");
     let r = backup::backup(&app.config, &backup_args(&dir)).await.expect("backup");
     assert_eq!(r.manifest.materials.store, "s3");
-    assert_eq!(r.manifest.materials.objects as usize, s3.objects().len());
+    assert_eq!(r.manifest.materials.objects, 2, "content and thumbnail");
+    assert_eq!(s3.objects().len(), 2);
     assert!(r.manifest.materials.missing.is_empty());
 
     // Into the bucket that already holds the objects: refused.
