@@ -5,9 +5,10 @@
 //! - `database.sqlite` (SQLite: `VACUUM INTO`, a consistent snapshot taken while the server
 //!   runs) or `database.pgdump` (PostgreSQL: `pg_dump --format=custom`, one repeatable-read
 //!   transaction, also online);
-//! - `data/…`: every other file of the data directory as it was — the JWT signing keys
-//!   (`keys/`, when they live there), the audit checkpoints, whatever else is there — except the
-//!   database files, unfinished uploads (`uploads/`) and the master key;
+//! - `data/…`: every other file of the data directory as it was — the audit checkpoints, an
+//!   older release's `keys/` if still there (the signing keys now live in the database, sealed
+//!   under the master key), whatever else is there — except the database files, unfinished
+//!   uploads (`uploads/`) and the master key;
 //! - `materials/…`: every object of the materials store (local directory or S3), copied as
 //!   stored, i.e. still encrypted;
 //! - `master.key` only with `--include-master-key`: by default the key stays out, since a backup
@@ -121,7 +122,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
 /// `signaling-server backup` and `signaling-server restore`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Online backup of the database, signing keys, audit checkpoints and stored materials
+    /// Online backup of the database (with the signing keys), audit checkpoints and stored materials
     /// (safe while the server runs).
     Backup(BackupArgs),
     /// Restores a backup into an empty data directory and an empty database.
