@@ -50,6 +50,8 @@ if ! command -v node >/dev/null 2>&1; then test_pkgs+=(nodejs); fi
 if ! command -v npm >/dev/null 2>&1; then test_pkgs+=(npm); fi
 
 pkgs=("${build_pkgs[@]}")
+# pg_dump / pg_restore: `signaling-server backup` / `restore` on PostgreSQL (client ≥ the server).
+if [ "$want_server" = 1 ]; then pkgs+=(postgresql-client); fi
 if [ "$want_terminal" = 1 ] || [ "$want_test" = 1 ]; then pkgs+=("${terminal_pkgs[@]}"); fi
 if [ "$want_test" = 1 ]; then pkgs+=("${test_pkgs[@]}"); fi
 

@@ -155,6 +155,10 @@ pub struct Cli {
     pub s3_access_key_id: Option<String>,
     #[arg(long, env = "BANGBAN_S3_SECRET_KEY_FILE")]
     pub s3_secret_key_file: Option<PathBuf>,
+    /// Without a subcommand the server runs; `backup` / `restore` take the same settings
+    /// (flags before the subcommand, environment or `--config`).
+    #[command(subcommand)]
+    pub command: Option<crate::backup::Command>,
 }
 
 /// A number within its range, or an error naming the setting.

@@ -33,6 +33,11 @@ pub struct Db {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Version of the newest migration this build knows (the schema level of its databases).
+pub fn latest_migration() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 impl Db {
     /// Connects and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, DbError> {
@@ -72,7 +77,8 @@ impl Db {
     }
 }
 
-fn sqlite_path(url: &str) -> Option<&str> {
+/// The file of a `sqlite:` URL (`None` for PostgreSQL or an in-memory database).
+pub fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then_some(path)

@@ -6,6 +6,7 @@
 //! - [`db`]: the sqlx `Any` pool (SQLite default, PostgreSQL in production) and migrations.
 //! - [`auth`]: signing keys, JWTs, refresh tokens, passwords, throttling, the `Principal`.
 //! - [`audit`]: the append-only, hash-chained audit log.
+//! - [`backup`]: `signaling-server backup` / `restore` of everything a deployment keeps.
 //! - [`cases`]: work orders (工单) and their follow-ups.
 //! - [`calendar`]: China-time dates, the working-day calendar (holidays, 调休) and deadlines.
 //! - [`cluster`]: cluster mode (PostgreSQL + Redis): node registry, shared throttles, notices.
@@ -29,6 +30,7 @@ pub mod api;
 pub mod appointments;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod calendar;
 pub mod cases;
 pub mod cluster;

@@ -7,7 +7,9 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::from_cli(Cli::parse())?;
+    let mut cli = Cli::parse();
+    let command = cli.command.take();
+    let config = Config::from_cli(cli)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
@@ -15,6 +17,10 @@ async fn main() -> anyhow::Result<()> {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .with_env_filter(filter)
             .init(),
+    }
+    if let Some(command) = command {
+        signaling_server::backup::run(&config, command).await?;
+        return Ok(());
     }
     let app = Application::build(config.clone()).await?;
     let addr = app.local_addr();

@@ -115,6 +115,27 @@ impl Store {
     pub fn open(config: &Config) -> Result<Self, StoreError> {
         let uploads_dir = config.data_dir.join("uploads");
         std::fs::create_dir_all(&uploads_dir).map_err(|e| StoreError::Dir(uploads_dir.clone(), e))?;
+        let (objects, part_size, local_fs) = Self::connect_objects(config)?;
+        Ok(Self {
+            objects,
+            part_size,
+            uploads_dir,
+            commit: tokio::sync::Mutex::new(()),
+            upload_locks: std::sync::Mutex::new(HashMap::new()),
+            checks: tokio::sync::Semaphore::new(check::CONCURRENT_CHECKS),
+            renders: tokio::sync::Semaphore::new(thumb::CONCURRENT_RENDERS),
+            local: local_fs,
+            hashes: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The configured object store alone (S3, or `<data-dir>/materials`, created), its multipart
+    /// part size and, when local, the local store: what backups list, read and write.
+    #[allow(clippy::type_complexity)]
+    pub fn connect_objects(
+        config: &Config,
+    ) -> Result<(Arc<dyn ObjectStore>, usize, Option<Arc<object_store::local::LocalFileSystem>>), StoreError>
+    {
         let mut local_fs = None;
         let (objects, part_size): (Arc<dyn ObjectStore>, usize) = match &config.materials.s3 {
             Some(s3) => {
@@ -160,17 +181,7 @@ impl Store {
                 (local, 1024 * 1024)
             }
         };
-        Ok(Self {
-            objects,
-            part_size,
-            uploads_dir,
-            commit: tokio::sync::Mutex::new(()),
-            upload_locks: std::sync::Mutex::new(HashMap::new()),
-            checks: tokio::sync::Semaphore::new(check::CONCURRENT_CHECKS),
-            renders: tokio::sync::Semaphore::new(thumb::CONCURRENT_RENDERS),
-            local: local_fs,
-            hashes: std::sync::Mutex::new(HashMap::new()),
-        })
+        Ok((objects, part_size, local_fs))
     }
 
     /// The staged file of an upload from before [`staging`] (AES-CTR throughout).

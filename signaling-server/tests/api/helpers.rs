@@ -100,7 +100,9 @@ impl TestApp {
         Self::start(config, data_dir).await
     }
 
-    async fn start(config: Config, data_dir: tempfile::TempDir) -> Self {
+    /// Starts a server with exactly this configuration (e.g. on a restored data dir), owning
+    /// `data_dir` (deleted when the app is dropped).
+    pub async fn start(config: Config, data_dir: tempfile::TempDir) -> Self {
         let app = Application::build(config.clone()).await.expect("server starts");
         let addr = app.local_addr();
         let state = app.state().clone();

@@ -6,6 +6,7 @@ mod helpers;
 mod appointments;
 mod audit;
 mod auth;
+mod backup;
 mod calendar;
 mod cases_callbacks;
 mod cases_done_when;
