@@ -19,6 +19,8 @@ pub struct Inner {
     pub pii: crate::pii::Pii,
     pub switchboard: crate::switchboard::Switchboard,
     pub materials: crate::materials::Store,
+    /// This server's metrics (`/metrics`), shared with the switchboard.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Clone)]
