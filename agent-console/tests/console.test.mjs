@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { PASSWORD, openPage, shots, signIn, startConsole, stopConsole } from './harness.mjs';
+import { PASSWORD, openPage, shots, signIn, startConsole, stopConsole, until } from './harness.mjs';
 import { terminal } from './terminal.js';
 
 /** @type {Awaited<ReturnType<typeof startConsole>>} */ let run;
@@ -100,6 +100,15 @@ describe('operator call', () => {
     await page.waitForFunction(async () => (await /** @type {any} */ (window).bangban.framesDecoded()) > 0, null, { timeout: 30_000 });
     await page.waitForSelector('#call-banner:not(.show)', { state: 'attached' });
     await shot(page, '04-operator-in-call');
+    // The console reported how long the call took to show the resident (call_setup), once:
+    // the server's /metrics (this host may scrape without a token) counts it.
+    const setup = await until('call_setup in /metrics', async () => {
+      const text = await (await fetch(`${base}/metrics`)).text();
+      const m = text.match(/^bangban_call_setup_seconds_count\{side="operator"\} (\d+)$/m);
+      return m && Number(m[1]) > 0 ? { count: Number(m[1]), sum: Number(text.match(/^bangban_call_setup_seconds_sum\{side="operator"\} (\S+)$/m)?.[1]) } : null;
+    });
+    assert.equal(setup.count, 1, 'one report per call');
+    assert.ok(setup.sum > 0 && setup.sum < 30, `setup time in seconds: ${setup.sum}`);
 
     await page.click('#share');
     await termPage.waitForFunction(() => /** @type {any} */ (window).term.videoTracks.length >= 2, null, { timeout: 20_000 });

@@ -135,6 +135,8 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     let mut connected = false;
     let mut notices: Vec<Notice> = Vec::new();
     let mut current: Option<CallHandle> = None;
+    // Reports the current call's setup time once its first operator frame is decoded.
+    let mut setup_probe: Option<tokio::task::JoinHandle<()>> = None;
     let mut staff: Option<StaffSession> = None;
     // The phone number recorded at the kiosk for a ticket: (ticket, masked number).
     let mut contact: Option<(Uuid, String)> = None;
@@ -427,6 +429,11 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                         let _ = old.tx.send(CallCmd::Close);
                     }
                     tracing::info!(session = %session.session_id, operator = %session.operator_name, "call starting");
+                    if let Some(p) = setup_probe.take() {
+                        p.abort();
+                    }
+                    let probe = report_call_setup(session.session_id, stats.clone(), ws_tx.clone());
+                    setup_probe = Some(tokio::spawn(probe));
                     current = Some(call::start(*session, settings.clone(), ws_tx.clone(), stats.clone()));
                 }
                 Effect::StopCall(id) => {
@@ -434,6 +441,9 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                         && let Some(c) = current.take()
                     {
                         let _ = c.tx.send(CallCmd::Close);
+                        if let Some(p) = setup_probe.take() {
+                            p.abort();
+                        }
                     }
                 }
                 Effect::ToCall(id, input) => {
@@ -477,6 +487,30 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
 fn end_staff_login(api: &ServerApi, s: StaffSession) {
     let api = api.clone();
     tokio::spawn(async move { api.logout(&s.refresh_token).await });
+}
+
+/// Reports the call's setup time once (`call_setup`, docs/protocol.md §5.12): from
+/// `session_started` to the first decoded frame of the operator's camera. The counters are
+/// atomics, looked at every 10 ms; gives up after the protocol's bound.
+async fn report_call_setup(session: Uuid, stats: Arc<CallStats>, ws: mpsc::Sender<ClientMsg>) {
+    use shared::protocol::MAX_CALL_SETUP_MS;
+    let start = std::time::Instant::now();
+    let bound = Duration::from_millis(u64::from(MAX_CALL_SETUP_MS));
+    let mut every = tokio::time::interval(Duration::from_millis(10));
+    while start.elapsed() < bound {
+        every.tick().await;
+        let s = stats.snapshot();
+        let shown = s
+            .remote
+            .iter()
+            .any(|r| r.kind == crate::media::RemoteKind::Camera && !r.from_guest && r.decoded > 0);
+        if s.session_id == Some(session) && shown {
+            let ms = u32::try_from(start.elapsed().as_millis()).unwrap_or(u32::MAX).min(MAX_CALL_SETUP_MS);
+            tracing::info!(session = %session, first_frame_ms = ms, "call set up");
+            let _ = ws.send(ClientMsg::CallSetup { session_id: session, first_frame_ms: ms }).await;
+            return;
+        }
+    }
 }
 
 fn notice(kind: &'static str, text: impl Into<String>) -> Effect {

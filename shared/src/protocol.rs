@@ -815,6 +815,31 @@ pub enum ClientMsg {
         #[schemars(with = "UuidSchema")]
         session_id: Uuid,
     },
+
+    // ---- operations
+    /// Either party of a call reports, once per session, how long the call took to set up on
+    /// its side: from receiving `session_started` to the first decoded video frame of the other
+    /// party, in ms (at most [`MAX_CALL_SETUP_MS`]). Only recorded as a server metric.
+    CallSetup {
+        #[schemars(with = "UuidSchema")]
+        session_id: Uuid,
+        #[serde(deserialize_with = "call_setup_ms")]
+        #[schemars(range(max = 600_000))]
+        first_frame_ms: u32,
+    },
+}
+
+/// Longest call setup time a `call_setup` may report (10 minutes, in ms).
+pub const MAX_CALL_SETUP_MS: u32 = 600_000;
+
+fn call_setup_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if v > MAX_CALL_SETUP_MS {
+        return Err(serde::de::Error::custom(format!(
+            "first_frame_ms 不得超过 {MAX_CALL_SETUP_MS} (at most {MAX_CALL_SETUP_MS} ms)"
+        )));
+    }
+    Ok(v)
 }
 
 impl ClientMsg {
@@ -843,6 +868,7 @@ impl ClientMsg {
         "invite",
         "answer_invite",
         "take_over",
+        "call_setup",
     ];
 
     /// The message's `type`, for logs and metrics without the payload.
@@ -871,6 +897,7 @@ impl ClientMsg {
             ClientMsg::Invite { .. } => "invite",
             ClientMsg::AnswerInvite { .. } => "answer_invite",
             ClientMsg::TakeOver { .. } => "take_over",
+            ClientMsg::CallSetup { .. } => "call_setup",
         }
     }
 
@@ -889,7 +916,8 @@ impl ClientMsg {
             | ClientMsg::PeerSignal { session_id, .. }
             | ClientMsg::Invite { session_id, .. }
             | ClientMsg::AnswerInvite { session_id, .. }
-            | ClientMsg::TakeOver { session_id } => Some(*session_id),
+            | ClientMsg::TakeOver { session_id }
+            | ClientMsg::CallSetup { session_id, .. } => Some(*session_id),
             _ => None,
         }
     }

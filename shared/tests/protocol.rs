@@ -141,6 +141,7 @@ fn client_examples() -> Vec<ClientMsg> {
     });
     v.push(ClientMsg::AnswerInvite { session_id: s, accept: false });
     v.push(ClientMsg::TakeOver { session_id: s });
+    v.push(ClientMsg::CallSetup { session_id: s, first_frame_ms: 1840 });
     v
 }
 
@@ -676,6 +677,27 @@ fn validation_failures_decode_as_bad_message_without_echoing_data() {
         "办".repeat(2001)
     );
     assert!(ClientMsg::decode(long.as_bytes()).unwrap_err().to_string().contains("备注过长"));
+}
+
+#[test]
+fn call_setup_times_are_bounded() {
+    let frame = |ms: &str| {
+        format!(
+            r#"{{"type":"call_setup","session_id":"00000000-0000-0000-0000-000000000001","first_frame_ms":{ms}}}"#
+        )
+    };
+    for ok in ["0", "1", "600000"] {
+        assert!(matches!(ClientMsg::decode(frame(ok).as_bytes()), Ok(ClientMsg::CallSetup { .. })), "{ok}");
+    }
+    for bad in ["600001", "4294967296", "-1", "1.5", "\"1000\"", "null"] {
+        let e = ClientMsg::decode(frame(bad).as_bytes()).expect_err(bad);
+        assert!(
+            matches!(ServerMsg::from_decode_error(&e), ServerMsg::Error { code: ErrorCode::BadMessage, .. }),
+            "{bad}: {e}"
+        );
+    }
+    let e = ClientMsg::decode(frame("600001").as_bytes()).expect_err("too long").to_string();
+    assert!(e.contains("first_frame_ms 不得超过 600000"), "{e}");
 }
 
 #[test]

@@ -159,6 +159,11 @@ pub struct Cli {
     /// (flags before the subcommand, environment or `--config`).
     #[command(subcommand)]
     pub command: Option<crate::backup::Command>,
+    /// Bearer token Prometheus sends to scrape `/metrics` (32–256 characters of `A–Z a–z 0–9 - .
+    /// _ ~ + / =`, e.g. `openssl rand -hex 32`; prefer the environment over the flag). Without
+    /// one, only this host may scrape, and not through a proxy.
+    #[arg(long, env = "BANGBAN_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 /// A number within its range, or an error naming the setting.
@@ -240,6 +245,7 @@ struct FileConfig {
     demo_points: Option<u64>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
     refresh_family_max_secs: Option<u64>,
+    metrics_token: Option<String>,
 }
 
 /// Materials store and remote printing.
@@ -350,6 +356,9 @@ pub struct Config {
     pub refresh_family_max_secs: u64,
     /// Cluster mode (`redis_url` given): several nodes on one PostgreSQL and one Redis.
     pub cluster: Option<ClusterConfig>,
+    /// Token `/metrics` requires (`metrics_token` / `BANGBAN_METRICS_TOKEN`); `None`: loopback
+    /// peers only.
+    pub metrics_token: Option<MetricsToken>,
 }
 
 /// How this node joins a cluster.
@@ -367,6 +376,41 @@ pub struct ClusterConfig {
 /// `true` for 1–64 characters of `A–Z a–z 0–9 . _ -`.
 fn plain_name(s: &str) -> bool {
     (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The `/metrics` scrape token; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken(String);
+
+impl MetricsToken {
+    /// Shortest and longest token accepted.
+    pub const LEN: std::ops::RangeInclusive<usize> = 32..=256;
+
+    /// A token of [`Self::LEN`] characters from RFC 6750's `b64token` alphabet.
+    pub fn new(token: &str) -> Result<Self, ConfigError> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+        if !Self::LEN.contains(&token.len()) || !token.chars().all(ok_char) {
+            return Err(ConfigError::Invalid(format!(
+                "metrics_token (--metrics-token, BANGBAN_METRICS_TOKEN) must be {} to {} characters of \
+                 A-Z a-z 0-9 - . _ ~ + / = (got {} characters{})",
+                Self::LEN.start(),
+                Self::LEN.end(),
+                token.chars().count(),
+                if token.chars().all(ok_char) { "" } else { ", some not allowed" }
+            )));
+        }
+        Ok(Self(token.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(…)")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -418,6 +462,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             refresh_family_max_secs: 24 * 3600,
             cluster: None,
+            metrics_token: None,
         }
     }
 
@@ -600,6 +645,9 @@ impl Config {
             }
             cfg.cluster = Some(ClusterConfig { redis_url: url, node_id, advertise_url, prefix });
         }
+        if let Some(t) = cli.metrics_token.or(file.metrics_token) {
+            cfg.metrics_token = Some(MetricsToken::new(&t)?);
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -692,6 +740,21 @@ mod tests {
         assert!(e.contains("access_ttl_secs"), "{e}");
         let e = parse(&["--listen", "not-an-address"]).expect_err("address");
         assert!(e.contains("--listen"), "{e}");
+    }
+
+    #[test]
+    fn the_metrics_token_is_checked_and_never_printed() {
+        let token = "0123456789abcdef0123456789abcdef";
+        let c = parse(&["--metrics-token", token]).expect("valid");
+        assert_eq!(c.metrics_token.as_ref().map(MetricsToken::expose), Some(token));
+        assert!(!format!("{c:?}").contains(token), "Debug hides the token");
+        assert_eq!(parse(&[]).map(|c| c.metrics_token), Ok(None));
+        let long = "a".repeat(257);
+        for bad in ["short", "0123456789abcdef 0123456789abcdef", "0123456789abcdef0123456789abcdé", &long] {
+            let e = parse(&["--metrics-token", bad]).expect_err(bad);
+            assert!(e.contains("metrics_token") && e.contains("BANGBAN_METRICS_TOKEN"), "{e}");
+            assert!(!e.contains(bad), "the value is not echoed: {e}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! - [`ice`]: STUN/TURN servers and per-session coturn credentials.
 //! - [`pii`]: encryption and keyed hashing of residents' personal data.
 //! - [`materials`]: the encrypted materials store, tus uploads and remote printing.
+//! - [`metrics`]: `/metrics` (Prometheus text) and the readiness checks of `/readyz`.
 //! - [`terminal_health`]: terminals' offline and printer-fault alarms and their monitor task.
 //! - [`demo`]: demo data for `--demo`.
 //! - [`error`]: the one `IntoResponse` error type.
@@ -42,6 +43,7 @@ pub mod error;
 pub mod ice;
 pub mod inspections;
 pub mod materials;
+pub mod metrics;
 pub mod pii;
 pub mod state;
 pub mod switchboard;
@@ -141,6 +143,7 @@ impl Application {
         } else {
             Vec::new()
         };
+        let metrics = std::sync::Arc::new(metrics::Metrics::new());
         let switchboard = switchboard::Switchboard::start(
             db.clone(),
             pii.clone(),
@@ -151,6 +154,7 @@ impl Application {
                 ice: config.ice.clone(),
                 tokens: tokens.clone(),
                 max_open_tickets_per_terminal: config.max_open_tickets_per_terminal,
+                metrics: metrics.clone(),
             },
         )
         .await;
@@ -167,6 +171,7 @@ impl Application {
             sockets,
             cluster,
             audit: audit::Audit::new(),
+            metrics,
         });
         // Retention: archive and purge what is due, drop abandoned uploads, expire print jobs.
         match materials::purge(&state, None).await {

@@ -24,6 +24,8 @@ pub struct Inner {
     pub sockets: Arc<std::sync::atomic::AtomicU64>,
     /// This node's place in the cluster (cluster mode only).
     pub cluster: Option<crate::cluster::Cluster>,
+    /// This server's metrics (`/metrics`), shared with the switchboard.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Clone)]

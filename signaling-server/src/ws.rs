@@ -208,6 +208,7 @@ async fn connection(state: AppState, mut socket: WebSocket, pre: Option<(PartyIn
             Ok(None) | Ok(Some(Err(_))) => break,
             Ok(Some(Ok(m))) => m,
         };
+        let received = std::time::Instant::now();
         let bytes = match &msg {
             Message::Text(t) => t.as_bytes(),
             Message::Binary(_) => {
@@ -255,7 +256,7 @@ async fn connection(state: AppState, mut socket: WebSocket, pre: Option<(PartyIn
             }
             Ok(msg) => {
                 tracing::debug!(kind = msg.kind(), "client message");
-                state.switchboard.send(Event::Message { party: party_id, conn, msg }).await;
+                state.switchboard.send(Event::Message { party: party_id, conn, msg, received }).await;
             }
             Err(e) => {
                 out.push(outbox::encode(&ServerMsg::from_decode_error(&e)), &state.switchboard.stats);

@@ -548,6 +548,7 @@ export function operatorView(ctx, main) {
     st.callStart = Date.now();
     st.held = false;
     st.peerDown = false;
+    reportSetup(call, session.session_id, performance.now());
     call.addEventListener('remote', () => {
       if (remoteVideo.srcObject !== call.remote) remoteVideo.srcObject = call.remote;
       remoteVideo.play().catch(() => {});
@@ -716,6 +717,25 @@ export function operatorView(ctx, main) {
     if (cap) cap.textContent = `${t('受理员')} · ${op?.name || ''}`;
   }
 
+  /**
+   * Tells the server how long the call took to show the resident's video: from
+   * `session_started` to the first decoded remote frame (`call_setup`, docs/protocol.md §5.12;
+   * only a metric). Once per call; nothing if the call ends first.
+   * @param {Call} call @param {string} sessionId @param {number} from
+   */
+  function reportSetup(call, sessionId, from) {
+    const first = () => {
+      const ours = st.call === call;
+      if (ours && !remoteVideo.videoWidth) return;
+      remoteVideo.removeEventListener('resize', first);
+      remoteVideo.removeEventListener('loadeddata', first);
+      const ms = Math.round(performance.now() - from);
+      if (ours && ms >= 0 && ms <= 600_000) socket.send({ type: 'call_setup', session_id: sessionId, first_frame_ms: ms });
+    };
+    remoteVideo.addEventListener('resize', first);
+    remoteVideo.addEventListener('loadeddata', first);
+  }
+
   function endCall() {
     st.supervisors = [];
     applySupervisors();
@@ -863,8 +883,9 @@ export function operatorView(ctx, main) {
         break;
       case 'error':
         if (msg.request === 'answer_invite') closeConsult();
-        // Candidates still trickling to a call that just ended are refused: nothing to tell.
-        if (msg.request === 'peer_signal' || msg.request === 'signal') break;
+        // Candidates still trickling to a call that just ended are refused: nothing to tell;
+        // nor about a call_setup report (only a metric) an older server does not know.
+        if (msg.request === 'peer_signal' || msg.request === 'signal' || msg.request === 'call_setup') break;
         toast(msg.message || msg.code, 'error');
         if (msg.request === 'wrap_up') stage.querySelector('#wrap-submit')?.removeAttribute('disabled');
         if (msg.request === 'accept') stage.querySelector('#accept')?.removeAttribute('disabled');

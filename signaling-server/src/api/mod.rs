@@ -151,14 +151,17 @@ async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok".into() })
 }
 
-/// Readiness: the database is reachable.
+/// Readiness: the node can serve — the database answers and the switchboard (the authority
+/// for live calls on this node) answers, each within 2 s. A 503's message names every check
+/// that failed.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = shared::api::ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.db.ping().await {
+    let failed = crate::metrics::readiness(&state).await;
+    if failed.is_empty() {
         axum::Json(Health { status: "ready".into() }).into_response()
     } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "数据库不可用 (database unreachable)")
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("未就绪：{}", failed.join("；")))
             .into_response()
     }
 }
@@ -388,7 +391,7 @@ async fn console(dir: std::path::PathBuf, req: Request) -> Response {
     use tower::ServiceExt;
     let path = req.uri().path().to_owned();
     let reserved = ["/api/", "/ws/", "/.well-known/"].iter().any(|p| path.starts_with(p))
-        || ["/api", "/ws", "/healthz", "/readyz"].contains(&path.as_str());
+        || ["/api", "/ws", "/healthz", "/readyz", "/metrics"].contains(&path.as_str());
     if reserved || !matches!(*req.method(), Method::GET | Method::HEAD) || !dir.is_dir() {
         return not_found().await.into_response();
     }
@@ -423,6 +426,7 @@ pub fn router(state: AppState) -> Router {
     let console_dir = state.config.console_dir.clone();
     let mut app = router
         .route("/ws", axum::routing::get(crate::ws::handler))
+        .route("/metrics", axum::routing::get(crate::metrics::scrape))
         .route(
             "/api/protocol.schema.json",
             axum::routing::get(|| async { axum::Json(shared::protocol::json_schema()) }),

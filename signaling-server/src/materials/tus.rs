@@ -300,7 +300,15 @@ pub async fn options(State(state): State<AppState>) -> Response {
     responses((status = 201, description = "Location of the upload"), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn create(State(state): State<AppState>, p: Principal, headers: HeaderMap) -> Response {
-    tus(create_inner(&state, &p, &headers).await)
+    tus(counted(&state, create_inner(&state, &p, &headers).await))
+}
+
+/// Counts a failed upload request by its error code (`bangban_upload_failures_total`).
+fn counted(state: &AppState, r: ApiResult<Response>) -> ApiResult<Response> {
+    if let Err(e) = &r {
+        state.metrics.upload_failed(e.code);
+    }
+    r
 }
 
 async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResult<Response> {
@@ -659,7 +667,7 @@ pub async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    tus(patch_inner(&state, &p, id, &headers, body).await)
+    tus(counted(&state, patch_inner(&state, &p, id, &headers, body).await))
 }
 
 async fn patch_inner(
@@ -802,6 +810,7 @@ async fn patch_inner(
         return Err(ApiError::conflict("上传已变化 (upload changed concurrently)"));
     }
     up.received = new;
+    state.metrics.upload_bytes(up.recording, written);
     state.materials.keep_hash(id, new, hasher.clone());
     if cut {
         return Err(ApiError::bad_request("上传中断 (upload interrupted)"));
@@ -827,7 +836,10 @@ async fn patch_inner(
     if new == up.length {
         let digest = hex::encode(hasher.finalize());
         match finish(state, p, &up, &digest, file).await {
-            Ok(m) => up.material_id = Some(m.id),
+            Ok(m) => {
+                up.material_id = Some(m.id);
+                state.metrics.upload_completed(up.recording);
+            }
             Err(e) => {
                 remove_upload(state, id).await?;
                 state

@@ -8,9 +8,9 @@
 //! concerns. Creating a ticket is the exception that must happen at once: the batch so far is
 //! flushed, the ticket and its event are stored in their own transaction, then it is issued.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shared::protocol::{ByeReason, ClientMsg, ErrorCode, Role, ServerMsg, TicketView, TransferTarget};
 use tokio::sync::{mpsc, oneshot};
@@ -22,6 +22,7 @@ use super::outbox::{Delivery, DeliveryStats, LocalDelivery};
 use super::store::{self, Write};
 use super::{Event, Settings, service_day};
 use crate::db::{Db, now_ms};
+use crate::metrics::{Metrics, SwitchboardSnapshot};
 use crate::pii::Pii;
 
 /// Events handled in one turn (one group commit) at most.
@@ -37,6 +38,12 @@ pub struct Driver {
     pending: Vec<Output>,
     /// Welcome replies waiting, by connection.
     replies: HashMap<Uuid, oneshot::Sender<ServerMsg>>,
+    metrics: Arc<Metrics>,
+    /// When each `signal` / `peer_signal` of this turn was read off its socket: its relay
+    /// latency is recorded once the turn's messages are queued.
+    relays: Vec<Instant>,
+    /// `(session, party)` that reported their call setup time (once each).
+    setup_reported: HashSet<(Uuid, Uuid)>,
 }
 
 impl Driver {
@@ -59,6 +66,9 @@ impl Driver {
             out: LocalDelivery::new(stats),
             pending: Vec::new(),
             replies: HashMap::new(),
+            metrics: settings.metrics,
+            relays: Vec::new(),
+            setup_reported: HashSet::new(),
         }
     }
 
@@ -77,12 +87,15 @@ impl Driver {
                         None => std::future::pending().await,
                     }
                 } => {
+                    let turn = Instant::now();
                     self.feed(Input::Tick, now_ms()).await;
                     self.flush().await;
+                    self.metrics.switchboard_turn(turn.elapsed());
                     continue;
                 }
             };
             let Some(first) = ev else { break };
+            let turn = Instant::now();
             let mut next = Some(first);
             let mut handled = 0;
             let mut stop = false;
@@ -98,6 +111,7 @@ impl Driver {
                 }
             }
             self.flush().await;
+            self.metrics.switchboard_turn(turn.elapsed());
             if stop {
                 self.out.close_all(ByeReason::Shutdown);
                 break;
@@ -151,7 +165,15 @@ impl Driver {
                 self.replies.insert(conn, reply);
                 self.feed(Input::Connect { party, conn, skills, center }, now).await;
             }
-            Event::Message { party, conn, msg } => {
+            Event::Message {
+                party, conn, msg: ClientMsg::CallSetup { session_id, first_frame_ms }, ..
+            } => {
+                self.call_setup(party, conn, session_id, first_frame_ms);
+            }
+            Event::Message { party, conn, msg, received } => {
+                if matches!(msg, ClientMsg::Signal { .. } | ClientMsg::PeerSignal { .. }) {
+                    self.relays.push(received);
+                }
                 let lookup = self.lookup(party, &msg, now).await;
                 self.feed(Input::Message { party, conn, msg, lookup }, now).await;
             }
@@ -169,6 +191,9 @@ impl Driver {
             }
             Event::Availability { opening, lines, next_on_duty, reply } => {
                 let _ = reply.send(self.core.availability(opening, &lines, &next_on_duty));
+            }
+            Event::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot(now));
             }
             Event::Shutdown => {}
         }
@@ -206,7 +231,7 @@ impl Driver {
     /// Feeds the core and sorts its outputs: replies at once, tickets created at once, the
     /// rest into this turn's batch.
     async fn feed(&mut self, input: Input, now: i64) {
-        let mut queue: VecDeque<Output> = self.core.handle(input, now).into();
+        let mut queue: VecDeque<Output> = self.decide(input, now).into();
         while let Some(o) = queue.pop_front() {
             match o {
                 Output::Welcome { conn, msg } => {
@@ -229,7 +254,7 @@ impl Driver {
                                 center,
                                 appointment,
                             };
-                            let mut next: VecDeque<Output> = self.core.handle(input, now).into();
+                            let mut next: VecDeque<Output> = self.decide(input, now).into();
                             next.extend(queue);
                             queue = next;
                         }
@@ -264,9 +289,76 @@ impl Driver {
         Output::Persist { write, tell }
     }
 
+    /// The core's decision on one input, timed.
+    fn decide(&mut self, input: Input, now: i64) -> Vec<Output> {
+        let start = Instant::now();
+        let outs = self.core.handle(input, now);
+        self.metrics.dispatch_decision(start.elapsed());
+        outs
+    }
+
+    /// Records a party's `call_setup` report: only from the operator or the terminal of a
+    /// session the switchboard holds, on its current connection, once per session and side.
+    fn call_setup(&mut self, party: Uuid, conn: Uuid, session: Uuid, ms: u32) {
+        if self.core.parties.get(&party).and_then(|p| p.conn) != Some(conn) {
+            return;
+        }
+        let Some(side) = self.core.session(session).and_then(|s| {
+            if s.operator == party {
+                Some(true)
+            } else if s.terminal == party {
+                Some(false)
+            } else {
+                None
+            }
+        }) else {
+            self.pending.push(Output::Send {
+                to: party,
+                msg: ServerMsg::error(
+                    ErrorCode::Forbidden,
+                    "您不在该通话中 (not a party of this session)",
+                    Some("call_setup"),
+                ),
+            });
+            return;
+        };
+        if self.setup_reported.len() >= 4096 {
+            let sessions = &self.core.sessions;
+            self.setup_reported.retain(|(s, _)| sessions.contains_key(s));
+        }
+        if self.setup_reported.insert((session, party)) {
+            self.metrics.call_setup(side, ms);
+        }
+    }
+
+    /// What `/metrics` shows of the switchboard: connections by role, every known line's
+    /// queue, live calls.
+    fn snapshot(&self, now: i64) -> SwitchboardSnapshot {
+        let mut connections: Vec<(Role, u32)> = Vec::new();
+        for p in self.core.parties.values().filter(|p| p.conn.is_some()) {
+            match connections.iter_mut().find(|(r, _)| *r == p.info.role) {
+                Some((_, n)) => *n += 1,
+                None => connections.push((p.info.role, 1)),
+            }
+        }
+        let board = self.core.dispatcher.board(crate::dispatch::Millis(now));
+        let mut lines: Vec<(Uuid, String, u32, i64)> =
+            self.core.line_names.iter().map(|(id, name)| (*id, name.clone(), 0, 0)).collect();
+        for l in board.lines {
+            match lines.iter_mut().find(|x| x.0 == l.line.0) {
+                Some(x) => (x.2, x.3) = (l.waiting, l.longest_wait_ms),
+                None => lines.push((l.line.0, String::new(), l.waiting, l.longest_wait_ms)),
+            }
+        }
+        lines.sort();
+        let live = self.core.sessions.values().filter(|s| s.state.is_live()).count();
+        SwitchboardSnapshot { connections, lines, calls_live: u32::try_from(live).unwrap_or(u32::MAX) }
+    }
+
     /// Commits this turn's writes in one transaction, then delivers its messages in order.
     async fn flush(&mut self) {
         if self.pending.is_empty() {
+            self.relayed();
             return;
         }
         let pending = std::mem::take(&mut self.pending);
@@ -317,6 +409,15 @@ impl Driver {
                 None,
             );
             self.out.send(p, &msg);
+        }
+        self.relayed();
+    }
+
+    /// The signaling messages of this turn are queued for their peers: record how long each
+    /// took from the sender's socket.
+    fn relayed(&mut self) {
+        for at in self.relays.drain(..) {
+            self.metrics.signal_relayed(at);
         }
     }
 

@@ -43,6 +43,8 @@ pub enum Event {
         party: Uuid,
         conn: Uuid,
         msg: ClientMsg,
+        /// When the frame was read off the socket (relay latency).
+        received: std::time::Instant,
     },
     Disconnect {
         party: Uuid,
@@ -77,6 +79,10 @@ pub enum Event {
         next_on_duty: std::collections::HashMap<Uuid, i64>,
         reply: oneshot::Sender<shared::api::TerminalAvailability>,
     },
+    /// What the switchboard holds now, for `/metrics`; answering at all is `/readyz`'s check.
+    Snapshot {
+        reply: oneshot::Sender<crate::metrics::SwitchboardSnapshot>,
+    },
     Shutdown,
 }
 
@@ -92,6 +98,8 @@ pub struct Settings {
     pub tokens: crate::auth::tokens::TokenService,
     /// Open tickets one terminal may hold at once (1 by default).
     pub max_open_tickets_per_terminal: usize,
+    /// Where the driver records decision, relay and turn times and call setup reports.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Cheap-to-clone handle to the switchboard task.
@@ -147,6 +155,14 @@ impl Switchboard {
 }
 
 impl Switchboard {
+    /// Connections by role, waiting tickets per line and live calls; `None` when the task did
+    /// not answer (gone). Callers bound the wait.
+    pub async fn snapshot(&self) -> Option<crate::metrics::SwitchboardSnapshot> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Snapshot { reply }).await;
+        rx.await.ok()
+    }
+
     /// The point's `opening` with who serves `lines` now, how long a new ticket would wait and,
     /// for a line nobody serves, when its roster next brings someone on.
     pub async fn availability(

@@ -65,6 +65,7 @@ async fn nodes_see_each_other_and_leave_the_list_when_they_stop() {
     let prefix = prefix();
     let (a, b) = two_nodes(&prefix).await;
     let admin = a.login("admin").await;
+    assert_eq!(b.get("/readyz", None).await.0, StatusCode::OK, "Redis, database and switchboard answer");
     let (s, view) = b.get("/api/v1/admin/cluster", Some(&admin)).await;
     assert_eq!(s, StatusCode::OK, "a token from node a works on node b: {view}");
     assert_eq!(view["mode"], "cluster");
@@ -257,6 +258,9 @@ async fn without_redis_a_node_says_so_and_sign_in_still_works_and_is_still_limit
         assert_eq!(login(&app, "operator1", "wrong").await.0, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(login(&app, "operator1", "wrong").await.0, StatusCode::TOO_MANY_REQUESTS);
+    let (s, body) = app.get("/readyz", None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("Redis")), "{body}");
     let admin = app.login("admin").await;
     let (s, body) = app.get("/api/v1/admin/cluster", Some(&admin)).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");

@@ -28,6 +28,7 @@ mod materials;
 mod materials_fixture;
 mod materials_s3;
 mod matrix;
+mod metrics;
 mod openapi_contract;
 mod point_today;
 mod points;

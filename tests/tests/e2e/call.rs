@@ -95,6 +95,18 @@ async fn kiosk_call_with_screen_share_and_rating() -> Result<()> {
     assert_eq!(status["call"]["video_codec"], "vp8");
     assert!(screen[0]["codec"] == "vp8" && camera[0]["codec"] == "vp8", "{remote:?}");
 
+    // The kiosk reported how long the call took to show the operator (call_setup), once: the
+    // server's /metrics (this host scrapes without a token) counts it.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = reqwest::get(format!("{}/metrics", server.base)).await?.text().await?;
+        if text.lines().any(|l| l == "bangban_call_setup_seconds_count{side=\"terminal\"} 1") {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no call_setup from the kiosk in /metrics");
+        ep.status.changed().await?;
+    }
+
     let deadline = Instant::now() + WAIT;
     loop {
         let (v, a) = (peer.video_packets.load(Ordering::Relaxed), peer.audio_packets.load(Ordering::Relaxed));

@@ -580,6 +580,8 @@ impl Core {
             ClientMsg::PeerSignal { session_id, peer, signal } => {
                 self.relay_to_peer(from, session_id, peer, signal)
             }
+            // A metric only: the driver records it and never feeds it here.
+            ClientMsg::CallSetup { .. } => Ok(()),
         }
     }
 
