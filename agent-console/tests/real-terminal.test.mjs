@@ -1,5 +1,6 @@
 // End-to-end with the REAL terminal: the signaling-server (--demo), the Rust endpoint-client
-// (headless, GStreamer test sources, SANE `test` scanner, the CUPS cups-pdf queue) and two
+// (screens mode on a private two-screen Xvfb, GStreamer test sources, SANE `test` scanner, the
+// CUPS cups-pdf queue) and two
 // Chromium pages: the operator's console and the terminal's kiosk page (touch screen).
 // Every screen is screenshotted into test-results/screenshots/.
 import assert from 'node:assert/strict';
