@@ -1,10 +1,11 @@
 // End-to-end with the REAL terminal: the signaling-server (--demo), the Rust endpoint-client
-// (headless, GStreamer test sources, SANE `test` scanner, the CUPS cups-pdf queue) and two
+// (screens mode on a private two-screen Xvfb, GStreamer test sources, SANE `test` scanner, the
+// CUPS cups-pdf queue) and two
 // Chromium pages: the operator's console and the terminal's kiosk page (touch screen).
 // Every screen is screenshotted into test-results/screenshots/.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -23,11 +24,24 @@ const IDLE_SECS = 10;
 
 /** @type {import('node:child_process').ChildProcess} */ let server;
 /** @type {import('node:child_process').ChildProcess} */ let endpoint;
+/** The kiosk's two monitors: a private Xvfb with two 640×480 screens. @type {import('node:child_process').ChildProcess} */ let xvfb;
+let xdisplay = '';
 /** @type {import('playwright-core').Browser} */ let browser;
 let base = '';
 let kiosk = '';
 let dir = '';
 let log = '';
+/** The terminal's own stderr (the last 64 KiB), for the report when it dies. */
+let endpointErr = '';
+/** How the terminal ended, when it ended before `after` stopped it (`exit code N` / `signal S`). */
+let endpointDied = '';
+let stopping = false;
+
+/** Why the terminal is gone, with the last lines it wrote: thrown by `until` at once. */
+function endpointDeath() {
+  const tail = endpointErr.split('\n').slice(-40).join('\n');
+  return `the terminal died (${endpointDied})\n--- terminal stderr (last lines) ---\n${tail}`;
+}
 
 /** Polls `check` until it returns a truthy value (a condition, not a fixed sleep). */
 async function until(what, check, ms = 30_000) {
@@ -35,6 +49,7 @@ async function until(what, check, ms = 30_000) {
   for (;;) {
     const v = await check().catch(() => null);
     if (v) return v;
+    if (endpointDied) throw new Error(`${what}: ${endpointDeath()}`);
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n--- log ---\n${log.slice(-4000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -56,6 +71,35 @@ const status = async () => (await fetch(`${kiosk}/api/status`)).json();
 
 /** @param {import('playwright-core').Page} page @param {string} name */
 const shot = (page, name) => page.screenshot({ path: join(shots, `${name}.png`) });
+
+/**
+ * What the kiosk's monitor `screen` shows: saved as `<name>.png` beside the screenshots and
+ * returned as RGB pixels (640×480).
+ * @param {number} screen @param {string} name
+ */
+function grabKioskScreen(screen, name) {
+  const src = ['-q', 'ximagesrc', `display-name=${xdisplay}.${screen}`, 'num-buffers=1', 'show-pointer=false', '!', 'videoconvert', '!'];
+  const png = spawnSync('gst-launch-1.0', [...src, 'pngenc', '!', 'filesink', `location=${join(shots, `${name}.png`)}`], { encoding: 'utf8' });
+  assert.equal(png.status, 0, `ximagesrc: ${png.stderr}`);
+  const raw = join(dir, `${name}.rgb`);
+  const r = spawnSync('gst-launch-1.0', [...src, 'video/x-raw,format=RGB', '!', 'filesink', `location=${raw}`], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `ximagesrc: ${r.stderr}`);
+  const rgb = readFileSync(raw);
+  assert.equal(rgb.length, 640 * 480 * 3);
+  return rgb;
+}
+
+/** Share of pixels in columns [x0, x1) of a 640×480 RGB frame that are not black. @param {Buffer} rgb @param {number} x0 @param {number} x1 */
+function litShare(rgb, x0, x1) {
+  let lit = 0;
+  for (let y = 0; y < 480; y++) {
+    for (let x = x0; x < x1; x++) {
+      const i = (y * 640 + x) * 3;
+      if (rgb[i] + rgb[i + 1] + rgb[i + 2] > 30) lit++;
+    }
+  }
+  return lit / ((x1 - x0) * 480);
+}
 
 /** A one-page PDF form (A4, text), with a correct cross-reference table. */
 function pdfForm() {
@@ -173,13 +217,23 @@ before(async () => {
   server.stderr?.on('data', (d) => { log += d; });
   await until('server ready', async () => (await fetch(`${base}/readyz`)).ok, 60_000);
 
+  // The kiosk's two monitors (two X screens); `-displayfd 1`: Xvfb prints its display number
+  // once it is ready.
+  xvfb = spawn('Xvfb', ['-displayfd', '1', '-nolisten', 'tcp', '-screen', '0', '640x480x24', '-screen', '1', '640x480x24'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let xout = '';
+  xvfb.stdout?.on('data', (d) => { xout += d; });
+  xdisplay = await until('Xvfb ready', async () => (/^\d+\n/.test(xout) ? `:${xout.trim()}` : null));
+
   // The demo terminal of 华山居委会 (the point staff1 belongs to) enrolls and runs.
   const code = readFileSync(join(data, 'demo-enrollment.txt'), 'utf8').trim().split('\n')[0].split(' ')[1];
   const cfg = join(dir, 'endpoint.toml');
   writeFileSync(cfg, [
     `server_url = "${base}"`, `credential_file = "${join(dir, 'credential')}"`, `state_dir = "${join(dir, 'state')}"`,
     '[media]', 'video_source = "test"', 'audio_source = "test"', 'width = 640', 'height = 480', 'fps = 15', 'video_bitrate_kbps = 500',
-    '[display]', 'mode = "headless"',
+    // The dual-screen kiosk as installed: the call's first screen (operator, a colleague beside) on
+    // the first monitor, the shared screen on the second; no speakers here.
+    '[display]', 'mode = "screens"', `camera_sink = "ximagesink display=${xdisplay}.0 sync=false"`, 'camera_width = 640', 'camera_height = 480',
+    `screen_sink = "ximagesink display=${xdisplay}.1 sync=false"`, 'audio_sink = "fakesink sync=false"',
     '[webrtc]', 'udp_addrs = ["127.0.0.1:0"]', 'use_server_ice = false',
     // Untouched screens return to welcome after 10 s here (90 s by default).
     '[kiosk]', 'listen = "127.0.0.1:0"', `screen_idle_secs = ${IDLE_SECS}`,
@@ -193,7 +247,20 @@ before(async () => {
   endpoint = spawn(bin, ['--config', cfg, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   endpoint.stdout?.on('data', (d) => { out += d; });
-  endpoint.stderr?.on('data', (d) => { log += d; });
+  // Its whole stderr is also kept beside the screenshots (test-results/real-terminal-endpoint.log).
+  const errFile = join(shots, '..', 'real-terminal-endpoint.log');
+  writeFileSync(errFile, '');
+  endpoint.stderr?.on('data', (d) => {
+    log += d;
+    endpointErr = (endpointErr + d).slice(-65536);
+    appendFileSync(errFile, d);
+  });
+  // A terminal that dies during the suite says how (exit code or signal) and what it last
+  // wrote, in the test log at once — not only as "connection refused" from its kiosk API.
+  endpoint.once('exit', (code, signal) => {
+    endpointDied = signal ? `signal ${signal}` : `exit code ${code}`;
+    if (!stopping) console.error(endpointDeath());
+  });
   const addr = await until('endpoint ready', async () => {
     for (const line of out.split('\n')) {
       try { const v = JSON.parse(line); if (v.event === 'ready') return v.kiosk; } catch { /* partial line */ }
@@ -213,10 +280,13 @@ before(async () => {
 
 
 after(async () => {
+  stopping = true;
   await browser?.close();
   endpoint?.kill('SIGTERM');
   server?.kill('SIGTERM');
   await Promise.all([exited(endpoint), exited(server)]);
+  xvfb?.kill('SIGTERM');
+  await exited(xvfb);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -506,6 +576,13 @@ describe('a call with the real terminal', () => {
       return ok ? st : null;
     });
     assert.equal(s.call.extra_peers, 1);
+    // The kiosk's first monitor: the operator on the left half, the colleague beside on the
+    // right (Chromium's 16:9 test camera in a 320×480 half: a 320×180 band, 37 % of the half).
+    const beside = await until('the colleague appears beside the operator on the first monitor', async () => {
+      const rgb = grabKioskScreen(0, '50-kiosk-first-screen-three-way');
+      return litShare(rgb, 0, 320) > 0.3 && litShare(rgb, 320, 640) > 0.3 ? rgb : null;
+    });
+    assert.ok(litShare(beside, 0, 320) < 0.5, 'each picture keeps its aspect ratio (black above and below)');
     await op.waitForFunction(() => document.querySelector('#supervisor-badge')?.textContent?.includes('已加入通话'));
     await op.waitForSelector('#specialist-tile:not([hidden])');
     await shot(op, '48-operator-three-way');
@@ -515,6 +592,11 @@ describe('a call with the real terminal', () => {
     await spec.click('#consult-leave');
     await spec.waitForSelector('#idle');
     await until('the terminal closed the colleague\'s connection', async () => (await status()).call.extra_peers === 0);
+    // The operator has the whole first monitor again (16:9 on 640×480: every column lit).
+    await until('the operator fills the first monitor again', async () => {
+      const rgb = grabKioskScreen(0, '51-kiosk-first-screen-after-colleague-left');
+      return litShare(rgb, 0, 100) > 0.6 && litShare(rgb, 540, 640) > 0.6;
+    });
     await op.waitForSelector('#specialist-tile[hidden]', { state: 'attached' });
     assert.equal((await status()).phase, 'in_call');
     await endAndRate(op);

@@ -149,12 +149,17 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.status_interval_ms.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(shutdown);
+    // Why the loop ended, when not asked to (the process then exits with an error, logged).
+    let mut failed: Option<&str> = None;
 
     loop {
         let effects = tokio::select! {
             _ = &mut shutdown => break,
             ev = ev_rx.recv() => match ev {
-                None => break,
+                None => {
+                    failed = Some("the signaling task ended");
+                    break;
+                }
                 Some(ConnEvent::Connected { resumed }) => {
                     connected = true;
                     uploader.kick();
@@ -480,7 +485,10 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     sig_task.abort();
     refresher.abort();
     health.abort();
-    Ok(())
+    match failed {
+        Some(why) => Err(anyhow::anyhow!("terminal stopped: {why}")),
+        None => Ok(()),
+    }
 }
 
 /// Ends a staff member's login at the server (their refresh-token family), in the background.

@@ -36,6 +36,14 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "info,webrtc=warn,rtc=warn".into()),
         )
         .init();
+    // A panic is logged (with its thread) before the default report; a task's panic does not
+    // end the process, but it must never pass unseen.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        tracing::error!(thread = thread.name().unwrap_or("unnamed"), "panic: {info}");
+        report(info);
+    }));
     let cli = Cli::parse();
     if let Cmd::ProbeRecording { file } = &cli.cmd {
         let probed = endpoint_client::media::init().and_then(|()| endpoint_client::recording::probe(file));
@@ -83,30 +91,51 @@ async fn main() -> std::process::ExitCode {
         Cmd::ProbeRecording { .. } => Ok(()),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => {
+            tracing::info!("terminal stopped");
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "terminal stopped on an error");
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
 }
 
+/// Resolves on SIGINT, SIGTERM, SIGHUP or SIGQUIT (whose default action would end the process
+/// without a word), saying which.
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let kinds = [
+            (SignalKind::interrupt(), "SIGINT"),
+            (SignalKind::terminate(), "SIGTERM"),
+            (SignalKind::hangup(), "SIGHUP"),
+            (SignalKind::quit(), "SIGQUIT"),
+        ];
+        let mut waits = Vec::new();
+        for (kind, name) in kinds {
+            match signal(kind) {
+                Ok(mut s) => waits.push(Box::pin(async move {
+                    s.recv().await;
+                    name
+                })),
+                Err(e) => tracing::warn!(signal = name, error = %e, "cannot watch for this signal"),
             }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
         }
+        if waits.is_empty() {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!(signal = "SIGINT", "stopping");
+            return;
+        }
+        let (name, _, _) = futures_util::future::select_all(waits).await;
+        tracing::info!(signal = name, "stopping");
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("stopping (Ctrl-C)");
+    }
 }

@@ -241,6 +241,25 @@ impl Pipeline {
     pub fn bin(&self) -> &gst::Pipeline {
         &self.pipeline
     }
+
+    /// Logs the errors and warnings its elements post (`what`: which pipeline), from the thread
+    /// that posts them; nothing is queued on the bus (nobody reads it).
+    pub fn log_bus(&self, what: &'static str) {
+        let Some(bus) = self.pipeline.bus() else { return };
+        bus.set_sync_handler(move |_, m| {
+            let from = || m.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+            match m.view() {
+                gst::MessageView::Error(e) => {
+                    tracing::error!(pipeline = what, element = %from(), error = %e.error(), debug = ?e.debug(), "GStreamer error");
+                }
+                gst::MessageView::Warning(w) => {
+                    tracing::warn!(pipeline = what, element = %from(), warning = %w.error(), debug = ?w.debug(), "GStreamer warning");
+                }
+                _ => {}
+            }
+            gst::BusSyncReply::Drop
+        });
+    }
 }
 
 impl Drop for Pipeline {

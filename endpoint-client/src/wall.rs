@@ -4,14 +4,23 @@
 //! One GStreamer pipeline per call, `compositor force-live=true` into the configured camera
 //! sink: it draws a black canvas at a fixed size and rate whether or not any camera is there
 //! yet. Each remote camera's decoder ends in an `appsink` whose frames are pushed into an
-//! `appsrc` linked to a requested compositor pad ([`CameraWall::add`]); dropping the returned
-//! [`WallInput`] releases the pad, and the others are laid out again:
+//! `appsrc` linked to a compositor pad ([`CameraWall::add`]); dropping the returned
+//! [`WallInput`] takes the camera off the wall, and the others are laid out again:
 //!
 //! * one camera: the whole screen;
 //! * two: side by side, the operator on the left;
 //! * more: the operator on the left half, the others stacked on the right half.
 //!
 //! Every picture keeps its aspect ratio (`sizing-policy=keep-aspect-ratio`), black around it.
+//!
+//! A compositor pad is never released while the wall runs: a camera that leaves has its
+//! `appsrc` stopped and unlinked, its pad hidden (`alpha` 0) and kept for the next camera; the
+//! pads go with the pipeline when the call's wall is dropped. GStreamer 1.22's compositor
+//! scales each input on worker threads while it composes a frame; a pad released meanwhile had
+//! its frame freed under a worker, which wrote into unmapped memory and killed the terminal
+//! with SIGSEGV and no message — seen when the colleague's camera left as a take-over ended
+//! the call (`back_to_back_calls_tear_the_old_wall_down_while_the_next_opens`). What the
+//! wall's elements report goes to the log ([`Pipeline::log_bus`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -68,7 +77,17 @@ struct Inner {
     height: i32,
     pipeline: Pipeline,
     mix: gst::Element,
-    slots: Mutex<(u64, Vec<Slot>)>,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    /// The last input's id.
+    last: u64,
+    /// The cameras on the wall, in layout order.
+    on: Vec<Slot>,
+    /// Pads of cameras that left: hidden, unlinked, reused before a new pad is requested.
+    idle: Vec<gst::Pad>,
 }
 
 /// The call's first screen; cheap to clone.
@@ -94,8 +113,9 @@ impl CameraWall {
              videoconvert ! {sink}"
         ))?;
         let mix = pipeline.by_name("mix")?;
+        pipeline.log_bus("camera wall");
         pipeline.play()?;
-        Ok(Self(Arc::new(Inner { width, height, pipeline, mix, slots: Mutex::new((0, Vec::new())) })))
+        Ok(Self(Arc::new(Inner { width, height, pipeline, mix, slots: Mutex::default() })))
     }
 
     /// The pipeline's element called `name` (tests read the sink).
@@ -113,47 +133,64 @@ impl CameraWall {
             .build();
         let bin = self.0.pipeline.bin();
         bin.add(&src)?;
-        let pad = self.0.mix.request_pad_simple("sink_%u").ok_or(MediaError::Missing("mix.sink_%u"))?;
-        pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
+        let mut slots = self.0.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let pad = match slots.idle.pop() {
+            Some(p) => p,
+            None => {
+                let p = self.0.mix.request_pad_simple("sink_%u").ok_or(MediaError::Missing("mix.sink_%u"));
+                match p {
+                    Ok(p) => {
+                        p.set_property_from_str("sizing-policy", "keep-aspect-ratio");
+                        p
+                    }
+                    Err(e) => {
+                        let _ = bin.remove(&src);
+                        return Err(e);
+                    }
+                }
+            }
+        };
         let linked = src
             .static_pad("src")
             .ok_or(MediaError::Missing("appsrc.src"))
             .and_then(|p| p.link(&pad).map_err(|_| MediaError::Missing("appsrc → mix")));
         if let Err(e) = linked {
-            self.0.mix.release_request_pad(&pad);
+            slots.idle.push(pad);
             let _ = bin.remove(&src);
             return Err(e);
         }
-        src.sync_state_with_parent()?;
-        let id = {
-            let mut slots = self.0.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            slots.0 += 1;
-            let id = slots.0;
-            // The operator's camera before every guest's.
-            let at = if guest { slots.1.len() } else { slots.1.iter().take_while(|s| !s.guest).count() };
-            slots.1.insert(at, Slot { id, guest, src: src.clone(), pad });
-            self.relayout(&slots.1);
-            id
-        };
-        Ok(WallInput { wall: self.clone(), id, src })
+        pad.set_property("alpha", 1.0f64);
+        slots.last += 1;
+        let id = slots.last;
+        // The operator's camera before every guest's.
+        let at = if guest { slots.on.len() } else { slots.on.iter().take_while(|s| !s.guest).count() };
+        slots.on.insert(at, Slot { id, guest, src: src.clone(), pad });
+        self.relayout(&slots.on);
+        drop(slots);
+        let input = WallInput { wall: self.clone(), id, src };
+        // Dropped on failure: the place is given back.
+        input.src.sync_state_with_parent()?;
+        Ok(input)
     }
 
     /// How many cameras are on the wall.
     pub fn inputs(&self) -> usize {
-        self.0.slots.lock().unwrap_or_else(PoisonError::into_inner).1.len()
+        self.0.slots.lock().unwrap_or_else(PoisonError::into_inner).on.len()
     }
 
     fn remove(&self, id: u64) {
         let mut slots = self.0.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(i) = slots.1.iter().position(|s| s.id == id) else { return };
-        let slot = slots.1.remove(i);
+        let Some(i) = slots.on.iter().position(|s| s.id == id) else { return };
+        let slot = slots.on.remove(i);
+        // Hidden first (its last frame would stay on screen), kept (see the module's notes).
+        slot.pad.set_property("alpha", 0.0f64);
         let _ = slot.src.set_state(gst::State::Null);
         if let Some(p) = slot.src.static_pad("src") {
             let _ = p.unlink(&slot.pad);
         }
-        self.0.mix.release_request_pad(&slot.pad);
         let _ = self.0.pipeline.bin().remove(&slot.src);
-        self.relayout(&slots.1);
+        slots.idle.push(slot.pad);
+        self.relayout(&slots.on);
     }
 
     fn relayout(&self, slots: &[Slot]) {
@@ -274,6 +311,136 @@ mod tests {
     const RED: (u8, u8, u8) = (255, 0, 0);
     const BLUE: (u8, u8, u8) = (0, 0, 255);
     const BLACK: (u8, u8, u8) = (0, 0, 0);
+
+    /// A private X server with two screens (the kiosk's two monitors), killed on drop.
+    struct Xvfb {
+        child: std::process::Child,
+        display: String,
+    }
+
+    impl Xvfb {
+        fn start() -> Xvfb {
+            use std::io::BufRead;
+            // `-displayfd 1`: Xvfb picks a free display and writes its number once it is ready.
+            let mut child = std::process::Command::new("Xvfb")
+                .args([
+                    "-displayfd",
+                    "1",
+                    "-nolisten",
+                    "tcp",
+                    "-screen",
+                    "0",
+                    "640x480x24",
+                    "-screen",
+                    "1",
+                    "640x480x24",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("Xvfb (scripts/install-system-deps.sh installs it)");
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.take().expect("stdout"))
+                .read_line(&mut line)
+                .expect("Xvfb ready");
+            let n: u32 = line.trim().parse().expect("Xvfb display number");
+            Xvfb { child, display: format!(":{n}") }
+        }
+    }
+
+    impl Drop for Xvfb {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// One remote camera as the decoder feeds it: a live test source into an `appsink` whose
+    /// callback pushes each frame onto the wall (through a weak reference, as `Decoder` does).
+    fn feed(input: &Arc<WallInput>, pattern: &str) -> Pipeline {
+        let p = Pipeline::launch(&format!(
+            "videotestsrc is-live=true pattern={pattern} ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
+             appsink name=out sync=false max-buffers=2 drop=true"
+        ))
+        .expect("camera");
+        let to = Arc::downgrade(input);
+        p.by_name("out").expect("out").downcast::<gst_app::AppSink>().expect("appsink").set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let input = to.upgrade().ok_or(gst::FlowError::Flushing)?;
+                    input.push(&sample);
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        p.play().expect("play");
+        p
+    }
+
+    /// Frames the wall's sink has been given.
+    fn count_frames(wall: &CameraWall) -> Arc<std::sync::atomic::AtomicU64> {
+        let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let c = n.clone();
+        let pad = wall.by_name("mix").expect("mix").static_pad("src").expect("src");
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+        n
+    }
+
+    /// Calls back to back on a kiosk with monitors (a take-over: the colleague's call starts
+    /// as the operator's ends): each call's wall is an X window on the first monitor, the
+    /// shared screen a window on the second; the old call's windows are torn down on one
+    /// thread while the next call's open on another. The terminal survives every round and
+    /// the new call's wall keeps drawing.
+    #[test]
+    fn back_to_back_calls_tear_the_old_wall_down_while_the_next_opens() {
+        crate::media::init().expect("gst");
+        let x = Xvfb::start();
+        let camera_sink = format!("ximagesink display={}.0 sync=false", x.display);
+        let screen_sink = format!("ximagesink display={}.1 sync=false", x.display);
+        let call = |n: u32| {
+            let wall = CameraWall::start(&camera_sink, 640, 480).expect("wall");
+            let frames = count_frames(&wall);
+            let operator = Arc::new(wall.add(false).expect("operator"));
+            let guest = Arc::new(wall.add(n % 2 == 1).expect("guest"));
+            let cams = vec![feed(&operator, "smpte"), feed(&guest, "ball")];
+            let screen = Pipeline::launch(&format!(
+                "videotestsrc is-live=true ! video/x-raw,width=320,height=180 ! videoconvert ! {screen_sink}"
+            ))
+            .expect("screen");
+            screen.play().expect("screen plays");
+            (wall, frames, vec![operator, guest], cams, screen)
+        };
+        let mut current = call(0);
+        for round in 1..=40 {
+            let (wall, _, inputs, cams, screen) = current;
+            // The old call ends on another thread, in the order `Call::run` stops things:
+            // decoders (each leaving the wall), then the wall itself.
+            let old = std::thread::spawn(move || {
+                drop(screen);
+                for (cam, input) in cams.into_iter().zip(inputs) {
+                    drop(input);
+                    drop(cam);
+                }
+                drop(wall);
+            });
+            current = call(round);
+            old.join().expect("the old call ended");
+            let frames = current.1.clone();
+            let before = frames.load(std::sync::atomic::Ordering::Relaxed);
+            let t0 = std::time::Instant::now();
+            while frames.load(std::sync::atomic::Ordering::Relaxed) < before + 5 {
+                assert!(
+                    t0.elapsed() < std::time::Duration::from_secs(20),
+                    "round {round}: the new wall stopped drawing"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
 
     /// What the resident sees on the first screen: the operator alone fills it; when a
     /// specialist joins they appear beside the operator (operator left, specialist right);
