@@ -95,6 +95,7 @@ async fn every_endpoint_checks_authentication_and_role() {
         (Method::GET, "/api/v1/audit".into(), None, &[Admin]),
         (Method::GET, "/api/v1/audit/verify".into(), None, &[Admin]),
         (Method::GET, "/api/v1/recordings".into(), None, &[Admin, Supervisor]),
+        (Method::GET, "/api/v1/admin/cluster".into(), None, &[Admin]),
         (Method::POST, "/api/v1/admin/keys/rotate".into(), None, &[Admin]),
         (Method::POST, "/api/v1/admin/keys/no-such-key/retire".into(), None, &[Admin]),
         (Method::GET, "/api/v1/sessions".into(), None, &[Admin, Supervisor, Operator]),
