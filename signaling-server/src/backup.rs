@@ -26,7 +26,6 @@
 //! the manifest, every file's size and hash, and the master key before it writes anything.
 
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 
 use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
@@ -581,26 +580,14 @@ fn slash_path(p: &Path) -> String {
 /// Copies `src` to `dst` (created 0600, parents 0700, fsynced) and returns size and SHA-256 of
 /// what was written.
 fn copy_hashed(src: &Path, dst: &Path) -> std::io::Result<(u64, String)> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     if let Some(parent) = dst.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut input = std::fs::File::open(src)?;
     let mut output = private_file(dst)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n])?;
-        size += n as u64;
-    }
+    let hashed = hash_stream(std::fs::File::open(src)?, |chunk| output.write_all(chunk))?;
     output.sync_all()?;
-    Ok((size, hex::encode(hasher.finalize())))
+    Ok(hashed)
 }
 
 fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
@@ -615,8 +602,14 @@ fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    use std::io::Read;
-    let mut input = std::fs::File::open(path)?;
+    hash_stream(std::fs::File::open(path)?, |_| Ok(()))
+}
+
+/// Size and SHA-256 of everything read from `input`, each chunk also handed to `each`.
+fn hash_stream(
+    mut input: impl std::io::Read,
+    mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
@@ -626,6 +619,7 @@ fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
             break;
         }
         hasher.update(&buf[..n]);
+        each(&buf[..n])?;
         size += n as u64;
     }
     Ok((size, hex::encode(hasher.finalize())))
@@ -820,7 +814,7 @@ pub async fn restore(config: &Config, from: &Path) -> Result<RestoreReport> {
     let mut n = 0u64;
     for f in manifest.files.iter().filter(|f| f.path.starts_with("materials/")) {
         let location = ObjectPath::from(&f.path["materials/".len()..]);
-        put_file(&objects, part_size, &location, &from.join(&f.path)).await?;
+        crate::materials::put_file(&objects, part_size, &location, &from.join(&f.path)).await?;
         n += 1;
     }
     tracing::info!(objects = n, "materials restored");
@@ -1040,38 +1034,6 @@ async fn check_empty_target(config: &Config, pg: Option<&PgTarget>) -> Result<()
             return Err(BackupError::StoreNotEmpty(first?.location.to_string()));
         }
     }
-    Ok(())
-}
-
-async fn put_file(
-    objects: &Arc<dyn ObjectStore>,
-    part_size: usize,
-    location: &ObjectPath,
-    src: &Path,
-) -> Result<()> {
-    use tokio::io::AsyncReadExt;
-    let mut file = tokio::fs::File::open(src).await.map_err(io(src))?;
-    let upload = objects.put_multipart(location).await?;
-    let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, part_size);
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match file.read(&mut buf).await {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = w.abort().await;
-                return Err(BackupError::Io { path: src.to_owned(), source: e });
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        if let Err(e) = w.wait_for_capacity(2).await {
-            let _ = w.abort().await;
-            return Err(e.into());
-        }
-        w.write(&buf[..n]);
-    }
-    w.finish().await?;
     Ok(())
 }
 

@@ -198,11 +198,13 @@ impl Application {
         let cases = tokio::spawn(cases::orders::worker(self.state.clone()));
         let outbox = tokio::spawn(cases::outbox::worker(self.state.clone()));
         let checkpoints = tokio::spawn(checkpoint_task(self.state.clone()));
-        let keys = tokio::spawn(key_refresh_task(self.state.clone()));
+        // Only other nodes change the key ring behind this one's back: single-node mode has
+        // nothing to reload.
         let cluster_tasks = self.state.cluster.clone().map(|c| {
             (
                 tokio::spawn(cluster::report_task(c.clone())),
                 tokio::spawn(cluster::notice_task(self.state.clone(), c)),
+                tokio::spawn(key_refresh_task(self.state.clone())),
             )
         });
         let sb = self.state.switchboard.clone();
@@ -230,10 +232,10 @@ impl Application {
         cases.abort();
         outbox.abort();
         checkpoints.abort();
-        keys.abort();
-        if let Some((report, notices)) = cluster_tasks {
+        if let Some((report, notices, keys)) = cluster_tasks {
             report.abort();
             notices.abort();
+            keys.abort();
         }
         if let Some(c) = &self.state.cluster
             && let Err(e) = c.leave().await
@@ -264,8 +266,8 @@ async fn checkpoint_task(state: AppState) {
     }
 }
 
-/// Reloads the signing keys every [`auth::keys::REFRESH_INTERVAL`], so that a rotation or a
-/// retirement made on another node reaches this one.
+/// Cluster mode: reloads the signing keys every [`auth::keys::REFRESH_INTERVAL`], so that a
+/// rotation or a retirement made on another node reaches this one even if its notice is lost.
 async fn key_refresh_task(state: AppState) {
     let mut every = tokio::time::interval(auth::keys::REFRESH_INTERVAL);
     loop {

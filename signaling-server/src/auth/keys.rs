@@ -6,7 +6,8 @@
 //! After a compromise an admin retires a key at once ([`KeyRing::retire_now`]): it leaves the
 //! ring and the JWKS, and every token it signed is refused. Each node reloads the ring from the
 //! database ([`KeyRing::refresh`]) periodically and when told a key changed, so a rotation or
-//! retirement on one node reaches the others within [`REFRESH_INTERVAL`] at most.
+//! retirement on one node reaches the others at once, and within [`REFRESH_INTERVAL`] at most
+//! if that notice is lost (cluster mode; a single node changes its ring only itself).
 //!
 //! Rings of earlier versions lived in `<data-dir>/keys/` as PKCS#8 files: they are imported into
 //! the database on the first start and the files removed ([`KeyRing::load_or_create`]).

@@ -239,29 +239,7 @@ impl Store {
             .map_err(|e| io(std::io::Error::other(e)))?
             .map_err(io);
         }
-        let mut file = tokio::fs::File::open(staged).await.map_err(io)?;
-        let upload = self.objects.put_multipart(&location).await?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, self.part_size);
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = match file.read(&mut buf).await {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = w.abort().await;
-                    return Err(io(e));
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            if let Err(e) = w.wait_for_capacity(2).await {
-                let _ = w.abort().await;
-                return Err(e.into());
-            }
-            w.write(&buf[..n]);
-        }
-        w.finish().await?;
-        Ok(())
+        put_file(&self.objects, self.part_size, &location, staged).await
     }
 
     /// Waits for and holds the lock of upload `id`.
@@ -722,4 +700,38 @@ pub async fn purge(state: &AppState, actor: Option<&Principal>) -> ApiResult<Pur
     report.uploads_expired += tus::sweep_ended(state).await?;
     report.print_jobs_expired = print::expire_jobs(state, now).await?;
     Ok(report)
+}
+
+/// Streams the file at `src` into `objects` at `location` as a multipart upload of `part_size`
+/// parts (aborted on any error); used for staged uploads and by backup restores.
+pub(crate) async fn put_file(
+    objects: &Arc<dyn ObjectStore>,
+    part_size: usize,
+    location: &ObjectPath,
+    src: &std::path::Path,
+) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Dir(src.to_owned(), e);
+    let mut file = tokio::fs::File::open(src).await.map_err(io)?;
+    let upload = objects.put_multipart(location).await?;
+    let mut w = WriteMultipart::new_with_chunk_size(upload, part_size);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match file.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = w.abort().await;
+                return Err(io(e));
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = w.wait_for_capacity(2).await {
+            let _ = w.abort().await;
+            return Err(e.into());
+        }
+        w.write(&buf[..n]);
+    }
+    w.finish().await?;
+    Ok(())
 }

@@ -253,20 +253,7 @@ async fn the_dashboard_figures_follow_a_ticket_a_call_and_a_scan() {
 
     // The operator goes available, is rung and answers: nobody waits, one call is live.
     op.send(&ClientMsg::SetAvailability { available: true }).await;
-    let ticket = op
-        .expect("ringing", |m| match m {
-            ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
-            _ => None,
-        })
-        .await;
-    op.send(&ClientMsg::Accept { ticket_id: ticket }).await;
-    let session = op
-        .expect("session_started", |m| match m {
-            ServerMsg::SessionStarted { session } => Some(session.session_id),
-            _ => None,
-        })
-        .await;
-    term.expect("session_started", |m| matches!(m, ServerMsg::SessionStarted { .. }).then_some(())).await;
+    let session = crate::ws_client::answer_ringing(&mut op, &mut term).await;
     let e = scrape(&app).await;
     assert_eq!(line(&e, "bangban_tickets_waiting"), 0.0);
     assert_eq!(line(&e, "bangban_ticket_longest_wait_seconds"), 0.0);

@@ -160,6 +160,13 @@ pub async fn live_call(app: &TestApp, code: &str) -> (WsClient, uuid::Uuid, WsCl
     let (mut op, op_id) = available_operator(app, "operator1").await;
     let (mut term, _) = WsClient::connect(app, &device).await;
     term.send(&take_ticket(item_id(app, &device, code).await)).await;
+    let session = answer_ringing(&mut op, &mut term).await;
+    (op, op_id, term, session)
+}
+
+/// The operator, once rung, accepts; returns the session once both sides have seen
+/// `session_started`.
+pub async fn answer_ringing(op: &mut WsClient, term: &mut WsClient) -> uuid::Uuid {
     let ticket = op
         .expect("ringing", |m| match m {
             ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
@@ -174,7 +181,7 @@ pub async fn live_call(app: &TestApp, code: &str) -> (WsClient, uuid::Uuid, WsCl
         })
         .await;
     term.expect("started", |m| matches!(m, ServerMsg::SessionStarted { .. }).then_some(())).await;
-    (op, op_id, term, session)
+    session
 }
 
 /// A call at the first point for SB-003, answered by operator1 and wrapped up as `needs_materials`
