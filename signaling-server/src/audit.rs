@@ -99,6 +99,13 @@ fn entry_hash(
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
+/// How often an append retries after another append took its sequence number. Each conflict
+/// means another entry landed, so an append fails only when more than this many appends
+/// overtake it one after another (a transaction holding SQLite's write lock can take the head
+/// between our reading it and our insert once per waiting transaction; five was seen to be too
+/// few with a dozen at once).
+const MAX_APPEND_ATTEMPTS: usize = 64;
+
 /// Appends one entry on `conn`, inside the caller's transaction (the switchboard's group
 /// commit, an admin change): the change and its audit row commit together or not at all.
 ///
@@ -109,7 +116,7 @@ fn entry_hash(
 /// transaction), the insert is rolled back to a savepoint and tried again on the new head, so
 /// the caller's change is not lost and the chain does not fork.
 pub async fn append_on(conn: &mut sqlx::AnyConnection, rec: &AuditRecord) -> Result<(), sqlx::Error> {
-    for _ in 0..5 {
+    for _ in 0..MAX_APPEND_ATTEMPTS {
         sqlx::raw_sql("SAVEPOINT audit_append").execute(&mut *conn).await?;
         match append_at_head(conn, rec).await {
             Ok(()) => {
@@ -210,7 +217,7 @@ impl Audit {
     /// Appends one entry. Retries when another server node appended first.
     pub async fn append(&self, db: &Db, rec: AuditRecord) -> Result<(), sqlx::Error> {
         let mut head = self.head.lock().await;
-        for attempt in 0..5 {
+        for attempt in 0..MAX_APPEND_ATTEMPTS {
             let (last_seq, last_hash) = match head.as_ref() {
                 Some(h) if attempt == 0 => h.clone(),
                 _ => Self::load_head(db).await?,

@@ -209,7 +209,7 @@ async fn appends_inside_and_outside_transactions_at_once_all_land_in_one_chain()
         });
     }
     while let Some(r) = tasks.join_next().await {
-        r.expect("task").expect("append");
+        r.expect("task").unwrap_or_else(|e| panic!("an append failed: {e}"));
     }
     assert_eq!(count().await, before + 12);
     let (_, v) = app.get("/api/v1/audit/verify", Some(&admin)).await;
