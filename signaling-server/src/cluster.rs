@@ -128,8 +128,19 @@ impl Cluster {
         &self.cfg.node_id
     }
 
-    fn key(&self, rest: &str) -> String {
+    /// A key under this deployment's prefix.
+    pub(crate) fn key(&self, rest: &str) -> String {
         format!("{}:{rest}", self.cfg.prefix)
+    }
+
+    /// The shared connection (commands that answer at once; never a blocking read).
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// A connection of its own, for a blocking read (`XREAD BLOCK`).
+    pub(crate) async fn dedicated(&self) -> Result<redis::aio::MultiplexedConnection, ClusterError> {
+        timed(self.client.get_multiplexed_async_connection()).await
     }
 
     fn track<T>(&self, r: Result<T, ClusterError>) -> Result<T, ClusterError> {

@@ -144,25 +144,37 @@ impl Application {
             Vec::new()
         };
         let metrics = std::sync::Arc::new(metrics::Metrics::new());
-        let switchboard = switchboard::Switchboard::start(
-            db.clone(),
-            pii.clone(),
-            switchboard::Settings {
-                ring_timeout_ms: config.ring_timeout_ms,
-                overflow_after_ms: config.overflow_after_ms,
-                resume_window_ms: config.resume_window_ms,
-                ice: config.ice.clone(),
-                tokens: tokens.clone(),
-                max_open_tickets_per_terminal: config.max_open_tickets_per_terminal,
-                metrics: metrics.clone(),
-            },
-        )
-        .await;
+        let settings = switchboard::Settings {
+            ring_timeout_ms: config.ring_timeout_ms,
+            overflow_after_ms: config.overflow_after_ms,
+            resume_window_ms: config.resume_window_ms,
+            ice: config.ice.clone(),
+            tokens: tokens.clone(),
+            max_open_tickets_per_terminal: config.max_open_tickets_per_terminal,
+            metrics: metrics.clone(),
+            fence: None,
+        };
+        // Cluster mode: one switchboard for the deployment, on the node holding the lease.
+        let (switchboard, authority) = match &cluster {
+            Some(c) => {
+                let (sb, authority) = switchboard::remote::start(
+                    c.clone(),
+                    db.clone(),
+                    pii.clone(),
+                    settings,
+                    config.outbound_queue,
+                )
+                .await;
+                (sb, Some(authority))
+            }
+            None => (switchboard::Switchboard::start(db.clone(), pii.clone(), settings).await, None),
+        };
         let materials = materials::Store::open(&config)?;
         let state = AppState::new(Inner {
             materials,
             pii,
             switchboard,
+            authority,
             config,
             db,
             tokens,
@@ -209,6 +221,7 @@ impl Application {
         });
         let sb = self.state.switchboard.clone();
         let draining = self.state.cluster.clone();
+        let authority = self.state.authority.clone();
         // Signaling frames are small and latency-sensitive: no Nagle delay.
         let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
@@ -225,6 +238,10 @@ impl Application {
                 }
                 // Tell every WebSocket client, so that it reconnects elsewhere or later.
                 sb.send(switchboard::Event::Shutdown).await;
+                // If this node runs the cluster's switchboard, hand it over at once.
+                if let Some(a) = authority {
+                    a.stop().await;
+                }
             })
             .await?;
         retention.abort();

@@ -223,7 +223,7 @@ impl Metrics {
 // ---- scrape ---------------------------------------------------------------------------------
 
 /// What the switchboard holds now, for a scrape (see `Switchboard::snapshot`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SwitchboardSnapshot {
     /// Connected parties by role.
     pub connections: Vec<(Role, u32)>,

@@ -17,6 +17,8 @@ pub struct Inner {
     pub audit: Audit,
     pub pii: crate::pii::Pii,
     pub switchboard: crate::switchboard::Switchboard,
+    /// Cluster mode: this node's candidacy for running the switchboard.
+    pub authority: Option<crate::switchboard::remote::Authority>,
     pub materials: crate::materials::Store,
     /// Unix ms when this node started.
     pub started_at: i64,

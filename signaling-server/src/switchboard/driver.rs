@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::core::availability::Opening;
 use super::core::{Core, CoreSettings, Input, Lookup, Output, Refusal, TicketRequest, refuse};
+use super::lease::Fence;
 use super::outbox::{Delivery, DeliveryStats, LocalDelivery};
 use super::store::{self, Write};
 use super::{Event, Settings, service_day};
@@ -44,6 +45,10 @@ pub struct Driver {
     relays: Vec<Instant>,
     /// `(session, party)` that reported their call setup time (once each).
     setup_reported: HashSet<(Uuid, Uuid)>,
+    /// Cluster mode: the lease this authority writes under.
+    fence: Option<Fence>,
+    /// Set when a write was refused because the lease is no longer ours: the task stops.
+    fenced: std::sync::atomic::AtomicBool,
 }
 
 impl Driver {
@@ -69,6 +74,8 @@ impl Driver {
             metrics: settings.metrics,
             relays: Vec::new(),
             setup_reported: HashSet::new(),
+            fence: settings.fence,
+            fenced: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -91,6 +98,10 @@ impl Driver {
                     self.feed(Input::Tick, now_ms()).await;
                     self.flush().await;
                     self.metrics.switchboard_turn(turn.elapsed());
+                    if self.fenced.load(std::sync::atomic::Ordering::Relaxed) {
+                        self.out.close_all(ByeReason::Shutdown);
+                        break;
+                    }
                     continue;
                 }
             };
@@ -112,6 +123,10 @@ impl Driver {
             }
             self.flush().await;
             self.metrics.switchboard_turn(turn.elapsed());
+            if self.fenced.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::error!("switchboard: the lease is another node's now; this authority stops");
+                stop = true;
+            }
             if stop {
                 self.out.close_all(ByeReason::Shutdown);
                 break;
@@ -126,7 +141,7 @@ impl Driver {
             Ok(names) => self.core.line_names.extend(names),
             Err(e) => tracing::error!(error = %e, "cannot load line names"),
         }
-        match store::close_interrupted_sessions(&self.db, now).await {
+        match store::close_interrupted_sessions(&self.db, self.fence.as_ref(), now).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(sessions = n, "closed calls interrupted by a restart"),
             Err(e) => tracing::error!(error = %e, "cannot close interrupted sessions"),
@@ -372,10 +387,17 @@ impl Driver {
         let mut failed_for: Vec<Uuid> = Vec::new();
         if !writes.is_empty() {
             let all: Vec<Write> = writes.iter().map(|(w, _)| (*w).clone()).collect();
-            if let Err(e) = store::commit(&self.db, &all).await {
+            if let Err(e) = store::commit(&self.db, self.fence.as_ref(), &all).await {
+                if super::lease::is_fenced(&e) {
+                    // Another node runs the switchboard now: nothing of this turn is told.
+                    self.fenced.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
                 tracing::error!(error = %e, writes = all.len(), "group commit failed; writing one by one");
                 for (w, tell) in &writes {
-                    if let Err(e) = store::commit(&self.db, std::slice::from_ref(*w)).await {
+                    if let Err(e) =
+                        store::commit(&self.db, self.fence.as_ref(), std::slice::from_ref(*w)).await
+                    {
                         tracing::error!(error = %e, "switchboard could not persist a state change");
                         failed_for.extend(tell.iter().copied());
                     }
@@ -513,7 +535,12 @@ impl Driver {
             req.recording_consent,
             now,
         );
-        store::insert_ticket(&self.db, &new, &event).await.map_err(internal)?;
+        store::insert_ticket(&self.db, self.fence.as_ref(), &new, &event).await.map_err(|e| {
+            if super::lease::is_fenced(&e) {
+                self.fenced.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            internal(e)
+        })?;
         // Checked in: served ahead of walk-ins from the slot start. Lost a race with another
         // check-in of the same appointment: the ticket stays a walk-in.
         let appointment = match (req.appointment_id, appointment) {

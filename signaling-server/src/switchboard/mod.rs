@@ -7,14 +7,18 @@
 //!   before any message of that tick is sent, delivers, and schedules the next tick;
 //! - [`store`]: SQL (the [`store::Write`]s and the driver's lookups);
 //! - [`outbox`]: per-connection bounded queues behind the `Delivery` trait;
-//! - [`wire`]: mappings between the wire vocabulary, the dispatcher's types and stored strings.
+//! - [`wire`]: mappings between the wire vocabulary, the dispatcher's types and stored strings;
+//! - [`lease`], [`remote`]: cluster mode — one authority at a time runs this task under a fenced
+//!   lease in PostgreSQL, every node's sockets reach it over Redis streams.
 //!
 //! WebSocket connections and REST handlers send it [`Event`]s; being the only owner of this
 //! state it needs no locks, and the order of events is the order of effects.
 
 pub mod core;
 pub mod driver;
+pub mod lease;
 pub mod outbox;
+pub mod remote;
 pub mod store;
 pub mod wire;
 
@@ -100,6 +104,8 @@ pub struct Settings {
     pub max_open_tickets_per_terminal: usize,
     /// Where the driver records decision, relay and turn times and call setup reports.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Cluster mode: the authority's lease; every write checks it (`None`: single node).
+    pub fence: Option<lease::Fence>,
 }
 
 /// Cheap-to-clone handle to the switchboard task.

@@ -7,6 +7,7 @@ use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
+use super::lease::Fence;
 use crate::db::{Db, new_id};
 
 pub struct NewTicket<'a> {
@@ -41,8 +42,16 @@ pub async fn next_ticket_seq(db: &Db, point: Uuid, day: &str) -> Result<i64, sql
 }
 
 /// Stores a new ticket and its `ticket_taken` event in one transaction.
-pub async fn insert_ticket(db: &Db, t: &NewTicket<'_>, event: &Write) -> Result<(), sqlx::Error> {
+pub async fn insert_ticket(
+    db: &Db,
+    fence: Option<&Fence>,
+    t: &NewTicket<'_>,
+    event: &Write,
+) -> Result<(), sqlx::Error> {
     let mut tx = db.pool.begin().await?;
+    if let Some(f) = fence {
+        super::lease::check(&mut tx, f).await?;
+    }
     sqlx::query(
         "INSERT INTO tickets (id, number, service_day, point_id, terminal_id, item_id, line_id, priority, request_id, \
          resident_name_enc, resident_name_masked, id_number_enc, id_number_hash, id_number_masked, status, created_at, \
@@ -139,9 +148,12 @@ pub enum Write {
     },
 }
 
-/// Writes `writes` in one transaction.
-pub async fn commit(db: &Db, writes: &[Write]) -> Result<(), sqlx::Error> {
+/// Writes `writes` in one transaction; in cluster mode only while the lease carries `fence`.
+pub async fn commit(db: &Db, fence: Option<&Fence>, writes: &[Write]) -> Result<(), sqlx::Error> {
     let mut tx = db.pool.begin().await?;
+    if let Some(f) = fence {
+        super::lease::check(&mut tx, f).await?;
+    }
     for w in writes {
         apply(&mut tx, w).await?;
     }
@@ -468,16 +480,26 @@ pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
 }
 
 /// Sessions a previous run left open are closed as interrupted by the restart.
-pub async fn close_interrupted_sessions(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+pub async fn close_interrupted_sessions(
+    db: &Db,
+    fence: Option<&Fence>,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    if let Some(f) = fence {
+        super::lease::check(&mut tx, f).await?;
+    }
+    let n = sqlx::query(
         "UPDATE call_sessions SET status = 'closed', ended_at = COALESCE(ended_at, $1), \
          end_reason = COALESCE(end_reason, 'server_restart'), wrapped_at = COALESCE(wrapped_at, $1) \
          WHERE status IN ('active', 'held', 'ended')",
     )
     .bind(now)
-    .execute(&db.pool)
+    .execute(&mut *tx)
     .await?
-    .rows_affected())
+    .rows_affected();
+    tx.commit().await?;
+    Ok(n)
 }
 
 /// A booked appointment that may be checked in now with a ticket for `item` at `point`: booked

@@ -266,3 +266,118 @@ async fn without_redis_a_node_says_so_and_sign_in_still_works_and_is_still_limit
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("Redis")), "{body}");
 }
+
+/// #12 item 2: a terminal on one node and an operator on another are in one queue and one
+/// call: the ticket rings the operator, the call starts on both sides, signaling is relayed
+/// across nodes, and REST on either node sees the switchboard's live session.
+#[tokio::test]
+async fn a_terminal_on_one_node_and_an_operator_on_another_share_one_switchboard() {
+    use shared::protocol::{ClientMsg, Party, ServerMsg, Signal};
+    use shared::validate::Sdp;
+    let prefix = prefix();
+    let (a, b) = two_nodes(&prefix).await;
+    let (_, device) = b.enroll_terminal(0).await;
+    let (mut op, _) = crate::ws_client::available_operator(&b, "operator1").await;
+    let (mut term, _) = crate::ws_client::WsClient::connect(&a, &device).await;
+    let item = crate::ws_client::item_id(&a, &device, "SB-003").await;
+    term.send(&crate::ws_client::take_ticket(item)).await;
+    term.expect("ticket issued", |m| matches!(m, ServerMsg::TicketIssued { .. }).then_some(())).await;
+    let session = crate::ws_client::answer_ringing(&mut op, &mut term).await;
+
+    let sdp = Sdp::try_from("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n".to_owned()).expect("sdp");
+    term.send(&ClientMsg::Signal {
+        session_id: session,
+        signal: Signal::Offer { sdp: sdp.clone(), ice_restart: false },
+    })
+    .await;
+    let got = op
+        .expect("the offer, relayed from node a to node b", |m| match m {
+            ServerMsg::Signal { from, signal: Signal::Offer { sdp, .. }, .. } => Some((*from, sdp.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got, (Party::Terminal, sdp.clone()));
+    op.send(&ClientMsg::Signal { session_id: session, signal: Signal::Answer { sdp } }).await;
+    term.expect("the answer, relayed back", |m| {
+        matches!(m, ServerMsg::Signal { from: Party::Operator, signal: Signal::Answer { .. }, .. })
+            .then_some(())
+    })
+    .await;
+
+    // The live session as REST sees it, on either node: the switchboard's answer.
+    let sup = a.login("supervisor").await;
+    for node in [&a, &b] {
+        let (s, body) = node.get(&format!("/api/v1/sessions/{session}/materials"), Some(&sup)).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    let (s, metrics) = b.get("/readyz", None).await;
+    assert_eq!(s, StatusCode::OK, "node b reaches the switchboard on node a: {metrics}");
+
+    op.send(&ClientMsg::EndCall { session_id: session }).await;
+    term.expect("the call ends on node a", |m| matches!(m, ServerMsg::SessionEnded { .. }).then_some(()))
+        .await;
+}
+
+/// #12 item 2: when the node running the switchboard stops, another takes over at once (the
+/// lease is released); the clients of the remaining node are told `bye` (`shutdown`),
+/// reconnect and resume; a waiting ticket keeps its place and is served.
+#[tokio::test]
+async fn when_the_authority_stops_another_node_takes_over_and_the_queue_survives() {
+    use shared::protocol::{ByeReason, ServerMsg};
+    let prefix = prefix();
+    let (a, b) = two_nodes(&prefix).await;
+    let (_, device) = b.enroll_terminal(0).await;
+    let (mut term, _) = crate::ws_client::WsClient::connect(&b, &device).await;
+    let item = crate::ws_client::item_id(&b, &device, "SB-003").await;
+    term.send(&crate::ws_client::take_ticket(item)).await;
+    let ticket = term
+        .expect("ticket issued", |m| match m {
+            ServerMsg::TicketIssued { ticket, .. } => Some(ticket.ticket_id),
+            _ => None,
+        })
+        .await;
+
+    // Node a (the authority: it started first) stops.
+    a.stop().await;
+    assert_eq!(term.expect_closed().await, Some(ByeReason::Shutdown), "told to reconnect");
+    let (mut term, welcome) = crate::ws_client::WsClient::connect(&b, &device).await;
+    assert!(matches!(welcome, ServerMsg::Welcome { resumed: true, .. }), "resumed: {welcome:?}");
+    term.expect("its ticket still waits", |m| match m {
+        ServerMsg::QueuePosition { ticket_id, .. } if *ticket_id == ticket => Some(()),
+        _ => None,
+    })
+    .await;
+    let (mut op, _) = crate::ws_client::available_operator(&b, "operator1").await;
+    let rung = op
+        .expect("the ticket rings an operator", |m| match m {
+            ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
+            _ => None,
+        })
+        .await;
+    assert_eq!(rung, ticket);
+}
+
+/// #12 item 2: the lease's fencing token. A node whose lease expired and was taken over cannot
+/// write, even though it does not know yet: the switchboard's group commit is refused.
+#[tokio::test]
+async fn a_node_that_lost_the_lease_cannot_write() {
+    use signaling_server::switchboard::{lease, store};
+    let db_url = fresh_pg_url().await;
+    let db = signaling_server::db::Db::connect(&db_url).await.expect("db");
+    let old = lease::try_acquire(&db, "node-x").await.expect("acquire").expect("free lease");
+    assert_eq!(lease::try_acquire(&db, "node-y").await.expect("acquire"), None, "held by node-x");
+    let write = store::Write::SessionStatus { session: uuid::Uuid::new_v4(), status: "held" };
+    store::commit(&db, Some(&old), std::slice::from_ref(&write)).await.expect("the holder writes");
+
+    // node-x stalls past its lease; node-y takes over with the next epoch.
+    sqlx::query("UPDATE switchboard_lease SET expires_at = 0").execute(&db.pool).await.expect("expire");
+    let new = lease::try_acquire(&db, "node-y").await.expect("acquire").expect("expired lease");
+    assert_eq!(new.epoch, old.epoch + 1);
+    let e = store::commit(&db, Some(&old), std::slice::from_ref(&write)).await.expect_err("fenced");
+    assert!(lease::is_fenced(&e), "{e}");
+    assert!(!lease::renew(&db, &old).await.expect("renew"), "the old holder cannot renew");
+    store::commit(&db, Some(&new), std::slice::from_ref(&write)).await.expect("the new holder writes");
+    lease::release(&db, &new).await.expect("release");
+    let third = lease::try_acquire(&db, "node-z").await.expect("acquire").expect("released lease");
+    assert_eq!(third.epoch, new.epoch + 1);
+}

@@ -16,7 +16,7 @@ use crate::calendar::{self, Calendar};
 use crate::dispatch::{self, LineId, TicketId};
 
 /// Whether a point takes tickets at a moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Opening {
     Open,
     /// Closed; opens next at this time (Unix ms) when known.

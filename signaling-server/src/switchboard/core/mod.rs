@@ -33,7 +33,7 @@ use super::store::Write;
 use crate::dispatch::{self, Action, Dispatcher};
 
 /// Who is on a connection, as authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartyInfo {
     pub id: Uuid,
     pub role: Role,
@@ -201,7 +201,7 @@ pub(crate) struct TicketRt {
 }
 
 /// The state of a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum SessState {
     Active,
     Held,
@@ -255,7 +255,7 @@ impl SessionRt {
 }
 
 /// A live session as the REST handlers see it (the switchboard's answer, not the database's).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionInfo {
     pub session_id: Uuid,
     pub ticket_id: Uuid,
