@@ -141,14 +141,25 @@ impl Driver {
             Ok(names) => self.core.line_names.extend(names),
             Err(e) => tracing::error!(error = %e, "cannot load line names"),
         }
-        match store::close_interrupted_sessions(&self.db, self.fence.as_ref(), now).await {
+        // A cluster's new authority carries on the calls in progress (media flows peer to peer
+        // meanwhile; the parties reconnect and resume); a restarted single node closes them.
+        let keep_live = self.fence.is_some();
+        match store::close_interrupted_sessions(&self.db, self.fence.as_ref(), now, keep_live).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(sessions = n, "closed calls interrupted by a restart"),
             Err(e) => tracing::error!(error = %e, "cannot close interrupted sessions"),
         }
+        let live = if keep_live {
+            store::live_sessions(&self.db).await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot load the calls in progress");
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
         match store::open_tickets(&self.db).await {
             Ok(open) => {
-                let outs = self.core.recover(open, &service_day(now), now);
+                let outs = self.core.recover(open, live, &service_day(now), now);
                 let outs: Vec<Output> = outs.into_iter().map(|o| self.seal(o)).collect();
                 self.pending.extend(outs);
                 self.flush().await;

@@ -479,27 +479,71 @@ pub async fn open_tickets(db: &Db) -> Result<Vec<OpenTicket>, sqlx::Error> {
         .collect()
 }
 
-/// Sessions a previous run left open are closed as interrupted by the restart.
+/// Sessions a previous run left open are closed as interrupted by the restart. With
+/// `keep_live` (a cluster's new authority) calls in progress are left to [`live_sessions`] and
+/// only those waiting for their wrap-up are closed.
 pub async fn close_interrupted_sessions(
     db: &Db,
     fence: Option<&Fence>,
     now: i64,
+    keep_live: bool,
 ) -> Result<u64, sqlx::Error> {
     let mut tx = db.pool.begin().await?;
     if let Some(f) = fence {
         super::lease::check(&mut tx, f).await?;
     }
-    let n = sqlx::query(
+    let sql = if keep_live {
         "UPDATE call_sessions SET status = 'closed', ended_at = COALESCE(ended_at, $1), \
          end_reason = COALESCE(end_reason, 'server_restart'), wrapped_at = COALESCE(wrapped_at, $1) \
-         WHERE status IN ('active', 'held', 'ended')",
-    )
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+         WHERE status = 'ended'"
+    } else {
+        "UPDATE call_sessions SET status = 'closed', ended_at = COALESCE(ended_at, $1), \
+         end_reason = COALESCE(end_reason, 'server_restart'), wrapped_at = COALESCE(wrapped_at, $1) \
+         WHERE status IN ('active', 'held', 'ended')"
+    };
+    let n = sqlx::query(sql).bind(now).execute(&mut *tx).await?.rows_affected();
     tx.commit().await?;
     Ok(n)
+}
+
+/// A call in progress when the previous authority stopped (cluster mode), with what the new
+/// one needs to carry it on: its operator's name, skills and center.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    pub session: Uuid,
+    pub ticket: Uuid,
+    pub operator: Uuid,
+    pub operator_name: String,
+    pub terminal: Uuid,
+    pub held: bool,
+    pub skills: Vec<Uuid>,
+    pub center: Option<Uuid>,
+}
+
+/// Calls left `active` or `held`, oldest first.
+pub async fn live_sessions(db: &Db) -> Result<Vec<LiveSession>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT s.id, s.ticket_id, s.operator_id, s.terminal_id, s.status, u.display_name FROM call_sessions s \
+         JOIN users u ON u.id = s.operator_id WHERE s.status IN ('active', 'held') ORDER BY s.started_at",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id = |c: &str| -> Result<Uuid, sqlx::Error> { crate::db::parse_id(&r.try_get::<String, _>(c)?) };
+        let operator = id("operator_id")?;
+        out.push(LiveSession {
+            session: id("id")?,
+            ticket: id("ticket_id")?,
+            operator,
+            operator_name: r.try_get("display_name")?,
+            terminal: id("terminal_id")?,
+            held: r.try_get::<String, _>("status")? == "held",
+            skills: skills(db, operator).await?,
+            center: operator_center(db, operator).await?,
+        });
+    }
+    Ok(out)
 }
 
 /// A booked appointment that may be checked in now with a ticket for `item` at `point`: booked

@@ -381,3 +381,69 @@ async fn a_node_that_lost_the_lease_cannot_write() {
     let third = lease::try_acquire(&db, "node-z").await.expect("acquire").expect("released lease");
     assert_eq!(third.epoch, new.epoch + 1);
 }
+
+/// #12 item 2: a call in progress survives a change of authority. Its parties are told to
+/// reconnect, resume into the same session (the terminal is still in its call, the operator
+/// still in the call), signaling goes on, and the call ends normally.
+#[tokio::test]
+async fn a_call_in_progress_goes_on_after_the_authority_changes() {
+    use shared::protocol::{ByeReason, ClientMsg, OperatorStateView, Party, ServerMsg, Signal};
+    use shared::validate::Sdp;
+    let prefix = prefix();
+    let (a, b) = two_nodes(&prefix).await;
+    let (_, device) = b.enroll_terminal(0).await;
+    let login = b.login_full("operator1").await;
+    let op_token = login["access_token"].as_str().expect("token").to_owned();
+    let (mut op, _) = crate::ws_client::available_operator(&b, "operator1").await;
+    let (mut term, _) = crate::ws_client::WsClient::connect(&b, &device).await;
+    let item = crate::ws_client::item_id(&b, &device, "SB-003").await;
+    term.send(&crate::ws_client::take_ticket(item)).await;
+    let session = crate::ws_client::answer_ringing(&mut op, &mut term).await;
+
+    a.stop().await;
+    assert_eq!(term.expect_closed().await, Some(ByeReason::Shutdown));
+    assert_eq!(op.expect_closed().await, Some(ByeReason::Shutdown));
+
+    let (mut op, welcome) = crate::ws_client::WsClient::connect(&b, &op_token).await;
+    assert!(matches!(welcome, ServerMsg::Welcome { resumed: true, .. }), "{welcome:?}");
+    op.expect("still in the call", |m| {
+        matches!(m, ServerMsg::OperatorStatus { state: OperatorStateView::InCall }).then_some(())
+    })
+    .await;
+    let again = op
+        .expect("the same session again", |m| match m {
+            ServerMsg::SessionStarted { session } => Some(session.session_id),
+            _ => None,
+        })
+        .await;
+    assert_eq!(again, session);
+    let (mut term, welcome) = crate::ws_client::WsClient::connect(&b, &device).await;
+    assert!(matches!(welcome, ServerMsg::Welcome { resumed: true, .. }), "{welcome:?}");
+    let again = term
+        .expect("the terminal resumes its call", |m| match m {
+            ServerMsg::SessionStarted { session } => Some(session.session_id),
+            _ => None,
+        })
+        .await;
+    assert_eq!(again, session);
+    op.expect("the resident is back", |m| matches!(m, ServerMsg::PeerReconnected { .. }).then_some(())).await;
+
+    // An ICE restart offer goes through the new authority.
+    let sdp = Sdp::try_from("v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n".to_owned()).expect("sdp");
+    op.send(&ClientMsg::Signal { session_id: session, signal: Signal::Offer { sdp, ice_restart: true } })
+        .await;
+    term.expect("the offer", |m| {
+        matches!(m, ServerMsg::Signal { from: Party::Operator, signal: Signal::Offer { .. }, .. })
+            .then_some(())
+    })
+    .await;
+    op.send(&ClientMsg::EndCall { session_id: session }).await;
+    term.expect("the call ends normally", |m| matches!(m, ServerMsg::SessionEnded { .. }).then_some(()))
+        .await;
+    let reason: Option<String> = sqlx::query_scalar("SELECT end_reason FROM call_sessions WHERE id = $1")
+        .bind(session.to_string())
+        .fetch_one(&b.state.db.pool)
+        .await
+        .expect("session row");
+    assert_ne!(reason.as_deref(), Some("server_restart"), "not closed by the hand-over");
+}

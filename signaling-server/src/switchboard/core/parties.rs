@@ -4,17 +4,53 @@
 use shared::protocol::{OperatorStateView, Party, Role, ServerMsg, SessionEndReason, TicketCloseReason};
 use uuid::Uuid;
 
-use super::{Core, Output, PartyInfo, PartyRt, Refusal, SessState, TicketRt};
+use std::collections::HashMap;
+
+use super::{Core, Output, PartyInfo, PartyRt, Refusal, SessState, SessionRt, TicketRt};
 use crate::dispatch::{CenterId, LineId, Millis, OperatorId, TicketId};
-use crate::switchboard::store::{OpenTicket, Write};
+use crate::switchboard::store::{LiveSession, OpenTicket, Write};
 use crate::switchboard::wire::{op_view, to_dispatch_priority};
 
 impl Core {
     /// After a restart: today's open tickets wait again at their places (calls that were live
     /// are closed as interrupted and their residents go back to the head of the queue); each
     /// terminal has the usual window to reconnect. Older tickets are abandoned.
-    pub fn recover(&mut self, open: Vec<OpenTicket>, today: &str, now: i64) -> Vec<Output> {
+    ///
+    /// `live` are calls in progress that a cluster's new authority carries on (a single node
+    /// passes none): each goes on with its operator in the call, both parties with the usual
+    /// window to reconnect. They are taken first, so that a waiting ticket is not offered to
+    /// their operators. A live call that cannot be carried on is closed as interrupted.
+    pub fn recover(
+        &mut self,
+        open: Vec<OpenTicket>,
+        live: Vec<LiveSession>,
+        today: &str,
+        now: i64,
+    ) -> Vec<Output> {
         let mut recovered = 0;
+        let mut live: HashMap<Uuid, LiveSession> = live.into_iter().map(|s| (s.ticket, s)).collect();
+        let (mut open, rest): (Vec<OpenTicket>, Vec<OpenTicket>) = open.into_iter().partition(|t| {
+            t.status == "in_call" && t.service_day == today && live.contains_key(&t.view.ticket_id)
+        });
+        let mut carried = 0;
+        for t in std::mem::take(&mut open) {
+            let Some(s) = live.remove(&t.view.ticket_id) else { continue };
+            if self.carry_on(&t, &s, now) {
+                carried += 1;
+            } else {
+                self.close_interrupted(s.session, now);
+                open.push(t);
+            }
+        }
+        for s in live.into_values() {
+            // Its ticket is not open (or not today's): nothing to carry on.
+            self.close_interrupted(s.session, now);
+        }
+        if carried > 0 {
+            tracing::info!(calls = carried, "carried on the calls in progress");
+            self.board_dirty = true;
+        }
+        open.extend(rest);
         for t in open {
             let id = t.view.ticket_id;
             if t.service_day != today {
@@ -88,6 +124,99 @@ impl Core {
             self.board_dirty = true;
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// A call in progress taken over from a previous authority: the ticket is its operator's
+    /// (the dispatcher assigns it again), the session is live, both parties may reconnect.
+    fn carry_on(&mut self, t: &OpenTicket, s: &LiveSession, now: i64) -> bool {
+        let id = t.view.ticket_id;
+        let line = t.view.line_id;
+        let op = OperatorId(s.operator);
+        let lines: Vec<LineId> = s.skills.iter().copied().map(LineId).collect();
+        let d = &mut self.dispatcher;
+        let taken = d
+            .enqueue_in(
+                TicketId(id),
+                LineId(line),
+                to_dispatch_priority(t.view.priority),
+                t.center.map(CenterId),
+                Millis(now),
+            )
+            .and_then(|_| d.operator_online_in(op, &lines, s.center.map(CenterId), Millis(now)))
+            .and_then(|_| {
+                d.accept(op, TicketId(id), Millis(now)).or_else(|_| d.pick(op, TicketId(id), Millis(now)))
+            });
+        if let Err(e) = taken {
+            tracing::warn!(error = %e, "a call in progress cannot be carried on");
+            let _ = d.cancel(TicketId(id), Millis(now));
+            let _ = d.operator_offline(op, Millis(now));
+            return false;
+        }
+        self.line_names.entry(line).or_insert_with(|| t.view.line_name.clone());
+        self.operator_names.insert(s.operator, s.operator_name.clone());
+        self.tickets.insert(
+            id,
+            TicketRt {
+                view: t.view.clone(),
+                terminal: t.terminal,
+                created_at: t.created_at,
+                queued_since: t.created_at,
+                session: Some(s.session),
+                previous_session: None,
+                transfer: None,
+                recording: t.recording,
+                last_position: None,
+            },
+        );
+        self.sessions.insert(
+            s.session,
+            SessionRt {
+                ticket: id,
+                operator: s.operator,
+                operator_name: s.operator_name.clone(),
+                terminal: t.terminal,
+                state: if s.held { SessState::Held } else { SessState::Active },
+                guests: Vec::new(),
+                invited: Vec::new(),
+            },
+        );
+        self.parties.insert(
+            s.operator,
+            PartyRt {
+                info: PartyInfo {
+                    id: s.operator,
+                    role: Role::Operator,
+                    point_id: None,
+                    name: s.operator_name.clone(),
+                },
+                conn: None,
+                skills: s.skills.clone(),
+                center: s.center,
+                dispatched: true,
+            },
+        );
+        self.parties.entry(t.terminal).or_insert_with(|| PartyRt {
+            info: PartyInfo { id: t.terminal, role: Role::Terminal, point_id: None, name: String::new() },
+            conn: None,
+            skills: Vec::new(),
+            center: None,
+            dispatched: false,
+        });
+        let until = now + self.settings.resume_window_ms;
+        self.grace.insert(s.operator, until);
+        self.grace.insert(t.terminal, until);
+        self.log_event(id, Some(s.session), "session_carried_on", serde_json::json!({}), now);
+        true
+    }
+
+    /// A call in progress that cannot go on: recorded as ended by the interruption (its ticket
+    /// is re-queued as after a restart).
+    fn close_interrupted(&mut self, session: Uuid, now: i64) {
+        self.persist(
+            Write::EndSession { session, reason: "server_restart", at: now, transfer_note: None },
+            Vec::new(),
+        );
+        self.persist(Write::WrapUp { session, outcome: None, notes: None, at: now }, Vec::new());
     }
 
     pub(super) fn connect(
