@@ -64,7 +64,8 @@ pub struct CallSettings {
     pub display: DisplayConfig,
     /// Where a call the resident agreed to record is written (the upload spool) and where the
     /// finished file is handed over for upload: `(session, path)`.
-    pub recordings: Option<(crate::spool::Spool, mpsc::UnboundedSender<(uuid::Uuid, crate::recording::Finished)>)>,
+    pub recordings:
+        Option<(crate::spool::Spool, mpsc::UnboundedSender<(uuid::Uuid, crate::recording::Finished)>)>,
 }
 
 /// Per-remote-track counters.

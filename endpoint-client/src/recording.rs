@@ -307,7 +307,8 @@ mod tests {
         crate::media::init().expect("gst");
         let dir = tempfile::tempdir().expect("dir");
         let ext = if codec == VideoCodec::Vp8 { "webm" } else { "mkv" };
-        let (part1, part2) = (dir.path().join(format!("call-1.{ext}")), dir.path().join(format!("call-2.{ext}")));
+        let (part1, part2) =
+            (dir.path().join(format!("call-1.{ext}")), dir.path().join(format!("call-2.{ext}")));
         let rec = CallRecording::start([&part1, &part2], codec).expect("start");
         let (venc, vpay) = match codec {
             VideoCodec::Vp8 => ("vp8enc deadline=1 keyframe-max-dist=15", "rtpvp8pay"),
@@ -367,7 +368,12 @@ mod tests {
         for (i, p) in parts.iter().enumerate() {
             let video = p.streams.iter().filter(|(n, c)| n == "video/x-raw" && *c > 10).count();
             let audio = p.streams.iter().filter(|(n, c)| n == "audio/x-raw" && *c > 10).count();
-            assert_eq!((video, audio, p.streams.len()), (1, 1, 2), "part {}: one camera and one voice: {p:?}", i + 1);
+            assert_eq!(
+                (video, audio, p.streams.len()),
+                (1, 1, 2),
+                "part {}: one camera and one voice: {p:?}",
+                i + 1
+            );
             let pd = p.duration.expect("duration");
             assert!(pd.abs_diff(d) <= Duration::from_millis(700), "part {}: {pd:?} vs reported {d:?}", i + 1);
         }

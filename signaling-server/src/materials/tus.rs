@@ -295,8 +295,9 @@ pub async fn options(State(state): State<AppState>) -> Response {
 }
 
 /// tus creation: `Upload-Length` and `Upload-Metadata` (`filename`, `session_id`, `sha256`,
-/// optional `material_slot`). Only the two parties of a live session may upload: the terminal
-/// (scans) and the operator (forms to print).
+/// optional `material_slot`; for a call recording `recording` = `1`, `recording_part` = `1`/`2`
+/// and `duration_ms`). Only the two parties of a live session may upload: the terminal
+/// (scans) and the operator (forms to print); a recording only the call's terminal, after it.
 #[utoipa::path(post, path = "/api/v1/uploads", tag = "materials",
     params(TusResumable,
         ("Upload-Length" = u64, Header, minimum = 1, description = "Bytes of the file, at most the configured `Tus-Max-Size`"),
@@ -1067,7 +1068,9 @@ fn recording_meta(
 ) -> ApiResult<(i32, Option<i64>)> {
     let (part, duration) = (meta.get("recording_part"), meta.get("duration_ms"));
     if !recording && (part.is_some() || duration.is_some()) {
-        return Err(ApiError::validation("只有录像有分段和时长 (recording_part/duration_ms: recordings only)"));
+        return Err(ApiError::validation(
+            "只有录像有分段和时长 (recording_part/duration_ms: recordings only)",
+        ));
     }
     let part = match part.map(String::as_str) {
         None | Some("1") => 1,

@@ -242,8 +242,14 @@ async fn a_recording_in_two_parts_is_listed_once_with_its_duration_and_both_part
     assert_eq!(r["duration_ms"], 3210);
     let parts = r["parts"].as_array().expect("parts");
     assert_eq!(parts.len(), 2, "{r}");
-    assert_eq!((parts[0]["part"].as_u64(), parts[0]["material_id"].as_str()), (Some(1), Some(first.as_str())));
-    assert_eq!((parts[1]["part"].as_u64(), parts[1]["material_id"].as_str()), (Some(2), Some(second.as_str())));
+    assert_eq!(
+        (parts[0]["part"].as_u64(), parts[0]["material_id"].as_str()),
+        (Some(1), Some(first.as_str()))
+    );
+    assert_eq!(
+        (parts[1]["part"].as_u64(), parts[1]["material_id"].as_str()),
+        (Some(2), Some(second.as_str()))
+    );
     assert_eq!((parts[0]["size"].as_u64(), parts[1]["size"].as_u64()), (Some(120_000), Some(90_000)));
     assert!(parts.iter().all(|p| p["purged"] == false && p["content_type"] == "video/webm"), "{r}");
 
@@ -256,9 +262,36 @@ async fn a_recording_in_two_parts_is_listed_once_with_its_duration_and_both_part
     }
     let (_, page) = app.get("/api/v1/audit?limit=100&action=recording.play", Some(&admin)).await;
     let entries = page["entries"].as_array().expect("entries");
+    // The OpenAPI document describes the parts and the duration.
+    let (_, doc) = app.get("/api/openapi.json", None).await;
+    let view = &doc["components"]["schemas"]["RecordingView"]["properties"];
+    assert!(view["parts"].is_object() && view["duration_ms"].is_object(), "{view}");
+    assert!(doc["components"]["schemas"]["RecordingPart"]["properties"]["part"].is_object());
     for m in [&first, &second] {
-        assert!(entries.iter().any(|e| e["target_id"] == m.as_str() && e["actor_name"].is_string()), "{m}: {page}");
+        assert!(
+            entries.iter().any(|e| e["target_id"] == m.as_str() && e["actor_name"].is_string()),
+            "{m}: {page}"
+        );
     }
+
+    // The retention rule deletes every part.
+    sqlx::query("UPDATE call_sessions SET status = 'closed', ended_at = $1 WHERE id = $2")
+        .bind(signaling_server::db::now_ms() - 200 * 86_400_000)
+        .bind(&c.session_id)
+        .execute(&app.state.db.pool)
+        .await
+        .expect("long ago");
+    let (s, r) = app.post("/api/v1/admin/materials/purge", Some(&admin), serde_json::json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["purged"], 2, "{r}");
+    for m in [&first, &second] {
+        assert_eq!(content(&app, &supervisor, m).await.0, StatusCode::GONE);
+    }
+    let (_, list) = app.get("/api/v1/recordings", Some(&supervisor)).await;
+    let r =
+        list.as_array().expect("list").iter().find(|r| r["material_id"] == first.as_str()).expect("listed");
+    assert_eq!(r["purged"], true);
+    assert!(r["parts"].as_array().expect("parts").iter().all(|p| p["purged"] == true), "{r}");
 }
 
 /// A recording stored before parts existed (one file, four tracks, no duration) still lists
@@ -281,7 +314,12 @@ async fn an_older_single_file_recording_lists_with_one_part() {
     let supervisor = app.login("supervisor").await;
     let (s, list) = app.get("/api/v1/recordings", Some(&supervisor)).await;
     assert_eq!(s, StatusCode::OK);
-    let r = list.as_array().expect("list").iter().find(|r| r["material_id"] == material.as_str()).expect("listed");
+    let r = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|r| r["material_id"] == material.as_str())
+        .expect("listed");
     assert!(r.get("duration_ms").is_none(), "{r}");
     let parts = r["parts"].as_array().expect("parts");
     assert_eq!(parts.len(), 1);
