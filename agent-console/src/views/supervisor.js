@@ -209,7 +209,7 @@ export function supervisorView(ctx, main) {
           { preload: 'auto', playsInline: true, src: urls[i], dataset: { part: String(p.part) } }));
         v.addEventListener('emptied', () => URL.revokeObjectURL(urls[i]), { once: true });
         return h('figure.recording-side', null, v, h('figcaption', null, label(p.part)));
-      }).map((/** @type {HTMLElement} */ f) => f);
+      });
       const vs = /** @type {HTMLVideoElement[]} */ (videos.map((/** @type {HTMLElement} */ f) => f.querySelector('video')));
       const [lead, ...rest] = vs;
       const known = r.duration_ms ? r.duration_ms / 1000 : NaN;
