@@ -27,6 +27,7 @@ const EN = {
   '不选任何街道即全区可办；选中后只有这些街道的服务点一体机可以看到并办理该事项。': 'No street: offered everywhere; otherwise only the kiosks of these streets list and take it.',
   '通话录像': 'Call recordings', '居民同意后录制，仅值班主管可以查看，每次播放均记入审计日志': 'Recorded with the resident\'s consent; only supervisors see them; every playback is audited',
   '已按保存期限删除': 'Deleted under the retention rule', '播放': 'Play', '暂无录像': 'No recordings', '正在播放': 'Playing',
+  '暂停': 'Pause', '进度': 'Position', '居民（服务点一体机）': 'Resident (terminal)',
   '● 录音录像中（居民已同意）': '● Recording (the resident agreed)',
   '搜索': 'Search', '分页': 'Pages', '上一页': 'Previous', '下一页': 'Next', '第': 'Page', '页': '', '共': 'Total',
   '全部街道': 'All streets', '有告警': 'With alarms', '告警终端': 'Terminals in alarm',

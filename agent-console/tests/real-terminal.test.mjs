@@ -604,7 +604,7 @@ describe('a call with the real terminal', () => {
     await op.context().close();
   });
 
-  test('recording with consent: a refusing resident leaves no recording; an agreeing one\'s call is one file a supervisor plays, audited', async () => {
+  test('recording with consent: a refusing resident leaves no recording; an agreeing one\'s call is two parts (one per camera) a supervisor plays side by side, audited', async () => {
     const op = await consoleAs('operator1');
     await makeAvailable(op);
     const login = await rest('/api/v1/auth/login', { username: 'operator1', password: PASSWORD });
@@ -637,38 +637,59 @@ describe('a call with the real terminal', () => {
 
     const refused = await call(false);
     const agreed = await call(true);
-    const rec = await until('the recording stored', async () => (await recordings()).find((r) => r.session_id === agreed));
+    const rec = await until('both parts of the recording stored', async () => (await recordings()).find((r) => r.session_id === agreed && r.parts?.length === 2));
     assert.ok(!(await recordings()).some((r) => r.session_id === refused), 'a refusing resident leaves no recording');
     assert.equal((await recordings()).length, before + 1);
     assert.equal(rec.content_type, 'video/webm');
+    assert.deepEqual(rec.parts.map((/** @type {any} */ p) => p.part), [1, 2]);
+    assert.equal(rec.parts[0].material_id, rec.material_id);
+    assert.ok(rec.duration_ms >= 2000 && rec.duration_ms < 120_000, `the terminal's duration: ${rec.duration_ms} ms`);
 
-    // The operator cannot fetch it; the supervisor's file decodes with both sides.
-    const denied = await fetch(`${base}/api/v1/materials/${rec.material_id}/content`, { headers: { authorization: `Bearer ${login.access_token}` } });
-    assert.equal(denied.status, 403);
-    const file = await fetch(`${base}/api/v1/materials/${rec.material_id}/content`, { headers: { authorization: `Bearer ${sup.access_token}` } });
-    assert.equal(file.status, 200);
-    const path = join(dir, 'recording.webm');
-    writeFileSync(path, Buffer.from(await file.arrayBuffer()));
-    const probe = spawnSync(join(target, 'debug', 'endpoint-client'), ['probe-recording', path], { encoding: 'utf8' });
-    assert.equal(probe.status, 0, probe.stderr);
-    const p = JSON.parse(probe.stdout);
-    assert.ok(p.duration_ms >= 2000, `duration ${p.duration_ms} ms`);
-    const kinds = (/** @type {string} */ c) => p.streams.filter((/** @type {any} */ s) => s.caps === c && s.decoded > 10).length;
-    assert.equal(kinds('video/x-raw'), 2, `both cameras: ${probe.stdout}`);
-    assert.equal(kinds('audio/x-raw'), 2, `both voices: ${probe.stdout}`);
+    // The operator cannot fetch either part; the supervisor's parts decode, one side each, as
+    // long as the terminal said.
+    for (const part of rec.parts) {
+      const denied = await fetch(`${base}/api/v1/materials/${part.material_id}/content`, { headers: { authorization: `Bearer ${login.access_token}` } });
+      assert.equal(denied.status, 403);
+      const file = await fetch(`${base}/api/v1/materials/${part.material_id}/content`, { headers: { authorization: `Bearer ${sup.access_token}` } });
+      assert.equal(file.status, 200);
+      const path = join(dir, `recording-${part.part}.webm`);
+      writeFileSync(path, Buffer.from(await file.arrayBuffer()));
+      const probe = spawnSync(join(target, 'debug', 'endpoint-client'), ['probe-recording', path], { encoding: 'utf8' });
+      assert.equal(probe.status, 0, probe.stderr);
+      const p = JSON.parse(probe.stdout);
+      assert.ok(Math.abs(p.duration_ms - rec.duration_ms) < 1500, `part ${part.part}: ${p.duration_ms} ms, reported ${rec.duration_ms} ms`);
+      const kinds = (/** @type {string} */ c) => p.streams.filter((/** @type {any} */ s) => s.caps === c && s.decoded > 10).length;
+      assert.equal(kinds('video/x-raw'), 1, `part ${part.part}: one camera: ${probe.stdout}`);
+      assert.equal(kinds('audio/x-raw'), 1, `part ${part.part}: one voice: ${probe.stdout}`);
+    }
 
-    // Played in the supervisor's console, and the playback is in the audit log.
+    // Played in the supervisor's console: both cameras side by side under one control bar, and
+    // each part's playback is in the audit log.
     const page = await consoleAs('supervisor', { width: 1366, height: 900 });
     await page.waitForSelector(`#recording-list .play-recording[data-material="${rec.material_id}"]`);
+    assert.match(await page.textContent(`#recording-list li:has(.play-recording[data-material="${rec.material_id}"]) .recording-meta`) || '', /时长 \d+秒/);
     await page.click(`#recording-list .play-recording[data-material="${rec.material_id}"]`);
-    await page.waitForFunction(() => {
-      const v = /** @type {HTMLVideoElement | null} */ (document.querySelector('#recording-video'));
-      return v && v.readyState >= 2 && v.videoWidth > 0 && v.duration > 1;
+    await page.waitForFunction(() => [...document.querySelectorAll('#recording-player video')].length === 2
+      && [...document.querySelectorAll('#recording-player video')].every((v) => /** @type {HTMLVideoElement} */ (v).readyState >= 2), null, { timeout: 30_000 });
+    await page.click('#recording-toggle');
+    const played = await page.waitForFunction(() => {
+      const vs = /** @type {HTMLVideoElement[]} */ ([...document.querySelectorAll('#recording-player video')]);
+      return vs.every((v) => !v.paused && !v.muted && v.videoWidth > 0 && v.currentTime > 1) && vs.map((v) => ({ w: v.videoWidth, t: v.currentTime }));
     }, null, { timeout: 30_000 });
+    const at = /** @type {{ w: number, t: number }[]} */ (await played.jsonValue());
+    assert.ok(Math.abs(at[0].t - at[1].t) < 0.5, `both sides play together: ${JSON.stringify(at)}`);
     await shot(page, '54-supervisor-plays-recording');
+    // One bar: pausing pauses both; seeking moves both.
+    await page.click('#recording-toggle');
+    await page.waitForFunction(() => [...document.querySelectorAll('#recording-player video')].every((v) => /** @type {HTMLVideoElement} */ (v).paused));
+    await page.$eval('#recording-seek', (/** @type {HTMLInputElement} */ el) => { el.value = '100'; el.dispatchEvent(new Event('input')); });
+    const seeked = await page.$$eval('#recording-player video', (vs) => vs.map((v) => /** @type {HTMLVideoElement} */ (v).currentTime));
+    assert.ok(Math.abs(seeked[0] - seeked[1]) < 0.05 && seeked[0] < at[0].t, `both seeked to 10 %: ${seeked}`);
     const admin = await rest('/api/v1/auth/login', { username: 'admin', password: PASSWORD });
     const audit = await rest('/api/v1/audit?limit=100&action=recording.play', undefined, admin.access_token);
-    assert.ok(audit.entries.filter((/** @type {any} */ e) => e.target_id === rec.material_id).length >= 2, 'each playback audited');
+    for (const part of rec.parts) {
+      assert.ok(audit.entries.filter((/** @type {any} */ e) => e.target_id === part.material_id).length >= 2, `part ${part.part}: each playback audited`);
+    }
     await page.context().close();
     await op.context().close();
   });

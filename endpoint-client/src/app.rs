@@ -122,7 +122,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
 
     // A call the resident agreed to record is written into the spool and, once closed, taken
     // into it and uploaded like a scan (durable, resumable).
-    let (rec_tx, mut rec_rx) = mpsc::unbounded_channel::<(Uuid, std::path::PathBuf)>();
+    let (rec_tx, mut rec_rx) = mpsc::unbounded_channel::<(Uuid, crate::recording::Finished)>();
     let settings = CallSettings {
         webrtc: cfg.webrtc.clone(),
         media: cfg.media.clone(),
@@ -314,14 +314,18 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                     vec![notice("scan_fault", f.to_string())]
                 }
             },
-            Some((session, path)) = rec_rx.recv() => {
-                match spool.add(&path, session, None, "通话录像.webm", "video/webm", "webm") {
-                    Ok(_) => uploader.kick(),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot spool the call's recording");
-                        let _ = std::fs::remove_file(&path);
+            Some((session, rec)) = rec_rx.recv() => {
+                // Part 1 (the terminal's side) is spooled, and so sent, before part 2.
+                let duration_ms = u64::try_from(rec.duration.as_millis()).unwrap_or(u64::MAX);
+                for (i, path) in rec.parts.iter().enumerate() {
+                    let part = crate::spool::RecordingPart { part: i as u8 + 1, duration_ms };
+                    let name = if part.part == 1 { "通话录像-本机.webm" } else { "通话录像-受理员.webm" };
+                    if let Err(e) = spool.add_part(path, session, None, name, "video/webm", "webm", Some(part)) {
+                        tracing::error!(error = %e, part = part.part, "cannot spool the call's recording");
+                        let _ = std::fs::remove_file(path);
                     }
                 }
+                uploader.kick();
                 vec![]
             }
             Some(ev) = up_rx.recv() => match ev {

@@ -64,7 +64,8 @@ pub struct CallSettings {
     pub display: DisplayConfig,
     /// Where a call the resident agreed to record is written (the upload spool) and where the
     /// finished file is handed over for upload: `(session, path)`.
-    pub recordings: Option<(crate::spool::Spool, mpsc::UnboundedSender<(uuid::Uuid, std::path::PathBuf)>)>,
+    pub recordings:
+        Option<(crate::spool::Spool, mpsc::UnboundedSender<(uuid::Uuid, crate::recording::Finished)>)>,
 }
 
 /// Per-remote-track counters.
@@ -1004,25 +1005,27 @@ impl Call {
             return;
         }
         let ext = if codec == VideoCodec::Vp8 { "webm" } else { "mkv" };
-        let path = spool.scratch_path(ext);
-        match crate::recording::CallRecording::start(&path, codec) {
+        let paths = [spool.scratch_path(ext), spool.scratch_path(ext)];
+        match crate::recording::CallRecording::start([&paths[0], &paths[1]], codec) {
             Ok(rec) => {
                 let rec = Arc::new(rec);
                 self.fan_video.set_tap(Some((rec.clone(), crate::recording::Input::LocalVideo)));
                 self.fan_audio.set_tap(Some((rec.clone(), crate::recording::Input::LocalAudio)));
                 *lock(&self.recording) = Some(rec);
                 self.stats.lock().recording = "recording".into();
-                tracing::info!(path = %path.display(), "recording the call (the resident agreed)");
+                tracing::info!(part1 = %paths[0].display(), part2 = %paths[1].display(), "recording the call (the resident agreed)");
             }
             Err(e) => {
-                let _ = std::fs::remove_file(&path);
+                for p in &paths {
+                    let _ = std::fs::remove_file(p);
+                }
                 self.stats.lock().recording = "failed".into();
                 tracing::error!(error = %e, "cannot record the call");
             }
         }
     }
 
-    /// Closes the recording and hands the complete file over for upload.
+    /// Closes the recording and hands both complete parts over for upload.
     async fn finish_recording(&mut self) {
         self.fan_video.set_tap(None);
         self.fan_audio.set_tap(None);
@@ -1031,18 +1034,20 @@ impl Call {
             tracing::error!("the recording is still in use; not uploaded");
             return;
         };
-        let path = rec.path().to_path_buf();
+        let paths = rec.paths().clone();
         match rec.finish(Duration::from_secs(10)).await {
-            Ok(path) => {
+            Ok(finished) => {
                 self.stats.lock().recording = "stored".into();
                 if let Some((_, done)) = &self.settings.recordings {
-                    let _ = done.send((self.session.session_id, path));
+                    let _ = done.send((self.session.session_id, finished));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "the recording could not be closed; not kept");
                 self.stats.lock().recording = "failed".into();
-                let _ = std::fs::remove_file(&path);
+                for p in &paths {
+                    let _ = std::fs::remove_file(p);
+                }
             }
         }
     }

@@ -1,9 +1,12 @@
-//! One call recorded to one file, with the resident's consent (docs/protocol.md §5.10): the
-//! terminal's own camera and microphone, as encoded for the call, and the operator's camera and
-//! voice as received, in Matroska (WebM when the video is VP8, so a browser plays it). Nothing is
+//! One call recorded with the resident's consent (docs/protocol.md §5.10) into two files written
+//! by one pipeline (one clock, same start): part 1 holds the terminal's own camera and
+//! microphone, as encoded for the call, part 2 the operator's camera and voice as received, each
+//! in Matroska (WebM when the video is VP8, so a browser plays it; a browser's `<video>` plays
+//! only a file's first video track, hence one camera per file, played side by side). Nothing is
 //! encoded twice: local samples come from the call's encoders ([`crate::media::FanOut`] taps),
 //! remote RTP is only depayloaded. Each input is bounded (a stalled muxer drops, never grows), and
-//! [`CallRecording::finish`] ends every stream and waits for the file to be closed.
+//! [`CallRecording::finish`] ends every stream, waits for both files to be closed and reports the
+//! recording's duration (the pipeline's position: nothing is decoded).
 //!
 //! [`probe`] decodes a recording to the end and reports its duration and streams (tests, support).
 
@@ -42,6 +45,13 @@ impl Input {
     }
 }
 
+/// A closed recording: its two parts, in order, and how long it lasted.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub parts: [PathBuf; 2],
+    pub duration: Duration,
+}
+
 /// Each input holds at most this much before the muxer takes it (a stalled input drops).
 const MAX_QUEUED_BYTES: u64 = 8 * 1024 * 1024;
 
@@ -49,7 +59,9 @@ const MAX_QUEUED_BYTES: u64 = 8 * 1024 * 1024;
 pub struct CallRecording {
     pipeline: Pipeline,
     srcs: Vec<(Input, gst_app::AppSrc)>,
-    path: PathBuf,
+    /// Part 1 (the terminal's camera and microphone) and part 2 (the operator's).
+    paths: [PathBuf; 2],
+    started: std::time::Instant,
     /// Buffers pushed, per input (`Input as usize`).
     pushed: [Arc<AtomicU64>; 4],
     /// The RTP inputs' caps, completed with the payload type of their first packet.
@@ -57,9 +69,9 @@ pub struct CallRecording {
 }
 
 impl CallRecording {
-    /// Starts writing `path` (`.webm` for VP8, `.mkv` for H.264): the call's video codec is
-    /// `codec` both ways.
-    pub fn start(path: &Path, codec: VideoCodec) -> Result<Self, MediaError> {
+    /// Starts writing `paths` (part 1: the terminal's side, part 2: the operator's; `.webm` for
+    /// VP8, `.mkv` for H.264): the call's video codec is `codec` both ways.
+    pub fn start(paths: [&Path; 2], codec: VideoCodec) -> Result<Self, MediaError> {
         let (mux, local, remote) = match codec {
             VideoCodec::Vp8 => ("webmmux", "", "rtpvp8depay wait-for-keyframe=true"),
             VideoCodec::H264 => {
@@ -76,13 +88,16 @@ impl CallRecording {
                  leaky-type=downstream {caps}"
             )
         };
-        let location = path.to_string_lossy().replace('"', "");
+        let location = |p: &Path| p.to_string_lossy().replace('"', "");
         let desc = format!(
-            "{mux} name=mux ! filesink location=\"{location}\" \
-             {lv} {local}! queue ! mux.video_%u \
-             {la} ! queue ! mux.audio_%u \
-             {rv} ! rtpjitterbuffer latency=100 ! {remote} ! queue ! mux.video_%u \
-             {ra} ! rtpjitterbuffer latency=100 ! rtpopusdepay ! capssetter caps=audio/x-opus,rate=48000 ! queue ! mux.audio_%u",
+            "{mux} name=mux1 ! filesink location=\"{l1}\" \
+             {mux} name=mux2 ! filesink location=\"{l2}\" \
+             {lv} {local}! queue ! mux1.video_%u \
+             {la} ! queue ! mux1.audio_%u \
+             {rv} ! rtpjitterbuffer latency=100 ! {remote} ! queue ! mux2.video_%u \
+             {ra} ! rtpjitterbuffer latency=100 ! rtpopusdepay ! capssetter caps=audio/x-opus,rate=48000 ! queue ! mux2.audio_%u",
+            l1 = location(paths[0]),
+            l2 = location(paths[1]),
             lv = src("lv", ""),
             la = src("la", ""),
             rv = src("rv", ""),
@@ -106,11 +121,19 @@ impl CallRecording {
             srcs.push((input, src));
         }
         pipeline.play()?;
-        Ok(Self { pipeline, srcs, path: path.to_path_buf(), pushed: Default::default(), rtp_caps })
+        Ok(Self {
+            pipeline,
+            srcs,
+            paths: paths.map(Path::to_path_buf),
+            started: std::time::Instant::now(),
+            pushed: Default::default(),
+            rtp_caps,
+        })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Part 1 and part 2.
+    pub fn paths(&self) -> &[PathBuf; 2] {
+        &self.paths
     }
 
     fn src(&self, input: Input) -> Option<&gst_app::AppSrc> {
@@ -160,10 +183,20 @@ impl CallRecording {
         self.pushed[input as usize].load(Ordering::Relaxed)
     }
 
-    /// Ends every input and waits (at most `timeout`) until the file is complete. Returns the
-    /// path of a complete file, or an error (the file is then incomplete and should not be kept).
-    pub async fn finish(self, timeout: Duration) -> Result<PathBuf, String> {
+    /// Ends every input and waits (at most `timeout`) until both files are complete. Returns
+    /// them with the recording's duration, or an error (the files are then incomplete and should
+    /// not be kept).
+    pub async fn finish(self, timeout: Duration) -> Result<Finished, String> {
         let Some(bus) = self.pipeline.bus() else { return Err("no bus".into()) };
+        // The running time the inputs were stamped with (`do-timestamp`) is the files' timeline:
+        // the position before the end is the recording's length (the wall clock if unknown).
+        let duration = self
+            .pipeline
+            .bin()
+            .query_position::<gst::ClockTime>()
+            .map(|d| Duration::from_nanos(d.nseconds()))
+            .filter(|d| !d.is_zero())
+            .unwrap_or_else(|| self.started.elapsed());
         for (_, src) in &self.srcs {
             let _ = src.end_of_stream();
         }
@@ -180,9 +213,9 @@ impl CallRecording {
             }
         });
         let r = wait.await.map_err(|e| e.to_string()).and_then(|r| r);
-        let path = self.path.clone();
+        let parts = self.paths.clone();
         drop(self.pipeline);
-        r.map(|()| path)
+        r.map(|()| Finished { parts, duration })
     }
 }
 
@@ -269,11 +302,14 @@ mod tests {
         (p, sink)
     }
 
-    async fn record(codec: VideoCodec, secs: u64) -> Probe {
+    /// Records a call of `secs` seconds; returns what the terminal reports and each part probed.
+    async fn record(codec: VideoCodec, secs: u64) -> (Finished, [Probe; 2]) {
         crate::media::init().expect("gst");
         let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join(format!("call.{}", if codec == VideoCodec::Vp8 { "webm" } else { "mkv" }));
-        let rec = CallRecording::start(&path, codec).expect("start");
+        let ext = if codec == VideoCodec::Vp8 { "webm" } else { "mkv" };
+        let (part1, part2) =
+            (dir.path().join(format!("call-1.{ext}")), dir.path().join(format!("call-2.{ext}")));
+        let rec = CallRecording::start([&part1, &part2], codec).expect("start");
         let (venc, vpay) = match codec {
             VideoCodec::Vp8 => ("vp8enc deadline=1 keyframe-max-dist=15", "rtpvp8pay"),
             VideoCodec::H264 => (
@@ -318,34 +354,47 @@ mod tests {
         for i in [Input::LocalVideo, Input::LocalAudio, Input::RemoteVideo, Input::RemoteAudio] {
             assert!(rec.pushed(i) > 10, "{i:?} fed");
         }
-        let path = rec.finish(Duration::from_secs(10)).await.expect("finished");
-        probe(&path).expect("the recording decodes")
+        let done = rec.finish(Duration::from_secs(10)).await.expect("finished");
+        assert_eq!(done.parts, [part1, part2]);
+        let probes = done.parts.clone().map(|p| probe(&p).expect("the part decodes"));
+        (done, probes)
+    }
+
+    /// Each part holds one camera and one voice, decoded to the end; both last as long as the
+    /// terminal reports (they start together on one clock).
+    fn check_parts(done: &Finished, parts: &[Probe; 2], secs: u64) {
+        let d = done.duration;
+        assert!(d >= Duration::from_millis(secs * 1000 - 500) && d <= Duration::from_secs(secs + 2), "{d:?}");
+        for (i, p) in parts.iter().enumerate() {
+            let video = p.streams.iter().filter(|(n, c)| n == "video/x-raw" && *c > 10).count();
+            let audio = p.streams.iter().filter(|(n, c)| n == "audio/x-raw" && *c > 10).count();
+            assert_eq!(
+                (video, audio, p.streams.len()),
+                (1, 1, 2),
+                "part {}: one camera and one voice: {p:?}",
+                i + 1
+            );
+            let pd = p.duration.expect("duration");
+            assert!(pd.abs_diff(d) <= Duration::from_millis(700), "part {}: {pd:?} vs reported {d:?}", i + 1);
+        }
     }
 
     #[tokio::test]
-    async fn a_vp8_call_is_one_webm_file_with_both_sides() {
-        let p = record(VideoCodec::Vp8, 3).await;
-        let video = p.streams.iter().filter(|(n, c)| n == "video/x-raw" && *c > 10).count();
-        let audio = p.streams.iter().filter(|(n, c)| n == "audio/x-raw" && *c > 10).count();
-        assert_eq!((video, audio), (2, 2), "both cameras and both voices decode: {p:?}");
-        let d = p.duration.expect("duration");
-        assert!(d >= Duration::from_millis(2000) && d <= Duration::from_secs(5), "{d:?}");
+    async fn a_vp8_call_is_two_webm_parts_one_per_side() {
+        let (done, parts) = record(VideoCodec::Vp8, 3).await;
+        check_parts(&done, &parts, 3);
     }
 
     /// H.264 needs `h264parse` (gstreamer1.0-plugins-bad, in the terminal's packages since
-    /// `scripts/install-system-deps.sh` installs it): the call is one Matroska file.
+    /// `scripts/install-system-deps.sh` installs it): the call is two Matroska parts.
     #[tokio::test]
-    async fn an_h264_call_is_one_matroska_file_with_both_sides() {
+    async fn an_h264_call_is_two_matroska_parts_one_per_side() {
         crate::media::init().expect("gst");
         assert!(
             gst::ElementFactory::find("h264parse").is_some(),
             "h264parse missing: run scripts/install-system-deps.sh (gstreamer1.0-plugins-bad)"
         );
-        let p = record(VideoCodec::H264, 3).await;
-        let video = p.streams.iter().filter(|(n, c)| n == "video/x-raw" && *c > 10).count();
-        let audio = p.streams.iter().filter(|(n, c)| n == "audio/x-raw" && *c > 10).count();
-        assert_eq!((video, audio), (2, 2), "both cameras and both voices decode: {p:?}");
-        let d = p.duration.expect("duration");
-        assert!(d >= Duration::from_millis(2000) && d <= Duration::from_secs(5), "{d:?}");
+        let (done, parts) = record(VideoCodec::H264, 3).await;
+        check_parts(&done, &parts, 3);
     }
 }

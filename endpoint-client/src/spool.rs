@@ -40,6 +40,17 @@ pub struct Entry {
     pub attempts: u32,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// A part of the call's recording (sent as tus metadata `recording_part`, `duration_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingPart>,
+}
+
+/// Which part of a call's recording a spooled file is, and the recording's measured length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingPart {
+    /// 1: the terminal's camera and microphone; 2: the operator's camera and voice.
+    pub part: u8,
+    pub duration_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +128,21 @@ impl Spool {
         content_type: &str,
         ext: &str,
     ) -> std::io::Result<Entry> {
+        self.add_part(scratch, session_id, slot_id, filename, content_type, ext, None)
+    }
+
+    /// [`Spool::add`], for a part of the call's recording when `recording` is set.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_part(
+        &self,
+        scratch: &Path,
+        session_id: Uuid,
+        slot_id: Option<Uuid>,
+        filename: &str,
+        content_type: &str,
+        ext: &str,
+        recording: Option<RecordingPart>,
+    ) -> std::io::Result<Entry> {
         // Hashed as it is read: a call recording may be hundreds of megabytes.
         let (size, sha256) = {
             use std::io::Read;
@@ -154,6 +180,7 @@ impl Spool {
             upload_url: None,
             attempts: 0,
             last_error: None,
+            recording,
         };
         self.save(&entry)?;
         Ok(entry)

@@ -233,6 +233,12 @@ fn metadata(e: &Entry) -> String {
     // The call's recording (made with the resident's consent) is a video; scans are not.
     if e.content_type.starts_with("video/") {
         pairs.push(("recording", "1".to_owned()));
+        if let Some(r) = e.recording {
+            pairs.push(("recording_part", r.part.to_string()));
+            if r.duration_ms > 0 {
+                pairs.push(("duration_ms", r.duration_ms.to_string()));
+            }
+        }
     }
     pairs.iter().map(|(k, v)| format!("{k} {}", B64.encode(v))).collect::<Vec<_>>().join(",")
 }
@@ -371,6 +377,7 @@ mod tests {
             upload_url: None,
             attempts: 0,
             last_error: None,
+            recording: None,
         };
         let m = metadata(&e);
         let pairs: Vec<(&str, String)> = m
@@ -384,5 +391,35 @@ mod tests {
         assert_eq!(pairs[1], ("session_id", Uuid::from_u128(1).to_string()));
         assert_eq!(pairs[2].0, "sha256");
         assert_eq!(pairs.len(), 3, "no material_slot without a slot");
+    }
+
+    #[test]
+    fn a_recording_part_names_its_part_and_duration() {
+        let e = Entry {
+            id: Uuid::nil(),
+            session_id: Uuid::from_u128(1),
+            slot_id: None,
+            filename: "通话录像-受理员.webm".into(),
+            file: "x.webm".into(),
+            content_type: "video/webm".into(),
+            size: 3,
+            sha256: "ab".repeat(32),
+            created_at_ms: 0,
+            upload_url: None,
+            attempts: 0,
+            last_error: None,
+            recording: Some(crate::spool::RecordingPart { part: 2, duration_ms: 3_210 }),
+        };
+        let m = metadata(&e);
+        let pairs: Vec<(String, String)> = m
+            .split(',')
+            .map(|p| {
+                let (k, v) = p.split_once(' ').expect("pair");
+                (k.to_owned(), String::from_utf8(B64.decode(v).expect("b64")).expect("utf8"))
+            })
+            .collect();
+        for want in [("recording", "1"), ("recording_part", "2"), ("duration_ms", "3210")] {
+            assert!(pairs.contains(&(want.0.to_owned(), want.1.to_owned())), "{want:?} in {pairs:?}");
+        }
     }
 }

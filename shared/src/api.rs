@@ -1394,8 +1394,10 @@ pub enum MaterialStatus {
     Rejected,
 }
 
-/// A recorded call, for supervisors' quality checks (`GET /api/v1/recordings`); the file plays
-/// from `/api/v1/materials/{material_id}/content` (audited `recording.play`).
+/// A recorded call, for supervisors' quality checks (`GET /api/v1/recordings`); each part plays
+/// from `/api/v1/materials/{material_id}/content` (audited `recording.play`). `material_id`,
+/// `size` and `content_type` describe part 1 (the terminal's side; a recording stored before
+/// parts existed is one file of four tracks and has only this part).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordingView {
@@ -1412,6 +1414,27 @@ pub struct RecordingView {
     pub ended_at: Option<i64>,
     /// When the recording was stored (Unix ms; the paging cursor).
     pub created_at: i64,
+    pub size: u64,
+    pub content_type: String,
+    /// The content was deleted under the retention rule.
+    pub purged: bool,
+    /// The recording's length as the terminal measured it (ms); absent for older recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Every stored part, in order: 1 = the terminal's camera and microphone, 2 = the operator's
+    /// camera and voice (both written on one clock from the same start, played side by side).
+    #[serde(default)]
+    pub parts: Vec<RecordingPart>,
+}
+
+/// One file of a recorded call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordingPart {
+    /// 1: the terminal's camera and microphone; 2: the operator's camera and voice.
+    pub part: u8,
+    #[schemars(with = "crate::protocol::UuidSchema")]
+    pub material_id: Uuid,
     pub size: u64,
     pub content_type: String,
     /// The content was deleted under the retention rule.

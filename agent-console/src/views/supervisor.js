@@ -175,7 +175,10 @@ export function supervisorView(ctx, main) {
         list.length ? h('ul.rect-list#recording-list', null, list.map((/** @type {any} */ r) => h('li', null,
           h('div', null, h('strong', null, `${r.ticket_number} · ${r.item_name}`),
             h('div.muted', null, `${r.point_name} · ${r.operator_name} · ${fmt.dateTime(r.started_at)}`),
-            h('div.muted', null, r.purged ? t('已按保存期限删除') : fmt.bytes(r.size))),
+            h('div.muted.recording-meta', null, r.purged ? t('已按保存期限删除')
+              : [r.duration_ms ? `${t('时长')} ${fmt.duration(r.duration_ms / 1000)}` : null,
+                fmt.bytes((r.parts?.length ? r.parts : [r]).reduce((/** @type {number} */ n, /** @type {any} */ p) => n + p.size, 0))]
+                .filter(Boolean).join(' · '))),
           r.purged ? null : h('button.btn.small.primary.play-recording', { type: 'button', dataset: { material: r.material_id }, onclick: () => play(r) }, t('播放'))))) : h('p.muted', null, t('暂无录像')),
         h('div#recording-player'));
     } catch (e) {
@@ -183,16 +186,73 @@ export function supervisorView(ctx, main) {
     }
   }
 
-  /** @param {any} r one RecordingView */
+  /**
+   * Plays a recording: part 1 (the terminal's camera and microphone) and part 2 (the operator's)
+   * side by side under one control bar — play, pause and seek act on both, and part 2 follows
+   * part 1 when it drifts by more than 0.25 s. A recording from before parts existed is one file
+   * (its first camera plays). Each part's fetch is audited by the server (`recording.play`).
+   * @param {any} r one RecordingView
+   */
   async function play(r) {
     const box = recs.querySelector('#recording-player');
     if (!box) return;
+    /** @type {any[]} */
+    const parts = (r.parts?.length ? r.parts : [{ part: 1, material_id: r.material_id }]).filter((/** @type {any} */ p) => !p.purged);
     try {
-      const res = await api.request('GET', `/api/v1/materials/${r.material_id}/content`, undefined, { raw: true });
-      const url = URL.createObjectURL(await res.blob());
-      const v = /** @type {HTMLVideoElement} */ (h('video#recording-video', { controls: true, autoplay: true, src: url }));
-      v.addEventListener('emptied', () => URL.revokeObjectURL(url), { once: true });
-      mount(box, h('p', null, `${t('正在播放')} ${r.ticket_number} · ${r.item_name}`), v);
+      const urls = await Promise.all(parts.map(async (/** @type {any} */ p) => {
+        const res = await api.request('GET', `/api/v1/materials/${p.material_id}/content`, undefined, { raw: true });
+        return URL.createObjectURL(await res.blob());
+      }));
+      const label = (/** @type {number} */ n) => (n === 1 ? t('居民（服务点一体机）') : t('受理员'));
+      const videos = parts.map((/** @type {any} */ p, /** @type {number} */ i) => {
+        const v = /** @type {HTMLVideoElement} */ (h(`video${i === 0 ? '#recording-video' : '#recording-video-2'}.recording-video`,
+          { preload: 'auto', playsInline: true, src: urls[i], dataset: { part: String(p.part) } }));
+        v.addEventListener('emptied', () => URL.revokeObjectURL(urls[i]), { once: true });
+        return h('figure.recording-side', null, v, h('figcaption', null, label(p.part)));
+      });
+      const vs = /** @type {HTMLVideoElement[]} */ (videos.map((/** @type {HTMLElement} */ f) => f.querySelector('video')));
+      const [lead, ...rest] = vs;
+      const known = r.duration_ms ? r.duration_ms / 1000 : NaN;
+      const total = () => (Number.isFinite(lead.duration) && lead.duration > 0 ? lead.duration : known);
+      const btn = /** @type {HTMLButtonElement} */ (h('button.btn.primary#recording-toggle', { type: 'button' }, t('播放')));
+      const seek = /** @type {HTMLInputElement} */ (h('input#recording-seek', { type: 'range', min: '0', max: '1000', step: '1', value: '0', 'aria-label': t('进度') }));
+      const clock = h('span#recording-clock.muted', null, `00:00 / ${Number.isFinite(known) ? fmt.clock(known) : '--:--'}`);
+      const show = () => {
+        const d = total();
+        clock.textContent = `${fmt.clock(lead.currentTime)} / ${Number.isFinite(d) ? fmt.clock(d) : '--:--'}`;
+        if (Number.isFinite(d) && d > 0 && document.activeElement !== seek) seek.value = String(Math.round((lead.currentTime / d) * 1000));
+        btn.textContent = lead.paused ? t('播放') : t('暂停');
+      };
+      const follow = () => {
+        for (const v of rest) {
+          if (Math.abs(v.currentTime - lead.currentTime) > 0.25 && lead.currentTime <= (Number.isFinite(v.duration) ? v.duration : Infinity)) v.currentTime = lead.currentTime;
+        }
+      };
+      btn.addEventListener('click', async () => {
+        if (lead.paused) {
+          if (lead.ended) for (const v of vs) v.currentTime = 0;
+          follow();
+          const results = await Promise.allSettled(vs.map((v) => v.play()));
+          const failed = results.find((x) => x.status === 'rejected');
+          if (failed) toast(String(/** @type {PromiseRejectedResult} */ (failed).reason?.message || failed), 'error');
+        } else {
+          for (const v of vs) v.pause();
+        }
+        show();
+      });
+      seek.addEventListener('input', () => {
+        const d = total();
+        if (!Number.isFinite(d)) return;
+        for (const v of vs) v.currentTime = (Number(seek.value) / 1000) * d;
+        show();
+      });
+      lead.addEventListener('timeupdate', () => { follow(); show(); });
+      lead.addEventListener('pause', () => { for (const v of rest) v.pause(); show(); });
+      lead.addEventListener('play', () => { for (const v of rest) if (v.paused && !v.ended) v.play().catch(() => {}); show(); });
+      lead.addEventListener('loadedmetadata', show);
+      mount(box, h('p', null, `${t('正在播放')} ${r.ticket_number} · ${r.item_name}`),
+        h(`div.recording-pair${vs.length > 1 ? '.two' : ''}`, null, videos),
+        h('div.recording-bar', null, btn, seek, clock));
     } catch (e) {
       toast(/** @type {Error} */ (e).message, 'error');
     }

@@ -386,6 +386,17 @@ mod tests {
     }
 }
 
+/// A recording's part from a `materials` row (`id`, `size`, `content_type`, `object_name`).
+fn recording_part(r: &sqlx::any::AnyRow, part: u8) -> ApiResult<shared::api::RecordingPart> {
+    Ok(shared::api::RecordingPart {
+        part,
+        material_id: crate::db::parse_id(&r.try_get::<String, _>("id")?)?,
+        size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
+        content_type: r.try_get("content_type")?,
+        purged: r.try_get::<Option<String>, _>("object_name")?.is_none(),
+    })
+}
+
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingsQuery {
@@ -418,20 +429,43 @@ pub async fn recordings(
         return Err(ApiError::bad_request("before 须为正整数 (before must be positive)"));
     }
     let rows = sqlx::query(
-        "SELECT m.id, m.session_id, m.size, m.content_type, m.created_at, m.object_name, t.number, \
+        "SELECT m.id, m.session_id, m.size, m.content_type, m.created_at, m.object_name, m.duration_ms, t.number, \
          i.name AS item_name, pt.name AS point_name, u.display_name AS operator_name, s.started_at, s.ended_at \
          FROM materials m JOIN call_sessions s ON s.id = m.session_id JOIN tickets t ON t.id = m.ticket_id \
          JOIN service_items i ON i.id = m.item_id JOIN service_points pt ON pt.id = t.point_id \
          JOIN users u ON u.id = s.operator_id \
-         WHERE m.source = 'recording' AND m.created_at < $1 ORDER BY m.created_at DESC, m.id DESC LIMIT $2",
+         WHERE m.source = 'recording' AND COALESCE(m.recording_part, 1) = 1 AND m.created_at < $1 \
+         ORDER BY m.created_at DESC, m.id DESC LIMIT $2",
     )
     .bind(q.before.unwrap_or(i64::MAX))
     .bind(limit)
     .fetch_all(&state.db.pool)
     .await?;
+    // The other parts of the listed recordings (part 2: the operator's side), one query.
+    let sessions: Vec<String> =
+        rows.iter().map(|r| r.try_get::<String, _>("session_id")).collect::<Result<_, _>>()?;
+    let mut more: std::collections::HashMap<String, Vec<shared::api::RecordingPart>> =
+        std::collections::HashMap::new();
+    if !sessions.is_empty() {
+        let marks = (2..sessions.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT id, session_id, recording_part, size, content_type, object_name FROM materials \
+             WHERE source = 'recording' AND recording_part = $1 AND session_id IN ({marks})"
+        );
+        // Only placeholders are formatted in; the session ids are bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(2_i32);
+        for s in &sessions {
+            query = query.bind(s);
+        }
+        for r in query.fetch_all(&state.db.pool).await? {
+            more.entry(r.try_get("session_id")?).or_default().push(recording_part(&r, 2)?);
+        }
+    }
     let list = rows
         .iter()
         .map(|r| {
+            let mut parts = vec![recording_part(r, 1)?];
+            parts.extend(more.remove(&r.try_get::<String, _>("session_id")?).unwrap_or_default());
             Ok(shared::api::RecordingView {
                 material_id: crate::db::parse_id(&r.try_get::<String, _>("id")?)?,
                 session_id: crate::db::parse_id(&r.try_get::<String, _>("session_id")?)?,
@@ -445,6 +479,8 @@ pub async fn recordings(
                 size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
                 content_type: r.try_get("content_type")?,
                 purged: r.try_get::<Option<String>, _>("object_name")?.is_none(),
+                duration_ms: r.try_get::<Option<i64>, _>("duration_ms")?.and_then(|d| u64::try_from(d).ok()),
+                parts,
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;

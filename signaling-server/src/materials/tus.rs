@@ -177,12 +177,16 @@ struct Upload {
     expires_at: i64,
     /// A call recording from the terminal (WebM/Matroska only).
     recording: bool,
+    /// Which part of the recording (1: the terminal's camera and microphone, 2: the operator's).
+    recording_part: i32,
+    /// The recording's duration as the terminal measured it (ms).
+    duration_ms: Option<i64>,
 }
 
 async fn load(state: &AppState, id: Uuid) -> ApiResult<Option<Upload>> {
     let r = sqlx::query(
         "SELECT id, created_by, session_id, slot_id, filename, length, received, sha256, wrapped_key, \
-         material_id, expires_at, recording FROM uploads WHERE id = $1",
+         material_id, expires_at, recording, duration_ms FROM uploads WHERE id = $1",
     )
     .bind(id.to_string())
     .fetch_optional(&state.db.pool)
@@ -209,7 +213,9 @@ async fn load(state: &AppState, id: Uuid) -> ApiResult<Option<Upload>> {
         key,
         material_id: r.try_get::<Option<String>, _>("material_id")?.map(|s| parse_id(&s)).transpose()?,
         expires_at: r.try_get("expires_at")?,
-        recording: r.try_get::<i32, _>("recording")? == 1,
+        recording: r.try_get::<i32, _>("recording")? >= 1,
+        recording_part: r.try_get::<i32, _>("recording")?.max(1),
+        duration_ms: r.try_get("duration_ms")?,
     }))
 }
 
@@ -289,8 +295,9 @@ pub async fn options(State(state): State<AppState>) -> Response {
 }
 
 /// tus creation: `Upload-Length` and `Upload-Metadata` (`filename`, `session_id`, `sha256`,
-/// optional `material_slot`). Only the two parties of a live session may upload: the terminal
-/// (scans) and the operator (forms to print).
+/// optional `material_slot`; for a call recording `recording` = `1`, `recording_part` = `1`/`2`
+/// and `duration_ms`). Only the two parties of a live session may upload: the terminal
+/// (scans) and the operator (forms to print); a recording only the call's terminal, after it.
 #[utoipa::path(post, path = "/api/v1/uploads", tag = "materials",
     params(TusResumable,
         ("Upload-Length" = u64, Header, minimum = 1, description = "Bytes of the file, at most the configured `Tus-Max-Size`"),
@@ -324,6 +331,7 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
         Some("1") => true,
         Some(_) => return Err(ApiError::validation("recording 须为 0 或 1 (recording: 0 or 1)")),
     };
+    let (part, duration_ms) = recording_meta(&meta, recording)?;
     let max = if recording {
         state.config.materials.max_recording_bytes
     } else {
@@ -360,7 +368,7 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
         if !session.finishes_uploads(now_ms()) {
             return Err(session_over());
         }
-        recording_allowed(state, &session).await?;
+        recording_allowed(state, &session, part).await?;
     } else if !session.is_live() {
         return Err(session_over());
     }
@@ -390,7 +398,7 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
     sync_dir(path.parent()).await;
     sqlx::query(
         "INSERT INTO uploads (id, created_by, session_id, slot_id, filename, length, received, sha256, wrapped_key, \
-         created_at, expires_at, recording) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $11)",
+         created_at, expires_at, recording, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $11, $12)",
     )
     .bind(id.to_string())
     .bind(p.id.to_string())
@@ -402,12 +410,14 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
     .bind(state.pii.wrap_key(&key, &format!("upload:{id}")))
     .bind(now)
     .bind(expires)
-    .bind(i32::from(recording))
+    .bind(if recording { part } else { 0 })
+    .bind(duration_ms)
     .execute(&state.db.pool)
     .await?;
     state
         .audit(AuditRecord::new("upload.create", "upload").by(p).target(id).detail(
-            json!({ "session_id": session.id, "length": length, "slot": slot, "recording": recording }),
+            json!({ "session_id": session.id, "length": length, "slot": slot, "recording": recording,
+                "part": recording.then_some(part), "duration_ms": duration_ms }),
         ))
         .await;
     let mut resp = StatusCode::CREATED.into_response();
@@ -1046,8 +1056,44 @@ async fn finish(
     Ok(material)
 }
 
-/// A recording may be uploaded only for a call whose resident agreed to it, once.
-async fn recording_allowed(state: &AppState, session: &SessionInfo) -> ApiResult<()> {
+/// The longest duration a terminal may report for a recording (a day; calls are far shorter).
+pub const MAX_RECORDING_DURATION_MS: i64 = 24 * 3600 * 1000;
+
+/// A recording's optional metadata: `recording_part` (`1`: the terminal's camera and
+/// microphone, the default; `2`: the operator's camera and voice) and `duration_ms` (what the
+/// terminal measured, 1 ms – 24 h). Neither is allowed on anything but a recording.
+fn recording_meta(
+    meta: &std::collections::HashMap<String, String>,
+    recording: bool,
+) -> ApiResult<(i32, Option<i64>)> {
+    let (part, duration) = (meta.get("recording_part"), meta.get("duration_ms"));
+    if !recording && (part.is_some() || duration.is_some()) {
+        return Err(ApiError::validation(
+            "只有录像有分段和时长 (recording_part/duration_ms: recordings only)",
+        ));
+    }
+    let part = match part.map(String::as_str) {
+        None | Some("1") => 1,
+        Some("2") => 2,
+        Some(_) => return Err(ApiError::validation("recording_part 须为 1 或 2 (recording_part: 1 or 2)")),
+    };
+    let duration = match duration {
+        None => None,
+        // Plain decimal digits only (no sign, no leading zeros, no spaces).
+        Some(raw) => Some(
+            raw.parse::<i64>()
+                .ok()
+                .filter(|d| d.to_string() == *raw && (1..=MAX_RECORDING_DURATION_MS).contains(d))
+                .ok_or_else(|| {
+                    ApiError::validation("duration_ms 须在 1 到 86400000 之间 (duration_ms out of range)")
+                })?,
+        ),
+    };
+    Ok((part, duration))
+}
+
+/// A recording may be uploaded only for a call whose resident agreed to it, each part once.
+async fn recording_allowed(state: &AppState, session: &SessionInfo, part: i32) -> ApiResult<()> {
     let consent: Option<i32> = sqlx::query("SELECT recording_consent FROM tickets WHERE id = $1")
         .bind(session.ticket_id.to_string())
         .fetch_optional(&state.db.pool)
@@ -1062,8 +1108,11 @@ async fn recording_allowed(state: &AppState, session: &SessionInfo) -> ApiResult
             "居民未同意录音录像，不能上传录像 (the resident did not agree to recording)",
         ));
     }
-    let exists = sqlx::query("SELECT id FROM materials WHERE session_id = $1 AND source = 'recording'")
-        .bind(session.id.to_string())
+    let exists = sqlx::query(
+        "SELECT id FROM materials WHERE session_id = $1 AND source = 'recording' AND COALESCE(recording_part, 1) = $2",
+    )
+    .bind(session.id.to_string())
+    .bind(part)
         .fetch_optional(&state.db.pool)
         .await?
         .is_some();
@@ -1156,8 +1205,8 @@ async fn insert_material(
     let name = state.pii.keyed_hash(&format!("material-object:{}", up.sha256));
     sqlx::query(
         "INSERT INTO materials (id, session_id, ticket_id, item_id, slot_id, source, filename, content_type, size, \
-         sha256, object_name, status, uploaded_by, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'uploaded', $12, $13, $13)",
+         sha256, object_name, status, uploaded_by, created_at, updated_at, recording_part, duration_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'uploaded', $12, $13, $13, $14, $15)",
     )
     .bind(id.to_string())
     .bind(session.id.to_string())
@@ -1176,6 +1225,8 @@ async fn insert_material(
     .bind(&name)
     .bind(p.id.to_string())
     .bind(now)
+    .bind(up.recording.then_some(up.recording_part))
+    .bind(up.recording.then_some(up.duration_ms).flatten())
     .execute(&state.db.pool)
     .await?;
     sqlx::query("UPDATE uploads SET material_id = $1 WHERE id = $2")

@@ -154,3 +154,175 @@ async fn the_recordings_list_refuses_hostile_queries() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list, serde_json::json!([]));
 }
+
+/// Creates and sends a recording part with extra metadata; returns the status and the material.
+async fn send_part(
+    app: &TestApp,
+    token: &str,
+    session: &str,
+    data: &[u8],
+    extra: &[(&str, &str)],
+) -> (StatusCode, Option<String>) {
+    let sha = sha256_hex(data);
+    let mut pairs = vec![("filename", "通话录像.webm"), ("session_id", session), ("sha256", sha.as_str())];
+    pairs.extend_from_slice(extra);
+    let resp = create(app, token, data.len(), &metadata(&pairs)).await;
+    if resp.status() != StatusCode::CREATED {
+        return (resp.status(), None);
+    }
+    let location = resp.headers()["location"].to_str().expect("location").to_owned();
+    let resp = patch(app, token, &location, 0, data, None).await;
+    let material = resp.headers().get("bangban-material-id").map(|v| v.to_str().expect("id").to_owned());
+    (resp.status(), material)
+}
+
+/// The terminal's camera and the operator's are two files of one recording (a browser's
+/// `<video>` plays only a file's first video track): both stored, listed as one recording with
+/// its duration, played only by supervisors, each playback audited; hostile values refused.
+#[tokio::test]
+async fn a_recording_in_two_parts_is_listed_once_with_its_duration_and_both_parts_play() {
+    let app = TestApp::spawn().await;
+    let c = call(&app).await;
+    consent(&app, &c.session_id, Some(1)).await;
+    end(&app, &c.session_id).await;
+    let (one, two) = (webm(120_000), webm(90_000));
+
+    // Hostile or misplaced part/duration values are refused before anything is stored.
+    for extra in [
+        [("recording_part", "3"), ("duration_ms", "1000")],
+        [("recording_part", "0"), ("duration_ms", "1000")],
+        [("recording_part", "-1"), ("duration_ms", "1000")],
+        [("recording_part", "２"), ("duration_ms", "1000")],
+        [("recording_part", "1"), ("duration_ms", "0")],
+        [("recording_part", "1"), ("duration_ms", "-5")],
+        [("recording_part", "1"), ("duration_ms", "86400001")],
+        [("recording_part", "1"), ("duration_ms", "99999999999999999999999")],
+        [("recording_part", "1"), ("duration_ms", "+100")],
+        [("recording_part", "1"), ("duration_ms", "0100")],
+        [("recording_part", "1"), ("duration_ms", "1e3")],
+        [("recording_part", "1"), ("duration_ms", " 100")],
+    ] {
+        let mut pairs = vec![("recording", "1")];
+        pairs.extend(extra);
+        assert_eq!(
+            send_part(&app, &c.device, &c.session_id, &one, &pairs).await.0,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{extra:?}"
+        );
+    }
+    // Part metadata on something that is not a recording is refused too.
+    assert_eq!(
+        send_part(&app, &c.device, &c.session_id, &png(40, 40), &[("recording_part", "2")]).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // The operator may not send a part.
+    let p2 = [("recording", "1"), ("recording_part", "2"), ("duration_ms", "3210")];
+    assert_eq!(send_part(&app, &c.operator, &c.session_id, &two, &p2).await.0, StatusCode::FORBIDDEN);
+
+    // Both parts from the terminal, each once (part 2 may arrive first).
+    let (s, second) = send_part(&app, &c.device, &c.session_id, &two, &p2).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let p1 = [("recording", "1"), ("recording_part", "1"), ("duration_ms", "3210")];
+    let (s, first) = send_part(&app, &c.device, &c.session_id, &one, &p1).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (first, second) = (first.expect("part 1"), second.expect("part 2"));
+    assert_eq!(send_part(&app, &c.device, &c.session_id, &webm(1000), &p2).await.0, StatusCode::CONFLICT);
+    assert_eq!(send_part(&app, &c.device, &c.session_id, &webm(1000), &p1).await.0, StatusCode::CONFLICT);
+
+    // One recording in the list, with its two parts in order and the terminal's duration.
+    let supervisor = app.login("supervisor").await;
+    let admin = app.login("admin").await;
+    let (s, list) = app.get("/api/v1/recordings", Some(&supervisor)).await;
+    assert_eq!(s, StatusCode::OK);
+    let mine: Vec<_> =
+        list.as_array().expect("list").iter().filter(|r| r["session_id"] == c.session_id.as_str()).collect();
+    assert_eq!(mine.len(), 1, "one recording, not one per part: {list}");
+    let r = mine[0];
+    assert_eq!(r["material_id"], first.as_str());
+    assert_eq!(r["duration_ms"], 3210);
+    let parts = r["parts"].as_array().expect("parts");
+    assert_eq!(parts.len(), 2, "{r}");
+    assert_eq!(
+        (parts[0]["part"].as_u64(), parts[0]["material_id"].as_str()),
+        (Some(1), Some(first.as_str()))
+    );
+    assert_eq!(
+        (parts[1]["part"].as_u64(), parts[1]["material_id"].as_str()),
+        (Some(2), Some(second.as_str()))
+    );
+    assert_eq!((parts[0]["size"].as_u64(), parts[1]["size"].as_u64()), (Some(120_000), Some(90_000)));
+    assert!(parts.iter().all(|p| p["purged"] == false && p["content_type"] == "video/webm"), "{r}");
+
+    // Both parts play for supervisors only, exactly as uploaded, each fetch audited.
+    for (m, data) in [(&first, &one), (&second, &two)] {
+        assert_eq!(content(&app, &c.operator, m).await.0, StatusCode::FORBIDDEN);
+        let (s, bytes) = content(&app, &supervisor, m).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(&bytes, data);
+    }
+    let (_, page) = app.get("/api/v1/audit?limit=100&action=recording.play", Some(&admin)).await;
+    let entries = page["entries"].as_array().expect("entries");
+    // The OpenAPI document describes the parts and the duration.
+    let (_, doc) = app.get("/api/openapi.json", None).await;
+    let view = &doc["components"]["schemas"]["RecordingView"]["properties"];
+    assert!(view["parts"].is_object() && view["duration_ms"].is_object(), "{view}");
+    assert!(doc["components"]["schemas"]["RecordingPart"]["properties"]["part"].is_object());
+    for m in [&first, &second] {
+        assert!(
+            entries.iter().any(|e| e["target_id"] == m.as_str() && e["actor_name"].is_string()),
+            "{m}: {page}"
+        );
+    }
+
+    // The retention rule deletes every part.
+    sqlx::query("UPDATE call_sessions SET status = 'closed', ended_at = $1 WHERE id = $2")
+        .bind(signaling_server::db::now_ms() - 200 * 86_400_000)
+        .bind(&c.session_id)
+        .execute(&app.state.db.pool)
+        .await
+        .expect("long ago");
+    let (s, r) = app.post("/api/v1/admin/materials/purge", Some(&admin), serde_json::json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["purged"], 2, "{r}");
+    for m in [&first, &second] {
+        assert_eq!(content(&app, &supervisor, m).await.0, StatusCode::GONE);
+    }
+    let (_, list) = app.get("/api/v1/recordings", Some(&supervisor)).await;
+    let r =
+        list.as_array().expect("list").iter().find(|r| r["material_id"] == first.as_str()).expect("listed");
+    assert_eq!(r["purged"], true);
+    assert!(r["parts"].as_array().expect("parts").iter().all(|p| p["purged"] == true), "{r}");
+}
+
+/// A recording stored before parts existed (one file, four tracks, no duration) still lists
+/// with its one part.
+#[tokio::test]
+async fn an_older_single_file_recording_lists_with_one_part() {
+    let app = TestApp::spawn().await;
+    let c = call(&app).await;
+    consent(&app, &c.session_id, Some(1)).await;
+    end(&app, &c.session_id).await;
+    let (s, material) = send(&app, &c.device, &c.session_id, &webm(50_000), "1").await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let material = material.expect("stored");
+    // As the rows written before the migration: no part, no duration.
+    sqlx::query("UPDATE materials SET recording_part = NULL, duration_ms = NULL WHERE id = $1")
+        .bind(&material)
+        .execute(&app.state.db.pool)
+        .await
+        .expect("old row");
+    let supervisor = app.login("supervisor").await;
+    let (s, list) = app.get("/api/v1/recordings", Some(&supervisor)).await;
+    assert_eq!(s, StatusCode::OK);
+    let r = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|r| r["material_id"] == material.as_str())
+        .expect("listed");
+    assert!(r.get("duration_ms").is_none(), "{r}");
+    let parts = r["parts"].as_array().expect("parts");
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0]["material_id"], material.as_str());
+    assert_eq!(content(&app, &supervisor, &material).await.0, StatusCode::OK);
+}
