@@ -31,7 +31,7 @@ class DemoAdmin:
 # Real identifiers for the operations that take one in their path. Without them every generated
 # id is unknown and those operations only ever answer 404. Before the run, the demo admin
 # creates one of each thing the demo data lacks (a work order, a problem, a home visit, an
-# inspection with a photo) and lists the demo terminals; `before_load_schema` then gives those ids
+# inspection with a photo, an appointment booked at a kiosk) and lists the demo terminals; `before_load_schema` then gives those ids
 # as the path parameter's examples, so the examples phase runs each such operation on a thing
 # that exists (the other phases still generate ids too: unknown ones must stay 404).
 def _call(method, path, token=None, body=None, raw=None, content_type="application/json"):
@@ -88,6 +88,23 @@ def _seed():
         "/api/v1/terminals/{id}/enrollment-code": terminals, "/api/v1/terminals/{id}/revoke": terminals,
         "/api/v1/users/{id}": users,
     }
+    # An appointment: the item's line gets a duty roster (slots), the staff member's terminal a
+    # new enrolment code (its device token), and staff1 vouches for the booking.
+    first = _call("GET", "/api/v1/items", token)[0]
+    _call("PUT", f"/api/v1/lines/{first['line_id']}/roster", token, {
+        "weekly": [{"weekdays": [1, 2, 3, 4, 5, 6, 7], "open": "00:00", "close": "24:00"}],
+        "closures": [], "holiday_rule": "follow_calendar"})
+    staff = _call("POST", "/api/v1/auth/login", None, {"username": "staff1", "password": "bangban-demo"})
+    terminal = next(t for t in _call("GET", "/api/v1/terminals", token)
+                    if t["point_id"] == staff["user"]["point_id"])
+    code = _call("POST", f"/api/v1/terminals/{terminal['id']}/enrollment-code", token)["enrollment_code"]
+    credential = _call("POST", "/api/v1/terminals/enroll", None, {"code": code})["credential"]
+    device = _call("POST", "/api/v1/terminals/token", None, {"credential": credential})["access_token"]
+    slots = _call("GET", f"/api/v1/terminals/me/appointment-slots?item_id={first['id']}&days=7", device)
+    slot = next(s for s in slots if s["free"] > 0)
+    ids["/api/v1/appointments/{id}/cancel"] = [_call("POST", "/api/v1/terminals/me/appointments", device, {
+        "item_id": first["id"], "slot_start": slot["start"], "name": "王小明", "phone": "13800000000",
+        "consent_text": "居民同意", "consent": True, "staff_token": staff["access_token"]})["id"]]
     # Lists that the things above fill (call-back tasks, notifications) give theirs.
     for path, listing in [("/api/v1/callbacks/{id}/result", "/api/v1/callbacks"),
                           ("/api/v1/tasks/{id}/done", "/api/v1/tasks"),
