@@ -598,10 +598,27 @@ pub struct OrderActionRequest {
 #[serde(deny_unknown_fields)]
 pub struct OrderContactRequest {
     /// Mainland mobile (11 digits starting with 1) or landline (digits and `-`, 7–16).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 7,
+            max_length = 16,
+            pattern = "^(1[0-9]{10}|[02-9][0-9]{6,15}|[02-9][0-9]{1,4}-[0-9]{5,10})$"
+        )
+    )]
     pub phone: String,
     /// The consent wording read to or shown to the resident; 1–500 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 500,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069][^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"
+        )
+    )]
     pub consent_text: String,
     /// Must be `true`: the resident agreed.
+    #[cfg_attr(feature = "openapi", schema(schema_with = must_be_true))]
     pub consent: bool,
 }
 

@@ -39,6 +39,16 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
 /// Longest request target (path and query) accepted.
 pub const MAX_URI_BYTES: usize = 2048;
 
+/// `YYYY-MM-DD` in the years the calendar knows (`calendar::YEARS`); the document adds
+/// `format: date`, so together they say what `calendar::parse_date` accepts.
+const DATE_PATTERN: &str = "^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
+
+/// What `shared::validate::PersonName` accepts: no C0/C1 control characters, none of
+/// `is_forbidden_format`'s characters nor ZWNJ/ZWJ, at least one character that is not a space.
+const PERSON_NAME_PATTERN: &str = "^[^\\x00-\\x1f\\x7f-\\x9f\\u061c\\u200b-\\u200f\\u2028-\\u202e\\u2060\\u2066-\\u2069\\ufeff]*\
+    [^\\s\\x00-\\x1f\\x7f-\\x9f\\u061c\\u200b-\\u200f\\u2028-\\u202e\\u2060\\u2066-\\u2069\\ufeff]\
+    [^\\x00-\\x1f\\x7f-\\x9f\\u061c\\u200b-\\u200f\\u2028-\\u202e\\u2060\\u2066-\\u2069\\ufeff]*$";
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "帮办 Bangban API", description = "远程虚拟窗口 remote virtual window: REST API for the console, terminals and admin"),
@@ -304,17 +314,17 @@ fn materials_router() -> OpenApiRouter<AppState> {
 }
 
 /// The OpenAPI document, as served at `/api/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = api_router().split_for_parts().1;
-    finish(&mut doc);
-    doc
+pub fn openapi() -> serde_json::Value {
+    finish(api_router().split_for_parts().1)
 }
 
 /// What the derives cannot say, added to the assembled document: the shared error responses and
-/// the constraints below, which the server checks and the document must therefore state.
-fn finish(doc: &mut utoipa::openapi::OpenApi) {
-    utoipa::Modify::modify(&ErrorResponses, doc);
-    let Ok(mut v) = serde_json::to_value(&*doc) else { return };
+/// the constraints below, which the server checks and the document must therefore state. The
+/// result stays JSON: utoipa's types cannot hold every keyword used here (an `anyOf` beside an
+/// object's `properties`).
+fn finish(mut doc: utoipa::openapi::OpenApi) -> serde_json::Value {
+    utoipa::Modify::modify(&ErrorResponses, &mut doc);
+    let mut v = serde_json::to_value(&doc).unwrap_or_default();
     if let Some(schemas) = v.pointer_mut("/components/schemas").and_then(|s| s.as_object_mut()) {
         // Steps are internally tagged enums with `deny_unknown_fields`: no variant takes more.
         for name in ["OrderAction", "HomeVisitAction", "ProblemStepRequest"] {
@@ -356,10 +366,69 @@ fn finish(doc: &mut utoipa::openapi::OpenApi) {
                 c.insert("maxItems".into(), 50.into());
             }
         }
+        // A person's name (`shared::validate::PersonName`): no control characters, none of the
+        // invisible or direction-changing ones (ZWNJ/ZWJ included), not blank.
+        if let Some(name) = schemas.get_mut("PersonName").and_then(|s| s.as_object_mut()) {
+            name.insert("pattern".into(), PERSON_NAME_PATTERN.into());
+        }
+        // Accounts are created and changed with a person's role; terminals enroll instead
+        // (`accounts::check_point_binding`).
+        let account_roles = ["admin", "supervisor", "operator", "staff"];
+        if let Some(role) =
+            schemas.get_mut("CreateUserRequest").and_then(|s| s.pointer_mut("/properties/role"))
+        {
+            *role = serde_json::json!({ "type": "string", "enum": account_roles });
+        }
+        if let Some(role) =
+            schemas.get_mut("UpdateUserRequest").and_then(|s| s.pointer_mut("/properties/role"))
+        {
+            let mut values: Vec<serde_json::Value> = account_roles.iter().map(|r| (*r).into()).collect();
+            values.push(serde_json::Value::Null);
+            *role = serde_json::json!({ "type": ["string", "null"], "enum": values });
+        }
+        // Problems (`cases::problems::create`): only inspections and spot checks record one;
+        // 1–7 days, up to 92 for a complex problem, which needs its reason.
+        if let Some(p) = schemas.get_mut("CreateProblemRequest").and_then(|s| s.as_object_mut()) {
+            if let Some(props) = p.get_mut("properties") {
+                props["source"] = serde_json::json!({ "type": "string", "enum": ["inspection", "spot_check"],
+                    "description": "`inspection` or `spot_check`." });
+                if let Some(days) = props.get_mut("days").and_then(|d| d.as_object_mut()) {
+                    days.insert("minimum".into(), 1.into());
+                    days.insert("maximum".into(), 92.into());
+                }
+            }
+            // "More than 7 days needs a reason" as two alternatives (fuzzers generate from
+            // `anyOf`; they pass over `if`/`then`).
+            p.insert(
+                "anyOf".into(),
+                serde_json::json!([
+                    { "properties": { "days": { "type": ["integer", "null"], "maximum": 7 } } },
+                    { "required": ["days", "complex_reason"],
+                      "properties": { "complex_reason": { "type": "string" } } }
+                ]),
+            );
+        }
+        // Days (`calendar::parse_date`): a real date of the years the calendar knows.
+        if let Some(starts) =
+            schemas.get_mut("InspectionScheduleRequest").and_then(|s| s.pointer_mut("/properties/starts_on"))
+        {
+            starts["pattern"] = DATE_PATTERN.into();
+            starts["format"] = "date".into();
+        }
     }
-    if let Ok(exact) = serde_json::from_value(v) {
-        *doc = exact;
+    // An inspection photo is served as it was taken: JPEG or PNG (`inspections::add_photo`).
+    if let Some(ok) = v.pointer_mut("/paths/~1api~1v1~1inspection-photos~1{id}/get/responses/200") {
+        ok["content"] = serde_json::json!({ "image/jpeg": {}, "image/png": {} });
     }
+    if let Some(params) =
+        v.pointer_mut("/paths/~1api~1v1~1appointments/get/parameters").and_then(|p| p.as_array_mut())
+    {
+        for p in params.iter_mut().filter(|p| p["name"] == "date") {
+            p["schema"]["pattern"] = DATE_PATTERN.into();
+            p["schema"]["format"] = "date".into();
+        }
+    }
+    v
 }
 
 /// Refuses over-long request targets before any handler parses them.
@@ -420,9 +489,8 @@ async fn console(dir: std::path::PathBuf, req: Request) -> Response {
 }
 
 pub fn router(state: AppState) -> Router {
-    let (router, mut doc) = api_router().split_for_parts();
-    finish(&mut doc);
-    let doc_json = doc.to_pretty_json().unwrap_or_default();
+    let (router, doc) = api_router().split_for_parts();
+    let doc_json = serde_json::to_string_pretty(&finish(doc)).unwrap_or_default();
     let console_dir = state.config.console_dir.clone();
     let mut app = router
         .route("/ws", axum::routing::get(crate::ws::handler))
