@@ -14,7 +14,7 @@ use sqlx::Row;
 use crate::db::Db;
 
 /// How long a lease lasts without renewal.
-pub const LEASE_MS: i64 = 5_000;
+pub const LEASE_MS: i64 = 4_000;
 /// How often the authority renews it (and other nodes try to take it).
 pub const RENEW_EVERY: std::time::Duration = std::time::Duration::from_millis(1_000);
 

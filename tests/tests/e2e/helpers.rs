@@ -51,8 +51,11 @@ pub struct Server {
     dir: tempfile::TempDir,
     database_url: String,
     ice: signaling_server::ice::IceConfig,
-    tweak: fn(&mut signaling_server::config::Config),
+    tweak: Tweak,
 }
+
+/// A change to the server's configuration, applied at every start.
+pub type Tweak = std::sync::Arc<dyn Fn(&mut signaling_server::config::Config) + Send + Sync>;
 
 /// SQLite in the test's directory, or with `BANGBAN_TEST_DB=postgres` a fresh schema in the
 /// PostgreSQL at `BANGBAN_TEST_PG_URL` (default 127.0.0.1:5432, database `test`).
@@ -72,27 +75,26 @@ async fn database_url(dir: &Path) -> Result<String> {
 
 impl Server {
     pub async fn start() -> Result<Self> {
-        Self::start_full(signaling_server::ice::IceConfig::default(), |_| {}).await
+        Self::start_full(signaling_server::ice::IceConfig::default(), std::sync::Arc::new(|_| {})).await
     }
 
     /// A server that hands out these STUN/TURN servers with each session.
     pub async fn start_with_ice(ice: signaling_server::ice::IceConfig) -> Result<Self> {
-        Self::start_full(ice, |_| {}).await
+        Self::start_full(ice, std::sync::Arc::new(|_| {})).await
     }
 
     /// Starts with the configuration changed by `tweak` (also on `restart`).
-    pub async fn start_with(tweak: fn(&mut signaling_server::config::Config)) -> Result<Self> {
-        Self::start_full(signaling_server::ice::IceConfig::default(), tweak).await
+    pub async fn start_with(
+        tweak: impl Fn(&mut signaling_server::config::Config) + Send + Sync + 'static,
+    ) -> Result<Self> {
+        Self::start_full(signaling_server::ice::IceConfig::default(), std::sync::Arc::new(tweak)).await
     }
 
-    async fn start_full(
-        ice: signaling_server::ice::IceConfig,
-        tweak: fn(&mut signaling_server::config::Config),
-    ) -> Result<Self> {
+    async fn start_full(ice: signaling_server::ice::IceConfig, tweak: Tweak) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let database_url = database_url(dir.path()).await?;
         let (addr, enrollment, stop, task) =
-            Self::spawn(dir.path(), "127.0.0.1:0".parse()?, &database_url, &ice, tweak).await?;
+            Self::spawn(dir.path(), "127.0.0.1:0".parse()?, &database_url, &ice, &tweak).await?;
         Ok(Self {
             base: format!("http://{addr}"),
             enrollment,
@@ -116,7 +118,7 @@ impl Server {
         listen: std::net::SocketAddr,
         database_url: &str,
         ice: &signaling_server::ice::IceConfig,
-        tweak: fn(&mut signaling_server::config::Config),
+        tweak: &Tweak,
     ) -> Result<(
         std::net::SocketAddr,
         Vec<(String, String)>,
@@ -148,7 +150,7 @@ impl Server {
             tokio::time::timeout(WAIT, t).await.context("server did not stop")???;
         }
         let (_, _, stop, task) =
-            Self::spawn(self.dir.path(), self.addr, &self.database_url, &self.ice, self.tweak).await?;
+            Self::spawn(self.dir.path(), self.addr, &self.database_url, &self.ice, &self.tweak).await?;
         self.stop = Some(stop);
         self.task = Some(task);
         Ok(())

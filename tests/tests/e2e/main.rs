@@ -6,6 +6,7 @@
 //! --workspace` builds it through the endpoint-client package's own CLI test).
 
 mod call;
+mod cluster;
 mod h264;
 mod health;
 mod helpers;
