@@ -297,6 +297,72 @@ impl Cluster {
     }
 }
 
+/// How long a lock in Redis lives unless released (a node that died releases it this way).
+const LOCK_TTL: Duration = Duration::from_secs(120);
+
+/// A lock held in Redis, released when dropped (only if still ours).
+pub struct SharedLock {
+    cluster: Cluster,
+    key: String,
+    token: String,
+}
+
+impl Drop for SharedLock {
+    fn drop(&mut self) {
+        let (cluster, key, token) =
+            (self.cluster.clone(), std::mem::take(&mut self.key), std::mem::take(&mut self.token));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let mut c = cluster.conn.clone();
+                let mut inv = UNLOCK.prepare_invoke();
+                inv.key(key).arg(token);
+                if let Err(e) = timed(inv.invoke_async::<i64>(&mut c)).await {
+                    tracing::warn!(error = %e, "cluster: a lock was not released (it expires)");
+                }
+            });
+        }
+    }
+}
+
+impl Cluster {
+    /// Takes the deployment-wide lock `name`, waiting up to `wait` for another holder;
+    /// `Ok(None)` when it was still held then.
+    pub async fn lock(&self, name: &str, wait: Duration) -> Result<Option<SharedLock>, ClusterError> {
+        let key = self.key(&format!("lock:{name}"));
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let ttl = u64::try_from(LOCK_TTL.as_millis()).unwrap_or(120_000);
+        let end = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let mut c = self.conn.clone();
+            let got: Option<String> = self.track(
+                timed(
+                    redis::cmd("SET").arg(&key).arg(&token).arg("NX").arg("PX").arg(ttl).query_async(&mut c),
+                )
+                .await,
+            )?;
+            if got.is_some() {
+                return Ok(Some(SharedLock { cluster: self.clone(), key, token }));
+            }
+            if tokio::time::Instant::now() + pause > end {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Deletes a lock only if it still holds our token. KEYS: the lock; ARGV: the token.
+static UNLOCK: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+",
+    )
+});
+
 /// The throttle's check-and-record (see `auth/throttle.rs`) as one atomic script. KEYS: the
 /// throttle keys; ARGV: now, then per key free, base_ms, max_ms, window_ms. Returns
 /// `{wait_ms, first}`: `wait_ms > 0` refused. Each key is a hash (failures, last_at, next_at,

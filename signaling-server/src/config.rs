@@ -118,6 +118,10 @@ pub struct Cli {
     /// The built browser console served at `/`.
     #[arg(long, env = "BANGBAN_CONSOLE_DIR")]
     pub console_dir: Option<PathBuf>,
+    /// Where uploads in progress are staged (default `<data-dir>/uploads`). In a cluster, a
+    /// volume every node mounts lets an upload go on through any node.
+    #[arg(long, env = "BANGBAN_UPLOADS_DIR")]
+    pub uploads_dir: Option<PathBuf>,
     /// A terminal without contact for longer than this gets an `offline` alarm, 5 s – 1 day.
     #[arg(long, env = "BANGBAN_TERMINAL_OFFLINE_AFTER_SECS")]
     pub terminal_offline_after_secs: Option<u64>,
@@ -238,6 +242,7 @@ struct FileConfig {
     print_job_expiry_secs: Option<u64>,
     s3: Option<S3Config>,
     console_dir: Option<PathBuf>,
+    uploads_dir: Option<PathBuf>,
     terminal_offline_after_secs: Option<u64>,
     health_check_interval_secs: Option<u64>,
     cases_interval_secs: Option<u64>,
@@ -333,6 +338,8 @@ pub struct Config {
     pub materials: MaterialsConfig,
     /// The built browser console served at `/` (`console_dir` / `BANGBAN_CONSOLE_DIR`).
     pub console_dir: PathBuf,
+    /// Uploads in progress (`uploads_dir` / `BANGBAN_UPLOADS_DIR`); `None`: `<data-dir>/uploads`.
+    pub uploads_dir: Option<PathBuf>,
     /// An active terminal without contact for longer than this gets an `offline` alarm
     /// (`terminal_offline_after_secs` / `BANGBAN_TERMINAL_OFFLINE_AFTER_SECS`, default 120 s).
     pub terminal_offline_after_ms: i64,
@@ -454,6 +461,7 @@ impl Config {
                 s3: None,
             },
             console_dir: default_console_dir(),
+            uploads_dir: None,
             terminal_offline_after_ms: 120_000,
             health_check_interval_ms: 15_000,
             cases_interval_ms: 60_000,
@@ -585,6 +593,9 @@ impl Config {
         cfg.materials.s3 = s3;
         if let Some(dir) = cli.console_dir.or(file.console_dir) {
             cfg.console_dir = dir;
+        }
+        if let Some(dir) = cli.uploads_dir.or(file.uploads_dir) {
+            cfg.uploads_dir = Some(dir);
         }
         if let Some(v) = cli.terminal_offline_after_secs.or(file.terminal_offline_after_secs) {
             cfg.terminal_offline_after_ms = millis(ranged("terminal_offline_after_secs", v, 5..=86_400)?);

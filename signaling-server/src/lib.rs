@@ -169,7 +169,7 @@ impl Application {
             }
             None => (switchboard::Switchboard::start(db.clone(), pii.clone(), settings).await, None),
         };
-        let materials = materials::Store::open(&config)?;
+        let materials = materials::Store::open(&config)?.with_cluster(cluster.clone());
         let state = AppState::new(Inner {
             materials,
             pii,

@@ -83,7 +83,13 @@ pub struct Store {
     /// Whole-file SHA-256 of uploads in progress, as of their stored offset (recomputed from the
     /// staged prefix when missing, e.g. after a restart).
     hashes: std::sync::Mutex<HashMap<Uuid, (u64, sha2::Sha256)>>,
+    /// Cluster mode: an upload's lock is also taken in Redis, so two nodes do not write one
+    /// upload at once ([`Store::with_cluster`]).
+    cluster: Option<crate::cluster::Cluster>,
 }
+
+/// Longest wait for another node's lock of an upload.
+const UPLOAD_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Holds an upload's lock; dropping it removes the map entry when nobody else wants it.
 pub(crate) struct UploadGuard<'a> {
@@ -91,10 +97,12 @@ pub(crate) struct UploadGuard<'a> {
     id: Uuid,
     mutex: Arc<tokio::sync::Mutex<()>>,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    shared: Option<crate::cluster::SharedLock>,
 }
 
 impl Drop for UploadGuard<'_> {
     fn drop(&mut self) {
+        drop(self.shared.take());
         drop(self.guard.take());
         let mut locks = self.store.upload_locks.lock().unwrap_or_else(|p| p.into_inner());
         // The map's reference and ours: no other request holds or waits for this lock.
@@ -113,7 +121,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens the configured store, creating `<data-dir>/materials` and `<data-dir>/uploads`.
     pub fn open(config: &Config) -> Result<Self, StoreError> {
-        let uploads_dir = config.data_dir.join("uploads");
+        let uploads_dir = config.uploads_dir.clone().unwrap_or_else(|| config.data_dir.join("uploads"));
         std::fs::create_dir_all(&uploads_dir).map_err(|e| StoreError::Dir(uploads_dir.clone(), e))?;
         let (objects, part_size, local_fs) = Self::connect_objects(config)?;
         Ok(Self {
@@ -126,7 +134,15 @@ impl Store {
             renders: tokio::sync::Semaphore::new(thumb::CONCURRENT_RENDERS),
             local: local_fs,
             hashes: std::sync::Mutex::new(HashMap::new()),
+            cluster: None,
         })
+    }
+
+    /// Cluster mode: upload locks are taken in Redis too.
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: Option<crate::cluster::Cluster>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// The configured object store alone (S3, or `<data-dir>/materials`, created), its multipart
@@ -247,7 +263,25 @@ impl Store {
         let mutex =
             self.upload_locks.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default().clone();
         let guard = Some(mutex.clone().lock_owned().await);
-        UploadGuard { store: self, id, mutex, guard }
+        // Another node may be writing it: wait for its lock in Redis too. The lock is a guard
+        // against two nodes writing at once, not the only one: the stored offset only moves
+        // from the value the writer read (`received = $3`) and the whole-file hash is checked
+        // at the end, so while Redis does not answer an upload goes on without it.
+        let shared = match &self.cluster {
+            Some(c) => match c.lock(&format!("upload:{}", id.simple()), UPLOAD_LOCK_WAIT).await {
+                Ok(Some(l)) => Some(l),
+                Ok(None) => {
+                    tracing::warn!(upload = %id, "upload still locked by another node; going on");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster upload lock unavailable; going on");
+                    None
+                }
+            },
+            None => None,
+        };
+        UploadGuard { store: self, id, mutex, guard, shared }
     }
 
     /// Upload locks currently held or waited for (for tests and diagnostics).

@@ -447,3 +447,35 @@ async fn a_call_in_progress_goes_on_after_the_authority_changes() {
         .expect("session row");
     assert_ne!(reason.as_deref(), Some("server_restart"), "not closed by the hand-over");
 }
+
+/// #12 item 3: an upload begun through one node goes on through another (the staging area on
+/// a volume both mount, `uploads_dir`), and the result is whole.
+#[tokio::test]
+async fn an_upload_begun_on_one_node_is_finished_on_another() {
+    use crate::materials_fixture::{call, content, offset, patch, pdf, start};
+    let prefix = prefix();
+    let db = fresh_pg_url().await;
+    let a = TestApp::spawn_with(|c| join(c, &db, None, REDIS, &prefix, "node-a")).await;
+    let key = a.config.master_key_file.clone();
+    let shared = a.config.data_dir.join("uploads");
+    let b = TestApp::spawn_with(|c| {
+        join(c, &db, Some(&key), REDIS, &prefix, "node-b");
+        c.uploads_dir = Some(shared.clone());
+    })
+    .await;
+    let c = call(&b).await;
+    let data = pdf("across", 150_000);
+    let location = start(&a, &c.device, &c.session_id, "across.pdf", &data).await;
+    let resp = patch(&a, &c.device, &location, 0, &data[..100_000], None).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(offset(&b, &c.device, &location).await, (StatusCode::OK, Some(100_000)), "node b sees it");
+    // Resuming elsewhere than the stored offset is refused on node b as well.
+    assert_eq!(patch(&b, &c.device, &location, 0, &data, None).await.status(), StatusCode::CONFLICT);
+    let resp = patch(&b, &c.device, &location, 100_000, &data[100_000..], None).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let id = resp.headers()["bangban-material-id"].to_str().expect("id").to_owned();
+    let (st, body) = content(&b, &c.device, &id).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body, data, "the whole file, hash checked across the two nodes' parts");
+    assert_eq!(a.state.materials.upload_locks_held() + b.state.materials.upload_locks_held(), 0);
+}
