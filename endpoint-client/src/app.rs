@@ -593,6 +593,9 @@ fn start_scan(
     if session_id.is_some_and(|s| s != current) {
         return Err(ActionError::WrongPhase("another session"));
     }
+    // At the storage bound no new page is taken (the ones waiting still upload).
+    let storage = crate::storage::Storage::new(cfg);
+    storage.admit_scan(std::time::SystemTime::now()).map_err(|t| ActionError::Refused(t.into()))?;
     let pages = pages.clamp(1, 50);
     *scan = ScanStatus {
         state: "scanning",
@@ -606,6 +609,10 @@ fn start_scan(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     tokio::spawn(async move {
         for n in 1..=pages {
+            if n > 1 && storage.admit_scan(std::time::SystemTime::now()).is_err() {
+                let _ = tx.send(ScanReport::Fault(ScanFault::DiskFull)).await;
+                return;
+            }
             let scratch = spool.scratch_path("jpg");
             if let Err(f) = crate::scan::scan_page(&scfg, &scratch).await {
                 let _ = tx.send(ScanReport::Fault(f)).await;

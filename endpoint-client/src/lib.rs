@@ -20,6 +20,8 @@
 //! - [`print`]: print jobs: claim (token persisted first), download, SHA-256, IPP to CUPS once,
 //!   state reports. [`rest`]: the device-token REST calls.
 //! - [`tls`]: rustls (ring) for `https://` / `wss://`: system roots plus the config's CA file.
+//! - [`storage`]: disk use of the state bounded (`[storage]`), the alarm before the bound,
+//!   the oldest finished files deleted at it, scans refused when only unsent pages are left.
 //! - [`health`]: the heartbeat (devices, printer, scanner, disk, version) every 30 s.
 //! - [`screen`]: screens that reset when left untouched (sans-IO).
 //! - [`view`]: the status the kiosk shows and the commands its page sends (plain data, so
@@ -48,6 +50,7 @@ pub mod screen;
 pub mod signaling;
 pub mod spool;
 pub mod staff;
+pub mod storage;
 pub mod tls;
 pub mod ui;
 pub mod upload;
