@@ -64,7 +64,7 @@ pub struct CallSettings {
     pub display: DisplayConfig,
     /// Where a call the resident agreed to record is written (the upload spool) and where the
     /// finished file is handed over for upload: `(session, path)`.
-    pub recordings: Option<(crate::spool::Spool, mpsc::UnboundedSender<(uuid::Uuid, std::path::PathBuf)>)>,
+    pub recordings: Option<(crate::spool::Spool, crate::upload::Uploader)>,
 }
 
 /// Per-remote-track counters.
@@ -1035,8 +1035,19 @@ impl Call {
         match rec.finish(Duration::from_secs(10)).await {
             Ok(path) => {
                 self.stats.lock().recording = "stored".into();
-                if let Some((_, done)) = &self.settings.recordings {
-                    let _ = done.send((self.session.session_id, path));
+                // Straight into the spool and to the uploader (hashing a long call's file is
+                // blocking work), not through the app loop.
+                if let Some((spool, uploader)) = self.settings.recordings.clone() {
+                    let session = self.session.session_id;
+                    tokio::task::spawn_blocking(move || {
+                        match spool.add(&path, session, None, "通话录像.webm", "video/webm", "webm") {
+                            Ok(_) => uploader.kick(),
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot spool the call's recording");
+                                let _ = std::fs::remove_file(&path);
+                            }
+                        }
+                    });
                 }
             }
             Err(e) => {

@@ -14,6 +14,8 @@
 //! - [`media`]: GStreamer capture/encode (VP8 or H.264, Opus) and decode/display or headless counting.
 //! - [`wall`]: the first screen during a call: the operator's camera, a specialist's beside it
 //!   (one compositor window).
+//! - [`desk`]: sans-IO device decisions: may a scan start, what the resident reads of a scan,
+//!   an upload or a print job.
 //! - [`scan`]: the scanner (`scanimage` subprocess, JPEG pages, faults);
 //!   [`spool`]: scanned pages kept durably until stored; [`upload`]: tus uploads with resume.
 //! - [`recording`]: a call recorded to one Matroska/WebM file with consent; [`recording::probe`].
@@ -38,6 +40,7 @@ pub mod auth;
 pub mod backoff;
 pub mod call;
 pub mod config;
+pub mod desk;
 pub mod health;
 pub mod kiosk;
 pub mod live;
