@@ -307,29 +307,29 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
             Some(p) = pr_rx.recv() => crate::desk::print_notice(&p).map(Effect::Notice).into_iter().collect(),
             Some(c) = contact_rx.recv() => { contact = Some(c); vec![] }
             Some((old, r)) = staff_rx.recv() => {
-                let now = std::time::Instant::now();
-                match (staff.as_mut(), r) {
-                    // An answer for a login that has since ended or been renewed.
-                    (Some(s), _) if s.refresh_token != old => vec![],
-                    (None, _) => vec![],
-                    (Some(s), Ok(t)) => match shared::validate::Token::try_from(t.access_token) {
-                        Ok(token) => {
-                            s.renewed(token, t.refresh_token, t.expires_in, now);
-                            tracing::info!(staff = %s.username, renewals = s.renewals, "staff login renewed");
-                            vec![]
-                        }
-                        Err(_) => { s.renewal_failed(now); vec![] }
-                    },
-                    (Some(s), Err(e)) if e.status().is_some() => {
-                        // Refused (revoked, expired, account disabled): the login is over.
-                        tracing::info!(staff = %s.username, error = %e, "staff login ended by the server");
-                        staff = None;
-                        vec![notice("staff", "工作人员登录已失效，请重新登录。")]
-                    }
-                    (Some(s), Err(e)) => {
+                use crate::staff::{Renewal, RenewalAnswer};
+                let answer = match r {
+                    Ok(t) => RenewalAnswer::Tokens { access_token: t.access_token, refresh_token: t.refresh_token, expires_in: t.expires_in },
+                    Err(e) if e.status().is_some() => RenewalAnswer::Refused,
+                    Err(e) => {
                         tracing::warn!(error = %e, "staff login renewal failed; retrying");
-                        s.renewal_failed(now);
+                        RenewalAnswer::Unreachable
+                    }
+                };
+                match crate::staff::on_renewal(staff.as_mut(), &old, answer, std::time::Instant::now()) {
+                    Renewal::Stale | Renewal::Retry => vec![],
+                    Renewal::Renewed => {
+                        if let Some(s) = &staff {
+                            tracing::info!(staff = %s.username, renewals = s.renewals, "staff login renewed");
+                        }
                         vec![]
+                    }
+                    Renewal::Ended => {
+                        // Refused (revoked, expired, account disabled): the login is over.
+                        if let Some(s) = staff.take() {
+                            tracing::info!(staff = %s.username, "staff login ended by the server");
+                        }
+                        vec![notice("staff", "工作人员登录已失效，请重新登录。")]
                     }
                 }
             }
