@@ -87,7 +87,7 @@ const EN = {
   '评价分布': 'Ratings', '近7日': 'Last 7 days', '日期': 'Date', '各条线排队': 'Queues by line', '受理员状态': 'Operators',
   '待整改差评': 'Open rectifications', '回访': 'Call back', '回访结果': 'Call-back result', '整改措施': 'Measures taken', '到期': 'Due', '已超期': 'Overdue',
   '暂无待整改事项': 'Nothing to rectify', '终端状态': 'Terminals', '最近在线': 'Last seen', '从未在线': 'never',
-  '终端健康': 'Terminal health', '在线': 'Online', '离线告警': 'OFFLINE', '打印机故障': 'Printer fault', '起': '', '自': 'since',
+  '终端健康': 'Terminal health', '在线': 'Online', '离线告警': 'OFFLINE', '打印机故障': 'Printer fault', '存储将满': 'Storage nearly full', '存储已满': 'Storage full', '终端占用': 'Terminal uses', '起': '', '自': 'since',
   '打印机': 'Printer', '扫描仪': 'Scanner', '磁盘': 'Disk', '版本': 'Version', '剩余': 'free', '未上报': 'no report', '正常': 'OK', '故障': 'Fault', '未启用': 'Disabled',
   '已停止': 'Stopped', '无法连接': 'Unreachable', '告警': 'Alarms', '缺纸': 'Out of paper', '卡纸': 'Paper jam', '纸张将尽': 'Paper low',
   '盖板未关': 'Cover open', '墨粉用尽': 'Toner empty', '墨粉不足': 'Toner low', '耗材用尽': 'Supplies empty', '耗材不足': 'Supplies low',

@@ -160,14 +160,15 @@ describe('supervisor', () => {
     await rest('/api/v1/terminals/me/health', {
       camera: { state: 'ok', detail: 'test source ok' }, microphone: { state: 'ok', detail: 'test source ok' },
       printer: { state: 'stopped', reasons: ['media-empty-error'] }, scanner: { state: 'ok', detail: 'test:0' },
-      disk: { free_bytes: 40 * 2 ** 30, total_bytes: 64 * 2 ** 30 }, version: '0.1.0', uptime_secs: 3600, in_call: false,
+      disk: { free_bytes: 40 * 2 ** 30, total_bytes: 64 * 2 ** 30, used_bytes: 3.5 * 2 ** 30, max_bytes: 4 * 2 ** 30, min_free_bytes: 2 ** 29, level: 'near_full' },
+      version: '0.1.0', uptime_secs: 3600, in_call: false,
     }, device.access_token);
     const sup = await rest('/api/v1/auth/login', { username: 'supervisor', password: PASSWORD });
     const until = Date.now() + 30_000;
     for (;;) {
       const open = await rest('/api/v1/terminal-alarms?state=open', undefined, sup.access_token);
       const mine = open.alarms.filter((/** @type {any} */ a) => a.terminal_id === enrolled.terminal_id).map((/** @type {any} */ a) => a.kind);
-      if (mine.includes('offline') && mine.includes('printer_fault')) break;
+      if (mine.includes('offline') && mine.includes('printer_fault') && mine.includes('disk_space')) break;
       assert.ok(Date.now() < until, `no offline alarm yet: ${JSON.stringify(open)}`);
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -187,6 +188,8 @@ describe('supervisor', () => {
       assert.match(text, /缺纸/);
       assert.match(text, /打印机故障/);
       assert.match(text, /剩余 40\.0 GB \/ 64\.0 GB/);
+      assert.match(text, /存储将满/);
+      assert.match(text, /终端占用 3\.5 GB \/ 4\.0 GB/);
       assert.match(text, /0\.1\.0/);
       await page.waitForSelector('#rectifications .card-title');
       await page.waitForSelector('#ratings .bars li');

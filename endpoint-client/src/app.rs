@@ -103,8 +103,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
         None
     };
     let (scan_tx, mut scan_rx) = mpsc::channel::<ScanReport>(16);
-    let mut scan =
-        ScanStatus { state: if cfg.scanner.enabled { "idle" } else { "disabled" }, ..Default::default() };
+    let mut scan = crate::desk::ScanDesk::new(cfg.scanner.enabled);
     let (ws_tx, ws_rx) = mpsc::channel::<ClientMsg>(256);
     let (ev_tx, mut ev_rx) = mpsc::channel::<ConnEvent>(256);
     let sig_task = tokio::spawn(signaling::run(cfg.ws_url()?, auth.clone(), ws_rx, ev_tx));
@@ -122,12 +121,11 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
 
     // A call the resident agreed to record is written into the spool and, once closed, taken
     // into it and uploaded like a scan (durable, resumable).
-    let (rec_tx, mut rec_rx) = mpsc::unbounded_channel::<(Uuid, crate::recording::Finished)>();
     let settings = CallSettings {
         webrtc: cfg.webrtc.clone(),
         media: cfg.media.clone(),
         display: cfg.display.clone(),
-        recordings: Some((spool.clone(), rec_tx)),
+        recordings: Some((spool.clone(), uploader.clone())),
     };
     let status_lines = cfg.status_lines.unwrap_or(cfg.display.mode == crate::config::DisplayMode::Headless);
     let stats = Arc::new(CallStats::default());
@@ -289,7 +287,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                         UiCommand::Scan { session_id, slot_id, pages } => {
                             // Without a slot of its own the scan answers the operator's request.
                             let slot_id = slot_id.or_else(|| kiosk.scan_request().and_then(|r| r.slot_id));
-                            let r = start_scan(&cfg, (&spool, &uploader), &kiosk, &mut scan, &scan_tx, session_id, slot_id, pages);
+                            let r = start_scan(&cfg, (&spool, &uploader), &kiosk, &mut scan, &scan_tx, (session_id, slot_id, pages));
                             if r.is_ok() { kiosk.scan_started(); }
                             r
                         }
@@ -301,72 +299,37 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                 }
             },
             Some(r) = scan_rx.recv() => match r {
-                ScanReport::Page => { scan.pages_done += 1; vec![] }
-                ScanReport::Finished => {
-                    scan.state = "idle";
-                    scan.message = Some(format!("扫描完成（{} 页），正在上传给受理员。", scan.pages_done));
-                    vec![notice("scan", format!("扫描完成（{} 页），正在上传给受理员。", scan.pages_done))]
-                }
-                ScanReport::Fault(f) => {
-                    scan.state = "fault";
-                    scan.fault = Some(f.code());
-                    scan.message = Some(f.to_string());
-                    vec![notice("scan_fault", f.to_string())]
-                }
+                ScanReport::Page => { scan.page(); vec![] }
+                ScanReport::Finished => vec![Effect::Notice(scan.finished())],
+                ScanReport::Fault(f) => vec![Effect::Notice(scan.fault(&f))],
             },
-            Some((session, rec)) = rec_rx.recv() => {
-                // Part 1 (the terminal's side) is spooled, and so sent, before part 2.
-                let duration_ms = u64::try_from(rec.duration.as_millis()).unwrap_or(u64::MAX);
-                for (i, path) in rec.parts.iter().enumerate() {
-                    let part = crate::spool::RecordingPart { part: i as u8 + 1, duration_ms };
-                    let name = if part.part == 1 { "通话录像-本机.webm" } else { "通话录像-受理员.webm" };
-                    if let Err(e) = spool.add_part(path, session, None, name, "video/webm", "webm", Some(part)) {
-                        tracing::error!(error = %e, part = part.part, "cannot spool the call's recording");
-                        let _ = std::fs::remove_file(path);
-                    }
-                }
-                uploader.kick();
-                vec![]
-            }
-            Some(ev) = up_rx.recv() => match ev {
-                // The call's recording is not the resident's business once they agreed.
-                UploadEvent::Stored { entry, .. } if entry.content_type.starts_with("video/") => vec![],
-                UploadEvent::Stored { entry, .. } => vec![notice("upload", format!("「{}」已上传，受理员已收到。", entry.filename))],
-                UploadEvent::Rejected { entry, reason } if entry.content_type.starts_with("video/") => {
-                    tracing::error!(%reason, "the call's recording was refused by the server");
-                    vec![]
-                }
-                UploadEvent::Rejected { entry, reason } => {
-                    tracing::error!(%reason, "scan refused by the server");
-                    vec![notice("upload_error", format!("「{}」未能上传（通话已结束或材料不符），请联系工作人员。", entry.filename))]
-                }
-            },
-            Some(p) = pr_rx.recv() => print_notice(&p).into_iter().collect(),
+            Some(ev) = up_rx.recv() => crate::desk::upload_notice(&ev).map(Effect::Notice).into_iter().collect(),
+            Some(p) = pr_rx.recv() => crate::desk::print_notice(&p).map(Effect::Notice).into_iter().collect(),
             Some(c) = contact_rx.recv() => { contact = Some(c); vec![] }
             Some((old, r)) = staff_rx.recv() => {
-                let now = std::time::Instant::now();
-                match (staff.as_mut(), r) {
-                    // An answer for a login that has since ended or been renewed.
-                    (Some(s), _) if s.refresh_token != old => vec![],
-                    (None, _) => vec![],
-                    (Some(s), Ok(t)) => match shared::validate::Token::try_from(t.access_token) {
-                        Ok(token) => {
-                            s.renewed(token, t.refresh_token, t.expires_in, now);
-                            tracing::info!(staff = %s.username, renewals = s.renewals, "staff login renewed");
-                            vec![]
-                        }
-                        Err(_) => { s.renewal_failed(now); vec![] }
-                    },
-                    (Some(s), Err(e)) if e.status().is_some() => {
-                        // Refused (revoked, expired, account disabled): the login is over.
-                        tracing::info!(staff = %s.username, error = %e, "staff login ended by the server");
-                        staff = None;
-                        vec![notice("staff", "工作人员登录已失效，请重新登录。")]
-                    }
-                    (Some(s), Err(e)) => {
+                use crate::staff::{Renewal, RenewalAnswer};
+                let answer = match r {
+                    Ok(t) => RenewalAnswer::Tokens { access_token: t.access_token, refresh_token: t.refresh_token, expires_in: t.expires_in },
+                    Err(e) if e.status().is_some() => RenewalAnswer::Refused,
+                    Err(e) => {
                         tracing::warn!(error = %e, "staff login renewal failed; retrying");
-                        s.renewal_failed(now);
+                        RenewalAnswer::Unreachable
+                    }
+                };
+                match crate::staff::on_renewal(staff.as_mut(), &old, answer, std::time::Instant::now()) {
+                    Renewal::Stale | Renewal::Retry => vec![],
+                    Renewal::Renewed => {
+                        if let Some(s) = &staff {
+                            tracing::info!(staff = %s.username, renewals = s.renewals, "staff login renewed");
+                        }
                         vec![]
+                    }
+                    Renewal::Ended => {
+                        // Refused (revoked, expired, account disabled): the login is over.
+                        if let Some(s) = staff.take() {
+                            tracing::info!(staff = %s.username, "staff login ended by the server");
+                        }
+                        vec![notice("staff", "工作人员登录已失效，请重新登录。")]
                     }
                 }
             }
@@ -413,11 +376,9 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                 if reset.is_some() {
                     // Nothing of the last resident stays on screen.
                     notices.clear();
-                    if scan.state == "idle" {
-                        scan = ScanStatus { state: "idle", ..Default::default() };
-                    }
+                    scan.screen_reset();
                 }
-                let dev = Devices { scan: &scan, uploader: &uploader, printer: printer.as_ref() };
+                let dev = Devices { scan: scan.status(), uploader: &uploader, printer: printer.as_ref() };
                 let s = status_of(&kiosk, connected, &notices, &stats, &dev, staff.as_ref(), contact.as_ref(), screens.bound());
                 if let Some(path) = &cfg.status_file {
                     write_status_file(path, &s);
@@ -470,7 +431,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
                 Effect::Shutdown(reason) => tracing::error!(?reason, "terminal disabled by the server"),
             }
         }
-        let dev = Devices { scan: &scan, uploader: &uploader, printer: printer.as_ref() };
+        let dev = Devices { scan: scan.status(), uploader: &uploader, printer: printer.as_ref() };
         let _ = status_tx.send(status_of(
             &kiosk,
             connected,
@@ -529,87 +490,42 @@ fn notice(kind: &'static str, text: impl Into<String>) -> Effect {
     Effect::Notice(Notice { kind, text: text.into() })
 }
 
-/// The resident's text for a print job's progress.
-fn print_notice(p: &PrintProgress) -> Option<Effect> {
-    use shared::api::PrintJobState as S;
-    let f = &p.filename;
-    let text = match p.state {
-        S::Claimed | S::Queued if p.reason.is_none() => format!("正在准备打印「{f}」，请稍候。"),
-        S::Printing if p.reason.is_none() => format!("正在打印「{f}」，请稍候。"),
-        S::Claimed | S::Queued | S::Printing => {
-            format!("打印机{}，请工作人员处理。", printer_reason_zh(p.reason.as_deref().unwrap_or("")))
-        }
-        S::Completed => format!("「{f}」已打印完成，请在打印机出纸口取走。"),
-        S::Failed => {
-            format!(
-                "「{f}」打印失败：{}。请联系工作人员。",
-                printer_reason_zh(p.reason.as_deref().unwrap_or(""))
-            )
-        }
-        S::Cancelled => format!("「{f}」的打印已取消。"),
-        _ => return None,
-    };
-    Some(notice("print", text))
-}
-
-/// Chinese for the usual IPP printer reasons.
-pub fn printer_reason_zh(reason: &str) -> String {
-    match reason {
-        "media-empty" | "media-needed" => "缺纸".into(),
-        "media-jam" => "卡纸".into(),
-        "door-open" | "cover-open" => "盖板未关".into(),
-        "toner-empty" | "marker-supply-empty" => "墨粉用尽".into(),
-        "printer-not-accepting" | "printer-refused" => "暂停服务".into(),
-        "checksum-mismatch" => "文件校验失败".into(),
-        "job-stalled" => "长时间没有进展，已自动取消".into(),
-        "printer-stopped" => "已停止工作".into(),
-        "" => "出现故障".into(),
-        other => format!("出现故障（{other}）"),
-    }
-}
-
 enum ScanReport {
     Page,
     Finished,
     Fault(ScanFault),
 }
 
-/// Starts a scan in the background; each page goes to the spool and the uploader is woken for
-/// it from the scan task itself (the app loop only counts pages for the status).
-#[allow(clippy::too_many_arguments)]
+/// Starts a scan in the background when the [`crate::desk::ScanDesk`] allows it; each page
+/// goes to the spool and the uploader is woken for it from the scan task itself (the app loop
+/// only counts pages for the status).
 fn start_scan(
     cfg: &Config,
     (spool, uploader): (&Spool, &Uploader),
     kiosk: &Kiosk,
-    scan: &mut ScanStatus,
+    scan: &mut crate::desk::ScanDesk,
     tx: &mpsc::Sender<ScanReport>,
-    session_id: Option<Uuid>,
-    slot_id: Option<Uuid>,
-    pages: u32,
+    (session_id, slot_id, pages): (Option<Uuid>, Option<Uuid>, u32),
 ) -> Result<Vec<Effect>, ActionError> {
-    if !cfg.scanner.enabled {
-        return Err(ActionError::WrongPhase("scanner disabled"));
-    }
-    if scan.state == "scanning" {
-        return Err(ActionError::WrongPhase("scanning"));
-    }
-    let Some(current) = kiosk.session_id() else { return Err(ActionError::WrongPhase(kiosk.phase().name())) };
-    if session_id.is_some_and(|s| s != current) {
-        return Err(ActionError::WrongPhase("another session"));
-    }
-    let pages = pages.clamp(1, 50);
-    *scan = ScanStatus {
-        state: "scanning",
-        fault: None,
-        message: Some("正在扫描，请勿移动材料……".into()),
-        pages_done: 0,
-        pages_wanted: pages,
+    // At the storage bound no new page is taken (the ones waiting still upload).
+    let storage = crate::storage::Storage::new(cfg);
+    let ask = crate::desk::ScanAsk {
+        current_session: kiosk.session_id(),
+        phase: kiosk.phase().name(),
+        asked_session: session_id,
+        pages,
     };
+    let (job, started) = scan.start(ask, || storage.admit_scan(std::time::SystemTime::now()))?;
+    let (current, pages) = (job.session_id, job.pages);
     let (scfg, spool, uploader, tx) = (cfg.scanner.clone(), spool.clone(), uploader.clone(), tx.clone());
     let stamp =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     tokio::spawn(async move {
         for n in 1..=pages {
+            if n > 1 && storage.admit_scan(std::time::SystemTime::now()).is_err() {
+                let _ = tx.send(ScanReport::Fault(ScanFault::DiskFull)).await;
+                return;
+            }
             let scratch = spool.scratch_path("jpg");
             if let Err(f) = crate::scan::scan_page(&scfg, &scratch).await {
                 let _ = tx.send(ScanReport::Fault(f)).await;
@@ -630,7 +546,7 @@ fn start_scan(
         }
         let _ = tx.send(ScanReport::Finished).await;
     });
-    Ok(vec![notice("scan", "正在扫描，请勿移动材料……")])
+    Ok(vec![Effect::Notice(started)])
 }
 
 /// Replaces the status file atomically (diagnosis, monitoring agents).
@@ -655,15 +571,4 @@ pub fn print_event(v: &serde_json::Value) {
 
 pub type UiAddr = SocketAddr;
 
-#[cfg(test)]
-mod tests {
-    use super::printer_reason_zh;
-
-    #[test]
-    fn the_resident_reads_every_reason_the_terminal_reports_in_chinese() {
-        assert_eq!(printer_reason_zh("job-stalled"), "长时间没有进展，已自动取消");
-        assert_eq!(printer_reason_zh("printer-stopped"), "已停止工作");
-        assert_eq!(printer_reason_zh("media-jam"), "卡纸");
-        assert_eq!(printer_reason_zh("something-new"), "出现故障（something-new）");
-    }
-}
+pub use crate::desk::printer_reason_zh;

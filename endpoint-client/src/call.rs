@@ -64,8 +64,7 @@ pub struct CallSettings {
     pub display: DisplayConfig,
     /// Where a call the resident agreed to record is written (the upload spool) and where the
     /// finished file is handed over for upload: `(session, path)`.
-    pub recordings:
-        Option<(crate::spool::Spool, mpsc::UnboundedSender<(uuid::Uuid, crate::recording::Finished)>)>,
+    pub recordings: Option<(crate::spool::Spool, crate::upload::Uploader)>,
 }
 
 /// Per-remote-track counters.
@@ -1038,8 +1037,29 @@ impl Call {
         match rec.finish(Duration::from_secs(10)).await {
             Ok(finished) => {
                 self.stats.lock().recording = "stored".into();
-                if let Some((_, done)) = &self.settings.recordings {
-                    let _ = done.send((self.session.session_id, finished));
+                // Straight into the spool and to the uploader (hashing a long call's file is
+                // blocking work), not through the app loop. Part 1 (the terminal's side) is
+                // spooled, and so sent, before part 2.
+                if let Some((spool, uploader)) = self.settings.recordings.clone() {
+                    let session = self.session.session_id;
+                    tokio::task::spawn_blocking(move || {
+                        let duration_ms = u64::try_from(finished.duration.as_millis()).unwrap_or(u64::MAX);
+                        for (i, path) in finished.parts.iter().enumerate() {
+                            let part = crate::spool::RecordingPart { part: i as u8 + 1, duration_ms };
+                            let name = if part.part == 1 {
+                                "通话录像-本机.webm"
+                            } else {
+                                "通话录像-受理员.webm"
+                            };
+                            let added =
+                                spool.add_part(path, session, None, name, "video/webm", "webm", Some(part));
+                            if let Err(e) = added {
+                                tracing::error!(error = %e, part = part.part, "cannot spool the call's recording");
+                                let _ = std::fs::remove_file(path);
+                            }
+                        }
+                        uploader.kick();
+                    });
                 }
             }
             Err(e) => {

@@ -251,6 +251,28 @@ impl Default for HealthConfig {
     }
 }
 
+/// Disk use of the state directory (`[storage]`, see [`crate::storage`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The bound on what the terminal's own state takes (the state directory: spool, print
+    /// records; and `display.record_dir`): 4 GiB. At the bound the oldest finished recordings
+    /// and refused pages are deleted; a page not yet acknowledged by the server never is, new
+    /// scans are refused instead. At least 1 MiB.
+    pub max_bytes: u64,
+    /// The free space kept on the state directory's file system (512 MiB; 0: none).
+    pub min_free_bytes: u64,
+    /// The alarm (heartbeat `disk.level = near_full`) from this percentage of `max_bytes`, or
+    /// when the free space is within the same margin of `min_free_bytes` (50–99, default 80).
+    pub alarm_percent: u8,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { max_bytes: 4 << 30, min_free_bytes: 512 << 20, alarm_percent: 80 }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -280,6 +302,7 @@ pub struct Config {
     pub webrtc: WebRtcConfig,
     pub kiosk: KioskConfig,
     pub health: HealthConfig,
+    pub storage: StorageConfig,
 }
 
 impl Default for Config {
@@ -299,6 +322,7 @@ impl Default for Config {
             webrtc: WebRtcConfig::default(),
             kiosk: KioskConfig::default(),
             health: HealthConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -442,6 +466,18 @@ impl Config {
                 "relay needs use_server_ice = true (the TURN servers come from the server)".into(),
             ));
         }
+        if self.storage.max_bytes < 1 << 20 {
+            return Err(ConfigError::Invalid(
+                "storage.max_bytes",
+                format!("{} (at least 1048576)", self.storage.max_bytes),
+            ));
+        }
+        if !(50..=99).contains(&self.storage.alarm_percent) {
+            return Err(ConfigError::Invalid(
+                "storage.alarm_percent",
+                self.storage.alarm_percent.to_string(),
+            ));
+        }
         if self.display.record_max_bytes < 64 * 1024 {
             return Err(ConfigError::Invalid(
                 "display.record_max_bytes",
@@ -541,6 +577,13 @@ ice_transport_policy = "relay"
             Config::parse("[webrtc]\nice_transport_policy = \"relay\"\nuse_server_ice = false")
                 .expect("parses");
         assert!(relay_without_servers.validate().is_err());
+        for bad in ["max_bytes = 0", "max_bytes = 1000", "alarm_percent = 0", "alarm_percent = 100"] {
+            let cfg = Config::parse(&format!("[storage]\n{bad}")).expect("parses");
+            assert!(cfg.validate().is_err(), "{bad}");
+        }
+        for bad in ["max_bytes = -1", "alarm_percent = 300", "min_free_bytes = \"lots\"", "quota = 1"] {
+            assert!(Config::parse(&format!("[storage]\n{bad}")).is_err(), "{bad}");
+        }
         let tiny = Config::parse("[display]\nrecord_max_bytes = 10").expect("parses");
         assert!(tiny.validate().is_err());
         for bad in ["camera_width = 0", "camera_height = 8", "camera_width = 100000"] {

@@ -1,7 +1,7 @@
 //! The terminal's heartbeat: every `health.interval_secs` (default 30 s) and right after each
 //! (re)connection it collects camera, microphone, printer (IPP `printer-state` and
-//! `printer-state-reasons`), scanner (`scanimage -L`), disk space of the state directory and
-//! version, and posts them to `/api/v1/terminals/me/health`. The server raises an offline
+//! `printer-state-reasons`), scanner (`scanimage -L`), disk space of the state directory against
+//! its bound ([`crate::storage`], which deletes what may go at the bound) and version, and posts them to `/api/v1/terminals/me/health`. The server raises an offline
 //! alarm when these stop. Every probe has a timeout; a failed probe is reported, never fatal.
 
 use std::path::Path;
@@ -156,7 +156,14 @@ pub fn disk(dir: &Path) -> Option<DiskHealth> {
     let s = rustix::fs::statvfs(dir).ok()?;
     let free_bytes = s.f_bavail.saturating_mul(s.f_frsize);
     let total_bytes = s.f_blocks.saturating_mul(s.f_frsize);
-    Some(DiskHealth { free_bytes: free_bytes.min(total_bytes), total_bytes })
+    Some(DiskHealth {
+        free_bytes: free_bytes.min(total_bytes),
+        total_bytes,
+        used_bytes: None,
+        max_bytes: None,
+        min_free_bytes: None,
+        level: shared::api::DiskLevel::Ok,
+    })
 }
 
 /// One complete report.
@@ -166,7 +173,8 @@ pub async fn collect(cfg: &Config, status: &Status, started: Instant) -> Termina
         microphone: microphone(cfg),
         printer: printer(cfg).await,
         scanner: scanner(cfg, status).await,
-        disk: disk(&cfg.state_dir()),
+        // Measured against `storage`, deleting what may go at the bound.
+        disk: crate::storage::Storage::new(cfg).check(std::time::SystemTime::now()).disk,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_secs: started.elapsed().as_secs(),
         in_call: status.phase == "in_call",
@@ -257,6 +265,7 @@ mod tests {
         assert_eq!(r.scanner.state, DeviceState::Disabled);
         let disk = r.disk.expect("statvfs of a temp dir");
         assert!(disk.total_bytes > 0 && disk.free_bytes <= disk.total_bytes);
+        assert_eq!(disk.max_bytes, Some(cfg.storage.max_bytes), "measured against the bound");
         assert_eq!(r.version, env!("CARGO_PKG_VERSION"));
         assert_eq!(r.validate(), Ok(()));
         // A camera that is not there is a fault.

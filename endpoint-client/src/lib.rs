@@ -14,12 +14,16 @@
 //! - [`media`]: GStreamer capture/encode (VP8 or H.264, Opus) and decode/display or headless counting.
 //! - [`wall`]: the first screen during a call: the operator's camera, a specialist's beside it
 //!   (one compositor window).
+//! - [`desk`]: sans-IO device decisions: may a scan start, what the resident reads of a scan,
+//!   an upload or a print job.
 //! - [`scan`]: the scanner (`scanimage` subprocess, JPEG pages, faults);
 //!   [`spool`]: scanned pages kept durably until stored; [`upload`]: tus uploads with resume.
 //! - [`recording`]: a call recorded to one Matroska/WebM file with consent; [`recording::probe`].
 //! - [`print`]: print jobs: claim (token persisted first), download, SHA-256, IPP to CUPS once,
 //!   state reports. [`rest`]: the device-token REST calls.
 //! - [`tls`]: rustls (ring) for `https://` / `wss://`: system roots plus the config's CA file.
+//! - [`storage`]: disk use of the state bounded (`[storage]`), the alarm before the bound,
+//!   the oldest finished files deleted at it, scans refused when only unsent pages are left.
 //! - [`health`]: the heartbeat (devices, printer, scanner, disk, version) every 30 s.
 //! - [`screen`]: screens that reset when left untouched (sans-IO).
 //! - [`view`]: the status the kiosk shows and the commands its page sends (plain data, so
@@ -36,6 +40,7 @@ pub mod auth;
 pub mod backoff;
 pub mod call;
 pub mod config;
+pub mod desk;
 pub mod health;
 pub mod kiosk;
 pub mod live;
@@ -48,6 +53,7 @@ pub mod screen;
 pub mod signaling;
 pub mod spool;
 pub mod staff;
+pub mod storage;
 pub mod tls;
 pub mod ui;
 pub mod upload;

@@ -29,6 +29,9 @@ pub enum ScanFault {
     Timeout,
     #[error("扫描失败，请联系工作人员。({0})")]
     Failed(String),
+    /// The terminal's storage is at its bound (`storage`): no more pages until space is back.
+    #[error("{}", crate::storage::FULL_TEXT)]
+    DiskFull,
 }
 
 impl ScanFault {
@@ -42,6 +45,7 @@ impl ScanFault {
             ScanFault::NoScanner => "no_scanner",
             ScanFault::Timeout => "timeout",
             ScanFault::Failed(_) => "failed",
+            ScanFault::DiskFull => "disk_full",
         }
     }
 }

@@ -118,6 +118,58 @@ impl StaffSession {
     }
 }
 
+/// How a renewal answered, as the driver saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenewalAnswer {
+    /// New tokens (the access token not yet checked).
+    Tokens { access_token: String, refresh_token: String, expires_in: u64 },
+    /// The server refused (revoked, expired, account disabled).
+    Refused,
+    /// The server was not reached.
+    Unreachable,
+}
+
+/// What a renewal's answer did to the login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// An answer for a login that has since ended or been renewed: ignored.
+    Stale,
+    Renewed,
+    /// Tried again a little later.
+    Retry,
+    /// The login is over: the driver drops it and tells the kiosk.
+    Ended,
+}
+
+/// Applies the answer to the renewal sent with refresh token `sent` (sans-IO).
+pub fn on_renewal(
+    login: Option<&mut StaffSession>,
+    sent: &str,
+    answer: RenewalAnswer,
+    now: Instant,
+) -> Renewal {
+    let Some(s) = login.filter(|s| s.refresh_token == sent) else { return Renewal::Stale };
+    match answer {
+        RenewalAnswer::Tokens { access_token, refresh_token, expires_in } => {
+            match shared::validate::Token::try_from(access_token) {
+                Ok(token) => {
+                    s.renewed(token, refresh_token, expires_in, now);
+                    Renewal::Renewed
+                }
+                Err(_) => {
+                    s.renewal_failed(now);
+                    Renewal::Retry
+                }
+            }
+        }
+        RenewalAnswer::Refused => Renewal::Ended,
+        RenewalAnswer::Unreachable => {
+            s.renewal_failed(now);
+            Renewal::Retry
+        }
+    }
+}
+
 /// When a token of `expires_in` seconds issued at `now` stops being used: 30 s before the
 /// server's expiry, or a quarter of a short lifetime before it.
 fn usable_until(expires_in: u64, now: Instant) -> Instant {
@@ -189,6 +241,31 @@ mod tests {
         s.touch(t0 + secs(580));
         assert!(!s.active(t0 + secs(580)));
         assert_eq!(s.step(t0 + secs(580), IDLE), StaffStep::Renew);
+    }
+
+    #[test]
+    fn renewal_answers_renew_retry_end_or_are_ignored_when_stale() {
+        let t0 = Instant::now();
+        let mut s = session(t0, 600);
+        s.renewing();
+        let tokens = |a: &str, r: &str| RenewalAnswer::Tokens {
+            access_token: a.into(),
+            refresh_token: r.into(),
+            expires_in: 600,
+        };
+        // An answer to an older refresh token changes nothing.
+        assert_eq!(on_renewal(Some(&mut s), "r0", tokens("t2", "r2"), t0), Renewal::Stale);
+        assert_eq!(on_renewal(None, "r1", tokens("t2", "r2"), t0), Renewal::Stale);
+        assert_eq!(s.refresh_token, "r1");
+        // A hostile access token from the server is not taken: retried later.
+        assert_eq!(on_renewal(Some(&mut s), "r1", tokens("", "r2"), t0 + secs(300)), Renewal::Retry);
+        assert_eq!((s.refresh_token.as_str(), s.renewals), ("r1", 0));
+        assert_eq!(s.step(t0 + secs(301), secs(3600)), StaffStep::Keep, "waits before retrying");
+        assert_eq!(s.step(t0 + secs(306), secs(3600)), StaffStep::Renew);
+        assert_eq!(on_renewal(Some(&mut s), "r1", RenewalAnswer::Unreachable, t0), Renewal::Retry);
+        assert_eq!(on_renewal(Some(&mut s), "r1", tokens("t2", "r2"), t0 + secs(1)), Renewal::Renewed);
+        assert_eq!((s.refresh_token.as_str(), s.renewals), ("r2", 1));
+        assert_eq!(on_renewal(Some(&mut s), "r2", RenewalAnswer::Refused, t0 + secs(2)), Renewal::Ended);
     }
 
     #[test]

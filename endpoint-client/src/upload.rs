@@ -62,6 +62,12 @@ pub struct Uploader {
     progress: Arc<Mutex<BTreeMap<Uuid, UploadProgress>>>,
 }
 
+impl std::fmt::Debug for Uploader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploader").finish_non_exhaustive()
+    }
+}
+
 impl Uploader {
     /// Starts the upload loop over `spool` (pages left from before a restart go first).
     pub fn spawn(spool: Spool, api: ServerApi, events: mpsc::Sender<UploadEvent>) -> Self {

@@ -83,7 +83,7 @@ pub struct StaffView {
 }
 
 /// The scanner as the kiosk shows it.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ScanStatus {
     /// `idle`, `scanning`, `fault`, `disabled`.
     pub state: &'static str,

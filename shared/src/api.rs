@@ -927,6 +927,60 @@ pub struct DiskHealth {
     /// Bytes available to the terminal's user on the file system of its state directory.
     pub free_bytes: u64,
     pub total_bytes: u64,
+    /// Bytes the terminal's own state takes (spool, print records, recordings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
+    /// The bound on `used_bytes` (`storage.max_bytes` of the terminal's configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// The free space the terminal keeps on its file system (`storage.min_free_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free_bytes: Option<u64>,
+    /// Where the terminal stands against its bound; `near_full` and `full` raise a
+    /// `disk_space` alarm. Left out when `ok`.
+    #[serde(default, skip_serializing_if = "DiskLevel::is_ok")]
+    pub level: DiskLevel,
+}
+
+/// The terminal's disk use against its bound (`storage` in its configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DiskLevel {
+    #[default]
+    Ok,
+    /// `storage.alarm_percent` of the bound reached (or the free space within that margin of
+    /// the minimum): still working, a technician should look.
+    NearFull,
+    /// At the bound after deleting what may go: new scans are refused.
+    Full,
+}
+
+impl DiskLevel {
+    pub fn is_ok(&self) -> bool {
+        *self == DiskLevel::Ok
+    }
+}
+
+impl DiskHealth {
+    /// A state worth an alarm (`near_full` or `full`), with what the console shows.
+    pub fn alarm(&self) -> Option<String> {
+        let what = match self.level {
+            DiskLevel::Ok => return None,
+            DiskLevel::NearFull => "存储空间将满 (near_full)",
+            DiskLevel::Full => "存储空间已满，暂停扫描 (full)",
+        };
+        let mib = |b: u64| b / (1024 * 1024);
+        let used = match (self.used_bytes, self.max_bytes) {
+            (Some(u), Some(m)) => {
+                let pct =
+                    u.saturating_mul(100).checked_div(m).map(|p| format!(" ({p}%)")).unwrap_or_default();
+                format!("；已用 {} / {} MiB{pct}", mib(u), mib(m))
+            }
+            _ => String::new(),
+        };
+        Some(format!("{what}{used}；剩余 {} MiB", mib(self.free_bytes)))
+    }
 }
 
 /// `POST /api/v1/terminals/me/health`: what a terminal reports every 30 s.
@@ -998,6 +1052,8 @@ pub enum AlarmKind {
     Offline,
     /// The last heartbeat showed the printer stopped or in an error state.
     PrinterFault,
+    /// The last heartbeat showed the terminal's disk use near or at its bound.
+    DiskSpace,
 }
 
 impl AlarmKind {
@@ -1005,6 +1061,7 @@ impl AlarmKind {
         match self {
             AlarmKind::Offline => "offline",
             AlarmKind::PrinterFault => "printer_fault",
+            AlarmKind::DiskSpace => "disk_space",
         }
     }
 
@@ -1012,6 +1069,7 @@ impl AlarmKind {
         match s {
             "offline" => Some(AlarmKind::Offline),
             "printer_fault" => Some(AlarmKind::PrinterFault),
+            "disk_space" => Some(AlarmKind::DiskSpace),
             _ => None,
         }
     }
@@ -1030,7 +1088,8 @@ pub struct TerminalAlarmView {
     pub opened_at: i64,
     /// `None` while the alarm is open.
     pub cleared_at: Option<i64>,
-    /// e.g. the last contact time for `offline`, the printer's reasons for `printer_fault`.
+    /// e.g. the last contact time for `offline`, the printer's reasons for `printer_fault`, the
+    /// disk use against its bound for `disk_space`.
     pub detail: String,
 }
 

@@ -1160,7 +1160,8 @@ pub enum ServerMsg {
 
     // ---- supervisors and admins
     /// A terminal alarm opened (`cleared_at` null) or cleared: `offline` after the threshold
-    /// without a heartbeat, `printer_fault` from the last heartbeat. The full list is at
+    /// without a heartbeat, `printer_fault` and `disk_space` from the last heartbeat. The full
+    /// list is at
     /// `GET /api/v1/terminal-alarms`.
     TerminalAlarm { alarm: crate::api::TerminalAlarmView },
 }

@@ -326,6 +326,7 @@ pub async fn notify_alarm(
     let what = match kind {
         "offline" => "终端离线",
         "printer_fault" => "打印机故障",
+        "disk_space" => "终端存储空间不足",
         _ => "设备告警",
     };
     let point: String = r.try_get("point_id")?;

@@ -47,7 +47,7 @@ pub const CHECK_BOUND: Duration = Duration::from_secs(2);
 pub const PRINT_JOB_STATES: [&str; 8] =
     ["pending", "claimed", "queued", "printing", "completed", "failed", "cancelled", "expired"];
 /// Terminal alarm kinds (`terminal_alarms.kind`), each always reported.
-pub const ALARM_KINDS: [&str; 2] = ["offline", "printer_fault"];
+pub const ALARM_KINDS: [&str; 3] = ["offline", "printer_fault", "disk_space"];
 
 /// Seconds: the core's decision for one input (no I/O): tens of microseconds.
 const DECISION_BUCKETS: [f64; 12] =

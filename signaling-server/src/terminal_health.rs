@@ -1,5 +1,5 @@
-//! Terminal health alarms: the rule deciding when an `offline` or `printer_fault` alarm opens
-//! or clears ([`decide`], sans-IO with an explicit `now`), and the monitor task that feeds it
+//! Terminal health alarms: the rule deciding when an `offline`, `printer_fault` or `disk_space`
+//! alarm (the terminal's disk use near its bound, as its heartbeat says) opens or clears ([`decide`], sans-IO with an explicit `now`), and the monitor task that feeds it
 //! from the database every `health_check_interval` and applies what it decides. A heartbeat
 //! runs the same rule for its terminal at once, so an alarm clears as soon as it reports.
 //! Raising and clearing are audited (`terminal.alarm_raise`, `terminal.alarm_clear`); a
@@ -37,6 +37,8 @@ pub struct Observed {
     pub last_contact: Option<i64>,
     /// The printer fault of its last heartbeat, if any (see `PrinterHealth::fault`).
     pub printer_fault: Option<String>,
+    /// The disk alarm of its last heartbeat, if any (see `DiskHealth::alarm`).
+    pub disk_fault: Option<String>,
     /// Whether its point is open now ([`alarms_due`]): no alarm is raised while it is closed.
     pub point_open: bool,
 }
@@ -93,19 +95,19 @@ pub fn decide(active: &[Observed], open: &[OpenAlarm], now: i64, offline_after_m
             }),
             _ => {}
         }
-        match (&t.printer_fault, open_of(t.terminal_id, AlarmKind::PrinterFault)) {
-            (Some(f), None) if t.point_open => out.push(Decision::Raise {
-                terminal_id: t.terminal_id,
-                kind: AlarmKind::PrinterFault,
-                detail: f.clone(),
-            }),
-            (None, Some(a)) => out.push(Decision::Clear {
-                alarm_id: a.id,
-                terminal_id: t.terminal_id,
-                kind: AlarmKind::PrinterFault,
-                reason: "printer_ok",
-            }),
-            _ => {}
+        for (fault, kind, reason) in [
+            (&t.printer_fault, AlarmKind::PrinterFault, "printer_ok"),
+            (&t.disk_fault, AlarmKind::DiskSpace, "disk_ok"),
+        ] {
+            match (fault, open_of(t.terminal_id, kind)) {
+                (Some(f), None) if t.point_open => {
+                    out.push(Decision::Raise { terminal_id: t.terminal_id, kind, detail: f.clone() })
+                }
+                (None, Some(a)) => {
+                    out.push(Decision::Clear { alarm_id: a.id, terminal_id: t.terminal_id, kind, reason })
+                }
+                _ => {}
+            }
         }
     }
     for a in open {
@@ -151,13 +153,14 @@ pub async fn sweep(state: &AppState, only: Option<Uuid>, now: i64) -> ApiResult<
             }
         };
         let report: Option<String> = r.try_get("report")?;
-        let printer_fault = report
-            .and_then(|j| serde_json::from_str::<TerminalHealthReport>(&j).ok())
-            .and_then(|rep| rep.printer.fault());
+        let report = report.and_then(|j| serde_json::from_str::<TerminalHealthReport>(&j).ok());
+        let printer_fault = report.as_ref().and_then(|rep| rep.printer.fault());
+        let disk_fault = report.as_ref().and_then(|rep| rep.disk.as_ref()?.alarm());
         active.push(Observed {
             terminal_id: parse_id(&r.try_get::<String, _>("id")?)?,
             last_contact: r.try_get("last_contact")?,
             printer_fault,
+            disk_fault,
             point_open,
         });
     }
@@ -283,6 +286,7 @@ mod tests {
             terminal_id: Uuid::from_u128(n),
             last_contact: last,
             printer_fault: fault.map(Into::into),
+            disk_fault: None,
             point_open: true,
         }
     }
@@ -346,6 +350,46 @@ mod tests {
         assert_eq!(kinds(&d), vec![("raise", 1, AlarmKind::Offline)]);
         let d = decide(&[t(1, Some(now), None)], &open, now, AFTER);
         assert_eq!(kinds(&d), vec![("clear", 1, AlarmKind::PrinterFault)]);
+    }
+
+    #[test]
+    fn a_disk_near_its_bound_opens_an_alarm_that_clears_once_space_is_back() {
+        use shared::api::{DiskHealth, DiskLevel};
+        let now = 1_000 * MIN;
+        let mut disk = DiskHealth {
+            free_bytes: 10 << 30,
+            total_bytes: 64 << 30,
+            used_bytes: Some(850 << 20),
+            max_bytes: Some(1 << 30),
+            min_free_bytes: Some(256 << 20),
+            level: DiskLevel::Ok,
+        };
+        assert_eq!(disk.alarm(), None);
+        disk.level = DiskLevel::NearFull;
+        let detail = disk.alarm().expect("near full is an alarm");
+        assert!(detail.contains("存储空间将满") && detail.contains("83%"), "{detail}");
+        // Hostile numbers from a terminal: a bound of 0, no numbers at all.
+        let zero = DiskHealth { max_bytes: Some(0), level: DiskLevel::Full, ..disk };
+        assert!(zero.alarm().expect("full").contains("已满"));
+        let bare = DiskHealth { used_bytes: None, max_bytes: None, ..zero };
+        assert!(bare.alarm().is_some());
+        let mut term = t(1, Some(now), None);
+        term.disk_fault = disk.alarm();
+        let d = decide(std::slice::from_ref(&term), &[], now, AFTER);
+        assert_eq!(kinds(&d), vec![("raise", 1, AlarmKind::DiskSpace)]);
+        let open = [alarm(4, 1, AlarmKind::DiskSpace)];
+        assert!(decide(std::slice::from_ref(&term), &open, now, AFTER).is_empty(), "not raised twice");
+        term.disk_fault = None;
+        let d = decide(&[term], &open, now, AFTER);
+        assert_eq!(
+            d,
+            vec![Decision::Clear {
+                alarm_id: Uuid::from_u128(4),
+                terminal_id: Uuid::from_u128(1),
+                kind: AlarmKind::DiskSpace,
+                reason: "disk_ok"
+            }]
+        );
     }
 
     #[test]

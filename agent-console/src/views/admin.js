@@ -100,6 +100,7 @@ export function adminView(ctx, main, tab) {
       return h('div', null,
         offline ? h('span.tag.bad.alarm-tag', null, t('离线告警')) : hx.online ? h('span.tag.ok', null, t('在线')) : h('span.tag.bad', null, t('离线')),
         hx.alarms.some((/** @type {any} */ a) => a.kind === 'printer_fault') ? h('span.tag.bad.alarm-tag', null, t('打印机故障')) : null,
+        hx.alarms.some((/** @type {any} */ a) => a.kind === 'disk_space') ? h('span.tag.bad.alarm-tag', null, t('存储将满')) : null,
         hx.report ? h('div.muted.small-text', null, `${t('版本')} ${hx.report.version}`) : null);
     };
     const list = pagedList({

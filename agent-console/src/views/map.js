@@ -167,7 +167,7 @@ export function mapView(ctx, main) {
         h('dt', null, t('地址')), h('dd', null, p.address),
         h('dt', null, t('开放时间')), h('dd', null, p.opening_hours, p.open_now === false ? h('div.small-text.bad-text', null, t('当前不在开放时间')) : null)),
       p.alarms.length ? h('div', null, h('h3', null, t('设备告警')), h('ul', null, p.alarms.map((/** @type {any} */ a) =>
-        h('li', null, `${a.terminal_name}：${a.kind === 'offline' ? t('离线告警') : a.kind === 'printer_fault' ? t('打印机故障') : a.kind}`)))) : null,
+        h('li', null, `${a.terminal_name}：${a.kind === 'offline' ? t('离线告警') : a.kind === 'printer_fault' ? t('打印机故障') : a.kind === 'disk_space' ? t('存储将满') : a.kind}`)))) : null,
       p.overdue ? h('p.bad-text', null, `${t('巡检超期')}：${t('应巡检日')} ${p.overdue.due_on || ''} · ${t('巡检负责人')} ${p.overdue.inspector_name}`) : null,
       h('div.actions', null,
         h('button.btn.small.secondary', { type: 'button', onclick: () => ctx.navigate('/supervisor') }, t('终端健康')),

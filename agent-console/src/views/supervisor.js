@@ -434,13 +434,18 @@ export function terminalRow(x) {
   const device = (d) => !r ? '—' : h('div', null, h(`span.tag${d.state === 'ok' ? '.ok' : d.state === 'fault' ? '.bad' : ''}`, null,
     t(DEVICE_STATE[/** @type {keyof typeof DEVICE_STATE} */ (d.state)] || d.state)), d.state === 'fault' && d.detail ? h('div.small-text.muted', null, d.detail) : null);
   const disk = r?.disk;
-  const low = disk && disk.total_bytes && disk.free_bytes / disk.total_bytes < 0.1;
+  const diskAlarm = x.alarms.find((/** @type {any} */ a) => a.kind === 'disk_space');
+  const low = diskAlarm || (disk && disk.total_bytes && disk.free_bytes / disk.total_bytes < 0.1);
   return h('tr', { class: x.alarms.length ? 'alarm' : undefined, 'data-terminal': x.terminal_id },
     h('td', null, x.name, h('div.muted.small-text', null, x.point_name)),
     h('td', null, status),
     h('td', null, printer),
     h('td', null, device(r?.scanner)),
-    h('td', { class: low ? 'bad-text' : undefined }, disk ? `${t('剩余')} ${fmt.bytes(disk.free_bytes)} / ${fmt.bytes(disk.total_bytes)}` : r ? t('未上报') : '—'),
+    h('td', { class: low ? 'bad-text' : undefined }, disk ? h('div', null,
+      diskAlarm ? h('span.tag.bad.alarm-tag', null, t(disk.level === 'full' ? '存储已满' : '存储将满')) : null,
+      h('div', null, `${t('剩余')} ${fmt.bytes(disk.free_bytes)} / ${fmt.bytes(disk.total_bytes)}`),
+      disk.used_bytes != null && disk.max_bytes ? h('div.small-text.muted.disk-use', null, `${t('终端占用')} ${fmt.bytes(disk.used_bytes)} / ${fmt.bytes(disk.max_bytes)}`) : null)
+      : r ? t('未上报') : '—'),
     h('td', null, r ? r.version : '—'),
     h('td', null, x.last_seen_at ? fmt.dateTime(x.last_seen_at) : t('从未在线')));
 }

@@ -171,6 +171,16 @@ async fn hostile_heartbeats_are_refused_and_nothing_is_stored() {
             with(&["disk"], json!({ "free_bytes": 2, "total_bytes": 1 })),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
+        (
+            "unknown disk level",
+            with(&["disk"], json!({ "free_bytes": 1, "total_bytes": 2, "level": "overflowing" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "negative disk use",
+            with(&["disk"], json!({ "free_bytes": 1, "total_bytes": 2, "used_bytes": -5 })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         ("array body", json!([1, 2, 3]), StatusCode::UNPROCESSABLE_ENTITY),
         ("missing fields", json!({ "version": "1" }), StatusCode::UNPROCESSABLE_ENTITY),
     ];
@@ -453,4 +463,45 @@ async fn a_closed_point_raises_no_device_alarms_until_it_opens() {
     let (s, _) = app.post(HEALTH, Some(&dev_a), report("0.1.0")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(row(&board(&app, &supervisor).await, &a)["alarms"], json!([]));
+}
+
+#[tokio::test]
+async fn a_disk_near_its_bound_opens_an_alarm_the_console_lists_until_space_is_back() {
+    let app = TestApp::spawn().await;
+    let (_, dev) = app.enroll_terminal(0).await;
+    let id = terminal_id(&dev);
+    let supervisor = app.login("supervisor").await;
+    let (mut ws, _welcome) = WsClient::connect(&app, &supervisor).await;
+
+    let mut near = report("0.1.0");
+    near["disk"] = json!({
+        "free_bytes": 40_000_000_000u64, "total_bytes": 64_000_000_000u64,
+        "used_bytes": 900u64 << 20, "max_bytes": 1u64 << 30, "min_free_bytes": 512u64 << 20,
+        "level": "near_full"
+    });
+    let (s, b) = app.post(HEALTH, Some(&dev), near).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let list = board(&app, &supervisor).await;
+    let alarms = row(&list, &id)["alarms"].as_array().cloned().expect("alarms");
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0]["kind"], "disk_space");
+    let detail = alarms[0]["detail"].as_str().expect("detail");
+    assert!(detail.contains("存储空间将满") && detail.contains("900 / 1024 MiB (87%)"), "{detail}");
+    let pushed = ws
+        .expect("terminal_alarm (disk)", |m| match m {
+            ServerMsg::TerminalAlarm { alarm } if alarm.kind == AlarmKind::DiskSpace => Some(alarm.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(pushed.cleared_at.is_none());
+    assert_eq!(row(&list, &id)["report"]["disk"]["level"], "near_full");
+
+    // Space is back (an old recording deleted): the alarm clears.
+    let (s, _) = app.post(HEALTH, Some(&dev), report("0.1.0")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let list = board(&app, &supervisor).await;
+    assert_eq!(row(&list, &id)["alarms"], json!([]));
+    let cleared = app.audit("terminal.alarm_clear").await;
+    assert_eq!(cleared.len(), 1);
+    assert_eq!(cleared[0]["detail"]["reason"], "disk_ok");
 }

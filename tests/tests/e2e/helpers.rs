@@ -303,6 +303,8 @@ pub struct EndpointOpts {
     pub display: Option<String>,
     /// More environment for `endpoint-client run` (e.g. systemd's `NOTIFY_SOCKET`).
     pub env: Vec<(String, String)>,
+    /// The `[storage]` section's body (the client's defaults when `None`).
+    pub storage: Option<String>,
 }
 
 /// The endpoint-client process (headless, test sources, loopback), killed on drop.
@@ -359,10 +361,11 @@ impl Endpoint {
         };
         let health =
             opts.health_interval_secs.map(|s| format!("[health]\ninterval_secs = {s}\n")).unwrap_or_default();
+        let storage = opts.storage.as_ref().map(|b| format!("[storage]\n{b}\n")).unwrap_or_default();
         std::fs::write(
             &cfg,
             format!(
-                "server_url = \"{base}\"\n{ca}credential_file = \"{}\"\nstate_dir = \"{}\"\nstatus_lines = true\n{ENDPOINT_CONFIG}{printer}{scanner}{health}{display}[webrtc]\n{webrtc}",
+                "server_url = \"{base}\"\n{ca}credential_file = \"{}\"\nstate_dir = \"{}\"\nstatus_lines = true\n{ENDPOINT_CONFIG}{printer}{scanner}{health}{storage}{display}[webrtc]\n{webrtc}",
                 dir.join("credential").display(),
                 dir.join("state").display(),
             ),

@@ -5,10 +5,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use shared::api::MaterialSource;
+use shared::api::{AlarmKind, MaterialSource};
 use shared::protocol::ServerMsg;
 
-use crate::helpers::{Endpoint, EndpointOpts, Server, init_tracing, live_session, scripts_dir, sha256_hex};
+use crate::helpers::{
+    Endpoint, EndpointOpts, OperatorWs, Server, init_tracing, live_session, scripts_dir, sha256_hex,
+};
 
 /// A private SANE configuration with the `test` backend (A4, colour).
 fn sane_dir(root: &std::path::Path) -> Result<std::path::PathBuf> {
@@ -137,5 +139,49 @@ async fn a_jammed_scanner_is_shown_and_nothing_is_uploaded() -> Result<()> {
     assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
     // The scanner can be used again (a second press is accepted).
     ep.post("/api/scan", json!({})).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_at_its_storage_bound_refuses_scans_in_chinese_and_the_console_has_an_alarm() -> Result<()>
+{
+    init_tracing();
+    let tmp = tempfile::tempdir()?;
+    let sane = sane_dir(tmp.path())?;
+    let server = Server::start().await?;
+    let (_point, code) = server.enrollment.first().context("demo terminal")?.clone();
+    let op_token = server.login("operator1").await?;
+    // A full disk: more free space wanted than any file system has.
+    let opts = EndpointOpts {
+        scanner: Some(("test".into(), sane)),
+        storage: Some("max_bytes = 1048576\nmin_free_bytes = 1000000000000000000".into()),
+        ..Default::default()
+    };
+    // Supervisors are told of alarms over the socket: the test waits on that event.
+    let sup = server.login("supervisor").await?;
+    let mut sup_ws = OperatorWs::connect(&server, &sup).await?;
+    let mut ep = Endpoint::enroll_and_run_with(&server, &code, opts).await?;
+    let (_op, session, _item) = live_session(&server, &mut ep, &op_token).await?;
+    let refused = ep.post("/api/scan", json!({ "session_id": session.session_id })).await;
+    let err = refused.expect_err("no scan at the bound").to_string();
+    assert!(err.contains("存储空间已满") && err.contains("请联系工作人员"), "{err}");
+    assert_eq!(spooled_pages(&ep), 0, "nothing scanned");
+
+    // The heartbeat (sent on connecting) said `full`: an alarm, on the supervisor's board.
+    let alarm = sup_ws
+        .expect("the disk_space alarm", |m| match m {
+            ServerMsg::TerminalAlarm { alarm } if alarm.kind == AlarmKind::DiskSpace => Some(alarm),
+            _ => None,
+        })
+        .await?;
+    assert!(alarm.detail.contains("存储空间已满"), "{alarm:?}");
+    let board = server.get(&sup, "/api/v1/terminals/health").await?;
+    let row = board
+        .as_array()
+        .and_then(|b| b.iter().find(|t| t["terminal_id"] == alarm.terminal_id.to_string()).cloned())
+        .context("the terminal's row")?;
+    assert!(row["alarms"].as_array().is_some_and(|a| a.iter().any(|a| a["kind"] == "disk_space")), "{row}");
+    assert_eq!(row["report"]["disk"]["level"], "full", "{row}");
+    assert_eq!(row["report"]["disk"]["max_bytes"], 1_048_576, "{row}");
     Ok(())
 }
