@@ -32,6 +32,9 @@ echo "== server and end-to-end tests on PostgreSQL =="
 BANGBAN_TEST_DB=postgres cargo test --locked -p signaling-server --test api
 BANGBAN_TEST_DB=postgres cargo test --locked -p bangban-e2e
 
+echo "== the cluster's nginx configuration in front of two real nodes =="
+scripts/nginx-cluster-check.sh "${CARGO_TARGET_DIR:-target}/debug/signaling-server"
+
 echo "== console tests in Chromium =="
 (cd agent-console && npm ci --no-audit --no-fund && npm test)
 
