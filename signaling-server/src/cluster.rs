@@ -138,9 +138,16 @@ impl Cluster {
         self.conn.clone()
     }
 
-    /// A connection of its own, for a blocking read (`XREAD BLOCK`).
-    pub(crate) async fn dedicated(&self) -> Result<redis::aio::MultiplexedConnection, ClusterError> {
-        timed(self.client.get_multiplexed_async_connection()).await
+    /// A connection of its own, for a blocking read (`XREAD BLOCK`): its answers may take up to
+    /// `block` (the default response timeout would cut every blocking read short).
+    pub(crate) async fn dedicated(
+        &self,
+        block: Duration,
+    ) -> Result<redis::aio::MultiplexedConnection, ClusterError> {
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(block + COMMAND_TIMEOUT));
+        timed(self.client.get_multiplexed_async_connection_with_config(&cfg)).await
     }
 
     fn track<T>(&self, r: Result<T, ClusterError>) -> Result<T, ClusterError> {

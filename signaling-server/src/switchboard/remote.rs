@@ -137,7 +137,7 @@ async fn read_stream<T: for<'de> Deserialize<'de>>(
 ) {
     let opts = StreamReadOptions::default().block(BLOCK_MS).count(READ_COUNT);
     loop {
-        let mut conn = match c.dedicated().await {
+        let mut conn = match c.dedicated(Duration::from_millis(BLOCK_MS as u64)).await {
             Ok(conn) => conn,
             Err(e) => {
                 tracing::error!(error = %e, key, "cluster: cannot open a stream reader");

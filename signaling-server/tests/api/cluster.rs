@@ -479,3 +479,66 @@ async fn an_upload_begun_on_one_node_is_finished_on_another() {
     assert_eq!(body, data, "the whole file, hash checked across the two nodes' parts");
     assert_eq!(a.state.materials.upload_locks_held() + b.state.materials.upload_locks_held(), 0);
 }
+
+/// #12 item 2: the authority loses its lease without knowing (as when it is cut off from the
+/// database for longer than the lease): another holder takes it, the old one's renewal fails
+/// and it stops its switchboard; once the lease is free a node takes it with the next epoch,
+/// and the cluster serves on — a terminal on node a and an operator on node b are in one queue.
+#[tokio::test]
+async fn an_authority_that_lost_its_lease_steps_down_and_the_cluster_serves_on() {
+    use shared::protocol::ServerMsg;
+    let prefix = prefix();
+    let (a, b) = two_nodes(&prefix).await;
+    let pool = &a.state.db.pool;
+    let holder = || async {
+        sqlx::query_scalar::<_, String>("SELECT holder FROM switchboard_lease WHERE id = 1")
+            .fetch_one(pool)
+            .await
+            .expect("lease row")
+    };
+    assert_eq!(holder().await, "node-a");
+    let epoch = || async {
+        sqlx::query_scalar::<_, i64>("SELECT epoch FROM switchboard_lease WHERE id = 1")
+            .fetch_one(pool)
+            .await
+            .expect("epoch")
+    };
+    assert_eq!(epoch().await, 1);
+    // As if node a had been cut off past its lease: another holder took it (for a moment).
+    sqlx::query(
+        "UPDATE switchboard_lease SET holder = 'node-x', epoch = epoch + 1, \
+         expires_at = CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + 1500",
+    )
+    .execute(pool)
+    .await
+    .expect("take over");
+    // Node a's next renewal fails: it stops its switchboard. Once node-x's lease runs out, a
+    // node takes it with the next epoch and announces itself.
+    eventually("a node holds the lease again", Duration::from_secs(10), || async { epoch().await == 3 })
+        .await;
+    let new_holder = holder().await;
+    assert!(["node-a", "node-b"].contains(&new_holder.as_str()), "{new_holder}");
+
+    // Node a goes on as a gateway: a terminal on it takes a ticket that node b's switchboard
+    // issues (and stores under its epoch), and an operator on node b is rung for it.
+    let (_, device) = b.enroll_terminal(0).await;
+    let (mut op, _) = crate::ws_client::available_operator(&b, "operator1").await;
+    let (mut term, _) = crate::ws_client::WsClient::connect(&a, &device).await;
+    let item = crate::ws_client::item_id(&a, &device, "SB-003").await;
+    term.send(&crate::ws_client::take_ticket(item)).await;
+    let ticket = term
+        .expect("ticket issued", |m| match m {
+            ServerMsg::TicketIssued { ticket, .. } => Some(ticket.ticket_id),
+            _ => None,
+        })
+        .await;
+    let rung = op
+        .expect("ringing", |m| match m {
+            ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
+            _ => None,
+        })
+        .await;
+    assert_eq!(rung, ticket);
+    assert_eq!(epoch().await, 3, "one hand-over only");
+    assert_eq!(a.get("/readyz", None).await.0, StatusCode::OK, "node a still serves");
+}
