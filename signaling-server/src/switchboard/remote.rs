@@ -83,9 +83,11 @@ enum Down {
         conn: Uuid,
         reason: ByeReason,
     },
+    /// The welcome, from the authority of `epoch`.
     Welcome {
         conn: Uuid,
         msg: Box<ServerMsg>,
+        epoch: i64,
     },
     Answer {
         id: u64,
@@ -184,8 +186,9 @@ async fn read_stream<T: for<'de> Deserialize<'de>>(
 /// Inputs of the gateway task besides the local events.
 enum FromDown {
     Down(Down),
-    /// The authority changed: close every connection (clients reconnect and resume).
-    AuthorityChanged,
+    /// The authority of this epoch took over: connections welcomed by an earlier one are
+    /// closed (their clients reconnect and resume).
+    AuthorityChanged(i64),
 }
 
 /// Starts this node's part of the cluster's switchboard: its gateway and its candidacy for the
@@ -276,7 +279,8 @@ async fn watch_authority(cluster: Cluster, down: mpsc::Sender<FromDown>) {
         if let Some(now) = now {
             if seen.as_ref().is_some_and(|s| *s != now) {
                 tracing::warn!(authority = now, "cluster: the switchboard authority changed");
-                if down.send(FromDown::AuthorityChanged).await.is_err() {
+                let epoch = now.rsplit(' ').next().and_then(|e| e.parse().ok()).unwrap_or(i64::MAX);
+                if down.send(FromDown::AuthorityChanged(epoch)).await.is_err() {
                     return;
                 }
             }
@@ -296,7 +300,11 @@ async fn gateway(
     let up = up_key(&cluster);
     let mut conns: HashMap<Uuid, Outbox> = HashMap::new();
     let mut pending: HashMap<u64, oneshot::Sender<serde_json::Value>> = HashMap::new();
-    let mut welcomes: HashMap<Uuid, (oneshot::Sender<ServerMsg>, tokio::time::Instant)> = HashMap::new();
+    // Connections waiting for their welcome: the reply, until when, and the party.
+    let mut welcomes: HashMap<Uuid, (oneshot::Sender<ServerMsg>, tokio::time::Instant, Uuid)> =
+        HashMap::new();
+    // The epoch of the authority that welcomed each connection.
+    let mut welcomed_by: HashMap<Uuid, i64> = HashMap::new();
     let mut next_id: u64 = 0;
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -310,13 +318,14 @@ async fn gateway(
                         Event::Connect { party, outbox, reply } => {
                             let conn = outbox.conn;
                             conns.insert(conn, outbox);
-                            welcomes.insert(conn, (reply, tokio::time::Instant::now() + WELCOME_WITHIN));
+                            welcomes.insert(conn, (reply, tokio::time::Instant::now() + WELCOME_WITHIN, party.id));
                             batch.push(Up::Connect { node: node.clone(), conn, party });
                         }
                         Event::Message { party, conn, msg, .. } => batch.push(Up::Message { party, conn, msg }),
                         Event::Disconnect { party, conn } => {
                             conns.remove(&conn);
                             welcomes.remove(&conn);
+                            welcomed_by.remove(&conn);
                             batch.push(Up::Disconnect { party, conn });
                         }
                         Event::Kick { party, reason } => batch.push(Up::Kick { party, reason }),
@@ -351,6 +360,7 @@ async fn gateway(
                             for (_, out) in conns.drain() {
                                 out.close(ByeReason::Shutdown);
                             }
+                            welcomed_by.clear();
                         }
                     }
                     if batch.len() < READ_COUNT {
@@ -372,12 +382,14 @@ async fn gateway(
                         }
                     }
                     FromDown::Down(Down::Close { conn, reason }) => {
+                        welcomed_by.remove(&conn);
                         if let Some(out) = conns.remove(&conn) {
                             out.close(reason);
                         }
                     }
-                    FromDown::Down(Down::Welcome { conn, msg }) => {
-                        if let Some((reply, _)) = welcomes.remove(&conn) {
+                    FromDown::Down(Down::Welcome { conn, msg, epoch }) => {
+                        if let Some((reply, _, _)) = welcomes.remove(&conn) {
+                            welcomed_by.insert(conn, epoch);
                             let _ = reply.send(*msg);
                         }
                     }
@@ -386,20 +398,40 @@ async fn gateway(
                             let _ = tx.send(body);
                         }
                     }
-                    FromDown::AuthorityChanged => {
-                        // The new authority knows none of these connections: they reconnect
-                        // and resume, as after a restart.
-                        for (_, out) in conns.drain() {
-                            out.close(ByeReason::Shutdown);
+                    FromDown::AuthorityChanged(epoch) => {
+                        // The new authority knows none of the connections an earlier one
+                        // welcomed: they reconnect and resume, as after a restart. Those it
+                        // welcomed itself stay; those still waiting get their welcome or are
+                        // closed when it does not come.
+                        let stale: Vec<Uuid> = conns
+                            .keys()
+                            .filter(|c| welcomed_by.get(c).is_some_and(|e| *e < epoch))
+                            .copied()
+                            .collect();
+                        for c in stale {
+                            welcomed_by.remove(&c);
+                            if let Some(out) = conns.remove(&c) {
+                                out.close(ByeReason::Shutdown);
+                            }
                         }
-                        welcomes.clear();
                     }
                 }
             }
             _ = sweep.tick() => {
                 let now = tokio::time::Instant::now();
-                // Welcomes that never came: the socket closes and the client tries again.
-                welcomes.retain(|_, (_, by)| *by > now);
+                // Welcomes that never came: the socket closes and the client tries again; the
+                // authority, if it did see the connection, forgets it.
+                let late: Vec<(Uuid, Uuid)> =
+                    welcomes.iter().filter(|(_, (_, by, _))| *by <= now).map(|(c, (_, _, p))| (*c, *p)).collect();
+                let mut gone = Vec::new();
+                for (conn, party) in late {
+                    welcomes.remove(&conn);
+                    conns.remove(&conn);
+                    gone.push(Up::Disconnect { party, conn });
+                }
+                if let Err(e) = xadd_all(&cluster, &up, &gone).await {
+                    tracing::error!(error = %e, "cluster: inputs not sent to the switchboard");
+                }
                 pending.retain(|_, tx| !tx.is_closed());
             }
         }
@@ -524,8 +556,13 @@ impl Candidate {
         let mut settings = self.settings.clone();
         settings.fence = Some(fence.clone());
         let switchboard = Switchboard::start(self.db.clone(), self.pii.clone(), settings).await;
-        let reader =
-            tokio::spawn(serve_inputs(self.cluster.clone(), switchboard.clone(), from, self.outbound_queue));
+        let reader = tokio::spawn(serve_inputs(
+            self.cluster.clone(),
+            switchboard.clone(),
+            from,
+            self.outbound_queue,
+            fence.epoch,
+        ));
         let mut conn = self.cluster.conn();
         let who = format!("{node} {}", fence.epoch);
         if let Err(e) = conn.set::<_, _, ()>(authority_key(&self.cluster), who).await {
@@ -546,7 +583,7 @@ impl Candidate {
 }
 
 /// The authority's reader: turns the input stream into switchboard events.
-async fn serve_inputs(cluster: Cluster, sb: Switchboard, from: String, outbound_queue: usize) {
+async fn serve_inputs(cluster: Cluster, sb: Switchboard, from: String, outbound_queue: usize, epoch: i64) {
     let (tx, mut rx) = mpsc::channel::<Up>(4096);
     let reader = {
         let cluster = cluster.clone();
@@ -579,7 +616,7 @@ async fn serve_inputs(cluster: Cluster, sb: Switchboard, from: String, outbound_
                 let c = cluster.clone();
                 tokio::spawn(async move {
                     if let Ok(msg) = welcome.await {
-                        let d = Down::Welcome { conn, msg: Box::new(msg) };
+                        let d = Down::Welcome { conn, msg: Box::new(msg), epoch };
                         if let Err(e) = xadd_all(&c, &down_key(&c, &node), &[d]).await {
                             tracing::error!(error = %e, "cluster: welcome not sent");
                         }

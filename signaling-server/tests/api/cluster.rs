@@ -542,3 +542,103 @@ async fn an_authority_that_lost_its_lease_steps_down_and_the_cluster_serves_on()
     assert_eq!(epoch().await, 3, "one hand-over only");
     assert_eq!(a.get("/readyz", None).await.0, StatusCode::OK, "node a still serves");
 }
+
+/// Connects `token` to `node` once it is back in the cluster's switchboard: the welcome says
+/// `resumed` and the party's live session is sent again.
+async fn resume_into(node: &TestApp, token: &str, session: uuid::Uuid) -> crate::ws_client::WsClient {
+    use shared::protocol::ServerMsg;
+    let (mut ws, welcome) = crate::ws_client::WsClient::connect(node, token).await;
+    assert!(matches!(welcome, ServerMsg::Welcome { resumed: true, .. }), "{welcome:?}");
+    let again = ws
+        .expect("the same session", |m| match m {
+            ServerMsg::SessionStarted { session } => Some(session.session_id),
+            _ => None,
+        })
+        .await;
+    assert_eq!(again, session);
+    ws
+}
+
+/// #12 item 4: a rolling restart of both nodes, one after the other, during a live call and a
+/// running upload: after each restart the parties resume into the same call, the upload goes
+/// on where it was, and at the end the call ends normally and the file is whole.
+#[tokio::test]
+async fn a_rolling_restart_loses_neither_the_call_nor_the_upload() {
+    use crate::materials_fixture::{content, offset, patch, pdf, start};
+    use shared::protocol::{ByeReason, ClientMsg, ServerMsg};
+    let prefix = prefix();
+    let db = fresh_pg_url().await;
+    let uploads = tempfile::tempdir().expect("uploads volume");
+    let shared_dir = uploads.path().to_owned();
+    let node = |name: &'static str, key: Option<std::path::PathBuf>| {
+        let (db, prefix, shared_dir) = (db.clone(), prefix.clone(), shared_dir.clone());
+        async move {
+            TestApp::spawn_with(move |c| {
+                join(c, &db, key.as_deref(), REDIS, &prefix, name);
+                c.uploads_dir = Some(shared_dir.clone());
+            })
+            .await
+        }
+    };
+    let a = node("node-a", None).await;
+    // The deployment's key, kept apart from node a's data directory (which goes with it).
+    let keys = tempfile::tempdir().expect("key dir");
+    let key = keys.path().join("master.key");
+    std::fs::copy(&a.config.master_key_file, &key).expect("copy the master key");
+    let b = node("node-b", Some(key.clone())).await;
+    let holder = |app: &TestApp| {
+        let pool = app.state.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT holder FROM switchboard_lease WHERE id = 1")
+                .fetch_one(&pool)
+                .await
+                .expect("lease row")
+        }
+    };
+
+    let (_, device) = b.enroll_terminal(0).await;
+    let login = b.login_full("operator1").await;
+    let op_token = login["access_token"].as_str().expect("token").to_owned();
+    let (mut op, _) = crate::ws_client::available_operator(&b, "operator1").await;
+    let (mut term, _) = crate::ws_client::WsClient::connect(&b, &device).await;
+    let item = crate::ws_client::item_id(&b, &device, "SB-003").await;
+    term.send(&crate::ws_client::take_ticket(item)).await;
+    let session = crate::ws_client::answer_ringing(&mut op, &mut term).await;
+    let data = pdf("rolling", 180_000);
+    let location = start(&b, &device, &session.to_string(), "rolling.pdf", &data).await;
+    assert_eq!(
+        patch(&b, &device, &location, 0, &data[..60_000], None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    // 1. Node a (the switchboard's holder) restarts; node b takes over.
+    a.stop().await;
+    assert_eq!(term.expect_closed().await, Some(ByeReason::Shutdown));
+    assert_eq!(op.expect_closed().await, Some(ByeReason::Shutdown));
+    eventually("node b holds the lease", Duration::from_secs(10), || async { holder(&b).await == "node-b" })
+        .await;
+    let a = node("node-a", Some(key.clone())).await;
+    let mut op = resume_into(&b, &op_token, session).await;
+    let mut term = resume_into(&b, &device, session).await;
+    op.expect("the kiosk is back", |m| matches!(m, ServerMsg::PeerReconnected { .. }).then_some(())).await;
+    assert_eq!(offset(&a, &device, &location).await, (StatusCode::OK, Some(60_000)));
+    let resp = patch(&a, &device, &location, 60_000, &data[60_000..120_000], None).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    // 2. Node b (now the holder, and the parties' node) restarts; node a takes over.
+    b.stop().await;
+    assert_eq!(term.expect_closed().await, Some(ByeReason::Shutdown));
+    assert_eq!(op.expect_closed().await, Some(ByeReason::Shutdown));
+    eventually("node a holds the lease", Duration::from_secs(10), || async { holder(&a).await == "node-a" })
+        .await;
+    let mut op = resume_into(&a, &op_token, session).await;
+    let mut term = resume_into(&a, &device, session).await;
+    let resp = patch(&a, &device, &location, 120_000, &data[120_000..], None).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let id = resp.headers()["bangban-material-id"].to_str().expect("id").to_owned();
+    assert_eq!(content(&a, &device, &id).await, (StatusCode::OK, data));
+
+    op.send(&ClientMsg::EndCall { session_id: session }).await;
+    term.expect("the call ends normally", |m| matches!(m, ServerMsg::SessionEnded { .. }).then_some(()))
+        .await;
+}
