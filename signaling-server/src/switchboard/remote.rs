@@ -301,7 +301,7 @@ async fn gateway(
     let mut conns: HashMap<Uuid, Outbox> = HashMap::new();
     let mut pending: HashMap<u64, oneshot::Sender<serde_json::Value>> = HashMap::new();
     // Connections waiting for their welcome: the reply, until when, and the party.
-    let mut welcomes: HashMap<Uuid, (oneshot::Sender<ServerMsg>, tokio::time::Instant, Uuid)> =
+    let mut welcomes: HashMap<Uuid, (oneshot::Sender<ServerMsg>, tokio::time::Instant, PartyInfo)> =
         HashMap::new();
     // The epoch of the authority that welcomed each connection.
     let mut welcomed_by: HashMap<Uuid, i64> = HashMap::new();
@@ -318,7 +318,8 @@ async fn gateway(
                         Event::Connect { party, outbox, reply } => {
                             let conn = outbox.conn;
                             conns.insert(conn, outbox);
-                            welcomes.insert(conn, (reply, tokio::time::Instant::now() + WELCOME_WITHIN, party.id));
+                            let by = tokio::time::Instant::now() + WELCOME_WITHIN;
+                            welcomes.insert(conn, (reply, by, party.clone()));
                             batch.push(Up::Connect { node: node.clone(), conn, party });
                         }
                         Event::Message { party, conn, msg, .. } => batch.push(Up::Message { party, conn, msg }),
@@ -414,6 +415,19 @@ async fn gateway(
                                 out.close(ByeReason::Shutdown);
                             }
                         }
+                        // A connection still waiting may have asked the previous authority:
+                        // ask the new one (it ignores a connection it already has).
+                        let again: Vec<Up> = welcomes
+                            .iter()
+                            .map(|(conn, (_, _, party))| Up::Connect {
+                                node: node.clone(),
+                                conn: *conn,
+                                party: party.clone(),
+                            })
+                            .collect();
+                        if let Err(e) = xadd_all(&cluster, &up, &again).await {
+                            tracing::error!(error = %e, "cluster: inputs not sent to the switchboard");
+                        }
                     }
                 }
             }
@@ -422,7 +436,7 @@ async fn gateway(
                 // Welcomes that never came: the socket closes and the client tries again; the
                 // authority, if it did see the connection, forgets it.
                 let late: Vec<(Uuid, Uuid)> =
-                    welcomes.iter().filter(|(_, (_, by, _))| *by <= now).map(|(c, (_, _, p))| (*c, *p)).collect();
+                    welcomes.iter().filter(|(_, (_, by, _))| *by <= now).map(|(c, (_, _, p))| (*c, p.id)).collect();
                 let mut gone = Vec::new();
                 for (conn, party) in late {
                     welcomes.remove(&conn);
@@ -607,9 +621,14 @@ async fn serve_inputs(cluster: Cluster, sb: Switchboard, from: String, outbound_
         }
     }
     let _reader = AbortOnDrop(reader);
+    // Connections this authority has: a gateway asks again for one still waiting for its
+    // welcome when the authority changes, and the second ask is ignored.
+    let mut known: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
     while let Some(up) = rx.recv().await {
         match up {
+            Up::Connect { conn, .. } if known.contains(&conn) => {}
             Up::Connect { node, conn, party } => {
+                known.insert(conn);
                 let (out, orx) = outbox::outbox(conn, outbound_queue);
                 tokio::spawn(forward(cluster.clone(), node.clone(), conn, orx));
                 let (reply, welcome) = oneshot::channel();
@@ -627,7 +646,10 @@ async fn serve_inputs(cluster: Cluster, sb: Switchboard, from: String, outbound_
             Up::Message { party, conn, msg } => {
                 sb.send(Event::Message { party, conn, msg, received: std::time::Instant::now() }).await;
             }
-            Up::Disconnect { party, conn } => sb.send(Event::Disconnect { party, conn }).await,
+            Up::Disconnect { party, conn } => {
+                known.remove(&conn);
+                sb.send(Event::Disconnect { party, conn }).await;
+            }
             Up::Kick { party, reason } => sb.send(Event::Kick { party, reason }).await,
             Up::Notify { parties, msg } => sb.send(Event::Notify { parties, msg }).await,
             Up::Query { node, id, query } => {
