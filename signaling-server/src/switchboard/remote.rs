@@ -216,10 +216,11 @@ pub async fn start(
     };
     let gateway = tokio::spawn(gateway(cluster.clone(), rx, down_rx, stats));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = settings.metrics.clone();
     let candidate = Candidate { cluster: cluster.clone(), db, pii, settings, outbound_queue, held: None };
     let (first_tx, first_rx) = oneshot::channel();
     let election = tokio::spawn(candidate.run(stop_rx, first_tx));
-    let watcher = tokio::spawn(watch_authority(cluster.clone(), down_tx));
+    let watcher = tokio::spawn(watch_authority(cluster.clone(), down_tx, metrics));
     let _ = tokio::time::timeout(WELCOME_WITHIN, first_rx).await;
     (
         sb,
@@ -266,7 +267,11 @@ impl Authority {
 }
 
 /// Looks up the authority every [`WATCH_EVERY`]; tells the gateway when it changes.
-async fn watch_authority(cluster: Cluster, down: mpsc::Sender<FromDown>) {
+async fn watch_authority(
+    cluster: Cluster,
+    down: mpsc::Sender<FromDown>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
     let mut seen: Option<String> = None;
     let mut every = tokio::time::interval(WATCH_EVERY);
     loop {
@@ -277,6 +282,8 @@ async fn watch_authority(cluster: Cluster, down: mpsc::Sender<FromDown>) {
             Err(_) => continue,
         };
         if let Some(now) = now {
+            let epoch = now.rsplit(' ').next().and_then(|e| e.parse::<u64>().ok());
+            metrics.set_authority_epoch(epoch);
             if seen.as_ref().is_some_and(|s| *s != now) {
                 tracing::warn!(authority = now, "cluster: the switchboard authority changed");
                 let epoch = now.rsplit(' ').next().and_then(|e| e.parse().ok()).unwrap_or(i64::MAX);

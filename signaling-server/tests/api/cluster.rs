@@ -312,6 +312,22 @@ async fn a_terminal_on_one_node_and_an_operator_on_another_share_one_switchboard
     }
     let (s, metrics) = b.get("/readyz", None).await;
     assert_eq!(s, StatusCode::OK, "node b reaches the switchboard on node a: {metrics}");
+    // Each node says which authority epoch it follows (node a took the first lease).
+    for node in [&a, &b] {
+        eventually("the authority epoch in /metrics", Duration::from_secs(10), || async {
+            let text = node
+                .client
+                .get(node.url("/metrics"))
+                .send()
+                .await
+                .expect("scrape")
+                .text()
+                .await
+                .expect("text");
+            text.lines().any(|l| l == "bangban_authority_epoch 1")
+        })
+        .await;
+    }
 
     op.send(&ClientMsg::EndCall { session_id: session }).await;
     term.expect("the call ends on node a", |m| matches!(m, ServerMsg::SessionEnded { .. }).then_some(()))
