@@ -129,13 +129,15 @@ async fn last_id(c: &Cluster, key: &str) -> Result<String, redis::RedisError> {
     Ok(reply.ids.first().map(|e| e.id.clone()).unwrap_or_else(|| "0-0".into()))
 }
 
-/// Reads `key` after `from` for ever, handing each entry's `m` to `each`. Reconnects after
-/// errors. Returns when `each` says stop.
-async fn read_stream<T: for<'de> Deserialize<'de>>(
+/// Reads `key` after `from` for ever, sending each entry's `m` (as `wrap` makes it) to `to`,
+/// in order: a full channel makes the reader wait (it falls behind in Redis, nothing is
+/// dropped). Reconnects after errors. Returns when `to` is closed.
+async fn read_stream<T: for<'de> Deserialize<'de>, U>(
     c: Cluster,
     key: String,
     mut from: String,
-    mut each: impl FnMut(T) -> bool,
+    to: mpsc::Sender<U>,
+    wrap: fn(T) -> U,
 ) {
     let opts = StreamReadOptions::default().block(BLOCK_MS).count(READ_COUNT);
     loop {
@@ -170,7 +172,7 @@ async fn read_stream<T: for<'de> Deserialize<'de>>(
                     let Some(json) = entry.get::<String>("m") else { continue };
                     match serde_json::from_str::<T>(&json) {
                         Ok(v) => {
-                            if !each(v) {
+                            if to.send(wrap(v)).await.is_err() {
                                 return;
                             }
                         }
@@ -208,12 +210,13 @@ pub async fn start(
     let node = cluster.node_id().to_owned();
     // Read our stream from what is added from now on.
     let from = last_id(&cluster, &down_key(&cluster, &node)).await.unwrap_or_else(|_| "$".into());
-    let reader = {
-        let down_tx = down_tx.clone();
-        tokio::spawn(read_stream::<Down>(cluster.clone(), down_key(&cluster, &node), from, move |d| {
-            down_tx.try_send(FromDown::Down(d)).is_ok() || !down_tx.is_closed()
-        }))
-    };
+    let reader = tokio::spawn(read_stream(
+        cluster.clone(),
+        down_key(&cluster, &node),
+        from,
+        down_tx.clone(),
+        FromDown::Down,
+    ));
     let gateway = tokio::spawn(gateway(cluster.clone(), rx, down_rx, stats));
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = settings.metrics.clone();
@@ -606,21 +609,7 @@ impl Candidate {
 /// The authority's reader: turns the input stream into switchboard events.
 async fn serve_inputs(cluster: Cluster, sb: Switchboard, from: String, outbound_queue: usize, epoch: i64) {
     let (tx, mut rx) = mpsc::channel::<Up>(4096);
-    let reader = {
-        let cluster = cluster.clone();
-        tokio::spawn(read_stream::<Up>(cluster.clone(), up_key(&cluster), from, move |u| {
-            // Never drop an input: a full channel waits (the reader falls behind in Redis).
-            let tx = tx.clone();
-            match tx.try_send(u) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(u)) => {
-                    tokio::spawn(async move { tx.send(u).await.is_ok() });
-                    true
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            }
-        }))
-    };
+    let reader = tokio::spawn(read_stream(cluster.clone(), up_key(&cluster), from, tx, |u: Up| u));
     struct AbortOnDrop(tokio::task::JoinHandle<()>);
     impl Drop for AbortOnDrop {
         fn drop(&mut self) {

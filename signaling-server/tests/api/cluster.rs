@@ -56,6 +56,22 @@ where
     }
 }
 
+/// A terminal connected to `node` with `device`'s token that took a ticket for SB-003 and saw
+/// it issued: the client and the ticket.
+async fn terminal_with_ticket(node: &TestApp, device: &str) -> (crate::ws_client::WsClient, uuid::Uuid) {
+    use shared::protocol::ServerMsg;
+    let (mut term, _) = crate::ws_client::WsClient::connect(node, device).await;
+    let item = crate::ws_client::item_id(node, device, "SB-003").await;
+    term.send(&crate::ws_client::take_ticket(item)).await;
+    let ticket = term
+        .expect("ticket issued", |m| match m {
+            ServerMsg::TicketIssued { ticket, .. } => Some(ticket.ticket_id),
+            _ => None,
+        })
+        .await;
+    (term, ticket)
+}
+
 async fn login(app: &TestApp, user: &str, password: &str) -> (StatusCode, Value) {
     app.post("/api/v1/auth/login", None, json!({ "username": user, "password": password })).await
 }
@@ -278,10 +294,7 @@ async fn a_terminal_on_one_node_and_an_operator_on_another_share_one_switchboard
     let (a, b) = two_nodes(&prefix).await;
     let (_, device) = b.enroll_terminal(0).await;
     let (mut op, _) = crate::ws_client::available_operator(&b, "operator1").await;
-    let (mut term, _) = crate::ws_client::WsClient::connect(&a, &device).await;
-    let item = crate::ws_client::item_id(&a, &device, "SB-003").await;
-    term.send(&crate::ws_client::take_ticket(item)).await;
-    term.expect("ticket issued", |m| matches!(m, ServerMsg::TicketIssued { .. }).then_some(())).await;
+    let (mut term, _) = terminal_with_ticket(&a, &device).await;
     let session = crate::ws_client::answer_ringing(&mut op, &mut term).await;
 
     let sdp = Sdp::try_from("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n".to_owned()).expect("sdp");
@@ -343,15 +356,7 @@ async fn when_the_authority_stops_another_node_takes_over_and_the_queue_survives
     let prefix = prefix();
     let (a, b) = two_nodes(&prefix).await;
     let (_, device) = b.enroll_terminal(0).await;
-    let (mut term, _) = crate::ws_client::WsClient::connect(&b, &device).await;
-    let item = crate::ws_client::item_id(&b, &device, "SB-003").await;
-    term.send(&crate::ws_client::take_ticket(item)).await;
-    let ticket = term
-        .expect("ticket issued", |m| match m {
-            ServerMsg::TicketIssued { ticket, .. } => Some(ticket.ticket_id),
-            _ => None,
-        })
-        .await;
+    let (mut term, ticket) = terminal_with_ticket(&b, &device).await;
 
     // Node a (the authority: it started first) stops.
     a.stop().await;
@@ -411,9 +416,7 @@ async fn a_call_in_progress_goes_on_after_the_authority_changes() {
     let login = b.login_full("operator1").await;
     let op_token = login["access_token"].as_str().expect("token").to_owned();
     let (mut op, _) = crate::ws_client::available_operator(&b, "operator1").await;
-    let (mut term, _) = crate::ws_client::WsClient::connect(&b, &device).await;
-    let item = crate::ws_client::item_id(&b, &device, "SB-003").await;
-    term.send(&crate::ws_client::take_ticket(item)).await;
+    let (mut term, _) = terminal_with_ticket(&b, &device).await;
     let session = crate::ws_client::answer_ringing(&mut op, &mut term).await;
 
     a.stop().await;
@@ -539,15 +542,7 @@ async fn an_authority_that_lost_its_lease_steps_down_and_the_cluster_serves_on()
     // issues (and stores under its epoch), and an operator on node b is rung for it.
     let (_, device) = b.enroll_terminal(0).await;
     let (mut op, _) = crate::ws_client::available_operator(&b, "operator1").await;
-    let (mut term, _) = crate::ws_client::WsClient::connect(&a, &device).await;
-    let item = crate::ws_client::item_id(&a, &device, "SB-003").await;
-    term.send(&crate::ws_client::take_ticket(item)).await;
-    let ticket = term
-        .expect("ticket issued", |m| match m {
-            ServerMsg::TicketIssued { ticket, .. } => Some(ticket.ticket_id),
-            _ => None,
-        })
-        .await;
+    let (_term, ticket) = terminal_with_ticket(&a, &device).await;
     let rung = op
         .expect("ringing", |m| match m {
             ServerMsg::Ringing { ticket, .. } => Some(ticket.ticket_id),
@@ -616,9 +611,7 @@ async fn a_rolling_restart_loses_neither_the_call_nor_the_upload() {
     let login = b.login_full("operator1").await;
     let op_token = login["access_token"].as_str().expect("token").to_owned();
     let (mut op, _) = crate::ws_client::available_operator(&b, "operator1").await;
-    let (mut term, _) = crate::ws_client::WsClient::connect(&b, &device).await;
-    let item = crate::ws_client::item_id(&b, &device, "SB-003").await;
-    term.send(&crate::ws_client::take_ticket(item)).await;
+    let (mut term, _) = terminal_with_ticket(&b, &device).await;
     let session = crate::ws_client::answer_ringing(&mut op, &mut term).await;
     let data = pdf("rolling", 180_000);
     let location = start(&b, &device, &session.to_string(), "rolling.pdf", &data).await;

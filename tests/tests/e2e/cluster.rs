@@ -4,38 +4,19 @@
 //! the media, peer to peer, never stops. Real PostgreSQL (a fresh schema) and Redis (a fresh
 //! key prefix).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use shared::protocol::{ClientMsg, OperatorStateView, ServerMsg};
 
 use crate::call::decoded;
-use crate::helpers::{Endpoint, OperatorPeer, OperatorWs, Server, WAIT, init_tracing, live_session};
+use crate::helpers::{
+    Endpoint, OperatorPeer, OperatorWs, Server, WAIT, init_tracing, live_session, pg_schema_url,
+    target_binary,
+};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
-
-/// A fresh schema in the machine's PostgreSQL (`BANGBAN_TEST_PG_URL`, default database `test`).
-async fn pg_schema_url() -> Result<String> {
-    use sqlx::{Connection, Executor};
-    let base = std::env::var("BANGBAN_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&base).await?;
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await?;
-    Ok(format!("{base}?options=-c%20search_path%3D{schema}"))
-}
-
-/// `target/debug/signaling-server`, beside this test binary's `deps/` directory.
-fn server_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(Path::parent).context("test binary has no target dir")?;
-    let bin = dir.join("signaling-server");
-    if !bin.exists() {
-        bail!("{} is missing: run `cargo build -p signaling-server` first", bin.display());
-    }
-    Ok(bin)
-}
 
 /// A node as its own process, so that it can be killed.
 struct NodeProcess {
@@ -47,7 +28,7 @@ impl NodeProcess {
         // A free port: bound, read, released (the node binds it again at once).
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let base = format!("http://127.0.0.1:{port}");
-        let child = tokio::process::Command::new(server_binary()?)
+        let child = tokio::process::Command::new(target_binary("signaling-server")?)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--demo", "--node-id", node])
             .arg("--data-dir")
             .arg(dir.join("data"))

@@ -61,13 +61,7 @@ pub type Tweak = std::sync::Arc<dyn Fn(&mut signaling_server::config::Config) + 
 /// PostgreSQL at `BANGBAN_TEST_PG_URL` (default 127.0.0.1:5432, database `test`).
 async fn database_url(dir: &Path) -> Result<String> {
     if std::env::var("BANGBAN_TEST_DB").is_ok_and(|v| v == "postgres") {
-        use sqlx::{Connection, Executor};
-        let base = std::env::var("BANGBAN_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&base).await?;
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await?;
-        Ok(format!("{base}?options=-c%20search_path%3D{schema}"))
+        pg_schema_url().await
     } else {
         Ok(signaling_server::config::default_database_url(&dir.join("data")))
     }
@@ -259,15 +253,32 @@ impl Drop for Server {
     }
 }
 
-/// `target/debug/endpoint-client`, next to this test binary's `deps/` directory.
-pub fn endpoint_binary() -> Result<PathBuf> {
+/// A fresh schema in the PostgreSQL at `BANGBAN_TEST_PG_URL` (default 127.0.0.1:5432, database
+/// `test`): its URL.
+pub async fn pg_schema_url() -> Result<String> {
+    use sqlx::{Connection, Executor};
+    let base = std::env::var("BANGBAN_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&base).await?;
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await?;
+    Ok(format!("{base}?options=-c%20search_path%3D{schema}"))
+}
+
+/// `target/debug/<name>` (a binary of the workspace), next to this test binary's `deps/`.
+pub fn target_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().and_then(Path::parent).context("test binary has no target dir")?;
-    let bin = dir.join("endpoint-client");
+    let bin = dir.join(name);
     if !bin.exists() {
-        bail!("{} is missing: run `cargo build -p endpoint-client` first", bin.display());
+        bail!("{} is missing: run `cargo build -p {name}` first", bin.display());
     }
     Ok(bin)
+}
+
+/// `target/debug/endpoint-client`.
+pub fn endpoint_binary() -> Result<PathBuf> {
+    target_binary("endpoint-client")
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
