@@ -81,6 +81,9 @@ pub struct Metrics {
     redis_up: AtomicI8,
     /// -1: no cluster authority (a single node is its own).
     authority_epoch: AtomicI64,
+    /// Cluster mode: 1 while this node runs the switchboard, 0 while it only forwards; -1 on a
+    /// single node (always its own switchboard).
+    authority_here: AtomicI8,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -166,6 +169,7 @@ impl Metrics {
             upload_failures,
             redis_up: AtomicI8::new(-1),
             authority_epoch: AtomicI64::new(-1),
+            authority_here: AtomicI8::new(-1),
         }
     }
 
@@ -217,6 +221,19 @@ impl Metrics {
     pub fn set_authority_epoch(&self, epoch: Option<u64>) {
         let v = epoch.map_or(-1, |e| i64::try_from(e).unwrap_or(i64::MAX));
         self.authority_epoch.store(v, Ordering::Relaxed);
+    }
+
+    /// Cluster mode: whether this node runs the switchboard now (it took the lease) or only
+    /// forwards to the node that does.
+    pub fn set_authority_here(&self, here: bool) {
+        self.authority_here.store(i8::from(here), Ordering::Relaxed);
+    }
+
+    /// Whether this node's scrape carries the deployment-wide figures (queues, calls, parties
+    /// connected, print jobs, alarms): a single node always; in a cluster only the authority,
+    /// so that summing a figure over the nodes counts it once.
+    pub fn reports_deployment_figures(&self) -> bool {
+        self.authority_here.load(Ordering::Relaxed) != 0
     }
 }
 
@@ -306,26 +323,37 @@ pub async fn render(state: &AppState) -> String {
         up,
     );
     let sb = sb.unwrap_or_default();
-    let conns = gauge_family(&mut now, "bangban_connections", "Open WebSocket connections by role");
-    for role in Role::ALL {
-        let n = sb.connections.iter().find(|(r, _)| *r == role).map_or(0, |(_, n)| *n);
-        conns.get_or_create(&label("role", role.as_str())).set(i64::from(n));
+    // In a cluster the switchboard's figures and the database's counts are the deployment's,
+    // whichever node is asked: only the authority reports them (see `reports_deployment_figures`).
+    let deployment = m.reports_deployment_figures();
+    if deployment {
+        let conns = gauge_family(&mut now, "bangban_connections", "Open WebSocket connections by role");
+        for role in Role::ALL {
+            let n = sb.connections.iter().find(|(r, _)| *r == role).map_or(0, |(_, n)| *n);
+            conns.get_or_create(&label("role", role.as_str())).set(i64::from(n));
+        }
+        let waiting =
+            gauge_family(&mut now, "bangban_tickets_waiting", "Tickets waiting in each line's queue");
+        let longest: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>> = Family::default();
+        now.register_with_unit(
+            "bangban_ticket_longest_wait",
+            "Age of the longest-waiting ticket in each line's queue (0 when none waits)",
+            Unit::Seconds,
+            longest.clone(),
+        );
+        for (id, name, n, wait_ms) in &sb.lines {
+            let l = vec![("line_id", id.to_string()), ("line", name.clone())];
+            waiting.get_or_create(&l).set(i64::from(*n));
+            #[allow(clippy::cast_precision_loss)] // milliseconds of a wait: far below 2^52
+            longest.get_or_create(&l).set(*wait_ms as f64 / 1000.0);
+        }
+        gauge(
+            &mut now,
+            "bangban_calls_live",
+            "Calls in progress (active or on hold)",
+            i64::from(sb.calls_live),
+        );
     }
-    let waiting = gauge_family(&mut now, "bangban_tickets_waiting", "Tickets waiting in each line's queue");
-    let longest: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>> = Family::default();
-    now.register_with_unit(
-        "bangban_ticket_longest_wait",
-        "Age of the longest-waiting ticket in each line's queue (0 when none waits)",
-        Unit::Seconds,
-        longest.clone(),
-    );
-    for (id, name, n, wait_ms) in &sb.lines {
-        let l = vec![("line_id", id.to_string()), ("line", name.clone())];
-        waiting.get_or_create(&l).set(i64::from(*n));
-        #[allow(clippy::cast_precision_loss)] // milliseconds of a wait: far below 2^52
-        longest.get_or_create(&l).set(*wait_ms as f64 / 1000.0);
-    }
-    gauge(&mut now, "bangban_calls_live", "Calls in progress (active or on hold)", i64::from(sb.calls_live));
     let stats = &state.switchboard.stats;
     let slow: Counter = Counter::default();
     slow.inc_by(stats.slow_consumers.load(Ordering::Relaxed));
@@ -343,7 +371,7 @@ pub async fn render(state: &AppState) -> String {
         "Whether the database answered this scrape in time",
         i64::from(db.is_some()),
     );
-    if let Some(db) = db {
+    if let Some(db) = db.filter(|_| deployment) {
         let jobs = gauge_family(&mut now, "bangban_print_jobs", "Print jobs by state (all stored jobs)");
         for s in PRINT_JOB_STATES {
             let n = db.print_jobs.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
@@ -377,6 +405,23 @@ pub async fn render(state: &AppState) -> String {
             "Whether this node reaches Redis (cluster mode)",
             i64::from(v),
         ),
+    }
+    match m.authority_here.load(Ordering::Relaxed) {
+        -1 => {}
+        v => gauge(
+            &mut now,
+            "bangban_switchboard_authority",
+            "Whether this node runs the deployment's switchboard now (cluster mode; only it reports the deployment-wide figures)",
+            i64::from(v),
+        ),
+    }
+    if let Some(c) = &state.cluster {
+        gauge(
+            &mut now,
+            "bangban_node_connections",
+            "Open WebSocket connections on this node (cluster mode; bangban_connections is the deployment's, by role)",
+            i64::try_from(c.connections.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        );
     }
     match m.authority_epoch.load(Ordering::Relaxed) {
         -1 => {}

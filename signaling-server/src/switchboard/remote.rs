@@ -220,6 +220,7 @@ pub async fn start(
     let gateway = tokio::spawn(gateway(cluster.clone(), rx, down_rx, stats));
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = settings.metrics.clone();
+    metrics.set_authority_here(false);
     let candidate = Candidate { cluster: cluster.clone(), db, pii, settings, outbound_queue, held: None };
     let (first_tx, first_rx) = oneshot::channel();
     let election = tokio::spawn(candidate.run(stop_rx, first_tx));
@@ -507,7 +508,7 @@ impl Candidate {
                 _ = every.tick() => {}
                 _ = stop.changed() => {
                     if let Some(h) = self.held.take() {
-                        Self::step_down(h, true, &self.db).await;
+                        Self::step_down(h, true, &self.db, &self.settings.metrics).await;
                     }
                     return;
                 }
@@ -532,7 +533,7 @@ impl Candidate {
             Some(mut h) => {
                 if h.switchboard.tx.is_closed() {
                     tracing::error!("cluster: the switchboard stopped (fenced); stepping down");
-                    Self::step_down(h, false, &self.db).await;
+                    Self::step_down(h, false, &self.db, &self.settings.metrics).await;
                     return;
                 }
                 match lease::renew(&self.db, &h.fence).await {
@@ -545,7 +546,7 @@ impl Candidate {
                             epoch = h.fence.epoch,
                             "cluster: the switchboard lease was taken over"
                         );
-                        Self::step_down(h, false, &self.db).await;
+                        Self::step_down(h, false, &self.db, &self.settings.metrics).await;
                     }
                     Err(e) => {
                         let left = Duration::from_millis(u64::try_from(lease::LEASE_MS).unwrap_or(5000))
@@ -553,7 +554,7 @@ impl Candidate {
                         if left < lease::RENEW_EVERY * 2 {
                             // It may expire before we could renew it: stop writing now.
                             tracing::error!(error = %e, "cluster: cannot renew the switchboard lease; stepping down");
-                            Self::step_down(h, false, &self.db).await;
+                            Self::step_down(h, false, &self.db, &self.settings.metrics).await;
                         } else {
                             tracing::warn!(error = %e, "cluster: lease renewal failed; retrying");
                             self.held = Some(h);
@@ -580,6 +581,7 @@ impl Candidate {
         let mut settings = self.settings.clone();
         settings.fence = Some(fence.clone());
         let switchboard = Switchboard::start(self.db.clone(), self.pii.clone(), settings).await;
+        self.settings.metrics.set_authority_here(true);
         let reader = tokio::spawn(serve_inputs(
             self.cluster.clone(),
             switchboard.clone(),
@@ -595,7 +597,8 @@ impl Candidate {
         self.held = Some(Held { fence, switchboard, reader, renewed: tokio::time::Instant::now() });
     }
 
-    async fn step_down(h: Held, release: bool, db: &Db) {
+    async fn step_down(h: Held, release: bool, db: &Db, metrics: &crate::metrics::Metrics) {
+        metrics.set_authority_here(false);
         h.reader.abort();
         // Closes the proxies with `bye` (shutdown): their clients reconnect and resume.
         h.switchboard.send(Event::Shutdown).await;

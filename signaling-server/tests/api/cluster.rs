@@ -651,3 +651,148 @@ async fn a_rolling_restart_loses_neither_the_call_nor_the_upload() {
     term.expect("the call ends normally", |m| matches!(m, ServerMsg::SessionEnded { .. }).then_some(()))
         .await;
 }
+
+/// #12 item 3: print locks across nodes. One print job, claimed at the same moment through two
+/// nodes with different claim tokens (as two terminal processes, or a restarted one racing its
+/// old self, would): exactly one claim wins, whichever node it reached; the others get 409 and
+/// the stored claim is the winner's. Then the printer's reports race the same way: the job
+/// moves once to each state, never backwards, and each move is audited once.
+#[tokio::test]
+async fn two_nodes_racing_for_one_print_job_print_it_once() {
+    use crate::materials_fixture::{call, pdf, upload};
+    let prefix = prefix();
+    let (a, b) = two_nodes(&prefix).await;
+    let c = call(&b).await;
+    let form = pdf("race", 40_000);
+    let material = upload(&a, &c.operator, &c.session_id, "表.pdf", &form).await;
+    let (s, job) = b
+        .post(
+            &format!("/api/v1/sessions/{}/print-jobs", c.session_id),
+            Some(&c.operator),
+            json!({ "material_id": material, "idempotency_key": "race-1" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{job}");
+    let jid = job["id"].as_str().expect("id").to_owned();
+    let claim = format!("/api/v1/print-jobs/{jid}/claim");
+
+    // Eight claims at once, four through each node, each with its own token.
+    let tokens: Vec<String> = (0..8).map(|i| format!("claim-token-race-{i:02}-xxxxxxxx")).collect();
+    let results = futures_util::future::join_all(tokens.iter().enumerate().map(|(i, t)| {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (claim, device) = (claim.clone(), c.device.clone());
+        async move { node.post(&claim, Some(&device), json!({ "claim_token": t })).await }
+    }))
+    .await;
+    let winners: Vec<usize> =
+        results.iter().enumerate().filter(|(_, (s, _))| *s == StatusCode::OK).map(|(i, _)| i).collect();
+    assert_eq!(winners.len(), 1, "exactly one claim wins: {results:?}");
+    for (i, (s, body)) in results.iter().enumerate() {
+        assert!(
+            *s == StatusCode::OK || *s == StatusCode::CONFLICT,
+            "claim {i}: {s} {body} (only 200 or 409)"
+        );
+    }
+    let winner = &tokens[winners[0]];
+    // The winner's token is the one stored: presenting it again works on either node, any
+    // loser's does not.
+    for node in [&a, &b] {
+        let (s, _) = node.post(&claim, Some(&c.device), json!({ "claim_token": winner })).await;
+        assert_eq!(s, StatusCode::OK, "the winner's token again");
+        let loser = &tokens[(winners[0] + 1) % tokens.len()];
+        let (s, _) = node.post(&claim, Some(&c.device), json!({ "claim_token": loser })).await;
+        assert_eq!(s, StatusCode::CONFLICT, "a loser's token");
+    }
+
+    // The printer's reports, each sent through both nodes at once.
+    let state = format!("/api/v1/print-jobs/{jid}/state");
+    for next in ["queued", "printing", "completed"] {
+        let ((sa, va), (sb, vb)) = tokio::join!(
+            a.post(&state, Some(&c.device), json!({ "state": next })),
+            b.post(&state, Some(&c.device), json!({ "state": next })),
+        );
+        assert!(
+            [sa, sb].contains(&StatusCode::OK),
+            "{next}: at least one report is taken: {sa} {va} / {sb} {vb}"
+        );
+        for (s, v) in [(sa, &va), (sb, &vb)] {
+            assert!(s == StatusCode::OK || s == StatusCode::CONFLICT, "{next}: {s} {v}");
+        }
+        let (_, now) = a.get(&format!("/api/v1/terminals/me/print-jobs?state={next}"), Some(&c.device)).await;
+        assert_eq!(now.as_array().map(Vec::len), Some(1), "{next}: the job is {next}: {now}");
+    }
+    let moves: Vec<String> = sqlx::query_scalar(
+        "SELECT detail FROM audit_log WHERE action = 'print_job.state' AND target_id = $1 AND outcome = 'success' \
+         ORDER BY seq",
+    )
+    .bind(&jid)
+    .fetch_all(&a.state.db.pool)
+    .await
+    .expect("audit");
+    let states: Vec<String> = moves
+        .iter()
+        .map(|d| serde_json::from_str::<Value>(d).expect("detail")["state"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(states, ["queued", "printing", "completed"], "each move once, in order");
+    let claims: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'print_job.claim' AND target_id = $1 AND outcome = 'success'",
+    )
+    .bind(&jid)
+    .fetch_one(&a.state.db.pool)
+    .await
+    .expect("audit");
+    assert_eq!(claims, 1, "one successful claim audited");
+}
+
+/// #12 item 5: in a cluster every node's `/metrics` would otherwise carry the deployment's
+/// switchboard figures (they come from the one switchboard) and the database's counts, so that
+/// summing over the nodes multiplies them. Only the authority reports them
+/// (`bangban_switchboard_authority` 1); every node reports its own sockets
+/// (`bangban_node_connections`). Summed over both nodes, one waiting ticket is one; after a
+/// hand-over the new authority reports it.
+#[tokio::test]
+async fn deployment_figures_come_from_the_authority_only_so_sums_over_nodes_are_right() {
+    use crate::metrics::{role, scrape, scrape_until};
+    let prefix = prefix();
+    let (a, b) = two_nodes(&prefix).await;
+    let (_, device) = b.enroll_terminal(0).await;
+    let (_term, _ticket) = terminal_with_ticket(&b, &device).await;
+
+    let ea = scrape_until(&a, "node a reports the waiting ticket", |e| {
+        e.sum("bangban_tickets_waiting") == 1.0
+            && e.get("bangban_connections", &role("terminal")) == Some(1.0)
+    })
+    .await;
+    let eb = scrape(&b).await;
+    assert_eq!(ea.value("bangban_switchboard_authority", ""), 1.0);
+    assert_eq!(eb.value("bangban_switchboard_authority", ""), 0.0);
+    for family in [
+        "bangban_tickets_waiting",
+        "bangban_ticket_longest_wait_seconds",
+        "bangban_connections",
+        "bangban_calls_live",
+        "bangban_print_jobs",
+        "bangban_terminal_alarms_open",
+    ] {
+        assert!(ea.has(family), "the authority reports {family}");
+        assert!(!eb.has(family), "node b leaves {family} to the authority");
+    }
+    let sum = |f: &str| ea.sum(f) + eb.sum(f);
+    assert_eq!(sum("bangban_tickets_waiting"), 1.0, "summed over the nodes: one ticket");
+    assert_eq!(sum("bangban_connections"), 1.0, "summed over the nodes: one terminal");
+    // Each node's own sockets: the terminal is on node b.
+    assert_eq!(ea.value("bangban_node_connections", ""), 0.0);
+    assert_eq!(eb.value("bangban_node_connections", ""), 1.0);
+    for e in [&ea, &eb] {
+        assert_eq!(e.value("bangban_switchboard_up", ""), 1.0, "both reach the switchboard");
+        assert_eq!(e.value("bangban_database_up", ""), 1.0);
+    }
+
+    // Node a stops: node b takes over, recovers the ticket and now reports it.
+    a.stop().await;
+    let eb = scrape_until(&b, "node b, the new authority, reports the ticket", |e| {
+        e.get("bangban_switchboard_authority", "") == Some(1.0) && e.sum("bangban_tickets_waiting") == 1.0
+    })
+    .await;
+    assert_eq!(eb.value("bangban_authority_epoch", ""), 2.0);
+}

@@ -21,17 +21,17 @@ type Series = BTreeMap<String, f64>;
 
 /// A parsed exposition: samples by name, each by its rendered label set (`k="v",…`).
 #[derive(Debug, Default)]
-struct Exposition {
+pub(crate) struct Exposition {
     samples: BTreeMap<String, Series>,
     types: BTreeMap<String, String>,
 }
 
 impl Exposition {
-    fn get(&self, name: &str, labels: &str) -> Option<f64> {
+    pub(crate) fn get(&self, name: &str, labels: &str) -> Option<f64> {
         self.samples.get(name)?.get(labels).copied()
     }
 
-    fn value(&self, name: &str, labels: &str) -> f64 {
+    pub(crate) fn value(&self, name: &str, labels: &str) -> f64 {
         self.get(name, labels)
             .unwrap_or_else(|| panic!("{name}{{{labels}}} missing; {name} has {:?}", self.samples.get(name)))
     }
@@ -175,7 +175,7 @@ fn parse(text: &str) -> Exposition {
     e
 }
 
-async fn scrape(app: &TestApp) -> Exposition {
+pub(crate) async fn scrape(app: &TestApp) -> Exposition {
     let resp = app.client.get(app.url("/metrics")).send().await.expect("scrape sent");
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
@@ -184,7 +184,11 @@ async fn scrape(app: &TestApp) -> Exposition {
 
 /// Scrapes until `check` holds (the figures a client's message changes arrive with it, not
 /// before): a bound, not a pause.
-async fn scrape_until(app: &TestApp, what: &str, check: impl Fn(&Exposition) -> bool) -> Exposition {
+pub(crate) async fn scrape_until(
+    app: &TestApp,
+    what: &str,
+    check: impl Fn(&Exposition) -> bool,
+) -> Exposition {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let e = scrape(app).await;
@@ -196,7 +200,7 @@ async fn scrape_until(app: &TestApp, what: &str, check: impl Fn(&Exposition) -> 
     }
 }
 
-fn role(r: &str) -> String {
+pub(crate) fn role(r: &str) -> String {
     format!("role={r:?}")
 }
 
