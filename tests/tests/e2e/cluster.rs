@@ -4,17 +4,22 @@
 //! the media, peer to peer, never stops. Real PostgreSQL (a fresh schema) and Redis (a fresh
 //! key prefix).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use serde_json::json;
+use shared::api::{MaterialSource, PrintJobState};
 use shared::protocol::{ClientMsg, OperatorStateView, ServerMsg};
 
 use crate::call::decoded;
 use crate::helpers::{
-    Endpoint, OperatorPeer, OperatorWs, Server, WAIT, init_tracing, live_session, pg_schema_url,
-    target_binary,
+    Endpoint, EndpointOpts, OperatorPeer, OperatorWs, Server, WAIT, init_tracing, live_session,
+    pg_schema_url, scripts_dir, sha256_hex, target_binary,
 };
+use crate::{print, scan};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 
@@ -23,18 +28,50 @@ struct NodeProcess {
     child: tokio::process::Child,
 }
 
+/// How a node process is started.
+struct NodeOpts<'a> {
+    /// Its data directory (default `<dir>/data`).
+    data_dir: Option<PathBuf>,
+    /// `--uploads-dir`: the staging volume every node mounts.
+    uploads_dir: Option<&'a Path>,
+    /// `--redis-url` (default the machine's Redis).
+    redis: &'a str,
+}
+
+impl Default for NodeOpts<'_> {
+    fn default() -> Self {
+        Self { data_dir: None, uploads_dir: None, redis: REDIS }
+    }
+}
+
 impl NodeProcess {
     async fn start(dir: &Path, db: &str, prefix: &str, node: &str) -> Result<(Self, String)> {
+        Self::start_with(dir, db, prefix, node, NodeOpts::default()).await
+    }
+
+    /// Starts `signaling-server` as node `node` (demo data, the master key `<dir>/master.key`)
+    /// and waits until `/readyz` answers 200.
+    async fn start_with(
+        dir: &Path,
+        db: &str,
+        prefix: &str,
+        node: &str,
+        opts: NodeOpts<'_>,
+    ) -> Result<(Self, String)> {
         // A free port: bound, read, released (the node binds it again at once).
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let base = format!("http://127.0.0.1:{port}");
-        let child = tokio::process::Command::new(target_binary("signaling-server")?)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--demo", "--node-id", node])
+        let mut cmd = tokio::process::Command::new(target_binary("signaling-server")?);
+        cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--demo", "--node-id", node])
             .arg("--data-dir")
-            .arg(dir.join("data"))
+            .arg(opts.data_dir.unwrap_or_else(|| dir.join("data")))
             .arg("--master-key-file")
             .arg(dir.join("master.key"))
-            .args(["--database-url", db, "--redis-url", REDIS, "--redis-prefix", prefix])
+            .args(["--database-url", db, "--redis-url", opts.redis, "--redis-prefix", prefix]);
+        if let Some(u) = opts.uploads_dir {
+            cmd.arg("--uploads-dir").arg(u);
+        }
+        let child = cmd
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -52,6 +89,219 @@ impl NodeProcess {
         }
         Ok((Self { child }, base))
     }
+}
+
+/// A load balancer that routes by path, as nginx in front of the nodes may: each TCP
+/// connection goes, whole, to `ws` when its first request is the WebSocket upgrade (`GET /ws`)
+/// and to `rest` otherwise. Counts the connections sent to each.
+struct PathRouter {
+    url: String,
+    to_ws: Arc<AtomicU64>,
+    to_rest: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PathRouter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PathRouter {
+    async fn start(ws: std::net::SocketAddr, rest: std::net::SocketAddr) -> Result<Self> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (to_ws, to_rest) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (cw, cr) = (to_ws.clone(), to_rest.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let (cw, cr) = (cw.clone(), cr.clone());
+                tokio::spawn(async move {
+                    // The request line (bounded), then the whole connection to one node.
+                    let mut head = Vec::with_capacity(1024);
+                    let mut buf = [0u8; 1024];
+                    while !head.contains(&b'\n') && head.len() < 8192 {
+                        match inbound.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let upgrade = head.starts_with(b"GET /ws ") || head.starts_with(b"GET /ws?");
+                    let target = if upgrade {
+                        cw.fetch_add(1, Ordering::Relaxed);
+                        ws
+                    } else {
+                        cr.fetch_add(1, Ordering::Relaxed);
+                        rest
+                    };
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    if outbound.write_all(&head).await.is_err() {
+                        return;
+                    }
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+        Ok(Self { url, to_ws, to_rest, task })
+    }
+}
+
+/// A counter's or gauge's value in a node's `/metrics` (loopback scrapes need no token).
+async fn metric(base: &str, series: &str) -> Result<f64> {
+    let text = reqwest::get(format!("{base}/metrics")).await?.error_for_status()?.text().await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0))
+}
+
+fn socket_addr(base: &str) -> Result<std::net::SocketAddr> {
+    Ok(base.trim_start_matches("http://").parse()?)
+}
+
+/// #12, the first test: three nodes of one deployment (real processes for nodes a and
+/// c, node b in this process; one PostgreSQL schema, one Redis prefix, one staging volume and
+/// one materials store that every node mounts). The real kiosk keeps its WebSocket on node a
+/// and sends everything else (enrolment, REST, its scan's tus upload, the print job's claim and
+/// download) through node c — a load balancer routing by path —; the operator is on node b.
+/// A call with media decoded both ways, a scan that lands in the session's materials with the
+/// scanner's bytes (uploaded through node c only), and a PDF the operator sends that the
+/// kiosk prints through CUPS (cups-pdf), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_a_call_a_scan_through_a_third_node_and_a_print_job() -> Result<()> {
+    init_tracing();
+    let st = std::process::Command::new(scripts_dir().join("cups-setup.sh")).arg(print::OUT_DIR).output()?;
+    anyhow::ensure!(st.status.success(), "cups-setup.sh: {}", String::from_utf8_lossy(&st.stderr));
+    let db = pg_schema_url().await?;
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir()?;
+    let sane = scan::sane_dir(dir.path())?;
+    let uploads = dir.path().join("uploads");
+    let store = dir.path().join("materials");
+    std::fs::create_dir_all(&uploads)?;
+    std::fs::create_dir_all(&store)?;
+    // Each node's `<data-dir>/materials` is the one shared store (a volume every node mounts).
+    let data_dir = |node: &str| -> Result<PathBuf> {
+        let d = dir.path().join(format!("data-{node}"));
+        std::fs::create_dir_all(&d)?;
+        std::os::unix::fs::symlink(&store, d.join("materials"))?;
+        Ok(d)
+    };
+    let opts =
+        |d: PathBuf| NodeOpts { data_dir: Some(d), uploads_dir: Some(&uploads), ..NodeOpts::default() };
+    // Node a starts first: it takes the lease and runs the switchboard.
+    let (_a, a_base) =
+        NodeProcess::start_with(dir.path(), &db, &prefix, "node-a", opts(data_dir("a")?)).await?;
+    let (_c, c_base) =
+        NodeProcess::start_with(dir.path(), &db, &prefix, "node-c", opts(data_dir("c")?)).await?;
+    let (key, b_data, b_uploads, db_b, prefix_b) =
+        (dir.path().join("master.key"), data_dir("b")?, uploads.clone(), db.clone(), prefix.clone());
+    let b = Server::start_with(move |c| {
+        c.data_dir = b_data.clone();
+        c.database_url = db_b.clone();
+        c.master_key_file = key.clone();
+        c.uploads_dir = Some(b_uploads.clone());
+        c.cluster = Some(signaling_server::config::ClusterConfig {
+            redis_url: REDIS.into(),
+            node_id: "node-b".into(),
+            advertise_url: "http://node-b.bangban.internal:8080".into(),
+            prefix: prefix_b.clone(),
+        });
+    })
+    .await?;
+    let router = PathRouter::start(socket_addr(&a_base)?, socket_addr(&c_base)?).await?;
+
+    // The kiosk (enrolled and served through the router) and operator1 on node b.
+    let (_point, code) = b.enrollment.first().context("demo terminal")?.clone();
+    let op_token = b.login("operator1").await?;
+    let ep_opts = EndpointOpts {
+        server_url: Some(router.url.clone()),
+        scanner: Some(("test".into(), sane.clone())),
+        printer_uri: Some(format!("http://127.0.0.1:631/printers/{}", print::QUEUE)),
+        ..Default::default()
+    };
+    let mut ep = Endpoint::enroll_and_run_with(&b, &code, ep_opts).await?;
+    let (op, session, item) = live_session(&b, &mut ep, &op_token).await?;
+    // Each node has its own party: the kiosk's socket on node a, the operator's on node b.
+    assert_eq!(metric(&a_base, "bangban_node_connections").await?, 1.0, "the kiosk's socket is on node a");
+    assert_eq!(metric(&c_base, "bangban_node_connections").await?, 0.0, "none on node c");
+    let (peer, op_tx, op_rest) = OperatorPeer::call(&session, op).await?;
+    let mut op = OperatorWs { tx: op_tx, rx: op_rest };
+    let mut connected = peer.connected.clone();
+    tokio::time::timeout(WAIT, connected.wait_for(|c| *c))
+        .await
+        .context("operator peer never connected")??;
+
+    // Media decoded both ways (the signaling went kiosk → a → the switchboard → b → operator).
+    ep.wait_status("frames at the kiosk", |s| s["phase"] == "in_call" && decoded(s, "camera") >= 15).await?;
+    let end = Instant::now() + WAIT;
+    while peer.video_decoded() < 15 {
+        anyhow::ensure!(Instant::now() < end, "no video decoded at the operator");
+        ep.status.changed().await?;
+    }
+
+    // 1. A scan, for the item's first material: uploaded through node c.
+    let c_bytes_before = metric(&c_base, "bangban_upload_bytes_total{kind=\"material\"}").await?;
+    let slot = item["materials"].as_array().and_then(|m| m.first()).map(|m| m["id"].clone());
+    let mut body = json!({ "session_id": session.session_id });
+    if let Some(s) = &slot {
+        body["slot_id"] = s.clone();
+    }
+    ep.post("/api/scan", body).await?;
+    let material = op
+        .expect("material_changed (scan)", |m| match m {
+            ServerMsg::MaterialChanged { material, .. } if material.source == MaterialSource::Scan => {
+                Some(material)
+            }
+            _ => None,
+        })
+        .await?;
+    // The operator downloads it from node b: the scanner's exact bytes.
+    let content = b.get_bytes(&op_token, &format!("/api/v1/materials/{}/content", material.id)).await?;
+    let reference = scan::reference_scan(&sane, &dir.path().join("reference.jpg"))?;
+    assert_eq!(sha256_hex(&content), material.sha256);
+    assert_eq!(sha256_hex(&content), sha256_hex(&reference), "the operator sees exactly the scanner's page");
+    let c_bytes = metric(&c_base, "bangban_upload_bytes_total{kind=\"material\"}").await? - c_bytes_before;
+    #[allow(clippy::cast_precision_loss)]
+    let len = content.len() as f64;
+    assert!(c_bytes >= len, "the scan's bytes were stored through node c: {c_bytes} of {len}");
+    assert_eq!(
+        metric(&a_base, "bangban_upload_bytes_total{kind=\"material\"}").await?,
+        0.0,
+        "nothing uploaded through node a (it has the kiosk's socket only)"
+    );
+
+    // 2. A print job: the operator sends a two-page form through node b; the kiosk claims and
+    //    fetches it through node c and prints it through CUPS; completed, printed once.
+    let pdf = print::two_page_pdf(dir.path())?;
+    let material_id = b.tus_upload(&op_token, session.session_id, "申请表.pdf", &pdf).await?;
+    let created = b
+        .post(
+            &op_token,
+            &format!("/api/v1/sessions/{}/print-jobs", session.session_id),
+            json!({ "material_id": material_id, "idempotency_key": "e2e-three-nodes-1", "copies": 1 }),
+        )
+        .await?;
+    let job_id: uuid::Uuid = created["id"].as_str().context("job id")?.parse()?;
+    let done = print::job_reaches(&mut op, job_id, PrintJobState::Completed).await?;
+    assert_eq!(done.state, PrintJobState::Completed, "{done:?}");
+    let files = print::printed_files(job_id);
+    assert_eq!(files.len(), 1, "printed exactly once: {files:?}");
+    assert_eq!(print::pdf_pages(&files[0])?, 2);
+    assert!(router.to_rest.load(Ordering::Relaxed) > 0 && router.to_ws.load(Ordering::Relaxed) > 0);
+
+    // Media still flows both ways; the call ends normally.
+    let (kiosk_frames, op_frames) = (decoded(&ep.status.borrow(), "camera"), peer.video_decoded());
+    ep.wait_status("more frames at the kiosk", |s| decoded(s, "camera") >= kiosk_frames + 15).await?;
+    let end = Instant::now() + WAIT;
+    while peer.video_decoded() < op_frames + 15 {
+        anyhow::ensure!(Instant::now() < end, "the operator's video stopped");
+        ep.status.changed().await?;
+    }
+    op.send(ClientMsg::EndCall { session_id: session.session_id }).await?;
+    ep.wait_status("the kiosk leaves the call", |s| s["phase"] != "in_call").await?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,5 +395,150 @@ async fn the_authority_killed_during_a_call_the_call_goes_on_through_another_nod
     // The call ends normally, through the new authority.
     op.send(ClientMsg::EndCall { session_id: session.session_id }).await?;
     ep.wait_status("the kiosk leaves the call", |s| s["phase"] != "in_call").await?;
+    Ok(())
+}
+
+/// The kiosk's 社会保障 item (remote, active) and a ticket for it through the kiosk's API;
+/// waits until the kiosk shows its place in the queue and returns its status.
+async fn take_ticket(ep: &mut Endpoint) -> Result<serde_json::Value> {
+    ep.wait_status("signaling connected", |s| s["connected"] == true && s["phase"] == "idle").await?;
+    let items = ep.get("/api/items").await?;
+    let item = items
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|i| i["line_name"] == "社会保障" && i["remote_allowed"] == true && i["active"] == true)
+        })
+        .context("a remote 社会保障 item")?
+        .clone();
+    ep.post("/api/ticket", json!({ "item_id": item["id"] })).await?;
+    ep.wait_status("waiting with a place", |s| s["phase"] == "waiting" && s["position"].is_u64()).await
+}
+
+/// #12 item 2, with a ticket ringing: `kill -9` of the authority while one kiosk's ticket rings
+/// the operator and another kiosk's waits behind it (both kiosks and the operator on the other
+/// node). The new authority offers the ringing ticket again, the operator accepts it, the
+/// other ticket keeps its place — the position shown at its kiosk is the one shown before the
+/// kill — and no ticket is lost or served twice (one session for the rung ticket, the other
+/// still waiting, in the database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authority_killed_while_a_ticket_rings_it_is_offered_again_and_places_hold() -> Result<()> {
+    init_tracing();
+    let db = pg_schema_url().await?;
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir()?;
+    let (mut a, _a_base) = NodeProcess::start(dir.path(), &db, &prefix, "node-a").await?;
+    let key = dir.path().join("master.key");
+    let (db_b, prefix_b) = (db.clone(), prefix.clone());
+    let b = Server::start_with(move |c| {
+        c.database_url = db_b.clone();
+        c.master_key_file = key.clone();
+        c.cluster = Some(signaling_server::config::ClusterConfig {
+            redis_url: REDIS.into(),
+            node_id: "node-b".into(),
+            advertise_url: "http://node-b.bangban.internal:8080".into(),
+            prefix: prefix_b.clone(),
+        });
+    })
+    .await?;
+    anyhow::ensure!(b.enrollment.len() >= 2, "two demo terminals: {:?}", b.enrollment);
+
+    // Two kiosks on node b take tickets, one after the other.
+    let mut first = Endpoint::enroll_and_run(&b, &b.enrollment[0].1).await?;
+    let mut second = Endpoint::enroll_and_run(&b, &b.enrollment[1].1).await?;
+    let first_number = take_ticket(&mut first).await?["ticket_number"].clone();
+    take_ticket(&mut second).await?;
+
+    // operator1 (node b) becomes available: the first ticket rings, the second waits.
+    let op_token = b.login("operator1").await?;
+    let mut op = OperatorWs::connect(&b, &op_token).await?;
+    op.send(ClientMsg::SetAvailability { available: true }).await?;
+    let rung = op
+        .expect("ringing", |m| match m {
+            ServerMsg::Ringing { ticket, .. } => Some(ticket),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(json!(rung.number), first_number, "the first ticket rings first");
+    // What the second kiosk shows once the ring has settled (its place behind the rung one).
+    let before = second.wait_status("second kiosk waiting", |s| s["phase"] == "waiting").await?;
+    let place = before["position"].clone();
+    let second_number = before["ticket_number"].clone();
+
+    // kill -9 of the authority while the ticket rings.
+    a.child.start_kill()?;
+    a.child.wait().await?;
+    let killed = Instant::now();
+
+    // The operator reconnects to node b (its socket was closed when the authority changed)
+    // and, available again, is offered the same ticket by the new authority.
+    let mut op = loop {
+        let mut op = OperatorWs::connect(&b, &op_token).await?;
+        let resumed = op
+            .expect("welcome", |m| match m {
+                ServerMsg::Welcome { resumed, .. } => Some(resumed),
+                _ => None,
+            })
+            .await;
+        if matches!(resumed, Ok(true)) {
+            break op;
+        }
+        anyhow::ensure!(killed.elapsed() < WAIT, "the operator never resumed");
+    };
+    op.send(ClientMsg::SetAvailability { available: true }).await?;
+    let again = op
+        .expect("the rung ticket, offered again", |m| match m {
+            ServerMsg::Ringing { ticket, .. } => Some(ticket),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(again.ticket_id, rung.ticket_id, "the ticket ringing at the kill is offered again");
+    eprintln!(
+        "cluster: kill -9 while ringing → the ticket rang again after {} ms",
+        killed.elapsed().as_millis()
+    );
+
+    // Both kiosks are back on the new authority, each with its own ticket and place.
+    first
+        .wait_status("first kiosk reconnected, still waiting", |s| {
+            s["connected"] == true && s["phase"] == "waiting" && s["ticket_number"] == first_number
+        })
+        .await?;
+    let after = second
+        .wait_status("second kiosk reconnected, same place", |s| {
+            s["connected"] == true && s["phase"] == "waiting" && s["ticket_number"] == second_number
+        })
+        .await?;
+    assert_eq!(
+        after["position"], place,
+        "the place shown at the second kiosk: before {before} / after {after}"
+    );
+
+    // The operator accepts: the first kiosk is in the call; the second still waits, same place.
+    op.send(ClientMsg::Accept { ticket_id: rung.ticket_id }).await?;
+    let session = op
+        .expect("session_started", |m| match m {
+            ServerMsg::SessionStarted { session } => Some(session),
+            _ => None,
+        })
+        .await?;
+    first.wait_status("first kiosk in the call", |s| s["phase"] == "in_call").await?;
+    let during = second.wait_status("second kiosk still waiting", |s| s["phase"] == "waiting").await?;
+    assert_eq!(during["ticket_number"], second_number);
+    assert!(during["position"].as_u64().is_some_and(|p| p >= 1), "{during}");
+
+    // In the database: the rung ticket has exactly one session; the other ticket still waits;
+    // no ticket lost.
+    let pool = sqlx::PgPool::connect(&db).await?;
+    let sessions: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, ticket_id FROM call_sessions").fetch_all(&pool).await?;
+    assert_eq!(sessions.len(), 1, "one session in all: {sessions:?}");
+    assert_eq!(sessions[0].0, session.session_id.to_string());
+    assert_eq!(sessions[0].1, rung.ticket_id.to_string(), "for the rung ticket");
+    let tickets: Vec<(String, String)> =
+        sqlx::query_as("SELECT number, status FROM tickets ORDER BY created_at").fetch_all(&pool).await?;
+    assert_eq!(tickets.len(), 2, "{tickets:?}");
+    assert_eq!(json!(tickets[1].0), second_number);
+    assert_eq!(tickets[1].1, "waiting", "the other ticket still waits: {tickets:?}");
     Ok(())
 }

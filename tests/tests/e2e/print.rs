@@ -15,8 +15,8 @@ use crate::helpers::{
     Endpoint, EndpointOpts, OperatorWs, Server, WAIT, init_tracing, live_session, scripts_dir,
 };
 
-const QUEUE: &str = "bangban-pdf";
-const OUT_DIR: &str = "/var/spool/cups-pdf/bangban";
+pub(crate) const QUEUE: &str = "bangban-pdf";
+pub(crate) const OUT_DIR: &str = "/var/spool/cups-pdf/bangban";
 
 fn run(cmd: &str, args: &[&str]) -> Result<()> {
     let out =
@@ -50,7 +50,7 @@ impl Drop for HeldQueue {
 }
 
 /// A two-page PDF (Ghostscript from a tiny PostScript program).
-fn two_page_pdf(dir: &Path) -> Result<Vec<u8>> {
+pub(crate) fn two_page_pdf(dir: &Path) -> Result<Vec<u8>> {
     use std::io::Write;
     let out = dir.join("form.pdf");
     let mut child = std::process::Command::new("ps2pdf")
@@ -71,7 +71,7 @@ fn two_page_pdf(dir: &Path) -> Result<Vec<u8>> {
 }
 
 /// cups-pdf output files of this job (`job_<cups id>-bangban-<job id>…pdf`).
-fn printed_files(job_id: uuid::Uuid) -> Vec<PathBuf> {
+pub(crate) fn printed_files(job_id: uuid::Uuid) -> Vec<PathBuf> {
     let needle = format!("bangban-{job_id}");
     std::fs::read_dir(OUT_DIR)
         .map(|rd| {
@@ -83,7 +83,7 @@ fn printed_files(job_id: uuid::Uuid) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-fn pdf_pages(path: &Path) -> Result<u32> {
+pub(crate) fn pdf_pages(path: &Path) -> Result<u32> {
     let out = std::process::Command::new("pdfinfo").arg(path).output().context("pdfinfo (poppler-utils)")?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
@@ -103,7 +103,11 @@ fn rank(s: PrintJobState) -> u8 {
 }
 
 /// Waits for a `print_job_changed` of `job` at or past `state`.
-async fn job_reaches(op: &mut OperatorWs, job: uuid::Uuid, state: PrintJobState) -> Result<PrintJobView> {
+pub(crate) async fn job_reaches(
+    op: &mut OperatorWs,
+    job: uuid::Uuid,
+    state: PrintJobState,
+) -> Result<PrintJobView> {
     op.expect(&format!("print job {}", state.as_str()), move |m| match m {
         ServerMsg::PrintJobChanged { job: j } if j.id == job && rank(j.state) >= rank(state) => Some(j),
         _ => None,

@@ -13,7 +13,7 @@ use crate::helpers::{
 };
 
 /// A private SANE configuration with the `test` backend (A4, colour).
-fn sane_dir(root: &std::path::Path) -> Result<std::path::PathBuf> {
+pub(crate) fn sane_dir(root: &std::path::Path) -> Result<std::path::PathBuf> {
     let dir = root.join("sane");
     let out = std::process::Command::new(scripts_dir().join("sane-test-setup.sh")).arg(&dir).output()?;
     if !out.status.success() {
@@ -23,7 +23,7 @@ fn sane_dir(root: &std::path::Path) -> Result<std::path::PathBuf> {
 }
 
 /// What `scanimage` gives for the same page and settings (the test backend is deterministic).
-fn reference_scan(sane: &std::path::Path, out: &std::path::Path) -> Result<Vec<u8>> {
+pub(crate) fn reference_scan(sane: &std::path::Path, out: &std::path::Path) -> Result<Vec<u8>> {
     let st = std::process::Command::new("scanimage")
         .env("SANE_CONFIG_DIR", sane)
         .args(["-d", "test", "--format=jpeg", "--resolution=150", "--mode=Color", "-o"])
