@@ -84,6 +84,9 @@ pub struct Metrics {
     /// Cluster mode: 1 while this node runs the switchboard, 0 while it only forwards; -1 on a
     /// single node (always its own switchboard).
     authority_here: AtomicI8,
+    /// Cluster mode: writes of this node's switchboard refused by the lease's fencing check
+    /// (shared with each [`crate::switchboard::lease::Fence`] this node takes).
+    pub fenced_writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -170,6 +173,7 @@ impl Metrics {
             redis_up: AtomicI8::new(-1),
             authority_epoch: AtomicI64::new(-1),
             authority_here: AtomicI8::new(-1),
+            fenced_writes: std::sync::Arc::default(),
         }
     }
 
@@ -416,6 +420,13 @@ pub async fn render(state: &AppState) -> String {
         ),
     }
     if let Some(c) = &state.cluster {
+        let fenced: Counter = Counter::default();
+        fenced.inc_by(m.fenced_writes.load(Ordering::Relaxed));
+        now.register(
+            "bangban_switchboard_fenced_writes",
+            "Writes of this node's switchboard refused because another node had taken the lease (cluster mode)",
+            fenced,
+        );
         gauge(
             &mut now,
             "bangban_node_connections",

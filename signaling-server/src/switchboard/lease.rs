@@ -9,6 +9,9 @@
 //! its lease (paused, cut off from the database for longer than the lease) cannot write, even if
 //! it does not know yet. Times are the database's clock, so nodes' clocks do not matter.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use sqlx::Row;
 
 use crate::db::Db;
@@ -22,11 +25,22 @@ pub const RENEW_EVERY: std::time::Duration = std::time::Duration::from_millis(1_
 pub const FENCED: &str = "switchboard lease lost (fenced)";
 
 /// The authority's fencing token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Fence {
     pub holder: String,
     pub epoch: i64,
+    /// Counts this authority's writes that [`check`] refused (`bangban_switchboard_fenced_writes`).
+    pub refused: Arc<AtomicU64>,
 }
+
+/// Two fences are the same token: holder and epoch (whatever they counted).
+impl PartialEq for Fence {
+    fn eq(&self, other: &Self) -> bool {
+        self.holder == other.holder && self.epoch == other.epoch
+    }
+}
+
+impl Eq for Fence {}
 
 /// Who holds the lease now (when not expired).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +70,9 @@ pub async fn try_acquire(db: &Db, holder: &str) -> Result<Option<Fence>, sqlx::E
     );
     let row = sqlx::query(sql).bind(holder).bind(LEASE_MS).fetch_optional(&db.pool).await?;
     Ok(match row {
-        Some(r) => Some(Fence { holder: holder.to_owned(), epoch: r.try_get("epoch")? }),
+        Some(r) => {
+            Some(Fence { holder: holder.to_owned(), epoch: r.try_get("epoch")?, refused: Arc::default() })
+        }
         None => None,
     })
 }
@@ -113,7 +129,12 @@ pub async fn check(conn: &mut sqlx::AnyConnection, fence: &Fence) -> Result<(), 
         }
         None => false,
     };
-    if ours { Ok(()) } else { Err(sqlx::Error::Protocol(FENCED.into())) }
+    if ours {
+        Ok(())
+    } else {
+        fence.refused.fetch_add(1, Ordering::Relaxed);
+        Err(sqlx::Error::Protocol(FENCED.into()))
+    }
 }
 
 /// Whether `e` is the refusal of a fenced write.

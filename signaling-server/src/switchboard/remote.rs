@@ -526,7 +526,11 @@ impl Candidate {
     async fn round(&mut self) {
         match self.held.take() {
             None => match lease::try_acquire(&self.db, self.cluster.node_id()).await {
-                Ok(Some(fence)) => self.take_over(fence).await,
+                Ok(Some(mut fence)) => {
+                    // Its refusals count in this node's metrics.
+                    fence.refused = self.settings.metrics.fenced_writes.clone();
+                    self.take_over(fence).await;
+                }
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "cluster: cannot ask for the switchboard lease"),
             },

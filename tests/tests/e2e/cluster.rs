@@ -19,6 +19,7 @@ use crate::helpers::{
     Endpoint, EndpointOpts, OperatorPeer, OperatorWs, Server, WAIT, init_tracing, live_session,
     pg_schema_url, scripts_dir, sha256_hex, target_binary,
 };
+use crate::netproxy::NetProxy;
 use crate::{print, scan};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -36,11 +37,15 @@ struct NodeOpts<'a> {
     uploads_dir: Option<&'a Path>,
     /// `--redis-url` (default the machine's Redis).
     redis: &'a str,
+    /// More flags.
+    extra: Vec<String>,
+    /// Where its log goes (default nowhere).
+    log: Option<PathBuf>,
 }
 
 impl Default for NodeOpts<'_> {
     fn default() -> Self {
-        Self { data_dir: None, uploads_dir: None, redis: REDIS }
+        Self { data_dir: None, uploads_dir: None, redis: REDIS, extra: Vec::new(), log: None }
     }
 }
 
@@ -71,11 +76,12 @@ impl NodeProcess {
         if let Some(u) = opts.uploads_dir {
             cmd.arg("--uploads-dir").arg(u);
         }
-        let child = cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
+        cmd.args(&opts.extra);
+        let stderr = match &opts.log {
+            Some(path) => std::process::Stdio::from(std::fs::File::create(path)?),
+            None => std::process::Stdio::null(),
+        };
+        let child = cmd.stdout(std::process::Stdio::null()).stderr(stderr).kill_on_drop(true).spawn()?;
         let client = reqwest::Client::new();
         let end = Instant::now() + WAIT;
         loop {
@@ -540,5 +546,152 @@ async fn the_authority_killed_while_a_ticket_rings_it_is_offered_again_and_place
     assert_eq!(tickets.len(), 2, "{tickets:?}");
     assert_eq!(json!(tickets[1].0), second_number);
     assert_eq!(tickets[1].1, "waiting", "the other ticket still waits: {tickets:?}");
+    Ok(())
+}
+
+/// A userspace link in front of `target` (TCP) that the test cuts and restores.
+async fn link(target: std::net::SocketAddr) -> Result<NetProxy> {
+    let mut p = NetProxy::bind().await?;
+    // No UDP here: the UDP side points at a port nothing listens on.
+    p.run(target, "127.0.0.1:9".parse()?)?;
+    Ok(p)
+}
+
+/// #12, the partition test: the authority (node a, its own process) reaches PostgreSQL and
+/// Redis only through links this test cuts (userspace TCP proxies that stall, as a pulled
+/// cable does). Before the cut a kiosk with a waiting ticket goes away, so the authority's
+/// resume window (5 s) for it runs out during the cut: node a then tries to cancel the ticket
+/// (`abandoned`). Meanwhile node b takes the lease over. When the links come back, node a's
+/// cancellation reaches the database and is refused by the fencing check (counted in its
+/// `bangban_switchboard_fenced_writes`); node a steps down and serves on as a gateway: an
+/// operator connected to it is rung, by node b's switchboard, for the same ticket, which never
+/// left its place — the restarted kiosk resumes it at position 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authority_cut_off_is_fenced_another_takes_over_and_it_rejoins_as_a_gateway() -> Result<()> {
+    init_tracing();
+    let db = pg_schema_url().await?;
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir()?;
+    let pg_link = link("127.0.0.1:5432".parse()?).await?;
+    let redis_link = link("127.0.0.1:6379".parse()?).await?;
+    let db_a = db.replacen("127.0.0.1:5432", &pg_link.tcp_addr.to_string(), 1);
+    anyhow::ensure!(db_a != db, "the test database is expected at 127.0.0.1:5432: {db}");
+    let redis_a = format!("redis://{}", redis_link.tcp_addr);
+    let opts = NodeOpts {
+        redis: &redis_a,
+        extra: vec!["--resume-window-secs".into(), "5".into()],
+        log: Some(dir.path().join("node-a.log")),
+        ..NodeOpts::default()
+    };
+    let (_a, a_base) = NodeProcess::start_with(dir.path(), &db_a, &prefix, "node-a", opts).await?;
+    let key = dir.path().join("master.key");
+    let (db_b, prefix_b) = (db.clone(), prefix.clone());
+    let b = Server::start_with(move |c| {
+        c.database_url = db_b.clone();
+        c.master_key_file = key.clone();
+        c.cluster = Some(signaling_server::config::ClusterConfig {
+            redis_url: REDIS.into(),
+            node_id: "node-b".into(),
+            advertise_url: "http://node-b.bangban.internal:8080".into(),
+            prefix: prefix_b.clone(),
+        });
+    })
+    .await?;
+    let pool = sqlx::PgPool::connect(&db).await?;
+    let holder = || async {
+        sqlx::query_as::<_, (String, i64)>("SELECT holder, epoch FROM switchboard_lease WHERE id = 1")
+            .fetch_one(&pool)
+            .await
+    };
+    assert_eq!(holder().await?, ("node-a".to_owned(), 1));
+
+    // A kiosk on node b takes a ticket, then goes away (power cut): node a, the authority,
+    // sees it leave and keeps its place for the resume window.
+    let (_point, code) = b.enrollment.first().context("demo terminal")?.clone();
+    let mut ep = Endpoint::enroll_and_run(&b, &code).await?;
+    let number = take_ticket(&mut ep).await?["ticket_number"].clone();
+    ep.kill().await?;
+    let end = Instant::now() + WAIT;
+    while metric(&a_base, "bangban_connections{role=\"terminal\"}").await? != 0.0 {
+        anyhow::ensure!(Instant::now() < end, "node a never saw the kiosk leave");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The cut: node a's links to PostgreSQL and Redis stall.
+    pg_link.cut();
+    redis_link.cut();
+    let cut = Instant::now();
+    // Node b takes the lease over once node a's expires.
+    let end = Instant::now() + WAIT;
+    loop {
+        let (h, epoch) = holder().await?;
+        if h == "node-b" {
+            assert_eq!(epoch, 2, "one hand-over");
+            break;
+        }
+        anyhow::ensure!(Instant::now() < end, "node b never took the lease over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("cluster-partition: cut → node b holds the lease after {} ms", cut.elapsed().as_millis());
+    // Node a's resume window for the kiosk (5 s from its leaving, a deadline of node a's own
+    // clock that nothing outside it can observe during the cut) runs out: it tries to cancel
+    // the ticket, and that write waits behind the cut.
+    let window = Duration::from_secs(6);
+    if let Some(left) = window.checked_sub(cut.elapsed()) {
+        tokio::time::sleep(left).await;
+    }
+    let status: String = sqlx::query_scalar("SELECT status FROM tickets").fetch_one(&pool).await?;
+    assert_eq!(status, "waiting", "nothing of node a's reached the database during the cut");
+
+    // The links come back.
+    pg_link.restore();
+    redis_link.restore();
+    let end = Instant::now() + WAIT;
+    loop {
+        let fenced = metric(&a_base, "bangban_switchboard_fenced_writes_total").await.unwrap_or(0.0);
+        let here = metric(&a_base, "bangban_switchboard_authority").await.unwrap_or(1.0);
+        let epoch = metric(&a_base, "bangban_authority_epoch").await.unwrap_or(0.0);
+        if fenced >= 1.0 && here == 0.0 && epoch == 2.0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < end,
+            "node a: fenced writes {fenced}, authority here {here}, epoch {epoch}; log: {}",
+            std::fs::read_to_string(dir.path().join("node-a.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status: String = sqlx::query_scalar("SELECT status FROM tickets").fetch_one(&pool).await?;
+    assert_eq!(status, "waiting", "node a's cancellation was refused: the ticket keeps its place");
+    assert_eq!(holder().await?, ("node-b".to_owned(), 2), "node b still runs the switchboard");
+
+    // The kiosk comes back (to node b) and resumes its ticket at the head of the queue.
+    ep.restart().await?;
+    ep.wait_status("the kiosk resumes its ticket", |s| {
+        s["connected"] == true
+            && s["phase"] == "waiting"
+            && s["ticket_number"] == number
+            && s["position"] == 1
+    })
+    .await?;
+
+    // Node a serves on as a gateway: operator2 connects to it and is rung by node b's
+    // switchboard for that ticket.
+    let end = Instant::now() + WAIT;
+    while !reqwest::get(format!("{a_base}/readyz")).await?.status().is_success() {
+        anyhow::ensure!(Instant::now() < end, "node a never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let op_token = b.login("operator2").await?;
+    let mut op = OperatorWs::connect_to(&a_base, &op_token).await?;
+    op.send(ClientMsg::SetAvailability { available: true }).await?;
+    let rung = op
+        .expect("ringing through node a", |m| match m {
+            ServerMsg::Ringing { ticket, .. } => Some(ticket),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(json!(rung.number), number);
+    assert_eq!(metric(&a_base, "bangban_node_connections").await?, 1.0, "the operator's socket is on node a");
     Ok(())
 }

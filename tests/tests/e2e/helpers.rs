@@ -514,7 +514,12 @@ pub struct OperatorWs {
 
 impl OperatorWs {
     pub async fn connect(server: &Server, token: &str) -> Result<Self> {
-        let mut req = format!("{}/ws", server.base.replacen("http", "ws", 1)).into_client_request()?;
+        Self::connect_to(&server.base, token).await
+    }
+
+    /// Connects to the server at `base` (`http://host:port`), e.g. a node in its own process.
+    pub async fn connect_to(base: &str, token: &str) -> Result<Self> {
+        let mut req = format!("{}/ws", base.replacen("http", "ws", 1)).into_client_request()?;
         req.headers_mut().insert("sec-websocket-protocol", format!("bangban.v1, bearer.{token}").parse()?);
         let (ws, _) = tokio_tungstenite::connect_async(req).await?;
         let (mut sink, mut stream) = ws.split();
