@@ -3,6 +3,7 @@
 //! reference. `--short` is the CI mode: small numbers, fails on errors, never on timings.
 
 mod call;
+mod cluster;
 mod dispatch;
 mod echo;
 mod materials;
@@ -63,7 +64,14 @@ enum Cmd {
     /// before; and the supervisor's click → first frame.
     #[command(alias = "three-party")]
     TerminalThreeParty(ThreePartyArgs),
-    /// Everything, with the default numbers of each benchmark.
+    /// Relay latency through three cluster nodes (terminal on node a, operator on node b)
+    /// against one node in the same run (PostgreSQL + Redis).
+    ClusterRelay(ClusterRelayArgs),
+    /// Sessions signaling over three cluster nodes while one is restarted: messages lost or
+    /// duplicated, each node's memory early and at the end.
+    ClusterSoak(ClusterSoakArgs),
+    /// Everything, with the default numbers of each benchmark (not the cluster benchmarks:
+    /// they need PostgreSQL and Redis and, even short, take more than a minute).
     All,
     /// The reference relay (started by `signaling`).
     #[command(hide = true)]
@@ -89,6 +97,51 @@ struct SignalingArgs {
     /// Measured seconds of relay per run (after a warm-up).
     #[arg(long)]
     seconds: Option<u64>,
+}
+
+#[derive(Debug, Args, Clone)]
+struct ClusterServices {
+    /// PostgreSQL base URL (trust auth); each deployment gets a fresh schema.
+    #[arg(long, env = "BANGBAN_TEST_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pg_url: String,
+    /// Redis; each deployment gets a fresh key prefix.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+}
+
+#[derive(Debug, Args, Clone)]
+struct ClusterRelayArgs {
+    /// WebSocket clients over the three nodes (default 10,000; 200 with --short).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Target of relayed messages per second over all pairs (default 2,000; 500 with --short).
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Live sessions that relay (default rate / 100).
+    #[arg(long)]
+    pairs: Option<usize>,
+    /// Measured seconds of relay per run.
+    #[arg(long)]
+    seconds: Option<u64>,
+    #[command(flatten)]
+    services: ClusterServices,
+}
+
+#[derive(Debug, Args, Clone)]
+struct ClusterSoakArgs {
+    /// Sessions, two clients each (default 1,000; 30 with --short).
+    #[arg(long)]
+    sessions: Option<usize>,
+    /// Seconds of signaling (default 600; 20 with --short); a node restarts at 40 %.
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Messages per second each client sends its peer (default 0.5).
+    #[arg(long)]
+    rate: Option<f64>,
+    #[command(flatten)]
+    services: ClusterServices,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -258,6 +311,8 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::TerminalSoak(a) => rows.extend(soak_rows(&cli, a).await?),
         Cmd::TerminalThreeParty(a) => rows.extend(three_party_rows(&cli, a).await?),
         Cmd::Materials(a) => rows.extend(materials_rows(&cli, a).await?),
+        Cmd::ClusterRelay(a) => rows.extend(cluster_relay_rows(&cli, a).await?),
+        Cmd::ClusterSoak(a) => rows.extend(cluster_soak_rows(&cli, a).await?),
         Cmd::All => {
             let none = SignalingArgs { clients: None, rate: None, runs: None, pairs: None, seconds: None };
             rows.extend(signaling_rows(&cli, &none).await?);
@@ -401,6 +456,134 @@ async fn signaling_rows(cli: &Cli, a: &SignalingArgs) -> Result<Vec<Row>> {
         });
     }
     Ok(rows)
+}
+
+fn services(cli: &Cli, s: &ClusterServices) -> Result<cluster::Services> {
+    Ok(cluster::Services {
+        server_bin: util::server_binary(cli.server_bin.as_deref())?,
+        pg_url: s.pg_url.clone(),
+        redis_url: s.redis_url.clone(),
+    })
+}
+
+async fn cluster_relay_rows(cli: &Cli, a: &ClusterRelayArgs) -> Result<Vec<Row>> {
+    let (clients, rate, runs, seconds) = if cli.short {
+        (a.clients.unwrap_or(200), a.rate.unwrap_or(500.0), a.runs.unwrap_or(1), a.seconds.unwrap_or(3))
+    } else {
+        (a.clients.unwrap_or(10_000), a.rate.unwrap_or(2_000.0), a.runs.unwrap_or(3), a.seconds.unwrap_or(10))
+    };
+    let pairs = a.pairs.unwrap_or(((rate / 100.0) as usize).clamp(5, clients / 2));
+    let opts = cluster::RelayOpts {
+        clients,
+        rate,
+        runs,
+        pairs,
+        warmup: Duration::from_secs(if cli.short { 1 } else { 2 }),
+        measure: Duration::from_secs(seconds),
+        groups: 8,
+        connect_concurrency: 64,
+        services: services(cli, &a.services)?,
+    };
+    let out = cluster::relay(&opts).await?;
+    let mut args = format!("--clients {clients} --rate {rate} --runs {runs}");
+    if a.pairs.is_some() {
+        args.push_str(&format!(" --pairs {pairs}"));
+    }
+    if a.seconds.is_some() {
+        args.push_str(&format!(" --seconds {seconds}"));
+    }
+    let cmd = command("cluster-relay", &args);
+    let pick = |v: &[signaling::Side], f: fn(&signaling::Side) -> f64| v.iter().map(f).collect::<Vec<f64>>();
+    let achieved = util::median(&pick(&out.cluster, |s| s.achieved_per_sec));
+    let mut rows = Vec::new();
+    for (id, label, f) in [
+        ("cluster-relay-p50", "p50", (|s: &signaling::Side| s.p50_us) as fn(&signaling::Side) -> f64),
+        ("cluster-relay-p99", "p99", |s: &signaling::Side| s.p99_us),
+    ] {
+        let v = pick(&out.cluster, f);
+        let r = pick(&out.single, f);
+        let (x, xr) = (util::median(&v), util::median(&r));
+        rows.push(Row {
+            id: id.into(),
+            what: format!(
+                "relay latency {label} over three nodes (PostgreSQL + Redis): `signal` from a terminal on node a to its operator on node b and back, {rate:.0} msg/s target ({achieved:.0} achieved) over {pairs} sessions, {clients} clients over the nodes"
+            ),
+            goal: "≤ 1.5× one node".into(),
+            result: fmt_us(x),
+            runs: runs_of(&v, fmt_us),
+            reference: format!("{} (one node, same binary and database, no Redis, same run)", fmt_us(xr)),
+            ratio: ratio(x, xr),
+            command: cmd.clone(),
+            missed: xr > 0.0 && x / xr > 1.5,
+            pending: false,
+        });
+    }
+    Ok(rows)
+}
+
+async fn cluster_soak_rows(cli: &Cli, a: &ClusterSoakArgs) -> Result<Vec<Row>> {
+    let (sessions, seconds) = if cli.short {
+        (a.sessions.unwrap_or(30), a.seconds.unwrap_or(20))
+    } else {
+        (a.sessions.unwrap_or(1_000), a.seconds.unwrap_or(600))
+    };
+    let rate = a.rate.unwrap_or(0.5);
+    let duration = Duration::from_secs(seconds);
+    let opts = cluster::SoakOpts {
+        sessions,
+        per_client_rate: rate,
+        duration,
+        restart_at: duration.mul_f64(0.4),
+        early_at: Duration::from_secs(60).min(duration.mul_f64(0.2)),
+        connect_concurrency: 64,
+        services: services(cli, &a.services)?,
+    };
+    let out = cluster::soak(&opts).await?;
+    eprintln!("cluster-soak: {out:?}");
+    if !out.errors.is_empty() {
+        bail!("cluster-soak: client errors: {:?}", &out.errors[..out.errors.len().min(5)]);
+    }
+    let cmd = command("cluster-soak", &format!("--sessions {sessions} --seconds {seconds} --rate {rate}"));
+    let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
+    let memory: Vec<String> =
+        out.memory.iter().map(|(n, e, l)| format!("{n} {} → {}", mb(*e), mb(*l))).collect();
+    let early = opts.early_at.as_secs();
+    Ok(vec![
+        Row {
+            id: "cluster-soak-messages".into(),
+            what: format!(
+                "{sessions} sessions ({} clients; each party on another node) signaling {rate} msg/s per client for {seconds} s over three nodes; node c restarted (SIGTERM, drained) at {} s",
+                sessions * 2,
+                opts.restart_at.as_secs()
+            ),
+            goal: "0 lost, 0 duplicated".into(),
+            result: format!("{} lost, {} duplicated", out.lost, out.duplicated),
+            runs: format!(
+                "{} sent, {} while both parties were connected, {} reconnects, restart {:.1} s",
+                out.sent,
+                out.expected,
+                out.reconnects,
+                out.restart.as_secs_f64()
+            ),
+            reference: "—".into(),
+            ratio: "—".into(),
+            command: cmd.clone(),
+            missed: out.lost > 0 || out.duplicated > 0,
+            pending: false,
+        },
+        Row {
+            id: "cluster-soak-memory".into(),
+            what: format!("each node's RSS at {early} s and at {seconds} s (node c: its restarted process)"),
+            goal: "flat".into(),
+            result: memory.join("; "),
+            runs: "1".into(),
+            reference: "—".into(),
+            ratio: "—".into(),
+            command: cmd,
+            missed: false,
+            pending: false,
+        },
+    ])
 }
 
 async fn materials_rows(cli: &Cli, a: &MaterialsArgs) -> Result<Vec<Row>> {

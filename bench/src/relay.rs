@@ -46,14 +46,14 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 
 const MARK: &str = "\"candidate\":\"candidate:";
 
-fn stamp_of(text: &str) -> Option<u64> {
+pub(crate) fn stamp_of(text: &str) -> Option<u64> {
     let at = text.find(MARK)? + MARK.len();
     let digits: &str = &text[at..];
     let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
     digits[..end].parse().ok()
 }
 
-fn candidate(session: Uuid, stamp: u64) -> String {
+pub(crate) fn candidate(session: Uuid, stamp: u64) -> String {
     format!(
         "{{\"type\":\"signal\",\"session_id\":\"{session}\",\"signal\":{{\"kind\":\"candidate\",\
          \"candidate\":\"candidate:{stamp} 1 udp 2130706431 127.0.0.1 9 typ host\",\"sdp_mid\":\"0\",\
