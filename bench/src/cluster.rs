@@ -36,14 +36,13 @@ pub struct Services {
     pub redis_url: String,
 }
 
-/// A fresh schema in `pg_url`: the database URL that uses it.
-async fn fresh_schema(pg_url: &str) -> Result<String> {
+/// Runs one statement on `pg_url`.
+async fn pg_execute(pg_url: &str, sql: String) -> Result<()> {
     use sqlx::{Connection, Executor};
-    let name = format!("bench_{}", Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(pg_url).await.context("PostgreSQL reachable")?;
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}"))).await?;
+    conn.execute(sqlx::AssertSqlSafe(sql)).await?;
     conn.close().await?;
-    Ok(format!("{pg_url}?options=-c%20search_path%3D{name}"))
+    Ok(())
 }
 
 /// One deployment: its nodes (processes), started in order; the first seeds the demo data and
@@ -54,17 +53,28 @@ struct Deployment {
     /// Each node's arguments (without `--listen`), to start it again.
     args: Vec<Vec<String>>,
     dir: PathBuf,
+    /// The deployment's schema, dropped at the end.
+    pg_url: String,
+    schema: String,
 }
 
 impl Deployment {
     /// `n` nodes; `cluster`: with Redis (cluster mode), else one single node on PostgreSQL.
     async fn start(s: &Services, dir: &Path, n: usize, cluster: bool, extra: &[String]) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let db = fresh_schema(&s.pg_url).await?;
+        let schema = format!("bench_{}", Uuid::new_v4().simple());
+        pg_execute(&s.pg_url, format!("CREATE SCHEMA {schema}")).await?;
+        let db = format!("{}?options=-c%20search_path%3D{schema}", s.pg_url);
         let prefix = format!("bench{}", Uuid::new_v4().simple());
         let http = reqwest::Client::builder().no_proxy().build()?;
-        let mut d =
-            Self { program: s.server_bin.clone(), nodes: Vec::new(), args: Vec::new(), dir: dir.to_owned() };
+        let mut d = Self {
+            program: s.server_bin.clone(),
+            nodes: Vec::new(),
+            args: Vec::new(),
+            dir: dir.to_owned(),
+            pg_url: s.pg_url.clone(),
+            schema,
+        };
         for i in 0..n {
             let name = format!("node-{}", (b'a' + u8::try_from(i).unwrap_or(0)) as char);
             let mut args = vec![
@@ -130,7 +140,7 @@ impl Deployment {
         for p in self.nodes {
             p.stop().await?;
         }
-        Ok(())
+        pg_execute(&self.pg_url, format!("DROP SCHEMA {} CASCADE", self.schema)).await
     }
 }
 
