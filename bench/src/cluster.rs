@@ -346,16 +346,20 @@ async fn welcome(ws: &mut Ws) -> Result<bool> {
 
 /// One client of a session: sends a numbered candidate every `period` until `stop`, reads
 /// everything until `end`, and reconnects (next node first) whenever its socket ends.
-async fn soak_client(
-    mut ws: Ws,
+struct ClientPlan {
     token: String,
     session: Uuid,
+    /// Every node's WebSocket URL; the client starts on `node`.
     urls: Vec<String>,
-    mut node: usize,
+    node: usize,
     period: Duration,
+    /// No sends from then on; the client reads until `end`.
     stop: Instant,
     end: Instant,
-) -> Track {
+}
+
+async fn soak_client(mut ws: Ws, plan: ClientPlan) -> Track {
+    let ClientPlan { token, session, urls, mut node, period, stop, end } = plan;
     let mut t = Track::default();
     let mut since = Instant::now();
     let mut seq = 0u64;
@@ -479,7 +483,8 @@ pub async fn soak(o: &SoakOpts) -> Result<SoakOutcome> {
     {
         let urls = urls.clone();
         let session = *session;
-        handles.push((session, tokio::spawn(soak_client(ws, token, session, urls, node, period, stop, end))));
+        let plan = ClientPlan { token, session, urls, node, period, stop, end };
+        handles.push((session, tokio::spawn(soak_client(ws, plan))));
     }
     eprintln!("cluster-soak: {} sessions signaling over 3 nodes", o.sessions);
     // Early memory, the restart of node c (not the authority: node a took the lease first).
