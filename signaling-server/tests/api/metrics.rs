@@ -35,6 +35,16 @@ impl Exposition {
         self.get(name, labels)
             .unwrap_or_else(|| panic!("{name}{{{labels}}} missing; {name} has {:?}", self.samples.get(name)))
     }
+
+    /// Whether the exposition has the family at all.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.samples.contains_key(name)
+    }
+
+    /// The sum of every series of a family (what `sum(name)` gives over this one target).
+    pub(crate) fn sum(&self, name: &str) -> f64 {
+        self.samples.get(name).map_or(0.0, |s| s.values().sum())
+    }
 }
 
 fn is_name(s: &str) -> bool {
