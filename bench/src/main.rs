@@ -71,7 +71,7 @@ enum Cmd {
     /// duplicated, each node's memory early and at the end.
     ClusterSoak(ClusterSoakArgs),
     /// Everything, with the default numbers of each benchmark (not the cluster benchmarks:
-    /// they need PostgreSQL and Redis and, even short, take more than a minute).
+    /// they need PostgreSQL and Redis and start three or four servers each).
     All,
     /// The reference relay (started by `signaling`).
     #[command(hide = true)]
