@@ -27,6 +27,9 @@ const SLOTS = [slot(base, 0), slot(base + 1800e3, 0), slot(base + DAY, 6), slot(
 const calls = [];
 let staff = { name: '周社工' };
 let server, browser, url = '';
+const UNSTAFFED = { open: true, lines: [{ line_id: LINE, serving: 0, waiting: 0, next_staffed_at: base }] };
+/** What the kiosk API answers at `/api/availability` (the server's, passed through). */
+let availability = UNSTAFFED;
 /** The kiosk service's phase as the stand-in pushes it: `idle`, or `waiting` once a ticket is taken. */
 let phase = 'idle';
 /** @type {import('node:http').ServerResponse[]} */
@@ -57,7 +60,7 @@ before(async () => {
       return; // kept open like the kiosk service's stream
     }
     if (path === '/api/items') return json(200, [{ id: ITEM, name: '灵活就业人员参保登记', line_id: LINE, line_name: '社会保险', active: true }]);
-    if (path === '/api/availability') return json(200, { open: true, lines: [{ line_id: LINE, serving: 0, waiting: 0, next_staffed_at: base }] });
+    if (path === '/api/availability') return json(200, availability);
     if (path === '/api/appointment-slots') return json(200, SLOTS);
     if (path === '/api/appointment') {
       return json(200, { id: APPOINTMENT, item_id: ITEM, item_name: '灵活就业人员参保登记', when: '12月8日（周二）09:30-10:00', code: '042917', state: 'booked', name_masked: '王**', phone_masked: '139****5678' });
@@ -222,4 +225,42 @@ test('a walk-in ticket\'s waiting screen shows no appointment', async () => {
   phase = 'idle';
   push();
   await page.context().close();
+});
+
+test('on a 2026 holiday the kiosk offers no ticket and says when the point opens', async () => {
+  staff = null;
+  phase = 'idle';
+  // 1 October 2026, 国庆节: the server's answer for a point closed by the calendar.
+  const reopens = Date.UTC(2026, 9, 8, 1, 0); // 2026-10-08 09:00 CST
+  availability = { open: false, next_open_at: reopens, closed_message: '本服务点现在不开放，下次开放：10月8日（周四）09:00', lines: [] };
+  try {
+    const page = await kioskPage();
+    await page.click('#start');
+    await page.locator('#closed.on').waitFor();
+    assert.equal(await page.locator('#closed-head').innerText(), '本服务点现在不开放');
+    assert.match(await page.locator('#closed-next').innerText(), /下次开放：10月8日（周四）09:00/);
+    assert.ok(await page.locator('#items.on').isHidden(), 'no item to take a ticket for');
+    await shot(page, '68-kiosk-closed-on-a-holiday');
+    await page.context().close();
+  } finally {
+    availability = UNSTAFFED;
+  }
+});
+
+test('one operator serving: the kiosk tells the wait as a range before the ticket', async () => {
+  staff = null;
+  phase = 'idle';
+  availability = { open: true, lines: [{ line_id: LINE, serving: 1, waiting: 2, wait: { min_secs: 600, max_secs: 900 } }] };
+  try {
+    const page = await kioskPage();
+    await page.click('#start');
+    await page.click(`button[data-id="${ITEM}"]`);
+    await page.locator('#privacy.on').waitFor();
+    assert.ok(await page.locator('#take-unstaffed').isHidden(), 'someone serves: not 当前无人值守');
+    assert.match(await page.locator('#take-staffed').innerText(), /现在有 1 位工作人员接听此类事项，前面 2 人，预计等候 10–15 分钟/);
+    await shot(page, '69-kiosk-one-operator-serving');
+    await page.context().close();
+  } finally {
+    availability = UNSTAFFED;
+  }
 });
