@@ -2388,7 +2388,7 @@ mod tests {
         d.enqueue_in(t(9), l(1), Priority::Normal, Some(c(1)), at(0)).unwrap();
         d.accept(o(1), t(9), at(1)).unwrap(); // o1 busy
         d.enqueue_in(t(1), l(1), Priority::Normal, Some(c(2)), at(10)).unwrap();
-        assert!(d.tick(at(10 + OVERFLOW)).is_empty(), "overflowed, but nobody idle");
+        assert!(offers(&d.tick(at(10 + OVERFLOW))).is_empty(), "overflowed, but nobody idle");
         d.enqueue_in(t(2), l(1), Priority::Normal, Some(c(1)), at(200_000)).unwrap();
         // o1 frees: the overflowed ticket of center 2 waited longer than center 1's own.
         d.call_ended(o(1), at(210_000)).unwrap();
@@ -2426,7 +2426,7 @@ mod tests {
         d.set_away(o(1), at(1)).unwrap();
         d.enqueue_in(t(1), l(1), Priority::Normal, Some(c(2)), at(10)).unwrap();
         assert_eq!(d.pick(o(1), t(1), at(10 + OVERFLOW - 1)), Err(DispatchError::OtherCenter(t(1))));
-        assert!(d.tick(at(10 + OVERFLOW)).is_empty(), "o1 is away: nobody rung");
+        assert!(offers(&d.tick(at(10 + OVERFLOW))).is_empty(), "o1 is away: nobody rung");
         let acts = d.pick(o(1), t(1), at(10 + OVERFLOW)).unwrap();
         has(&acts, assigned(t(1), o(1), l(1)));
         check_invariants(&d);
