@@ -27,10 +27,21 @@ const SLOTS = [slot(base, 0), slot(base + 1800e3, 0), slot(base + DAY, 6), slot(
 const calls = [];
 let staff = { name: '周社工' };
 let server, browser, url = '';
+const UNSTAFFED = { open: true, lines: [{ line_id: LINE, serving: 0, waiting: 0, next_staffed_at: base }] };
+/** What the kiosk API answers at `/api/availability` (the server's, passed through). */
+let availability = UNSTAFFED;
+/** The kiosk service's phase as the stand-in pushes it: `idle`, or `waiting` once a ticket is taken. */
+let phase = 'idle';
+/** @type {import('node:http').ServerResponse[]} */
+const streams = [];
 
 function status() {
-  return { phase: 'idle', connected: true, staff, notices: [], screen_idle_secs: 600 };
+  const waiting = phase === 'waiting'
+    ? { ticket_number: 'H-0007', position: 1, serving: 1, wait: { min_secs: 0, max_secs: 300 }, estimated_wait_secs: 300 }
+    : {};
+  return { phase, connected: true, staff, notices: [], screen_idle_secs: 600, ...waiting };
 }
+const push = () => { for (const s of streams) s.write(`event: status\ndata: ${JSON.stringify(status())}\n\n`); };
 
 before(async () => {
   mkdirSync(shots, { recursive: true });
@@ -45,10 +56,11 @@ before(async () => {
     if (path === '/api/events') {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
       res.write(`event: status\ndata: ${JSON.stringify(status())}\n\n`);
+      streams.push(res);
       return; // kept open like the kiosk service's stream
     }
     if (path === '/api/items') return json(200, [{ id: ITEM, name: '灵活就业人员参保登记', line_id: LINE, line_name: '社会保险', active: true }]);
-    if (path === '/api/availability') return json(200, { open: true, lines: [{ line_id: LINE, serving: 0, waiting: 0, next_staffed_at: base }] });
+    if (path === '/api/availability') return json(200, availability);
     if (path === '/api/appointment-slots') return json(200, SLOTS);
     if (path === '/api/appointment') {
       return json(200, { id: APPOINTMENT, item_id: ITEM, item_name: '灵活就业人员参保登记', when: '12月8日（周二）09:30-10:00', code: '042917', state: 'booked', name_masked: '王**', phone_masked: '139****5678' });
@@ -57,7 +69,12 @@ before(async () => {
       if (body?.code !== '042917') return json(404, { error: '未找到今天在本服务点的预约，请核对签到码' });
       return json(200, { id: APPOINTMENT, item_id: ITEM, item_name: '灵活就业人员参保登记', when: '12月8日（周二）09:30-10:00', code: '042917', state: 'booked' });
     }
-    if (path === '/api/ticket') return json(200, { ok: true });
+    if (path === '/api/ticket') {
+      json(200, { ok: true });
+      phase = 'waiting';
+      push();
+      return;
+    }
     json(404, { error: 'not found' });
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', () => r(undefined)));
@@ -170,5 +187,80 @@ test('我有预约: the code finds the appointment and the ticket is taken with 
   await page.waitForFunction(() => !document.getElementById('agree').disabled);
   const ticket = calls.filter((c) => c.url === '/api/ticket').at(-1)?.body;
   assert.deepEqual(ticket, { item_id: ITEM, priority: 'normal', recording_consent: false, appointment_id: APPOINTMENT });
+  // The waiting screen says it is the appointment's ticket: 预约号 and time, in large type.
+  await page.locator('#waiting.on').waitFor();
+  await page.locator('#wait-appt').waitFor();
+  assert.equal(await page.locator('#number').innerText(), 'H-0007');
+  assert.match(await page.locator('#wait-appt').innerText(), /预约[\s\S]*预约号\s*042917[\s\S]*时间\s*12月8日（周二）09:30-10:00/);
+  assert.match(await page.locator('#wait-appt-hint').innerText(), /优先办理/);
+  const size = await page.locator('#wait-appt-code').evaluate((e) => parseFloat(getComputedStyle(e).fontSize));
+  assert.ok(size >= 48, `large type: ${size}px`);
+  await shot(page, '67-kiosk-appointment-waiting');
+  // Reloaded while waiting, the page still says so; back at idle it is forgotten.
+  await page.reload();
+  await page.locator('#waiting.on').waitFor();
+  assert.ok(await page.locator('#wait-appt').isVisible(), 'kept across a reload');
+  phase = 'idle';
+  push();
+  await page.locator('#idle.on').waitFor();
+  phase = 'waiting';
+  push();
+  await page.locator('#waiting.on').waitFor();
+  assert.ok(await page.locator('#wait-appt').isHidden(), 'a later walk-in ticket is not an appointment');
+  phase = 'idle';
+  push();
   await page.context().close();
+});
+
+test('a walk-in ticket\'s waiting screen shows no appointment', async () => {
+  staff = null;
+  phase = 'idle';
+  const page = await kioskPage();
+  await page.click('#start');
+  await page.click(`button[data-id="${ITEM}"]`);
+  await page.click('#agree');
+  await page.locator('#waiting.on').waitFor();
+  assert.ok(await page.locator('#wait-appt').isHidden());
+  assert.equal(await page.locator('#number').innerText(), 'H-0007');
+  phase = 'idle';
+  push();
+  await page.context().close();
+});
+
+test('on a 2026 holiday the kiosk offers no ticket and says when the point opens', async () => {
+  staff = null;
+  phase = 'idle';
+  // 1 October 2026, 国庆节: the server's answer for a point closed by the calendar.
+  const reopens = Date.UTC(2026, 9, 8, 1, 0); // 2026-10-08 09:00 CST
+  availability = { open: false, next_open_at: reopens, closed_message: '本服务点现在不开放，下次开放：10月8日（周四）09:00', lines: [] };
+  try {
+    const page = await kioskPage();
+    await page.click('#start');
+    await page.locator('#closed.on').waitFor();
+    assert.equal(await page.locator('#closed-head').innerText(), '本服务点现在不开放');
+    assert.match(await page.locator('#closed-next').innerText(), /下次开放：10月8日（周四）09:00/);
+    assert.ok(await page.locator('#items.on').isHidden(), 'no item to take a ticket for');
+    await shot(page, '68-kiosk-closed-on-a-holiday');
+    await page.context().close();
+  } finally {
+    availability = UNSTAFFED;
+  }
+});
+
+test('one operator serving: the kiosk tells the wait as a range before the ticket', async () => {
+  staff = null;
+  phase = 'idle';
+  availability = { open: true, lines: [{ line_id: LINE, serving: 1, waiting: 2, wait: { min_secs: 600, max_secs: 900 } }] };
+  try {
+    const page = await kioskPage();
+    await page.click('#start');
+    await page.click(`button[data-id="${ITEM}"]`);
+    await page.locator('#privacy.on').waitFor();
+    assert.ok(await page.locator('#take-unstaffed').isHidden(), 'someone serves: not 当前无人值守');
+    assert.match(await page.locator('#take-staffed').innerText(), /现在有 1 位工作人员接听此类事项，前面 2 人，预计等候 10–15 分钟/);
+    await shot(page, '69-kiosk-one-operator-serving');
+    await page.context().close();
+  } finally {
+    availability = UNSTAFFED;
+  }
 });

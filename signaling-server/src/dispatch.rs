@@ -59,12 +59,23 @@
 //!   another center's reserved ticket is refused ([`DispatchError::OtherCenter`]): before the
 //!   overflow the point's own center serves it. A named transfer is not restricted (the
 //!   operator chose the colleague); if it falls back, the rules above apply again.
+//! * **Positions** ([`Dispatcher::position`]) are the order the dispatcher will serve the
+//!   tickets in, not the bare key order: transferred tickets first, then appointments with a
+//!   walk-in let in after each run of [`APPOINTMENT_RUN`] while walk-ins wait (counted from the
+//!   line's current run), then the rest. With acceptance centers, a ticket reserved to a center
+//!   that has someone serving the line (its own operators or operators of no center) is placed
+//!   among the tickets that center's operators serve (its own and the open ones), and only
+//!   they count as serving it; an open ticket among the open ones and those reserved to centers
+//!   being served meanwhile; a ticket reserved to a center with nobody serving is placed as if
+//!   open (with its own center's older tickets) and carries its overflow instant
+//!   ([`Position::serve_from`]): nobody may serve it before. With nobody serving the line at all,
+//!   the district's order. Positions are re-sent when the queue moves, at an appointment's slot
+//!   start and at an overflow.
 //! * **Wait estimate**: each line keeps an EWMA (alpha 1/5) of completed calls' handle time,
-//!   starting at [`Config::default_handle_ms`]. A waiting ticket at position `p` on a line with
-//!   `n` online skilled operators (at least 1) waits about `p * ewma / n` (fluid approximation:
-//!   `n` operators finish `n` calls per `ewma`); a ringing ticket waits 0. Positions and
-//!   estimates are per line, district-wide: every skilled operator serves a center's tickets at
-//!   the latest after the overflow, so the line's queue and operators are the honest figure.
+//!   starting at [`Config::default_handle_ms`]. A waiting ticket at position `p` with `n`
+//!   online operators who may serve it (at least 1) waits about `p * ewma / n` (fluid
+//!   approximation: `n` operators finish `n` calls per `ewma`), and not less than until its
+//!   `serve_from`; a ringing ticket waits 0. [`Position::serving`] is who may serve it now.
 //! * **Appointments** (预约, [`Dispatcher::enqueue_appointment`]): a checked-in appointment's
 //!   ticket has its own class, served after transferred tickets and before every other
 //!   class, but **only from its slot start**: checked in early, it waits as a `Normal`
@@ -74,9 +85,8 @@
 //!   Bounded: after [`APPOINTMENT_RUN`] consecutive appointment tickets assigned on a line,
 //!   the next operator matched on that line takes the first waiting non-appointment ticket
 //!   it may take (if any) before the next appointment; any non-appointment assignment resets
-//!   the run. Positions count in key order and so ignore this bound (an appointment's
-//!   position can be one too optimistic per run). Centers apply to appointments as to every
-//!   ticket.
+//!   the run. Positions follow this bound (see Positions above). Centers apply to
+//!   appointments as to every ticket.
 //!
 //! # Complexity
 //! Per line, the queue and the offerable tickets are `BTreeMap<(class, seq), TicketId>` and
@@ -85,8 +95,9 @@
 //! operators by `(center, idle_seq)`), so an operator's or a ticket's eligible counterpart is
 //! found by a few range heads; offers expire from a `BTreeSet<(expires_at, TicketId)>` and
 //! reservations from a `BTreeSet<(overflow_at, TicketId)>`. Each event costs `O(S log n)`, `S` = lines an operator
-//! serves. [`Dispatcher::position`] is `O(log n)` (a treap with subtree sizes per line; a
-//! ticket directed to an operator counts the few directed ahead of it), and
+//! serves. [`Dispatcher::position`] is `O(c log n)` (treaps with subtree sizes per line, for
+//! its open tickets and per center for the reserved ones, `c` = centers with tickets reserved
+//! on the line; a ticket directed to an operator counts the few directed ahead of it), and
 //! [`Dispatcher::board`] `O(lines + operators log operators)`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -270,9 +281,18 @@ pub enum TicketState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
-    /// 1 = next; counts the tickets ahead in service order (ringing, suspended included).
+    /// 1 = next; counts the tickets that will be served before it (ringing, suspended
+    /// included), in the order the dispatcher serves (see "Positions" in the module docs).
     pub position: u32,
+    /// `position` calls' worth of the line's handle time shared by the online operators who
+    /// may serve it (at least 1); not counting `serve_from`.
     pub estimated_wait_secs: u32,
+    /// Operators serving now (online, not away) who may serve this ticket: its center's and
+    /// those of no center while it is reserved, every skilled one otherwise.
+    pub serving: u32,
+    /// Reserved to a center with nobody serving: not served before this instant (its
+    /// overflow), by the district's operators.
+    pub serve_from: Option<Millis>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,6 +388,38 @@ fn heads_from(m: &BTreeMap<Key, TicketId>, from: Key) -> Box<dyn Iterator<Item =
     Box::new(m.range(..(APPOINTMENT_CLASS, 0)).chain(m.range(from..)).map(|(&k, &id)| (k, id)))
 }
 
+/// How many tickets of the union of `sets` (disjoint, each in key order) are served before the
+/// ticket with `key` (one of them), when operators take them one after another from a line
+/// whose current appointment run is `run` (see [`APPOINTMENT_RUN`]): transferred tickets first;
+/// then appointments, but after each run of [`APPOINTMENT_RUN`] a walk-in if one waits; then the
+/// rest. `O(log n)` per set.
+fn served_before(sets: &[&RankSet], key: Key, run: u32) -> usize {
+    let count = |below: Key| -> usize { sets.iter().map(|s| s.rank(below)).sum() };
+    let total: usize = sets.iter().map(|s| s.len()).sum();
+    let transferred = count((APPOINTMENT_CLASS, 0));
+    let appointments = count((APPOINTMENT_CLASS + 1, 0)) - transferred;
+    let walk_ins = total - transferred - appointments;
+    let rank = count(key);
+    // Serving a transferred ticket ends the run.
+    let run = if transferred > 0 { 0 } else { run.min(APPOINTMENT_RUN) };
+    let run_len = APPOINTMENT_RUN as usize;
+    // Appointments served before the first walk-in that the bound lets in.
+    let first = (APPOINTMENT_RUN - run) as usize;
+    match key.0 {
+        0 => rank,
+        APPOINTMENT_CLASS => {
+            let i = rank - transferred;
+            let walk_ins_before =
+                if walk_ins == 0 || i < first { 0 } else { walk_ins.min(1 + (i - first) / run_len) };
+            transferred + i + walk_ins_before
+        }
+        _ => {
+            let j = rank - transferred - appointments;
+            transferred + j + appointments.min(first + run_len * j)
+        }
+    }
+}
+
 /// The whole idle range of one center (or of no center) in the `available_in` index.
 fn center_idle(c: Option<CenterId>) -> std::ops::RangeInclusive<(Option<CenterId>, u64)> {
     (c, 0)..=(c, u64::MAX)
@@ -391,6 +443,11 @@ struct Line {
     queue: BTreeMap<Key, TicketId>,
     /// The keys of `queue` as an order-statistics set: a ticket's place in `O(log n)`.
     ranks: RankSet,
+    /// The same for the tickets of `queue` open to every operator (no center, or overflowed)
+    /// and for those reserved to each center: a reserved ticket's place among the tickets its
+    /// center's operators serve.
+    open_ranks: RankSet,
+    reserved_ranks: BTreeMap<CenterId, RankSet>,
     /// Non-`Normal` tickets in `queue`.
     priority: u32,
     /// Waiting, non-suspended, non-directed tickets.
@@ -408,15 +465,27 @@ struct Line {
     /// Skilled operators serving now: online and not Away (available, ringing, in a call or
     /// wrapping one up). What a resident's wait depends on.
     serving: u32,
+    /// `online` and `serving` by the operators' center.
+    staffed_in: BTreeMap<Option<CenterId>, Staffed>,
     handle_ewma_ms: i64,
     /// Appointment tickets assigned in a row on this line (see [`APPOINTMENT_RUN`]).
     appointment_run: u32,
+}
+
+/// Online and serving operators of one center on a line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Staffed {
+    online: u32,
+    serving: u32,
 }
 
 fn line_entry(lines: &mut BTreeMap<LineId, Line>, id: LineId, handle_ms: i64) -> &mut Line {
     lines.entry(id).or_insert_with(|| Line {
         queue: BTreeMap::new(),
         ranks: RankSet::default(),
+        open_ranks: RankSet::default(),
+        reserved_ranks: BTreeMap::new(),
+        staffed_in: BTreeMap::new(),
         priority: 0,
         offerable: BTreeMap::new(),
         reserved: BTreeMap::new(),
@@ -637,15 +706,35 @@ impl Dispatcher {
         center: Option<CenterId>,
         now: Millis,
     ) -> Outcome {
-        let (start, end) = slot;
-        let appointment = if now >= end {
-            Appointment::No
-        } else if now >= start {
-            Appointment::Due
-        } else {
-            Appointment::From(start)
+        self.enqueue_taken(ticket, line, Priority::Normal, center, Some(slot), now, now)
+    }
+
+    /// A ticket taken at `taken_at` (at or before `now`) joins `line`: a new ticket
+    /// (`taken_at == now`), or one recovered after a restart or a change of authority. Its
+    /// overflow and its waiting time count from `taken_at`, the ticket's own stored time, so a
+    /// restart does not make a center's ticket wait its overflow again. With `appointment`
+    /// the slot `[start, end)` of the appointment checked in with it, as in
+    /// [`Self::enqueue_appointment`] (the appointment standing is judged at `now`, the time
+    /// the ticket is checked in being past).
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue_taken(
+        &mut self,
+        ticket: TicketId,
+        line: LineId,
+        priority: Priority,
+        center: Option<CenterId>,
+        appointment: Option<(Millis, Millis)>,
+        taken_at: Millis,
+        now: Millis,
+    ) -> Outcome {
+        let (priority, appointment) = match appointment {
+            None => (priority, Appointment::No),
+            Some((_, end)) if now >= end => (Priority::Normal, Appointment::No),
+            Some((start, _)) if now >= start => (Priority::Normal, Appointment::Due),
+            Some((start, _)) => (Priority::Normal, Appointment::From(start)),
         };
-        let out = self.place(ticket, line, Priority::Normal, None, center, appointment, now)?;
+        let taken_at = taken_at.min(now);
+        let out = self.place(ticket, line, priority, None, center, appointment, taken_at, now)?;
         if let Appointment::From(at) = appointment {
             self.appointments_due.insert((at, ticket));
         }
@@ -677,6 +766,25 @@ impl Dispatcher {
     pub fn requeue(&mut self, ticket: TicketId, line: LineId, priority: Priority, now: Millis) -> Outcome {
         self.ticket(ticket)?;
         self.transfer(ticket, line, priority, None, now)
+    }
+
+    /// The ticket's point now belongs to acceptance center `center` (an admin moved its street):
+    /// from now on it is reserved to that center until its overflow instant (unchanged: it
+    /// counts from when the ticket was taken), or district-wide if that is past. A ringing
+    /// offer or a call is kept; a waiting ticket is offered at once if it may be now.
+    pub fn set_ticket_center(&mut self, ticket: TicketId, center: Option<CenterId>, now: Millis) -> Outcome {
+        let tk = self.ticket(ticket)?;
+        let mut out = Out::default();
+        if tk.center == center {
+            return out.finish();
+        }
+        let overflow = self.config.overflow_after_ms;
+        let open = overflow <= 0 || tk.enqueued_at.0.saturating_add(overflow) <= now.0;
+        let reserved = if open { None } else { center };
+        self.with_ticket(ticket, |t| (t.center, t.reserved) = (center, reserved));
+        out.changed(tk.line);
+        self.match_ticket(ticket, None, now, &mut out);
+        out.finish()
     }
 
     /// Cancels a waiting or ringing ticket (an assigned one ends with [`Self::call_ended`]).
@@ -820,6 +928,10 @@ impl Dispatcher {
     /// The ticket has waited long enough for its center: it is open to every operator now.
     fn overflow(&mut self, (at, ticket): (Millis, TicketId), now: Millis, out: &mut Out) {
         self.with_ticket(ticket, |t| t.reserved = None);
+        // Its place is now among the district's tickets: positions change.
+        if let Some(t) = self.tickets.get(&ticket).filter(|t| t.target.is_none()) {
+            out.changed(t.line);
+        }
         // Already gone with the reservation; a stale entry cannot exist while the indices are
         // consistent, but must not stop `tick`.
         self.overflows.remove(&(at, ticket));
@@ -842,47 +954,73 @@ impl Dispatcher {
         })
     }
 
-    /// Position and wait estimate of an unassigned ticket (`None` if unknown or assigned).
-    /// `O(log n)` (order-statistics set per line). A directed ticket is positioned among the tickets
-    /// directed to the same operator, with `n = 1`.
+    /// Position and wait estimate of an unassigned ticket (`None` if unknown or assigned), in
+    /// the order the dispatcher will serve it (see "Positions" in the module docs). `O(log n)`
+    /// (order-statistics sets per line and per center). A directed ticket is positioned among
+    /// the tickets directed to the same operator, with that one operator serving it.
     pub fn position(&self, ticket: TicketId) -> Option<Position> {
         let t = self.tickets.get(&ticket)?;
-        let (ahead, n) = match (t.phase, t.target) {
-            (Phase::Assigned { .. }, _) => return None,
-            (_, None) => {
-                let line = self.lines.get(&t.line)?;
-                (line.ranks.rank(t.key()), line.online.max(1))
+        if matches!(t.phase, Phase::Assigned { .. }) {
+            return None;
+        }
+        let handle_ms = self.handle_estimate_ms(t.line).max(0);
+        let (ahead, staffed, serve_from) = match t.target {
+            Some(o) => {
+                let op = self.ops.get(&o)?;
+                let serving = u32::from(!matches!(op.state, OperatorState::Offline | OperatorState::Away));
+                (op.directed.range(..t.key()).count(), Staffed { online: 1, serving }, None)
             }
-            (_, Some(o)) => (self.ops.get(&o)?.directed.range(..t.key()).count(), 1),
+            None => {
+                let line = self.lines.get(&t.line)?;
+                let staffed_in = |c: Option<CenterId>| line.staffed_in.get(&c).copied().unwrap_or_default();
+                let none = staffed_in(None);
+                let district = Staffed { online: line.online, serving: line.serving };
+                // Whether anyone serving now may take a ticket reserved to `c`.
+                let served = |c: CenterId| staffed_in(Some(c)).serving + none.serving > 0;
+                let run = line.appointment_run;
+                match t.reserved {
+                    // Nobody serves the line: the district's order.
+                    _ if line.serving == 0 => (served_before(&[&line.ranks], t.key(), run), district, None),
+                    // Reserved to its center, which has someone serving: its place among the
+                    // tickets that center's operators serve (its own and the open ones).
+                    Some(c) if served(c) => {
+                        let own = staffed_in(Some(c));
+                        let staffed =
+                            Staffed { online: own.online + none.online, serving: own.serving + none.serving };
+                        let mut sets = vec![&line.open_ranks];
+                        sets.extend(line.reserved_ranks.get(&c));
+                        (served_before(&sets, t.key(), run), staffed, None)
+                    }
+                    // Open, or reserved to a center with nobody serving (served by the district
+                    // from its overflow instant): its place among the open tickets and those
+                    // reserved to centers being served meanwhile (and its own center's older
+                    // ones, which overflow first).
+                    reserved => {
+                        let mut sets = vec![&line.open_ranks];
+                        sets.extend(line.reserved_ranks.iter().filter(|(c, _)| served(**c)).map(|(_, s)| s));
+                        let serve_from = reserved.map(|c| {
+                            sets.extend(line.reserved_ranks.get(&c));
+                            Millis(t.enqueued_at.0.saturating_add(self.config.overflow_after_ms))
+                        });
+                        (served_before(&sets, t.key(), run), district, serve_from)
+                    }
+                }
+            }
         };
         let position = u32::try_from(ahead + 1).unwrap_or(u32::MAX);
-        let wait_ms = match t.phase {
-            Phase::Ringing { .. } => 0,
-            _ => i64::from(position).saturating_mul(self.handle_estimate_ms(t.line).max(0)) / i64::from(n),
-        };
+        let ringing = matches!(t.phase, Phase::Ringing { .. });
+        let n = i64::from(staffed.online.max(1));
+        let wait_ms = if ringing { 0 } else { i64::from(position).saturating_mul(handle_ms) / n };
         let estimated_wait_secs = u32::try_from((wait_ms + 999) / 1000).unwrap_or(u32::MAX);
-        Some(Position { position, estimated_wait_secs })
+        let serve_from = serve_from.filter(|_| !ringing);
+        Some(Position { position, estimated_wait_secs, serving: staffed.serving, serve_from })
     }
 
-    /// The positions of every unassigned, non-directed ticket of `line`, in one pass (the same
-    /// figures as [`Self::position`] gives one by one, at `O(n)` for the whole line).
+    /// The positions of every unassigned, non-directed ticket of `line` (the same figures as
+    /// [`Self::position`] gives one by one), in service-order key order.
     pub fn line_positions(&self, line: LineId) -> Vec<(TicketId, Position)> {
         let Some(l) = self.lines.get(&line) else { return Vec::new() };
-        let per_position_ms = self.handle_estimate_ms(line).max(0);
-        let n = i64::from(l.online.max(1));
-        l.queue
-            .values()
-            .enumerate()
-            .map(|(i, &ticket)| {
-                let position = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                let ringing =
-                    self.tickets.get(&ticket).is_some_and(|t| matches!(t.phase, Phase::Ringing { .. }));
-                let wait_ms =
-                    if ringing { 0 } else { i64::from(position).saturating_mul(per_position_ms) / n };
-                let estimated_wait_secs = u32::try_from((wait_ms + 999) / 1000).unwrap_or(u32::MAX);
-                (ticket, Position { position, estimated_wait_secs })
-            })
-            .collect()
+        l.queue.values().filter_map(|&t| self.position(t).map(|p| (t, p))).collect()
     }
 
     /// Unassigned, non-directed tickets of `line` in service order.
@@ -947,7 +1085,7 @@ impl Dispatcher {
         center: Option<CenterId>,
         now: Millis,
     ) -> Outcome {
-        self.place(id, line, priority, target, center, Appointment::No, now)
+        self.place(id, line, priority, target, center, Appointment::No, now, now)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -959,12 +1097,16 @@ impl Dispatcher {
         target: Option<OperatorId>,
         center: Option<CenterId>,
         appointment: Appointment,
+        taken_at: Millis,
         now: Millis,
     ) -> Outcome {
         if self.tickets.contains_key(&id) {
             return Err(DispatchError::DuplicateTicket(id));
         }
-        let reserved = center.filter(|_| self.config.overflow_after_ms > 0);
+        // Reserved to its center until `taken_at + overflow`: already district-wide when that
+        // instant is past (a ticket recovered after its overflow).
+        let overflow = self.config.overflow_after_ms;
+        let reserved = center.filter(|_| overflow > 0 && taken_at.0.saturating_add(overflow) > now.0);
         let seq = self.next_seq;
         self.next_seq += 1;
         let t = Ticket {
@@ -973,7 +1115,7 @@ impl Dispatcher {
             transferred: false,
             appointment,
             seq,
-            enqueued_at: now,
+            enqueued_at: taken_at,
             suspended: false,
             target,
             avoid: None,
@@ -1335,10 +1477,21 @@ impl Dispatcher {
         let changed =
             if insert { line.queue.insert(key, id).is_none() } else { line.queue.remove(&key).is_some() };
         if changed {
+            let by_center = match t.reserved {
+                Some(c) => line.reserved_ranks.entry(c).or_default(),
+                None => &mut line.open_ranks,
+            };
             if insert {
                 line.ranks.insert(key);
+                by_center.insert(key);
             } else {
                 line.ranks.remove(key);
+                by_center.remove(key);
+            }
+            if let Some(c) = t.reserved
+                && line.reserved_ranks.get(&c).is_some_and(RankSet::is_empty)
+            {
+                line.reserved_ranks.remove(&c);
             }
         }
         if changed && t.priority != Priority::Normal {
@@ -1364,11 +1517,18 @@ impl Dispatcher {
         let Some(o) = self.ops.get(&op) else { return };
         for &l in &o.skills {
             let line = line_entry(&mut self.lines, l, self.config.default_handle_ms);
+            let count = |n: u32| if insert { n + 1 } else { n.saturating_sub(1) };
+            let staffed = line.staffed_in.entry(o.center).or_default();
             if o.state != OperatorState::Offline {
-                line.online = if insert { line.online + 1 } else { line.online.saturating_sub(1) };
+                line.online = count(line.online);
+                staffed.online = count(staffed.online);
             }
             if !matches!(o.state, OperatorState::Offline | OperatorState::Away) {
-                line.serving = if insert { line.serving + 1 } else { line.serving.saturating_sub(1) };
+                line.serving = count(line.serving);
+                staffed.serving = count(staffed.serving);
+            }
+            if *staffed == Staffed::default() {
+                line.staffed_in.remove(&o.center);
             }
             if o.state == OperatorState::Available {
                 _ = if insert {
@@ -1412,6 +1572,14 @@ impl Default for RankSet {
 }
 
 impl RankSet {
+    fn len(&self) -> usize {
+        self.size(self.root) as usize
+    }
+
+    fn is_empty(&self) -> bool {
+        self.root == NIL
+    }
+
     fn size(&self, n: u32) -> u32 {
         if n == NIL { 0 } else { self.nodes[n as usize].size }
     }
@@ -1622,6 +1790,33 @@ mod tests {
                 assert_eq!(line.ranks.rank(*key), i, "rank of {key:?} on {lid:?}");
             }
             assert_eq!(line.ranks.size(line.ranks.root) as usize, q.len(), "order-statistics size");
+            let mut by_center: BTreeMap<Option<CenterId>, Vec<Key>> = BTreeMap::new();
+            for (k, id) in &q {
+                by_center.entry(d.tickets[id].reserved).or_default().push(*k);
+            }
+            let open_keys = by_center.remove(&None).unwrap_or_default();
+            assert_eq!(line.open_ranks.len(), open_keys.len(), "open ranks of {lid:?}");
+            for (i, k) in open_keys.iter().enumerate() {
+                assert_eq!(line.open_ranks.rank(*k), i);
+            }
+            let centers: Vec<CenterId> = by_center.keys().flatten().copied().collect();
+            assert_eq!(line.reserved_ranks.keys().copied().collect::<Vec<_>>(), centers, "reserved ranks");
+            for (c, keys) in &by_center {
+                let set = &line.reserved_ranks[&c.expect("reserved")];
+                assert_eq!(set.len(), keys.len());
+                for (i, k) in keys.iter().enumerate() {
+                    assert_eq!(set.rank(*k), i);
+                }
+            }
+            let mut staffed: BTreeMap<Option<CenterId>, Staffed> = BTreeMap::new();
+            for op in
+                d.ops.values().filter(|op| op.skills.contains(&lid) && op.state != OperatorState::Offline)
+            {
+                let e = staffed.entry(op.center).or_default();
+                e.online += 1;
+                e.serving += u32::from(op.state != OperatorState::Away);
+            }
+            assert_eq!(line.staffed_in, staffed, "staffed by center on {lid:?}");
             assert_eq!(line.offerable, offerable.remove(&lid).unwrap_or_default());
             assert_eq!(line.open, open.remove(&lid).unwrap_or_default());
             assert_eq!(line.reserved, reserved.remove(&lid).unwrap_or_default());
@@ -1686,6 +1881,115 @@ mod tests {
         for (t, pos) in all {
             assert_eq!(d.position(t), Some(pos));
         }
+    }
+
+    /// Positions of the line-1 tickets `op`'s center serves now (no `serve_from`).
+    fn served_positions(d: &Dispatcher) -> HashMap<TicketId, u32> {
+        d.line_positions(l(1))
+            .into_iter()
+            .filter(|(_, p)| p.serve_from.is_none())
+            .map(|(t, p)| (t, p.position))
+            .collect()
+    }
+
+    /// Lets `op` (away) serve line 1 back to back at `now` until it is offered nothing, and
+    /// checks at every step that the ticket it is rung with is the one at position 1 and that
+    /// every other ticket then moves up by exactly one: the positions are the serving order.
+    /// Returns the order served.
+    fn serve_all_checking_positions(d: &mut Dispatcher, op: OperatorId, now: Millis) -> Vec<TicketId> {
+        let mut order = Vec::new();
+        let mut acts = d.set_available(op, now).unwrap();
+        while let Some(&(ticket, _)) = offers(&acts).first() {
+            let before = served_positions(d);
+            assert_eq!(before.get(&ticket), Some(&1), "{ticket:?} rung after {order:?}: {before:?}");
+            d.accept(op, ticket, now).unwrap();
+            d.call_ended(op, now).unwrap();
+            let after = served_positions(d);
+            for (t, p) in &after {
+                assert_eq!(Some(p + 1), before.get(t).copied(), "{t:?} after {ticket:?} was served");
+            }
+            order.push(ticket);
+            check_invariants(d);
+            acts = d.wrap_up_done(op, now).unwrap();
+        }
+        order
+    }
+
+    #[test]
+    fn positions_follow_the_serving_order_with_the_appointment_bound() {
+        let mut d = setup(&[1], &[1]);
+        d.set_away(o(1), at(0)).unwrap();
+        enqueue(&mut d, &[10, 11, 12, 14], 1, Priority::Normal);
+        enqueue(&mut d, &[13], 1, Priority::Elderly);
+        for n in 20..27 {
+            book(&mut d, n, (0, 1_800_000), 100 + n as i64);
+        }
+        d.requeue(t(14), l(1), Priority::Normal, at(200)).unwrap();
+        // Transferred first; then appointments three in a row, a walk-in (priority first)
+        // between runs while walk-ins wait.
+        let expected: Vec<TicketId> =
+            [14, 20, 21, 22, 13, 23, 24, 25, 10, 26, 11, 12].into_iter().map(t).collect();
+        let pos: Vec<u32> = expected.iter().map(|&x| d.position(x).unwrap().position).collect();
+        assert_eq!(pos, (1..=12).collect::<Vec<u32>>(), "positions before anyone is served");
+        assert_eq!(serve_all_checking_positions(&mut d, o(1), at(300)), expected);
+    }
+
+    #[test]
+    fn positions_follow_the_serving_order_mid_run_and_with_centers() {
+        const OVERFLOW: i64 = 600_000;
+        // o1 of center 1 serves; center 2's operator is away all along.
+        let mut d = centers(&[(1, Some(1)), (2, Some(2))], OVERFLOW);
+        d.set_away(o(1), at(0)).unwrap();
+        d.set_away(o(2), at(0)).unwrap();
+        // Two appointments of center 1 already served in a row before these.
+        for n in [1, 2] {
+            d.enqueue_taken(
+                t(n),
+                l(1),
+                Priority::Normal,
+                Some(c(1)),
+                Some((at(0), at(1_800_000))),
+                at(1),
+                at(1),
+            )
+            .unwrap();
+        }
+        let first = serve_all_checking_positions(&mut d, o(1), at(2));
+        assert_eq!(first, vec![t(1), t(2)]);
+        d.set_away(o(1), at(3)).unwrap();
+        let slot = Some((at(0), at(1_800_000)));
+        let walk_in = |d: &mut Dispatcher, n: u128, center: Option<u128>| {
+            d.enqueue_taken(t(n), l(1), Priority::Normal, center.map(c), None, at(n as i64), at(n as i64))
+                .unwrap();
+        };
+        walk_in(&mut d, 10, Some(2)); // center 2's: waits for its overflow
+        walk_in(&mut d, 11, None); // no center: open
+        walk_in(&mut d, 12, Some(1));
+        for n in [20, 21, 22] {
+            d.enqueue_taken(t(n), l(1), Priority::Normal, Some(c(1)), slot, at(n as i64), at(n as i64))
+                .unwrap();
+        }
+        d.enqueue_taken(t(23), l(1), Priority::Normal, None, slot, at(23), at(23)).unwrap();
+        d.enqueue_taken(t(24), l(1), Priority::Normal, Some(c(2)), slot, at(24), at(24)).unwrap();
+        // While o1 was away nobody served the line: no overflow instant, the district's order.
+        assert_eq!(d.position(t(10)).map(|p| (p.serve_from, p.serving)), Some((None, 0)));
+        // The run is at 2: one more appointment, then a walk-in.
+        let order = serve_all_checking_positions(&mut d, o(1), at(100));
+        assert_eq!(order, [20, 11, 21, 22, 23, 12].into_iter().map(t).collect::<Vec<_>>());
+        // Center 2's tickets wait for their overflow, told so, with o1 serving the district.
+        for n in [10, 24] {
+            let p = d.position(t(n)).unwrap();
+            assert_eq!((p.serve_from, p.serving), (Some(at(n as i64 + OVERFLOW)), 1), "{n}");
+        }
+        // The appointment ahead of the walk-in who came first (the run was reset by a walk-in).
+        assert_eq!(d.position(t(24)).unwrap().position, 1);
+        assert_eq!(d.position(t(10)).unwrap().position, 2);
+        // After both overflows o1 serves them in that order.
+        d.set_away(o(1), at(200)).unwrap();
+        d.tick(at(24 + OVERFLOW));
+        assert_eq!(d.position(t(24)).unwrap().serve_from, None, "district-wide now");
+        let rest = serve_all_checking_positions(&mut d, o(1), at(24 + OVERFLOW));
+        assert_eq!(rest, vec![t(24), t(10)]);
     }
 
     fn book(d: &mut Dispatcher, n: u128, slot: (i64, i64), now: i64) -> Vec<Action> {
@@ -2084,7 +2388,7 @@ mod tests {
         d.enqueue_in(t(9), l(1), Priority::Normal, Some(c(1)), at(0)).unwrap();
         d.accept(o(1), t(9), at(1)).unwrap(); // o1 busy
         d.enqueue_in(t(1), l(1), Priority::Normal, Some(c(2)), at(10)).unwrap();
-        assert!(d.tick(at(10 + OVERFLOW)).is_empty(), "overflowed, but nobody idle");
+        assert!(offers(&d.tick(at(10 + OVERFLOW))).is_empty(), "overflowed, but nobody idle");
         d.enqueue_in(t(2), l(1), Priority::Normal, Some(c(1)), at(200_000)).unwrap();
         // o1 frees: the overflowed ticket of center 2 waited longer than center 1's own.
         d.call_ended(o(1), at(210_000)).unwrap();
@@ -2122,7 +2426,7 @@ mod tests {
         d.set_away(o(1), at(1)).unwrap();
         d.enqueue_in(t(1), l(1), Priority::Normal, Some(c(2)), at(10)).unwrap();
         assert_eq!(d.pick(o(1), t(1), at(10 + OVERFLOW - 1)), Err(DispatchError::OtherCenter(t(1))));
-        assert!(d.tick(at(10 + OVERFLOW)).is_empty(), "o1 is away: nobody rung");
+        assert!(offers(&d.tick(at(10 + OVERFLOW))).is_empty(), "o1 is away: nobody rung");
         let acts = d.pick(o(1), t(1), at(10 + OVERFLOW)).unwrap();
         has(&acts, assigned(t(1), o(1), l(1)));
         check_invariants(&d);
@@ -2155,7 +2459,7 @@ mod tests {
         enqueue(&mut d, &[1000, 2000, 3000], 1, Priority::Normal);
         enqueue(&mut d, &[4000], 1, Priority::Elderly);
         // t3000 is 4th (the elderly ticket goes first): 4 * 300 s / 2 operators = 600 s.
-        let pos = Position { position: 4, estimated_wait_secs: 600 };
+        let pos = Position { position: 4, estimated_wait_secs: 600, serving: 0, serve_from: None };
         assert_eq!(d.position(t(3000)), Some(pos));
         let line = LineBoard {
             line: l(1),

@@ -141,6 +141,7 @@ pub async fn create(
         .detail(json!({ "name": name, "streets": streets }));
     state.audit.append_in(&mut tx, rec).await?;
     tx.commit().await?;
+    state.switchboard.centers_changed().await;
     let view = load_center(&state.db, id).await?.ok_or_else(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -179,11 +180,14 @@ pub async fn update(
         .detail(json!({ "name": name, "streets": streets }));
     state.audit.append_in(&mut tx, rec).await?;
     tx.commit().await?;
+    if streets.is_some() {
+        state.switchboard.centers_changed().await;
+    }
     load_center(&state.db, id).await?.map(Json).ok_or_else(ApiError::internal)
 }
 
 /// Set the acceptance center of an operator or supervisor (admin); `null` removes it. An
-/// operator's new center takes effect at its next connection, as skills do.
+/// operator's new center takes effect in dispatch at once, connected or not.
 #[utoipa::path(put, path = "/api/v1/users/{id}/center", tag = "accounts", request_body = SetCenterRequest,
     params(("id" = Uuid, Path)),
     responses((status = 200, body = UserView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -220,6 +224,8 @@ pub async fn set_user_center(
         .detail(json!({ "center_id": req.center_id }));
     state.audit.append_in(&mut tx, rec).await?;
     tx.commit().await?;
+    // A connected operator serves as a member of the new center at once.
+    state.switchboard.centers_changed().await;
     super::accounts::load_user_view(&state.db, id).await?.map(Json).ok_or_else(ApiError::internal)
 }
 

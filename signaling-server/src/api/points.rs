@@ -322,6 +322,10 @@ pub async fn update(
         return Err(ApiError::conflict("服务点已被他人修改，请刷新后重试 (changed by someone else)"));
     }
     let point = load(&state.db, id).await?.ok_or_else(ApiError::internal)?;
+    if street != cur.street {
+        // The point may belong to another acceptance center now: dispatch follows at once.
+        state.switchboard.centers_changed().await;
+    }
     record_history(&state.db, &point, Some(p.id), "updated").await?;
     let mut changes = serde_json::to_value(&req).unwrap_or_default();
     if let Some(obj) = changes.as_object_mut() {

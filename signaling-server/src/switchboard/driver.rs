@@ -221,6 +221,10 @@ impl Driver {
             Event::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot(now));
             }
+            Event::CentersChanged => match store::centers(&self.db).await {
+                Ok((operators, points)) => self.feed(Input::Centers { operators, points }, now).await,
+                Err(e) => tracing::error!(error = %e, "cannot load acceptance centers"),
+            },
             Event::Shutdown => {}
         }
     }
@@ -504,14 +508,22 @@ impl Driver {
         self.core.may_open_ticket(req.terminal)?;
         let day = service_day(now);
         let appointment = match req.appointment_id {
-            Some(a) => Some(
-                store::bookable_appointment(&self.db, a, point, req.item_id, &day, now)
-                    .await
-                    .map_err(internal)?
-                    .ok_or_else(|| {
-                        refuse(ErrorCode::NotFound, "预约不存在或已失效 (no such appointment to check in)")
-                    })?,
-            ),
+            Some(a) => match store::bookable_appointment(&self.db, a, point, req.item_id, &day, now)
+                .await
+                .map_err(internal)?
+            {
+                Some(slot) => Some(slot),
+                None => {
+                    let state = store::appointment_state(&self.db, a, point).await.map_err(internal)?;
+                    return Err(match state.as_deref() {
+                        Some("checked_in" | "served") => already_checked_in(),
+                        _ => refuse(
+                            ErrorCode::NotFound,
+                            "预约不存在或已失效 (no such appointment to check in)",
+                        ),
+                    });
+                }
+            },
             None => None,
         };
         let seq = store::next_ticket_seq(&self.db, point, &day).await.map_err(internal)?;
@@ -546,20 +558,19 @@ impl Driver {
             req.recording_consent,
             now,
         );
-        store::insert_ticket(&self.db, self.fence.as_ref(), &new, &event).await.map_err(|e| {
-            if super::lease::is_fenced(&e) {
-                self.fenced.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            internal(e)
-        })?;
-        // Checked in: served ahead of walk-ins from the slot start. Lost a race with another
-        // check-in of the same appointment: the ticket stays a walk-in.
-        let appointment = match (req.appointment_id, appointment) {
-            (Some(a), Some(slot)) => {
-                store::check_in_appointment(&self.db, a, id, now).await.map_err(internal)?.then_some(slot)
-            }
-            _ => None,
-        };
+        // The ticket and the appointment's check-in are one transaction: a check-in that lost
+        // a race with another of the same appointment stores nothing and is told so.
+        let stored = store::insert_ticket(&self.db, self.fence.as_ref(), &new, &event, req.appointment_id)
+            .await
+            .map_err(|e| {
+                if super::lease::is_fenced(&e) {
+                    self.fenced.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                internal(e)
+            })?;
+        if stored == store::Stored::AlreadyCheckedIn {
+            return Err(already_checked_in());
+        }
         let view = TicketView {
             ticket_id: id,
             number: number.clone(),
@@ -605,4 +616,9 @@ impl Driver {
         }
         Ok((claims.sub, name))
     }
+}
+
+/// The refusal of a second check-in of one appointment.
+fn already_checked_in() -> Refusal {
+    refuse(ErrorCode::Conflict, "该预约已签到取号，请勿重复签到 (the appointment is already checked in)")
 }

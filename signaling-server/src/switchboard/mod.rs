@@ -83,6 +83,10 @@ pub enum Event {
         next_on_duty: std::collections::HashMap<Uuid, i64>,
         reply: oneshot::Sender<shared::api::TerminalAvailability>,
     },
+    /// An admin changed acceptance centers (an operator's center, a center's streets, a
+    /// point's street): the switchboard re-reads operators' and points' centers and applies
+    /// them to connected operators and waiting tickets at once.
+    CentersChanged,
     /// What the switchboard holds now, for `/metrics`; answering at all is `/readyz`'s check.
     Snapshot {
         reply: oneshot::Sender<crate::metrics::SwitchboardSnapshot>,
@@ -137,6 +141,11 @@ impl Switchboard {
     /// Sends `msg` to each of `parties` that is connected.
     pub async fn notify(&self, parties: Vec<Uuid>, msg: ServerMsg) {
         self.send(Event::Notify { parties, msg: Box::new(msg) }).await;
+    }
+
+    /// Acceptance centers changed: dispatch follows at once (see [`Event::CentersChanged`]).
+    pub async fn centers_changed(&self) {
+        self.send(Event::CentersChanged).await;
     }
 
     /// Closes a party's connection at once (revoked terminal, disabled account).

@@ -57,6 +57,7 @@ enum Up {
     Disconnect { party: Uuid, conn: Uuid },
     Kick { party: Uuid, reason: ByeReason },
     Notify { parties: Vec<Uuid>, msg: Box<ServerMsg> },
+    CentersChanged,
     Query { node: String, id: u64, query: Query },
 }
 
@@ -342,6 +343,7 @@ async fn gateway(
                         }
                         Event::Kick { party, reason } => batch.push(Up::Kick { party, reason }),
                         Event::Notify { parties, msg } => batch.push(Up::Notify { parties, msg }),
+                        Event::CentersChanged => batch.push(Up::CentersChanged),
                         Event::Session { session, reply } => {
                             next_id += 1;
                             pending.insert(next_id, answer_to(reply, |v| {
@@ -655,6 +657,7 @@ async fn serve_inputs(cluster: Cluster, sb: Switchboard, from: String, outbound_
             }
             Up::Kick { party, reason } => sb.send(Event::Kick { party, reason }).await,
             Up::Notify { parties, msg } => sb.send(Event::Notify { parties, msg }).await,
+            Up::CentersChanged => sb.send(Event::CentersChanged).await,
             Up::Query { node, id, query } => {
                 let sb = sb.clone();
                 let c = cluster.clone();

@@ -3,6 +3,8 @@
 //! a [`Write`]; the driver commits a tick's writes in one transaction. Nothing personal goes
 //! into `session_events`.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -42,12 +44,18 @@ pub async fn next_ticket_seq(db: &Db, point: Uuid, day: &str) -> Result<i64, sql
 }
 
 /// Stores a new ticket and its `ticket_taken` event in one transaction.
+/// Stores a new ticket with its `ticket_taken` event in one transaction. With `appointment`
+/// the appointment is checked in with it in the same transaction, by a conditional update of a
+/// booked appointment: a second check-in of the same appointment (another kiosk, a retry)
+/// stores nothing and gets [`Stored::AlreadyCheckedIn`], so the loser is neither a walk-in nor
+/// a duplicate.
 pub async fn insert_ticket(
     db: &Db,
     fence: Option<&Fence>,
     t: &NewTicket<'_>,
     event: &Write,
-) -> Result<(), sqlx::Error> {
+    appointment: Option<Uuid>,
+) -> Result<Stored, sqlx::Error> {
     let mut tx = db.pool.begin().await?;
     if let Some(f) = fence {
         super::lease::check(&mut tx, f).await?;
@@ -79,7 +87,32 @@ pub async fn insert_ticket(
     .execute(&mut *tx)
     .await?;
     apply(&mut tx, event).await?;
-    tx.commit().await
+    if let Some(a) = appointment {
+        let done = sqlx::query(
+            "UPDATE appointments SET state = 'checked_in', ticket_id = $1, checked_in_at = $2 \
+             WHERE id = $3 AND state = 'booked'",
+        )
+        .bind(t.id.to_string())
+        .bind(t.created_at)
+        .bind(a.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done != 1 {
+            tx.rollback().await?;
+            return Ok(Stored::AlreadyCheckedIn);
+        }
+    }
+    tx.commit().await?;
+    Ok(Stored::Stored)
+}
+
+/// What [`insert_ticket`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Stored,
+    /// The appointment was checked in by another ticket meanwhile: nothing was stored.
+    AlreadyCheckedIn,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,6 +380,30 @@ pub async fn operator_center(db: &Db, user: Uuid) -> Result<Option<Uuid>, sqlx::
     }
 }
 
+/// Operators' centers and points' centers (through their streets), as stored now.
+#[allow(clippy::type_complexity)]
+pub async fn centers(
+    db: &Db,
+) -> Result<(HashMap<Uuid, Option<Uuid>>, HashMap<Uuid, Option<Uuid>>), sqlx::Error> {
+    let opt = |v: Option<String>| v.map(|c| crate::db::parse_id(&c)).transpose();
+    let mut operators = HashMap::new();
+    for r in
+        sqlx::query("SELECT id, center_id FROM users WHERE role = 'operator'").fetch_all(&db.pool).await?
+    {
+        operators.insert(crate::db::parse_id(&r.try_get::<String, _>("id")?)?, opt(r.try_get("center_id")?)?);
+    }
+    let mut points = HashMap::new();
+    let rows = sqlx::query(
+        "SELECT p.id, cs.center_id FROM service_points p LEFT JOIN center_streets cs ON cs.street = p.street",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    for r in rows {
+        points.insert(crate::db::parse_id(&r.try_get::<String, _>("id")?)?, opt(r.try_get("center_id")?)?);
+    }
+    Ok((operators, points))
+}
+
 /// A point's acceptance center (through its street) and whether `item` is offered on its
 /// street (an item with no street rows is offered everywhere).
 pub async fn point_scope(db: &Db, point: Uuid, item: Uuid) -> Result<(Option<Uuid>, bool), sqlx::Error> {
@@ -571,17 +628,11 @@ pub async fn bookable_appointment(
     row.map(|r| Ok((r.try_get("slot_start")?, r.try_get("slot_end")?))).transpose()
 }
 
-/// Marks a booked appointment checked in with `ticket`; `false` if it was no longer booked.
-pub async fn check_in_appointment(db: &Db, id: Uuid, ticket: Uuid, now: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE appointments SET state = 'checked_in', ticket_id = $1, checked_in_at = $2 \
-         WHERE id = $3 AND state = 'booked'",
-    )
-    .bind(ticket.to_string())
-    .bind(now)
-    .bind(id.to_string())
-    .execute(&db.pool)
-    .await?
-    .rows_affected();
-    Ok(done == 1)
+/// The state of an appointment of `point` (`booked`, `checked_in`, `served`, …), if any.
+pub async fn appointment_state(db: &Db, id: Uuid, point: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT state FROM appointments WHERE id = $1 AND point_id = $2")
+        .bind(id.to_string())
+        .bind(point.to_string())
+        .fetch_optional(&db.pool)
+        .await
 }

@@ -237,6 +237,20 @@ async fn hostile_values_and_wrong_callers_are_refused() {
 /// walk-in terminal's connection and device token).
 async fn checked_in_after_a_walk_in(app: &TestApp) -> CheckedIn {
     let (device, staff, item) = setup(app, "SB-001").await;
+    // Done when: nobody on duty, the resident is told so, then books an appointment.
+    let (s, avail) = app.get("/api/v1/terminals/me/availability", Some(&device)).await;
+    assert_eq!(s, StatusCode::OK, "{avail}");
+    let (_, items) = app.get("/api/v1/items", Some(&device)).await;
+    let line = items.as_array().expect("items").iter().find(|i| i["id"] == item.to_string()).expect("item")["line_id"].clone();
+    let of_line = avail["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["line_id"] == line)
+        .cloned()
+        .expect("line");
+    assert_eq!(of_line["serving"], 0, "当前无人值守: {of_line}");
+    assert!(of_line.get("wait").is_none(), "no wait figure without anyone serving: {of_line}");
     let slot = slots(app, &device, item).await[0].clone();
     let (s, booked) = app.post(BOOK, Some(&device), booking(item, &slot, &staff)).await;
     assert_eq!(s, StatusCode::OK, "{booked}");
@@ -478,4 +492,155 @@ async fn an_appointment_checked_in_after_its_slot_is_served_as_a_walk_in() {
         .expect("reset");
     let (s, _) = app.post(CHECK_IN, Some(&device), json!({ "code": booked["code"] })).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "missed");
+}
+
+/// Enrolls a second terminal at terminal 0's point; returns its device token.
+async fn second_kiosk_at_point_0(app: &TestApp) -> String {
+    let admin = app.login("admin").await;
+    let (_, points) = app.get("/api/v1/points", Some(&admin)).await;
+    let point = points
+        .as_array()
+        .expect("points")
+        .iter()
+        .find(|p| p["code"] == app.enrollment[0].0)
+        .expect("terminal 0's point")["id"]
+        .clone();
+    let (s, reg) =
+        app.post("/api/v1/terminals", Some(&admin), json!({ "point_id": point, "name": "二号机" })).await;
+    assert_eq!(s, StatusCode::CREATED, "{reg}");
+    let (s, enrolled) =
+        app.post("/api/v1/terminals/enroll", None, json!({ "code": reg["enrollment_code"] })).await;
+    assert_eq!(s, StatusCode::OK, "{enrolled}");
+    let (s, tok) =
+        app.post("/api/v1/terminals/token", None, json!({ "credential": enrolled["credential"] })).await;
+    assert_eq!(s, StatusCode::OK, "{tok}");
+    tok["access_token"].as_str().expect("token").to_owned()
+}
+
+/// Two kiosks of one point check the same appointment in at the same moment: one ticket is
+/// issued with it, the other kiosk is told it is already checked in, and nothing else is
+/// stored (no walk-in ticket for the loser, one ticket for the appointment).
+#[tokio::test]
+async fn two_check_ins_of_one_appointment_at_once_issue_one_ticket_and_tell_the_other() {
+    let app = TestApp::spawn().await;
+    let (device, staff, item) = setup(&app, "SB-001").await;
+    let slot = slots(&app, &device, item).await[0].clone();
+    let (s, booked) = app.post(BOOK, Some(&device), booking(item, &slot, &staff)).await;
+    assert_eq!(s, StatusCode::OK, "{booked}");
+    let id: uuid::Uuid = booked["id"].as_str().expect("id").parse().expect("uuid");
+    let other = second_kiosk_at_point_0(&app).await;
+    let (mut a, _) = WsClient::connect(&app, &device).await;
+    let (mut b, _) = WsClient::connect(&app, &other).await;
+    let with_appointment = || {
+        let mut msg = take_ticket(item);
+        if let ClientMsg::TakeTicket { appointment_id, .. } = &mut msg {
+            *appointment_id = Some(id);
+        }
+        msg
+    };
+    let (ma, mb) = (with_appointment(), with_appointment());
+    tokio::join!(a.send(&ma), b.send(&mb));
+    let outcome = |m: &ServerMsg| match m {
+        ServerMsg::TicketIssued { ticket, .. } => Some(Ok(ticket.ticket_id)),
+        ServerMsg::Error { code, message, .. } => Some(Err((*code, message.clone()))),
+        _ => None,
+    };
+    let (ra, rb) = tokio::join!(a.expect("a's answer", outcome), b.expect("b's answer", outcome));
+    let (ticket, (code, message)) = match (ra, rb) {
+        (Ok(t), Err(e)) | (Err(e), Ok(t)) => (t, e),
+        other => panic!("one ticket and one refusal expected: {other:?}"),
+    };
+    assert_eq!(code, shared::protocol::ErrorCode::Conflict);
+    assert!(message.starts_with("该预约已签到"), "{message}");
+    let tickets: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM tickets").fetch_one(&app.state.db.pool).await.expect("n");
+    assert_eq!(tickets, 1, "the loser left no walk-in ticket behind");
+    let row = sqlx::query("SELECT state, ticket_id FROM appointments WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(&app.state.db.pool)
+        .await
+        .expect("row");
+    assert_eq!(row.get::<String, _>("state"), "checked_in");
+    assert_eq!(row.get::<Option<String>, _>("ticket_id"), Some(ticket.to_string()));
+}
+
+/// The store's check-in is one conditional step with the ticket: two stores of tickets with
+/// the same booked appointment racing each other store one ticket; the other stores nothing.
+#[tokio::test]
+async fn the_ticket_and_its_check_in_are_stored_together_or_not_at_all() {
+    use signaling_server::switchboard::store::{self, NewTicket, Stored};
+    let app = TestApp::spawn().await;
+    let (device, staff, item) = setup(&app, "SB-001").await;
+    let slot = slots(&app, &device, item).await[0].clone();
+    let (s, booked) = app.post(BOOK, Some(&device), booking(item, &slot, &staff)).await;
+    assert_eq!(s, StatusCode::OK, "{booked}");
+    let id: uuid::Uuid = booked["id"].as_str().expect("id").parse().expect("uuid");
+    let row = sqlx::query("SELECT point_id, line_id FROM appointments WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(&app.state.db.pool)
+        .await
+        .expect("row");
+    let uuid = |c: &str| row.get::<String, _>(c).parse::<uuid::Uuid>().expect("uuid");
+    let (point, line) = (uuid("point_id"), uuid("line_id"));
+    let terminal: String = sqlx::query_scalar("SELECT id FROM terminals WHERE point_id = $1")
+        .bind(point.to_string())
+        .fetch_one(&app.state.db.pool)
+        .await
+        .expect("terminal");
+    let day = calendar::cst_date(now_ms());
+    let (ids, numbers) = ([uuid::Uuid::new_v4(), uuid::Uuid::new_v4()], ["Z-9001", "Z-9002"]);
+    let new = |i: usize| NewTicket {
+        id: ids[i],
+        number: numbers[i],
+        service_day: &day,
+        point_id: point,
+        terminal_id: terminal.parse().expect("uuid"),
+        item_id: item,
+        line_id: line,
+        priority: "normal",
+        request_id: uuid::Uuid::new_v4(),
+        resident_name_enc: None,
+        resident_name_masked: None,
+        id_number_enc: None,
+        id_number_hash: None,
+        id_number_masked: None,
+        assisted_by: None,
+        created_at: now_ms(),
+        recording_consent: None,
+    };
+    let (t0, t1) = (new(0), new(1));
+    let event = |i: usize| store::Write::Event {
+        ticket: ids[i],
+        session: None,
+        kind: "ticket_taken",
+        detail: json!({ "priority": "normal" }),
+        at: now_ms(),
+    };
+    let (e0, e1) = (event(0), event(1));
+    let db = &app.state.db;
+    let (r0, r1) = tokio::join!(
+        store::insert_ticket(db, None, &t0, &e0, Some(id)),
+        store::insert_ticket(db, None, &t1, &e1, Some(id))
+    );
+    let mut got = [r0.expect("store 0"), r1.expect("store 1")];
+    got.sort_by_key(|s| *s == Stored::AlreadyCheckedIn);
+    assert_eq!(got, [Stored::Stored, Stored::AlreadyCheckedIn]);
+    let stored: Vec<String> = sqlx::query_scalar("SELECT id FROM tickets WHERE number LIKE 'Z-%'")
+        .fetch_all(&db.pool)
+        .await
+        .expect("rows");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM session_events WHERE ticket_id IN ($1, $2)")
+        .bind(ids[0].to_string())
+        .bind(ids[1].to_string())
+        .fetch_one(&db.pool)
+        .await
+        .expect("events");
+    assert_eq!(events, 1, "the loser's event went with its ticket");
+    let checked: Option<String> = sqlx::query_scalar("SELECT ticket_id FROM appointments WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(&db.pool)
+        .await
+        .expect("row");
+    assert_eq!(checked, Some(stored[0].clone()));
 }

@@ -300,3 +300,70 @@ async fn lists_filter_by_center() {
     let (s, _) = app.get(&format!("/api/v1/terminals/health?center={south}"), Some(&admin)).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+/// An admin's change of centers reaches dispatch at once, not at the next connection: a
+/// connected operator moved to the northern center may no longer pick a southern point's
+/// ticket before its overflow, and once the point's street is moved to the northern center
+/// its waiting ticket rings that operator with no other event.
+#[tokio::test]
+async fn a_center_change_takes_effect_at_once_for_connected_operators_and_waiting_tickets() {
+    let app = TestApp::spawn().await; // the default overflow: two minutes
+    let admin = app.login("admin").await;
+    let (south, north) = (
+        center_id(&app, &admin, "静安南部受理中心").await,
+        center_id(&app, &admin, "静安北部受理中心").await,
+    );
+    // operator2 (southern, like both demo points) is signed in and available, alone.
+    let (mut op, _) = available_operator(&app, "operator2").await;
+    let op2 = user_id(&app, &admin, "operator2").await;
+    let path = format!("/api/v1/users/{op2}/center");
+    let (s, _) = app.call(Method::PUT, &path, Some(&admin), Some(json!({ "center_id": north }))).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let (_, device) = app.enroll_terminal(0).await; // 华山居委会, 静安寺街道 (southern)
+    let item = item_id(&app, &device, "SB-001").await;
+    let (mut term, _) = WsClient::connect(&app, &device).await;
+    term.send(&take_ticket(item)).await;
+    let ticket = term.expect("issued", issued).await;
+    // Still connected, operator2 is northern now: not rung, and a pick is refused.
+    op.send(&ClientMsg::Pick { ticket_id: ticket }).await;
+    let first = op
+        .expect("rung or refused", |m| match m {
+            ServerMsg::Ringing { .. } => Some(Err("rung")),
+            ServerMsg::Error { code, message, .. } => Some(Ok((*code, message.clone()))),
+            _ => None,
+        })
+        .await;
+    let (code, message) = first.expect("another center's ticket before its overflow");
+    assert_eq!(code, shared::protocol::ErrorCode::Forbidden);
+    assert!(message.contains("其他受理中心"), "{message}");
+
+    // The point's street moves to the northern center (first out of the southern one, which
+    // already opens the ticket to every center): its waiting ticket is the northern operator's
+    // at once, long before its overflow.
+    let (_, centers) = app.get("/api/v1/centers", Some(&admin)).await;
+    let streets = |id: &str| -> Vec<String> {
+        let c = centers.as_array().and_then(|c| c.iter().find(|c| c["id"] == id)).cloned().expect("center");
+        c["streets"]
+            .as_array()
+            .expect("streets")
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect()
+    };
+    let south_streets: Vec<String> = streets(&south).into_iter().filter(|s| s != "静安寺街道").collect();
+    let mut north_streets = streets(&north);
+    north_streets.push("静安寺街道".into());
+    let patch = |streets: Vec<String>| Some(json!({ "streets": streets }));
+    let (s, _) = app
+        .call(Method::PATCH, &format!("/api/v1/centers/{south}"), Some(&admin), patch(south_streets))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app
+        .call(Method::PATCH, &format!("/api/v1/centers/{north}"), Some(&admin), patch(north_streets))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(op.expect("rung at once", ringing).await, ticket);
+    op.send(&ClientMsg::Accept { ticket_id: ticket }).await;
+    term.expect("in call", |m| matches!(m, ServerMsg::SessionStarted { .. }).then_some(())).await;
+}

@@ -114,14 +114,28 @@ impl Core {
         }
     }
 
-    /// A waiting ticket's serving count and wait range at `position` on its line.
-    pub(crate) fn ticket_wait(&self, ticket: Uuid, line: Uuid, position: u32) -> (u32, Option<WaitRange>) {
-        let id = LineId(line);
-        let serving = self.dispatcher.serving(id);
+    /// A waiting ticket's serving count and wait range at its position (`p`) on `line`: the
+    /// operators who may serve it now, and not before its overflow (`p.serve_from`) when
+    /// nobody of its center serves.
+    pub(crate) fn ticket_wait(
+        &self,
+        ticket: Uuid,
+        line: Uuid,
+        p: &dispatch::Position,
+        now: i64,
+    ) -> (u32, Option<WaitRange>) {
+        let handle_ms = self.dispatcher.handle_estimate_ms(LineId(line));
         let ringing = matches!(
             self.dispatcher.ticket_state(TicketId(ticket)),
             Some(dispatch::TicketState::Ringing { .. })
         );
-        (serving, wait_range(position, serving, self.dispatcher.handle_estimate_ms(id), ringing))
+        let wait = wait_range(p.position, p.serving, handle_ms, ringing).map(|w| match p.serve_from {
+            Some(at) => {
+                let left = u32::try_from(((at.0 - now).max(0) + 999) / 1000).unwrap_or(u32::MAX);
+                WaitRange { min_secs: w.min_secs.max(left), max_secs: w.max_secs.max(left) }
+            }
+            None => w,
+        });
+        (p.serving, wait)
     }
 }

@@ -113,6 +113,13 @@ pub enum Input {
         parties: Vec<Uuid>,
         msg: Box<ServerMsg>,
     },
+    /// An admin changed acceptance centers: each operator's center and each point's (by its
+    /// street), as stored now (looked up by the driver). Takes effect in dispatch at once for
+    /// connected operators and waiting tickets.
+    Centers {
+        operators: HashMap<Uuid, Option<Uuid>>,
+        points: HashMap<Uuid, Option<Uuid>>,
+    },
     /// Time passed: ring timeouts, reconnect windows, the throttled board.
     Tick,
 }
@@ -288,6 +295,9 @@ pub struct Core {
     pub(crate) told_staffed: HashMap<Uuid, bool>,
     /// Tickets a specialist is taking over: the dispatcher's offer to them is accepted at once.
     pub(crate) taking_over: HashMap<Uuid, Uuid>,
+    /// The `now` of the input being handled (explicit, from [`Core::handle`]): what is left of
+    /// a ticket's overflow wait is told from it.
+    pub(crate) now: i64,
     pub(crate) out: Vec<Output>,
 }
 
@@ -312,6 +322,7 @@ impl Core {
             told_staffed: HashMap::new(),
             taking_over: HashMap::new(),
             board_sent_at: 0,
+            now: 0,
             out: Vec::new(),
         }
     }
@@ -319,6 +330,7 @@ impl Core {
     /// Feeds one input; returns what to do, in order. The board goes out (throttled) at the
     /// end of every input.
     pub fn handle(&mut self, input: Input, now: i64) -> Vec<Output> {
+        self.now = now;
         match input {
             Input::Connect { party, conn, skills, center } => self.connect(party, conn, skills, center, now),
             Input::Message { party, conn, msg, lookup } => {
@@ -343,6 +355,7 @@ impl Core {
             Input::Notify { parties, msg } => {
                 self.out.push(Output::SendMany { to: parties, msg: *msg });
             }
+            Input::Centers { operators, points } => self.centers_changed(&operators, &points, now),
             Input::Tick => self.tick(now),
         }
         self.flush_board(now);

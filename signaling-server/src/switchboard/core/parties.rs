@@ -27,6 +27,7 @@ impl Core {
         today: &str,
         now: i64,
     ) -> Vec<Output> {
+        self.now = now;
         let mut recovered = 0;
         let mut live: HashMap<Uuid, LiveSession> = live.into_iter().map(|s| (s.ticket, s)).collect();
         let (mut open, rest): (Vec<OpenTicket>, Vec<OpenTicket>) = open.into_iter().partition(|t| {
@@ -83,6 +84,9 @@ impl Core {
                     last_position: None,
                 },
             );
+            // The ticket's own time, not the restart's: its overflow to other centers (and
+            // its waiting time on the board) count from when it was taken.
+            let taken_at = Millis(t.created_at);
             let enq = if t.status == "in_call" {
                 self.persist(
                     Write::TicketStatus { ticket: id, status: "waiting", close_reason: None, at: now },
@@ -90,19 +94,20 @@ impl Core {
                 );
                 // An interrupted call goes ahead of the queue, like a transfer.
                 self.dispatcher
-                    .enqueue_in(TicketId(id), LineId(line), priority, center, Millis(now))
+                    .enqueue_taken(TicketId(id), LineId(line), priority, center, None, taken_at, Millis(now))
                     .and_then(|_| self.dispatcher.requeue(TicketId(id), LineId(line), priority, Millis(now)))
-            } else if let Some((start, end)) = t.appointment {
+            } else {
                 // A checked-in appointment keeps its standing (from its slot start).
-                self.dispatcher.enqueue_appointment(
+                let slot = t.appointment.map(|(start, end)| (Millis(start), Millis(end)));
+                self.dispatcher.enqueue_taken(
                     TicketId(id),
                     LineId(line),
-                    (Millis(start), Millis(end)),
+                    priority,
                     center,
+                    slot,
+                    taken_at,
                     Millis(now),
                 )
-            } else {
-                self.dispatcher.enqueue_in(TicketId(id), LineId(line), priority, center, Millis(now))
             };
             if let Err(e) = enq.and_then(|_| self.dispatcher.suspend(TicketId(id), Millis(now))) {
                 tracing::error!(error = %e, "cannot recover a ticket");
@@ -124,6 +129,47 @@ impl Core {
             self.board_dirty = true;
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// Acceptance centers changed (an operator moved to another center, a street and its
+    /// points to another): connected operators serve as members of their new center at once
+    /// (an offer ringing now is kept), and the tickets of a moved point are reserved to their
+    /// new center (until the same overflow instant) or open, then offered if they may be.
+    pub(super) fn centers_changed(
+        &mut self,
+        operators: &HashMap<Uuid, Option<Uuid>>,
+        points: &HashMap<Uuid, Option<Uuid>>,
+        now: i64,
+    ) {
+        let mut moved: Vec<(Uuid, Vec<Uuid>, Option<Uuid>)> = Vec::new();
+        for (id, p) in &mut self.parties {
+            if p.info.role != Role::Operator {
+                continue;
+            }
+            let Some(&center) = operators.get(id) else { continue };
+            if p.center != center {
+                p.center = center;
+                if p.dispatched {
+                    moved.push((*id, p.skills.clone(), center));
+                }
+            }
+        }
+        moved.sort_by_key(|m| m.0);
+        for (id, skills, center) in moved {
+            let lines: Vec<LineId> = skills.into_iter().map(LineId).collect();
+            let r = self.dispatcher.set_skills_in(OperatorId(id), &lines, center.map(CenterId), Millis(now));
+            self.apply(r, now);
+        }
+        let mut tickets: Vec<(Uuid, Option<Uuid>)> = self
+            .tickets
+            .iter()
+            .filter_map(|(&id, t)| points.get(&t.view.point_id).map(|&c| (id, c)))
+            .collect();
+        tickets.sort();
+        for (ticket, center) in tickets {
+            let r = self.dispatcher.set_ticket_center(TicketId(ticket), center.map(CenterId), Millis(now));
+            self.apply(r, now);
+        }
     }
 
     /// A call in progress taken over from a previous authority: the ticket is its operator's

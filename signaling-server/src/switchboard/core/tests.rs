@@ -1505,3 +1505,48 @@ fn a_centers_ticket_rings_another_centers_operator_only_at_the_overflow() {
     let outs = h.feed(Input::Tick);
     assert_eq!(ringing(&to(&outs, other)), Some(second), "rung at the overflow with no other event");
 }
+
+/// #16: a recovered ticket's overflow counts from the ticket's own stored time. A ticket of
+/// center 61 taken 100 s before a restart (or a change of authority) overflows to another
+/// center's operator 20 s after it, not a whole overflow wait later; one whose overflow was
+/// already past is district-wide at once.
+#[test]
+fn a_recovered_tickets_overflow_counts_from_when_it_was_taken() {
+    use crate::switchboard::store::OpenTicket;
+    let open = |ticket: Uuid, terminal: Uuid, created_at: i64| OpenTicket {
+        view: ticket_view(ticket, Priority::Normal, id(ITEM)),
+        terminal,
+        created_at,
+        service_day: "2026-12-06".into(),
+        status: "waiting".into(),
+        recording: false,
+        center: Some(id(61)),
+        appointment: None,
+    };
+    let (t, other, ticket) = (id(1), id(3), id(20));
+    for (taken_before, overflows_after) in [(100_000, 20_000), (OVERFLOW_MS + 5_000, 0)] {
+        let mut h = H::new();
+        h.centers = HashMap::from([(other, id(62))]);
+        let restart = h.now;
+        h.core.recover(vec![open(ticket, t, restart - taken_before)], Vec::new(), "2026-12-06", restart);
+        if overflows_after > 0 {
+            let at = crate::dispatch::Millis(restart + overflows_after);
+            assert_eq!(
+                h.core.dispatcher.next_deadline(),
+                Some(at),
+                "the overflow instant is the ticket's own"
+            );
+        }
+        h.connect(t, Role::Terminal);
+        h.available(other);
+        if overflows_after > 0 {
+            let outs = h.advance(overflows_after - 1);
+            assert_eq!(ringing(&to(&outs, other)), None, "not a millisecond before");
+            let outs = h.advance(1);
+            assert_eq!(ringing(&to(&outs, other)), Some(ticket), "rung at its own overflow instant");
+        } else {
+            let log = h.log.clone();
+            assert_eq!(ringing(&to(&log, other)), Some(ticket), "past its overflow: open to all at once");
+        }
+    }
+}

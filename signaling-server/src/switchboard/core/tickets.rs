@@ -157,9 +157,14 @@ impl Core {
             return;
         }
         let line = t.view.line_id;
-        let (serving, wait) = self.ticket_wait(ticket, line, p.position);
+        let (serving, wait) = self.ticket_wait(ticket, line, &p, self.now);
+        // Not served before its overflow when its center has nobody serving.
+        let estimated_wait_secs = match (p.serve_from, wait) {
+            (Some(_), Some(w)) => p.estimated_wait_secs.max(w.min_secs),
+            _ => p.estimated_wait_secs,
+        };
         let Some(t) = self.tickets.get_mut(&ticket) else { return };
-        let now = (p.position, p.estimated_wait_secs, serving, wait);
+        let now = (p.position, estimated_wait_secs, serving, wait);
         if t.last_position == Some(now) {
             return;
         }
@@ -168,7 +173,7 @@ impl Core {
         let msg = ServerMsg::QueuePosition {
             ticket_id: ticket,
             position: p.position,
-            estimated_wait_secs: p.estimated_wait_secs,
+            estimated_wait_secs,
             serving: Some(serving),
             wait,
         };
