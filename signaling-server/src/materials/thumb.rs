@@ -234,3 +234,59 @@ pub fn placeholder() -> Vec<u8> {
     });
     encode_jpeg(&img).unwrap_or_default()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A page whose left half is red and right half blue, as a JPEG.
+    fn two_colour_page(w: u32, h: u32, grey: bool) -> Vec<u8> {
+        let img =
+            RgbImage::from_fn(w, h, |x, _| if x < w / 2 { Rgb([200, 20, 20]) } else { Rgb([20, 20, 200]) });
+        let img = if grey {
+            DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(img).to_luma8())
+        } else {
+            DynamicImage::ImageRgb8(img)
+        };
+        let mut out = Vec::new();
+        img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_jpeg_is_decoded_at_reduced_size_and_its_thumbnail_shows_the_page() {
+        let page = two_colour_page(1600, 2400, false);
+        // 1/8 would be 200 × 300, under the thumbnail's side: 1/4 is the smallest that covers it.
+        let scaled = jpeg_scaled(Cursor::new(&page)).unwrap();
+        assert_eq!((scaled.width(), scaled.height()), (400, 600));
+        let thumb = image_thumbnail(Kind::Jpeg, Cursor::new(page)).unwrap();
+        let t = image::load_from_memory(&thumb).unwrap().to_rgb8();
+        assert!(t.width() <= MAX_SIDE && t.height() == MAX_SIDE, "{}x{}", t.width(), t.height());
+        let (left, right) =
+            (t.get_pixel(t.width() / 4, t.height() / 2), t.get_pixel(t.width() * 3 / 4, t.height() / 2));
+        assert!(left[0] > 150 && left[2] < 80, "left half red: {left:?}");
+        assert!(right[2] > 150 && right[0] < 80, "right half blue: {right:?}");
+    }
+
+    #[test]
+    fn grey_jpegs_and_other_images_get_thumbnails() {
+        let grey = two_colour_page(900, 1200, true);
+        assert_eq!(jpeg_scaled(Cursor::new(&grey)).unwrap().width(), 450);
+        let t = image::load_from_memory(&image_thumbnail(Kind::Jpeg, Cursor::new(grey)).unwrap()).unwrap();
+        assert_eq!(t.height(), MAX_SIDE);
+        let mut png = Vec::new();
+        RgbImage::from_pixel(64, 32, Rgb([1, 2, 3]))
+            .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        let t = image::load_from_memory(&image_thumbnail(Kind::Png, Cursor::new(png)).unwrap()).unwrap();
+        assert_eq!((t.width(), t.height()), (MAX_SIDE, MAX_SIDE / 2), "the image's own proportions");
+    }
+
+    #[test]
+    fn a_broken_jpeg_has_no_thumbnail() {
+        let mut page = two_colour_page(640, 480, false);
+        page.truncate(300);
+        assert!(image_thumbnail(Kind::Jpeg, Cursor::new(page)).is_none());
+    }
+}
