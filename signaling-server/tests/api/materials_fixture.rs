@@ -21,6 +21,8 @@ pub struct Call {
     pub device: String,
     /// Access token of the session's operator (`operator1`).
     pub operator: String,
+    /// The ticket's number as issued (e.g. `J-0001`).
+    pub ticket_number: String,
     /// The two parties' sockets, open while the call lasts (a party gone past its reconnect
     /// window ends the call).
     pub op_ws: WsClient,
@@ -28,19 +30,22 @@ pub struct Call {
 }
 
 impl Call {
-    /// The operator ends the call (the switchboard records it ended); waits until the terminal
-    /// has been told.
-    pub async fn end(&mut self) {
-        let session_id = self.session_id.parse().expect("uuid");
-        self.op_ws.send(&ClientMsg::EndCall { session_id }).await;
-        self.term_ws
-            .expect("session_ended", |m| matches!(m, ServerMsg::SessionEnded { .. }).then_some(()))
-            .await;
+    /// The operator ends the call (the switchboard records it ended) from a new connection (a
+    /// test may have opened others for the same party since), and has been told.
+    pub async fn end(&mut self, app: &TestApp) {
+        let session_id: uuid::Uuid = self.session_id.parse().expect("uuid");
+        let (mut op, _) = WsClient::connect(app, &self.operator).await;
+        op.send(&ClientMsg::EndCall { session_id }).await;
+        op.expect("session_ended", |m| {
+            matches!(m, ServerMsg::SessionEnded { session_id: s, .. } if *s == session_id).then_some(())
+        })
+        .await;
+        self.op_ws = op;
     }
 
     /// Ends the call and dates its end `ago_ms` back in its record (a call that ended long ago).
     pub async fn end_ago(&mut self, app: &TestApp, ago_ms: i64) {
-        self.end().await;
+        self.end(app).await;
         sqlx::query("UPDATE call_sessions SET ended_at = $1 WHERE id = $2")
             .bind(signaling_server::db::now_ms() - ago_ms)
             .bind(&self.session_id)
@@ -75,7 +80,15 @@ pub async fn call(app: &TestApp) -> Call {
     let (mut term_ws, _) = WsClient::connect(app, &device).await;
     term_ws.send(&take_ticket(item_id.parse().expect("uuid"))).await;
     let session_id = answer_ringing(&mut op_ws, &mut term_ws).await.to_string();
-    Call { session_id, terminal_id, point_id, slot_id, device, operator, op_ws, term_ws }
+    let ticket_number = term_ws
+        .seen
+        .iter()
+        .find_map(|m| match m {
+            ServerMsg::TicketIssued { ticket, .. } => Some(ticket.number.to_string()),
+            _ => None,
+        })
+        .expect("ticket_issued before session_started");
+    Call { session_id, terminal_id, point_id, slot_id, device, operator, ticket_number, op_ws, term_ws }
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {

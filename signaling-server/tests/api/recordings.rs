@@ -52,7 +52,7 @@ async fn a_consented_call_is_recorded_once_and_only_supervisors_play_it() {
     let app = TestApp::spawn().await;
     let mut c = call(&app).await;
     consent(&app, &c.session_id, Some(1)).await;
-    c.end().await;
+    c.end(&app).await;
     let data = webm(200_000);
 
     // The operator may not upload a recording, nor may anyone send a non-video as one, or a
@@ -92,7 +92,7 @@ async fn a_consented_call_is_recorded_once_and_only_supervisors_play_it() {
     assert_eq!(s, StatusCode::OK);
     let first = &list.as_array().expect("list")[0];
     assert_eq!(first["material_id"], material.as_str());
-    assert_eq!(first["ticket_number"], "T-0001");
+    assert_eq!(first["ticket_number"], c.ticket_number.as_str());
     assert_eq!(first["size"], 200_000);
     assert_eq!(app.get("/api/v1/recordings?limit=1", Some(&admin)).await.0, StatusCode::OK);
     for who in [&c.operator, &c.device] {
@@ -175,7 +175,7 @@ async fn a_recording_in_two_parts_is_listed_once_with_its_duration_and_both_part
     let app = TestApp::spawn().await;
     let mut c = call(&app).await;
     consent(&app, &c.session_id, Some(1)).await;
-    c.end().await;
+    c.end(&app).await;
     let (one, two) = (webm(120_000), webm(90_000));
 
     // Hostile or misplaced part/duration values are refused before anything is stored.
@@ -292,7 +292,7 @@ async fn an_older_single_file_recording_lists_with_one_part() {
     let app = TestApp::spawn().await;
     let mut c = call(&app).await;
     consent(&app, &c.session_id, Some(1)).await;
-    c.end().await;
+    c.end(&app).await;
     let (s, material) = send(&app, &c.device, &c.session_id, &webm(50_000), "1").await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let material = material.expect("stored");
