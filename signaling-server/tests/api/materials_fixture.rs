@@ -26,7 +26,7 @@ pub struct Call {
     /// The two parties' sockets, open while the call lasts (a party gone past its reconnect
     /// window ends the call).
     pub op_ws: WsClient,
-    pub term_ws: WsClient,
+    pub _term_ws: WsClient,
 }
 
 impl Call {
@@ -88,7 +88,17 @@ pub async fn call(app: &TestApp) -> Call {
             _ => None,
         })
         .expect("ticket_issued before session_started");
-    Call { session_id, terminal_id, point_id, slot_id, device, operator, ticket_number, op_ws, term_ws }
+    Call {
+        session_id,
+        terminal_id,
+        point_id,
+        slot_id,
+        device,
+        operator,
+        ticket_number,
+        op_ws,
+        _term_ws: term_ws,
+    }
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
