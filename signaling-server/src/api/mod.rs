@@ -102,6 +102,7 @@ impl utoipa::Modify for ErrorResponses {
             ("422", "body does not match the schema", false),
             ("429", "too many attempts: retry after `Retry-After` seconds", false),
             ("500", "internal error (details are logged, never sent)", false),
+            ("503", "not answerable now (e.g. the switchboard did not confirm a call's state): retry", false),
         ];
         for (path, item) in openapi.paths.paths.iter_mut() {
             let public = PUBLIC_OPERATIONS.contains(&path.as_str());

@@ -29,7 +29,7 @@ async fn authorised(
     action: &'static str,
 ) -> ApiResult<(MaterialRow, SessionInfo)> {
     let m = super::load(state, id).await?.ok_or_else(|| ApiError::not_found("材料"))?;
-    let session = session_info(&state.db, m.view.session_id).await?.ok_or_else(ApiError::internal)?;
+    let session = session_info(state, m.view.session_id).await?.ok_or_else(ApiError::internal)?;
     // A call recording is for supervisors and admins only (quality checks), never the parties.
     let recording = m.view.source == shared::api::MaterialSource::Recording;
     if !session.may_access(p) || (recording && !SessionInfo::is_reviewer(p)) {
@@ -73,7 +73,7 @@ pub async fn list(
     p: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Vec<MaterialView>>> {
-    let session = session_info(&state.db, id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
+    let session = session_info(&state, id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
     if !session.may_access(&p) {
         return Err(deny(&state, &p, "material.list", "session", id).await);
     }
@@ -312,7 +312,7 @@ pub async fn review(
     Json(req): Json<ReviewMaterialRequest>,
 ) -> ApiResult<Json<MaterialView>> {
     let m = super::load(&state, id).await?.ok_or_else(|| ApiError::not_found("材料"))?;
-    let session = session_info(&state.db, m.view.session_id).await?.ok_or_else(ApiError::internal)?;
+    let session = session_info(&state, m.view.session_id).await?.ok_or_else(ApiError::internal)?;
     if !session.is_operator(&p) {
         return Err(deny(&state, &p, "material.review", "material", id).await);
     }

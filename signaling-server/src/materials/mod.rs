@@ -49,6 +49,7 @@ use crate::config::Config;
 use crate::db::{Db, now_ms, parse_id};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use axum::http::StatusCode;
 use crypto::{SEGMENT, Sealer, SegmentSpan};
 
 pub use print::report_print_state;
@@ -380,6 +381,12 @@ impl Store {
         Ok(out)
     }
 
+    /// The file of object `path` in the local store (`None` with S3): a reader opens it as
+    /// [`staging::SealedReader`], decrypting one segment at a time instead of holding it whole.
+    pub(crate) fn local_file(&self, path: &str) -> Option<PathBuf> {
+        self.local.as_ref()?.path_to_filesystem(&ObjectPath::from(path)).ok()
+    }
+
     pub(crate) async fn delete(&self, path: &str) {
         match self.objects.delete(&ObjectPath::from(path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -400,7 +407,9 @@ pub(crate) fn thumb_path(name: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Sessions and access
 
-/// The parties and context of a call session.
+/// The parties and context of a call session: whether it is live and who its parties are is
+/// the switchboard's answer ([`crate::switchboard::Switchboard::live_session`]); the database
+/// row is the record of the rest (ticket, item, point) and of an ended session.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionInfo {
     pub id: Uuid,
@@ -409,7 +418,8 @@ pub(crate) struct SessionInfo {
     pub point_id: Uuid,
     pub terminal_id: Uuid,
     pub operator_id: Uuid,
-    pub status: String,
+    /// The switchboard holds the call live (active or held).
+    pub live: bool,
     pub ended_at: Option<i64>,
 }
 
@@ -421,7 +431,7 @@ pub const UPLOAD_GRACE_MS: i64 = 10 * 60 * 1000;
 impl SessionInfo {
     /// Calls can still exchange materials.
     pub fn is_live(&self) -> bool {
-        matches!(self.status.as_str(), "active" | "held")
+        self.live
     }
 
     /// An upload already begun may still complete.
@@ -454,25 +464,53 @@ impl SessionInfo {
     }
 }
 
-pub(crate) async fn session_info(db: &Db, id: Uuid) -> ApiResult<Option<SessionInfo>> {
+/// The call state could not be confirmed (the switchboard did not answer): the client retries.
+fn switchboard_unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "switchboard_unavailable",
+        "暂时无法确认通话状态，请稍后重试 (the call state cannot be confirmed now; retry)",
+    )
+}
+
+/// The session `id`: its record from the database; whether it is live and its parties from the
+/// switchboard, asked only while the record does not say it ended (an ended session never
+/// becomes live again). `Ok(None)`: no such session.
+pub(crate) async fn session_info(state: &AppState, id: Uuid) -> ApiResult<Option<SessionInfo>> {
     let row = sqlx::query(
-        "SELECT s.id, s.ticket_id, t.item_id, t.point_id, s.terminal_id, s.operator_id, s.status, s.ended_at \
+        "SELECT s.id, s.ticket_id, t.item_id, t.point_id, s.terminal_id, s.operator_id, s.ended_at \
          FROM call_sessions s JOIN tickets t ON t.id = s.ticket_id WHERE s.id = $1",
     )
     .bind(id.to_string())
-    .fetch_optional(&db.pool)
+    .fetch_optional(&state.db.pool)
     .await?;
     let Some(r) = row else { return Ok(None) };
-    Ok(Some(SessionInfo {
+    let mut info = SessionInfo {
         id: parse_id(&r.try_get::<String, _>("id")?)?,
         ticket_id: parse_id(&r.try_get::<String, _>("ticket_id")?)?,
         item_id: parse_id(&r.try_get::<String, _>("item_id")?)?,
         point_id: parse_id(&r.try_get::<String, _>("point_id")?)?,
         terminal_id: parse_id(&r.try_get::<String, _>("terminal_id")?)?,
         operator_id: parse_id(&r.try_get::<String, _>("operator_id")?)?,
-        status: r.try_get("status")?,
+        live: false,
         ended_at: r.try_get("ended_at")?,
-    }))
+    };
+    if info.ended_at.is_none() {
+        match state.switchboard.live_session(id).await {
+            Ok(Some(s)) => {
+                info.live = s.state.is_live();
+                info.terminal_id = s.terminal;
+                info.operator_id = s.operator;
+            }
+            // Not a session the switchboard holds: over (its record says the rest).
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, session = %id, "call state not confirmed");
+                return Err(switchboard_unavailable());
+            }
+        }
+    }
+    Ok(Some(info))
 }
 
 /// Refuses (403) and audits the attempt with outcome `denied`.
@@ -635,7 +673,7 @@ pub async fn purge(state: &AppState, actor: Option<&Principal>) -> ApiResult<Pur
         "UPDATE materials SET archived_at = COALESCE((SELECT s.ended_at FROM call_sessions s \
          WHERE s.id = materials.session_id), $1), updated_at = $1 \
          WHERE archived_at IS NULL AND session_id IN \
-         (SELECT id FROM call_sessions WHERE status IN ('ended', 'closed'))",
+         (SELECT id FROM call_sessions WHERE ended_at IS NOT NULL)",
     )
     .bind(now)
     .execute(&db.pool)

@@ -137,7 +137,7 @@ pub async fn create(
     Path(id): Path<Uuid>,
     Json(req): Json<CreatePrintJobRequest>,
 ) -> ApiResult<(StatusCode, Json<PrintJobView>)> {
-    let session = session_info(&state.db, id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
+    let session = session_info(&state, id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
     if !session.is_operator(&p) {
         return Err(deny(&state, &p, "print_job.create", "session", id).await);
     }
@@ -227,7 +227,7 @@ pub async fn list_session(
     p: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Vec<PrintJobView>>> {
-    let session = session_info(&state.db, id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
+    let session = session_info(&state, id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
     if !session.may_access(&p) {
         return Err(deny(&state, &p, "print_job.list", "session", id).await);
     }
@@ -340,7 +340,7 @@ pub async fn document(
     let job = load(&state, id).await?.ok_or_else(|| ApiError::not_found("打印任务"))?;
     // Only the job's own terminal, and only while its call is live (or just ended: a server
     // restart closes calls; a job sent during the call still prints within the grace).
-    let live = session_info(&state.db, job.view.session_id)
+    let live = session_info(&state, job.view.session_id)
         .await?
         .is_some_and(|s| s.finishes_uploads(now_ms()) && !job.view.state.is_final());
     if !(p.is_terminal() && p.id == job.view.terminal_id && live) {

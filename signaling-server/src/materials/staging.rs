@@ -32,6 +32,8 @@ const SEALED: u64 = SEGMENT + TAG;
 const SLOT: u64 = 16 + SEGMENT;
 /// Plaintext segments sealed and written in one go.
 pub const BATCH_SEGMENTS: u64 = 8;
+/// Bytes written between two write-backs started while a `PATCH` is still arriving.
+pub const SYNC_EVERY: u64 = 1024 * 1024;
 
 fn seg_usize() -> usize {
     usize::try_from(SEGMENT).unwrap_or(65_536)
@@ -211,6 +213,12 @@ impl Seek for SealedReader {
 /// Seals the bytes of one `PATCH` into whole segments as they arrive, sealing and writing on a
 /// blocking thread one batch at a time while the next batch is received. Starts at a segment
 /// boundary with the acknowledged tail.
+///
+/// Every [`SYNC_EVERY`] bytes written it starts a `sync_data` of the file on another blocking
+/// thread (one at a time), so the disk writes while the network still delivers and the
+/// `PATCH`'s own fsync before its acknowledgement finds little left. Those early syncs only
+/// start the work: nothing is acknowledged before that final fsync, and an error of an early
+/// one fails the `PATCH` (a failed write-back is not reported twice).
 pub struct SegmentWriter {
     file: Arc<File>,
     sealer: Arc<Sealer>,
@@ -220,6 +228,10 @@ pub struct SegmentWriter {
     /// Plaintext from segment `first` on (whole segments, then a partial one).
     pending: Vec<u8>,
     inflight: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The write-back in progress, if any.
+    syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Bytes written since the last write-back started.
+    unsynced: u64,
 }
 
 impl SegmentWriter {
@@ -227,7 +239,7 @@ impl SegmentWriter {
         let first = offset / SEGMENT;
         let mut pending = Vec::with_capacity(usize::try_from(BATCH_SEGMENTS * SEGMENT).unwrap_or(0));
         pending.extend_from_slice(&tail);
-        Self { file, sealer, length, first, pending, inflight: None }
+        Self { file, sealer, length, first, pending, inflight: None, syncing: None, unsynced: 0 }
     }
 
     fn end(&self) -> u64 {
@@ -264,6 +276,8 @@ impl SegmentWriter {
         let first = self.first;
         self.first += (whole as u64).div_ceil(SEGMENT);
         self.wait().await?;
+        self.write_back().await?;
+        self.unsynced += whole as u64;
         let (file, sealer, length) = (self.file.clone(), self.sealer.clone(), self.length);
         self.inflight = Some(tokio::task::spawn_blocking(move || {
             let total = segments(length);
@@ -284,16 +298,40 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// Waits for every write; returns the new tail: where it starts and its plaintext.
+    /// Starts a write-back of what is written when [`SYNC_EVERY`] bytes were written since the
+    /// last one and none is running (a finished one's error is returned).
+    async fn write_back(&mut self) -> std::io::Result<()> {
+        if self.syncing.as_ref().is_some_and(tokio::task::JoinHandle::is_finished) {
+            self.wait_sync().await?;
+        }
+        if self.unsynced >= SYNC_EVERY && self.syncing.is_none() {
+            self.unsynced = 0;
+            let file = self.file.clone();
+            self.syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+        }
+        Ok(())
+    }
+
+    async fn wait_sync(&mut self) -> std::io::Result<()> {
+        if let Some(h) = self.syncing.take() {
+            h.await.map_err(std::io::Error::other)??;
+        }
+        Ok(())
+    }
+
+    /// Waits for every write (and write-back); returns the new tail: where it starts and its
+    /// plaintext. The caller still fsyncs before acknowledging.
     pub async fn finish(mut self) -> std::io::Result<(u64, Vec<u8>)> {
         self.flush().await?;
         self.wait().await?;
+        self.wait_sync().await?;
         Ok((self.first * SEGMENT, std::mem::take(&mut self.pending)))
     }
 
     /// Drops what was received (nothing acknowledged is written over): waits for writes in flight.
     pub async fn abandon(mut self) {
         let _ = self.wait().await;
+        let _ = self.wait_sync().await;
     }
 }
 

@@ -7,18 +7,19 @@
 //! [`super::check::MAX_IMAGE_PIXELS`]); the first page of a PDF is rendered by poppler's
 //! `pdftoppm` in a limited child ([`super::check::limited`]), or a generic page is stored.
 
-use std::io::Cursor;
+use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use image::{ImageFormat, ImageReader, Limits, Rgb, RgbImage};
+use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, Limits, Rgb, RgbImage};
 use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use super::check::{CHILD_TIMEOUT, limited};
-use super::crypto::random_key;
+use super::crypto::{Sealer, random_key};
 use super::sniff::Kind;
+use super::staging::SealedReader;
 use crate::state::AppState;
 
 pub const MAX_SIDE: u32 = 320;
@@ -54,12 +55,26 @@ async fn make(
                     .await
                     .unwrap_or_else(placeholder),
             ),
-            _ => {
-                let bytes = state.materials.read_all(&path, key, size).await.map_err(|e| e.to_string())?;
-                tokio::task::spawn_blocking(move || image_thumbnail(kind, &bytes))
+            _ => match state.materials.local_file(&path) {
+                // The local store: read and decrypted a segment at a time while decoding.
+                Some(file) => {
+                    let (key, path) = (*key, path.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let file = std::fs::File::open(file).map_err(|e| e.to_string())?;
+                        let plain = SealedReader::new(file, Sealer::new(&key, &path), size);
+                        Ok::<_, String>(image_thumbnail(kind, BufReader::with_capacity(64 * 1024, plain)))
+                    })
                     .await
-                    .map_err(|e| e.to_string())?
-            }
+                    .map_err(|e| e.to_string())??
+                }
+                None => {
+                    let bytes =
+                        state.materials.read_all(&path, key, size).await.map_err(|e| e.to_string())?;
+                    tokio::task::spawn_blocking(move || image_thumbnail(kind, Cursor::new(bytes)))
+                        .await
+                        .map_err(|e| e.to_string())?
+                }
+            },
         }
     };
     let Some(t) = thumb else { return Ok(()) };
@@ -107,7 +122,7 @@ async fn make(
     }
     for id in ids {
         let Ok(Some(m)) = super::load(state, id).await else { continue };
-        let Ok(Some(session)) = super::session_info(&state.db, m.view.session_id).await else { continue };
+        let Ok(Some(session)) = super::session_info(state, m.view.session_id).await else { continue };
         super::notify_material(state, &session, m.view).await;
     }
     Ok(())
@@ -120,15 +135,25 @@ fn encode_jpeg(img: &RgbImage) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Thumbnail of a JPEG, PNG or TIFF image (blocking: call from `spawn_blocking`).
-pub fn image_thumbnail(kind: Kind, bytes: &[u8]) -> Option<Vec<u8>> {
+/// Thumbnail of a JPEG, PNG or TIFF image read from `reader` (blocking: call from
+/// `spawn_blocking`). A JPEG is decoded at reduced size in the DCT ([`jpeg_scaled`]: an A4 page
+/// at 600 dpi becomes 620 × 877 pixels, ≈ 1.6 MB, instead of ≈ 104 MB); other images, and a
+/// JPEG that decoder does not take, are decoded whole by the `image` crate under its limits.
+pub fn image_thumbnail(kind: Kind, mut reader: impl BufRead + Seek) -> Option<Vec<u8>> {
     let format = match kind {
         Kind::Jpeg => ImageFormat::Jpeg,
         Kind::Png => ImageFormat::Png,
         Kind::Tiff => ImageFormat::Tiff,
         Kind::Pdf | Kind::Video => return None,
     };
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    if kind == Kind::Jpeg {
+        match jpeg_scaled(&mut reader) {
+            Ok(img) => return encode_jpeg(&img.thumbnail(MAX_SIDE, MAX_SIDE).to_rgb8()),
+            Err(e) => tracing::debug!(error = %e, "thumbnail: no scaled JPEG decode"),
+        }
+        reader.seek(SeekFrom::Start(0)).ok()?;
+    }
+    let mut reader = ImageReader::with_format(reader, format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_DIMENSION);
     limits.max_image_height = Some(MAX_DIMENSION);
@@ -136,6 +161,30 @@ pub fn image_thumbnail(kind: Kind, bytes: &[u8]) -> Option<Vec<u8>> {
     reader.limits(limits);
     let img = reader.decode().map_err(|e| tracing::debug!(error = %e, "thumbnail: cannot decode")).ok()?;
     encode_jpeg(&img.thumbnail(MAX_SIDE, MAX_SIDE).to_rgb8())
+}
+
+/// A JPEG decoded at the smallest DCT scale (1/8, 1/4, 1/2 or 1) that still covers
+/// [`MAX_SIDE`]: a baseline JPEG is decoded a row of blocks at a time into the scaled planes, so
+/// memory follows the thumbnail's size, not the page's (a progressive one keeps its coefficients,
+/// bounded by [`MAX_ALLOC`]). Grey and RGB only (CMYK and 16-bit go to the `image` crate).
+pub fn jpeg_scaled(reader: impl Read) -> Result<DynamicImage, String> {
+    let mut d = jpeg_decoder::Decoder::new(reader);
+    d.set_max_decoding_buffer_size(usize::try_from(MAX_ALLOC).unwrap_or(usize::MAX));
+    d.read_info().map_err(|e| e.to_string())?;
+    let info = d.info().ok_or("no header")?;
+    if u32::from(info.width.max(info.height)) > MAX_DIMENSION {
+        return Err(format!("{} x {} pixels", info.width, info.height));
+    }
+    let side = u16::try_from(MAX_SIDE).unwrap_or(u16::MAX);
+    let (w, h) = d.scale(side, side).map_err(|e| e.to_string())?;
+    let pixels = d.decode().map_err(|e| e.to_string())?;
+    let (w, h) = (u32::from(w), u32::from(h));
+    let img = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8),
+        jpeg_decoder::PixelFormat::RGB24 => RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8),
+        other => return Err(format!("pixel format {other:?}")),
+    };
+    img.ok_or_else(|| "decoded size does not match".to_owned())
 }
 
 /// First page of a PDF via `pdftoppm` (reading the document from stdin, in a child with memory
@@ -184,4 +233,60 @@ pub fn placeholder() -> Vec<u8> {
         if border || line { Rgb([180, 186, 196]) } else { Rgb([250, 250, 250]) }
     });
     encode_jpeg(&img).unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A page whose left half is red and right half blue, as a JPEG.
+    fn two_colour_page(w: u32, h: u32, grey: bool) -> Vec<u8> {
+        let img =
+            RgbImage::from_fn(w, h, |x, _| if x < w / 2 { Rgb([200, 20, 20]) } else { Rgb([20, 20, 200]) });
+        let img = if grey {
+            DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(img).to_luma8())
+        } else {
+            DynamicImage::ImageRgb8(img)
+        };
+        let mut out = Vec::new();
+        img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_jpeg_is_decoded_at_reduced_size_and_its_thumbnail_shows_the_page() {
+        let page = two_colour_page(1600, 2400, false);
+        // 1/8 would be 200 × 300, under the thumbnail's side: 1/4 is the smallest that covers it.
+        let scaled = jpeg_scaled(Cursor::new(&page)).unwrap();
+        assert_eq!((scaled.width(), scaled.height()), (400, 600));
+        let thumb = image_thumbnail(Kind::Jpeg, Cursor::new(page)).unwrap();
+        let t = image::load_from_memory(&thumb).unwrap().to_rgb8();
+        assert!(t.width() <= MAX_SIDE && t.height() == MAX_SIDE, "{}x{}", t.width(), t.height());
+        let (left, right) =
+            (t.get_pixel(t.width() / 4, t.height() / 2), t.get_pixel(t.width() * 3 / 4, t.height() / 2));
+        assert!(left[0] > 150 && left[2] < 80, "left half red: {left:?}");
+        assert!(right[2] > 150 && right[0] < 80, "right half blue: {right:?}");
+    }
+
+    #[test]
+    fn grey_jpegs_and_other_images_get_thumbnails() {
+        let grey = two_colour_page(900, 1200, true);
+        assert_eq!(jpeg_scaled(Cursor::new(&grey)).unwrap().width(), 450);
+        let t = image::load_from_memory(&image_thumbnail(Kind::Jpeg, Cursor::new(grey)).unwrap()).unwrap();
+        assert_eq!(t.height(), MAX_SIDE);
+        let mut png = Vec::new();
+        RgbImage::from_pixel(64, 32, Rgb([1, 2, 3]))
+            .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        let t = image::load_from_memory(&image_thumbnail(Kind::Png, Cursor::new(png)).unwrap()).unwrap();
+        assert_eq!((t.width(), t.height()), (MAX_SIDE, MAX_SIDE / 2), "the image's own proportions");
+    }
+
+    #[test]
+    fn a_broken_jpeg_has_no_thumbnail() {
+        let mut page = two_colour_page(640, 480, false);
+        page.truncate(300);
+        assert!(image_thumbnail(Kind::Jpeg, Cursor::new(page)).is_none());
+    }
 }

@@ -359,7 +359,7 @@ async fn create_inner(state: &AppState, p: &Principal, h: &HeaderMap) -> ApiResu
         }
         None => None,
     };
-    let session = session_info(&state.db, session_id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
+    let session = session_info(state, session_id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
     if !(session.is_terminal(p) || session.is_operator(p)) || (recording && !session.is_terminal(p)) {
         return Err(deny(state, p, "material.upload", "session", session.id).await);
     }
@@ -525,8 +525,7 @@ async fn quota(state: &AppState, p: &Principal, session: &SessionInfo, length: u
 pub(crate) async fn sweep_ended(state: &AppState) -> ApiResult<u64> {
     let rows = sqlx::query(
         "SELECT u.id FROM uploads u JOIN call_sessions s ON s.id = u.session_id \
-         WHERE u.material_id IS NULL AND s.status NOT IN ('active', 'held') \
-         AND COALESCE(s.ended_at, 0) < $1 LIMIT 64",
+         WHERE u.material_id IS NULL AND s.ended_at IS NOT NULL AND s.ended_at < $1 LIMIT 64",
     )
     .bind(now_ms() - super::UPLOAD_GRACE_MS)
     .fetch_all(&state.db.pool)
@@ -712,7 +711,7 @@ async fn patch_inner(
         return Ok(resp);
     }
     // An upload outlives its session only until the session's party touches it again.
-    if !session_info(&state.db, up.session_id).await?.is_some_and(|s| s.finishes_uploads(now_ms())) {
+    if !session_info(state, up.session_id).await?.is_some_and(|s| s.finishes_uploads(now_ms())) {
         remove_upload(state, id).await?;
         return Err(session_over());
     }
@@ -959,7 +958,7 @@ async fn finish(
     digest: &str,
     file: Arc<std::fs::File>,
 ) -> ApiResult<MaterialView> {
-    let session = session_info(&state.db, up.session_id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
+    let session = session_info(state, up.session_id).await?.ok_or_else(|| ApiError::not_found("通话"))?;
     if !session.finishes_uploads(now_ms()) {
         return Err(session_over());
     }

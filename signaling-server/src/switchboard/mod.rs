@@ -112,6 +112,11 @@ pub struct Settings {
     pub fence: Option<lease::Fence>,
 }
 
+/// The switchboard did not answer a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the switchboard did not answer")]
+pub struct NoAnswer;
+
 /// Cheap-to-clone handle to the switchboard task.
 #[derive(Debug, Clone)]
 pub struct Switchboard {
@@ -156,9 +161,17 @@ impl Switchboard {
     /// Whether a session is live, who its parties are and whether they are connected: the
     /// switchboard's answer (`None`: not a session it holds).
     pub async fn session(&self, session: Uuid) -> Option<SessionInfo> {
+        self.live_session(session).await.ok().flatten()
+    }
+
+    /// Like [`Switchboard::session`], but tells "not a session it holds" (`Ok(None)`) from no
+    /// answer at all (`Err`: the task is gone, or in cluster mode the authority did not answer
+    /// within its bound, e.g. during a hand-over), so a REST handler never takes a live call
+    /// for an ended one because nobody answered.
+    pub async fn live_session(&self, session: Uuid) -> Result<Option<SessionInfo>, NoAnswer> {
         let (reply, rx) = oneshot::channel();
-        self.send(Event::Session { session, reply }).await;
-        rx.await.ok().flatten()
+        self.tx.send(Event::Session { session, reply }).await.map_err(|_| NoAnswer)?;
+        rx.await.map_err(|_| NoAnswer)
     }
 
     /// The sessions the switchboard holds in which `party` takes part.

@@ -449,7 +449,7 @@ async fn only_the_parties_supervisors_and_admins_see_materials_and_refusals_are_
 #[tokio::test]
 async fn review_then_archive_and_purge_after_retention() {
     let app = TestApp::spawn().await;
-    let c = call(&app).await;
+    let mut c = call(&app).await;
     // With its thumbnail made, so the purge below has content and thumbnail to remove.
     let id = upload_with_thumbnail(&app, &c.device, &c.session_id, "a.png", &png(20, 20)).await;
     let (s, _) = app
@@ -472,13 +472,7 @@ async fn review_then_archive_and_purge_after_retention() {
     assert_eq!(s, StatusCode::FORBIDDEN, "only the operator reviews");
 
     // The session ended 200 days ago: the purge archives and deletes the content.
-    let long_ago = signaling_server::db::now_ms() - 200 * 86_400_000;
-    sqlx::query("UPDATE call_sessions SET status = 'closed', ended_at = $1 WHERE id = $2")
-        .bind(long_ago)
-        .bind(&c.session_id)
-        .execute(&app.state.db.pool)
-        .await
-        .expect("end");
+    c.end_ago(&app, 200 * 86_400_000).await;
     let admin = app.login("admin").await;
     let (s, _) = app.post("/api/v1/admin/materials/purge", Some(&c.operator), json!({})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -692,7 +686,7 @@ async fn open_uploads_and_stored_bytes_have_quotas() {
 #[tokio::test]
 async fn uploads_of_an_ended_session_are_cleaned_up_and_its_terminal_reads_nothing() {
     let app = TestApp::spawn().await;
-    let c = call(&app).await;
+    let mut c = call(&app).await;
     let data = png(64, 64);
     let material = upload(&app, &c.device, &c.session_id, "a.png", &data).await;
     let half = start(&app, &c.device, &c.session_id, "b.png", &pdf("b", 5000)).await;
@@ -728,12 +722,7 @@ async fn uploads_of_an_ended_session_are_cleaned_up_and_its_terminal_reads_nothi
 
     let untouched = start(&app, &c.operator, &c.session_id, "c.pdf", &pdf("c", 900)).await;
     // The call ended 11 minutes ago: past the grace for uploads begun during the call.
-    sqlx::query("UPDATE call_sessions SET status = 'ended', ended_at = $1 WHERE id = $2")
-        .bind(signaling_server::db::now_ms() - 11 * 60 * 1000)
-        .bind(&c.session_id)
-        .execute(&app.state.db.pool)
-        .await
-        .expect("end");
+    c.end_ago(&app, 11 * 60 * 1000).await;
     // The terminal reads nothing of an ended session; the operator still can.
     let (s, _) = app.get(&format!("/api/v1/sessions/{}/materials", c.session_id), Some(&c.device)).await;
     assert_eq!(s, StatusCode::FORBIDDEN);

@@ -1,13 +1,16 @@
-//! Shared by the materials and print-job tests: a live call session between the first demo
-//! terminal and `operator1` (rows written directly), and a small tus client.
+//! Shared by the materials and print-job tests: a live call between the first demo terminal
+//! and `operator1`, made through the real flow (the terminal takes a ticket, the operator
+//! accepts it), and a small tus client.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
+use shared::protocol::{ClientMsg, ServerMsg};
 use sqlx::Row;
 
 use crate::helpers::TestApp;
+use crate::ws_client::{WsClient, answer_ringing, available_operator_with, take_ticket};
 
 pub struct Call {
     pub session_id: String,
@@ -18,14 +21,44 @@ pub struct Call {
     pub device: String,
     /// Access token of the session's operator (`operator1`).
     pub operator: String,
+    /// The ticket's number as issued (e.g. `J-0001`).
+    pub ticket_number: String,
+    /// The two parties' sockets, open while the call lasts (a party gone past its reconnect
+    /// window ends the call).
+    pub op_ws: WsClient,
+    pub _term_ws: WsClient,
 }
 
-/// A ticket and an active call session for it.
+impl Call {
+    /// The operator ends the call (the switchboard records it ended) from a new connection (a
+    /// test may have opened others for the same party since), and has been told.
+    pub async fn end(&mut self, app: &TestApp) {
+        let session_id: uuid::Uuid = self.session_id.parse().expect("uuid");
+        let (mut op, _) = WsClient::connect(app, &self.operator).await;
+        op.send(&ClientMsg::EndCall { session_id }).await;
+        op.expect("session_ended", |m| {
+            matches!(m, ServerMsg::SessionEnded { session_id: s, .. } if *s == session_id).then_some(())
+        })
+        .await;
+        self.op_ws = op;
+    }
+
+    /// Ends the call and dates its end `ago_ms` back in its record (a call that ended long ago).
+    pub async fn end_ago(&mut self, app: &TestApp, ago_ms: i64) {
+        self.end(app).await;
+        sqlx::query("UPDATE call_sessions SET ended_at = $1 WHERE id = $2")
+            .bind(signaling_server::db::now_ms() - ago_ms)
+            .bind(&self.session_id)
+            .execute(&app.state.db.pool)
+            .await
+            .expect("dated");
+    }
+}
+
+/// A live call: the first demo terminal takes a ticket for the first item with required
+/// materials that `operator1` serves, and `operator1` accepts it.
 pub async fn call(app: &TestApp) -> Call {
     let (_, device) = app.enroll_terminal(0).await;
-    let login = app.login_full("operator1").await;
-    let operator = login["access_token"].as_str().expect("token").to_owned();
-    let operator_id = login["user"]["id"].as_str().expect("user id").to_owned();
     let pool = &app.state.db.pool;
     let t =
         sqlx::query("SELECT id, point_id FROM terminals WHERE status = 'active' ORDER BY enrolled_at DESC")
@@ -35,45 +68,37 @@ pub async fn call(app: &TestApp) -> Call {
     let terminal_id: String = t.get("id");
     let point_id: String = t.get("point_id");
     let item = sqlx::query(
-        "SELECT i.id, i.line_id, m.id AS slot_id FROM service_items i JOIN item_materials m ON m.item_id = i.id \
-         ORDER BY i.code, m.position",
+        "SELECT i.id, m.id AS slot_id FROM service_items i JOIN item_materials m ON m.item_id = i.id \
+         JOIN operator_skills k ON k.line_id = i.line_id JOIN users u ON u.id = k.user_id \
+         WHERE u.username = 'operator1' ORDER BY i.code, m.position",
     )
     .fetch_one(pool)
     .await
     .expect("an item with required materials");
-    let (item_id, line_id, slot_id): (String, String, String) =
-        (item.get("id"), item.get("line_id"), item.get("slot_id"));
-    let now = signaling_server::db::now_ms();
-    let ticket_id = uuid::Uuid::now_v7().to_string();
-    sqlx::query(
-        "INSERT INTO tickets (id, number, service_day, point_id, terminal_id, item_id, line_id, priority, request_id, \
-         status, created_at) VALUES ($1, 'T-0001', '2026-11-22', $2, $3, $4, $5, 'normal', $6, 'in_call', $7)",
-    )
-    .bind(&ticket_id)
-    .bind(&point_id)
-    .bind(&terminal_id)
-    .bind(&item_id)
-    .bind(&line_id)
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(now)
-    .execute(pool)
-    .await
-    .expect("ticket");
-    let session_id = uuid::Uuid::now_v7().to_string();
-    sqlx::query(
-        "INSERT INTO call_sessions (id, ticket_id, operator_id, terminal_id, line_id, status, started_at, wait_ms) \
-         VALUES ($1, $2, $3, $4, $5, 'active', $6, 0)",
-    )
-    .bind(&session_id)
-    .bind(&ticket_id)
-    .bind(&operator_id)
-    .bind(&terminal_id)
-    .bind(&line_id)
-    .bind(now)
-    .execute(pool)
-    .await
-    .expect("session");
-    Call { session_id, terminal_id, point_id, slot_id, device, operator }
+    let (item_id, slot_id): (String, String) = (item.get("id"), item.get("slot_id"));
+    let (mut op_ws, operator) = available_operator_with(app, "operator1").await;
+    let (mut term_ws, _) = WsClient::connect(app, &device).await;
+    term_ws.send(&take_ticket(item_id.parse().expect("uuid"))).await;
+    let session_id = answer_ringing(&mut op_ws, &mut term_ws).await.to_string();
+    let ticket_number = term_ws
+        .seen
+        .iter()
+        .find_map(|m| match m {
+            ServerMsg::TicketIssued { ticket, .. } => Some(ticket.number.to_string()),
+            _ => None,
+        })
+        .expect("ticket_issued before session_started");
+    Call {
+        session_id,
+        terminal_id,
+        point_id,
+        slot_id,
+        device,
+        operator,
+        ticket_number,
+        op_ws,
+        _term_ws: term_ws,
+    }
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {

@@ -159,17 +159,11 @@ async fn a_scan_round_trips_through_the_s3_store_encrypted() {
 async fn retention_purge_deletes_the_s3_object() {
     let s3 = S3Server::start().await;
     let app = spawn_on(&s3).await;
-    let c = call(&app).await;
+    let mut c = call(&app).await;
     let id = upload_with_thumbnail(&app, &c.device, &c.session_id, "a.png", &png(40, 30)).await;
     assert_eq!(s3.objects().len(), 2, "object and thumbnail");
 
-    let long_ago = signaling_server::db::now_ms() - 200 * 86_400_000;
-    sqlx::query("UPDATE call_sessions SET status = 'closed', ended_at = $1 WHERE id = $2")
-        .bind(long_ago)
-        .bind(&c.session_id)
-        .execute(&app.state.db.pool)
-        .await
-        .expect("end");
+    c.end_ago(&app, 200 * 86_400_000).await;
     let admin = app.login("admin").await;
     let (s, r) = app.post("/api/v1/admin/materials/purge", Some(&admin), json!({})).await;
     assert_eq!(s, StatusCode::OK, "{r}");

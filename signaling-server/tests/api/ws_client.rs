@@ -111,14 +111,25 @@ pub async fn item_id(app: &TestApp, token: &str, code: &str) -> uuid::Uuid {
 pub async fn available_operator(app: &TestApp, username: &str) -> (WsClient, uuid::Uuid) {
     let login = app.login_full(username).await;
     let id = login["user"]["id"].as_str().expect("id").parse().expect("uuid");
-    let (mut c, _) = WsClient::connect(app, login["access_token"].as_str().expect("token")).await;
+    let token = login["access_token"].as_str().expect("token");
+    (available(app, token).await, id)
+}
+
+/// Like [`available_operator`]; returns the client and the operator's access token.
+pub async fn available_operator_with(app: &TestApp, username: &str) -> (WsClient, String) {
+    let token = app.login(username).await;
+    (available(app, &token).await, token)
+}
+
+async fn available(app: &TestApp, token: &str) -> WsClient {
+    let (mut c, _) = WsClient::connect(app, token).await;
     c.send(&ClientMsg::SetAvailability { available: true }).await;
     c.expect("available", |m| {
         matches!(m, ServerMsg::OperatorStatus { state: shared::protocol::OperatorStateView::Available })
             .then_some(())
     })
     .await;
-    (c, id)
+    c
 }
 
 pub fn take_ticket(item_id: uuid::Uuid) -> ClientMsg {
