@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use shared::protocol::ServerMsg;
 use signaling_server::dispatch::{
-    Action, Config, Dispatcher, LineId, Millis, OperatorId, OperatorState, Priority, TicketId,
+    Config, Dispatcher, LineId, Millis, OperatorId, OperatorState, Priority, TicketId,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -71,9 +71,11 @@ fn pcts(mut ns: Vec<u64>) -> Pcts {
 pub struct Outcome {
     /// Offer decision + accept, per run.
     pub pure: Vec<Pcts>,
-    /// The switchboard's queue-position refresh after each assignment (positions of every
-    /// waiting ticket on the line), measured on the same dispatcher.
+    /// The switchboard core's whole turn for one `accept` (the real `Core`: dispatch, session
+    /// start, the queue's move recorded for the positions tick), per run.
     pub pure_positions: Vec<Pcts>,
+    /// The core's ticks that told a line's residents their moved positions, per run.
+    pub positions_tick: Vec<Pcts>,
     /// `accept` → `session_started` over WS, per backend, per round.
     pub e2e: Vec<(Backend, Vec<Pcts>)>,
     /// Tickets per second while filling the queue end to end, per backend.
@@ -83,10 +85,14 @@ pub struct Outcome {
 pub async fn run(o: &Opts) -> Result<Outcome> {
     let mut out = Outcome::default();
     for run in 0..o.runs {
-        let (a, p) = pure_run(o, run as u64);
-        eprintln!("dispatch pure run {run}: assign {a:?}, positions {p:?}");
+        let a = pure_run(o, run as u64);
+        let (turn, refresh) = core_run(o, run as u64);
+        eprintln!(
+            "dispatch pure run {run}: assign {a:?}; core accept turn {turn:?}, positions tick {refresh:?}"
+        );
         out.pure.push(a);
-        out.pure_positions.push(p);
+        out.pure_positions.push(turn);
+        out.positions_tick.push(refresh);
     }
     if !o.backends.is_empty() {
         let bin = util::server_binary(o.server_bin.as_deref())?;
@@ -116,7 +122,7 @@ fn priority(i: usize) -> Priority {
 /// round robin over the operators: accept the ring, end the call, enqueue a fresh ticket
 /// (the queue stays full), finish wrap-up (the dispatcher matches the next ticket). A sample
 /// is the time of `wrap_up_done` (the dispatch decision, an `Offer`) plus `accept`.
-fn pure_run(o: &Opts, run: u64) -> (Pcts, Pcts) {
+fn pure_run(o: &Opts, run: u64) -> Pcts {
     let mut d = Dispatcher::new(Config::default());
     let lines: Vec<LineId> = (0..o.lines).map(|_| LineId(Uuid::new_v4())).collect();
     let mut now = 1_780_000_000_000 + run as i64 * 10_000_000;
@@ -135,7 +141,6 @@ fn pure_run(o: &Opts, run: u64) -> (Pcts, Pcts) {
         let _ = d.operator_online(op, &skills_of(i, &lines, o.skills), Millis(now));
     }
     let mut assign = Vec::with_capacity(o.pure_iterations);
-    let mut positions = Vec::with_capacity(o.pure_iterations);
     for i in 0..o.pure_iterations {
         let op = ops[i % ops.len()];
         now += 1;
@@ -143,24 +148,6 @@ fn pure_run(o: &Opts, run: u64) -> (Pcts, Pcts) {
         let t = Instant::now();
         let actions = d.accept(op, ticket, Millis(now));
         let accept_ns = t.elapsed().as_nanos();
-        let changed: Vec<LineId> = actions
-            .as_ref()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| match x {
-                        Action::QueueChanged { line } => Some(*line),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let t = Instant::now();
-        for line in changed {
-            for w in d.waiting_on_line(line) {
-                black_box(d.position(w));
-            }
-        }
-        positions.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
         black_box(actions.ok());
         now += 1;
         let _ = d.call_ended(op, Millis(now));
@@ -171,7 +158,170 @@ fn pure_run(o: &Opts, run: u64) -> (Pcts, Pcts) {
         black_box(offered.ok());
         assign.push(u64::try_from(accept_ns + match_ns).unwrap_or(u64::MAX));
     }
-    (pcts(assign), pcts(positions))
+    pcts(assign)
+}
+
+/// The real switchboard core ([`Core`], as the driver feeds it, no I/O) with `tickets`
+/// waiting on `lines` lines from `terminals` terminals and `operators` operators ringing; then
+/// round robin over the operators: `accept` (timed: the accept's whole turn), every tick the
+/// core asks for until the next assignment 2 ms later (the ones that told residents their
+/// positions are timed), end the call, a fresh ticket (the queue stays full), wrap up (the
+/// next ring). Returns the accept turns and the positions ticks.
+fn core_run(o: &Opts, run: u64) -> (Pcts, Pcts) {
+    use shared::protocol::{ClientMsg, Outcome, Role, ServerMsg, TicketView};
+    use signaling_server::switchboard::core::{Core, CoreSettings, Input, Lookup, Output, PartyInfo};
+    use std::collections::HashMap;
+
+    let settings = CoreSettings {
+        ring_timeout_ms: 3_600_000,
+        overflow_after_ms: 0,
+        resume_window_ms: 60_000,
+        max_open_tickets_per_terminal: usize::MAX,
+        ice: signaling_server::ice::IceConfig::default(),
+    };
+    let lines: Vec<Uuid> = (0..o.lines).map(|_| Uuid::new_v4()).collect();
+    let names: HashMap<Uuid, String> =
+        lines.iter().enumerate().map(|(i, l)| (*l, format!("压测业务{i}"))).collect();
+    let items: Vec<Uuid> = (0..o.lines).map(|_| Uuid::new_v4()).collect();
+    let point = Uuid::new_v4();
+    let mut core = Core::new(settings, names.clone());
+    let mut now = 1_780_000_000_000 + run as i64 * 10_000_000;
+    // What the parties were last told: each operator's ringing ticket and started session.
+    let mut told = Told::default();
+    // As the driver does: every deadline due is ticked at once.
+    let tick_due = |core: &mut Core, now: i64, timed: &mut Vec<u64>| -> Vec<Output> {
+        let mut outs = Vec::new();
+        while core.next_deadline().is_some_and(|d| d <= now) {
+            let t = Instant::now();
+            let o = core.handle(Input::Tick, now);
+            let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            // A tick that told residents their positions, not one that also sent the board (once
+            // a second, its own cost).
+            let positions =
+                o.iter().any(|x| matches!(x, Output::Send { msg: ServerMsg::QueuePosition { .. }, .. }));
+            let board = o.iter().any(|x| matches!(x, Output::SendMany { msg: ServerMsg::Board { .. }, .. }));
+            if positions && !board {
+                timed.push(ns);
+            }
+            outs.extend(o);
+        }
+        outs
+    };
+    let mut untimed = Vec::new();
+    let terminals: Vec<Uuid> = (0..o.terminals.max(1)).map(|_| Uuid::new_v4()).collect();
+    for &t in &terminals {
+        let party =
+            PartyInfo { id: t, role: Role::Terminal, point_id: Some(point), name: "压测终端".into() };
+        told.absorb(core.handle(Input::Connect { party, conn: t, skills: Vec::new(), center: None }, now));
+    }
+    let mut next = 0usize;
+    let mut take = |core: &mut Core, now: i64| -> Vec<Output> {
+        let k = next % lines.len();
+        let terminal = terminals[next % terminals.len()];
+        let view = TicketView {
+            ticket_id: Uuid::now_v7(),
+            number: format!("A-{next:04}"),
+            item_id: items[k],
+            item_name: format!("压测事项{k}"),
+            line_id: lines[k],
+            line_name: names[&lines[k]].clone(),
+            point_id: point,
+            point_name: "压测服务点".into(),
+            priority: if next.is_multiple_of(10) {
+                shared::protocol::Priority::Elderly
+            } else {
+                shared::protocol::Priority::Normal
+            },
+            resident_name_masked: None,
+            id_number_masked: None,
+            waited_secs: 0,
+            assisted_by: None,
+        };
+        next += 1;
+        let input = Input::TicketCreated {
+            terminal,
+            request_id: Uuid::new_v4(),
+            view,
+            recording: false,
+            center: None,
+            appointment: None,
+        };
+        core.handle(input, now)
+    };
+    for _ in 0..o.tickets {
+        now += 1;
+        take(&mut core, now);
+        tick_due(&mut core, now, &mut untimed);
+    }
+    let line_ids: Vec<LineId> = lines.iter().map(|l| LineId(*l)).collect();
+    let ops: Vec<Uuid> = (0..o.operators).map(|_| Uuid::new_v4()).collect();
+    for (i, &op) in ops.iter().enumerate() {
+        now += 1;
+        let party = PartyInfo { id: op, role: Role::Operator, point_id: None, name: format!("bench-op{i}") };
+        let skills = skills_of(i, &line_ids, o.skills).iter().map(|l| l.0).collect();
+        told.absorb(core.handle(Input::Connect { party, conn: op, skills, center: None }, now));
+        let msg = ClientMsg::SetAvailability { available: true };
+        told.absorb(core.handle(Input::Message { party: op, conn: op, msg, lookup: Lookup::None }, now));
+        told.absorb(tick_due(&mut core, now, &mut untimed));
+    }
+    let mut turns = Vec::with_capacity(o.pure_iterations);
+    let mut ticks = Vec::new();
+    // Past the setup's ticks: only the assignments' own are timed.
+    now += 5_000;
+    told.absorb(tick_due(&mut core, now, &mut untimed));
+    for i in 0..o.pure_iterations {
+        let op = ops[i % ops.len()];
+        let Some(ticket) = told.ringing.remove(&op) else { continue };
+        now += 2;
+        let msg = ClientMsg::Accept { ticket_id: ticket };
+        let t = Instant::now();
+        let outs = core.handle(Input::Message { party: op, conn: op, msg, lookup: Lookup::None }, now);
+        turns.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        told.absorb(outs);
+        told.absorb(tick_due(&mut core, now, &mut ticks));
+        let Some(s) = told.session.remove(&op) else { continue };
+        let mut feed = |core: &mut Core, msg: ClientMsg| {
+            core.handle(Input::Message { party: op, conn: op, msg, lookup: Lookup::None }, now)
+        };
+        told.absorb(feed(&mut core, ClientMsg::EndCall { session_id: s }));
+        told.absorb(take(&mut core, now));
+        told.absorb(feed(
+            &mut core,
+            ClientMsg::WrapUp { session_id: s, outcome: Outcome::Completed, notes: None },
+        ));
+    }
+    assert!(
+        turns.len() * 2 > o.pure_iterations,
+        "most operators were rung: {} of {}",
+        turns.len(),
+        o.pure_iterations
+    );
+    (pcts(turns), pcts(ticks))
+}
+
+/// What the core told the operators: the ticket ringing each, the session each started.
+#[derive(Default)]
+struct Told {
+    ringing: std::collections::HashMap<Uuid, Uuid>,
+    session: std::collections::HashMap<Uuid, Uuid>,
+}
+
+impl Told {
+    fn absorb(&mut self, outs: Vec<signaling_server::switchboard::core::Output>) {
+        use shared::protocol::ServerMsg;
+        use signaling_server::switchboard::core::Output;
+        for out in outs {
+            match out {
+                Output::Send { to, msg: ServerMsg::Ringing { ticket, .. } } => {
+                    self.ringing.insert(to, ticket.ticket_id);
+                }
+                Output::Send { to, msg: ServerMsg::SessionStarted { session } } => {
+                    self.session.insert(to, session.session_id);
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 // ---- end to end -----------------------------------------------------------------------------

@@ -38,9 +38,49 @@ pub fn latest_migration() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
+/// How often the server's SQLite write-ahead log is copied back into the database file.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
 impl Db {
     /// Connects and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, DbError> {
+        Self::open(url, false).await
+    }
+
+    /// Connects for the server: like [`Db::connect`], but on SQLite no commit runs a
+    /// checkpoint itself (`wal_autocheckpoint=0`); a background task checkpoints every
+    /// [`CHECKPOINT_INTERVAL`] instead (`PRAGMA wal_checkpoint(PASSIVE)`, which waits for no
+    /// reader or writer). With SQLite's default the commit that fills the log to 1,000 pages
+    /// copies them and fsyncs twice before it returns: every hundred or so of the switchboard's
+    /// commits, an `accept` waited milliseconds for it. Durability is the same (WAL with
+    /// `synchronous=NORMAL`: a commit is in the log before it returns, safe against a crash
+    /// of the process; the log is fsynced at checkpoints, so a power loss may lose the last
+    /// commits since one).
+    pub async fn connect_server(url: &str) -> Result<Self, DbError> {
+        let db = Self::open(url, true).await?;
+        if db.backend == Backend::Sqlite {
+            let pool = db.pool.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(CHECKPOINT_INTERVAL);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    if pool.is_closed() {
+                        break;
+                    }
+                    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                        if pool.is_closed() {
+                            break;
+                        }
+                        tracing::warn!(error = %e, "SQLite checkpoint failed");
+                    }
+                }
+            });
+        }
+        Ok(db)
+    }
+
+    async fn open(url: &str, background_checkpoint: bool) -> Result<Self, DbError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         if backend == Backend::Sqlite
@@ -61,6 +101,9 @@ impl Db {
                              PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;",
                         )
                         .await?;
+                        if background_checkpoint {
+                            conn.execute("PRAGMA wal_autocheckpoint=0;").await?;
+                        }
                     }
                     Ok(())
                 })

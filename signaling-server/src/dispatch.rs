@@ -867,22 +867,22 @@ impl Dispatcher {
     /// The positions of every unassigned, non-directed ticket of `line`, in one pass (the same
     /// figures as [`Self::position`] gives one by one, at `O(n)` for the whole line).
     pub fn line_positions(&self, line: LineId) -> Vec<(TicketId, Position)> {
-        let Some(l) = self.lines.get(&line) else { return Vec::new() };
+        self.line_walk(line).map(|(ticket, p, _)| (ticket, p)).collect()
+    }
+
+    /// [`Self::line_positions`] without collecting, with whether each ticket is ringing: what
+    /// a walk over a line's residents needs, in service order, `O(n)` for the whole line.
+    pub fn line_walk(&self, line: LineId) -> impl Iterator<Item = (TicketId, Position, bool)> + '_ {
+        let l = self.lines.get(&line);
         let per_position_ms = self.handle_estimate_ms(line).max(0);
-        let n = i64::from(l.online.max(1));
-        l.queue
-            .values()
-            .enumerate()
-            .map(|(i, &ticket)| {
-                let position = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                let ringing =
-                    self.tickets.get(&ticket).is_some_and(|t| matches!(t.phase, Phase::Ringing { .. }));
-                let wait_ms =
-                    if ringing { 0 } else { i64::from(position).saturating_mul(per_position_ms) / n };
-                let estimated_wait_secs = u32::try_from((wait_ms + 999) / 1000).unwrap_or(u32::MAX);
-                (ticket, Position { position, estimated_wait_secs })
-            })
-            .collect()
+        let n = i64::from(l.map_or(1, |l| l.online.max(1)));
+        l.into_iter().flat_map(|l| l.queue.values()).enumerate().map(move |(i, &ticket)| {
+            let position = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let ringing = self.tickets.get(&ticket).is_some_and(|t| matches!(t.phase, Phase::Ringing { .. }));
+            let wait_ms = if ringing { 0 } else { i64::from(position).saturating_mul(per_position_ms) / n };
+            let estimated_wait_secs = u32::try_from((wait_ms + 999) / 1000).unwrap_or(u32::MAX);
+            (ticket, Position { position, estimated_wait_secs }, ringing)
+        })
     }
 
     /// Unassigned, non-directed tickets of `line` in service order.

@@ -123,7 +123,7 @@ impl Application {
             }
             None => None,
         };
-        let db = Db::connect(&config.database_url).await?;
+        let db = Db::connect_server(&config.database_url).await?;
         // Retired keys stay as long as the longest token they may have signed.
         let keep_ms =
             i64::try_from(config.access_ttl_secs.max(config.device_ttl_secs) + 120).unwrap_or(1020) * 1000;

@@ -92,6 +92,8 @@ pub struct NewSession {
     pub started_at: i64,
     pub wait_ms: i64,
     pub transferred_from: Option<Uuid>,
+    /// The ticket was checked in with an appointment not yet marked served.
+    pub appointment: bool,
 }
 
 /// One change of live state, written by the driver in the batch of its tick (group commit):
@@ -199,14 +201,17 @@ pub async fn apply(conn: &mut AnyConnection, w: &Write) -> Result<(), sqlx::Erro
             .bind(s.ticket.to_string())
             .execute(&mut *conn)
             .await?;
-            // The appointment checked in with it is served from the moment an operator takes it.
-            sqlx::query(
+            // The appointment checked in with it is served from the moment an operator takes it
+            // (no statement for the tickets without one: the accept's commit is on its path).
+            if s.appointment {
+                sqlx::query(
                 "UPDATE appointments SET state = 'served', closed_at = $1 WHERE ticket_id = $2 AND state = 'checked_in'",
             )
             .bind(s.started_at)
             .bind(s.ticket.to_string())
             .execute(&mut *conn)
             .await?;
+            }
         }
         Write::SessionStatus { session, status } => {
             sqlx::query("UPDATE call_sessions SET status = $1 WHERE id = $2")

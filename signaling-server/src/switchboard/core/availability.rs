@@ -113,15 +113,4 @@ impl Core {
                 .collect(),
         }
     }
-
-    /// A waiting ticket's serving count and wait range at `position` on its line.
-    pub(crate) fn ticket_wait(&self, ticket: Uuid, line: Uuid, position: u32) -> (u32, Option<WaitRange>) {
-        let id = LineId(line);
-        let serving = self.dispatcher.serving(id);
-        let ringing = matches!(
-            self.dispatcher.ticket_state(TicketId(ticket)),
-            Some(dispatch::TicketState::Ringing { .. })
-        );
-        (serving, wait_range(position, serving, self.dispatcher.handle_estimate_ms(id), ringing))
-    }
 }

@@ -44,6 +44,10 @@ pub struct PartyInfo {
 /// The board goes out at most this often (ms).
 pub const BOARD_INTERVAL_MS: i64 = 1000;
 
+/// A line's residents are told their moved positions at most this often (ms); the first move
+/// after a quiet interval is told at once.
+pub const POSITIONS_INTERVAL_MS: i64 = 1000;
+
 /// Settings of the core (no I/O handles).
 #[derive(Debug, Clone)]
 pub struct CoreSettings {
@@ -187,6 +191,8 @@ pub(crate) struct PartyRt {
 pub(crate) struct TicketRt {
     pub(crate) view: TicketView,
     pub(crate) terminal: Uuid,
+    /// The `take_ticket` request it answered (`None` when recovered after a restart).
+    pub(crate) request_id: Option<Uuid>,
     pub(crate) created_at: i64,
     /// When it last started waiting (taken or transferred): the wait of its next session.
     pub(crate) queued_since: i64,
@@ -196,6 +202,8 @@ pub(crate) struct TicketRt {
     pub(crate) transfer: Option<TransferContext>,
     /// The resident agreed that the call is recorded.
     pub(crate) recording: bool,
+    /// Checked in with an appointment that its first session marks served.
+    pub(crate) appointment: bool,
     /// The last `(position, estimated wait)` sent, so unchanged positions are not re-sent.
     pub(crate) last_position: Option<(u32, u32, u32, Option<shared::protocol::WaitRange>)>,
 }
@@ -286,6 +294,11 @@ pub struct Core {
     /// Whether each line was staffed when its residents were last told: an operator's state
     /// change re-sends a line's positions only when that flipped.
     pub(crate) told_staffed: HashMap<Uuid, bool>,
+    /// Lines whose queue moved since their residents were last told, and when they are told
+    /// ([`Core::queue_moved`]).
+    pub(crate) positions_due: HashMap<Uuid, i64>,
+    /// When each line's residents were last told their positions.
+    pub(crate) positions_told_at: HashMap<Uuid, i64>,
     /// Tickets a specialist is taking over: the dispatcher's offer to them is accepted at once.
     pub(crate) taking_over: HashMap<Uuid, Uuid>,
     pub(crate) out: Vec<Output>,
@@ -310,14 +323,18 @@ impl Core {
             operator_names: HashMap::new(),
             board_dirty: false,
             told_staffed: HashMap::new(),
+            positions_due: HashMap::new(),
+            positions_told_at: HashMap::new(),
             taking_over: HashMap::new(),
             board_sent_at: 0,
             out: Vec::new(),
         }
     }
 
-    /// Feeds one input; returns what to do, in order. The board goes out (throttled) at the
-    /// end of every input.
+    /// Feeds one input; returns what to do, in order. The board (throttled) and the lines'
+    /// moved positions go out on [`Input::Tick`], which the driver feeds as soon as
+    /// [`Core::next_deadline`] is due: never inside the turn of the message that moved them
+    /// (an `accept` is answered without building either).
     pub fn handle(&mut self, input: Input, now: i64) -> Vec<Output> {
         match input {
             Input::Connect { party, conn, skills, center } => self.connect(party, conn, skills, center, now),
@@ -343,9 +360,11 @@ impl Core {
             Input::Notify { parties, msg } => {
                 self.out.push(Output::SendMany { to: parties, msg: *msg });
             }
-            Input::Tick => self.tick(now),
+            Input::Tick => {
+                self.tick(now);
+                self.flush_board(now);
+            }
         }
-        self.flush_board(now);
         std::mem::take(&mut self.out)
     }
 
@@ -354,7 +373,8 @@ impl Core {
         let d = self.dispatcher.next_deadline().map(|m| m.0);
         let g = self.grace.values().min().copied();
         let b = self.board_dirty.then_some(self.board_sent_at + BOARD_INTERVAL_MS);
-        [d, g, b].into_iter().flatten().min()
+        let p = self.positions_deadline();
+        [d, g, b, p].into_iter().flatten().min()
     }
 
     // ---- queries (the driver's lookups and the REST handlers' view of live state) -----------
@@ -425,6 +445,7 @@ impl Core {
             tracing::info!("reconnect window closed");
             self.expire_party(p, now);
         }
+        self.refresh_due_positions(now);
     }
 
     // ---- messages ---------------------------------------------------------------------------
@@ -663,9 +684,7 @@ impl Core {
                 }
                 Action::DirectedFallback { .. } => {}
                 Action::QueueChanged { line } => {
-                    for (t, p) in self.dispatcher.line_positions(line) {
-                        self.deliver_position(t.0, p);
-                    }
+                    self.queue_moved(line.0, now);
                     self.board_dirty = true;
                 }
                 Action::TicketClosed { .. } => {
@@ -674,7 +693,7 @@ impl Core {
             }
         }
         if !refresh.is_empty() {
-            self.refresh_lines(refresh);
+            self.refresh_lines(refresh, now);
         }
         for (operator, ticket) in take_over {
             let r = self.dispatcher.accept(operator, ticket, dispatch::Millis(now));

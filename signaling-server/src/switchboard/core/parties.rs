@@ -74,12 +74,14 @@ impl Core {
                 TicketRt {
                     view: t.view,
                     terminal: t.terminal,
+                    request_id: None,
                     created_at: t.created_at,
                     queued_since: t.created_at,
                     session: None,
                     previous_session: None,
                     transfer: None,
                     recording: t.recording,
+                    appointment: t.appointment.is_some(),
                     last_position: None,
                 },
             );
@@ -159,12 +161,14 @@ impl Core {
             TicketRt {
                 view: t.view.clone(),
                 terminal: t.terminal,
+                request_id: None,
                 created_at: t.created_at,
                 queued_since: t.created_at,
                 session: Some(s.session),
                 previous_session: None,
                 transfer: None,
                 recording: t.recording,
+                appointment: false,
                 last_position: None,
             },
         );

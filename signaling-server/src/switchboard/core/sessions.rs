@@ -27,6 +27,7 @@ impl Core {
             started_at: now,
             wait_ms: now - t.queued_since,
             transferred_from: t.previous_session,
+            appointment: t.appointment,
         };
         self.persist(Write::InsertSession(new), vec![operator, t.terminal]);
         self.sessions.insert(
@@ -44,6 +45,7 @@ impl Core {
         if let Some(x) = self.tickets.get_mut(&ticket) {
             x.session = Some(id);
             x.transfer = None;
+            x.appointment = false;
         }
         self.log_event(ticket, Some(id), "session_started", json!({ "wait_ms": now - t.queued_since }), now);
         self.send_session_started(id, Party::Operator, now);
@@ -135,8 +137,9 @@ impl Core {
             let r = self.dispatcher.wrap_up_done(OperatorId(s.operator), Millis(now));
             self.apply(r, now);
         }
-        self.tickets.remove(&s.ticket);
-        self.requests.retain(|_, t| *t != s.ticket);
+        if let Some(t) = self.tickets.remove(&s.ticket) {
+            self.forget_request(&t);
+        }
         self.send(
             s.terminal,
             ServerMsg::TicketClosed { ticket_id: s.ticket, reason: TicketCloseReason::Completed },

@@ -67,7 +67,14 @@ impl H {
     }
 
     fn feed(&mut self, input: Input) -> Vec<Output> {
-        let outs = self.core.handle(input, self.now);
+        let mut outs = self.core.handle(input, self.now);
+        // As the driver does: a deadline already due (a line's positions) is ticked at once.
+        let mut ticks = 0;
+        while self.core.next_deadline().is_some_and(|d| d <= self.now) {
+            ticks += 1;
+            assert!(ticks < 16, "the core keeps asking for a tick");
+            outs.extend(self.core.handle(Input::Tick, self.now));
+        }
         self.log.extend(outs.iter().cloned());
         outs
     }

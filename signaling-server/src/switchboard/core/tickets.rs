@@ -5,7 +5,8 @@ use serde_json::json;
 use shared::protocol::{ErrorCode, ServerMsg, SessionEndReason, TicketCloseReason, TicketView};
 use uuid::Uuid;
 
-use super::{Core, Output, Refusal, TicketRequest, TicketRt, refuse};
+use super::availability::wait_range;
+use super::{Core, Output, POSITIONS_INTERVAL_MS, Refusal, TicketRequest, TicketRt, refuse};
 use crate::dispatch::{self, CenterId, LineId, Millis, TicketId};
 use crate::switchboard::store::Write;
 use crate::switchboard::wire::{priority_str, to_dispatch_priority};
@@ -75,12 +76,14 @@ impl Core {
             TicketRt {
                 view: view.clone(),
                 terminal,
+                request_id: Some(request_id),
                 created_at: now,
                 queued_since: now,
                 session: None,
                 previous_session: None,
                 transfer: None,
                 recording,
+                appointment: appointment.is_some(),
                 last_position: None,
             },
         );
@@ -128,7 +131,7 @@ impl Core {
         now: i64,
     ) {
         let Some(t) = self.tickets.remove(&ticket) else { return };
-        self.requests.retain(|_, x| *x != ticket);
+        self.forget_request(&t);
         self.persist(
             Write::TicketStatus { ticket, status, close_reason: Some(status), at: now },
             vec![t.terminal],
@@ -136,6 +139,13 @@ impl Core {
         self.log_event(ticket, None, "ticket_closed", json!({ "status": status }), now);
         self.send(t.terminal, ServerMsg::TicketClosed { ticket_id: ticket, reason });
         self.board_dirty = true;
+    }
+
+    /// Forgets the `take_ticket` request a closed ticket answered.
+    pub(crate) fn forget_request(&mut self, t: &TicketRt) {
+        if let Some(r) = t.request_id {
+            self.requests.remove(&(t.terminal, r));
+        }
     }
 
     /// Sends a ticket's position to its terminal, even if unchanged (after a reconnect or a
@@ -152,33 +162,75 @@ impl Core {
     /// Sends a position only when it (or who serves the line, or the wait) differs from the
     /// last one sent: a queue of thousands does not cost a message per ticket on every change.
     pub(crate) fn deliver_position(&mut self, ticket: Uuid, p: dispatch::Position) {
-        let Some(t) = self.tickets.get(&ticket) else { return };
-        if t.session.is_some() {
+        let Some(line) = self.tickets.get(&ticket).map(|t| t.view.line_id) else { return };
+        let id = LineId(line);
+        let serving = self.dispatcher.serving(id);
+        let handle_ms = self.dispatcher.handle_estimate_ms(id);
+        let ringing = matches!(
+            self.dispatcher.ticket_state(TicketId(ticket)),
+            Some(dispatch::TicketState::Ringing { .. })
+        );
+        if let Some(t) = self.tickets.get_mut(&ticket) {
+            tell_position(&mut self.out, ticket, t, p, serving, handle_ms, ringing);
+        }
+    }
+
+    /// The queue of `line` moved (a ticket joined, left, started or stopped ringing): its
+    /// residents are told their new positions at the next [`Input::Tick`], at most once per
+    /// [`POSITIONS_INTERVAL_MS`] per line. `O(1)` here: when the head is served every ticket
+    /// behind it moves up, and walking the line on every assignment cost `O(k)` per change
+    /// (and a message to every resident of the line per assignment); coalesced, a busy line
+    /// costs one walk a second and a quiet one is told at once (the driver ticks as soon as
+    /// [`Core::next_deadline`] is due).
+    ///
+    /// [`Input::Tick`]: super::Input::Tick
+    pub(crate) fn queue_moved(&mut self, line: Uuid, now: i64) {
+        if self.positions_due.contains_key(&line) {
             return;
         }
-        let line = t.view.line_id;
-        let (serving, wait) = self.ticket_wait(ticket, line, p.position);
-        let Some(t) = self.tickets.get_mut(&ticket) else { return };
-        let now = (p.position, p.estimated_wait_secs, serving, wait);
-        if t.last_position == Some(now) {
+        let due = self.positions_told_at.get(&line).map_or(now, |at| (at + POSITIONS_INTERVAL_MS).max(now));
+        self.positions_due.insert(line, due);
+    }
+
+    /// The earliest due refresh of a line's positions.
+    pub(crate) fn positions_deadline(&self) -> Option<i64> {
+        self.positions_due.values().min().copied()
+    }
+
+    /// Tells the residents of every line whose refresh is due their positions (only those that
+    /// changed, see [`Self::deliver_position`]).
+    pub(crate) fn refresh_due_positions(&mut self, now: i64) {
+        if self.positions_due.is_empty() {
             return;
         }
-        t.last_position = Some(now);
-        let terminal = t.terminal;
-        let msg = ServerMsg::QueuePosition {
-            ticket_id: ticket,
-            position: p.position,
-            estimated_wait_secs: p.estimated_wait_secs,
-            serving: Some(serving),
-            wait,
-        };
-        self.send(terminal, msg);
+        let mut due: Vec<Uuid> =
+            self.positions_due.iter().filter(|(_, at)| **at <= now).map(|(line, _)| *line).collect();
+        due.sort();
+        for line in due {
+            self.walk_line(line, now);
+        }
+    }
+
+    /// Tells every waiting resident of `line` whose position or wait changed: one pass in
+    /// service order, `O(k)`, figures per line computed once.
+    fn walk_line(&mut self, line: Uuid, now: i64) {
+        self.positions_due.remove(&line);
+        self.positions_told_at.insert(line, now);
+        let id = LineId(line);
+        let Core { dispatcher, tickets, out, .. } = self;
+        let serving = dispatcher.serving(id);
+        let handle_ms = dispatcher.handle_estimate_ms(id);
+        for (ticket, p, ringing) in dispatcher.line_walk(id) {
+            if let Some(t) = tickets.get_mut(&ticket.0) {
+                tell_position(out, ticket.0, t, p, serving, handle_ms, ringing);
+            }
+        }
     }
 
     /// Re-sends the positions of those of `lines` that went unstaffed or staffed again since
     /// their residents were last told (dedup'd per ticket). A line is walked only then: with
     /// thousands waiting, walking it at every operator state change flooded the terminals.
-    pub(crate) fn refresh_lines(&mut self, mut lines: Vec<Uuid>) {
+    pub(crate) fn refresh_lines(&mut self, mut lines: Vec<Uuid>, now: i64) {
         lines.sort();
         lines.dedup();
         for line in lines {
@@ -190,11 +242,41 @@ impl Core {
             if self.told_staffed.insert(line, staffed) == Some(staffed) {
                 continue;
             }
-            for (t, p) in self.dispatcher.line_positions(LineId(line)) {
-                self.deliver_position(t.0, p);
-            }
+            self.walk_line(line, now);
         }
     }
+}
+
+/// Queues a `queue_position` for a waiting ticket when what its resident reads changed since
+/// the last one sent.
+fn tell_position(
+    out: &mut Vec<Output>,
+    ticket: Uuid,
+    t: &mut TicketRt,
+    p: dispatch::Position,
+    serving: u32,
+    handle_ms: i64,
+    ringing: bool,
+) {
+    if t.session.is_some() {
+        return;
+    }
+    let wait = wait_range(p.position, serving, handle_ms, ringing);
+    let now = (p.position, p.estimated_wait_secs, serving, wait);
+    if t.last_position == Some(now) {
+        return;
+    }
+    t.last_position = Some(now);
+    out.push(Output::Send {
+        to: t.terminal,
+        msg: ServerMsg::QueuePosition {
+            ticket_id: ticket,
+            position: p.position,
+            estimated_wait_secs: p.estimated_wait_secs,
+            serving: Some(serving),
+            wait,
+        },
+    });
 }
 
 /// The `ticket_taken` event written with a new ticket.
