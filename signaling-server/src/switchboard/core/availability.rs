@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::Core;
 use crate::calendar::{self, Calendar};
-use crate::dispatch::{self, LineId, TicketId};
+use crate::dispatch::LineId;
 
 /// Whether a point takes tickets at a moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

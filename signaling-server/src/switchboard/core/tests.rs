@@ -1512,3 +1512,54 @@ fn a_centers_ticket_rings_another_centers_operator_only_at_the_overflow() {
     let outs = h.feed(Input::Tick);
     assert_eq!(ringing(&to(&outs, other)), Some(second), "rung at the overflow with no other event");
 }
+
+/// The position a terminal was last told in `outs`.
+fn told_position(outs: &[Output], terminal: Uuid) -> Option<u32> {
+    to(outs, terminal).iter().rev().find_map(|m| match m {
+        ServerMsg::QueuePosition { position, .. } => Some(*position),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_lines_moves_are_told_at_once_after_a_quiet_second_and_at_most_once_a_second() {
+    let mut h = H::new();
+    let (o, t1, t2, t3, t4) = (id(2), id(10), id(11), id(12), id(13));
+    for t in [t1, t2, t3] {
+        h.connect(t, Role::Terminal);
+        h.take(t, Priority::Normal);
+    }
+    let outs = {
+        h.available(o);
+        h.log.clone()
+    };
+    let ticket = ringing(&to(&outs, o)).expect("the first ticket rings");
+    // A quiet second later the head is answered: the accept's own turn walks no line...
+    h.now += POSITIONS_INTERVAL_MS + 1;
+    let conn = h.conns[&o];
+    let msg = ClientMsg::Accept { ticket_id: ticket };
+    let outs = h.core.handle(Input::Message { party: o, conn, msg, lookup: Lookup::None }, h.now);
+    assert!(started(&to(&outs, o)).is_some());
+    assert_eq!(
+        (told_position(&outs, t2), told_position(&outs, t3)),
+        (None, None),
+        "not in the accept's turn"
+    );
+    // ...the tick the core asks for at once tells everyone behind the head.
+    assert!(h.core.next_deadline().is_some_and(|d| d <= h.now), "a tick at once");
+    let outs = h.advance(0);
+    assert_eq!((told_position(&outs, t2), told_position(&outs, t3)), (Some(1), Some(2)));
+    // A priority ticket moves the line again within the second: its own position is told at
+    // once, the others' with the line's next tick, one second after the last.
+    h.now += 10;
+    h.connect(t4, Role::Terminal);
+    let outs = h.take(t4, Priority::Elderly);
+    assert_eq!(told_position(&outs, t4), Some(1), "a new ticket learns its place at once");
+    assert_eq!((told_position(&outs, t2), told_position(&outs, t3)), (None, None));
+    let outs = h.advance(POSITIONS_INTERVAL_MS - 11);
+    assert_eq!(told_position(&outs, t2), None, "not before the second is over");
+    let outs = h.advance(1);
+    assert_eq!((told_position(&outs, t2), told_position(&outs, t3)), (Some(2), Some(3)));
+    assert_eq!(told_position(&outs, t4), None, "unchanged: not told again");
+    assert!(h.core.positions_due.is_empty(), "nothing left to tell");
+}
