@@ -280,7 +280,7 @@ fn core_run(o: &Opts, run: u64) -> (Pcts, Pcts) {
         told.absorb(outs);
         told.absorb(tick_due(&mut core, now, &mut ticks));
         let Some(s) = told.session.remove(&op) else { continue };
-        let mut feed = |core: &mut Core, msg: ClientMsg| {
+        let feed = |core: &mut Core, msg: ClientMsg| {
             core.handle(Input::Message { party: op, conn: op, msg, lookup: Lookup::None }, now)
         };
         told.absorb(feed(&mut core, ClientMsg::EndCall { session_id: s }));
