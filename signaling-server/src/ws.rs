@@ -80,7 +80,7 @@ pub async fn handler(
         .max_write_buffer_size(MAX_FRAME_BYTES * 4)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| connection(state, socket, pre_auth, addr))
+        .on_upgrade(move |socket| connection(state, Box::new(socket), pre_auth, addr))
 }
 
 fn text(msg: &ServerMsg) -> Message {
@@ -148,66 +148,87 @@ async fn hello(
     }
 }
 
-async fn connection(state: AppState, mut socket: WebSocket, pre: Option<(PartyInfo, i64)>, addr: SocketAddr) {
+async fn connection(
+    state: AppState,
+    socket: Box<WebSocket>,
+    pre: Option<(PartyInfo, i64)>,
+    addr: SocketAddr,
+) {
     let _counted = SocketCount::open(&state.sockets);
-    let Some((party, exp)) = hello(&state, &mut socket, pre, addr).await else { return };
-    let until_exp = Duration::from_secs(u64::try_from(exp - crate::db::now_ms() / 1000).unwrap_or(0));
-    let expiry = tokio::time::sleep(until_exp);
-    tokio::pin!(expiry);
+    // What a connection holds for as long as it lives is kept small (ARCHITECTURE.md, "Memory
+    // per connection"): the stream comes in a box of its own (this future keeps a pointer, not
+    // a dead copy of the stream after the split), the handshake's and the renewal's large
+    // futures are boxed for the moment they run, one timer serves the idle timeout and the
+    // token's expiry.
+    let mut socket = socket;
+    let Some((party, exp)) = Box::pin(hello(&state, &mut socket, pre, addr)).await else { return };
     let conn = Uuid::new_v4();
-    let (out, OutboxRx { mut rx, mut close }) = outbox::outbox(conn, state.config.outbound_queue);
+    let (out, OutboxRx { mut rx, close }) = outbox::outbox(conn, state.config.outbound_queue);
     let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
     let party_id = party.id;
     let party_role = party.role;
-    state.switchboard.send(Event::Connect { party, outbox: out.clone(), reply: reply_tx }).await;
+    Box::pin(state.switchboard.send(Event::Connect { party, outbox: out.clone(), reply: reply_tx })).await;
     let Ok(welcome) = reply_rx.await else { return };
     if socket.send(text(&welcome)).await.is_err() {
-        state.switchboard.send(Event::Disconnect { party: party_id, conn }).await;
+        Box::pin(state.switchboard.send(Event::Disconnect { party: party_id, conn })).await;
         return;
     }
     let (mut sink, mut stream) = socket.split();
     // Writer: drains the bounded queue; on a close request sends `bye` and closes.
     let writer = tokio::spawn(async move {
-        loop {
+        // Waited on across frames, not set up again for each one.
+        let closed = close.closed();
+        tokio::pin!(closed);
+        let reason = loop {
             tokio::select! {
                 biased;
-                changed = close.changed() => {
-                    let reason = if changed.is_ok() { *close.borrow() } else { None };
-                    if let Some(reason) = reason {
-                        let _ = sink.send(text(&ServerMsg::Bye { reason })).await;
-                        let _ = sink.send(Message::Close(Some(CloseFrame { code: 4000, reason: "bye".into() }))).await;
-                    }
-                    break;
-                }
+                reason = &mut closed => break reason,
                 frame = rx.recv() => {
-                    let Some(frame) = frame else { break };
+                    let Some(frame) = frame else { break None };
                     if sink.send(Message::Text(frame)).await.is_err() {
-                        break;
+                        break None;
                     }
                 }
             }
+        };
+        if let Some(reason) = reason {
+            let _ = sink.send(text(&ServerMsg::Bye { reason })).await;
+            let _ = sink.send(Message::Close(Some(CloseFrame { code: 4000, reason: "bye".into() }))).await;
         }
     });
     let idle = Duration::from_secs(IDLE_TIMEOUT_SECS);
     let started = tokio::time::Instant::now();
+    let mut expires = expiry_instant(exp);
+    // The idle timer is re-armed lazily, when it fires, not for every frame.
+    let mut last_read = started;
+    let timer = tokio::time::sleep_until(expires.min(last_read + idle));
+    tokio::pin!(timer);
     let mut limit = RateLimit::default();
+    let closed = out.closed();
+    tokio::pin!(closed);
     loop {
         let next = tokio::select! {
-            next = tokio::time::timeout(idle, stream.next()) => next,
-            _ = writer_closed(&out) => break,
-            _ = &mut expiry => {
-                out.close(ByeReason::AuthExpired);
-                break;
+            next = stream.next() => next,
+            () = &mut closed => break,
+            () = &mut timer => {
+                let now = tokio::time::Instant::now();
+                if now >= expires {
+                    out.close(ByeReason::AuthExpired);
+                    break;
+                }
+                if now >= last_read + idle {
+                    out.close(ByeReason::ProtocolError);
+                    break;
+                }
+                timer.as_mut().reset(expires.min(last_read + idle));
+                continue;
             }
         };
         let msg = match next {
-            Err(_) => {
-                out.close(ByeReason::ProtocolError);
-                break;
-            }
-            Ok(None) | Ok(Some(Err(_))) => break,
-            Ok(Some(Ok(m))) => m,
+            None | Some(Err(_)) => break,
+            Some(Ok(m)) => m,
         };
+        last_read = tokio::time::Instant::now();
         let received = std::time::Instant::now();
         let bytes = match &msg {
             Message::Text(t) => t.as_bytes(),
@@ -240,10 +261,11 @@ async fn connection(state: AppState, mut socket: WebSocket, pre: Option<(PartyIn
                 out.push(outbox::encode(&ServerMsg::Pong { seq }), &state.switchboard.stats);
             }
             Ok(ClientMsg::Renew { token }) => {
-                let answer = match authenticate(&state, token.as_str(), Some(addr.ip().to_string())).await {
+                let ip = Some(addr.ip().to_string());
+                let answer = match Box::pin(authenticate(&state, token.as_str(), ip)).await {
                     Ok((p, exp)) if p.id == party_id && p.role == party_role => {
-                        let left = u64::try_from(exp - crate::db::now_ms() / 1000).unwrap_or(0);
-                        expiry.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(left));
+                        expires = expiry_instant(exp);
+                        timer.as_mut().reset(expires.min(last_read + idle));
                         ServerMsg::Renewed { expires_at: exp }
                     }
                     _ => ServerMsg::error(
@@ -256,20 +278,31 @@ async fn connection(state: AppState, mut socket: WebSocket, pre: Option<(PartyIn
             }
             Ok(msg) => {
                 tracing::debug!(kind = msg.kind(), "client message");
-                state.switchboard.send(Event::Message { party: party_id, conn, msg, received }).await;
+                // Without waiting when the switchboard's queue has room (nearly always); the
+                // waiting send is boxed, so its large `Event` is not part of this future.
+                let ev = Event::Message { party: party_id, conn, msg, received };
+                if let Err(ev) = state.switchboard.try_send(ev) {
+                    Box::pin(state.switchboard.send(ev)).await;
+                }
             }
             Err(e) => {
                 out.push(outbox::encode(&ServerMsg::from_decode_error(&e)), &state.switchboard.stats);
             }
         }
     }
-    state.switchboard.send(Event::Disconnect { party: party_id, conn }).await;
+    Box::pin(state.switchboard.send(Event::Disconnect { party: party_id, conn })).await;
     out.finish();
     // A writer stuck on a client that stopped reading must not keep the task alive.
     let abort = writer.abort_handle();
     if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
         abort.abort();
     }
+}
+
+/// When a connection whose token expires at `exp` (unix seconds) ends.
+fn expiry_instant(exp: i64) -> tokio::time::Instant {
+    let left = u64::try_from(exp - crate::db::now_ms() / 1000).unwrap_or(0);
+    tokio::time::Instant::now() + Duration::from_secs(left)
 }
 
 /// Counts an open WebSocket for as long as it lives (the node's report to the cluster).
@@ -286,11 +319,6 @@ impl Drop for SocketCount {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
-}
-
-/// Resolves when the connection's outbox was closed (kicked, replaced or too slow).
-async fn writer_closed(out: &outbox::Outbox) {
-    out.closed().await;
 }
 
 /// Per-connection token buckets for incoming messages (sans-IO: the caller passes the time).

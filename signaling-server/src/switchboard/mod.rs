@@ -134,6 +134,18 @@ impl Switchboard {
         }
     }
 
+    /// Queues an event without waiting; gives it back when the queue is full.
+    pub fn try_send(&self, ev: Event) -> Result<(), Event> {
+        match self.tx.try_send(ev) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(ev)) => Err(ev),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::warn!("switchboard is gone");
+                Ok(())
+            }
+        }
+    }
+
     /// Sends `msg` to each of `parties` that is connected.
     pub async fn notify(&self, parties: Vec<Uuid>, msg: ServerMsg) {
         self.send(Event::Notify { parties, msg: Box::new(msg) }).await;

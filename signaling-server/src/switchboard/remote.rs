@@ -678,7 +678,7 @@ async fn serve_inputs(cluster: Cluster, sb: Switchboard, from: String, outbound_
 
 /// Carries one remote connection's frames and its close to its node, in order.
 async fn forward(cluster: Cluster, node: String, conn: Uuid, orx: OutboxRx) {
-    let OutboxRx { mut rx, mut close } = orx;
+    let OutboxRx { mut rx, close } = orx;
     let key = down_key(&cluster, &node);
     loop {
         tokio::select! {
@@ -696,8 +696,7 @@ async fn forward(cluster: Cluster, node: String, conn: Uuid, orx: OutboxRx) {
                     tracing::error!(error = %e, "cluster: frames not sent to their node");
                 }
             }
-            changed = close.changed() => {
-                let reason = if changed.is_ok() { *close.borrow() } else { None };
+            reason = close.closed() => {
                 if let Some(reason) = reason {
                     // What was queued before the close goes first.
                     let mut batch = Vec::new();
@@ -706,11 +705,8 @@ async fn forward(cluster: Cluster, node: String, conn: Uuid, orx: OutboxRx) {
                     }
                     batch.push(Down::Close { conn, reason });
                     let _ = xadd_all(&cluster, &key, &batch).await;
-                    return;
                 }
-                if changed.is_err() {
-                    return;
-                }
+                return;
             }
         }
     }
