@@ -50,12 +50,16 @@ pub struct Opts {
 }
 
 /// One call's setup, milliseconds after the click on 接听.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Setup {
     pub console_connected: f64,
     pub console_frame: f64,
     pub terminal_connected: f64,
     pub terminal_frame: f64,
+    /// The endpoint-client's own steps (its status's `call.setup`, wall-clock marks taken where
+    /// they happen, so without the status line's 5 ms resolution), by step; empty for the
+    /// Chromium terminal.
+    pub steps: std::collections::BTreeMap<String, f64>,
 }
 
 impl Setup {
@@ -66,6 +70,34 @@ impl Setup {
         self.console_frame.max(self.terminal_frame)
     }
 }
+
+/// The endpoint-client's steps from the operator's offer to its first decoded frame of the
+/// operator's camera (`call.setup` keys, `endpoint-client/src/timeline.rs`), with their labels.
+pub const RECEIVE_STEPS: &[(&str, &str)] = &[
+    ("session_started", "session started"),
+    ("offer_received", "offer received"),
+    ("answer_sent", "answer sent"),
+    ("first_local_candidate", "first local candidate"),
+    ("first_remote_candidate", "first remote candidate"),
+    ("ice_connected", "ICE connected"),
+    ("connected", "DTLS connected"),
+    ("camera_first_rtp", "first camera RTP"),
+    ("camera_first_keyframe_rtp", "first keyframe RTP"),
+    ("decoder_built", "decoder built"),
+    ("decoder_playing", "decoder PLAYING"),
+    ("pli_sent", "PLI sent"),
+    ("camera_first_decoded", "first decoded frame"),
+];
+
+/// The endpoint-client's steps from its encoder's start to its first frame sent.
+pub const SEND_STEPS: &[(&str, &str)] = &[
+    ("connected", "DTLS connected"),
+    ("encoder_started", "encoder PLAYING"),
+    ("first_encoded_frame", "first encoded frame"),
+    ("first_frame_sent", "first frame sent"),
+    ("keyframe_requested", "PLI received"),
+    ("keyframe_forced", "keyframe forced"),
+];
 
 #[derive(Debug, Default)]
 pub struct SetupOutcome {
@@ -156,11 +188,13 @@ fn num(v: &Value, k: &str) -> Result<f64> {
 // The endpoint-client
 
 /// When the endpoint first reported a state, per session (wall ms when the status line arrived).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Marks {
     connected: Option<f64>,
     camera: Option<f64>,
     screen: Option<f64>,
+    /// The latest `call.setup` of the session: its steps, Unix ms.
+    setup: serde_json::Map<String, Value>,
 }
 
 struct Endpoint {
@@ -259,6 +293,9 @@ impl Endpoint {
                             if m.screen.is_none() && decoded(s, "screen") > 0 {
                                 m.screen = Some(at);
                             }
+                            if let Some(setup) = s["call"]["setup"].as_object() {
+                                m.setup = setup.clone();
+                            }
                         }
                         let _ = status_tx.send(v["status"].clone());
                     }
@@ -300,7 +337,7 @@ impl Endpoint {
     }
 
     fn marks(&self, session: &str) -> Marks {
-        self.marks.lock().unwrap_or_else(|p| p.into_inner()).get(session).copied().unwrap_or_default()
+        self.marks.lock().unwrap_or_else(|p| p.into_inner()).get(session).cloned().unwrap_or_default()
     }
 
     /// Waits until the marks of `session` satisfy `pred`.
@@ -455,7 +492,10 @@ async fn rust_setup(scene: &mut Scene, ep: &mut Endpoint) -> Result<Setup> {
     let c = scene.browser.cmd(json!({ "cmd": "console_times" })).await?;
     let m = ep
         .wait_marks(&session, "connected and a decoded camera frame", |m| {
-            m.connected.is_some() && m.camera.is_some()
+            m.connected.is_some()
+                && m.camera.is_some()
+                && m.setup.contains_key("camera_first_decoded")
+                && m.setup.contains_key("first_frame_sent")
         })
         .await?;
     let s = Setup {
@@ -463,6 +503,7 @@ async fn rust_setup(scene: &mut Scene, ep: &mut Endpoint) -> Result<Setup> {
         console_frame: num(&c, "firstFrame")? - accept,
         terminal_connected: m.connected.unwrap_or(f64::NAN) - accept,
         terminal_frame: m.camera.unwrap_or(f64::NAN) - accept,
+        steps: m.setup.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()? - accept))).collect(),
     };
     scene.browser.cmd(json!({ "cmd": "hangup" })).await?;
     ep.finish_call().await?;
@@ -478,6 +519,7 @@ async fn chromium_setup(scene: &mut Scene, token: &str, o: &Opts) -> Result<Setu
         console_frame: num(&c, "firstFrame")? - accept,
         terminal_connected: num(&t, "connected")? - accept,
         terminal_frame: num(&t, "firstFrame")? - accept,
+        steps: Default::default(),
     };
     scene.browser.cmd(json!({ "cmd": "hangup" })).await?;
     Ok(s)

@@ -696,7 +696,73 @@ async fn call_setup_rows(cli: &Cli, a: &CallArgs) -> Result<Vec<Row>> {
             pending: false,
         });
     }
+    rows.extend(call_setup_breakdown_rows(&out, runs, warmup, &cmd));
     Ok(rows)
+}
+
+/// The median of step `key` over the endpoint-client's calls (ms after the click), if every
+/// call has it.
+fn step_median(out: &call::SetupOutcome, key: &str) -> Option<f64> {
+    let v: Option<Vec<f64>> = out.rust.iter().map(|s| s.steps.get(key).copied()).collect();
+    v.filter(|v| !v.is_empty()).map(|v| util::median(&v))
+}
+
+/// `call-setup-breakdown-receive` / `-send`: the endpoint-client's own steps of the same calls.
+fn call_setup_breakdown_rows(out: &call::SetupOutcome, runs: usize, warmup: usize, cmd: &str) -> Vec<Row> {
+    let steps = |list: &[(&str, &str)]| {
+        list.iter()
+            .map(|(key, label)| match step_median(out, key) {
+                Some(ms) => format!("{label} {ms:.0}"),
+                None => format!("{label} —"),
+            })
+            .collect::<Vec<_>>()
+            .join(" → ")
+    };
+    let med =
+        |f: fn(&call::Setup) -> f64, of: &[call::Setup]| util::median(&of.iter().map(f).collect::<Vec<_>>());
+    let chromium_media = med(call::Setup::media, &out.chromium);
+    let decoded = step_median(out, "camera_first_decoded").unwrap_or(f64::NAN);
+    let console_frame = med(|s| s.console_frame, &out.rust);
+    let chromium_console_frame = med(|s| s.console_frame, &out.chromium);
+    let calls = format!("the same {runs} calls as `call-setup` (after {warmup} warm-up call)");
+    vec![
+        Row {
+            id: "call-setup-breakdown-receive".into(),
+            what: format!(
+                "call setup at the endpoint-client, the operator's camera to the resident: median ms after the click on 接听 of each step, marked where it happens (status `call.setup`, wall clock), {calls}"
+            ),
+            goal: "first decoded frame ≤ 0.6× Chromium ↔ Chromium `call-setup` (same run)".into(),
+            result: fmt_ms(decoded),
+            runs: steps(call::RECEIVE_STEPS),
+            reference: format!(
+                "Chromium ↔ Chromium `call-setup` {} (the Chromium terminal page: connected {}, first frame {}; same run)",
+                fmt_ms(chromium_media),
+                fmt_ms(med(|s| s.terminal_connected, &out.chromium)),
+                fmt_ms(med(|s| s.terminal_frame, &out.chromium)),
+            ),
+            ratio: ratio(decoded, chromium_media),
+            command: cmd.to_owned(),
+            missed: decoded.is_nan() || decoded > 0.6 * chromium_media,
+            pending: false,
+        },
+        Row {
+            id: "call-setup-breakdown-send".into(),
+            what: format!(
+                "call setup at the endpoint-client, its camera to the operator: median ms after the click on 接听 of each step (status `call.setup`), and the first frame presented in the console, {calls}"
+            ),
+            goal: "console's first frame ≤ Chromium ↔ Chromium (same run)".into(),
+            result: fmt_ms(console_frame),
+            runs: format!("{} → console's first frame {console_frame:.0}", steps(call::SEND_STEPS)),
+            reference: format!(
+                "{} (the console's first frame from the Chromium terminal page, same run)",
+                fmt_ms(chromium_console_frame)
+            ),
+            ratio: ratio(console_frame, chromium_console_frame),
+            command: cmd.to_owned(),
+            missed: console_frame.is_nan() || console_frame > chromium_console_frame,
+            pending: false,
+        },
+    ]
 }
 
 async fn three_party_rows(cli: &Cli, a: &ThreePartyArgs) -> Result<Vec<Row>> {

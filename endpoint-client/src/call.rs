@@ -54,6 +54,7 @@ use crate::config::{DisplayConfig, DisplayMode, IceTransportPolicy, MediaConfig,
 use crate::kiosk::CallInput;
 use crate::live::{self, Live};
 use crate::media::{self, Decoder, FanOut, RateLimit, Recorder, RemoteKind, SendStats, VideoCodec};
+use crate::timeline::{Mark, Timeline};
 use crate::wall::CameraWall;
 
 /// Everything a call needs from the configuration.
@@ -110,6 +111,9 @@ pub struct CallSnapshot {
     /// The call's recording (the resident agreed): `recording`, `stored` (handed over for
     /// upload), `failed`; empty when not recorded.
     pub recording: String,
+    /// When each step of the call's setup happened, Unix milliseconds by step
+    /// ([`crate::timeline::Mark`]).
+    pub setup: BTreeMap<&'static str, f64>,
 }
 
 impl CallSnapshot {
@@ -139,16 +143,20 @@ pub struct CallStats {
     ice_restarts: AtomicU64,
     /// Playback volume in percent (0–150) and the audio decoders' `volume` elements.
     volume: Mutex<(u32, Vec<gst::glib::WeakRef<gst::Element>>)>,
+    /// The current call's setup steps.
+    timeline: Arc<Timeline>,
 }
 
 impl Default for CallStats {
     fn default() -> Self {
+        let timeline = Arc::new(Timeline::default());
         Self {
             inner: Mutex::default(),
-            video: Arc::default(),
+            video: Arc::new(SendStats { timeline: Some(timeline.clone()), ..Default::default() }),
             audio: Arc::default(),
             ice_restarts: AtomicU64::default(),
             volume: Mutex::new((100, Vec::new())),
+            timeline,
         }
     }
 }
@@ -196,6 +204,15 @@ impl CallStats {
         percent
     }
 
+    /// The current call's setup steps.
+    pub fn timeline(&self) -> &Arc<Timeline> {
+        &self.timeline
+    }
+
+    fn mark(&self, m: Mark) {
+        self.timeline.mark(m);
+    }
+
     pub fn volume(&self) -> u32 {
         self.volume.lock().unwrap_or_else(|p| p.into_inner()).0
     }
@@ -226,6 +243,7 @@ impl CallStats {
             extra_peers: g.extra_peers,
             recording: g.recording.clone(),
             volume: self.volume(),
+            setup: self.timeline.snapshot(),
             remote: g
                 .remote
                 .values()
@@ -648,6 +666,8 @@ pub fn start(
         let mut g = stats.lock();
         *g = StatsInner { session_id: Some(session_id), connection: "new".into(), ..Default::default() };
     }
+    stats.timeline.reset();
+    stats.mark(Mark::SessionStarted);
     stats.video.frames.store(0, Ordering::Relaxed);
     stats.audio.frames.store(0, Ordering::Relaxed);
     // Every call starts with the microphone on.
@@ -791,10 +811,14 @@ impl Call {
                     Some(PcEvent::Candidate(init)) => {
                         if let Some(signal) = candidate_signal(&init) {
                             call.send(signal).await;
+                            call.stats.mark(Mark::FirstLocalCandidate);
                         }
                     }
                     Some(PcEvent::Ice(state)) => {
                         tracing::debug!(%state, "ice connection state");
+                        if state == RTCIceConnectionState::Connected {
+                            call.stats.mark(Mark::IceConnected);
+                        }
                         match state {
                             RTCIceConnectionState::Disconnected | RTCIceConnectionState::Failed => {
                                 restart_at.get_or_insert(tokio::time::Instant::now() + restart_after);
@@ -807,6 +831,7 @@ impl Call {
                         tracing::info!(%state, "peer connection state");
                         call.stats.lock().connection = state.to_string();
                         if state == RTCPeerConnectionState::Connected {
+                            call.stats.mark(Mark::Connected);
                             call.on_connected(&peer).await;
                         }
                     }
@@ -869,6 +894,7 @@ impl Call {
             pending: vec![],
             _live: Live::new(&live::PEER_CONNECTIONS),
         })
+        .inspect(|_| self.stats.mark(Mark::PeerBuilt))
     }
 
     async fn send(&self, signal: Signal) {
@@ -878,6 +904,7 @@ impl Call {
     async fn on_signal(&mut self, peer: &mut Peer, sig: Signal) -> anyhow::Result<()> {
         match sig {
             Signal::Offer { sdp, ice_restart } => {
+                self.stats.mark(Mark::OfferReceived);
                 let sdp = sdp.into_inner();
                 let have_local_offer = peer.pc.pending_local_description().await.is_some();
                 match on_remote_offer(true, have_local_offer) {
@@ -913,6 +940,7 @@ impl Call {
                     peer.pc.set_remote_description(RTCSessionDescription::offer(sdp.clone())?).await?;
                 }
                 peer.remote_set = true;
+                self.stats.mark(Mark::RemoteDescriptionSet);
                 if peer.senders.is_empty() {
                     // The camera goes out in the codec the operator's side prefers.
                     let accepted = &self.settings.webrtc.video_codecs;
@@ -937,6 +965,7 @@ impl Call {
                     .await
                     .ok_or_else(|| anyhow::anyhow!("no local description"))?;
                 self.send(Signal::Answer { sdp: local.sdp.try_into()? }).await;
+                self.stats.mark(Mark::AnswerSent);
                 for c in std::mem::take(&mut peer.pending) {
                     peer.pc.add_ice_candidate(c).await?;
                 }
@@ -955,6 +984,7 @@ impl Call {
                 }
             }
             Signal::Candidate { candidate, sdp_mid, sdp_m_line_index } => {
+                self.stats.mark(Mark::FirstRemoteCandidate);
                 trickle(
                     &peer.pc,
                     peer.remote_set,
@@ -1381,11 +1411,20 @@ impl Call {
             let track_id = track.track_id().await.to_string();
             let kind = RemoteKind::classify(is_audio, &stream_id, &track_id);
             tracing::info!(?kind, %stream_id, %track_id, "remote track");
+            // The operator's camera is the one whose first frame the call's setup waits for.
+            let timeline = (kind == RemoteKind::Camera && !from_guest).then(|| stats.timeline.clone());
+            let mark = |m: Mark| {
+                if let Some(t) = &timeline {
+                    t.mark(m);
+                }
+            };
+            mark(Mark::CameraTrackOpened);
             let mut decoder: Option<Decoder> = None;
             let mut recorder: Option<Recorder> = None;
             let pli_sent = Arc::new(AtomicU64::new(0));
             let mut pli_limit = RateLimit::new(media::KEYFRAME_MIN_INTERVAL);
             let mut media_ssrc: Option<u32> = None;
+            let mut decoder_codec: Option<VideoCodec> = None;
             loop {
                 // A keyframe is wanted: the decoder just started, its depayloader asked (loss),
                 // or a recording part rotated.
@@ -1404,6 +1443,7 @@ impl Call {
                     Polled::Ended => break,
                     Polled::Nothing => {}
                     Polled::Event(TrackRemoteEvent::OnRtpPacket(p)) => {
+                        mark(Mark::CameraFirstRtp);
                         if decoder.is_none() {
                             let codec = if kind == RemoteKind::Audio {
                                 None
@@ -1418,11 +1458,20 @@ impl Call {
                                 }
                             };
                             let video_codec = codec.unwrap_or(VideoCodec::Vp8);
+                            decoder_codec = codec;
                             let wall =
                                 (kind == RemoteKind::Camera).then(|| camera_wall(&wall, &display)).flatten();
                             let on_wall = wall.as_ref().map(|w| (w, from_guest));
-                            match Decoder::new(kind, video_codec, p.header.payload_type, &display, on_wall) {
+                            match Decoder::new(
+                                kind,
+                                video_codec,
+                                p.header.payload_type,
+                                &display,
+                                on_wall,
+                                timeline.clone(),
+                            ) {
                                 Ok(d) => {
+                                    mark(Mark::DecoderBuilt);
                                     if let Some(v) = &d.volume {
                                         stats.add_volume_element(v);
                                     }
@@ -1472,6 +1521,12 @@ impl Call {
                             }
                         }
                         media_ssrc = Some(p.header.ssrc);
+                        if let Some(t) = &timeline
+                            && t.get(Mark::CameraFirstKeyframeRtp).is_none()
+                            && decoder_codec.is_some_and(|c| crate::timeline::starts_keyframe(c, &p.payload))
+                        {
+                            t.mark(Mark::CameraFirstKeyframeRtp);
+                        }
                         if let Some(input) = Self::recording_input(kind, from_guest)
                             && let Some(rec) = lock(&recording).clone()
                             && let Ok(bytes) = rtc::shared::marshal::Marshal::marshal(&p)
@@ -1497,6 +1552,7 @@ impl Call {
                     let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
                     match track.write_rtcp(vec![Box::new(pli)]).await {
                         Ok(()) => {
+                            mark(Mark::PliSent);
                             pli_sent.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => tracing::debug!(error = %e, "cannot send PLI"),

@@ -10,7 +10,8 @@
 //! - [`signaling`]: the WebSocket connection (`bangban.v1, bearer.<JWT>`), heartbeat, reconnect.
 //! - [`kiosk`]: the session state machine, sans-IO (ticket → queue → call → rating).
 //! - [`live`]: counts of what calls hold (pipelines, peer connections, tasks) for the status.
-//! - [`call`]: one WebRTC call (webrtc-rs 0.21, polite peer, trickle ICE, ICE restart).
+//! - [`call`]: one WebRTC call (webrtc-rs 0.21, polite peer, trickle ICE, ICE restart);
+//!   [`timeline`]: when each step of its setup happened (offer → first decoded frame).
 //! - [`media`]: GStreamer capture/encode (VP8 or H.264, Opus) and decode/display or headless counting.
 //! - [`wall`]: the first screen during a call: the operator's camera, a specialist's beside it
 //!   (one compositor window).
@@ -54,6 +55,7 @@ pub mod signaling;
 pub mod spool;
 pub mod staff;
 pub mod storage;
+pub mod timeline;
 pub mod tls;
 pub mod ui;
 pub mod upload;

@@ -40,6 +40,7 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
 use crate::config::{AudioSource, DisplayConfig, DisplayMode, MediaConfig, VideoSource};
+use crate::timeline::{Mark, Timeline};
 use crate::wall::{CameraWall, WallInput};
 
 #[derive(Debug, thiserror::Error)]
@@ -288,6 +289,8 @@ pub struct SendStats {
     pub forced_keyframes: AtomicU64,
     /// The resident muted this source (the microphone) from the kiosk: samples are skipped.
     pub muted: AtomicBool,
+    /// Where the call's setup steps of this source are marked (our camera's).
+    pub timeline: Option<Arc<crate::timeline::Timeline>>,
 }
 
 /// Whether an RTCP packet asks for a keyframe (PLI or FIR).
@@ -423,6 +426,13 @@ pub async fn pump_into_track(
     let encoder_src = pipeline.by_name("enc").ok().and_then(|e| e.static_pad("src"));
     let mut limit = RateLimit::new(KEYFRAME_MIN_INTERVAL);
     pipeline.play()?;
+    let timeline = stats.timeline.clone();
+    let mark = |m: Mark| {
+        if let Some(t) = &timeline {
+            t.mark(m);
+        }
+    };
+    mark(Mark::EncoderStarted);
     let mut samples = sink.stream();
     let mut rtcp_open = true;
     loop {
@@ -430,6 +440,7 @@ pub async fn pump_into_track(
             sample = samples.next() => {
                 let Some(sample) = sample else { break };
                 let Some(buffer) = sample.buffer() else { continue };
+                mark(Mark::FirstEncodedFrame);
                 if muted.load(Ordering::Relaxed) || stats.muted.load(Ordering::Relaxed) {
                     continue;
                 }
@@ -452,6 +463,7 @@ pub async fn pump_into_track(
                     tracing::debug!(error = %e, "write_sample failed");
                     continue;
                 }
+                mark(Mark::FirstFrameSent);
                 stats.frames.fetch_add(1, Ordering::Relaxed);
                 if encoder_src.is_some() && !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
                     stats.keyframes.fetch_add(1, Ordering::Relaxed);
@@ -462,6 +474,7 @@ pub async fn pump_into_track(
                     && limit.allow(Instant::now())
                     && force_keyframe(pad)
                 {
+                    mark(Mark::KeyframeForced);
                     stats.forced_keyframes.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -472,10 +485,12 @@ pub async fn pump_into_track(
                         continue;
                     }
                     stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                    mark(Mark::KeyframeRequested);
                     if let Some(pad) = &encoder_src
                         && limit.allow(Instant::now())
                         && force_keyframe(pad)
                     {
+                        mark(Mark::KeyframeForced);
                         stats.forced_keyframes.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -511,6 +526,7 @@ impl Decoder {
         payload_type: u8,
         display: &DisplayConfig,
         wall: Option<(&CameraWall, bool)>,
+        timeline: Option<Arc<Timeline>>,
     ) -> Result<Self, MediaError> {
         let headless = display.mode == DisplayMode::Headless;
         let wall = wall.filter(|_| kind == RemoteKind::Camera && !headless);
@@ -556,10 +572,29 @@ impl Decoder {
         let decoded = Arc::new(AtomicU64::new(0));
         let counter = decoded.clone();
         let pad = pipeline.by_name("dec")?.static_pad("src").ok_or(MediaError::Missing("dec.src"))?;
+        let first = timeline.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            counter.fetch_add(1, Ordering::Relaxed);
+            if counter.fetch_add(1, Ordering::Relaxed) == 0
+                && let Some(t) = &first
+            {
+                t.mark(Mark::CameraFirstDecoded);
+            }
             gst::PadProbeReturn::Ok
         });
+        if let (Some(t), Some(bus)) = (timeline, pipeline.bus()) {
+            // When the pipeline itself reaches PLAYING (from the thread that posts it; nothing
+            // is queued on the bus).
+            let top = pipeline.bin().clone().upcast::<gst::Object>().downgrade();
+            bus.set_sync_handler(move |_, m| {
+                if let gst::MessageView::StateChanged(c) = m.view()
+                    && c.current() == gst::State::Playing
+                    && m.src().is_some_and(|s| top.upgrade().is_some_and(|top| &top == s))
+                {
+                    t.mark(Mark::DecoderPlaying);
+                }
+                gst::BusSyncReply::Drop
+            });
+        }
         let volume = pipeline.by_name("vol").ok();
         let wall_input = match wall {
             Some((wall, guest)) => {

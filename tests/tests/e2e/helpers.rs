@@ -639,6 +639,7 @@ impl PeerConnectionEventHandler for OpHandler {
                                     p.header.payload_type,
                                     &display,
                                     None,
+                                    None,
                                 ) {
                                     decoded.lock().unwrap_or_else(|e| e.into_inner()).push(d.decoded.clone());
                                     *remote_video.lock().unwrap_or_else(|e| e.into_inner()) =
