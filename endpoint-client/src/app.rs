@@ -1,9 +1,14 @@
-//! `endpoint-client run`: wires the signaling connection, the kiosk state machine, the call and
-//! the local kiosk UI together. One loop owns the [`Kiosk`] and executes its effects.
+//! `endpoint-client run`: the drivers around the terminal's sans-IO core
+//! ([`crate::terminal::Terminal`]). One small loop takes what happens (signaling events, the
+//! kiosk page's commands, the devices' reports, the status tick), hands it to the core with the
+//! time, and executes the [`Action`]s that come out ([`Drivers`]): the signaling connection, the
+//! call task ([`Calls`]), the scan task, the server's REST calls, the uploader and the printer.
+//! A scanned page goes from the scan task to the spool and the uploader; only its count comes
+//! back here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shared::protocol::ClientMsg;
 use tokio::sync::{mpsc, watch};
@@ -12,75 +17,17 @@ use uuid::Uuid;
 use crate::auth::{DeviceAuth, read_credential};
 use crate::call::{self, CallCmd, CallHandle, CallSettings, CallStats};
 use crate::config::Config;
-use crate::kiosk::{ActionError, Effect, Kiosk, Notice};
-use crate::print::{PrintProgress, PrintTrigger, Printer};
+use crate::kiosk::ActionError;
+use crate::print::{PrintProgress, Printer};
 use crate::rest::{RestError, ServerApi};
 use crate::scan::ScanFault;
-use crate::screen::{Reset, ScreenTimer};
 use crate::signaling::{self, ConnEvent};
 use crate::spool::Spool;
+use crate::staff::RenewalAnswer;
 pub use crate::staff::StaffSession;
-use crate::staff::StaffStep;
+use crate::terminal::{Action, Devices, Event, Terminal};
 use crate::upload::{UploadEvent, Uploader};
 pub use crate::view::{ScanStatus, StaffView, Status, UiCommand, UiRequest};
-
-/// Devices whose state goes into the status besides the kiosk's.
-struct Devices<'a> {
-    scan: &'a ScanStatus,
-    uploader: &'a Uploader,
-    printer: Option<&'a Printer>,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn status_of(
-    kiosk: &Kiosk,
-    connected: bool,
-    notices: &[Notice],
-    stats: &CallStats,
-    dev: &Devices,
-    staff: Option<&StaffSession>,
-    contact: Option<&(Uuid, String)>,
-    screen_idle: Duration,
-) -> Status {
-    use crate::kiosk::Phase;
-    let staff_here = staff.filter(|s| s.active(std::time::Instant::now()));
-    let ticket = kiosk.resident_ticket().filter(|_| staff_here.is_some());
-    let mut s = Status {
-        connected,
-        phase: kiosk.phase().name().to_owned(),
-        notices: notices.to_vec(),
-        call: stats.snapshot(),
-        scanner: dev.scan.clone(),
-        uploads: dev.uploader.progress(),
-        printer: dev.printer.map(Printer::status).unwrap_or_default(),
-        scan_request: kiosk.scan_request().cloned(),
-        live: crate::live::LiveCounts::now(),
-        screen_idle_secs: screen_idle.as_secs(),
-        staff: staff_here.map(|s| StaffView { name: s.name.clone(), renewals: s.renewals }),
-        contact_ticket: ticket.map(|(_, number)| number.to_owned()),
-        contact_masked: ticket
-            .and_then(|(id, _)| contact.filter(|(t, _)| *t == id))
-            .map(|(_, masked)| masked.clone()),
-        ..Default::default()
-    };
-    match kiosk.phase() {
-        Phase::Waiting { ticket, position, estimated_wait_secs, serving, wait } => {
-            s.ticket_number = Some(ticket.number.clone());
-            s.position = *position;
-            s.estimated_wait_secs = *estimated_wait_secs;
-            s.serving = *serving;
-            s.wait = *wait;
-        }
-        Phase::InCall { ticket, session, held, .. } => {
-            s.ticket_number = Some(ticket.number.clone());
-            s.operator_name = Some(session.operator_name.clone());
-            s.held = *held;
-        }
-        Phase::Transferring { ticket, .. } => s.ticket_number = Some(ticket.number.clone()),
-        _ => {}
-    }
-    s
-}
 
 /// Runs the service until signaling stops for good (revoked, replaced) or Ctrl-C / SIGTERM.
 pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
@@ -102,8 +49,6 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     } else {
         None
     };
-    let (scan_tx, mut scan_rx) = mpsc::channel::<ScanReport>(16);
-    let mut scan = crate::desk::ScanDesk::new(cfg.scanner.enabled);
     let (ws_tx, ws_rx) = mpsc::channel::<ClientMsg>(256);
     let (ev_tx, mut ev_rx) = mpsc::channel::<ConnEvent>(256);
     let sig_task = tokio::spawn(signaling::run(cfg.ws_url()?, auth.clone(), ws_rx, ev_tx));
@@ -129,21 +74,23 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     };
     let status_lines = cfg.status_lines.unwrap_or(cfg.display.mode == crate::config::DisplayMode::Headless);
     let stats = Arc::new(CallStats::default());
-    let mut kiosk = Kiosk::default();
-    let mut connected = false;
-    let mut notices: Vec<Notice> = Vec::new();
-    let mut current: Option<CallHandle> = None;
-    // Reports the current call's setup time once its first operator frame is decoded.
-    let mut setup_probe: Option<tokio::task::JoinHandle<()>> = None;
-    let mut staff: Option<StaffSession> = None;
-    // The phone number recorded at the kiosk for a ticket: (ticket, masked number).
-    let mut contact: Option<(Uuid, String)> = None;
-    let (contact_tx, mut contact_rx) = mpsc::channel::<(Uuid, String)>(4);
+    // What the background tasks the drivers start report back (scan progress, a stored phone
+    // number, a staff renewal's answer).
+    let (back_tx, mut back_rx) = mpsc::channel::<Event>(16);
+    let mut drivers = Drivers {
+        cfg: cfg.clone(),
+        api: api.clone(),
+        ws: ws_tx.clone(),
+        spool,
+        uploader: uploader.clone(),
+        printer,
+        stats: stats.clone(),
+        calls: Calls { settings, current: None, setup_probe: None },
+        back: back_tx,
+    };
     let staff_idle = Duration::from_secs(cfg.kiosk.staff_idle_minutes.max(1) * 60);
-    let (staff_tx, mut staff_rx) =
-        mpsc::channel::<(String, Result<shared::api::TokenResponse, RestError>)>(4);
-    let mut screens =
-        ScreenTimer::new(Duration::from_secs(cfg.kiosk.screen_idle_secs), std::time::Instant::now());
+    let screen_idle = Duration::from_secs(cfg.kiosk.screen_idle_secs);
+    let mut terminal = Terminal::new(cfg.scanner.enabled, staff_idle, screen_idle, Instant::now());
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.status_interval_ms.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(shutdown);
@@ -151,302 +98,47 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     let mut failed: Option<&str> = None;
 
     loop {
-        let effects = tokio::select! {
+        let actions = tokio::select! {
             _ = &mut shutdown => break,
-            ev = ev_rx.recv() => match ev {
-                None => {
+            ev = ev_rx.recv() => {
+                let Some(ev) = ev else {
                     failed = Some("the signaling task ended");
                     break;
-                }
-                Some(ConnEvent::Connected { resumed }) => {
-                    connected = true;
-                    uploader.kick();
-                    if let Some(p) = &printer { p.trigger(PrintTrigger::Sync); }
-                    kiosk.on_connected(resumed)
-                }
-                Some(ConnEvent::Message(m)) => {
-                    if let (shared::protocol::ServerMsg::PrintJobChanged { job }, Some(p)) = (&*m, &printer) {
-                        p.trigger(PrintTrigger::Job(Box::new(job.clone())));
-                    }
-                    kiosk.on_server(*m)
-                }
-                Some(ConnEvent::Disconnected { .. }) => { connected = false; vec![] }
-                Some(ConnEvent::Stopped { reason }) => {
-                    tracing::error!(%reason, "signaling stopped for good");
-                    connected = false;
-                    vec![]
-                }
-            },
-            req = ui_rx.recv() => match req {
-                None => vec![],
-                Some(UiRequest { cmd, reply }) => {
-                    if let Some(s) = staff.as_mut() {
-                        s.touch(std::time::Instant::now());
-                    }
-                    screens.touch(std::time::Instant::now());
-                    let r = match cmd {
-                        UiCommand::TakeTicket { item_id, priority, resident, recording_consent, appointment_id } => {
-                            let now = std::time::Instant::now();
-                            let staff_token = staff.as_ref().filter(|s| s.active(now)).map(|s| s.token.clone());
-                            // Only signed-in staff enter a resident's details (least privilege).
-                            let resident = if staff_token.is_some() { resident } else { None };
-                            let r = match appointment_id {
-                                Some(a) => kiosk.check_in(item_id, a, staff_token, recording_consent),
-                                None => kiosk.take_ticket(item_id, priority, resident, staff_token, recording_consent),
-                            };
-                            // A new resident starts with a clean screen: no notices of the last one.
-                            if r.is_ok() {
-                                notices.clear();
-                            }
-                            r
-                        }
-                        UiCommand::Mic { muted } => {
-                            if kiosk.session_id().is_some() {
-                                stats.set_mic_muted(muted);
-                                Ok(vec![])
-                            } else {
-                                Err(ActionError::WrongPhase(kiosk.phase().name()))
-                            }
-                        }
-                        UiCommand::Volume { percent } => {
-                            let v = stats.set_volume(percent);
-                            tracing::info!(volume = v, "playback volume");
-                            Ok(vec![])
-                        }
-                        UiCommand::RecordContact { phone, consent_text } => {
-                            let now = std::time::Instant::now();
-                            let token = staff.as_ref().filter(|s| s.active(now)).map(|s| s.token.clone());
-                            match (token, kiosk.resident_ticket()) {
-                                (None, _) => Err(ActionError::Refused("请工作人员先登录".into())),
-                                (_, None) => Err(ActionError::WrongPhase(kiosk.phase().name())),
-                                (Some(staff_token), Some((ticket, _))) => {
-                                    let body = shared::cases::KioskContactRequest { phone, consent_text, consent: true, staff_token };
-                                    let (api, tx) = (api.clone(), contact_tx.clone());
-                                    // Answered from the task once the server has stored it.
-                                    tokio::spawn(async move {
-                                        let r = match api.record_contact(ticket, &body).await {
-                                            Ok(v) => {
-                                                tracing::info!(ticket = %ticket, "resident's phone number recorded with consent");
-                                                let _ = tx.send((ticket, v.phone_masked)).await;
-                                                Ok(())
-                                            }
-                                            Err(e) => {
-                                                tracing::warn!(error = %e, "phone number not recorded");
-                                                Err(ActionError::Refused(e.server_message().unwrap_or_else(|| "无法连接服务器，请稍后再试".into())))
-                                            }
-                                        };
-                                        let _ = reply.send(r);
-                                    });
-                                    continue;
-                                }
-                            }
-                        }
-                        UiCommand::BookAppointment { item_id, slot_start, name, phone, consent_text, answer } => {
-                            let now = std::time::Instant::now();
-                            match staff.as_ref().filter(|s| s.active(now)).map(|s| s.token.clone()) {
-                                None => Err(ActionError::Refused("预约须由社区工作人员登录后办理".into())),
-                                Some(staff_token) => {
-                                    let body = shared::cases::BookAppointmentRequest {
-                                        item_id, slot_start, name, phone, consent_text, consent: true, staff_token,
-                                    };
-                                    let api = api.clone();
-                                    // Answered from the task once the server has stored it.
-                                    tokio::spawn(async move {
-                                        let r = match api.book_appointment(&body).await {
-                                            Ok(v) => {
-                                                tracing::info!(appointment = %v.id, "appointment booked with consent");
-                                                let _ = answer.send(v);
-                                                Ok(())
-                                            }
-                                            Err(e) => {
-                                                tracing::warn!(error = %e, "appointment not booked");
-                                                Err(ActionError::Refused(e.server_message().unwrap_or_else(|| "无法连接服务器，请稍后再试".into())))
-                                            }
-                                        };
-                                        let _ = reply.send(r);
-                                    });
-                                    continue;
-                                }
-                            }
-                        }
-                        UiCommand::StaffSignedIn(s) => {
-                            tracing::info!(staff = %s.username, "staff signed in at the kiosk");
-                            staff = Some(s);
-                            Ok(vec![])
-                        }
-                        UiCommand::StaffSignedOut => {
-                            if let Some(s) = staff.take() {
-                                tracing::info!(staff = %s.username, "staff signed out");
-                                end_staff_login(&api, s);
-                            }
-                            Ok(vec![])
-                        }
-                        UiCommand::Cancel => kiosk.cancel(),
-                        UiCommand::Rate { level, comment } => kiosk.rate(level, comment),
-                        UiCommand::Done => { kiosk.reset_to_idle(); Ok(vec![]) }
-                        UiCommand::Scan { session_id, slot_id, pages } => {
-                            // Without a slot of its own the scan answers the operator's request.
-                            let slot_id = slot_id.or_else(|| kiosk.scan_request().and_then(|r| r.slot_id));
-                            let r = start_scan(&cfg, (&spool, &uploader), &kiosk, &mut scan, &scan_tx, (session_id, slot_id, pages));
-                            if r.is_ok() { kiosk.scan_started(); }
-                            r
-                        }
-                    };
-                    match r {
-                        Ok(effects) => { let _ = reply.send(Ok(())); effects }
-                        Err(e) => { let _ = reply.send(Err(e)); vec![] }
-                    }
-                }
-            },
-            Some(r) = scan_rx.recv() => match r {
-                ScanReport::Page => { scan.page(); vec![] }
-                ScanReport::Finished => vec![Effect::Notice(scan.finished())],
-                ScanReport::Fault(f) => vec![Effect::Notice(scan.fault(&f))],
-            },
-            Some(ev) = up_rx.recv() => crate::desk::upload_notice(&ev).map(Effect::Notice).into_iter().collect(),
-            Some(p) = pr_rx.recv() => crate::desk::print_notice(&p).map(Effect::Notice).into_iter().collect(),
-            Some(c) = contact_rx.recv() => { contact = Some(c); vec![] }
-            Some((old, r)) = staff_rx.recv() => {
-                use crate::staff::{Renewal, RenewalAnswer};
-                let answer = match r {
-                    Ok(t) => RenewalAnswer::Tokens { access_token: t.access_token, refresh_token: t.refresh_token, expires_in: t.expires_in },
-                    Err(e) if e.status().is_some() => RenewalAnswer::Refused,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "staff login renewal failed; retrying");
-                        RenewalAnswer::Unreachable
-                    }
                 };
-                match crate::staff::on_renewal(staff.as_mut(), &old, answer, std::time::Instant::now()) {
-                    Renewal::Stale | Renewal::Retry => vec![],
-                    Renewal::Renewed => {
-                        if let Some(s) = &staff {
-                            tracing::info!(staff = %s.username, renewals = s.renewals, "staff login renewed");
-                        }
-                        vec![]
-                    }
-                    Renewal::Ended => {
-                        // Refused (revoked, expired, account disabled): the login is over.
-                        if let Some(s) = staff.take() {
-                            tracing::info!(staff = %s.username, "staff login ended by the server");
-                        }
-                        vec![notice("staff", "工作人员登录已失效，请重新登录。")]
-                    }
-                }
+                terminal.handle(conn_event(ev), Instant::now())
             }
+            Some(req) = ui_rx.recv() => {
+                // At the storage bound no new page is taken (the ones waiting still upload).
+                let storage = crate::storage::Storage::new(&cfg);
+                terminal.ui(req, Instant::now(), || storage.admit_scan(std::time::SystemTime::now()))
+            }
+            Some(ev) = back_rx.recv() => terminal.handle(ev, Instant::now()),
+            Some(ev) = up_rx.recv() => terminal.handle(Event::Upload(ev), Instant::now()),
+            Some(p) = pr_rx.recv() => terminal.handle(Event::Print(p), Instant::now()),
             _ = tick.tick() => {
-                let now = std::time::Instant::now();
-                let mut signed_out = vec![];
-                if let Some(s) = staff.as_mut() {
-                    // A ticket or call in progress means someone is at the kiosk.
-                    if !matches!(kiosk.phase(), crate::kiosk::Phase::Idle) {
-                        s.touch(now);
-                    }
-                    match s.step(now, staff_idle) {
-                        StaffStep::Keep => {}
-                        StaffStep::Renew => {
-                            s.renewing();
-                            let (api, old, tx) = (api.clone(), s.refresh_token.clone(), staff_tx.clone());
-                            tokio::spawn(async move {
-                                let r = api.renew_login(&old).await;
-                                let _ = tx.send((old, r)).await;
-                            });
-                        }
-                        StaffStep::SignOut => {
-                            tracing::info!(staff = %s.username, "staff signed out after the idle limit");
-                            if let Some(s) = staff.take() {
-                                end_staff_login(&api, s);
-                            }
-                            signed_out.push(notice("staff", "工作人员长时间未操作，已自动退出登录。"));
-                        }
-                    }
-                }
+                let now = Instant::now();
+                let actions = terminal.handle(Event::Tick, now);
                 if watchdog.due(now) {
                     // From the loop itself: a loop that hangs stops the pings.
-                    crate::watchdog::alive(&format!(
-                        "{}, {}",
-                        kiosk.phase().name(),
-                        if connected { "connected" } else { "signaling disconnected" }
-                    ));
+                    crate::watchdog::alive(&terminal.describe());
                 }
-                let reset = screens.step(kiosk.phase().name(), !notices.is_empty(), now);
-                if reset == Some(Reset::RatingNotGiven) {
-                    tracing::info!("rating screen left untouched: not rated, back to welcome");
-                    kiosk.reset_to_idle();
-                }
-                if reset.is_some() {
-                    // Nothing of the last resident stays on screen.
-                    notices.clear();
-                    scan.screen_reset();
-                }
-                let dev = Devices { scan: scan.status(), uploader: &uploader, printer: printer.as_ref() };
-                let s = status_of(&kiosk, connected, &notices, &stats, &dev, staff.as_ref(), contact.as_ref(), screens.bound());
+                let s = drivers.status(&terminal, now);
                 if let Some(path) = &cfg.status_file {
                     write_status_file(path, &s);
                 }
                 if status_lines {
                     print_event(&serde_json::json!({ "event": "status", "status": s }));
                 }
-                signed_out
+                actions
             }
         };
-        for effect in effects {
-            match effect {
-                Effect::Send(msg) => {
-                    let _ = ws_tx.send(msg).await;
-                }
-                Effect::StartCall(session) => {
-                    if let Some(old) = current.take() {
-                        let _ = old.tx.send(CallCmd::Close);
-                    }
-                    tracing::info!(session = %session.session_id, operator = %session.operator_name, "call starting");
-                    if let Some(p) = setup_probe.take() {
-                        p.abort();
-                    }
-                    let probe = report_call_setup(session.session_id, stats.clone(), ws_tx.clone());
-                    setup_probe = Some(tokio::spawn(probe));
-                    current = Some(call::start(*session, settings.clone(), ws_tx.clone(), stats.clone()));
-                }
-                Effect::StopCall(id) => {
-                    if current.as_ref().is_some_and(|c| c.session_id == id)
-                        && let Some(c) = current.take()
-                    {
-                        let _ = c.tx.send(CallCmd::Close);
-                        if let Some(p) = setup_probe.take() {
-                            p.abort();
-                        }
-                    }
-                }
-                Effect::ToCall(id, input) => {
-                    if let Some(c) = current.as_ref().filter(|c| c.session_id == id) {
-                        let _ = c.tx.send(CallCmd::Input(input));
-                    }
-                }
-                Effect::Notice(n) => {
-                    tracing::info!(kind = n.kind, text = %n.text, "notice");
-                    notices.push(n);
-                    if notices.len() > 5 {
-                        notices.remove(0);
-                    }
-                }
-                Effect::Shutdown(reason) => tracing::error!(?reason, "terminal disabled by the server"),
-            }
+        for action in actions {
+            drivers.execute(action).await;
         }
-        let dev = Devices { scan: scan.status(), uploader: &uploader, printer: printer.as_ref() };
-        let _ = status_tx.send(status_of(
-            &kiosk,
-            connected,
-            &notices,
-            &stats,
-            &dev,
-            staff.as_ref(),
-            contact.as_ref(),
-            screens.bound(),
-        ));
+        let _ = status_tx.send(drivers.status(&terminal, Instant::now()));
     }
     crate::watchdog::stopping();
-    if let Some(c) = current.take() {
-        let _ = c.tx.send(CallCmd::Close);
-    }
+    drivers.calls.close();
     sig_task.abort();
     refresher.abort();
     health.abort();
@@ -454,6 +146,212 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
         Some(why) => Err(anyhow::anyhow!("terminal stopped: {why}")),
         None => Ok(()),
     }
+}
+
+fn conn_event(ev: ConnEvent) -> Event {
+    match ev {
+        ConnEvent::Connected { resumed } => Event::Connected { resumed },
+        ConnEvent::Message(m) => Event::Server(*m),
+        ConnEvent::Disconnected { .. } => Event::Disconnected,
+        ConnEvent::Stopped { reason } => {
+            tracing::error!(%reason, "signaling stopped for good");
+            Event::Stopped
+        }
+    }
+}
+
+/// The call task of the current session.
+struct Calls {
+    settings: CallSettings,
+    current: Option<CallHandle>,
+    /// Reports the current call's setup time once its first operator frame is decoded.
+    setup_probe: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Calls {
+    fn start(
+        &mut self,
+        session: shared::protocol::SessionView,
+        ws: &mpsc::Sender<ClientMsg>,
+        stats: &Arc<CallStats>,
+    ) {
+        self.close();
+        tracing::info!(session = %session.session_id, operator = %session.operator_name, "call starting");
+        let probe = report_call_setup(session.session_id, stats.clone(), ws.clone());
+        self.setup_probe = Some(tokio::spawn(probe));
+        self.current = Some(call::start(session, self.settings.clone(), ws.clone(), stats.clone()));
+    }
+
+    /// Closes the call of `id` if it is the current one.
+    fn stop(&mut self, id: Uuid) {
+        if self.current.as_ref().is_some_and(|c| c.session_id == id) {
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(c) = self.current.take() {
+            let _ = c.tx.send(CallCmd::Close);
+        }
+        if let Some(p) = self.setup_probe.take() {
+            p.abort();
+        }
+    }
+
+    fn input(&self, id: Uuid, input: crate::kiosk::CallInput) {
+        if let Some(c) = self.current.as_ref().filter(|c| c.session_id == id) {
+            let _ = c.tx.send(CallCmd::Input(input));
+        }
+    }
+}
+
+/// What executes the core's [`Action`]s.
+struct Drivers {
+    cfg: Config,
+    api: ServerApi,
+    ws: mpsc::Sender<ClientMsg>,
+    spool: Spool,
+    uploader: Uploader,
+    printer: Option<Printer>,
+    stats: Arc<CallStats>,
+    calls: Calls,
+    back: mpsc::Sender<Event>,
+}
+
+impl Drivers {
+    fn status(&self, terminal: &Terminal, now: Instant) -> Status {
+        let devices = Devices {
+            uploads: self.uploader.progress(),
+            printer: self.printer.as_ref().map(Printer::status).unwrap_or_default(),
+            live: crate::live::LiveCounts::now(),
+        };
+        terminal.status(self.stats.snapshot(), devices, now)
+    }
+
+    async fn execute(&mut self, action: Action) {
+        match action {
+            Action::Send(msg) => {
+                let _ = self.ws.send(msg).await;
+            }
+            Action::StartCall(session) => self.calls.start(*session, &self.ws, &self.stats),
+            Action::StopCall(id) => self.calls.stop(id),
+            Action::ToCall(id, input) => self.calls.input(id, input),
+            Action::Disabled(reason) => tracing::error!(?reason, "terminal disabled by the server"),
+            Action::KickUploads => self.uploader.kick(),
+            Action::Print(t) => {
+                if let Some(p) = &self.printer {
+                    p.trigger(t);
+                }
+            }
+            Action::MicMuted(muted) => self.stats.set_mic_muted(muted),
+            Action::Volume(percent) => {
+                let v = self.stats.set_volume(percent);
+                tracing::info!(volume = v, "playback volume");
+            }
+            Action::RecordContact { ticket, body, reply } => {
+                let (api, back) = (self.api.clone(), self.back.clone());
+                tokio::spawn(async move {
+                    let r = match api.record_contact(ticket, &body).await {
+                        Ok(v) => {
+                            tracing::info!(ticket = %ticket, "resident's phone number recorded with consent");
+                            let _ =
+                                back.send(Event::ContactRecorded { ticket, masked: v.phone_masked }).await;
+                            Ok(())
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "phone number not recorded");
+                            Err(refused(&e))
+                        }
+                    };
+                    let _ = reply.send(r);
+                });
+            }
+            Action::BookAppointment { body, answer, reply } => {
+                let api = self.api.clone();
+                tokio::spawn(async move {
+                    let r = match api.book_appointment(&body).await {
+                        Ok(v) => {
+                            tracing::info!(appointment = %v.id, "appointment booked with consent");
+                            let _ = answer.send(v);
+                            Ok(())
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "appointment not booked");
+                            Err(refused(&e))
+                        }
+                    };
+                    let _ = reply.send(r);
+                });
+            }
+            Action::RenewStaffLogin { refresh_token } => {
+                let (api, back) = (self.api.clone(), self.back.clone());
+                tokio::spawn(async move {
+                    let answer = match api.renew_login(&refresh_token).await {
+                        Ok(t) => RenewalAnswer::Tokens {
+                            access_token: t.access_token,
+                            refresh_token: t.refresh_token,
+                            expires_in: t.expires_in,
+                        },
+                        Err(e) if e.status().is_some() => RenewalAnswer::Refused,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "staff login renewal failed; retrying");
+                            RenewalAnswer::Unreachable
+                        }
+                    };
+                    let _ = back.send(Event::Renewal { sent: refresh_token, answer }).await;
+                });
+            }
+            Action::EndStaffLogin(s) => end_staff_login(&self.api, s),
+            Action::StartScan { job, slot_id } => self.start_scan(job, slot_id),
+            Action::Reply(reply, r) => {
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// The scan task: each page goes to the spool and the uploader is woken for it from here
+    /// (not through the app loop, which only counts pages for the status).
+    fn start_scan(&self, job: crate::desk::ScanJob, slot_id: Option<Uuid>) {
+        let (current, pages) = (job.session_id, job.pages);
+        let storage = crate::storage::Storage::new(&self.cfg);
+        let (scfg, spool, uploader, back) =
+            (self.cfg.scanner.clone(), self.spool.clone(), self.uploader.clone(), self.back.clone());
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        tokio::spawn(async move {
+            for n in 1..=pages {
+                if n > 1 && storage.admit_scan(std::time::SystemTime::now()).is_err() {
+                    let _ = back.send(Event::ScanFault(ScanFault::DiskFull)).await;
+                    return;
+                }
+                let scratch = spool.scratch_path("jpg");
+                if let Err(f) = crate::scan::scan_page(&scfg, &scratch).await {
+                    let _ = back.send(Event::ScanFault(f)).await;
+                    return;
+                }
+                let name = format!("扫描件-{stamp}-{n}.jpg");
+                match spool.add(&scratch, current, slot_id, &name, "image/jpeg", "jpg") {
+                    Ok(e) => {
+                        tracing::info!(page = %e.id, size = e.size, sha256 = %e.sha256, "page scanned and spooled");
+                        uploader.kick();
+                        let _ = back.send(Event::ScanPage).await;
+                    }
+                    Err(e) => {
+                        let _ = back.send(Event::ScanFault(ScanFault::Failed(format!("spool: {e}")))).await;
+                        return;
+                    }
+                }
+            }
+            let _ = back.send(Event::ScanFinished).await;
+        });
+    }
+}
+
+/// The kiosk page's text for a refused or failed REST call.
+fn refused(e: &RestError) -> ActionError {
+    ActionError::Refused(e.server_message().unwrap_or_else(|| "无法连接服务器，请稍后再试".into()))
 }
 
 /// Ends a staff member's login at the server (their refresh-token family), in the background.
@@ -484,69 +382,6 @@ async fn report_call_setup(session: Uuid, stats: Arc<CallStats>, ws: mpsc::Sende
             return;
         }
     }
-}
-
-fn notice(kind: &'static str, text: impl Into<String>) -> Effect {
-    Effect::Notice(Notice { kind, text: text.into() })
-}
-
-enum ScanReport {
-    Page,
-    Finished,
-    Fault(ScanFault),
-}
-
-/// Starts a scan in the background when the [`crate::desk::ScanDesk`] allows it; each page
-/// goes to the spool and the uploader is woken for it from the scan task itself (the app loop
-/// only counts pages for the status).
-fn start_scan(
-    cfg: &Config,
-    (spool, uploader): (&Spool, &Uploader),
-    kiosk: &Kiosk,
-    scan: &mut crate::desk::ScanDesk,
-    tx: &mpsc::Sender<ScanReport>,
-    (session_id, slot_id, pages): (Option<Uuid>, Option<Uuid>, u32),
-) -> Result<Vec<Effect>, ActionError> {
-    // At the storage bound no new page is taken (the ones waiting still upload).
-    let storage = crate::storage::Storage::new(cfg);
-    let ask = crate::desk::ScanAsk {
-        current_session: kiosk.session_id(),
-        phase: kiosk.phase().name(),
-        asked_session: session_id,
-        pages,
-    };
-    let (job, started) = scan.start(ask, || storage.admit_scan(std::time::SystemTime::now()))?;
-    let (current, pages) = (job.session_id, job.pages);
-    let (scfg, spool, uploader, tx) = (cfg.scanner.clone(), spool.clone(), uploader.clone(), tx.clone());
-    let stamp =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    tokio::spawn(async move {
-        for n in 1..=pages {
-            if n > 1 && storage.admit_scan(std::time::SystemTime::now()).is_err() {
-                let _ = tx.send(ScanReport::Fault(ScanFault::DiskFull)).await;
-                return;
-            }
-            let scratch = spool.scratch_path("jpg");
-            if let Err(f) = crate::scan::scan_page(&scfg, &scratch).await {
-                let _ = tx.send(ScanReport::Fault(f)).await;
-                return;
-            }
-            let name = format!("扫描件-{stamp}-{n}.jpg");
-            match spool.add(&scratch, current, slot_id, &name, "image/jpeg", "jpg") {
-                Ok(e) => {
-                    tracing::info!(page = %e.id, size = e.size, sha256 = %e.sha256, "page scanned and spooled");
-                    uploader.kick();
-                    let _ = tx.send(ScanReport::Page).await;
-                }
-                Err(e) => {
-                    let _ = tx.send(ScanReport::Fault(ScanFault::Failed(format!("spool: {e}")))).await;
-                    return;
-                }
-            }
-        }
-        let _ = tx.send(ScanReport::Finished).await;
-    });
-    Ok(vec![Effect::Notice(started)])
 }
 
 /// Replaces the status file atomically (diagnosis, monitoring agents).

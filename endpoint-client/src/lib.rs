@@ -32,7 +32,10 @@
 //! - [`ui`]: the local kiosk UI (Simplified Chinese, large type) and its JSON API;
 //!   [`staff`]: the staff member signed in there (renewed while present, signed out when idle).
 //! - [`watchdog`]: `sd_notify` readiness and watchdog pings from the app loop.
-//! - [`app`]: `run`, wiring the above together; status output.
+//! - [`terminal`]: the terminal's behaviour, sans-IO (explicit `now`): kiosk, staff login,
+//!   screens, scanner, notices; events in, actions out.
+//! - [`app`]: `run`, the drivers around [`terminal`] (signaling, the call task, scan task, REST
+//!   calls, uploader, printer) and the status output.
 //!
 //! The binary (`main.rs`) is a thin CLI: `endpoint-client enroll --code CODE`, `endpoint-client run`.
 
@@ -55,6 +58,7 @@ pub mod signaling;
 pub mod spool;
 pub mod staff;
 pub mod storage;
+pub mod terminal;
 pub mod timeline;
 pub mod tls;
 pub mod ui;
