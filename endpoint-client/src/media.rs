@@ -502,6 +502,12 @@ pub async fn pump_into_track(
     Ok(())
 }
 
+/// A video receiver's jitter buffer starts passing packets on as soon as it holds this many
+/// consecutive ones (`rtpjitterbuffer faststart-min-packets`), instead of holding the first
+/// packet for its whole `latency` (50 ms): the first frame is decoded as soon as it is complete.
+/// Later gaps are still waited for up to `latency`.
+pub const VIDEO_FASTSTART_PACKETS: u32 = 2;
+
 /// Decodes one remote track; counts decoded frames (video) or buffers (audio). Keyframe
 /// requests of the depayloader (upstream `GstForceKeyUnit`) come out of `keyframe_requests`.
 pub struct Decoder {
@@ -541,7 +547,8 @@ impl Decoder {
                 format!(
                     "appsrc name=src is-live=true format=time do-timestamp=true \
                      caps=application/x-rtp,media=video,clock-rate=90000,encoding-name={name},payload={payload_type} ! \
-                     rtpjitterbuffer latency=50 ! {depay_decode} ! videoconvert ! {sink}",
+                     rtpjitterbuffer latency=50 faststart-min-packets={VIDEO_FASTSTART_PACKETS} ! \
+                     {depay_decode} ! videoconvert ! {sink}",
                     name = codec.encoding_name(),
                     depay_decode = codec.depay_decode(),
                 )
