@@ -253,6 +253,8 @@ impl Terminal {
     /// reset.
     fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut out = vec![];
+        // Told after the screens' reset below, so a reset in the same tick does not hide it.
+        let mut told = vec![];
         if let Some(s) = self.staff.as_mut() {
             // A ticket or call in progress means someone is at the kiosk.
             if !matches!(self.kiosk.phase(), Phase::Idle) {
@@ -269,7 +271,7 @@ impl Terminal {
                     if let Some(s) = self.staff.take() {
                         out.push(Action::EndStaffLogin(s));
                     }
-                    self.notice(staff_notice("工作人员长时间未操作，已自动退出登录。"));
+                    told.push(staff_notice("工作人员长时间未操作，已自动退出登录。"));
                 }
             }
         }
@@ -282,6 +284,9 @@ impl Terminal {
             // Nothing of the last resident stays on screen.
             self.notices.clear();
             self.scan.screen_reset();
+        }
+        for n in told {
+            self.notice(n);
         }
         out
     }
