@@ -491,11 +491,25 @@ async fn the_authority_killed_while_a_ticket_rings_it_is_offered_again_and_place
         if op.send(ClientMsg::SetAvailability { available: true }).await.is_err() {
             continue;
         }
-        let ring = op.expect("the rung ticket, offered again", |m| match m {
-            ServerMsg::Ringing { ticket, .. } => Some(ticket),
-            _ => None,
-        });
-        if let Ok(Ok(t)) = tokio::time::timeout(Duration::from_secs(12), ring).await {
+        // The kiosks reconnect too, in either order: until the first kiosk is back its ticket
+        // cannot be called, and the second one may ring first. The operator declines that one
+        // (it keeps its place) until the rung ticket is offered again.
+        let mut offered = None;
+        while killed.elapsed() < WAIT * 2 {
+            let ring = op.expect("the rung ticket, offered again", |m| match m {
+                ServerMsg::Ringing { ticket, .. } => Some(ticket),
+                _ => None,
+            });
+            let Ok(Ok(t)) = tokio::time::timeout(Duration::from_secs(12), ring).await else { break };
+            if t.ticket_id == rung.ticket_id {
+                offered = Some(t);
+                break;
+            }
+            if op.send(ClientMsg::Decline { ticket_id: t.ticket_id }).await.is_err() {
+                break;
+            }
+        }
+        if let Some(t) = offered {
             break (op, t);
         }
     };
