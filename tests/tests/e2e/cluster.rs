@@ -201,19 +201,10 @@ async fn three_nodes_a_call_a_scan_through_a_third_node_and_a_print_job() -> Res
         NodeProcess::start_with(dir.path(), &db, &prefix, "node-a", opts(data_dir("a")?)).await?;
     let (_c, c_base) =
         NodeProcess::start_with(dir.path(), &db, &prefix, "node-c", opts(data_dir("c")?)).await?;
-    let (key, b_data, b_uploads, db_b, prefix_b) =
-        (dir.path().join("master.key"), data_dir("b")?, uploads.clone(), db.clone(), prefix.clone());
-    let b = Server::start_with(move |c| {
+    let (b_data, b_uploads) = (data_dir("b")?, uploads.clone());
+    let b = node_b(&db, &prefix, dir.path(), move |c| {
         c.data_dir = b_data.clone();
-        c.database_url = db_b.clone();
-        c.master_key_file = key.clone();
         c.uploads_dir = Some(b_uploads.clone());
-        c.cluster = Some(signaling_server::config::ClusterConfig {
-            redis_url: REDIS.into(),
-            node_id: "node-b".into(),
-            advertise_url: "http://node-b.bangban.internal:8080".into(),
-            prefix: prefix_b.clone(),
-        });
     })
     .await?;
     let router = PathRouter::start(socket_addr(&a_base)?, socket_addr(&c_base)?).await?;
@@ -318,19 +309,7 @@ async fn the_authority_killed_during_a_call_the_call_goes_on_through_another_nod
     let dir = tempfile::tempdir()?;
     // Node a starts first: it takes the lease and runs the switchboard.
     let (mut a, _a_base) = NodeProcess::start(dir.path(), &db, &prefix, "node-a").await?;
-    let key = dir.path().join("master.key");
-    let (db_b, prefix_b) = (db.clone(), prefix.clone());
-    let b = Server::start_with(move |c| {
-        c.database_url = db_b.clone();
-        c.master_key_file = key.clone();
-        c.cluster = Some(signaling_server::config::ClusterConfig {
-            redis_url: REDIS.into(),
-            node_id: "node-b".into(),
-            advertise_url: "http://node-b.bangban.internal:8080".into(),
-            prefix: prefix_b.clone(),
-        });
-    })
-    .await?;
+    let b = node_b(&db, &prefix, dir.path(), |_| {}).await?;
 
     // The kiosk and operator1 are both on node b; their call is run by node a.
     let (_point, code) = b.enrollment.first().context("demo terminal")?.clone();
@@ -434,19 +413,7 @@ async fn the_authority_killed_while_a_ticket_rings_it_is_offered_again_and_place
     let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
     let dir = tempfile::tempdir()?;
     let (mut a, _a_base) = NodeProcess::start(dir.path(), &db, &prefix, "node-a").await?;
-    let key = dir.path().join("master.key");
-    let (db_b, prefix_b) = (db.clone(), prefix.clone());
-    let b = Server::start_with(move |c| {
-        c.database_url = db_b.clone();
-        c.master_key_file = key.clone();
-        c.cluster = Some(signaling_server::config::ClusterConfig {
-            redis_url: REDIS.into(),
-            node_id: "node-b".into(),
-            advertise_url: "http://node-b.bangban.internal:8080".into(),
-            prefix: prefix_b.clone(),
-        });
-    })
-    .await?;
+    let b = node_b(&db, &prefix, dir.path(), |_| {}).await?;
     anyhow::ensure!(b.enrollment.len() >= 2, "two demo terminals: {:?}", b.enrollment);
 
     // Two kiosks on node b take tickets, one after the other.
@@ -567,6 +534,29 @@ async fn the_authority_killed_while_a_ticket_rings_it_is_offered_again_and_place
     Ok(())
 }
 
+/// Node b, in this test process: the node processes' database, master key (in `dir`) and
+/// Redis prefix, node id `node-b`; `more` sets what else it has of its own.
+async fn node_b(
+    db: &str,
+    prefix: &str,
+    dir: &Path,
+    more: impl Fn(&mut signaling_server::config::Config) + Send + Sync + 'static,
+) -> Result<Server> {
+    let (db, prefix, key) = (db.to_owned(), prefix.to_owned(), dir.join("master.key"));
+    Server::start_with(move |c| {
+        c.database_url = db.clone();
+        c.master_key_file = key.clone();
+        c.cluster = Some(signaling_server::config::ClusterConfig {
+            redis_url: REDIS.into(),
+            node_id: "node-b".into(),
+            advertise_url: "http://node-b.bangban.internal:8080".into(),
+            prefix: prefix.clone(),
+        });
+        more(c);
+    })
+    .await
+}
+
 /// A userspace link in front of `target` (TCP) that the test cuts and restores.
 async fn link(target: std::net::SocketAddr) -> Result<NetProxy> {
     let mut p = NetProxy::bind().await?;
@@ -602,19 +592,7 @@ async fn the_authority_cut_off_is_fenced_another_takes_over_and_it_rejoins_as_a_
         ..NodeOpts::default()
     };
     let (_a, a_base) = NodeProcess::start_with(dir.path(), &db_a, &prefix, "node-a", opts).await?;
-    let key = dir.path().join("master.key");
-    let (db_b, prefix_b) = (db.clone(), prefix.clone());
-    let b = Server::start_with(move |c| {
-        c.database_url = db_b.clone();
-        c.master_key_file = key.clone();
-        c.cluster = Some(signaling_server::config::ClusterConfig {
-            redis_url: REDIS.into(),
-            node_id: "node-b".into(),
-            advertise_url: "http://node-b.bangban.internal:8080".into(),
-            prefix: prefix_b.clone(),
-        });
-    })
-    .await?;
+    let b = node_b(&db, &prefix, dir.path(), |_| {}).await?;
     let pool = sqlx::PgPool::connect(&db).await?;
     let holder = || async {
         sqlx::query_as::<_, (String, i64)>("SELECT holder, epoch FROM switchboard_lease WHERE id = 1")
