@@ -41,14 +41,7 @@ async fn kiosk_call_with_screen_share_and_rating() -> Result<()> {
     ep.wait_status("signaling connected", |s| s["connected"] == true && s["phase"] == "idle").await?;
 
     // The resident picks an item of a line operator1 serves (社会保障), through the kiosk's API.
-    let items = ep.get("/api/items").await?;
-    let item = items
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|i| i["line_name"] == "社会保障" && i["remote_allowed"] == true && i["active"] == true)
-        })
-        .context("a remote 社会保障 item")?;
+    let item = ep.social_security_item().await?;
     let t0 = Instant::now();
     ep.post("/api/ticket", json!({ "item_id": item["id"], "priority": "elderly" })).await?;
 

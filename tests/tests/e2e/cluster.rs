@@ -387,15 +387,7 @@ async fn the_authority_killed_during_a_call_the_call_goes_on_through_another_nod
 /// waits until the kiosk shows its place in the queue and returns its status.
 async fn take_ticket(ep: &mut Endpoint) -> Result<serde_json::Value> {
     ep.wait_status("signaling connected", |s| s["connected"] == true && s["phase"] == "idle").await?;
-    let items = ep.get("/api/items").await?;
-    let item = items
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|i| i["line_name"] == "社会保障" && i["remote_allowed"] == true && i["active"] == true)
-        })
-        .context("a remote 社会保障 item")?
-        .clone();
+    let item = ep.social_security_item().await?;
     ep.post("/api/ticket", json!({ "item_id": item["id"] })).await?;
     ep.wait_status("waiting with a place", |s| s["phase"] == "waiting" && s["position"].is_u64()).await
 }

@@ -495,6 +495,20 @@ impl Endpoint {
         Ok(v)
     }
 
+    /// The active remote item of the 社会保障 line (one operator1 serves) in the kiosk's list.
+    pub async fn social_security_item(&self) -> Result<Value> {
+        let items = self.get("/api/items").await?;
+        items
+            .as_array()
+            .and_then(|a| {
+                a.iter().find(|i| {
+                    i["line_name"] == "社会保障" && i["remote_allowed"] == true && i["active"] == true
+                })
+            })
+            .cloned()
+            .context("a remote 社会保障 item")
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value> {
         Ok(reqwest::get(format!("{}{path}", self.kiosk)).await?.error_for_status()?.json().await?)
     }
@@ -928,15 +942,7 @@ pub async fn live_session(
     })
     .await?;
     ep.wait_status("signaling connected", |s| s["connected"] == true && s["phase"] == "idle").await?;
-    let items = ep.get("/api/items").await?;
-    let item = items
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|i| i["line_name"] == "社会保障" && i["remote_allowed"] == true && i["active"] == true)
-        })
-        .context("a remote 社会保障 item")?
-        .clone();
+    let item = ep.social_security_item().await?;
     ep.post("/api/ticket", serde_json::json!({ "item_id": item["id"] })).await?;
     let ticket = op
         .expect("ringing", |m| match m {
